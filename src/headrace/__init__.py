@@ -1,0 +1,87 @@
+"""headrace: pipelines of AI and data steps over large datasets, at the speed of the real limit.
+
+Quick start::
+
+    import headrace as hr
+
+    @hr.step(concurrency=32)
+    async def fetch(x: dict) -> dict: ...
+
+    result = hr.run(fetch >> (a | b) >> hr.merge(), items)
+    print(result.summary())
+"""
+
+from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
+from importlib.metadata import version as _version
+
+from .compose import (
+    Branches,
+    Filter,
+    MapStep,
+    Merge,
+    Parallel,
+    Route,
+    Sequence,
+    filter,
+    map,
+    merge,
+    parallel,
+    route,
+)
+from .errors import (
+    HeadraceError,
+    NoRoute,
+    OutputTypeError,
+    PipelineError,
+    SourceError,
+    StepFailed,
+    StepTimeout,
+)
+from .limits.concurrency import ConcurrencyLimit, ConcurrencyStatistics
+from .metrics import Histogram, RunMetrics, StepMetrics
+from .result import DeadLetter, RunResult
+from .runner import arun, default_window, run
+from .step import FILTERED, Batch, FunctionStep, Step, step
+
+try:
+    __version__ = _version("headrace")
+except _PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "FILTERED",
+    "Batch",
+    "Branches",
+    "ConcurrencyLimit",
+    "ConcurrencyStatistics",
+    "DeadLetter",
+    "Filter",
+    "FunctionStep",
+    "HeadraceError",
+    "Histogram",
+    "MapStep",
+    "Merge",
+    "NoRoute",
+    "OutputTypeError",
+    "Parallel",
+    "PipelineError",
+    "Route",
+    "RunMetrics",
+    "RunResult",
+    "Sequence",
+    "SourceError",
+    "Step",
+    "StepFailed",
+    "StepMetrics",
+    "StepTimeout",
+    "__version__",
+    "arun",
+    "default_window",
+    "filter",
+    "map",
+    "merge",
+    "parallel",
+    "route",
+    "run",
+    "step",
+]

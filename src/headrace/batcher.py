@@ -1,0 +1,174 @@
+"""Coalesces items arriving one at a time into calls of up to ``max_size`` items.
+
+A batch is sent when it is full (``size``), when its first item has waited
+``max_wait`` (``timer``), or at once when no unit of the run can bring another
+item (``idle``, see :mod:`headrace.activity`) — so the tail of a run never waits
+for a timer. At most ``concurrency`` batch calls are in flight; items keep
+gathering meanwhile, so the next call leaves full.
+
+If a call of several items raises, each item is retried alone, so a poison item
+becomes one dead letter and its neighbours still succeed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .activity import Activity
+from .executors import ItemFailure
+from .metrics import StepMetrics
+
+__all__ = ["MicroBatcher", "BatchCall"]
+
+BatchCall = Callable[[list[Any]], Awaitable[list[Any]]]
+"""Calls the step on a list of inputs; returns one output (or :class:`ItemFailure`) per input.
+
+It may also return ``(output, seconds)`` pairs when it timed each item itself
+(the process executor does), marked by ``timed=True`` on the batcher.
+"""
+
+
+class MicroBatcher:
+    """The per-run micro-batcher of one batched step.
+
+    Args:
+        call: sends one batch (see :data:`BatchCall`).
+        max_size: the most items in one call.
+        max_wait_s: how long a partial batch may wait for more items.
+        concurrency: the most batch calls in flight.
+        activity: the run's activity, to know when nothing else can arrive.
+        spawn: starts a task in the run's task group.
+        metrics: the step's metrics (batch sizes, flush reasons, latency).
+        timed: ``call`` returns ``(output, seconds)`` pairs with per-item timings.
+    """
+
+    def __init__(
+        self,
+        call: BatchCall,
+        *,
+        max_size: int,
+        max_wait_s: float,
+        concurrency: int,
+        activity: Activity,
+        spawn: Callable[[Any], Any],
+        metrics: StepMetrics,
+        timed: bool = False,
+    ) -> None:
+        self._call = call
+        self._max_size = max_size
+        self._max_wait_s = max_wait_s
+        self._concurrency = concurrency
+        self._activity = activity
+        self._spawn = spawn
+        self._metrics = metrics
+        self._timed = timed
+        self._pending: list[tuple[Any, asyncio.Future[Any]]] = []
+        self._in_flight = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._overdue = False
+        self._loop = asyncio.get_running_loop()
+        activity.on_idle(self._on_idle)
+
+    async def submit(self, value: Any) -> Any:
+        """Add one item; return its output once its batch has run.
+
+        Raises:
+            Exception: the exception its call raised for this item.
+        """
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._pending.append((value, future))
+        if len(self._pending) >= self._max_size:
+            self._flush("size")
+        elif self._timer is None and not self._overdue:
+            self._timer = self._loop.call_later(self._max_wait_s, self._on_timer)
+        # This unit now waits here; whoever completes the batch re-enters it.
+        self._activity.leave()
+        return await future
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._pending:
+            if self._in_flight < self._concurrency:
+                self._flush("timer")
+            else:
+                self._overdue = True
+
+    def _on_idle(self) -> None:
+        if self._pending and self._in_flight < self._concurrency:
+            self._flush("idle")
+
+    def _flush(self, reason: str) -> None:
+        if self._in_flight >= self._concurrency:
+            return
+        batch = self._pending[: self._max_size]
+        del self._pending[: self._max_size]
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._overdue = False
+        if self._pending:
+            self._timer = self._loop.call_later(self._max_wait_s, self._on_timer)
+        self._in_flight += 1
+        self._activity.enter()  # the batch call is a running unit
+        self._spawn(self._run(batch, reason))
+
+    async def _run(self, batch: list[tuple[Any, asyncio.Future[Any]]], reason: str) -> None:
+        try:
+            values = [value for value, _ in batch]
+            started = time.perf_counter()
+            try:
+                outcomes = await self._call_checked(values)
+            except Exception as exc:
+                if len(batch) == 1:
+                    outcomes = [ItemFailure(exc)]
+                else:
+                    outcomes = await self._isolate(values)
+            elapsed = time.perf_counter() - started
+            self._metrics.record_batch(len(batch), elapsed, reason, timed_items=self._timed)
+            woken = 0
+            for (_, future), outcome in zip(batch, outcomes, strict=True):
+                if future.done():  # its waiter was cancelled
+                    continue
+                if isinstance(outcome, ItemFailure):
+                    future.set_exception(outcome.error)
+                else:
+                    future.set_result(outcome)
+                woken += 1
+            self._activity.enter(woken)
+        finally:
+            self._in_flight -= 1
+            if len(self._pending) >= self._max_size:
+                self._flush("size")
+            elif self._pending and self._overdue:
+                self._flush("timer")
+            # If nothing else runs, leaving makes the run idle and flushes the rest.
+            self._activity.leave()
+
+    async def _call_checked(self, values: list[Any]) -> list[Any]:
+        outcomes = await self._call(values)
+        if not isinstance(outcomes, list) or len(outcomes) != len(values):
+            got = len(outcomes) if isinstance(outcomes, list) else type(outcomes).__name__
+            raise ValueError(
+                f"a batched step must return a list with one output per input: "
+                f"got {got} for {len(values)} inputs"
+            )
+        if self._timed:
+            timed: list[Any] = []
+            for outcome, seconds in outcomes:
+                self._metrics.latency.record(seconds)
+                timed.append(outcome)
+            return timed
+        return outcomes
+
+    async def _isolate(self, values: list[Any]) -> list[Any]:
+        """Retry each item of a failed batch alone, under the same call slot."""
+        outcomes: list[Any] = []
+        for value in values:
+            try:
+                outcomes.extend(await self._call_checked([value]))
+            except Exception as exc:
+                outcomes.append(ItemFailure(exc))
+        return outcomes

@@ -1,0 +1,261 @@
+"""How one item's call of a function step runs in a run.
+
+The gate (a concurrency limit), then the body on its executor, timed and
+counted; failures become :class:`~headrace.errors.StepFailed` carrying the step's
+name. This is the engine's hot path: the common case (an async function with no
+timeout or validation) gets a handler with nothing else in it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import typing
+from collections.abc import Callable
+from functools import partial
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+from .batcher import BatchCall, MicroBatcher
+from .errors import OutputTypeError, PipelineError, StepFailed, StepTimeout
+from .executors import (
+    ProcessPool,
+    apply_batch,
+    apply_each,
+    function_ref,
+    open_thread_pool,
+)
+from .limits.concurrency import ConcurrencyLimit
+from .metrics import StepMetrics
+from .sequencer import Sequencer
+from .step import FILTERED
+
+if TYPE_CHECKING:
+    from .runtime import Handler, RunContext
+    from .step import FunctionStep
+
+__all__ = ["bind_function_step"]
+
+
+def bind_function_step(step: FunctionStep[Any, Any], ctx: RunContext) -> Handler:
+    """Build the handler of ``step`` for the run ``ctx``."""
+    metrics = ctx.metrics_for(step.name, "batch" if step.batch is not None else "function")
+    validator = _output_validator(step) if step.validate else None
+    if step.call_batch is not None:
+        handler = _bind_batched(step, ctx, metrics, validator)
+    else:
+        handler = _bind_single(step, ctx, metrics, validator)
+    if step.ordered:
+        handler = _in_entry_order(handler, Sequencer(ctx.activity))
+    return handler
+
+
+def _bind_single(
+    step: FunctionStep[Any, Any],
+    ctx: RunContext,
+    metrics: StepMetrics,
+    validator: Callable[[Any], None] | None,
+) -> Handler:
+    name = step.name
+    fn = step.fn
+    limiter = ConcurrencyLimit(step.concurrency)
+    metrics.limiter = limiter
+    try_acquire, acquire, release = limiter.try_acquire, limiter.acquire, limiter.release
+    record = metrics.record_call
+
+    if step.is_async and step.timeout_s is None and validator is None:
+
+        async def handle_async(value: Any) -> Any:
+            started = perf_counter()
+            if not try_acquire():
+                await acquire()
+            admitted = perf_counter()
+            try:
+                out = await fn(value)
+            except Exception as exc:
+                metrics.errors += 1
+                raise StepFailed(name, exc) from exc
+            finally:
+                release()
+            record(admitted - started, perf_counter() - admitted)
+            if out is FILTERED:
+                metrics.filtered += 1
+            return out
+
+        return handle_async
+
+    timeout_s = step.timeout_s
+    call: Callable[[Any], Any]
+    if step.is_async:
+        call = fn
+    elif step.executor == "thread":
+        pool = open_thread_pool(step.concurrency, name)
+        ctx.on_close(lambda aborted: pool.shutdown(wait=not aborted, cancel_futures=aborted))
+        loop = asyncio.get_running_loop()
+        call = partial(loop.run_in_executor, pool, fn)
+    else:
+        call = fn
+    awaited = step.is_async or step.executor == "thread"
+
+    async def handle(value: Any) -> Any:
+        started = perf_counter()
+        if not try_acquire():
+            await acquire()
+        admitted = perf_counter()
+        try:
+            if timeout_s is not None:
+                out = await _with_timeout(call(value), timeout_s, name)
+            else:
+                out = (await call(value)) if awaited else call(value)
+            if validator is not None and out is not FILTERED:
+                validator(out)
+        except Exception as exc:
+            metrics.errors += 1
+            raise StepFailed(name, exc) from exc
+        finally:
+            release()
+        record(admitted - started, perf_counter() - admitted)
+        if out is FILTERED:
+            metrics.filtered += 1
+        return out
+
+    return handle
+
+
+def _bind_batched(
+    step: FunctionStep[Any, Any],
+    ctx: RunContext,
+    metrics: StepMetrics,
+    validator: Callable[[Any], None] | None,
+) -> Handler:
+    name = step.name
+    fn = step.fn
+    timeout_s = step.timeout_s
+    batch = step.call_batch
+    timed = step.batch is None  # per-item calls in chunks: the worker times each item
+    call: BatchCall
+    if step.executor == "process":
+        target = function_ref(fn, name)
+        pool = ProcessPool(step.concurrency)
+        ctx.on_close(lambda aborted: pool.close(aborted=aborted))
+        apply = apply_each if timed else apply_batch
+
+        def call(values: list[Any]) -> Any:
+            return pool.call(apply, target, values, timeout_s, name)
+    elif step.executor == "thread":
+        pool_t = open_thread_pool(step.concurrency, name)
+        ctx.on_close(lambda aborted: pool_t.shutdown(wait=not aborted, cancel_futures=aborted))
+        loop = asyncio.get_running_loop()
+
+        def call(values: list[Any]) -> Any:
+            return _with_timeout(loop.run_in_executor(pool_t, fn, values), timeout_s, name)
+    elif step.is_async:
+
+        def call(values: list[Any]) -> Any:
+            return _with_timeout(fn(values), timeout_s, name)
+    else:
+
+        async def call(values: list[Any]) -> Any:
+            return fn(values)
+
+    assert batch is not None  # set above for every batched path
+    batcher = MicroBatcher(
+        call,
+        max_size=batch.max_size,
+        max_wait_s=batch.max_wait_s,
+        concurrency=step.concurrency,
+        activity=ctx.activity,
+        spawn=ctx.spawn,
+        metrics=metrics,
+        timed=timed,
+    )
+    submit = batcher.submit
+
+    async def handle(value: Any) -> Any:
+        try:
+            out = await submit(value)
+            if validator is not None and out is not FILTERED:
+                validator(out)
+        except Exception as exc:
+            metrics.errors += 1
+            raise StepFailed(name, exc) from exc
+        metrics.items += 1
+        if out is FILTERED:
+            metrics.filtered += 1
+        return out
+
+    return handle
+
+
+async def _with_timeout(
+    awaitable: typing.Awaitable[Any], timeout_s: float | None, name: str
+) -> Any:
+    if timeout_s is None:
+        return await awaitable
+    deadline = asyncio.timeout(timeout_s)
+    try:
+        async with deadline:
+            return await awaitable
+    except TimeoutError as exc:
+        if deadline.expired():
+            raise StepTimeout(name, timeout_s) from exc
+        raise
+
+
+def _in_entry_order(handler: Handler, sequencer: Sequencer) -> Handler:
+    """Make items leave a step in the order they entered it."""
+
+    async def handle(value: Any) -> Any:
+        ticket = sequencer.ticket()
+        try:
+            out = await handler(value)
+        except BaseException:
+            sequencer.done(ticket)
+            raise
+        if out is not FILTERED:
+            await sequencer.wait_turn(ticket)
+        sequencer.done(ticket)
+        return out
+
+    return handle
+
+
+def _output_validator(step: FunctionStep[Any, Any]) -> Callable[[Any], None]:
+    """Check outputs against the return annotation (the element type, for a batched step)."""
+    target = step.fn if callable(step.fn) and hasattr(step.fn, "__annotations__") else None
+    if target is None:
+        target = type(step.fn).__call__
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception as exc:
+        raise PipelineError(
+            f"step {step.name!r} has validate=True but its return annotation cannot be "
+            f"resolved: {exc}"
+        ) from exc
+    expected = hints.get("return")
+    if expected is None:
+        raise PipelineError(
+            f"step {step.name!r} has validate=True but its function has no return annotation"
+        )
+    if step.batch is not None:
+        if typing.get_origin(expected) is not list:
+            raise PipelineError(
+                f"step {step.name!r} is batched, so its return annotation must be list[...], "
+                f"got {expected!r}"
+            )
+        (expected,) = typing.get_args(expected) or (Any,)
+
+    from pydantic import TypeAdapter, ValidationError
+
+    adapter: TypeAdapter[Any] = TypeAdapter(expected)
+    shown = getattr(expected, "__name__", repr(expected))
+
+    def check(out: Any) -> None:
+        try:
+            adapter.validate_python(out, strict=True)
+        except ValidationError as exc:
+            first = exc.errors()[0]["msg"] if exc.errors() else str(exc)
+            raise OutputTypeError(
+                f"step {step.name!r} returned {type(out).__name__}, expected {shown}: {first}"
+            ) from None
+
+    return check

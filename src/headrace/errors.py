@@ -1,0 +1,101 @@
+"""Every error headrace raises, under one base class.
+
+Each class says when it is raised and carries the evidence (step name, item
+position, attempts, the chained cause) rather than only a message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "HeadraceError",
+    "PipelineError",
+    "SourceError",
+    "StepFailed",
+    "StepTimeout",
+    "OutputTypeError",
+    "NoRoute",
+]
+
+
+class HeadraceError(Exception):
+    """Base class of every error raised by headrace."""
+
+
+class PipelineError(HeadraceError, TypeError):
+    """A pipeline or step is built wrongly: raised where it is built, before any item runs.
+
+    Examples: composing something that is not a step or callable, a process-executor
+    function that cannot be pickled, a merge after a step that is not a fan-out,
+    or an invalid option value.
+    """
+
+
+class SourceError(HeadraceError, TypeError):
+    """The source given to a run cannot be read as items.
+
+    Raised before anything runs when the source is not iterable, and at the end of
+    a run when the source's own iterator raised (the items it had yielded finish
+    first; ``result`` then holds what the run did).
+    """
+
+    def __init__(self, message: str, *, result: Any = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+    def __reduce__(self) -> Any:
+        return (type(self), (str(self),))
+
+
+class StepFailed(HeadraceError):
+    """One item failed in one step.
+
+    The runner turns this into a dead letter, or raises it when the run was asked
+    to stop on the first error (``on_error="raise"``). The original exception is
+    chained as ``__cause__`` and kept in ``cause``.
+
+    Attributes:
+        step: name of the step that failed.
+        cause: the exception the step raised.
+        attempts: how many times the step was called for this item.
+        index: position of the item in the source (set by the runner).
+    """
+
+    def __init__(self, step: str, cause: BaseException, *, attempts: int = 1) -> None:
+        super().__init__(f"step {step!r} failed: {type(cause).__name__}: {cause}")
+        self.step = step
+        self.cause = cause
+        self.attempts = attempts
+        self.index: int | None = None
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_step_failed, (self.step, self.cause, self.attempts, self.index))
+
+
+class StepTimeout(HeadraceError, TimeoutError):
+    """A step's call ran longer than its ``timeout``."""
+
+    def __init__(self, step: str, timeout_s: float) -> None:
+        super().__init__(f"step {step!r} took longer than its timeout of {timeout_s:g}s")
+        self.step = step
+        self.timeout_s = timeout_s
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.step, self.timeout_s))
+
+
+class OutputTypeError(HeadraceError, TypeError):
+    """A step declared with ``validate=True`` returned a value of the wrong type."""
+
+
+class NoRoute(HeadraceError, LookupError):
+    """A router's selector chose a branch that does not exist and there is no default."""
+
+
+def _rebuild_step_failed(
+    step: str, cause: BaseException, attempts: int, index: int | None
+) -> StepFailed:
+    failure = StepFailed(step, cause, attempts=attempts)
+    failure.index = index
+    return failure

@@ -1,0 +1,202 @@
+"""What a run measures: per-step counts, latency histograms, waits, batch sizes.
+
+Recording is O(1) per call with fixed memory (a log-bucketed histogram, not a
+list of samples), so a ten-million-item run costs the same memory as a small one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from .limits.concurrency import ConcurrencyLimit
+
+__all__ = ["Histogram", "StepMetrics", "RunMetrics"]
+
+_FLOOR_S = 1e-7
+_GROWTH = 1.02  # each bucket is 2% wider than the one before: quantiles within ~1%
+_LOG_GROWTH = math.log(_GROWTH)
+_BUCKETS = int(math.log(1e4 / _FLOOR_S) / _LOG_GROWTH) + 2  # 100 ns .. ~3 hours
+
+
+class Histogram:
+    """A fixed-size histogram of durations in seconds, with ~1% relative error."""
+
+    __slots__ = ("count", "counts", "max", "total")
+
+    def __init__(self) -> None:
+        self.counts = [0] * _BUCKETS
+        self.count = 0
+        self.total = 0.0
+        self.max = 0.0
+
+    def record(self, seconds: float) -> None:
+        """Add one duration."""
+        self.count += 1
+        self.total += seconds
+        if seconds > self.max:
+            self.max = seconds
+        if seconds <= _FLOOR_S:
+            self.counts[0] += 1
+        else:
+            index = int(math.log(seconds / _FLOOR_S) / _LOG_GROWTH) + 1
+            self.counts[index if index < _BUCKETS else _BUCKETS - 1] += 1
+
+    def quantile(self, q: float) -> float:
+        """Return the ``q`` quantile (0..1) in seconds; 0.0 when empty."""
+        if not self.count:
+            return 0.0
+        rank = max(1, math.ceil(q * self.count))
+        seen = 0
+        for index, n in enumerate(self.counts):
+            seen += n
+            if seen >= rank:
+                if index == 0:
+                    return _FLOOR_S
+                # the geometric middle of the bucket, never above the largest sample
+                middle: float = _FLOOR_S * _GROWTH ** (index - 0.5)
+                return min(self.max, middle)
+        return self.max
+
+    @property
+    def mean(self) -> float:
+        """The mean duration in seconds; 0.0 when empty."""
+        return self.total / self.count if self.count else 0.0
+
+
+@dataclass(slots=True, eq=False)
+class StepMetrics:
+    """Counters of one step in one run.
+
+    Attributes:
+        name: the step's name (made unique within the run).
+        kind: ``"function"``, ``"batch"``, ``"route"``, ``"filter"``, ``"map"``, ...
+        calls: calls of the step's function (a batch counts once).
+        items: items that passed through the step successfully.
+        errors: items that failed in this step.
+        filtered: items this step dropped.
+        wait_s: total time items spent waiting for a slot.
+        busy_s: total time spent in the step's calls.
+        latency: the distribution of call durations.
+        batch_sizes: for batched steps, how many calls had each size.
+        flushes: for batched steps, why each batch was sent (size, timer, idle).
+        branches: for routers, how many items took each branch.
+    """
+
+    name: str
+    kind: str
+    calls: int = 0
+    items: int = 0
+    errors: int = 0
+    filtered: int = 0
+    wait_s: float = 0.0
+    busy_s: float = 0.0
+    latency: Histogram = field(default_factory=Histogram)
+    batch_sizes: dict[int, int] = field(default_factory=dict)
+    flushes: dict[str, int] = field(default_factory=dict)
+    branches: dict[str, int] = field(default_factory=dict)
+    limiter: ConcurrencyLimit | None = None
+
+    def record_call(self, wait_s: float, busy_s: float) -> None:
+        """Count one successful single-item call."""
+        self.calls += 1
+        self.items += 1
+        self.wait_s += wait_s
+        self.busy_s += busy_s
+        self.latency.record(busy_s)
+
+    def record_batch(
+        self, size: int, busy_s: float, reason: str, *, timed_items: bool = False
+    ) -> None:
+        """Count one batch call of ``size`` items sent because of ``reason``.
+
+        With ``timed_items`` the latency histogram holds per-item timings recorded
+        separately, so the whole call's duration is not added to it.
+        """
+        self.calls += 1
+        self.busy_s += busy_s
+        if not timed_items:
+            self.latency.record(busy_s)
+        self.batch_sizes[size] = self.batch_sizes.get(size, 0) + 1
+        self.flushes[reason] = self.flushes.get(reason, 0) + 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """The counters as plain data (latencies in milliseconds)."""
+        data: dict[str, Any] = {
+            "name": self.name,
+            "kind": self.kind,
+            "calls": self.calls,
+            "items": self.items,
+            "errors": self.errors,
+            "filtered": self.filtered,
+            "wait_s": round(self.wait_s, 6),
+            "busy_s": round(self.busy_s, 6),
+            "latency_ms": {
+                "mean": round(self.latency.mean * 1e3, 4),
+                "p50": round(self.latency.quantile(0.50) * 1e3, 4),
+                "p95": round(self.latency.quantile(0.95) * 1e3, 4),
+                "p99": round(self.latency.quantile(0.99) * 1e3, 4),
+                "max": round(self.latency.max * 1e3, 4),
+            },
+        }
+        if self.batch_sizes:
+            data["batch_sizes"] = dict(sorted(self.batch_sizes.items()))
+            data["flushes"] = dict(sorted(self.flushes.items()))
+        if self.branches:
+            data["branches"] = dict(sorted(self.branches.items()))
+        if self.limiter is not None:
+            stats = self.limiter.statistics()
+            data["concurrency"] = {"limit": stats.limit, "peak": stats.peak}
+        return data
+
+
+@dataclass(slots=True, eq=False)
+class RunMetrics:
+    """Counters of a whole run: items in and how each ended, wall time, and every step.
+
+    ``items_in == items_out + items_dead + items_filtered`` once a run has finished.
+    """
+
+    items_in: int = 0
+    items_out: int = 0
+    items_dead: int = 0
+    items_filtered: int = 0
+    wall_s: float = 0.0
+    steps: list[StepMetrics] = field(default_factory=list)
+
+    @property
+    def items_per_s(self) -> float:
+        """Items finished (any outcome) per second of wall time."""
+        finished = self.items_out + self.items_dead + self.items_filtered
+        return finished / self.wall_s if self.wall_s > 0 else 0.0
+
+    def step(self, name: str) -> StepMetrics:
+        """Return the metrics of the step called ``name``.
+
+        Raises:
+            KeyError: no step of that name ran.
+        """
+        for metrics in self.steps:
+            if metrics.name == name:
+                return metrics
+        raise KeyError(f"no step named {name!r}; steps: {[m.name for m in self.steps]}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The metrics as plain data."""
+        return {
+            "items": {
+                "in": self.items_in,
+                "out": self.items_out,
+                "dead": self.items_dead,
+                "filtered": self.items_filtered,
+            },
+            "wall_s": round(self.wall_s, 6),
+            "items_per_s": round(self.items_per_s, 3),
+            "steps": [m.to_dict() for m in self.steps],
+        }
+
+    def to_json(self) -> str:
+        """The metrics as one JSON document."""
+        return json.dumps(self.to_dict(), sort_keys=False)

@@ -1,0 +1,121 @@
+"""What a run returns: outputs, dead letters, metrics, and a printable summary."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .metrics import RunMetrics
+
+__all__ = ["DeadLetter", "RunResult"]
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An item that failed: where, why, and after how many attempts.
+
+    Attributes:
+        index: the item's position in the source (0-based).
+        item: the input item as the source yielded it.
+        step: the name of the step that failed.
+        error_type: the exception's type name.
+        message: the exception's message.
+        attempts: how many times the step was called for this item.
+        error: the exception itself (not kept in serialised forms).
+    """
+
+    index: int
+    item: Any
+    step: str
+    error_type: str
+    message: str
+    attempts: int = 1
+    error: BaseException | None = field(default=None, compare=False, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The dead letter as plain data, without the exception object."""
+        return {
+            "index": self.index,
+            "item": self.item,
+            "step": self.step,
+            "error_type": self.error_type,
+            "message": self.message,
+            "attempts": self.attempts,
+        }
+
+
+@dataclass(slots=True)
+class RunResult:
+    """The outcome of :func:`headrace.run`.
+
+    Attributes:
+        outputs: the outputs, when the run had no sink (empty otherwise); in input
+            order when the run was ``ordered``.
+        dead_letters: items that failed, in the order they failed.
+        metrics: counts, wall time and per-step measurements.
+    """
+
+    outputs: list[Any]
+    dead_letters: list[DeadLetter]
+    metrics: RunMetrics
+
+    @property
+    def items_in(self) -> int:
+        """Items read from the source."""
+        return self.metrics.items_in
+
+    @property
+    def items_out(self) -> int:
+        """Items that reached the end of the pipeline."""
+        return self.metrics.items_out
+
+    @property
+    def items_dead(self) -> int:
+        """Items that failed (see :attr:`dead_letters`)."""
+        return self.metrics.items_dead
+
+    @property
+    def items_filtered(self) -> int:
+        """Items a step dropped on purpose."""
+        return self.metrics.items_filtered
+
+    def summary(self) -> str:
+        """A human-readable report: counts, wall time, items/s, and a table of steps."""
+        m = self.metrics
+        lines = [
+            f"items: in {m.items_in:,} = out {m.items_out:,} + dead {m.items_dead:,} "
+            f"+ filtered {m.items_filtered:,}",
+            f"wall time {m.wall_s:.3f}s, {m.items_per_s:,.1f} items/s",
+        ]
+        header = (
+            f"{'step':<24} {'calls':>9} {'items':>9} {'errors':>7} {'p50 ms':>9} "
+            f"{'p95 ms':>9} {'p99 ms':>9} {'wait s':>9} {'busy s':>9}"
+        )
+        lines += ["", header, "-" * len(header)]
+        for s in m.steps:
+            lat = s.latency
+            name = s.name if len(s.name) <= 24 else s.name[:23] + "…"
+            if lat.count:
+                timing = (
+                    f"{lat.quantile(0.5) * 1e3:>9.3f} {lat.quantile(0.95) * 1e3:>9.3f} "
+                    f"{lat.quantile(0.99) * 1e3:>9.3f} {s.wait_s:>9.3f} {s.busy_s:>9.3f}"
+                )
+            else:  # routers, filters and maps count items but do not time calls
+                timing = " ".join(f"{'-':>9}" for _ in range(5))
+            lines.append(f"{name:<24} {s.calls:>9,} {s.items:>9,} {s.errors:>7,} {timing}")
+            extras = []
+            if s.batch_sizes:
+                sizes = sum(k * v for k, v in s.batch_sizes.items())
+                extras.append(
+                    f"batches {sum(s.batch_sizes.values()):,}, mean size "
+                    f"{sizes / max(1, sum(s.batch_sizes.values())):.1f}, sent by "
+                    + ", ".join(f"{k} {v}" for k, v in sorted(s.flushes.items()))
+                )
+            if s.branches:
+                extras.append(
+                    "branches " + ", ".join(f"{k} {v}" for k, v in sorted(s.branches.items()))
+                )
+            if s.filtered:
+                extras.append(f"filtered {s.filtered:,}")
+            lines.extend(f"{'':<24}   {extra}" for extra in extras)
+        return "\n".join(lines)

@@ -1,0 +1,82 @@
+"""The per-run state that binds a step graph to running code.
+
+A :class:`~headrace.step.Step` is configuration; binding it to a
+:class:`RunContext` makes its *handler*: the coroutine function that carries one
+item through it in this run, with this run's limiters, pools and metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+from .activity import Activity
+from .metrics import StepMetrics
+
+if TYPE_CHECKING:
+    from .step import Step
+
+__all__ = ["Handler", "RunContext"]
+
+Handler = Callable[[Any], Awaitable[Any]]
+"""Carries one item through a bound step; returns the output or ``FILTERED``."""
+
+
+class RunContext:
+    """What the steps of one run share: activity, task spawning, metrics, resources.
+
+    Args:
+        activity: the run's count of running units.
+        spawn: starts a task in the run's task group (so it never outlives the run).
+    """
+
+    def __init__(
+        self,
+        activity: Activity,
+        spawn: Callable[[Coroutine[Any, Any, Any]], Any],
+    ) -> None:
+        self.activity = activity
+        self.spawn = spawn
+        self.metrics: list[StepMetrics] = []
+        self._handlers: dict[int, Handler] = {}
+        self._names: set[str] = set()
+        self._closers: list[Callable[[bool], None]] = []
+
+    def bind(self, step: Step[Any, Any]) -> Handler:
+        """Return ``step``'s handler in this run, binding it on first use.
+
+        A step object used in several places of a pipeline is bound once, so it
+        shares one concurrency limit and one set of metrics.
+        """
+        handler = self._handlers.get(id(step))
+        if handler is None:
+            handler = step._bind(self)
+            self._handlers[id(step)] = handler
+        return handler
+
+    def metrics_for(self, name: str, kind: str) -> StepMetrics:
+        """Create the metrics of a step, with a name unique within the run."""
+        unique, n = name, 1
+        while unique in self._names:
+            n += 1
+            unique = f"{name}#{n}"
+        self._names.add(unique)
+        metrics = StepMetrics(name=unique, kind=kind)
+        self.metrics.append(metrics)
+        return metrics
+
+    def on_close(self, closer: Callable[[bool], None]) -> None:
+        """Call ``closer(aborted)`` when the run ends; ``aborted`` is true on error or cancel."""
+        self._closers.append(closer)
+
+    def close(self, *, aborted: bool) -> None:
+        """Release every resource the run's steps opened, newest first."""
+        errors: list[BaseException] = []
+        while self._closers:
+            closer = self._closers.pop()
+            try:
+                closer(aborted)
+            except Exception as exc:  # close the rest before reporting
+                errors.append(exc)
+        if errors:
+            raise errors[0]

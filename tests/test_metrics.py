@@ -1,0 +1,47 @@
+import json
+import random
+
+import pytest
+
+from headrace import Histogram, RunMetrics, StepMetrics
+
+
+def test_histogram_quantiles_are_within_two_percent() -> None:
+    rng = random.Random(7)
+    samples = sorted(rng.lognormvariate(-4, 1.2) for _ in range(20_000))
+    histogram = Histogram()
+    for s in samples:
+        histogram.record(s)
+    for q in (0.5, 0.95, 0.99):
+        exact = samples[int(q * len(samples)) - 1]
+        assert histogram.quantile(q) == pytest.approx(exact, rel=0.02)
+    assert histogram.count == 20_000
+    assert histogram.max == samples[-1]
+
+
+def test_histogram_memory_does_not_grow_with_samples() -> None:
+    histogram = Histogram()
+    buckets = len(histogram.counts)
+    for i in range(100_000):
+        histogram.record(i * 1e-6)
+    assert len(histogram.counts) == buckets
+
+
+def test_empty_histogram_reports_zero() -> None:
+    assert Histogram().quantile(0.99) == 0.0
+    assert Histogram().mean == 0.0
+
+
+def test_run_metrics_round_trip_through_json() -> None:
+    step = StepMetrics(name="s", kind="function")
+    step.record_call(0.001, 0.002)
+    metrics = RunMetrics(
+        items_in=3, items_out=1, items_dead=1, items_filtered=1, wall_s=1.0, steps=[step]
+    )
+    data = json.loads(metrics.to_json())
+    assert data["items"] == {"in": 3, "out": 1, "dead": 1, "filtered": 1}
+    assert data["steps"][0]["calls"] == 1
+    assert data["items_per_s"] == 3.0
+    assert metrics.step("s") is step
+    with pytest.raises(KeyError, match="no step named 'x'"):
+        metrics.step("x")
