@@ -131,3 +131,16 @@ def test_a_batched_step_inside_map_still_flushes_at_the_tail() -> None:
     result = run(hr.map(embed, concurrency=4), [[1, 2, 3], [4, 5], [6]], ordered=True)
     assert result.outputs == [[2, 4, 6], [8, 10], [12]]
     assert result.metrics.step("embed").flushes.get("timer", 0) == 0
+
+
+def test_a_batch_call_that_times_out_fails_only_when_each_item_is_slow() -> None:
+    @hr.step(batch=hr.Batch(max_size=4, max_wait="1ms"), timeout="100ms")
+    async def slow_on_seven(xs: list[int]) -> list[int]:
+        if 7 in xs:
+            await asyncio.sleep(30)
+        return xs
+
+    result = run(slow_on_seven, range(10), window=10)
+    assert sorted(result.outputs) == [x for x in range(10) if x != 7]
+    [dead] = result.dead_letters
+    assert (dead.item, dead.error_type) == (7, "StepTimeout")

@@ -177,6 +177,52 @@ def test_an_unpicklable_callable_object_is_refused_with_the_pickle_error() -> No
 
 # --- Ctrl-C ------------------------------------------------------------------------------
 
+THREAD_SCRIPT = textwrap.dedent(
+    """
+    import signal, sys, threading, time
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    import headrace as hr
+
+    def blocking(x):
+        time.sleep(0.05)
+        return x
+
+    def started(x):
+        print("started", flush=True)
+        return x
+
+    try:
+        hr.run(hr.step(blocking, executor="thread", concurrency=4) >> started,
+               range(100_000), progress=False)
+    finally:
+        print("threads left:", [t.name for t in threading.enumerate()
+                                if t.name.startswith("headrace-")], flush=True)
+    """
+)
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_thread_run_stops_it_and_its_pool(tmp_path: Path) -> None:
+    out = tmp_path / "stdout.txt"
+    with out.open("wb") as stdout:
+        child = subprocess.Popen(
+            [sys.executable, "-c", THREAD_SCRIPT], stdout=stdout, stderr=subprocess.DEVNULL
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while "started" not in out.read_text():
+            assert child.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        child.send_signal(signal.SIGINT)
+        child.wait(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode != 0
+    # the pool's threads finish their current call and are gone when the run ends
+    assert "threads left: []" in out.read_text()
+
+
 SCRIPT = textwrap.dedent(
     """
     import signal

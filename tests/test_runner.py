@@ -423,3 +423,45 @@ def test_progress_lines_are_plain_when_not_on_a_terminal(
     err = capsys.readouterr().err
     assert "headrace: " in err and "/40 items done, 0 dead" in err
     assert err.strip().splitlines()[-1].startswith("headrace: 40/40 items done")
+
+
+def test_a_latency_bound_step_keeps_its_allowed_concurrency_busy() -> None:
+    @hr.step(concurrency=16)
+    async def api_call(i: int) -> int:
+        await asyncio.sleep(0.002)
+        return i
+
+    result = run(api_call, range(400))
+    stats = result.metrics.step("api_call").limiter.statistics()  # type: ignore[union-attr]
+    assert stats.peak == 16
+    assert stats.admitted == 400
+
+
+def test_progress_bar_on_a_terminal_shows_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from headrace.progress import Counts, run_progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.delenv("CI", raising=False)
+    screen = Terminal()
+
+    async def scenario() -> None:
+        finished = asyncio.Event()
+        counts = iter([Counts(0, 0, 10), Counts(4, 1, 10)])
+        last = [Counts(10, 1, 10)]
+
+        def read() -> Counts:
+            return next(counts, last[0])
+
+        task = asyncio.create_task(run_progress(read, finished, stream=screen))
+        await asyncio.sleep(0.25)
+        finished.set()
+        await task
+
+    asyncio.run(scenario())
+    text = screen.getvalue()
+    assert "headrace" in text and "10/10" in text and "dead 1" in text

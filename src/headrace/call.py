@@ -21,6 +21,7 @@ from .executors import (
     ProcessPool,
     apply_batch,
     apply_each,
+    close_thread_pool,
     function_ref,
     open_thread_pool,
 )
@@ -89,7 +90,7 @@ def _bind_single(
         call = fn
     elif step.executor == "thread":
         pool = open_thread_pool(step.concurrency, name)
-        ctx.on_close(lambda aborted: pool.shutdown(wait=not aborted, cancel_futures=aborted))
+        ctx.on_close(partial(close_thread_pool, pool))
         loop = asyncio.get_running_loop()
         call = partial(loop.run_in_executor, pool, fn)
     else:
@@ -136,14 +137,14 @@ def _bind_batched(
     if step.executor == "process":
         target = function_ref(fn, name)
         pool = ProcessPool(step.concurrency)
-        ctx.on_close(lambda aborted: pool.close(aborted=aborted))
+        ctx.on_close(pool.close)
         apply = apply_each if timed else apply_batch
 
         def call(values: list[Any]) -> Any:
             return pool.call(apply, target, values, timeout_s, name)
     elif step.executor == "thread":
         pool_t = open_thread_pool(step.concurrency, name)
-        ctx.on_close(lambda aborted: pool_t.shutdown(wait=not aborted, cancel_futures=aborted))
+        ctx.on_close(partial(close_thread_pool, pool_t))
         loop = asyncio.get_running_loop()
 
         def call(values: list[Any]) -> Any:

@@ -33,6 +33,7 @@ __all__ = [
     "apply_each",
     "function_ref",
     "ProcessPool",
+    "close_thread_pool",
     "open_thread_pool",
 ]
 
@@ -351,3 +352,20 @@ def _stop(pool: ProcessPoolExecutor) -> None:
 def open_thread_pool(workers: int, name: str) -> ThreadPoolExecutor:
     """Start a thread pool for one step."""
     return ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"headrace-{name}")
+
+
+def close_thread_pool(pool: ThreadPoolExecutor, *, aborted: bool, grace_s: float = 5.0) -> None:
+    """Shut a thread pool down; on abort, drop queued calls and wait ``grace_s`` at most.
+
+    Python threads cannot be stopped: calls already running finish. A run that
+    ends by error or Ctrl-C waits for them a little, so it leaves no thread of
+    its own behind, but never hangs on a call that does not return.
+    """
+    if not aborted:
+        pool.shutdown(wait=True)
+        return
+    closer = threading.Thread(
+        target=pool.shutdown, kwargs={"wait": True, "cancel_futures": True}, daemon=True
+    )
+    closer.start()
+    closer.join(grace_s)

@@ -40,7 +40,7 @@ class RunContext:
         self.metrics: list[StepMetrics] = []
         self._handlers: dict[int, Handler] = {}
         self._names: set[str] = set()
-        self._closers: list[Callable[[bool], None]] = []
+        self._closers: list[Callable[..., None]] = []
 
     def bind(self, step: Step[Any, Any]) -> Handler:
         """Return ``step``'s handler in this run, binding it on first use.
@@ -65,8 +65,8 @@ class RunContext:
         self.metrics.append(metrics)
         return metrics
 
-    def on_close(self, closer: Callable[[bool], None]) -> None:
-        """Call ``closer(aborted)`` when the run ends; ``aborted`` is true on error or cancel."""
+    def on_close(self, closer: Callable[..., None]) -> None:
+        """Call ``closer(aborted=...)`` when the run ends; true on error or cancel."""
         self._closers.append(closer)
 
     def close(self, *, aborted: bool) -> None:
@@ -75,7 +75,7 @@ class RunContext:
         while self._closers:
             closer = self._closers.pop()
             try:
-                closer(aborted)
+                closer(aborted=aborted)
             except Exception as exc:  # close the rest before reporting
                 errors.append(exc)
         if errors:
