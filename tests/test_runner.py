@@ -368,7 +368,7 @@ def test_a_timeout_error_raised_by_the_step_itself_is_not_a_step_timeout() -> No
     [
         ({"window": 0}, "window must be a positive integer, got 0"),
         ({"on_error": "ignore"}, "on_error must be 'dead_letter' or 'raise', got 'ignore'"),
-        ({"sink": "out.jsonl"}, "sink must be callable, got str"),
+        ({"sink": "out.jsonl"}, "sink must be callable or a headrace sink, got str"),
     ],
 )
 def test_bad_run_options_are_refused(options: dict[str, Any], message: str) -> None:

@@ -29,14 +29,17 @@ from .compose import (
     route,
 )
 from .errors import (
+    BadInput,
     HeadraceError,
     NoRoute,
     OutputTypeError,
     PipelineError,
+    ResumeMismatch,
     SourceError,
     StepFailed,
     StepTimeout,
 )
+from .io import read_jsonl, write_batches, write_jsonl
 from .limits.concurrency import ConcurrencyLimit, ConcurrencyStatistics
 from .metrics import Histogram, RunMetrics, StepMetrics
 from .result import DeadLetter, RunResult
@@ -50,6 +53,11 @@ except _PackageNotFoundError:  # running from a source tree that was never insta
 
 __all__ = [
     "FILTERED",
+    "BadInput",
+    "ResumeMismatch",
+    "read_jsonl",
+    "write_batches",
+    "write_jsonl",
     "Batch",
     "Branches",
     "ConcurrencyLimit",

@@ -6,12 +6,15 @@ Heavy libraries are never imported at start-up: ``headrace --version`` and
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 import platform
 import shutil
 import subprocess
-from typing import Annotated
+import sys
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
@@ -91,6 +94,212 @@ def info() -> None:
         missing = [m for m in modules if not _installed(m)]
         state = "found" if not missing else f"missing {', '.join(missing)}"
         typer.echo(f"  {part:<13} {state}")
+
+
+def _load_pipeline(ref: str) -> Any:
+    """Import ``module:attribute`` (the current directory is importable)."""
+    module_name, _, attribute = ref.partition(":")
+    if not module_name or not attribute:
+        raise typer.BadParameter(f"expected module:attribute, got {ref!r}", param_hint="PIPELINE")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as exc:
+        raise typer.BadParameter(f"cannot load {ref}: {exc}", param_hint="PIPELINE") from exc
+    return target
+
+
+def _sink_for(output: Path) -> Any:
+    from .io import write_batches, write_jsonl
+
+    return write_jsonl(output) if output.suffix == ".jsonl" else write_batches(output)
+
+
+def _source_for(path: Path, key: str | None) -> Any:
+    from .io import read_jsonl
+
+    if path.suffix != ".jsonl":
+        raise typer.BadParameter(
+            f"{path}: only .jsonl inputs can be read so far", param_hint="--input"
+        )
+    return read_jsonl(path, key=key)
+
+
+def _carry_out(
+    pipeline_ref: str,
+    source: Any,
+    sink: Any,
+    run_dir: Path,
+    mode: str,
+    force: bool,
+    *,
+    window: int | None = None,
+    ordered: bool = False,
+    on_bad_input: str = "dead_letter",
+) -> None:
+    import asyncio
+
+    from .errors import HeadraceError
+    from .runner import default_window, execute
+    from .step import as_step
+
+    root = as_step(_load_pipeline(pipeline_ref), after=None)
+    try:
+        result = asyncio.run(
+            execute(
+                root,
+                source,
+                sink=sink,
+                window=window or default_window(root),
+                ordered=ordered,
+                on_error="dead_letter",
+                progress=True,
+                run_dir=run_dir,
+                mode=mode,
+                force=force,
+                key=None,
+                on_bad_input=on_bad_input,  # type: ignore[arg-type]
+                pipeline_ref=pipeline_ref,
+            )
+        )
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted; finish it with: headrace resume {run_dir}", err=True)
+        raise typer.Exit(130) from None
+    except HeadraceError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(result.summary())
+    if result.dead_letters:
+        typer.echo(f"\n{result.items_dead:,} dead letters: {run_dir / 'dead.jsonl'}")
+
+
+@app.command()
+def run(
+    pipeline: Annotated[str, typer.Argument(help="the pipeline to run, as module:attribute")],
+    input: Annotated[Path, typer.Option("--input", "-i", help="a .jsonl file")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="a .jsonl file, or a directory of batch files")
+    ],
+    run_dir: Annotated[Path, typer.Option(help="where the run store lives")],
+    key: Annotated[str | None, typer.Option(help="the field that identifies a record")] = None,
+    window: Annotated[int | None, typer.Option(help="items in flight at most")] = None,
+    ordered: Annotated[bool, typer.Option(help="write outputs in input order")] = False,
+    stop_on_bad_input: Annotated[
+        bool, typer.Option(help="stop at the first unreadable record")
+    ] = False,
+) -> None:
+    """Run a pipeline over a file, durably: kill it at any moment, then `headrace resume`."""
+    _carry_out(
+        pipeline,
+        _source_for(input, key),
+        _sink_for(output),
+        run_dir,
+        "new",
+        False,
+        window=window,
+        ordered=ordered,
+        on_bad_input="stop" if stop_on_bad_input else "dead_letter",
+    )
+
+
+def _stored(run_dir: Path) -> tuple[str, Any, Any, dict[str, Any]]:
+    from .io import open_sink, open_source
+    from .store import SqliteRunStore
+
+    if not SqliteRunStore.exists_in(run_dir):
+        typer.echo(f"error: there is no run in {run_dir}", err=True)
+        raise typer.Exit(1)
+    store = SqliteRunStore.in_dir(run_dir)
+    definition = store.definition() or {}
+    store.close()
+    ref = str(definition.get("pipeline", ""))
+    if ":" not in ref:
+        typer.echo(
+            f"error: the run in {run_dir} was started from Python (pipeline {ref!r}); "
+            "resume it from Python with hr.run(..., run_dir=..., resume=True)",
+            err=True,
+        )
+        raise typer.Exit(1)
+    try:
+        source = open_source(definition["source"])
+        sink = open_sink(definition["sink"])
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    return ref, source, sink, dict(definition.get("options", {}))
+
+
+@app.command()
+def resume(
+    run_dir: Annotated[Path, typer.Argument(help="the run directory")],
+    force: Annotated[
+        bool, typer.Option(help="resume even though the pipeline changed (recorded)")
+    ] = False,
+) -> None:
+    """Finish an interrupted run: nothing finished is computed or written again."""
+    ref, source, sink, options = _stored(run_dir)
+    _carry_out(
+        ref,
+        source,
+        sink,
+        run_dir,
+        "resume",
+        force,
+        ordered=bool(options.get("ordered")),
+        on_bad_input=str(options.get("on_bad_input", "dead_letter")),
+    )
+
+
+@app.command("retry-dead")
+def retry_dead(
+    run_dir: Annotated[Path, typer.Argument(help="the run directory")],
+    force: Annotated[
+        bool, typer.Option(help="retry even though the pipeline changed (recorded)")
+    ] = False,
+) -> None:
+    """Run only the dead letters of a run again (after a fix)."""
+    ref, source, sink, options = _stored(run_dir)
+    _carry_out(
+        ref, source, sink, run_dir, "retry_dead", force, ordered=bool(options.get("ordered"))
+    )
+
+
+@app.command()
+def status(run_dir: Annotated[Path, typer.Argument(help="the run directory")]) -> None:
+    """Show a run's progress (works while it runs): done, dead, filtered, last errors."""
+    import time
+
+    from .store import SqliteRunStore
+
+    if not SqliteRunStore.exists_in(run_dir):
+        typer.echo(f"error: there is no run in {run_dir}", err=True)
+        raise typer.Exit(1)
+    store = SqliteRunStore.in_dir(run_dir)
+    try:
+        state = store.status()
+    finally:
+        store.close()
+    definition = state.definition
+    typer.echo(f"run       {run_dir}")
+    typer.echo(f"pipeline  {definition.get('pipeline')}")
+    typer.echo(f"source    {definition.get('source', {}).get('path', '(in memory)')}")
+    typer.echo(f"sink      {definition.get('sink', {}).get('path')}")
+    typer.echo(
+        f"finished  {state.finished:,}: done {state.done:,}, dead {state.dead:,}, "
+        f"filtered {state.filtered:,}"
+    )
+    elapsed = max(state.updated - state.created, 1e-9)
+    typer.echo(
+        f"sessions  {state.sessions} (started {time.ctime(state.created)}, last commit "
+        f"{time.ctime(state.updated)}, {state.finished / elapsed:,.1f} items/s overall)"
+    )
+    for error in state.last_errors:
+        typer.echo(
+            f"dead in {error.step}: {error.count:,}; last: {error.error_type}: {error.message}"
+        )
 
 
 def main() -> None:

@@ -16,6 +16,8 @@ __all__ = [
     "StepTimeout",
     "OutputTypeError",
     "NoRoute",
+    "BadInput",
+    "ResumeMismatch",
 ]
 
 
@@ -87,6 +89,23 @@ class StepTimeout(HeadraceError, TimeoutError):
 
 class OutputTypeError(HeadraceError, TypeError):
     """A step declared with ``validate=True`` returned a value of the wrong type."""
+
+
+class BadInput(HeadraceError, ValueError):
+    """A record of the source could not be read (its message names file and line).
+
+    It becomes a dead letter of step ``<source>``; with ``on_bad_input="stop"`` the
+    run stops at the first one, after committing the items already finished, and
+    raises it with ``result`` set.
+    """
+
+    result: Any = None
+
+
+class ResumeMismatch(HeadraceError):
+    """A run cannot be resumed as asked: the pipeline, source or sink differs from the
+    stored run, or there is no run to resume. ``force=True`` (``--force``) resumes
+    anyway after a pipeline change, and the store records that it was forced."""
 
 
 class NoRoute(HeadraceError, LookupError):

@@ -156,13 +156,15 @@ class StepMetrics:
 class RunMetrics:
     """Counters of a whole run: items in and how each ended, wall time, and every step.
 
-    ``items_in == items_out + items_dead + items_filtered`` once a run has finished.
+    ``items_in == items_out + items_dead + items_filtered`` once a run has finished;
+    ``items_skipped`` counts source items a resume found already finished (not in ``items_in``).
     """
 
     items_in: int = 0
     items_out: int = 0
     items_dead: int = 0
     items_filtered: int = 0
+    items_skipped: int = 0
     wall_s: float = 0.0
     steps: list[StepMetrics] = field(default_factory=list)
 
@@ -191,6 +193,7 @@ class RunMetrics:
                 "out": self.items_out,
                 "dead": self.items_dead,
                 "filtered": self.items_filtered,
+                "skipped": self.items_skipped,
             },
             "wall_s": round(self.wall_s, 6),
             "items_per_s": round(self.items_per_s, 3),

@@ -1,0 +1,315 @@
+"""The writer of a durable run: commits outputs and outcomes together, in batches.
+
+Lanes hand each finished item to the writer and go on; one writer task gathers
+them and, every ``flush_items`` items or ``flush_interval_s`` seconds, writes the
+outputs to the sink durably and then records the outcomes, the new watermark and
+the sink's state in one run-store transaction, off the event loop. If the
+writer falls ``max_pending`` items behind, lanes wait: memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable
+from pathlib import Path
+from typing import Any
+
+from .errors import HeadraceError, ResumeMismatch
+from .io.records import DurableSink, encode_json
+from .store.sqlite import DeadRow, FinishedItem, Row, SqliteRunStore
+
+__all__ = ["DurableSession", "DurableWriter"]
+
+
+class DurableWriter:
+    """Commits finished items of one session of a durable run.
+
+    Args:
+        store: the run store; ``None`` writes the sink alone (a run without ``run_dir``).
+        sink: the durable sink, already opened at the committed state.
+        session: this session's number (recorded with each item).
+        finished_above: indices at or above the watermark that are already finished.
+        replace: rows of retried dead letters replace their earlier rows.
+    """
+
+    def __init__(
+        self,
+        store: SqliteRunStore | None,
+        sink: DurableSink,
+        *,
+        session: int,
+        finished_above: set[int],
+        max_pending: int = 20_000,
+        replace: bool = False,
+    ) -> None:
+        self._store = store
+        self._sink = sink
+        self._session = session
+        self._watermark = store.watermark() if store is not None else 0
+        self._finished_above = finished_above
+        self._flush_items = sink.flush_items
+        self._interval = sink.flush_interval_s
+        self._max_pending = max(max_pending, 2 * sink.flush_items)
+        self._replace = replace
+        self._items: list[Row] = []
+        self._dead: list[DeadRow] = []
+        self._lines: list[bytes] = []
+        self._wake = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._closing = False
+        self.commits = 0
+
+    def output(self, index: int, key: str, line: bytes) -> Awaitable[Any] | None:
+        """An item finished with an output (already encoded as one JSON line).
+
+        Returns something to await only when the writer is too far behind.
+        """
+        self._lines.append(line)
+        return self._add((index, key, "done"))
+
+    def dead(
+        self,
+        index: int,
+        key: str,
+        *,
+        step: str,
+        error_type: str,
+        message: str,
+        attempts: int,
+        item: str | None,
+    ) -> Awaitable[Any] | None:
+        """An item failed."""
+        self._dead.append((index, step, error_type, message, attempts, item))
+        return self._add((index, key, "dead"))
+
+    def filtered(self, index: int, key: str) -> Awaitable[Any] | None:
+        """An item was dropped by a step."""
+        return self._add((index, key, "filtered"))
+
+    def _add(self, row: Row) -> Awaitable[Any] | None:
+        items = self._items
+        items.append(row)
+        if len(items) >= self._flush_items:
+            self._wake.set()
+            if len(items) >= self._max_pending:
+                self._room.clear()
+                return self._room.wait()
+        return None
+
+    async def run(self) -> None:
+        """Commit batches until :meth:`close` is called and everything is committed."""
+        while True:
+            try:
+                async with asyncio.timeout(self._interval):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            await self._flush()
+            if self._closing and not self._items:
+                return
+
+    def close(self) -> None:
+        """Ask the writer to commit what is left and stop."""
+        self._closing = True
+        self._wake.set()
+
+    async def _flush(self) -> None:
+        if not self._items:
+            return
+        items, self._items = self._items, []
+        dead, self._dead = self._dead, []
+        lines, self._lines = self._lines, []
+        self._room.set()
+        await asyncio.to_thread(self._commit, items, dead, lines)
+        self.commits += 1
+
+    def _commit(self, items: list[Row], dead: list[DeadRow], lines: list[bytes]) -> None:
+        state = self._sink.write(lines)
+        finished = self._finished_above
+        mark = self._watermark
+        finished.update(row[0] for row in items if row[0] >= mark)
+        while mark in finished:
+            finished.discard(mark)
+            mark += 1
+        self._watermark = mark
+        if self._store is not None:
+            self._store.commit(
+                items,
+                dead,
+                watermark=mark,
+                sink_state=state,
+                session=self._session,
+                replace=self._replace,
+            )
+
+    def abort(self) -> None:
+        """Drop what was not committed (the run was cancelled); the next resume redoes it."""
+        self._items.clear()
+        self._dead.clear()
+        self._lines.clear()
+
+
+class DurableSession:
+    """One session (a run, a resume, or a retry of dead letters) of a run with a sink or store.
+
+    Opens the run store in ``run_dir`` (none without one: the sink alone), checks
+    that a resume matches the stored run, cuts the sink back to its committed
+    state, decides which source items to skip, and owns the writer.
+
+    Raises (from :meth:`open`):
+        HeadraceError: ``run_dir`` already holds a run and ``resume`` was not asked.
+        ResumeMismatch: nothing to resume, or the pipeline, source or sink differ.
+    """
+
+    def __init__(
+        self,
+        *,
+        run_dir: Path | None,
+        sink: DurableSink,
+        definition: dict[str, Any],
+        fingerprint: str,
+        mode: str,
+        force: bool,
+    ) -> None:
+        self.run_dir = run_dir
+        self.sink = sink
+        self.definition = definition
+        self.fingerprint = fingerprint
+        self.mode = mode  # "new", "resume" or "retry_dead"
+        self.force = force
+        self.store: SqliteRunStore | None = None
+        self.session = 0
+        self.skipped = 0
+        self._watermark = 0
+        self._finished: dict[int, tuple[str, str]] = {}
+        self._retry: dict[int, str] = {}
+        self.writer: DurableWriter | None = None
+
+    def open(self) -> None:
+        """Open store and sink; afterwards :meth:`skip` and :attr:`writer` are ready."""
+        if self.run_dir is None:
+            self.sink.open({})
+            self.writer = DurableWriter(None, self.sink, session=0, finished_above=set())
+            return
+        exists = SqliteRunStore.exists_in(self.run_dir)
+        if exists and self.mode == "new":
+            raise HeadraceError(
+                f"{self.run_dir} already holds a run; resume it with resume=True "
+                f"(`headrace resume {self.run_dir}`) or choose another run_dir"
+            )
+        if not exists and self.mode != "new":
+            raise ResumeMismatch(f"there is no run to resume in {self.run_dir}")
+        store = self.store = SqliteRunStore.in_dir(self.run_dir)
+        note = None
+        if exists:
+            note = self._check_matches(store)
+        else:
+            store.create(self.definition, self.fingerprint)
+        self.session = store.start_session(forced=note is not None, note=note)
+        self.sink.open(store.sink_state())
+        self._watermark = store.watermark()
+        self._finished = store.finished_above(self._watermark)
+        if self.mode == "retry_dead":
+            self._retry = store.dead_items()
+        self.writer = DurableWriter(
+            store,
+            self.sink,
+            session=self.session,
+            finished_above={i for i, (_, status) in self._finished.items()},
+            replace=self.mode == "retry_dead",
+        )
+
+    def _check_matches(self, store: SqliteRunStore) -> str | None:
+        stored = store.definition() or {}
+        for part in ("source", "sink"):
+            if stored.get(part) != self.definition.get(part):
+                raise ResumeMismatch(
+                    f"the {part} differs from the stored run in {self.run_dir}: "
+                    f"stored {stored.get(part)}, given {self.definition.get(part)}"
+                )
+        before = store.fingerprint()
+        if before == self.fingerprint:
+            return None
+        if not self.force:
+            raise ResumeMismatch(
+                f"the pipeline changed since the run in {self.run_dir} started (fingerprint "
+                f"{str(before)[:12]} then, {self.fingerprint[:12]} now): finished items were "
+                "computed by the old one. Resume anyway with force=True (--force); the "
+                "store records that it was forced"
+            )
+        store.force_fingerprint(self.fingerprint)
+        return f"pipeline fingerprint changed from {before} to {self.fingerprint}"
+
+    def skip(self, index: int, key: str) -> bool:
+        """Whether the item at source ``index`` is not to be run in this session.
+
+        Raises:
+            ResumeMismatch: the stored run finished a different key at this index
+                (the source changed).
+        """
+        if self.mode == "retry_dead":
+            stored_key = self._retry.get(index)
+            if stored_key is None:
+                self.skipped += 1
+                return True
+            self._same_key(index, stored_key, key)
+            return False
+        if index < self._watermark:
+            self.skipped += 1
+            return True
+        stored = self._finished.get(index)
+        if stored is None:
+            return False
+        self._same_key(index, stored[0], key)
+        self.skipped += 1
+        return True
+
+    def _same_key(self, index: int, stored: str, given: str) -> None:
+        if stored != given:
+            raise ResumeMismatch(
+                f"the source changed: item {index} has key {given!r}, but the run in "
+                f"{self.run_dir} finished key {stored!r} there"
+            )
+
+    def dead_letters(self) -> list[FinishedItem]:
+        """The items that failed in this session (read back from the store)."""
+        if self.store is None:
+            return []
+        return self.store.dead_letters(session=self.session)
+
+    def close(self, *, aborted: bool) -> None:
+        """Close the sink and store; after a clean end, write ``dead.jsonl`` from the store."""
+        try:
+            self.sink.close()
+            if self.store is not None and not aborted and self.run_dir is not None:
+                _write_dead_file(self.store, self.run_dir / "dead.jsonl")
+        finally:
+            if self.store is not None:
+                self.store.close()
+
+
+def _write_dead_file(store: SqliteRunStore, path: Path) -> None:
+    """All dead letters of the run, one JSON object a line, replaced atomically."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    with temporary.open("wb") as handle:
+        for dead in store.dead_letters():
+            handle.write(
+                encode_json(
+                    {
+                        "index": dead.index,
+                        "key": dead.key,
+                        "step": dead.step,
+                        "error_type": dead.error_type,
+                        "message": dead.message,
+                        "attempts": dead.attempts,
+                        "item": dead.decoded_item(),
+                    }
+                )
+                + b"\n"
+            )
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)

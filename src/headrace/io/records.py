@@ -1,0 +1,145 @@
+"""What sources yield and sinks take: keyed records, bad records, and JSON encoding."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+
+__all__ = ["BadRecord", "DurableSink", "KeyedSource", "Source", "encode_json", "item_key"]
+
+
+@dataclass(frozen=True, slots=True)
+class BadRecord:
+    """A record the source could not read: where it is and why.
+
+    The runner turns it into a dead letter (step ``<source>``, error ``BadInput``)
+    or stops the run, as ``on_bad_input`` says.
+    """
+
+    where: str
+    reason: str
+    raw: str = ""
+
+
+def _default(value: Any) -> Any:
+    dump = getattr(value, "model_dump", None)  # pydantic models
+    if callable(dump):
+        return dump(mode="json")
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=repr)
+    tolist = getattr(value, "tolist", None)  # numpy arrays and scalars
+    if callable(tolist):
+        return tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+_PLAIN = orjson.OPT_SERIALIZE_NUMPY
+_SORTED = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_SORT_KEYS
+
+
+def encode_json(value: Any, *, sort_keys: bool = False) -> bytes:
+    """Encode ``value`` as one line of JSON (pydantic models, dataclasses, numpy too).
+
+    Raises:
+        TypeError: the value has a part that cannot be encoded.
+    """
+    # orjson encodes dataclasses, datetimes and UUIDs itself; _default does the rest
+    return orjson.dumps(value, default=_default, option=_SORTED if sort_keys else _PLAIN)
+
+
+def item_key(index: int, value: Any) -> str:
+    """The default key of an item: its source position and a hash of its content.
+
+    Stable across runs over the same, unchanged source.
+    """
+    try:
+        content = encode_json(value, sort_keys=True)
+    except TypeError:
+        content = repr(value).encode()
+    return f"{index}:{hashlib.sha256(content).hexdigest()[:16]}"
+
+
+class Source:
+    """A source of keyed records: ``(key, value)`` pairs or :class:`BadRecord`.
+
+    Subclasses read one format; :meth:`describe` records how to open the same
+    source again (for ``headrace resume``).
+    """
+
+    def records(self) -> Iterator[tuple[str, Any] | BadRecord]:
+        """Yield the records in source order."""
+        raise TypeError(f"{type(self).__name__} does not define records()")
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON description of the source, stored with the run."""
+        return {"kind": type(self).__name__}
+
+    def __iter__(self) -> Iterator[Any]:
+        """The values alone (a source can be used as a plain iterable)."""
+        for record in self.records():
+            if isinstance(record, BadRecord):
+                raise ValueError(f"{record.where}: {record.reason}")
+            yield record[1]
+
+
+class KeyedSource(Source):
+    """Any iterable of items, keyed by ``key`` (a field name or a function) or by default.
+
+    Args:
+        items: the items.
+        key: a field name (``item[key]``, or ``getattr`` for objects), a function
+            of the item, or ``None`` for :func:`item_key`.
+    """
+
+    def __init__(self, items: Iterable[Any], key: str | Callable[[Any], Any] | None) -> None:
+        self.items = items
+        self.key = key
+
+    def records(self) -> Iterator[tuple[str, Any] | BadRecord]:
+        key = self.key
+        for index, value in enumerate(self.items):
+            if key is None:
+                yield item_key(index, value), value
+                continue
+            try:
+                if callable(key):
+                    found = key(value)
+                elif isinstance(value, dict):
+                    found = value[key]
+                else:
+                    found = getattr(value, key)
+            except (KeyError, AttributeError, TypeError) as exc:
+                yield BadRecord(f"item {index}", f"no key field {key!r} ({exc!r})")
+                continue
+            yield str(found), value
+
+    def describe(self) -> dict[str, Any]:
+        key = self.key if isinstance(self.key, str) or self.key is None else "<function>"
+        return {"kind": "iterable", "key": key}
+
+
+class DurableSink(Protocol):
+    """A sink whose writes can be committed with the run store and undone on resume.
+
+    ``flush_items`` and ``flush_interval_s`` tell the writer how often to commit:
+    after that many finished items, or that many seconds, whichever comes first.
+    """
+
+    flush_items: int
+    flush_interval_s: float
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON description, stored with the run."""
+
+    def open(self, state: dict[str, Any]) -> None:
+        """Prepare to write, removing anything not covered by the committed ``state``."""
+
+    def write(self, lines: list[bytes]) -> dict[str, Any]:
+        """Write ``lines`` durably (fsynced) and return the state to commit with them."""
+
+    def close(self) -> None:
+        """Release files."""

@@ -1,0 +1,331 @@
+"""The SQLite run store, the embedded default: one file, ``run.sqlite``, in the run directory.
+
+What it records:
+
+- the run's definition (pipeline fingerprint, source, sink, options) and every
+  forced resume;
+- each finished item by source index: its key and outcome (``done``,
+  ``dead`` with step, error type, message and attempts, or ``filtered``);
+- the *watermark*: every source index below it is finished, so a resume skips
+  that prefix by position and only looks up keys above it;
+- the sink's committed state (a byte offset, or the list of part files).
+
+Everything a batch of finished items changes is written in one transaction,
+after the sink has made the batch's outputs durable: a crash leaves either
+both or, on the sink side only, output that the next resume removes.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DeadRow", "FinishedItem", "Row", "RunStatus", "SqliteRunStore", "StepError"]
+
+# Measured: a CHECK constraint or five more (NULL) columns on `items` triple the
+# cost of an insert, so the hot table is narrow and the rare details of dead
+# letters live apart. The writer only ever writes 'done', 'dead' or 'filtered'.
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS run (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    definition TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    watermark INTEGER NOT NULL DEFAULT 0,
+    sink_state TEXT NOT NULL DEFAULT '{}',
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS items (
+    idx INTEGER PRIMARY KEY,
+    key TEXT NOT NULL,
+    status TEXT NOT NULL,
+    session INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dead (
+    idx INTEGER PRIMARY KEY,
+    step TEXT NOT NULL,
+    error_type TEXT NOT NULL,
+    message TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    item TEXT,
+    finished REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sessions (
+    n INTEGER PRIMARY KEY,
+    started REAL NOT NULL,
+    forced INTEGER NOT NULL DEFAULT 0,
+    note TEXT
+);
+"""
+
+Row = tuple[int, str, str]
+"""A finished item as the writer commits it: source index, key, status."""
+
+DeadRow = tuple[int, str, str, str, int, str | None]
+"""A dead letter's details: source index, step, error type, message, attempts, item (JSON)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedItem:
+    """One finished item as read back from the store (dead letters carry their error).
+
+    ``item`` (the input as JSON; a record the source could not read is kept as a
+    JSON string of its raw text) is kept for dead letters only, so that the
+    dead-letter file can show what failed.
+    """
+
+    index: int
+    key: str
+    status: str
+    step: str | None = None
+    error_type: str | None = None
+    message: str | None = None
+    attempts: int | None = None
+    item: str | None = None
+
+    def decoded_item(self) -> Any:
+        """The stored input item (JSON), decoded."""
+        return None if self.item is None else json.loads(self.item)
+
+
+@dataclass(frozen=True, slots=True)
+class StepError:
+    """The most recent failure of one step."""
+
+    step: str
+    count: int
+    error_type: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunStatus:
+    """What ``headrace status`` shows: counts, the last error per step, timing."""
+
+    done: int
+    dead: int
+    filtered: int
+    watermark: int
+    sessions: int
+    created: float
+    updated: float
+    last_errors: list[StepError]
+    definition: dict[str, Any]
+
+    @property
+    def finished(self) -> int:
+        """Items finished in any way."""
+        return self.done + self.dead + self.filtered
+
+
+class SqliteRunStore:
+    """A run's store in ``<run_dir>/run.sqlite`` (WAL; written by one writer at a time).
+
+    Args:
+        path: the database file.
+    """
+
+    FILENAME = "run.sqlite"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # With WAL, NORMAL survives any crash of the process; an OS crash may lose the
+        # last commits, and then the sink is cut back to the older state it recorded.
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+
+    @classmethod
+    def in_dir(cls, run_dir: Path) -> SqliteRunStore:
+        """Open (creating if needed) the store of the run directory ``run_dir``."""
+        run_dir.mkdir(parents=True, exist_ok=True)
+        return cls(run_dir / cls.FILENAME)
+
+    @classmethod
+    def exists_in(cls, run_dir: Path) -> bool:
+        """Whether ``run_dir`` holds a run store with a definition."""
+        path = run_dir / cls.FILENAME
+        if not path.exists():
+            return False
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            row = db.execute("SELECT count(*) FROM run").fetchone()
+        except sqlite3.OperationalError:
+            return False
+        finally:
+            db.close()
+        return bool(row and row[0])
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._db.close()
+
+    # --- definition and sessions ---------------------------------------------
+
+    def definition(self) -> dict[str, Any] | None:
+        """The stored run definition, or ``None`` for a new store."""
+        row = self._db.execute("SELECT definition FROM run WHERE id = 1").fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def fingerprint(self) -> str | None:
+        """The pipeline fingerprint the run was started (or last forced) with."""
+        row = self._db.execute("SELECT fingerprint FROM run WHERE id = 1").fetchone()
+        return None if row is None else str(row[0])
+
+    def create(self, definition: dict[str, Any], fingerprint: str) -> None:
+        """Record a new run's definition."""
+        now = time.time()
+        self._db.execute(
+            "INSERT INTO run (id, definition, fingerprint, created, updated) "
+            "VALUES (1, ?, ?, ?, ?)",
+            (json.dumps(definition, sort_keys=True), fingerprint, now, now),
+        )
+
+    def start_session(self, *, forced: bool = False, note: str | None = None) -> int:
+        """Record that a run or resume starts; return its session number (1, 2, ...)."""
+        with self._transaction():
+            row = self._db.execute("SELECT coalesce(max(n), 0) + 1 FROM sessions").fetchone()
+            number = int(row[0])
+            self._db.execute(
+                "INSERT INTO sessions (n, started, forced, note) VALUES (?, ?, ?, ?)",
+                (number, time.time(), int(forced), note),
+            )
+        return number
+
+    def force_fingerprint(self, fingerprint: str) -> None:
+        """Adopt a changed pipeline fingerprint (a forced resume; the session records it)."""
+        self._db.execute("UPDATE run SET fingerprint = ? WHERE id = 1", (fingerprint,))
+
+    def forced_sessions(self) -> list[tuple[int, str | None]]:
+        """The sessions that forced a resume, with their notes."""
+        rows = self._db.execute("SELECT n, note FROM sessions WHERE forced = 1 ORDER BY n")
+        return [(int(n), note) for n, note in rows]
+
+    # --- resume --------------------------------------------------------------
+
+    def watermark(self) -> int:
+        """Every source index below this is finished."""
+        row = self._db.execute("SELECT watermark FROM run WHERE id = 1").fetchone()
+        return int(row[0]) if row else 0
+
+    def finished_above(self, watermark: int) -> dict[int, tuple[str, str]]:
+        """Source index -> (key, status) of the items finished at or above ``watermark``."""
+        rows = self._db.execute("SELECT idx, key, status FROM items WHERE idx >= ?", (watermark,))
+        return {int(idx): (str(key), str(status)) for idx, key, status in rows}
+
+    def sink_state(self) -> dict[str, Any]:
+        """The sink's committed state (what its files may hold)."""
+        row = self._db.execute("SELECT sink_state FROM run WHERE id = 1").fetchone()
+        return dict(json.loads(row[0])) if row else {}
+
+    def finished_sessions(self) -> dict[str, int]:
+        """Key -> the session that committed it, for every finished item."""
+        return {str(k): int(n) for k, n in self._db.execute("SELECT key, session FROM items")}
+
+    def dead_items(self) -> dict[int, str]:
+        """Source index -> key of every dead item (for ``retry-dead``)."""
+        rows = self._db.execute("SELECT idx, key FROM items WHERE status = 'dead'")
+        return {int(idx): str(key) for idx, key in rows}
+
+    def dead_letters(self, *, session: int | None = None) -> list[FinishedItem]:
+        """Every dead item with its error in source order; only one session's if given."""
+        query = (
+            "SELECT i.idx, i.key, i.status, d.step, d.error_type, d.message, d.attempts, d.item "
+            "FROM items i JOIN dead d ON d.idx = i.idx WHERE i.status = 'dead'"
+        )
+        if session is not None:
+            rows = self._db.execute(query + " AND i.session = ? ORDER BY i.idx", (session,))
+        else:
+            rows = self._db.execute(query + " ORDER BY i.idx")
+        return [FinishedItem(*row) for row in rows]
+
+    # --- commit --------------------------------------------------------------
+
+    def commit(
+        self,
+        rows: list[Row],
+        dead: list[DeadRow],
+        *,
+        watermark: int,
+        sink_state: dict[str, Any],
+        session: int,
+        replace: bool = False,
+    ) -> None:
+        """Record a batch of finished items, the new watermark and sink state, atomically.
+
+        With ``replace`` (retrying dead letters), an item's earlier record is replaced.
+        """
+        now = time.time()
+        verb = "INSERT OR REPLACE" if replace else "INSERT"
+        with self._transaction():
+            if replace:
+                self._db.executemany("DELETE FROM dead WHERE idx = ?", [(r[0],) for r in rows])
+            # the session is the same for the whole batch: a number we made, inlined
+            self._db.executemany(
+                f"{verb} INTO items (idx, key, status, session) VALUES (?, ?, ?, {int(session)})",
+                rows,
+            )
+            if dead:
+                self._db.executemany(
+                    "INSERT INTO dead (idx, step, error_type, message, attempts, item, finished) "
+                    f"VALUES (?, ?, ?, ?, ?, ?, {float(now)!r})",
+                    dead,
+                )
+            self._db.execute(
+                "UPDATE run SET watermark = ?, sink_state = ?, updated = ? WHERE id = 1",
+                (watermark, json.dumps(sink_state, sort_keys=True), now),
+            )
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+    # --- status --------------------------------------------------------------
+
+    def status(self) -> RunStatus:
+        """Counts, the last error of each step, and timing."""
+        counts = dict(
+            self._db.execute("SELECT status, count(*) FROM items GROUP BY status").fetchall()
+        )
+        run = self._db.execute(
+            "SELECT definition, watermark, created, updated FROM run WHERE id = 1"
+        ).fetchone()
+        sessions = self._db.execute("SELECT count(*) FROM sessions").fetchone()[0]
+        errors = []
+        for step, count in self._db.execute(
+            "SELECT step, count(*) FROM dead GROUP BY step ORDER BY step"
+        ).fetchall():
+            error_type, message = self._db.execute(
+                "SELECT error_type, message FROM dead WHERE step = ? "
+                "ORDER BY finished DESC, idx DESC LIMIT 1",
+                (step,),
+            ).fetchone()
+            errors.append(StepError(str(step), int(count), str(error_type), str(message)))
+        return RunStatus(
+            done=int(counts.get("done", 0)),
+            dead=int(counts.get("dead", 0)),
+            filtered=int(counts.get("filtered", 0)),
+            watermark=int(run[1]) if run else 0,
+            sessions=int(sessions),
+            created=float(run[2]) if run else 0.0,
+            updated=float(run[3]) if run else 0.0,
+            last_errors=errors,
+            definition=json.loads(run[0]) if run else {},
+        )
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, or ``ROLLBACK`` on an exception."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: object, error: object, tb: object) -> None:
+        self._db.execute("COMMIT" if kind is None else "ROLLBACK")

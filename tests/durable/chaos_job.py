@@ -1,0 +1,71 @@
+"""A durable job for the chaos test, run in a subprocess and killed at random.
+
+    python chaos_job.py RUN_DIR INPUT SINK_KIND OUTPUT CALLS_LOG
+
+Every call of the step appends "<pid> <key>" to CALLS_LOG (unbuffered), and the
+job first appends "session <pid> <n>" with the session number it will get.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import headrace as hr
+from headrace.store.sqlite import SqliteRunStore
+
+CALLS: int | None = None
+
+
+def _log(text: str) -> None:
+    assert CALLS is not None
+    os.write(CALLS, (text + "\n").encode())
+
+
+@hr.step(concurrency=4)
+async def work(record: dict[str, object]) -> dict[str, object]:
+    _log(f"{os.getpid()} {record['id']}")
+    n = int(record["n"])  # type: ignore[call-overload]
+    await asyncio.sleep(0.002 + (n * 7919 % 10) / 1000)
+    if n % 97 == 13:
+        raise ValueError(f"item {n} is poison")
+    return {"id": record["id"], "square": n * n}
+
+
+def keep(record: dict[str, object]) -> bool:
+    return int(record["square"]) % 5 != 1  # type: ignore[call-overload]
+
+
+pipeline = work >> hr.filter(keep)
+
+
+def main() -> None:
+    global CALLS
+    run_dir, source, sink_kind, output, calls = sys.argv[1:6]
+    CALLS = os.open(calls, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    existing = SqliteRunStore.exists_in(Path(run_dir))
+    sessions = 0
+    if existing:
+        store = SqliteRunStore.in_dir(Path(run_dir))
+        sessions = store.status().sessions
+        store.close()
+    _log(f"session {os.getpid()} {sessions + 1}")
+    sink = (
+        hr.write_jsonl(output)
+        if sink_kind == "jsonl"
+        else hr.write_batches(output, items_per_file=50)
+    )
+    hr.run(
+        pipeline,
+        hr.read_jsonl(source, key="id"),
+        sink=sink,
+        run_dir=run_dir,
+        resume=existing,
+        progress=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,17 @@
+"""A pipeline for the CLI tests, loaded by import path (``cli_job:pipeline``)."""
+
+import asyncio
+import os
+
+import headrace as hr
+
+
+@hr.step(concurrency=4)
+async def slow_double(row: dict[str, int]) -> dict[str, int]:
+    await asyncio.sleep(0.005)
+    if row["n"] % 50 == 7 and not os.environ.get("CLI_JOB_FIXED"):
+        raise ValueError(f"{row['n']} is not allowed")
+    return {"id": row["id"], "n2": row["n"] * 2}
+
+
+pipeline = slow_double

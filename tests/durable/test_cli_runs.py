@@ -1,0 +1,96 @@
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+ITEMS = 2000
+
+
+def headrace(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, wait: bool = True
+) -> subprocess.Popen[str] | subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-c", "from headrace.cli import main; main()", *args]
+    environment = {**os.environ, "PYTHONPATH": str(HERE), **(env or {})}
+    if not wait:
+        return subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=environment,
+            text=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    return subprocess.run(
+        command, cwd=cwd, env=environment, text=True, capture_output=True, timeout=120
+    )
+
+
+def outputs(directory: Path) -> list[str]:
+    keys = []
+    for path in sorted(directory.glob("batch_*.jsonl")):
+        keys.extend(json.loads(line)["id"] for line in path.read_text().splitlines())
+    return keys
+
+
+@pytest.mark.slow
+def test_run_kill_status_resume_retry_dead_from_the_command_line(tmp_path: Path) -> None:
+    with (tmp_path / "in.jsonl").open("w") as handle:
+        for n in range(ITEMS):
+            handle.write(json.dumps({"id": f"k{n:04d}", "n": n}) + "\n")
+    args = (
+        "run",
+        "cli_job:pipeline",
+        "--input",
+        "in.jsonl",
+        "--key",
+        "id",
+        "--output",
+        "out",
+        "--run-dir",
+        "state",
+    )
+    job = headrace(*args, cwd=tmp_path, wait=False)
+    assert isinstance(job, subprocess.Popen)
+    deadline = time.monotonic() + 60
+    while not list((tmp_path / "out").glob("batch_*.jsonl")):  # a first commit
+        assert job.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    job.kill()
+    job.wait()
+
+    status = headrace("status", "state", cwd=tmp_path)
+    assert status.returncode == 0
+    assert "pipeline  cli_job:pipeline" in status.stdout
+    assert "finished  " in status.stdout
+
+    again = headrace(*args, cwd=tmp_path)
+    assert again.returncode == 1
+    assert "already holds a run" in again.stderr
+
+    resumed = headrace("resume", "state", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "skipped" in resumed.stdout
+    keys = outputs(tmp_path / "out")
+    dead = {f"k{n:04d}" for n in range(ITEMS) if n % 50 == 7}
+    assert len(keys) == len(set(keys)) == ITEMS - len(dead)
+
+    status = headrace("status", "state", cwd=tmp_path)
+    assert f"dead in slow_double: {len(dead)}; last: ValueError:" in status.stdout
+
+    fixed = headrace("retry-dead", "state", cwd=tmp_path, env={"CLI_JOB_FIXED": "1"})
+    assert fixed.returncode == 0, fixed.stderr
+    assert fixed.stdout.startswith(f"items: in {len(dead)} = out {len(dead)} + dead 0")
+    keys = outputs(tmp_path / "out")
+    assert len(keys) == len(set(keys)) == ITEMS
+    assert (tmp_path / "state" / "dead.jsonl").read_text() == ""
+
+
+def test_status_of_a_directory_without_a_run_says_so(tmp_path: Path) -> None:
+    result = headrace("status", "nothing", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip() == "error: there is no run in nothing"

@@ -1,0 +1,252 @@
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import headrace as hr
+from headrace.store.sqlite import SqliteRunStore
+
+
+def write_input(path: Path, rows: list[Any], raw_lines: list[str] = ()) -> Path:  # type: ignore[assignment]
+    with path.open("w") as handle:
+        for row in rows:
+            handle.write(json.dumps(row) + "\n")
+        for line in raw_lines:
+            handle.write(line + "\n")
+    return path
+
+
+def lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line]
+
+
+@hr.step
+def double(row: dict[str, Any]) -> dict[str, Any]:
+    return {"id": row["id"], "n2": row["n"] * 2}
+
+
+def run(source: Any, tmp: Path, **options: Any) -> hr.RunResult:
+    options.setdefault("sink", hr.write_jsonl(tmp / "out.jsonl"))
+    return hr.run(double, source, run_dir=tmp / "run", progress=False, **options)
+
+
+ROWS = [{"id": f"k{i}", "n": i} for i in range(20)]
+
+
+# --- sinks: what a kill between the sink's write and the store's commit leaves ----------
+
+
+def test_jsonl_sink_cuts_uncommitted_output_on_open(tmp_path: Path) -> None:
+    sink = hr.write_jsonl(tmp_path / "out.jsonl")
+    sink.open({})
+    state = sink.write([b'{"a":1}', b'{"a":2}'])
+    sink.write([b'{"a":3}'])  # written, never committed
+    sink.close()
+    reopened = hr.write_jsonl(tmp_path / "out.jsonl")
+    reopened.open(state)
+    reopened.close()
+    assert lines(tmp_path / "out.jsonl") == [{"a": 1}, {"a": 2}]
+
+
+def test_batch_sink_removes_uncommitted_and_torn_files_on_open(tmp_path: Path) -> None:
+    sink = hr.write_batches(tmp_path / "out")
+    sink.open({})
+    state = sink.write([b'{"a":1}'])
+    sink.write([b'{"a":2}'])  # renamed into place, never committed
+    (tmp_path / "out" / ".batch_0002.jsonl.tmp").write_text('{"a":')  # torn mid-write
+    (tmp_path / "out" / "notes.txt").write_text("the user's own file")
+    hr.write_batches(tmp_path / "out").open(state)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["batch_0000.jsonl", "notes.txt"]
+
+
+# --- runs and resumes --------------------------------------------------------------------
+
+
+def test_a_durable_run_records_every_outcome_and_writes_dead_letters(tmp_path: Path) -> None:
+    source = write_input(tmp_path / "in.jsonl", ROWS, ["{truncated", '{"n": 3}', "[1, 2]"])
+    result = run(hr.read_jsonl(source, key="id"), tmp_path)
+    assert (result.items_in, result.items_out, result.items_dead) == (23, 20, 3)
+    assert lines(tmp_path / "out.jsonl") == [{"id": f"k{i}", "n2": 2 * i} for i in range(20)]
+    dead = lines(tmp_path / "run" / "dead.jsonl")
+    assert [(d["step"], d["error_type"], d["message"]) for d in dead] == [
+        (
+            "<source>",
+            "BadInput",
+            f"{source}:21: not valid JSON (at column 2)",
+        ),
+        ("<source>", "BadInput", f"{source}:22: missing key field 'id'"),
+        (
+            "<source>",
+            "BadInput",
+            f"{source}:23: expected a JSON object with a 'id' field, got list",
+        ),
+    ]
+    assert dead[0]["item"] == "{truncated"  # the raw line, as a JSON string
+    assert result.dead_letters[1].item == '{"n": 3}'
+    status = SqliteRunStore.in_dir(tmp_path / "run").status()
+    assert (status.done, status.dead, status.filtered, status.watermark) == (20, 3, 0, 23)
+
+
+def test_a_finished_run_resumed_computes_nothing(tmp_path: Path) -> None:
+    source = write_input(tmp_path / "in.jsonl", ROWS)
+    run(hr.read_jsonl(source, key="id"), tmp_path)
+    again = run(hr.read_jsonl(source, key="id"), tmp_path, resume=True)
+    assert (again.items_in, again.metrics.items_skipped) == (0, 20)
+    assert again.metrics.step("double").calls == 0
+    assert len(lines(tmp_path / "out.jsonl")) == 20
+
+
+def test_starting_over_an_existing_run_is_refused(tmp_path: Path) -> None:
+    source = write_input(tmp_path / "in.jsonl", ROWS)
+    run(hr.read_jsonl(source, key="id"), tmp_path)
+    with pytest.raises(hr.HeadraceError) as caught:
+        run(hr.read_jsonl(source, key="id"), tmp_path)
+    assert str(caught.value) == (
+        f"{tmp_path / 'run'} already holds a run; resume it with resume=True "
+        f"(`headrace resume {tmp_path / 'run'}`) or choose another run_dir"
+    )
+
+
+def test_resuming_nothing_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(hr.ResumeMismatch, match="there is no run to resume in"):
+        run(hr.read_jsonl(tmp_path / "x.jsonl", key="id"), tmp_path, resume=True)
+
+
+def test_a_changed_pipeline_is_refused_unless_forced_and_the_force_is_recorded(
+    tmp_path: Path,
+) -> None:
+    source = write_input(tmp_path / "in.jsonl", ROWS)
+    run(hr.read_jsonl(source, key="id"), tmp_path)
+    changed = double.with_options(version="2")
+    options = {
+        "run_dir": tmp_path / "run",
+        "progress": False,
+        "resume": True,
+        "sink": hr.write_jsonl(tmp_path / "out.jsonl"),
+    }
+    with pytest.raises(hr.ResumeMismatch, match="the pipeline changed since the run in"):
+        hr.run(changed, hr.read_jsonl(source, key="id"), **options)
+    hr.run(changed, hr.read_jsonl(source, key="id"), force=True, **options)
+    store = SqliteRunStore.in_dir(tmp_path / "run")
+    [(session, note)] = store.forced_sessions()
+    assert session == 2 and note is not None  # the refused resume started no session
+    assert note.startswith("pipeline fingerprint changed from ")
+    assert store.fingerprint() == changed.fingerprint
+
+
+def test_a_changed_source_is_refused(tmp_path: Path) -> None:
+    source = write_input(tmp_path / "in.jsonl", ROWS)
+    run(hr.read_jsonl(source, key="id"), tmp_path)
+    with pytest.raises(hr.ResumeMismatch, match="the source differs from the stored run"):
+        run(hr.read_jsonl(source, key="n"), tmp_path, resume=True)
+
+
+def test_a_source_whose_items_moved_is_refused(tmp_path: Path) -> None:
+    source = write_input(tmp_path / "in.jsonl", ROWS[:10])
+    # a stored run that finished items 5..9 only, as a kill could leave it
+    store = SqliteRunStore.in_dir(tmp_path / "run")
+    definition = {
+        "pipeline": double.name,
+        "source": hr.read_jsonl(source, key="id").describe(),
+        "sink": hr.write_jsonl(tmp_path / "out.jsonl").describe(),
+        "options": {"ordered": False, "on_error": "dead_letter", "on_bad_input": "dead_letter"},
+    }
+    store.create(definition, double.fingerprint)
+    session = store.start_session()
+    store.commit(
+        [(i, f"k{i}", "done") for i in range(5, 10)],
+        [],
+        watermark=0,
+        sink_state={"offset": 0},
+        session=session,
+    )
+    store.close()
+    write_input(source, [{"id": "new", "n": 0}, *ROWS[:10]])  # a row added at the top
+    with pytest.raises(hr.ResumeMismatch, match="the source changed: item 5 has key 'k4'"):
+        run(hr.read_jsonl(source, key="id"), tmp_path, resume=True)
+
+
+def test_stop_on_bad_input_commits_what_finished_and_raises(tmp_path: Path) -> None:
+    source = write_input(tmp_path / "in.jsonl", ROWS[:5], ["{broken"])
+    with pytest.raises(hr.BadInput) as caught:
+        run(hr.read_jsonl(source, key="id"), tmp_path, on_bad_input="stop")
+    assert str(caught.value) == f"{source}:6: not valid JSON (at column 2)"
+    assert caught.value.result.items_out == 5
+    assert len(lines(tmp_path / "out.jsonl")) == 5  # whole items only, all committed
+
+
+def test_an_empty_file_is_a_run_of_nothing(tmp_path: Path) -> None:
+    source = write_input(tmp_path / "in.jsonl", [])
+    result = run(hr.read_jsonl(source, key="id"), tmp_path)
+    assert (result.items_in, result.items_out) == (0, 0)
+    assert lines(tmp_path / "out.jsonl") == []
+
+
+def test_a_missing_file_names_the_file(tmp_path: Path) -> None:
+    with pytest.raises(hr.SourceError) as caught:
+        run(hr.read_jsonl(tmp_path / "nope.jsonl", key="id"), tmp_path)
+    assert f"cannot read {tmp_path / 'nope.jsonl'}: No such file or directory" in str(caught.value)
+
+
+def test_retry_dead_reruns_only_the_dead_letters(tmp_path: Path) -> None:
+    source = write_input(tmp_path / "in.jsonl", ROWS)
+    broken = {"on": True}
+    calls: list[str] = []
+
+    def flaky(row: dict[str, Any]) -> dict[str, Any]:
+        calls.append(row["id"])
+        if broken["on"] and row["n"] % 7 == 3:
+            raise RuntimeError("upstream down")
+        return {"id": row["id"]}
+
+    options = {
+        "run_dir": tmp_path / "run",
+        "progress": False,
+        "sink": hr.write_jsonl(tmp_path / "out.jsonl"),
+    }
+    first = hr.run(hr.step(flaky), hr.read_jsonl(source, key="id"), **options)
+    assert sorted(d.item["id"] for d in first.dead_letters) == ["k10", "k17", "k3"]  # type: ignore[index]
+    broken["on"], calls[:] = False, []
+    retried = hr.run(hr.step(flaky), hr.read_jsonl(source, key="id"), retry_dead=True, **options)
+    assert sorted(calls) == ["k10", "k17", "k3"]
+    assert (retried.items_in, retried.items_out, retried.items_dead) == (3, 3, 0)
+    assert sorted(row["id"] for row in lines(tmp_path / "out.jsonl")) == sorted(
+        r["id"] for r in ROWS
+    )
+    status = SqliteRunStore.in_dir(tmp_path / "run").status()
+    assert (status.done, status.dead) == (20, 0)
+    assert lines(tmp_path / "run" / "dead.jsonl") == []
+
+
+def test_plain_iterables_get_stable_default_keys_and_resume(tmp_path: Path) -> None:
+    items = [{"id": f"k{i}", "n": i} for i in range(10)]
+    run(items, tmp_path)
+    again = run(items, tmp_path, resume=True)
+    assert again.metrics.items_skipped == 10
+
+
+def test_a_callable_sink_cannot_be_durable(tmp_path: Path) -> None:
+    with pytest.raises(hr.PipelineError, match="a callable sink cannot be committed"):
+        hr.run(double, ROWS, sink=print, run_dir=tmp_path / "run", progress=False)
+
+
+def test_an_output_that_is_not_json_is_a_dead_letter_of_the_sink(tmp_path: Path) -> None:
+    result = hr.run(
+        hr.step(lambda row: {"id": row["id"], "bad": object()}),
+        ROWS[:2],
+        run_dir=tmp_path / "run",
+        progress=False,
+    )
+    assert [(d.step, d.error_type) for d in result.dead_letters] == [
+        ("<sink>", "TypeError"),
+        ("<sink>", "TypeError"),
+    ]
+
+
+def test_a_file_sink_works_without_a_run_dir(tmp_path: Path) -> None:
+    result = hr.run(
+        double, ROWS, sink=hr.write_batches(tmp_path / "out", items_per_file=8), progress=False
+    )
+    assert result.items_out == 20
+    assert len(list((tmp_path / "out").glob("batch_*.jsonl"))) >= 1
