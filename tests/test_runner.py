@@ -369,6 +369,10 @@ def test_a_timeout_error_raised_by_the_step_itself_is_not_a_step_timeout() -> No
         ({"window": 0}, "window must be a positive integer, got 0"),
         ({"on_error": "ignore"}, "on_error must be 'dead_letter' or 'raise', got 'ignore'"),
         ({"sink": "out.jsonl"}, "sink must be callable or a headrace sink, got str"),
+        (
+            {"key": "id"},
+            "key= identifies items in a durable run; give run_dir=... (or a file sink) too",
+        ),
     ],
 )
 def test_bad_run_options_are_refused(options: dict[str, Any], message: str) -> None:
@@ -412,7 +416,7 @@ def test_progress_lines_are_plain_when_not_on_a_terminal(
     async def quick(counts: Any, finished: asyncio.Event, **kw: Any) -> None:
         await original(counts, finished, log_interval_s=0.01)
 
-    monkeypatch.setattr("headrace.runner.run_progress", quick)
+    monkeypatch.setattr("headrace.lanes.run_progress", quick)
 
     @hr.step
     async def slowish(x: int) -> int:

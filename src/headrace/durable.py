@@ -10,6 +10,7 @@ writer falls ``max_pending`` items behind, lanes wait: memory stays bounded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import Awaitable
 from pathlib import Path
@@ -101,11 +102,9 @@ class DurableWriter:
     async def run(self) -> None:
         """Commit batches until :meth:`close` is called and everything is committed."""
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):  # commit on time, or sooner when woken
                 async with asyncio.timeout(self._interval):
                     await self._wake.wait()
-            except TimeoutError:
-                pass
             self._wake.clear()
             await self._flush()
             if self._closing and not self._items:

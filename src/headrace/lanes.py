@@ -1,0 +1,355 @@
+"""The lanes of a run: each takes the next item, carries it through the step graph, and
+hands its outcome on.
+
+A run keeps ``window`` lanes, so at most ``window`` items are in flight: memory
+is bounded by the window, not the dataset; each step's concurrency limit holds
+items back in front of it, and a slow step holds back the source itself
+(backpressure all the way up). No task or queue is created per item on the
+plain path. Every item read ends exactly once: as an output, a dead letter, or
+filtered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from time import perf_counter
+from typing import Any, Literal
+
+from .activity import Activity
+from .compose import first_leaf
+from .durable import DurableSession
+from .errors import BadInput, SourceError, StepFailed
+from .io.records import BadRecord, encode_json
+from .metrics import RunMetrics
+from .progress import Counts, run_progress
+from .result import DeadLetter, RunResult
+from .runtime import RunContext
+from .sequencer import Sequencer
+from .step import FILTERED, Step
+from .store.sqlite import FinishedItem
+
+__all__ = ["Lanes", "OnBadInput", "OnError", "Sink"]
+
+OnError = Literal["dead_letter", "raise"]
+OnBadInput = Literal["dead_letter", "stop"]
+Sink = Callable[[Any], Any]
+
+
+class Lanes:
+    """One run's state and its lanes: counters, outcomes, the source, the durable session."""
+
+    def __init__(
+        self,
+        root: Step[Any, Any],
+        items: Iterator[Any] | AsyncIterator[Any],
+        sink: Sink | None,
+        window: int,
+        ordered: bool,
+        on_error: OnError,
+        progress: bool,
+        *,
+        keyed: bool = False,
+        session: DurableSession | None = None,
+        on_bad_input: OnBadInput = "dead_letter",
+    ) -> None:
+        self.root = root
+        self.keyed = keyed
+        self.session = session
+        self.on_bad_input = on_bad_input
+        self.position = 0
+        self.n_skipped = 0
+        self.items = items
+        self.is_async_source = isinstance(items, AsyncIterator)
+        self.sink = sink
+        self.window = window
+        self.ordered = ordered
+        self.on_error = on_error
+        self.progress = progress
+        self.activity = Activity()
+        self.sequencer = Sequencer(self.activity) if ordered else None
+        self.outputs: list[Any] = []
+        self.dead: list[DeadLetter] = []
+        self.n_in = self.n_out = self.n_filtered = self.n_dead = 0
+        self.exhausted = False
+        self.source_error: BaseException | None = None
+        self.pull_lock = asyncio.Lock()
+        self.lanes_left = window
+        self.finished = asyncio.Event()
+        self.total = _length_hint(items)
+
+    async def execute(self) -> RunResult:
+        started = perf_counter()
+        ctx: RunContext | None = None
+        session = self.session
+        aborted = True
+        if session is not None:
+            session.open()
+        try:
+            async with asyncio.TaskGroup() as group:
+                ctx = RunContext(self.activity, _spawner(group))
+                handler = ctx.bind(self.root)
+                emit = self._emitter()
+                self.activity.enter(self.window)
+                for _ in range(self.window):
+                    group.create_task(self._lane(handler, emit))
+                if session is not None and session.writer is not None:
+                    group.create_task(session.writer.run())
+                if self.progress:
+                    group.create_task(run_progress(self._counts, self.finished))
+            aborted = False
+        except BaseExceptionGroup as group_error:
+            first = first_leaf(group_error)
+            raise first from first.__cause__
+        finally:
+            try:
+                if ctx is not None:
+                    ctx.close(aborted=aborted)
+            finally:
+                if session is not None:
+                    if not aborted:
+                        self.dead = [_dead_letter(row) for row in session.dead_letters()]
+                        self.n_skipped = session.skipped
+                    session.close(aborted=aborted)
+        metrics = RunMetrics(
+            items_in=self.n_in,
+            items_out=self.n_out,
+            items_dead=self.n_dead,
+            items_filtered=self.n_filtered,
+            items_skipped=self.n_skipped,
+            wall_s=perf_counter() - started,
+            steps=ctx.metrics if ctx is not None else [],
+        )
+        result = RunResult(outputs=self.outputs, dead_letters=self.dead, metrics=metrics)
+        if self.source_error is not None:
+            error = self.source_error
+            if isinstance(error, BadInput):
+                error.result = result
+                raise error
+            raise SourceError(
+                f"the source raised {type(error).__name__}: {error} after {self.n_in:,} items; "
+                "the items read before it finished (see .result)",
+                result=result,
+            ) from error
+        return result
+
+    def _counts(self) -> Counts:
+        return Counts(
+            done=self.n_out + self.n_dead + self.n_filtered,
+            dead=self.n_dead,
+            total=self.total,
+        )
+
+    def _emitter(self) -> Callable[[Any], Any]:
+        """Return how an output is handed on: collected, or given to the sink."""
+        sink = self.sink
+        if sink is None:
+            return self.outputs.append
+        return sink
+
+    async def _next_async(self) -> Any:
+        async with self.pull_lock:
+            if self.exhausted:
+                return _END
+            try:
+                return await anext(self.items)  # type: ignore[arg-type]
+            except StopAsyncIteration:
+                self.exhausted = True
+            except Exception as exc:
+                self.source_error, self.exhausted = exc, True
+            return _END
+
+    def _next_keyed(self) -> Any:
+        """The next record to run as ``(index, key, value or BadRecord)``, skipping
+        what a durable session has finished already."""
+        session = self.session
+        while not self.exhausted:
+            try:
+                record = next(self.items)  # type: ignore[arg-type]
+            except StopIteration:
+                self.exhausted = True
+                break
+            except Exception as exc:
+                self.source_error, self.exhausted = exc, True
+                break
+            index = self.position
+            self.position = index + 1
+            if isinstance(record, BadRecord):
+                key, value = f"bad:{index}", record
+            else:
+                key, value = record
+            if session is not None and session.skip(index, key):
+                continue
+            return index, key, value
+        return _END
+
+    def _next_sync(self) -> Any:
+        if self.exhausted:
+            return _END
+        try:
+            return next(self.items)  # type: ignore[arg-type]
+        except StopIteration:
+            self.exhausted = True
+        except Exception as exc:
+            self.source_error, self.exhausted = exc, True
+        return _END
+
+    async def _lane(self, handler: Callable[[Any], Any], emit: Callable[[Any], Any]) -> None:
+        sequencer = self.sequencer
+        sink_is_async = self.sink is not None and (
+            inspect.iscoroutinefunction(self.sink)
+            or inspect.iscoroutinefunction(getattr(self.sink, "__call__", None))  # noqa: B004
+        )
+        writer = self.session.writer if self.session is not None else None
+        keyed = self.keyed
+        pull = self._next_keyed if keyed else self._next_sync
+        is_async_source = self.is_async_source
+        key: str | None = None
+        while True:
+            # drop the last item before waiting for the next: one item per lane at most
+            item = out = None
+            item = (await self._next_async()) if is_async_source else pull()
+            if item is _END:
+                break
+            if keyed:
+                index, key, item = item
+                if type(item) is BadRecord:
+                    if self.on_bad_input == "stop":
+                        self.source_error = BadInput(f"{item.where}: {item.reason}")
+                        self.exhausted = True
+                        break
+                    self.n_in += 1
+                    failure = StepFailed("<source>", BadInput(f"{item.where}: {item.reason}"))
+                    await self._record_dead(index, key, item.raw, failure)
+                    continue
+            else:
+                index = self.n_in
+            self.n_in += 1
+            if sequencer is not None:
+                sequencer.ticket()
+            try:
+                out = await handler(item)
+            except StepFailed as failure:
+                failure.index = index
+                if sequencer is not None:
+                    sequencer.done(index)
+                if self.on_error == "raise":
+                    raise
+                await self._record_dead(index, key, item, failure)
+                continue
+            if out is FILTERED:
+                self.n_filtered += 1
+                if sequencer is not None:
+                    sequencer.done(index)
+                if writer is not None:
+                    wait = writer.filtered(index, key)  # type: ignore[arg-type]
+                    if wait is not None:
+                        await wait
+                continue
+            if sequencer is not None:
+                await sequencer.wait_turn(index)
+            if writer is not None:
+                try:
+                    line = encode_json(out)
+                except TypeError as exc:
+                    if sequencer is not None:
+                        sequencer.done(index)
+                    await self._record_dead(index, key, item, StepFailed("<sink>", exc))
+                    continue
+                wait = writer.output(index, key, line)  # type: ignore[arg-type]
+                if wait is not None:
+                    await wait
+            elif sink_is_async:
+                await emit(out)
+            else:
+                emit(out)
+            self.n_out += 1
+            if sequencer is not None:
+                sequencer.done(index)
+        self.lanes_left -= 1
+        if not self.lanes_left:
+            self.finished.set()
+            if writer is not None:
+                writer.close()
+        self.activity.leave()
+
+    async def _record_dead(
+        self, index: int, key: str | None, item: Any, failure: StepFailed
+    ) -> None:
+        cause = failure.cause
+        notes = getattr(failure, "__notes__", None)
+        message = f"{cause} ({'; '.join(notes)})" if notes else str(cause)
+        error_type = type(cause).__name__
+        self.n_dead += 1
+        writer = self.session.writer if self.session is not None else None
+        if writer is None:
+            self.dead.append(
+                DeadLetter(
+                    index=index,
+                    item=item,
+                    step=failure.step,
+                    error_type=error_type,
+                    message=message,
+                    attempts=failure.attempts,
+                    error=cause,
+                )
+            )
+            return
+        try:
+            shown = encode_json(item).decode()
+        except TypeError:
+            shown = encode_json(repr(item)).decode()
+        wait = writer.dead(
+            index,
+            key or str(index),
+            step=failure.step,
+            error_type=error_type,
+            message=message,
+            attempts=failure.attempts,
+            item=shown,
+        )
+        if wait is not None:
+            await wait
+
+
+def _dead_letter(row: FinishedItem) -> DeadLetter:
+    return DeadLetter(
+        index=row.index,
+        item=row.decoded_item(),
+        step=row.step or "",
+        error_type=row.error_type or "",
+        message=row.message or "",
+        attempts=row.attempts or 1,
+    )
+
+
+class _End:
+    def __repr__(self) -> str:
+        return "<end of source>"
+
+
+_END = _End()
+
+
+def _spawner(group: asyncio.TaskGroup) -> Callable[[Coroutine[Any, Any, Any]], Any]:
+    def spawn(coro: Coroutine[Any, Any, Any]) -> Any:
+        try:
+            return group.create_task(coro)
+        except RuntimeError:
+            # The run is already shutting down (an error or a cancel): nothing new starts.
+            coro.close()
+            return None
+
+    return spawn
+
+
+def _length_hint(items: Any) -> int | None:
+    source = getattr(items, "__length_hint__", None)
+    if source is None:
+        return None
+    try:
+        hint = int(source())
+    except (TypeError, ValueError):
+        return None
+    return hint if hint > 0 else None
