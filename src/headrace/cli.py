@@ -14,11 +14,14 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from . import __version__
+
+if TYPE_CHECKING:
+    from .durable import Mode
 
 __all__ = ["app", "main"]
 
@@ -133,7 +136,7 @@ def _carry_out(
     source: Any,
     sink: Any,
     run_dir: Path,
-    mode: str,
+    mode: Mode,
     force: bool,
     *,
     window: int | None = None,
@@ -240,17 +243,7 @@ def resume(
     ] = False,
 ) -> None:
     """Finish an interrupted run: nothing finished is computed or written again."""
-    ref, source, sink, options = _stored(run_dir)
-    _carry_out(
-        ref,
-        source,
-        sink,
-        run_dir,
-        "resume",
-        force,
-        ordered=bool(options.get("ordered")),
-        on_bad_input=str(options.get("on_bad_input", "dead_letter")),
-    )
+    _continue_stored(run_dir, "resume", force)
 
 
 @app.command("retry-dead")
@@ -261,9 +254,21 @@ def retry_dead(
     ] = False,
 ) -> None:
     """Run only the dead letters of a run again (after a fix)."""
+    _continue_stored(run_dir, "retry_dead", force)
+
+
+def _continue_stored(run_dir: Path, mode: Mode, force: bool) -> None:
+    """Resume a stored run, or retry its dead letters, with the options it was started with."""
     ref, source, sink, options = _stored(run_dir)
     _carry_out(
-        ref, source, sink, run_dir, "retry_dead", force, ordered=bool(options.get("ordered"))
+        ref,
+        source,
+        sink,
+        run_dir,
+        mode,
+        force,
+        ordered=bool(options.get("ordered")),
+        on_bad_input=str(options.get("on_bad_input", "dead_letter")),
     )
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple, overload
 
 from .activity import Activity
 from .errors import NoRoute, PipelineError, StepFailed
+from .fingerprint import code_hash
 from .step import FILTERED, Step, as_step
 
 if TYPE_CHECKING:
@@ -276,8 +277,6 @@ class Route(Step[In, Out]):
         return max(branch.total_slots() for branch in self.children())
 
     def _identity(self) -> dict[str, Any]:
-        from .step import code_hash
-
         return {
             "kind": "route",
             "name": self.name,
@@ -383,8 +382,6 @@ class Filter(Step[A, A]):
         self.name = name
 
     def _identity(self) -> dict[str, Any]:
-        from .step import code_hash
-
         return {"kind": "filter", "name": self.name, "predicate": code_hash(self.predicate)}
 
     def _bind(self, ctx: RunContext) -> Handler:

@@ -12,15 +12,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import threading
 from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .errors import HeadraceError, ResumeMismatch
 from .io.records import DurableSink, encode_json
 from .store.sqlite import DeadRow, FinishedItem, Row, SqliteRunStore
 
-__all__ = ["DurableSession", "DurableWriter"]
+__all__ = ["DurableSession", "DurableWriter", "Mode"]
+
+Mode = Literal["new", "resume", "retry_dead"]
+"""What a session does: start a run, resume it, or run its dead letters again."""
 
 
 class DurableWriter:
@@ -60,6 +64,7 @@ class DurableWriter:
         self._room = asyncio.Event()
         self._room.set()
         self._closing = False
+        self._commit_lock = threading.Lock()
         self.commits = 0
 
     def output(self, index: int, key: str, line: bytes) -> Awaitable[Any] | None:
@@ -126,6 +131,10 @@ class DurableWriter:
         self.commits += 1
 
     def _commit(self, items: list[Row], dead: list[DeadRow], lines: list[bytes]) -> None:
+        with self._commit_lock:
+            self._commit_locked(items, dead, lines)
+
+    def _commit_locked(self, items: list[Row], dead: list[DeadRow], lines: list[bytes]) -> None:
         state = self._sink.write(lines)
         finished = self._finished_above
         mark = self._watermark
@@ -144,11 +153,15 @@ class DurableWriter:
                 replace=self._replace,
             )
 
-    def abort(self) -> None:
-        """Drop what was not committed (the run was cancelled); the next resume redoes it."""
-        self._items.clear()
-        self._dead.clear()
-        self._lines.clear()
+    def wait_idle(self) -> None:
+        """Block until no commit is running.
+
+        A cancelled run cancels the writer's coroutine, but the thread doing a
+        commit finishes it; the store and sink must not be closed under it. What
+        was never committed is dropped with the writer and redone on resume.
+        """
+        self._commit_lock.acquire()
+        self._commit_lock.release()
 
 
 class DurableSession:
@@ -170,20 +183,20 @@ class DurableSession:
         sink: DurableSink,
         definition: dict[str, Any],
         fingerprint: str,
-        mode: str,
+        mode: Mode,
         force: bool,
     ) -> None:
         self.run_dir = run_dir
         self.sink = sink
         self.definition = definition
         self.fingerprint = fingerprint
-        self.mode = mode  # "new", "resume" or "retry_dead"
+        self.mode = mode
         self.force = force
         self.store: SqliteRunStore | None = None
         self.session = 0
         self.skipped = 0
         self._watermark = 0
-        self._finished: dict[int, tuple[str, str]] = {}
+        self._finished: dict[int, str] = {}
         self._retry: dict[int, str] = {}
         self.writer: DurableWriter | None = None
 
@@ -217,7 +230,7 @@ class DurableSession:
             store,
             self.sink,
             session=self.session,
-            finished_above={i for i, (_, status) in self._finished.items()},
+            finished_above=set(self._finished),
             replace=self.mode == "retry_dead",
         )
 
@@ -262,7 +275,7 @@ class DurableSession:
         stored = self._finished.get(index)
         if stored is None:
             return False
-        self._same_key(index, stored[0], key)
+        self._same_key(index, stored, key)
         self.skipped += 1
         return True
 
@@ -282,6 +295,8 @@ class DurableSession:
     def close(self, *, aborted: bool) -> None:
         """Close the sink and store; after a clean end, write ``dead.jsonl`` from the store."""
         try:
+            if self.writer is not None:
+                self.writer.wait_idle()
             self.sink.close()
             if self.store is not None and not aborted and self.run_dir is not None:
                 _write_dead_file(self.store, self.run_dir / "dead.jsonl")

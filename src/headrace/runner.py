@@ -12,7 +12,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, It
 from pathlib import Path
 from typing import Any
 
-from .durable import DurableSession
+from .durable import DurableSession, Mode
 from .errors import HeadraceError, PipelineError, SourceError
 from .io.jsonl import write_jsonl
 from .io.records import KeyedSource, Source
@@ -154,7 +154,7 @@ async def arun(
         raise PipelineError(f"window must be a positive integer, got {window!r}")
     if (resume or force or retry_dead) and run_dir is None:
         raise PipelineError("resume, retry_dead and force need the run_dir of a stored run")
-    mode = "retry_dead" if retry_dead else "resume" if resume else "new"
+    mode: Mode = "retry_dead" if retry_dead else "resume" if resume else "new"
     return await execute(
         root,
         source,
@@ -182,7 +182,7 @@ async def execute(
     on_error: OnError,
     progress: bool,
     run_dir: str | os.PathLike[str] | None,
-    mode: str,
+    mode: Mode,
     force: bool,
     key: str | Callable[[Any], Any] | None,
     on_bad_input: OnBadInput,
@@ -259,24 +259,28 @@ def _open_records(source: Any, key: str | Callable[[Any], Any] | None) -> Source
         return source
     if isinstance(source, AsyncIterable):
         raise SourceError("a durable run reads a sync source (an iterable or a headrace reader)")
-    _open_source(source)  # the same checks as an in-memory run
+    _check_items(source)
     return KeyedSource(source, key)
 
 
-def _open_source(source: Any) -> Iterator[Any] | AsyncIterator[Any]:
-    if isinstance(source, AsyncIterable):
-        items: AsyncIterator[Any] = aiter(source)
-        return items
+def _check_items(source: Any) -> None:
+    """Refuse, before anything runs, a source that is not a sequence of items."""
     if isinstance(source, str | bytes):
         raise SourceError(
             f"the source is a {type(source).__name__}, which would run one item per "
             "character; pass a list of items or a reader such as a generator"
         )
-    try:
-        sync_items: Iterator[Any] = iter(source)
-    except TypeError:
+    if not isinstance(source, Iterable | AsyncIterable):
         raise SourceError(
             f"the source must be an iterable or async iterable of items, got "
             f"{type(source).__name__}"
-        ) from None
+        )
+
+
+def _open_source(source: Any) -> Iterator[Any] | AsyncIterator[Any]:
+    _check_items(source)
+    if isinstance(source, AsyncIterable):
+        items: AsyncIterator[Any] = aiter(source)
+        return items
+    sync_items: Iterator[Any] = iter(source)
     return sync_items

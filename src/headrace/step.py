@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import abc
-import ast
 import copy
 import hashlib
 import inspect
 import json
 import os
-import textwrap
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Final, Generic, Literal, Self, TypeVar, overload
 
 from .durations import to_seconds
 from .errors import PipelineError
+from .fingerprint import code_hash
 
 if TYPE_CHECKING:
     from .compose import Parallel, Sequence
@@ -351,35 +350,6 @@ def _callable_name(fn: Callable[..., Any]) -> str:
     if name == "<lambda>":
         return "lambda"
     return type(fn).__name__
-
-
-def code_hash(fn: Callable[..., Any]) -> str:
-    """Hash a function's code, ignoring decorators, comments, docstring and formatting.
-
-    Falls back to the compiled code object when the source is not available.
-    """
-    target = fn
-    if not (inspect.isfunction(target) or inspect.ismethod(target)):
-        target = type(fn)
-    try:
-        source = textwrap.dedent(inspect.getsource(target))
-        tree = ast.parse(source)
-        node = tree.body[0]
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            node.decorator_list = []
-            body = node.body
-            if (
-                body
-                and isinstance(body[0], ast.Expr)
-                and isinstance(body[0].value, ast.Constant)
-                and isinstance(body[0].value.value, str)
-            ):
-                node.body = body[1:] or [ast.Pass()]
-        text = ast.unparse(node)
-    except (OSError, TypeError, SyntaxError, IndexError):
-        code = getattr(target, "__code__", None)
-        text = repr((code.co_code, code.co_consts, code.co_names)) if code else repr(target)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def as_step(obj: Any, *, after: str | None) -> Step[Any, Any]:

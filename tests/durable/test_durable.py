@@ -250,3 +250,46 @@ def test_a_file_sink_works_without_a_run_dir(tmp_path: Path) -> None:
     )
     assert result.items_out == 20
     assert len(list((tmp_path / "out").glob("batch_*.jsonl"))) >= 1
+
+
+def test_a_cancelled_run_waits_for_the_commit_in_flight_before_closing(tmp_path: Path) -> None:
+    import asyncio
+    import threading
+
+    from headrace.durable import DurableWriter
+
+    entered, release, finished = threading.Event(), threading.Event(), threading.Event()
+
+    class SlowSink:
+        flush_items, flush_interval_s = 1, 0.01
+
+        def describe(self) -> dict[str, Any]:
+            return {"kind": "slow"}
+
+        def open(self, state: dict[str, Any]) -> None:
+            return None
+
+        def write(self, lines: list[bytes]) -> dict[str, Any]:
+            entered.set()
+            release.wait(10)
+            finished.set()
+            return {}
+
+        def close(self) -> None:
+            return None
+
+    async def scenario() -> None:
+        writer = DurableWriter(None, SlowSink(), session=1, finished_above=set())
+        task = asyncio.create_task(writer.run())
+        writer.output(0, "k0", b"{}")
+        await asyncio.to_thread(entered.wait, 10)
+        task.cancel()  # as Ctrl-C does, while the commit thread is inside the sink
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert not finished.is_set()
+        threading.Timer(0.2, release.set).start()
+        # the session closes inside the loop, like this: it must wait for the commit
+        writer.wait_idle()
+        assert finished.is_set()
+
+    asyncio.run(scenario())

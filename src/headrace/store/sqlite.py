@@ -213,10 +213,10 @@ class SqliteRunStore:
         row = self._db.execute("SELECT watermark FROM run WHERE id = 1").fetchone()
         return int(row[0]) if row else 0
 
-    def finished_above(self, watermark: int) -> dict[int, tuple[str, str]]:
-        """Source index -> (key, status) of the items finished at or above ``watermark``."""
-        rows = self._db.execute("SELECT idx, key, status FROM items WHERE idx >= ?", (watermark,))
-        return {int(idx): (str(key), str(status)) for idx, key, status in rows}
+    def finished_above(self, watermark: int) -> dict[int, str]:
+        """Source index -> key of the items finished at or above ``watermark``."""
+        rows = self._db.execute("SELECT idx, key FROM items WHERE idx >= ?", (watermark,))
+        return {int(idx): str(key) for idx, key in rows}
 
     def sink_state(self) -> dict[str, Any]:
         """The sink's committed state (what its files may hold)."""
