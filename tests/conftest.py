@@ -7,3 +7,65 @@ import os
 # asyncio reads this whenever a loop is created: every run in the tests is checked
 # for never-awaited coroutines and non-threadsafe calls.
 os.environ.setdefault("PYTHONASYNCIODEBUG", "1")
+
+import glob
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+POSTGRES_URL = os.environ.get("HEADRACE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _postgres_answers() -> bool:
+    import psycopg
+
+    try:
+        psycopg.connect(POSTGRES_URL, connect_timeout=3).close()
+    except psycopg.OperationalError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """A reachable PostgreSQL (``test`` database), started if it is installed but down."""
+    if _postgres_answers():
+        return POSTGRES_URL
+    versions = glob.glob("/etc/postgresql/*")
+    if shutil.which("pg_ctlcluster") is None or not versions:
+        pytest.skip(f"no PostgreSQL installed here (and none answers at {POSTGRES_URL})")
+    version = Path(sorted(versions)[-1]).name
+    subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "start"], check=False
+    )
+    for _ in range(40):
+        if _postgres_answers():
+            return POSTGRES_URL
+        time.sleep(0.5)
+    pytest.fail(f"PostgreSQL is installed but did not start answering at {POSTGRES_URL}")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database URL, once for SQLite (a file in tmp_path) and once for PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'data.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def table_name(database_url: str) -> Iterator[str]:
+    """A fresh table name, dropped (with the sink's commit records) afterwards."""
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    yield name
+    if database_url.startswith("postgresql"):
+        import psycopg
+
+        with psycopg.connect(database_url, autocommit=True) as connection:
+            connection.execute(f'DROP TABLE IF EXISTS "{name}"')

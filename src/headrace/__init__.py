@@ -39,7 +39,18 @@ from .errors import (
     StepFailed,
     StepTimeout,
 )
-from .io import read_jsonl, write_batches, write_jsonl
+from .io import (
+    read_csv,
+    read_dir,
+    read_jsonl,
+    read_parquet,
+    read_sql,
+    write_batches,
+    write_csv,
+    write_jsonl,
+    write_parquet,
+    write_sql,
+)
 from .limits.concurrency import ConcurrencyLimit, ConcurrencyStatistics
 from .metrics import Histogram, RunMetrics, StepMetrics
 from .result import DeadLetter, RunResult
@@ -55,9 +66,16 @@ __all__ = [
     "FILTERED",
     "BadInput",
     "ResumeMismatch",
+    "read_csv",
+    "read_dir",
     "read_jsonl",
+    "read_parquet",
+    "read_sql",
     "write_batches",
+    "write_csv",
     "write_jsonl",
+    "write_parquet",
+    "write_sql",
     "Batch",
     "Branches",
     "ConcurrencyLimit",

@@ -13,6 +13,7 @@ import platform
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -115,20 +116,44 @@ def _load_pipeline(ref: str) -> Any:
     return target
 
 
-def _sink_for(output: Path) -> Any:
-    from .io import write_batches, write_jsonl
+def _sink_for(output: str, table: str | None, key: str | None) -> Any:
+    """The sink an ``--output`` names: a database URL (with ``--table``), or a path by suffix."""
+    from .io import write_batches, write_csv, write_jsonl, write_parquet, write_sql
 
-    return write_jsonl(output) if output.suffix == ".jsonl" else write_batches(output)
+    if "://" in output:
+        if table is None:
+            raise typer.BadParameter("a database output needs --table", param_hint="--output")
+        return write_sql(output, table, key=key or "key")
+    if table is not None:
+        raise typer.BadParameter("--table is for a database --output", param_hint="--table")
+    path = Path(output)
+    if path.suffix == ".jsonl":
+        return write_jsonl(path)
+    if path.suffix == ".csv":
+        return write_csv(path)
+    if path.suffix == ".parquet":
+        return write_parquet(path)
+    return write_batches(path)
 
 
 def _source_for(path: Path, key: str | None) -> Any:
-    from .io import read_jsonl
+    """The source an ``--input`` names, by its suffix, or a directory of files."""
+    from .io import read_csv, read_dir, read_jsonl, read_parquet
 
-    if path.suffix != ".jsonl":
+    if path.is_dir():
+        return read_dir(path)
+    readers: dict[str, Callable[..., Any]] = {
+        ".jsonl": read_jsonl,
+        ".csv": read_csv,
+        ".parquet": read_parquet,
+    }
+    reader = readers.get(path.suffix)
+    if reader is None:
         raise typer.BadParameter(
-            f"{path}: only .jsonl inputs can be read so far", param_hint="--input"
+            f"{path}: give a .jsonl, .csv or .parquet file, or a directory",
+            param_hint="--input",
         )
-    return read_jsonl(path, key=key)
+    return reader(path, key=key)
 
 
 def _carry_out(
@@ -182,12 +207,24 @@ def _carry_out(
 @app.command()
 def run(
     pipeline: Annotated[str, typer.Argument(help="the pipeline to run, as module:attribute")],
-    input: Annotated[Path, typer.Option("--input", "-i", help="a .jsonl file")],
+    input: Annotated[
+        Path,
+        typer.Option(
+            "--input", "-i", help="a .jsonl, .csv or .parquet file, or a directory of files"
+        ),
+    ],
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="a .jsonl file, or a directory of batch files")
+        str,
+        typer.Option(
+            "--output",
+            "-o",
+            help="a .jsonl or .csv file, a .parquet directory, a directory of batch files, "
+            "or a database URL (sqlite:///x.db, postgresql://...) with --table",
+        ),
     ],
     run_dir: Annotated[Path, typer.Option(help="where the run store lives")],
     key: Annotated[str | None, typer.Option(help="the field that identifies a record")] = None,
+    table: Annotated[str | None, typer.Option(help="the table of a database --output")] = None,
     window: Annotated[int | None, typer.Option(help="items in flight at most")] = None,
     ordered: Annotated[bool, typer.Option(help="write outputs in input order")] = False,
     stop_on_bad_input: Annotated[
@@ -198,7 +235,7 @@ def run(
     _carry_out(
         pipeline,
         _source_for(input, key),
-        _sink_for(output),
+        _sink_for(output, table, key),
         run_dir,
         "new",
         False,

@@ -17,8 +17,10 @@ from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, Literal
 
+import orjson
+
 from .errors import HeadraceError, ResumeMismatch
-from .io.records import DurableSink, encode_json
+from .io.records import DurableSink, Recovered, encode_json
 from .store.sqlite import DeadRow, FinishedItem, Row, SqliteRunStore
 
 __all__ = ["DurableSession", "DurableWriter", "Mode"]
@@ -59,7 +61,7 @@ class DurableWriter:
         self._replace = replace
         self._items: list[Row] = []
         self._dead: list[DeadRow] = []
-        self._lines: list[bytes] = []
+        self._records: list[Any] = []
         self._wake = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
@@ -67,12 +69,12 @@ class DurableWriter:
         self._commit_lock = threading.Lock()
         self.commits = 0
 
-    def output(self, index: int, key: str, line: bytes) -> Awaitable[Any] | None:
-        """An item finished with an output (already encoded as one JSON line).
+    def output(self, index: int, key: str, record: Any) -> Awaitable[Any] | None:
+        """An item finished with an output (already encoded by the sink).
 
         Returns something to await only when the writer is too far behind.
         """
-        self._lines.append(line)
+        self._records.append(record)
         return self._add((index, key, "done"))
 
     def dead(
@@ -125,17 +127,16 @@ class DurableWriter:
             return
         items, self._items = self._items, []
         dead, self._dead = self._dead, []
-        lines, self._lines = self._lines, []
+        records, self._records = self._records, []
         self._room.set()
-        await asyncio.to_thread(self._commit, items, dead, lines)
+        await asyncio.to_thread(self._commit, items, dead, records)
         self.commits += 1
 
-    def _commit(self, items: list[Row], dead: list[DeadRow], lines: list[bytes]) -> None:
+    def _commit(self, items: list[Row], dead: list[DeadRow], records: list[Any]) -> None:
         with self._commit_lock:
-            self._commit_locked(items, dead, lines)
+            self._commit_locked(items, dead, records)
 
-    def _commit_locked(self, items: list[Row], dead: list[DeadRow], lines: list[bytes]) -> None:
-        state = self._sink.write(lines)
+    def _commit_locked(self, items: list[Row], dead: list[DeadRow], records: list[Any]) -> None:
         finished = self._finished_above
         mark = self._watermark
         finished.update(row[0] for row in items if row[0] >= mark)
@@ -143,6 +144,18 @@ class DurableWriter:
             finished.discard(mark)
             mark += 1
         self._watermark = mark
+        journal = None
+        if self._store is not None and self._sink.keeps_journal:
+            journal = encode_json(
+                {
+                    "rows": items,
+                    "dead": dead,
+                    "watermark": mark,
+                    "session": self._session,
+                    "replace": self._replace,
+                }
+            )
+        state = self._sink.write(records, journal)
         if self._store is not None:
             self._store.commit(
                 items,
@@ -221,7 +234,9 @@ class DurableSession:
         else:
             store.create(self.definition, self.fingerprint)
         self.session = store.start_session(forced=note is not None, note=note)
-        self.sink.open(store.sink_state())
+        recovered = self.sink.open(store.sink_state())
+        if recovered is not None:
+            _roll_forward(store, recovered)
         self._watermark = store.watermark()
         self._finished = store.finished_above(self._watermark)
         if self.mode == "retry_dead":
@@ -327,3 +342,16 @@ def _write_dead_file(store: SqliteRunStore, path: Path) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
+
+
+def _roll_forward(store: SqliteRunStore, recovered: Recovered) -> None:
+    """Record in the store a commit that reached a journaled sink before a kill."""
+    commit = orjson.loads(recovered.journal)
+    store.commit(
+        [(int(i), str(k), str(s)) for i, k, s in commit["rows"]],
+        [(int(i), st, et, m, int(a), it) for i, st, et, m, a, it in commit["dead"]],
+        watermark=int(commit["watermark"]),
+        sink_state=recovered.state,
+        session=int(commit["session"]),
+        replace=bool(commit["replace"]),
+    )

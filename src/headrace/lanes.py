@@ -141,12 +141,14 @@ class Lanes:
             total=self.total,
         )
 
-    def _emitter(self) -> Callable[[Any], Any]:
-        """Return how an output is handed on: collected, or given to the sink."""
-        sink = self.sink
-        if sink is None:
-            return self.outputs.append
-        return sink
+    def _emitter(self) -> Callable[[Any], Any] | None:
+        """Return how an output is handed on: collected, given to the callable sink, or
+        (``None``) only to the durable sink."""
+        if self.sink is not None:
+            return self.sink
+        if self.session is not None:
+            return None
+        return self.outputs.append
 
     async def _next_async(self) -> Any:
         async with self.pull_lock:
@@ -195,13 +197,14 @@ class Lanes:
             self.source_error, self.exhausted = exc, True
         return _END
 
-    async def _lane(self, handler: Callable[[Any], Any], emit: Callable[[Any], Any]) -> None:
+    async def _lane(self, handler: Callable[[Any], Any], emit: Callable[[Any], Any] | None) -> None:
         sequencer = self.sequencer
         sink_is_async = self.sink is not None and (
             inspect.iscoroutinefunction(self.sink)
             or inspect.iscoroutinefunction(getattr(self.sink, "__call__", None))  # noqa: B004
         )
         writer = self.session.writer if self.session is not None else None
+        encode = self.session.sink.encode if self.session is not None else None
         keyed = self.keyed
         pull = self._next_keyed if keyed else self._next_sync
         is_async_source = self.is_async_source
@@ -226,14 +229,15 @@ class Lanes:
             else:
                 index = self.n_in
             self.n_in += 1
-            if sequencer is not None:
-                sequencer.ticket()
+            # tickets count the items run, in the order they were read (source indices
+            # skip what a resume skips and what the source could not read)
+            ticket = sequencer.ticket() if sequencer is not None else 0
             try:
                 out = await handler(item)
             except StepFailed as failure:
                 failure.index = index
                 if sequencer is not None:
-                    sequencer.done(index)
+                    sequencer.done(ticket)
                 if self.on_error == "raise":
                     raise
                 await self._record_dead(index, key, item, failure)
@@ -241,32 +245,33 @@ class Lanes:
             if out is FILTERED:
                 self.n_filtered += 1
                 if sequencer is not None:
-                    sequencer.done(index)
+                    sequencer.done(ticket)
                 if writer is not None:
                     wait = writer.filtered(index, key)  # type: ignore[arg-type]
                     if wait is not None:
                         await wait
                 continue
             if sequencer is not None:
-                await sequencer.wait_turn(index)
+                await sequencer.wait_turn(ticket)
             if writer is not None:
                 try:
-                    line = encode_json(out)
-                except TypeError as exc:
+                    record = encode(key, out)  # type: ignore[misc,arg-type]
+                except (TypeError, ValueError) as exc:
                     if sequencer is not None:
-                        sequencer.done(index)
+                        sequencer.done(ticket)
                     await self._record_dead(index, key, item, StepFailed("<sink>", exc))
                     continue
-                wait = writer.output(index, key, line)  # type: ignore[arg-type]
+            if emit is not None:
+                handed = emit(out)
+                if sink_is_async:
+                    await handed
+            if writer is not None:
+                wait = writer.output(index, key, record)  # type: ignore[arg-type]
                 if wait is not None:
                     await wait
-            elif sink_is_async:
-                await emit(out)
-            else:
-                emit(out)
             self.n_out += 1
             if sequencer is not None:
-                sequencer.done(index)
+                sequencer.done(ticket)
         self.lanes_left -= 1
         if not self.lanes_left:
             self.finished.set()

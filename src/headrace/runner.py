@@ -14,8 +14,9 @@ from typing import Any
 
 from .durable import DurableSession, Mode
 from .errors import HeadraceError, PipelineError, SourceError
+from .io.callback import CallbackSink
 from .io.jsonl import write_jsonl
-from .io.records import KeyedSource, Source
+from .io.records import DurableSink, KeyedSource, Source
 from .lanes import Lanes, OnBadInput, OnError, Sink
 from .result import RunResult
 from .step import Step, as_step
@@ -105,11 +106,14 @@ async def arun(
         pipeline: a step or composition (a plain callable is wrapped as a step).
         source: any iterable or async iterable; read lazily, one item at a time.
         sink: where outputs go. A durable sink (:func:`write_jsonl`,
-            :func:`write_batches`) commits outputs with the run store; a callable is
-            called with each output (sync or async; not with ``run_dir``). Without
-            one, outputs are collected in ``result.outputs``, or, with ``run_dir``,
-            written to ``<run_dir>/outputs.jsonl``. An exception from a sink stops
-            the run.
+            :func:`write_csv`, :func:`write_batches`, :func:`write_parquet`,
+            :func:`write_sql`) commits outputs with the run store, exactly once
+            per item across kills and resumes. A callable is called with each
+            output (sync or async); with ``run_dir`` it is at least once across a
+            kill (outputs since the last commit are handed again on resume).
+            Without a sink, outputs are collected in ``result.outputs``, or, with
+            ``run_dir``, written to ``<run_dir>/outputs.jsonl``. An exception from
+            a sink stops the run.
         window: the most items in flight at once; default :func:`default_window`.
         ordered: hand outputs on in input order. A finished item waits for the items
             before it; the wait is bounded by the window.
@@ -196,25 +200,26 @@ async def execute(
     durable_sink = sink is not None and _is_durable_sink(sink)
     if sink is not None and not durable_sink and not callable(sink):
         raise PipelineError(f"sink must be callable or a headrace sink, got {type(sink).__name__}")
-    if run_dir is not None and sink is not None and not durable_sink:
-        raise PipelineError(
-            "a callable sink cannot be committed with the run store; with run_dir use a "
-            "durable sink such as hr.write_jsonl(...) or hr.write_batches(...)"
-        )
     session: DurableSession | None = None
+    callback: Sink | None = None if durable_sink else sink
     if run_dir is not None or durable_sink:
         records = _open_records(source, key)
-        if sink is None:
-            sink = write_jsonl(Path(run_dir or ".") / "outputs.jsonl")
+        _check_source(records)
+        if callback is not None:
+            store_sink: DurableSink = CallbackSink(callback)
+        elif sink is None:
+            store_sink = write_jsonl(Path(run_dir or ".") / "outputs.jsonl")
+        else:
+            store_sink = sink
         definition = {
             "pipeline": pipeline_ref or root.name,
             "source": records.describe(),
-            "sink": sink.describe(),
+            "sink": store_sink.describe(),
             "options": {"ordered": ordered, "on_error": on_error, "on_bad_input": on_bad_input},
         }
         session = DurableSession(
             run_dir=Path(run_dir) if run_dir is not None else None,
-            sink=sink,
+            sink=store_sink,
             definition=definition,
             fingerprint=root.fingerprint,
             mode=mode,
@@ -226,14 +231,15 @@ async def execute(
             "key= identifies items in a durable run; give run_dir=... (or a file sink) too"
         )
     elif isinstance(source, Source):
-        items = iter(_open_records(source, key).records())
+        _check_source(source)
+        items = iter(source.records())
     else:
         items = _open_source(source)
     keyed = session is not None or isinstance(source, Source)
     engine = Lanes(
         root,
         items,
-        None if durable_sink else sink,
+        callback,
         window,
         ordered,
         on_error,
@@ -247,6 +253,14 @@ async def execute(
 
 def _is_durable_sink(sink: Any) -> bool:
     return all(callable(getattr(sink, name, None)) for name in ("open", "write", "describe"))
+
+
+def _check_source(source: Source) -> None:
+    """Refuse, before anything runs or is written, a source that cannot be read at all."""
+    try:
+        source.check()
+    except (OSError, ValueError) as exc:
+        raise SourceError(str(exc)) from exc
 
 
 def _open_records(source: Any, key: str | Callable[[Any], Any] | None) -> Source:

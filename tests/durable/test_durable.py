@@ -40,8 +40,8 @@ ROWS = [{"id": f"k{i}", "n": i} for i in range(20)]
 def test_jsonl_sink_cuts_uncommitted_output_on_open(tmp_path: Path) -> None:
     sink = hr.write_jsonl(tmp_path / "out.jsonl")
     sink.open({})
-    state = sink.write([b'{"a":1}', b'{"a":2}'])
-    sink.write([b'{"a":3}'])  # written, never committed
+    state = sink.write([sink.encode("1", {"a": 1}), sink.encode("2", {"a": 2})])
+    sink.write([sink.encode("3", {"a": 3})])  # written, never committed
     sink.close()
     reopened = hr.write_jsonl(tmp_path / "out.jsonl")
     reopened.open(state)
@@ -52,8 +52,8 @@ def test_jsonl_sink_cuts_uncommitted_output_on_open(tmp_path: Path) -> None:
 def test_batch_sink_removes_uncommitted_and_torn_files_on_open(tmp_path: Path) -> None:
     sink = hr.write_batches(tmp_path / "out")
     sink.open({})
-    state = sink.write([b'{"a":1}'])
-    sink.write([b'{"a":2}'])  # renamed into place, never committed
+    state = sink.write([sink.encode("1", {"a": 1})])
+    sink.write([sink.encode("2", {"a": 2})])  # renamed into place, never committed
     (tmp_path / "out" / ".batch_0002.jsonl.tmp").write_text('{"a":')  # torn mid-write
     (tmp_path / "out" / "notes.txt").write_text("the user's own file")
     hr.write_batches(tmp_path / "out").open(state)
@@ -109,8 +109,9 @@ def test_starting_over_an_existing_run_is_refused(tmp_path: Path) -> None:
 
 
 def test_resuming_nothing_is_refused(tmp_path: Path) -> None:
+    source = write_input(tmp_path / "in.jsonl", ROWS)
     with pytest.raises(hr.ResumeMismatch, match="there is no run to resume in"):
-        run(hr.read_jsonl(tmp_path / "x.jsonl", key="id"), tmp_path, resume=True)
+        run(hr.read_jsonl(source, key="id"), tmp_path, resume=True)
 
 
 def test_a_changed_pipeline_is_refused_unless_forced_and_the_force_is_recorded(
@@ -226,9 +227,18 @@ def test_plain_iterables_get_stable_default_keys_and_resume(tmp_path: Path) -> N
     assert again.metrics.items_skipped == 10
 
 
-def test_a_callable_sink_cannot_be_durable(tmp_path: Path) -> None:
-    with pytest.raises(hr.PipelineError, match="a callable sink cannot be committed"):
-        hr.run(double, ROWS, sink=print, run_dir=tmp_path / "run", progress=False)
+def test_a_callable_sink_in_a_durable_run_gets_each_output_and_resume_skips_them(
+    tmp_path: Path,
+) -> None:
+    got: list[Any] = []
+    hr.run(double, ROWS, sink=got.append, run_dir=tmp_path / "run", progress=False)
+    assert sorted(r["n2"] for r in got) == [2 * i for i in range(20)]
+    again = hr.run(
+        double, ROWS, sink=got.append, run_dir=tmp_path / "run", resume=True, progress=False
+    )
+    assert (again.metrics.items_skipped, len(got)) == (20, 20)
+    status = SqliteRunStore.in_dir(tmp_path / "run").status()
+    assert status.definition["sink"]["kind"] == "callback"
 
 
 def test_an_output_that_is_not_json_is_a_dead_letter_of_the_sink(tmp_path: Path) -> None:
@@ -261,7 +271,7 @@ def test_a_cancelled_run_waits_for_the_commit_in_flight_before_closing(tmp_path:
     entered, release, finished = threading.Event(), threading.Event(), threading.Event()
 
     class SlowSink:
-        flush_items, flush_interval_s = 1, 0.01
+        flush_items, flush_interval_s, keeps_journal = 1, 0.01, False
 
         def describe(self) -> dict[str, Any]:
             return {"kind": "slow"}
@@ -269,7 +279,10 @@ def test_a_cancelled_run_waits_for_the_commit_in_flight_before_closing(tmp_path:
         def open(self, state: dict[str, Any]) -> None:
             return None
 
-        def write(self, lines: list[bytes]) -> dict[str, Any]:
+        def encode(self, key: str, value: Any) -> Any:
+            return value
+
+        def write(self, records: list[Any], journal: bytes | None) -> dict[str, Any]:
             entered.set()
             release.wait(10)
             finished.set()
@@ -293,3 +306,32 @@ def test_a_cancelled_run_waits_for_the_commit_in_flight_before_closing(tmp_path:
         assert finished.is_set()
 
     asyncio.run(scenario())
+
+
+def test_an_ordered_resume_after_a_gap_finishes_in_order(tmp_path: Path) -> None:
+    source = write_input(tmp_path / "in.jsonl", ROWS[:10], ["{broken"])
+    first = run(hr.read_jsonl(source, key="id"), tmp_path, ordered=True)
+    assert (first.items_out, first.items_dead) == (10, 1)
+    # a stored run that finished items 2..4 only, as a kill could leave it
+    store = SqliteRunStore.in_dir(tmp_path / "again")
+    definition = SqliteRunStore.in_dir(tmp_path / "run").definition()
+    assert definition is not None
+    definition["sink"] = hr.write_jsonl(tmp_path / "again.jsonl").describe()
+    store.create(definition, double.fingerprint)
+    session = store.start_session()
+    rows = [(i, f"k{i}", "done") for i in range(2, 5)]
+    store.commit(rows, [], watermark=0, sink_state={"offset": 0}, session=session)
+    store.close()
+    resumed = hr.run(
+        double,
+        hr.read_jsonl(source, key="id"),
+        sink=hr.write_jsonl(tmp_path / "again.jsonl"),
+        run_dir=tmp_path / "again",
+        resume=True,
+        ordered=True,
+        progress=False,
+    )
+    assert (resumed.items_out, resumed.metrics.items_skipped) == (7, 3)
+    assert [r["id"] for r in lines(tmp_path / "again.jsonl")] == [
+        f"k{i}" for i in (0, 1, 5, 6, 7, 8, 9)
+    ]

@@ -9,7 +9,8 @@ from typing import Any
 
 import orjson
 
-from .records import BadRecord, Source
+from .appending import AppendingFileSink
+from .records import BadRecord, Source, encode_json
 
 __all__ = ["JsonlSink", "JsonlSource", "read_jsonl", "write_jsonl"]
 
@@ -24,12 +25,28 @@ class JsonlSource(Source):
     def describe(self) -> dict[str, Any]:
         return {"kind": "jsonl", "path": str(self.path.resolve()), "key": self.key}
 
-    def records(self) -> Iterator[tuple[str, Any] | BadRecord]:
+    def _open(self) -> Any:
         try:
-            handle = self.path.open("rb")
+            return self.path.open("rb")
         except OSError as exc:
             raise FileNotFoundError(f"cannot read {self.path}: {exc.strerror}") from exc
-        with handle:
+
+    def check(self) -> None:
+        """Refuse a file that cannot be opened."""
+        self._open().close()
+
+    def count(self) -> int:
+        """The number of lines (a fast scan of the bytes; blank lines are counted too)."""
+        lines = 0
+        last = b"\n"
+        with self._open() as handle:
+            while chunk := handle.read(1 << 20):
+                lines += chunk.count(b"\n")
+                last = chunk[-1:]
+        return lines + (last != b"\n")
+
+    def records(self) -> Iterator[tuple[str, Any] | BadRecord]:
+        with self._open() as handle:
             for number, raw in enumerate(handle, start=1):
                 where = f"{self.path}:{number}"
                 line = raw.strip()
@@ -75,51 +92,20 @@ def read_jsonl(path: str | os.PathLike[str], *, key: str | None = None) -> Jsonl
     return JsonlSource(path, key)
 
 
-class JsonlSink:
-    """Appends outputs to one ``.jsonl`` file; see :func:`write_jsonl`.
+class JsonlSink(AppendingFileSink):
+    """Appends outputs to one ``.jsonl`` file, one JSON object a line; see :func:`write_jsonl`."""
 
-    The committed state is the file's length: every write is flushed and
-    fsynced before the run store records the new length, and a resume first cuts
-    the file back to the recorded length, removing output of items that were
-    not committed (they run again).
-    """
+    kind = "jsonl"
 
-    flush_items = 1000
-    flush_interval_s = 0.2
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self._handle: Any = None
-        self._offset = 0
-
-    def describe(self) -> dict[str, Any]:
-        """A JSON description, stored with the run."""
-        return {"kind": "jsonl", "path": str(self.path.resolve())}
-
-    def open(self, state: dict[str, Any]) -> None:
-        """Open for appending, after cutting the file back to the committed ``state``."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._offset = int(state.get("offset", 0))
-        self._handle = self.path.open("a+b")
-        self._handle.truncate(self._offset)
-        self._handle.seek(self._offset)
-
-    def write(self, lines: list[bytes]) -> dict[str, Any]:
-        """Write ``lines`` durably; return the state to commit with them."""
-        if lines:
-            self._handle.write(b"\n".join(lines) + b"\n")
-            self._handle.flush()
-            os.fsync(self._handle.fileno())
-            self._offset = self._handle.tell()
-        return {"offset": self._offset}
-
-    def close(self) -> None:
-        """Close the file."""
-        if self._handle is not None:
-            self._handle.close()
-            self._handle = None
+    def encode(self, key: str, value: Any) -> bytes:
+        """The output as one line of JSON."""
+        return encode_json(value) + b"\n"
 
 
 def write_jsonl(path: str | os.PathLike[str]) -> JsonlSink:
-    """Write outputs to one JSON Lines file, exactly once per item across resumes."""
+    """Write outputs to one JSON Lines file, exactly once per item across resumes.
+
+    The file's committed length is recorded with each commit; a resume cuts off
+    whatever was written after it (those items run again).
+    """
     return JsonlSink(path)

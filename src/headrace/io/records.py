@@ -9,7 +9,15 @@ from typing import Any, Protocol
 
 import orjson
 
-__all__ = ["BadRecord", "DurableSink", "KeyedSource", "Source", "encode_json", "item_key"]
+__all__ = [
+    "BadRecord",
+    "DurableSink",
+    "KeyedSource",
+    "Recovered",
+    "Source",
+    "encode_json",
+    "item_key",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +86,18 @@ class Source:
         """A JSON description of the source, stored with the run."""
         return {"kind": type(self).__name__}
 
+    def check(self) -> None:
+        """Refuse, before anything runs, a source that cannot be read at all.
+
+        Raises:
+            FileNotFoundError: a file or directory is missing.
+            ValueError: the source is unreadable as a whole (not Parquet, no header ...).
+        """
+
+    def count(self) -> int | None:
+        """The number of records if it is cheap to know (for progress), else ``None``."""
+        return None
+
     def __iter__(self) -> Iterator[Any]:
         """The values alone (a source can be used as a plain iterable)."""
         for record in self.records():
@@ -123,23 +143,49 @@ class KeyedSource(Source):
 
 
 class DurableSink(Protocol):
-    """A sink whose writes can be committed with the run store and undone on resume.
+    """A sink whose writes are committed with the run store and undone (or redone) on resume.
 
     ``flush_items`` and ``flush_interval_s`` tell the writer how often to commit:
     after that many finished items, or that many seconds, whichever comes first.
+    A sink that sets ``keeps_journal`` stores the run store's part of each
+    commit (the journal) in its own transaction, so that a commit that reached
+    the sink but not the store is rolled forward on resume instead of redone.
     """
 
     flush_items: int
     flush_interval_s: float
+    keeps_journal: bool
 
     def describe(self) -> dict[str, Any]:
         """A JSON description, stored with the run."""
 
-    def open(self, state: dict[str, Any]) -> None:
-        """Prepare to write, removing anything not covered by the committed ``state``."""
+    def encode(self, key: str, value: Any) -> Any:
+        """Turn the output ``value`` of item ``key`` into what :meth:`write` takes.
 
-    def write(self, lines: list[bytes]) -> dict[str, Any]:
-        """Write ``lines`` durably (fsynced) and return the state to commit with them."""
+        Called once per output as it finishes; a ``TypeError`` or ``ValueError``
+        makes that item a dead letter of the sink instead.
+        """
+
+    def open(self, state: dict[str, Any]) -> Recovered | None:
+        """Prepare to write, removing anything not covered by the committed ``state``.
+
+        A sink that keeps a journal returns the commit it holds beyond ``state``.
+        """
+
+    def write(self, records: list[Any], journal: bytes | None) -> dict[str, Any]:
+        """Write ``records`` durably and return the state to commit with them."""
 
     def close(self) -> None:
-        """Release files."""
+        """Release files and connections."""
+
+
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    """A commit that a journaled sink holds but the run store does not (killed in between).
+
+    ``journal`` is what the writer passed to :meth:`DurableSink.write`; ``state``
+    is the sink's state after that write.
+    """
+
+    journal: bytes
+    state: dict[str, Any]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -178,12 +179,22 @@ class SqliteRunStore:
         return None if row is None else str(row[0])
 
     def create(self, definition: dict[str, Any], fingerprint: str) -> None:
-        """Record a new run's definition."""
+        """Record a new run's definition.
+
+        The sink's state starts as ``{"token": <random>}``: a name for this run that
+        a sink keeping a journal in its own database files its commits under.
+        """
         now = time.time()
         self._db.execute(
-            "INSERT INTO run (id, definition, fingerprint, created, updated) "
-            "VALUES (1, ?, ?, ?, ?)",
-            (json.dumps(definition, sort_keys=True), fingerprint, now, now),
+            "INSERT INTO run (id, definition, fingerprint, sink_state, created, updated) "
+            "VALUES (1, ?, ?, ?, ?, ?)",
+            (
+                json.dumps(definition, sort_keys=True),
+                fingerprint,
+                json.dumps({"token": uuid.uuid4().hex}),
+                now,
+                now,
+            ),
         )
 
     def start_session(self, *, forced: bool = False, note: str | None = None) -> int:

@@ -1,0 +1,157 @@
+"""CSV: a streaming source that names the line of a bad row, and a sink that resumes exactly once.
+
+CSV has no types: the source yields every field as a string (convert in the
+first step, or use Parquet); the sink writes ``None`` as an empty field and
+``json`` columns as JSON text.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .appending import AppendingFileSink
+from .columns import Columns
+from .records import BadRecord, Source
+
+__all__ = ["CsvSink", "CsvSource", "read_csv", "write_csv"]
+
+
+class CsvSource(Source):
+    """Reads a CSV file with a header row, one record at a time; see :func:`read_csv`."""
+
+    def __init__(self, path: str | os.PathLike[str], key: str | None, delimiter: str) -> None:
+        self.path = Path(path)
+        self.key = key
+        self.delimiter = delimiter
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": "csv",
+            "path": str(self.path.resolve()),
+            "key": self.key,
+            "delimiter": self.delimiter,
+        }
+
+    def check(self) -> None:
+        """Refuse a file that cannot be read, is empty, or whose header lacks the key."""
+        with _open(self.path) as handle:
+            header = next(csv.reader(handle, delimiter=self.delimiter), None)
+        if not header:
+            raise ValueError(f"{self.path}: empty file; a CSV source needs a header row")
+        if self.key is not None and self.key not in header:
+            raise ValueError(
+                f"{self.path}:1: the header has no key column {self.key!r} "
+                f"(columns: {', '.join(header)})"
+            )
+
+    def records(self) -> Iterator[tuple[str, Any] | BadRecord]:
+        with _open(self.path) as handle:
+            reader = csv.reader(handle, delimiter=self.delimiter)
+            header = next(reader, None)
+            if header is None:
+                return
+            width = len(header)
+            last_line = reader.line_num
+            while True:
+                try:
+                    fields = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as exc:
+                    yield BadRecord(f"{self.path}:{last_line + 1}", f"not valid CSV ({exc})")
+                    last_line = reader.line_num
+                    continue
+                line = last_line + 1  # where the row starts (a quoted field may span lines)
+                last_line = reader.line_num
+                if not fields:
+                    continue
+                where = f"{self.path}:{line}"
+                if len(fields) != width:
+                    shown = self.delimiter.join(fields)
+                    if len(fields) < width:
+                        missing = ", ".join(repr(c) for c in header[len(fields) :])
+                        reason = f"missing column(s) {missing}: {len(fields)} of {width} fields"
+                    else:
+                        reason = f"{len(fields)} fields, but the header has {width}"
+                    yield BadRecord(where, reason, shown[:200])
+                    continue
+                value = dict(zip(header, fields, strict=True))
+                yield (f"line:{line}" if self.key is None else value[self.key]), value
+
+
+def _open(path: Path) -> io.TextIOWrapper:
+    try:
+        return path.open(newline="", encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise FileNotFoundError(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def read_csv(
+    path: str | os.PathLike[str], *, key: str | None = None, delimiter: str = ","
+) -> CsvSource:
+    """Read a CSV file with a header row lazily; each row is a ``dict`` of strings.
+
+    Args:
+        path: the file (UTF-8).
+        key: the column that identifies each row; default: the row's line number.
+        delimiter: the field separator.
+
+    A row with missing or extra fields is a :class:`BadRecord` naming the file
+    and line. A file that does not exist, is empty, or whose header lacks the
+    key column is refused before anything runs.
+    """
+    return CsvSource(path, key, delimiter)
+
+
+class CsvSink(AppendingFileSink):
+    """Appends outputs to one CSV file with a header row; see :func:`write_csv`."""
+
+    kind = "csv"
+
+    def __init__(self, path: str | os.PathLike[str], columns: dict[str, str] | None) -> None:
+        super().__init__(path)
+        self.given = dict(columns) if columns is not None else None
+        self.columns = Columns(self.given)
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON description, stored with the run."""
+        return {**super().describe(), "columns": self.given}
+
+    def encode(self, key: str, value: Any) -> bytes:
+        """The output as one CSV row."""
+        return _csv_line(self.columns.row(key, value))
+
+    def header(self) -> bytes:
+        """The column names."""
+        return _csv_line(self.columns.names)
+
+    def state(self) -> dict[str, Any]:
+        """The file's length and its columns."""
+        return {**super().state(), "columns": self.columns.state()}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Write the columns of the committed rows again."""
+        self.columns = Columns(state.get("columns") or self.given)
+
+
+def _csv_line(fields: list[Any]) -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(fields)
+    return buffer.getvalue().encode()
+
+
+def write_csv(path: str | os.PathLike[str], *, columns: dict[str, str] | None = None) -> CsvSink:
+    """Write outputs to one CSV file with a header row, exactly once per item across resumes.
+
+    Args:
+        path: the file.
+        columns: column name -> type; default: fixed by the first output (see
+            :mod:`headrace.io.columns`). An output with a field that is not a
+            column is a dead letter of the sink.
+    """
+    return CsvSink(path, columns)

@@ -1,0 +1,138 @@
+"""Sinks that write a directory of part files, each written whole and renamed into place.
+
+Each part is written to a hidden temporary name, fsynced and renamed, and only
+then recorded in the run store; a resume deletes any part the store does not
+list (renamed but not committed when the run was killed) and any temporary
+file, so the directory holds each item once. Files that are not parts (other
+names) are left alone.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from .records import Recovered, encode_json
+
+__all__ = ["BatchDirSink", "PartDirectorySink", "write_batches"]
+
+
+class PartDirectorySink:
+    """The part-file machinery; subclasses encode outputs and write one part.
+
+    Args:
+        directory: where the files go.
+        items_per_file: the writer commits a part after this many finished items
+            (dead and filtered ones count too), or after 2 seconds with fewer, so a
+            kill loses at most that much work; a part holds about this many rows.
+    """
+
+    flush_interval_s = 2.0
+    keeps_journal = False
+    kind = "parts"
+    prefix = "part-"
+    suffix = ""
+    digits = 5
+
+    def __init__(self, directory: str | os.PathLike[str], items_per_file: int) -> None:
+        if (
+            isinstance(items_per_file, bool)
+            or not isinstance(items_per_file, int)
+            or (items_per_file < 1)
+        ):
+            raise ValueError(f"items_per_file must be a positive integer, got {items_per_file!r}")
+        self.directory = Path(directory)
+        self.items_per_file = items_per_file
+        self.flush_items = items_per_file
+        self._parts: list[str] = []
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON description, stored with the run."""
+        return {
+            "kind": self.kind,
+            "path": str(self.directory.resolve()),
+            "items_per_file": self.items_per_file,
+        }
+
+    def encode(self, key: str, value: Any) -> Any:
+        """One output as a part's writer takes it."""
+        raise NotImplementedError
+
+    def write_part(self, path: Path, records: list[Any]) -> None:
+        """Write one part file at ``path`` (flushed; the caller fsyncs and renames it)."""
+        raise NotImplementedError
+
+    def state(self) -> dict[str, Any]:
+        """The state to commit: the committed parts (subclasses add to it)."""
+        return {"parts": list(self._parts)}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Take back what :meth:`state` recorded, beyond the parts (nothing by default)."""
+
+    def open(self, state: dict[str, Any]) -> Recovered | None:
+        """Remove every part that the committed ``state`` does not list."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._parts = list(state.get("parts", []))
+        self.restore(state)
+        committed = set(self._parts)
+        for path in self.directory.iterdir():
+            name = path.name
+            torn = name.startswith(f".{self.prefix}") and name.endswith(".tmp")
+            part = name.startswith(self.prefix) and name.endswith(self.suffix)
+            if torn or (part and name not in committed):
+                path.unlink()
+        return None
+
+    def write(self, records: list[Any], journal: bytes | None = None) -> dict[str, Any]:
+        """Write ``records`` as the next part, durably; return the state to commit."""
+        if records:
+            name = f"{self.prefix}{len(self._parts):0{self.digits}d}{self.suffix}"
+            temporary = self.directory / f".{name}.tmp"
+            self.write_part(temporary, records)
+            fd = os.open(temporary, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(temporary, self.directory / name)
+            _fsync_dir(self.directory)
+            self._parts.append(name)
+        return self.state()
+
+    def close(self) -> None:
+        """Nothing stays open between writes."""
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class BatchDirSink(PartDirectorySink):
+    """``batch_0000.jsonl``, ``batch_0001.jsonl``, ...: JSON Lines parts (:func:`write_batches`)."""
+
+    kind = "batches"
+    prefix = "batch_"
+    suffix = ".jsonl"
+    digits = 4
+
+    def __init__(self, directory: str | os.PathLike[str], items_per_file: int = 1000) -> None:
+        super().__init__(directory, items_per_file)
+
+    def encode(self, key: str, value: Any) -> bytes:
+        """The output as one line of JSON."""
+        return encode_json(value) + b"\n"
+
+    def write_part(self, path: Path, records: list[bytes]) -> None:
+        """The lines, as they are."""
+        with path.open("wb") as handle:
+            handle.write(b"".join(records))
+
+
+def write_batches(directory: str | os.PathLike[str], *, items_per_file: int = 1000) -> BatchDirSink:
+    """Write outputs as a directory of ``batch_NNNN.jsonl`` files, exactly once per item."""
+    return BatchDirSink(directory, items_per_file)

@@ -1,0 +1,466 @@
+"""SQL: a query as a streaming source, and a table as a sink with bulk, idempotent upserts.
+
+Databases are named by URL, as SQLAlchemy does: ``sqlite:///relative/path.db``,
+``sqlite:////absolute/path.db``, ``postgresql://user@host:5432/dbname``.
+
+The sink commits each batch of outputs in one transaction of its own database,
+together with the run store's record of that batch (the *journal*, in the table
+``headrace_sink_commits``). A run killed after the sink's transaction but before
+the run store's is rolled forward on resume from that journal: the items are
+marked done without being computed again. Rows are upserted on the key column,
+so even a batch written twice leaves one row per key.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ..errors import HeadraceError
+from .columns import Columns, ColumnType
+from .records import BadRecord, Recovered, Source
+
+__all__ = [
+    "Database",
+    "SqlSink",
+    "SqlSource",
+    "connect",
+    "quote",
+    "read_sql",
+    "upsert_rows",
+    "write_sql",
+]
+
+
+class Database:
+    """One connection to SQLite or PostgreSQL, with what differs between them.
+
+    Args:
+        url: ``sqlite:///path`` or ``postgresql://...``.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        if url.startswith("sqlite:///"):
+            self.dialect = "sqlite"
+            path = url.removeprefix("sqlite:///")
+            self.path = Path(path)
+            self.connection: Any = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=False
+            )
+            self.placeholder = "?"
+        elif url.split("://", 1)[0] in ("postgresql", "postgres", "postgresql+psycopg"):
+            self.dialect = "postgresql"
+            psycopg = _psycopg()
+            dsn = "postgresql://" + url.split("://", 1)[1]
+            try:
+                self.connection = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
+            except psycopg.OperationalError as exc:
+                raise ConnectionError(f"cannot connect to {url}: {exc}") from exc
+            self.placeholder = "%s"
+        else:
+            raise ValueError(
+                f"unsupported database URL {url!r}: use sqlite:///path.db or postgresql://..."
+            )
+
+    def execute(self, statement: str, parameters: tuple[Any, ...] = ()) -> Any:
+        """Run one statement (``?`` placeholders in either dialect); return the cursor."""
+        if self.dialect == "postgresql":
+            statement = statement.replace("?", "%s")
+        return self.connection.execute(statement, parameters)
+
+    def begin(self) -> None:
+        """Start a transaction."""
+        self.execute("BEGIN IMMEDIATE" if self.dialect == "sqlite" else "BEGIN")
+
+    def commit(self) -> None:
+        """Commit the transaction."""
+        self.execute("COMMIT")
+
+    def rollback(self) -> None:
+        """Roll the transaction back."""
+        self.execute("ROLLBACK")
+
+    def table_columns(self, table: str) -> dict[str, ColumnType] | None:
+        """The columns of ``table`` as headrace column types, or ``None`` if it does not exist."""
+        if self.dialect == "sqlite":
+            rows = self.execute(f"PRAGMA table_info({quote(table)})").fetchall()
+            found = [(str(r[1]), str(r[2]).upper()) for r in rows]
+        else:
+            schema, _, name = table.rpartition(".")
+            rows = self.execute(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_name = ? AND table_schema = coalesce(nullif(?, ''), current_schema()) "
+                "ORDER BY ordinal_position",
+                (name, schema),
+            ).fetchall()
+            found = [(str(r[0]), str(r[1]).upper()) for r in rows]
+        if not found:
+            return None
+        return {name: _column_type(kind) for name, kind in found}
+
+    def has_unique(self, table: str, column: str) -> bool:
+        """Whether ``column`` alone is the primary key or a unique index of ``table``."""
+        if self.dialect == "sqlite":
+            pk = [r[1] for r in self.execute(f"PRAGMA table_info({quote(table)})") if r[5]]
+            if pk == [column]:
+                return True
+            for index in self.execute(f"PRAGMA index_list({quote(table)})").fetchall():
+                if index[2]:
+                    info = self.execute(f"PRAGMA index_info({quote(index[1])})").fetchall()
+                    if [r[2] for r in info] == [column]:
+                        return True
+            return False
+        row = self.execute(
+            "SELECT 1 FROM pg_index i JOIN pg_attribute a "
+            "ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
+            "WHERE i.indrelid = ?::regclass AND i.indisunique AND i.indnatts = 1 "
+            "AND a.attname = ?",
+            (table, column),
+        ).fetchone()
+        return row is not None
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.connection.close()
+
+
+def connect(url: str) -> Database:
+    """Open a :class:`Database` from its URL."""
+    return Database(url)
+
+
+def quote(name: str) -> str:
+    """A (possibly ``schema.``-qualified) identifier, quoted for SQL."""
+    return ".".join('"' + part.replace('"', '""') + '"' for part in name.split("."))
+
+
+_SQL_TYPES: dict[str, dict[ColumnType, str]] = {
+    "sqlite": {
+        "string": "TEXT",
+        "int64": "INTEGER",
+        "float64": "REAL",
+        "bool": "BOOLEAN",
+        "json": "TEXT",
+    },
+    "postgresql": {
+        "string": "TEXT",
+        "int64": "BIGINT",
+        "float64": "DOUBLE PRECISION",
+        "bool": "BOOLEAN",
+        "json": "JSONB",
+    },
+}
+
+
+def _column_type(sql_type: str) -> ColumnType:
+    """The headrace column type that an existing SQL column takes."""
+    if "JSON" in sql_type:
+        return "json"
+    if "BOOL" in sql_type:
+        return "bool"
+    if "INT" in sql_type:
+        return "int64"
+    if any(word in sql_type for word in ("REAL", "FLOA", "DOUB", "NUMERIC", "DECIMAL")):
+        return "float64"
+    return "string"
+
+
+def _psycopg() -> Any:
+    try:
+        import psycopg
+    except ImportError as exc:  # pragma: no cover - installed with the extra
+        raise ImportError("PostgreSQL needs psycopg 3: pip install 'headrace[postgres]'") from exc
+    return psycopg
+
+
+MARKER_TABLE = "headrace_sink_commits"
+
+
+class SqlSink:
+    """Upserts outputs into a table on the item key, in bulk; see :func:`write_sql`."""
+
+    flush_interval_s = 0.5
+    keeps_journal = True
+
+    def __init__(
+        self,
+        url: str,
+        table: str,
+        key: str = "key",
+        columns: dict[str, str] | None = None,
+        batch_size: int = 1000,
+    ) -> None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError(
+                f"unsupported database URL {url!r}: use sqlite:///path.db or postgresql://..."
+            )
+        self.url = url
+        self.table = table
+        self.key = key
+        self.given = dict(columns) if columns is not None else None
+        self.flush_items = batch_size
+        self.columns = Columns(self.given, key_column=key)
+        self._db: Database | None = None
+        self._created = False
+        self._token = ""
+        self._seq = 0
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON description, stored with the run (the URL with any password removed)."""
+        return {
+            "kind": "sql",
+            "url": _without_password(self.url),
+            "table": self.table,
+            "key": self.key,
+            "columns": self.given,
+            "batch_size": self.flush_items,
+        }
+
+    def encode(self, key: str, value: Any) -> list[Any]:
+        """The output as one row of the table (the key column holds the item's key)."""
+        return self.columns.row(key, value)
+
+    def open(self, state: dict[str, Any]) -> Recovered | None:
+        """Connect, check the table, and find a commit that the run store missed.
+
+        Raises:
+            HeadraceError: the table exists without a unique key column, or its
+                commit record does not match the run store's.
+        """
+        db = self._db = connect(self.url)
+        db.execute(
+            f"CREATE TABLE IF NOT EXISTS {MARKER_TABLE} "
+            "(token TEXT PRIMARY KEY, seq BIGINT NOT NULL, journal TEXT NOT NULL)"
+        )
+        existing = db.table_columns(self.table)
+        if existing is not None:
+            self._created = True
+            if self.key not in existing:
+                raise HeadraceError(
+                    f"table {self.table} has no key column {self.key!r} "
+                    f"(columns: {', '.join(existing)})"
+                )
+            if not db.has_unique(self.table, self.key):
+                raise HeadraceError(
+                    f"table {self.table}: the key column {self.key!r} is neither the primary "
+                    "key nor uniquely indexed, which the upserts need"
+                )
+            self.columns = Columns(existing, key_column=self.key)
+        self._token = str(state.get("token") or uuid.uuid4().hex)
+        self._seq = int(state.get("seq", 0))
+        row = db.execute(
+            f"SELECT seq, journal FROM {MARKER_TABLE} WHERE token = ?", (self._token,)
+        ).fetchone()
+        held = int(row[0]) if row is not None else 0
+        if held == self._seq:
+            return None
+        if held == self._seq + 1 and row is not None:
+            self._seq = held
+            return Recovered(journal=str(row[1]).encode(), state=self._state())
+        raise HeadraceError(
+            f"table {self.table}: its commit record ({MARKER_TABLE}, commit {held}) does not "
+            f"match the run store's (commit {self._seq}); was the table changed by hand?"
+        )
+
+    def _state(self) -> dict[str, Any]:
+        return {"token": self._token, "seq": self._seq}
+
+    def _create(self, db: Database) -> None:
+        types = _SQL_TYPES[db.dialect]
+        definitions = [
+            f"{quote(name)} {types[kind]}" + (" PRIMARY KEY" if name == self.key else "")
+            for name, kind in (self.columns.types or {}).items()
+        ]
+        db.execute(f"CREATE TABLE IF NOT EXISTS {quote(self.table)} ({', '.join(definitions)})")
+        self._created = True
+
+    def write(self, records: list[list[Any]], journal: bytes | None = None) -> dict[str, Any]:
+        """Upsert ``records`` (and the journal) in one transaction; return the state."""
+        db = self._db
+        assert db is not None, "open() first"
+        if not records:
+            return self._state()
+        if not self._created:
+            self._create(db)
+        db.begin()
+        try:
+            upsert_rows(db, self.table, self.columns.names, self.key, records)
+            if journal is not None:
+                db.execute(
+                    f"INSERT INTO {MARKER_TABLE} (token, seq, journal) VALUES (?, ?, ?) "
+                    "ON CONFLICT (token) DO UPDATE SET seq = excluded.seq, "
+                    "journal = excluded.journal",
+                    (self._token, self._seq + 1, journal.decode()),
+                )
+        except BaseException:
+            db.rollback()
+            raise
+        db.commit()
+        if journal is not None:
+            self._seq += 1
+        return self._state()
+
+    def close(self) -> None:
+        """Close the connection."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
+def upsert_rows(
+    db: Database, table: str, names: list[str], key: str, rows: list[list[Any]]
+) -> None:
+    """Insert ``rows``, replacing the row of a key already there, in bulk.
+
+    SQLite: one ``executemany`` of ``INSERT ... ON CONFLICT DO UPDATE``.
+    PostgreSQL: ``COPY`` into a temporary table, then one ``INSERT ... SELECT
+    ... ON CONFLICT DO UPDATE``. Runs inside the caller's transaction.
+    """
+    columns = ", ".join(quote(n) for n in names)
+    updates = ", ".join(f"{quote(n)} = excluded.{quote(n)}" for n in names if n != key)
+    conflict = (
+        f"ON CONFLICT ({quote(key)}) DO UPDATE SET {updates}"
+        if updates
+        else f"ON CONFLICT ({quote(key)}) DO NOTHING"
+    )
+    if db.dialect == "sqlite":
+        marks = ", ".join("?" for _ in names)
+        db.connection.executemany(
+            f"INSERT INTO {quote(table)} ({columns}) VALUES ({marks}) {conflict}", rows
+        )
+        return
+    db.execute(
+        f"CREATE TEMPORARY TABLE IF NOT EXISTS headrace_stage "
+        f"(LIKE {quote(table)} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+    )
+    with db.connection.cursor() as cursor:
+        with cursor.copy(f"COPY headrace_stage ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        cursor.execute(
+            f"INSERT INTO {quote(table)} ({columns}) "
+            f"SELECT {columns} FROM headrace_stage {conflict}"
+        )
+        cursor.execute("TRUNCATE headrace_stage")
+
+
+def _without_password(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not at or ":" not in credentials:
+        return url
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}{sep}{user}@{host}"
+
+
+def write_sql(
+    url: str,
+    table: str,
+    *,
+    key: str = "key",
+    columns: dict[str, str] | None = None,
+    batch_size: int = 1000,
+) -> SqlSink:
+    """Upsert outputs into a SQLite or PostgreSQL table, exactly once per item.
+
+    Args:
+        url: ``sqlite:///path.db`` or ``postgresql://user@host/dbname``.
+        table: the table; created on the first write if it does not exist (the
+            key column as its primary key), else it must have a unique key column.
+        key: the column that holds each item's key (an output field of that name
+            must equal the key).
+        columns: column name -> type (``string``, ``int64``, ``float64``, ``bool``,
+            ``json``); default: the existing table's, or fixed by the first output.
+        batch_size: rows per transaction (the writer also commits every 0.5 s).
+
+    Rows are written in bulk (``executemany`` on SQLite, ``COPY`` on PostgreSQL)
+    and upserted on the key, in the same transaction as the run's journal.
+    """
+    return SqlSink(url, table, key, columns, batch_size)
+
+
+class SqlSource(Source):
+    """Streams the rows of a query as ``dict`` records; see :func:`read_sql`."""
+
+    def __init__(self, url: str, query: str, key: str | None, fetch: int = 1000) -> None:
+        self.url = url
+        self.query = query
+        self.key = key
+        self.fetch = fetch
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": "sql",
+            "url": _without_password(self.url),
+            "query": self.query,
+            "key": self.key,
+        }
+
+    def check(self) -> None:
+        """Refuse a database that cannot be reached, a bad query, or a missing key column."""
+        try:
+            db = connect(self.url)
+        except ConnectionError as exc:
+            raise ValueError(str(exc)) from exc
+        try:
+            cursor = db.execute(f"SELECT * FROM ({self.query}) AS headrace_query LIMIT 0")
+            names = [d[0] for d in cursor.description]
+        except Exception as exc:  # the driver's own error types: sqlite3.Error, psycopg.Error
+            raise ValueError(f"the query failed: {exc}") from exc
+        finally:
+            db.close()
+        if self.key is not None and self.key not in names:
+            raise ValueError(f"the query has no key column {self.key!r} (columns: {names})")
+
+    def records(self) -> Iterator[tuple[str, Any] | BadRecord]:
+        db = connect(self.url)
+        try:
+            if db.dialect == "postgresql":
+                # a server-side cursor: the server holds the result, we fetch a slice at a time
+                db.begin()
+                cursor = db.connection.cursor(name=f"headrace_{uuid.uuid4().hex[:12]}")
+                cursor.itersize = self.fetch
+                cursor.execute(self.query)
+            else:
+                cursor = db.connection.execute(self.query)
+            names: list[str] | None = None
+            number = 0
+            while rows := cursor.fetchmany(self.fetch):
+                if names is None:
+                    names = [d[0] for d in cursor.description]
+                for row in rows:
+                    value = dict(zip(names, row, strict=True))
+                    if self.key is None:
+                        yield f"row:{number}", value
+                    elif value.get(self.key) is None:
+                        yield BadRecord(
+                            f"query row {number}",
+                            f"the key column {self.key!r} is empty",
+                            repr(value)[:200],
+                        )
+                    else:
+                        yield str(value[self.key]), value
+                    number += 1
+        finally:
+            db.close()
+
+
+def read_sql(url: str, query: str, *, key: str | None = None) -> SqlSource:
+    """Stream the rows of a query, 1000 at a time, as ``dict`` records.
+
+    Args:
+        url: ``sqlite:///path.db`` or ``postgresql://user@host/dbname``.
+        query: a ``SELECT``; give it an ``ORDER BY`` so that a resume reads the
+            rows in the same order (a resume checks each finished row's key).
+        key: the column that identifies each row; default: the row's position.
+
+    On PostgreSQL the query runs in a server-side cursor, so memory stays at one
+    slice whatever the result's size.
+    """
+    return SqlSource(url, query, key)
