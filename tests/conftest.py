@@ -60,12 +60,28 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def table_name(database_url: str) -> Iterator[str]:
-    """A fresh table name, dropped (with the sink's commit records) afterwards."""
+def table_name() -> Iterator[str]:
+    """A fresh table name, dropped from the test PostgreSQL afterwards (SQLite files go
+    with tmp_path)."""
     name = f"t_{uuid.uuid4().hex[:10]}"
     yield name
-    if database_url.startswith("postgresql"):
+    if _postgres_answers():
         import psycopg
 
-        with psycopg.connect(database_url, autocommit=True) as connection:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
             connection.execute(f'DROP TABLE IF EXISTS "{name}"')
+
+
+@pytest.fixture
+def run_name() -> Iterator[str]:
+    """A fresh run name (a run directory's name), whose rows in the test PostgreSQL's
+    run store are deleted afterwards."""
+    name = f"run-{uuid.uuid4().hex[:10]}"
+    yield name
+    if _postgres_answers():
+        import psycopg
+
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
+            for table in ("headrace_runs", "headrace_items", "headrace_dead", "headrace_sessions"):
+                if connection.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0]:
+                    connection.execute(f"DELETE FROM {table} WHERE run = %s", (name,))

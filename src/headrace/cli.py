@@ -23,8 +23,18 @@ from . import __version__
 
 if TYPE_CHECKING:
     from .durable import Mode
+    from .store import RunStore
 
 __all__ = ["app", "main"]
+
+RunStoreOption = Annotated[
+    str | None,
+    typer.Option(
+        "--run-store",
+        help="keep the run store in PostgreSQL (postgresql://...), named after the run "
+        "directory, instead of run.sqlite in it",
+    ),
+]
 
 app = typer.Typer(
     name="headrace",
@@ -164,6 +174,7 @@ def _carry_out(
     mode: Mode,
     force: bool,
     *,
+    run_store: str | None = None,
     window: int | None = None,
     ordered: bool = False,
     on_bad_input: str = "dead_letter",
@@ -186,6 +197,7 @@ def _carry_out(
                 on_error="dead_letter",
                 progress=True,
                 run_dir=run_dir,
+                run_store=run_store,
                 mode=mode,
                 force=force,
                 key=None,
@@ -196,7 +208,7 @@ def _carry_out(
     except KeyboardInterrupt:
         typer.echo(f"interrupted; finish it with: headrace resume {run_dir}", err=True)
         raise typer.Exit(130) from None
-    except HeadraceError as exc:
+    except (HeadraceError, ConnectionError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo(result.summary())
@@ -225,6 +237,7 @@ def run(
     run_dir: Annotated[Path, typer.Option(help="where the run store lives")],
     key: Annotated[str | None, typer.Option(help="the field that identifies a record")] = None,
     table: Annotated[str | None, typer.Option(help="the table of a database --output")] = None,
+    run_store: RunStoreOption = None,
     window: Annotated[int | None, typer.Option(help="items in flight at most")] = None,
     ordered: Annotated[bool, typer.Option(help="write outputs in input order")] = False,
     stop_on_bad_input: Annotated[
@@ -239,20 +252,32 @@ def run(
         run_dir,
         "new",
         False,
+        run_store=run_store,
         window=window,
         ordered=ordered,
         on_bad_input="stop" if stop_on_bad_input else "dead_letter",
     )
 
 
-def _stored(run_dir: Path) -> tuple[str, Any, Any, dict[str, Any]]:
-    from .io import open_sink, open_source
-    from .store import SqliteRunStore
+def _open_store(run_dir: Path, run_store: str | None) -> RunStore:
+    """The store of the run in ``run_dir`` (or named after it in ``run_store``), or exit."""
+    from .store import StoreLocation
 
-    if not SqliteRunStore.exists_in(run_dir):
-        typer.echo(f"error: there is no run in {run_dir}", err=True)
-        raise typer.Exit(1)
-    store = SqliteRunStore.in_dir(run_dir)
+    where = StoreLocation(run_dir, run_store)
+    try:
+        if where.exists():
+            return where.open()
+    except (ConnectionError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"error: there is no run in {where}", err=True)
+    raise typer.Exit(1)
+
+
+def _stored(run_dir: Path, run_store: str | None) -> tuple[str, Any, Any, dict[str, Any]]:
+    from .io import open_sink, open_source
+
+    store = _open_store(run_dir, run_store)
     definition = store.definition() or {}
     store.close()
     ref = str(definition.get("pipeline", ""))
@@ -278,9 +303,10 @@ def resume(
     force: Annotated[
         bool, typer.Option(help="resume even though the pipeline changed (recorded)")
     ] = False,
+    run_store: RunStoreOption = None,
 ) -> None:
     """Finish an interrupted run: nothing finished is computed or written again."""
-    _continue_stored(run_dir, "resume", force)
+    _continue_stored(run_dir, "resume", force, run_store)
 
 
 @app.command("retry-dead")
@@ -289,14 +315,15 @@ def retry_dead(
     force: Annotated[
         bool, typer.Option(help="retry even though the pipeline changed (recorded)")
     ] = False,
+    run_store: RunStoreOption = None,
 ) -> None:
     """Run only the dead letters of a run again (after a fix)."""
-    _continue_stored(run_dir, "retry_dead", force)
+    _continue_stored(run_dir, "retry_dead", force, run_store)
 
 
-def _continue_stored(run_dir: Path, mode: Mode, force: bool) -> None:
+def _continue_stored(run_dir: Path, mode: Mode, force: bool, run_store: str | None) -> None:
     """Resume a stored run, or retry its dead letters, with the options it was started with."""
-    ref, source, sink, options = _stored(run_dir)
+    ref, source, sink, options = _stored(run_dir, run_store)
     _carry_out(
         ref,
         source,
@@ -304,22 +331,21 @@ def _continue_stored(run_dir: Path, mode: Mode, force: bool) -> None:
         run_dir,
         mode,
         force,
+        run_store=run_store,
         ordered=bool(options.get("ordered")),
         on_bad_input=str(options.get("on_bad_input", "dead_letter")),
     )
 
 
 @app.command()
-def status(run_dir: Annotated[Path, typer.Argument(help="the run directory")]) -> None:
-    """Show a run's progress (works while it runs): done, dead, filtered, last errors."""
+def status(
+    run_dir: Annotated[Path, typer.Argument(help="the run directory")],
+    run_store: RunStoreOption = None,
+) -> None:
+    """Show a run's progress (works while it runs): done, dead, pending, rate, last errors."""
     import time
 
-    from .store import SqliteRunStore
-
-    if not SqliteRunStore.exists_in(run_dir):
-        typer.echo(f"error: there is no run in {run_dir}", err=True)
-        raise typer.Exit(1)
-    store = SqliteRunStore.in_dir(run_dir)
+    store = _open_store(run_dir, run_store)
     try:
         state = store.status()
     finally:
@@ -327,12 +353,16 @@ def status(run_dir: Annotated[Path, typer.Argument(help="the run directory")]) -
     definition = state.definition
     typer.echo(f"run       {run_dir}")
     typer.echo(f"pipeline  {definition.get('pipeline')}")
-    typer.echo(f"source    {definition.get('source', {}).get('path', '(in memory)')}")
-    typer.echo(f"sink      {definition.get('sink', {}).get('path')}")
+    typer.echo(f"source    {_where(definition.get('source', {}))}")
+    typer.echo(f"sink      {_where(definition.get('sink', {}))}")
     typer.echo(
         f"finished  {state.finished:,}: done {state.done:,}, dead {state.dead:,}, "
         f"filtered {state.filtered:,}"
     )
+    if state.pending is None:
+        typer.echo("pending   unknown until the source has been read to its end once")
+    else:
+        typer.echo(f"pending   {state.pending:,} of {state.total:,}")
     elapsed = max(state.updated - state.created, 1e-9)
     typer.echo(
         f"sessions  {state.sessions} (started {time.ctime(state.created)}, last commit "
@@ -342,6 +372,14 @@ def status(run_dir: Annotated[Path, typer.Argument(help="the run directory")]) -
         typer.echo(
             f"dead in {error.step}: {error.count:,}; last: {error.error_type}: {error.message}"
         )
+
+
+def _where(description: dict[str, Any]) -> str:
+    """A stored source or sink, in a few words."""
+    kind = description.get("kind", "?")
+    place = description.get("path") or description.get("url") or "(in memory)"
+    table = f" table {description['table']}" if "table" in description else ""
+    return f"{kind}: {place}{table}"
 
 
 def main() -> None:

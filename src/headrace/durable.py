@@ -21,7 +21,7 @@ import orjson
 
 from .errors import HeadraceError, ResumeMismatch
 from .io.records import DurableSink, Recovered, encode_json
-from .store.sqlite import DeadRow, FinishedItem, Row, SqliteRunStore
+from .store import DeadRow, FinishedItem, Row, RunStore, StoreLocation
 
 __all__ = ["DurableSession", "DurableWriter", "Mode"]
 
@@ -42,7 +42,7 @@ class DurableWriter:
 
     def __init__(
         self,
-        store: SqliteRunStore | None,
+        store: RunStore | None,
         sink: DurableSink,
         *,
         session: int,
@@ -193,6 +193,7 @@ class DurableSession:
         self,
         *,
         run_dir: Path | None,
+        run_store: str | None = None,
         sink: DurableSink,
         definition: dict[str, Any],
         fingerprint: str,
@@ -200,12 +201,13 @@ class DurableSession:
         force: bool,
     ) -> None:
         self.run_dir = run_dir
+        self.location = StoreLocation(run_dir, run_store) if run_dir is not None else None
         self.sink = sink
         self.definition = definition
         self.fingerprint = fingerprint
         self.mode = mode
         self.force = force
-        self.store: SqliteRunStore | None = None
+        self.store: RunStore | None = None
         self.session = 0
         self.skipped = 0
         self._watermark = 0
@@ -213,26 +215,33 @@ class DurableSession:
         self._retry: dict[int, str] = {}
         self.writer: DurableWriter | None = None
 
-    def open(self) -> None:
-        """Open store and sink; afterwards :meth:`skip` and :attr:`writer` are ready."""
-        if self.run_dir is None:
+    def open(self, *, total: int | None = None) -> None:
+        """Open store and sink; afterwards :meth:`skip` and :attr:`writer` are ready.
+
+        ``total`` is the source's size where it is cheap to know (shown by ``status``).
+        """
+        where = self.location
+        if where is None:
             self.sink.open({})
             self.writer = DurableWriter(None, self.sink, session=0, finished_above=set())
             return
-        exists = SqliteRunStore.exists_in(self.run_dir)
+        exists = where.exists()
         if exists and self.mode == "new":
             raise HeadraceError(
-                f"{self.run_dir} already holds a run; resume it with resume=True "
-                f"(`headrace resume {self.run_dir}`) or choose another run_dir"
+                f"{where} already holds a run; resume it with resume=True "
+                f"(`headrace resume {where.run_dir}`) or choose another run_dir"
             )
         if not exists and self.mode != "new":
-            raise ResumeMismatch(f"there is no run to resume in {self.run_dir}")
-        store = self.store = SqliteRunStore.in_dir(self.run_dir)
+            raise ResumeMismatch(f"there is no run to resume in {where}")
+        store = self.store = where.open()
+        where.run_dir.mkdir(parents=True, exist_ok=True)  # for dead.jsonl, whatever the store
         note = None
         if exists:
             note = self._check_matches(store)
         else:
             store.create(self.definition, self.fingerprint)
+        if total is not None:
+            store.set_total(total)
         self.session = store.start_session(forced=note is not None, note=note)
         recovered = self.sink.open(store.sink_state())
         if recovered is not None:
@@ -249,12 +258,12 @@ class DurableSession:
             replace=self.mode == "retry_dead",
         )
 
-    def _check_matches(self, store: SqliteRunStore) -> str | None:
+    def _check_matches(self, store: RunStore) -> str | None:
         stored = store.definition() or {}
         for part in ("source", "sink"):
             if stored.get(part) != self.definition.get(part):
                 raise ResumeMismatch(
-                    f"the {part} differs from the stored run in {self.run_dir}: "
+                    f"the {part} differs from the stored run in {self.location}: "
                     f"stored {stored.get(part)}, given {self.definition.get(part)}"
                 )
         before = store.fingerprint()
@@ -262,7 +271,7 @@ class DurableSession:
             return None
         if not self.force:
             raise ResumeMismatch(
-                f"the pipeline changed since the run in {self.run_dir} started (fingerprint "
+                f"the pipeline changed since the run in {self.location} started (fingerprint "
                 f"{str(before)[:12]} then, {self.fingerprint[:12]} now): finished items were "
                 "computed by the old one. Resume anyway with force=True (--force); the "
                 "store records that it was forced"
@@ -298,7 +307,7 @@ class DurableSession:
         if stored != given:
             raise ResumeMismatch(
                 f"the source changed: item {index} has key {given!r}, but the run in "
-                f"{self.run_dir} finished key {stored!r} there"
+                f"{self.location} finished key {stored!r} there"
             )
 
     def dead_letters(self) -> list[FinishedItem]:
@@ -307,12 +316,17 @@ class DurableSession:
             return []
         return self.store.dead_letters(session=self.session)
 
-    def close(self, *, aborted: bool) -> None:
-        """Close the sink and store; after a clean end, write ``dead.jsonl`` from the store."""
+    def close(self, *, aborted: bool, read: int | None = None) -> None:
+        """Close the sink and store; after a clean end, write ``dead.jsonl`` from the store.
+
+        ``read`` is how many records the source held, when it was read to its end.
+        """
         try:
             if self.writer is not None:
                 self.writer.wait_idle()
             self.sink.close()
+            if self.store is not None and read is not None and not aborted:
+                self.store.set_total(read)
             if self.store is not None and not aborted and self.run_dir is not None:
                 _write_dead_file(self.store, self.run_dir / "dead.jsonl")
         finally:
@@ -320,7 +334,7 @@ class DurableSession:
                 self.store.close()
 
 
-def _write_dead_file(store: SqliteRunStore, path: Path) -> None:
+def _write_dead_file(store: RunStore, path: Path) -> None:
     """All dead letters of the run, one JSON object a line, replaced atomically."""
     temporary = path.with_name(f".{path.name}.tmp")
     with temporary.open("wb") as handle:
@@ -344,7 +358,7 @@ def _write_dead_file(store: SqliteRunStore, path: Path) -> None:
     os.replace(temporary, path)
 
 
-def _roll_forward(store: SqliteRunStore, recovered: Recovered) -> None:
+def _roll_forward(store: RunStore, recovered: Recovered) -> None:
     """Record in the store a commit that reached a journaled sink before a kill."""
     commit = orjson.loads(recovered.journal)
     store.commit(

@@ -28,7 +28,7 @@ from .result import DeadLetter, RunResult
 from .runtime import RunContext
 from .sequencer import Sequencer
 from .step import FILTERED, Step
-from .store.sqlite import FinishedItem
+from .store.base import FinishedItem
 
 __all__ = ["Lanes", "OnBadInput", "OnError", "Sink"]
 
@@ -53,6 +53,7 @@ class Lanes:
         keyed: bool = False,
         session: DurableSession | None = None,
         on_bad_input: OnBadInput = "dead_letter",
+        total: int | None = None,
     ) -> None:
         self.root = root
         self.keyed = keyed
@@ -77,7 +78,7 @@ class Lanes:
         self.pull_lock = asyncio.Lock()
         self.lanes_left = window
         self.finished = asyncio.Event()
-        self.total = _length_hint(items)
+        self.total = total if total is not None else _length_hint(items)
 
     async def execute(self) -> RunResult:
         started = perf_counter()
@@ -85,7 +86,7 @@ class Lanes:
         session = self.session
         aborted = True
         if session is not None:
-            session.open()
+            session.open(total=self.total)
         try:
             async with asyncio.TaskGroup() as group:
                 ctx = RunContext(self.activity, _spawner(group))
@@ -111,7 +112,8 @@ class Lanes:
                     if not aborted:
                         self.dead = [_dead_letter(row) for row in session.dead_letters()]
                         self.n_skipped = session.skipped
-                    session.close(aborted=aborted)
+                    read_all = self.exhausted and self.source_error is None
+                    session.close(aborted=aborted, read=self.position if read_all else None)
         metrics = RunMetrics(
             items_in=self.n_in,
             items_out=self.n_out,

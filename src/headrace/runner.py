@@ -43,6 +43,7 @@ def run(
     on_error: OnError = "dead_letter",
     progress: bool = True,
     run_dir: str | os.PathLike[str] | None = None,
+    run_store: str | None = None,
     resume: bool = False,
     force: bool = False,
     key: str | Callable[[Any], Any] | None = None,
@@ -75,6 +76,7 @@ def run(
             on_error=on_error,
             progress=progress,
             run_dir=run_dir,
+            run_store=run_store,
             resume=resume,
             force=force,
             key=key,
@@ -94,6 +96,7 @@ async def arun(
     on_error: OnError = "dead_letter",
     progress: bool = True,
     run_dir: str | os.PathLike[str] | None = None,
+    run_store: str | None = None,
     resume: bool = False,
     force: bool = False,
     key: str | Callable[[Any], Any] | None = None,
@@ -124,6 +127,9 @@ async def arun(
             ``dead.jsonl`` live here. Killed at any moment, the run finishes with
             ``resume=True`` (or ``headrace resume``): each item reaches the sink
             exactly once, and no finished item is computed again.
+        run_store: keep the run's store in PostgreSQL (``"postgresql://..."``) instead
+            of ``<run_dir>/run.sqlite``, e.g. to see or resume it from another
+            machine; the run is named there by ``run_dir``'s last component.
         resume: continue the run stored in ``run_dir``.
         retry_dead: run again only the items that are dead letters in the run stored
             in ``run_dir`` (after a fix); those that succeed now reach the sink and
@@ -156,8 +162,10 @@ async def arun(
         window = default_window(root)
     elif isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise PipelineError(f"window must be a positive integer, got {window!r}")
-    if (resume or force or retry_dead) and run_dir is None:
-        raise PipelineError("resume, retry_dead and force need the run_dir of a stored run")
+    if (resume or force or retry_dead or run_store) and run_dir is None:
+        raise PipelineError(
+            "resume, retry_dead, force and run_store need the run_dir of a stored run"
+        )
     mode: Mode = "retry_dead" if retry_dead else "resume" if resume else "new"
     return await execute(
         root,
@@ -168,6 +176,7 @@ async def arun(
         on_error=on_error,
         progress=progress,
         run_dir=run_dir,
+        run_store=run_store,
         mode=mode,
         force=force,
         key=key,
@@ -187,6 +196,7 @@ async def execute(
     progress: bool,
     run_dir: str | os.PathLike[str] | None,
     mode: Mode,
+    run_store: str | None = None,
     force: bool,
     key: str | Callable[[Any], Any] | None,
     on_bad_input: OnBadInput,
@@ -219,6 +229,7 @@ async def execute(
         }
         session = DurableSession(
             run_dir=Path(run_dir) if run_dir is not None else None,
+            run_store=run_store,
             sink=store_sink,
             definition=definition,
             fingerprint=root.fingerprint,
@@ -226,6 +237,7 @@ async def execute(
             force=force,
         )
         items: Any = iter(records.records())
+        total = _count(records)
     elif key is not None:
         raise PipelineError(
             "key= identifies items in a durable run; give run_dir=... (or a file sink) too"
@@ -233,8 +245,10 @@ async def execute(
     elif isinstance(source, Source):
         _check_source(source)
         items = iter(source.records())
+        total = _count(source)
     else:
         items = _open_source(source)
+        total = None
     keyed = session is not None or isinstance(source, Source)
     engine = Lanes(
         root,
@@ -247,12 +261,20 @@ async def execute(
         keyed=keyed,
         session=session,
         on_bad_input=on_bad_input,
+        total=total,
     )
     return await engine.execute()
 
 
 def _is_durable_sink(sink: Any) -> bool:
     return all(callable(getattr(sink, name, None)) for name in ("open", "write", "describe"))
+
+
+def _count(source: Source) -> int | None:
+    try:
+        return source.count()
+    except (OSError, ValueError):
+        return None  # the run itself reports an unreadable source
 
 
 def _check_source(source: Source) -> None:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import headrace as hr
-from headrace.store.sqlite import SqliteRunStore
+from headrace.store import StoreLocation
 
 CALLS: int | None = None
 
@@ -41,27 +41,41 @@ def keep(record: dict[str, object]) -> bool:
 pipeline = work >> hr.filter(keep)
 
 
+def make_sink(kind: str, output: str) -> hr.io.DurableSink:
+    """The sink under test; a SQL ``output`` is ``<url> <table>``."""
+    if kind == "jsonl":
+        return hr.write_jsonl(output)
+    if kind == "csv":
+        return hr.write_csv(output)
+    if kind == "batches":
+        return hr.write_batches(output, items_per_file=50)
+    if kind == "parquet":
+        return hr.write_parquet(output, items_per_file=50)
+    url, table = output.split(" ")
+    return hr.write_sql(url, table, key="id", batch_size=50)
+
+
 def main() -> None:
     global CALLS
     run_dir, source, sink_kind, output, calls = sys.argv[1:6]
     CALLS = os.open(calls, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
-    existing = SqliteRunStore.exists_in(Path(run_dir))
+    # the PostgreSQL sink's case keeps its run store in PostgreSQL too
+    run_store = output.split(" ")[0] if sink_kind == "postgresql" else None
+    where = StoreLocation(Path(run_dir), run_store)
+    existing = where.exists()
     sessions = 0
     if existing:
-        store = SqliteRunStore.in_dir(Path(run_dir))
+        store = where.open()
         sessions = store.status().sessions
         store.close()
     _log(f"session {os.getpid()} {sessions + 1}")
-    sink = (
-        hr.write_jsonl(output)
-        if sink_kind == "jsonl"
-        else hr.write_batches(output, items_per_file=50)
-    )
+    sink = make_sink(sink_kind, output)
     hr.run(
         pipeline,
         hr.read_jsonl(source, key="id"),
         sink=sink,
         run_dir=run_dir,
+        run_store=run_store,
         resume=existing,
         progress=False,
     )

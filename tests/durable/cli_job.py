@@ -15,3 +15,12 @@ async def slow_double(row: dict[str, int]) -> dict[str, int]:
 
 
 pipeline = slow_double
+
+
+@hr.step
+def csv_double(row: dict[str, str]) -> dict[str, object]:
+    """CSV fields are strings: convert in the first step."""
+    return {"id": row["id"], "n": int(row["n"]), "n2": int(row["n"]) * 2}
+
+
+from_csv = csv_double

@@ -6,6 +6,7 @@ The seed is printed; HEADRACE_CHAOS_SEED=<n> replays one.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import random
@@ -14,9 +15,11 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
-from headrace.store.sqlite import SqliteRunStore
+from headrace.io.sql import connect
+from headrace.store import StoreLocation
 
 HERE = Path(__file__).parent
 JOB = HERE / "chaos_job.py"
@@ -31,25 +34,52 @@ def _write_input(path: Path) -> None:
 
 
 def _launch(
-    run_dir: Path, source: Path, kind: str, output: Path, calls: Path
+    run_dir: Path, source: Path, kind: str, output: str, calls: Path
 ) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
     }
     return subprocess.Popen(
-        [sys.executable, str(JOB), str(run_dir), str(source), kind, str(output), str(calls)],
+        [sys.executable, str(JOB), str(run_dir), str(source), kind, output, str(calls)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
 
 
-def _outputs(kind: str, output: Path) -> list[dict[str, object]]:
-    files = [output] if kind == "jsonl" else sorted(output.glob("batch_*.jsonl"))
+SINKS = ["jsonl", "batches", "csv", "parquet", "sqlite", "postgresql"]
+
+
+def _output(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """Where the job writes: a path, or for SQL sinks ``<url> <table>``."""
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'out.db'} results"
+    if kind == "postgresql":
+        return f"{request.getfixturevalue('postgres_url')} {request.getfixturevalue('table_name')}"
+    return str(tmp_path / {"jsonl": "out.jsonl", "csv": "out.csv"}.get(kind, "out"))
+
+
+def _outputs(kind: str, output: str) -> list[dict[str, object]]:
+    """Every row the sink holds, as ``{"id": ..., "square": ...}``."""
+    if kind in ("sqlite", "postgresql"):
+        url, table = output.split(" ")
+        db = connect(url)
+        try:
+            rows = db.execute(f'SELECT id, square FROM "{table}"').fetchall()
+        finally:
+            db.close()
+        return [{"id": key, "square": square} for key, square in rows]
+    if kind == "parquet":
+        return [{"id": r["id"], "square": r["square"]} for r in pq.read_table(output).to_pylist()]
+    if kind == "csv":
+        with open(output, newline="") as handle:
+            return [{"id": r["id"], "square": int(r["square"])} for r in csv.DictReader(handle)]
+    path = Path(output)
+    files = [path] if kind == "jsonl" else sorted(path.glob("batch_*.jsonl"))
     rows = []
-    for path in files:
-        rows.extend(json.loads(line) for line in path.read_text().splitlines() if line)
+    for file in files:
+        rows.extend(json.loads(line) for line in file.read_text().splitlines() if line)
     return rows
 
 
@@ -67,14 +97,17 @@ def _expected() -> tuple[dict[str, int], set[str], set[str]]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["jsonl", "batches"])
-def test_sigkill_at_random_moments_then_resume_is_exactly_once(tmp_path: Path, kind: str) -> None:
+@pytest.mark.parametrize("kind", SINKS)
+def test_sigkill_at_random_moments_then_resume_is_exactly_once(
+    tmp_path: Path, kind: str, request: pytest.FixtureRequest
+) -> None:
     kills_wanted = KILLS
     seed = int(os.environ.get("HEADRACE_CHAOS_SEED", str(random.SystemRandom().randrange(10**9))))
     print(f"chaos seed {seed} ({kind}, {kills_wanted} kills)")
     rng = random.Random(seed)
-    source, run_dir, calls = tmp_path / "in.jsonl", tmp_path / "run", tmp_path / "calls.log"
-    output = tmp_path / ("out.jsonl" if kind == "jsonl" else "out")
+    run_dir = tmp_path / request.getfixturevalue("run_name")  # unique in a shared run store
+    source, calls = tmp_path / "in.jsonl", tmp_path / "calls.log"
+    output = _output(kind, tmp_path, request)
     _write_input(source)
 
     kills = 0
@@ -105,7 +138,8 @@ def test_sigkill_at_random_moments_then_resume_is_exactly_once(tmp_path: Path, k
     assert len(keys) == len(set(keys)), f"seed {seed}: a key was written twice"
     assert {str(r["id"]): r["square"] for r in rows} == expected_out, f"seed {seed}"
 
-    store = SqliteRunStore.in_dir(run_dir)
+    run_store = output.split(" ")[0] if kind == "postgresql" else None
+    store = StoreLocation(run_dir, run_store).open()
     status = store.status()
     assert (status.done, status.dead, status.filtered) == (
         len(expected_out),

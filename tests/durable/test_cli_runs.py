@@ -67,6 +67,7 @@ def test_run_kill_status_resume_retry_dead_from_the_command_line(tmp_path: Path)
     assert status.returncode == 0
     assert "pipeline  cli_job:pipeline" in status.stdout
     assert "finished  " in status.stdout
+    assert f" of {ITEMS:,}" in status.stdout  # pending, from the input's line count
 
     again = headrace(*args, cwd=tmp_path)
     assert again.returncode == 1
@@ -81,6 +82,7 @@ def test_run_kill_status_resume_retry_dead_from_the_command_line(tmp_path: Path)
 
     status = headrace("status", "state", cwd=tmp_path)
     assert f"dead in slow_double: {len(dead)}; last: ValueError:" in status.stdout
+    assert f"pending   0 of {ITEMS:,}" in status.stdout
 
     fixed = headrace("retry-dead", "state", cwd=tmp_path, env={"CLI_JOB_FIXED": "1"})
     assert fixed.returncode == 0, fixed.stderr
@@ -94,3 +96,33 @@ def test_status_of_a_directory_without_a_run_says_so(tmp_path: Path) -> None:
     result = headrace("status", "nothing", cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.strip() == "error: there is no run in nothing"
+
+
+@pytest.mark.slow
+def test_a_csv_into_a_postgresql_table_with_the_run_store_in_postgresql(
+    tmp_path: Path, postgres_url: str, table_name: str, run_name: str
+) -> None:
+    with (tmp_path / "in.csv").open("w") as handle:
+        handle.write("id,n\n" + "".join(f"k{n:04d},{n}\n" for n in range(300)))
+        handle.write("broken\n")
+    common = ("--run-store", postgres_url)
+    first = headrace(
+        "run", "cli_job:from_csv", "--input", "in.csv", "--key", "id",
+        "--output", postgres_url, "--table", table_name, "--run-dir", run_name, *common,
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("items: in 301 = out 300 + dead 1")
+    status = headrace("status", run_name, *common, cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    assert f"sink      sql: {postgres_url} table {table_name}" in status.stdout
+    assert "pending   0 of 301" in status.stdout
+    assert "in.csv:302: missing column(s) 'n'" in status.stdout
+    again = headrace("resume", run_name, *common, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "skipped 301" in again.stdout
+    import psycopg
+
+    with psycopg.connect(postgres_url) as connection:
+        rows = connection.execute(f'SELECT count(*), sum(n2) FROM "{table_name}"').fetchone()
+    assert rows == (300, sum(2 * n for n in range(300)))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sized
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -136,6 +136,10 @@ class KeyedSource(Source):
                 yield BadRecord(f"item {index}", f"no key field {key!r} ({exc!r})")
                 continue
             yield str(found), value
+
+    def count(self) -> int | None:
+        """The number of items, if the iterable has a length."""
+        return len(self.items) if isinstance(self.items, Sized) else None
 
     def describe(self) -> dict[str, Any]:
         key = self.key if isinstance(self.key, str) or self.key is None else "<function>"

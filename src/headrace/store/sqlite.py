@@ -21,11 +21,12 @@ import json
 import sqlite3
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DeadRow", "FinishedItem", "Row", "RunStatus", "SqliteRunStore", "StepError"]
+from .base import DeadRow, FinishedItem, Row, RunStatus, StepError
+
+__all__ = ["SqliteRunStore"]
 
 # Measured: a CHECK constraint or five more (NULL) columns on `items` triple the
 # cost of an insert, so the hot table is narrow and the rare details of dead
@@ -37,6 +38,7 @@ CREATE TABLE IF NOT EXISTS run (
     fingerprint TEXT NOT NULL,
     watermark INTEGER NOT NULL DEFAULT 0,
     sink_state TEXT NOT NULL DEFAULT '{}',
+    total INTEGER,
     created REAL NOT NULL,
     updated REAL NOT NULL
 );
@@ -62,65 +64,6 @@ CREATE TABLE IF NOT EXISTS sessions (
     note TEXT
 );
 """
-
-Row = tuple[int, str, str]
-"""A finished item as the writer commits it: source index, key, status."""
-
-DeadRow = tuple[int, str, str, str, int, str | None]
-"""A dead letter's details: source index, step, error type, message, attempts, item (JSON)."""
-
-
-@dataclass(frozen=True, slots=True)
-class FinishedItem:
-    """One finished item as read back from the store (dead letters carry their error).
-
-    ``item`` (the input as JSON; a record the source could not read is kept as a
-    JSON string of its raw text) is kept for dead letters only, so that the
-    dead-letter file can show what failed.
-    """
-
-    index: int
-    key: str
-    status: str
-    step: str | None = None
-    error_type: str | None = None
-    message: str | None = None
-    attempts: int | None = None
-    item: str | None = None
-
-    def decoded_item(self) -> Any:
-        """The stored input item (JSON), decoded."""
-        return None if self.item is None else json.loads(self.item)
-
-
-@dataclass(frozen=True, slots=True)
-class StepError:
-    """The most recent failure of one step."""
-
-    step: str
-    count: int
-    error_type: str
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class RunStatus:
-    """What ``headrace status`` shows: counts, the last error per step, timing."""
-
-    done: int
-    dead: int
-    filtered: int
-    watermark: int
-    sessions: int
-    created: float
-    updated: float
-    last_errors: list[StepError]
-    definition: dict[str, Any]
-
-    @property
-    def finished(self) -> int:
-        """Items finished in any way."""
-        return self.done + self.dead + self.filtered
 
 
 class SqliteRunStore:
@@ -234,6 +177,10 @@ class SqliteRunStore:
         row = self._db.execute("SELECT sink_state FROM run WHERE id = 1").fetchone()
         return dict(json.loads(row[0])) if row else {}
 
+    def set_total(self, total: int) -> None:
+        """Record how many records the source holds."""
+        self._db.execute("UPDATE run SET total = ? WHERE id = 1", (total,))
+
     def finished_sessions(self) -> dict[str, int]:
         """Key -> the session that committed it, for every finished item."""
         return {str(k): int(n) for k, n in self._db.execute("SELECT key, session FROM items")}
@@ -303,7 +250,7 @@ class SqliteRunStore:
             self._db.execute("SELECT status, count(*) FROM items GROUP BY status").fetchall()
         )
         run = self._db.execute(
-            "SELECT definition, watermark, created, updated FROM run WHERE id = 1"
+            "SELECT definition, watermark, created, updated, total FROM run WHERE id = 1"
         ).fetchone()
         sessions = self._db.execute("SELECT count(*) FROM sessions").fetchone()[0]
         errors = []
@@ -326,6 +273,7 @@ class SqliteRunStore:
             updated=float(run[3]) if run else 0.0,
             last_errors=errors,
             definition=json.loads(run[0]) if run else {},
+            total=None if run is None or run[4] is None else int(run[4]),
         )
 
 

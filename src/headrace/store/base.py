@@ -1,0 +1,136 @@
+"""What every run store keeps and answers, whatever the database behind it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+__all__ = ["DeadRow", "FinishedItem", "Row", "RunStatus", "RunStore", "StepError"]
+
+Row = tuple[int, str, str]
+"""A finished item as the writer commits it: source index, key, status."""
+
+DeadRow = tuple[int, str, str, str, int, str | None]
+"""A dead letter's details: source index, step, error type, message, attempts, item (JSON)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedItem:
+    """One finished item as read back from the store (dead letters carry their error).
+
+    ``item`` (the input as JSON; a record the source could not read is kept as a
+    JSON string of its raw text) is kept for dead letters only, so that the
+    dead-letter file can show what failed.
+    """
+
+    index: int
+    key: str
+    status: str
+    step: str | None = None
+    error_type: str | None = None
+    message: str | None = None
+    attempts: int | None = None
+    item: str | None = None
+
+    def decoded_item(self) -> Any:
+        """The stored input item (JSON), decoded."""
+        return None if self.item is None else json.loads(self.item)
+
+
+@dataclass(frozen=True, slots=True)
+class StepError:
+    """The most recent failure of one step."""
+
+    step: str
+    count: int
+    error_type: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunStatus:
+    """What ``headrace status`` shows: counts, the last error per step, timing."""
+
+    done: int
+    dead: int
+    filtered: int
+    watermark: int
+    sessions: int
+    created: float
+    updated: float
+    last_errors: list[StepError]
+    definition: dict[str, Any]
+    total: int | None = None
+
+    @property
+    def finished(self) -> int:
+        """Items finished in any way."""
+        return self.done + self.dead + self.filtered
+
+    @property
+    def pending(self) -> int | None:
+        """Items not finished yet (in flight or not read), if the source's size is known."""
+        return None if self.total is None else max(self.total - self.finished, 0)
+
+
+class RunStore(Protocol):
+    """The durable record of one run; :class:`~headrace.store.sqlite.SqliteRunStore` and
+    :class:`~headrace.store.postgres.PostgresRunStore` keep the same one."""
+
+    def definition(self) -> dict[str, Any] | None:
+        """The stored run definition, or ``None`` for a new store."""
+
+    def fingerprint(self) -> str | None:
+        """The pipeline fingerprint the run was started (or last forced) with."""
+
+    def create(self, definition: dict[str, Any], fingerprint: str) -> None:
+        """Record a new run's definition; the sink's state starts as ``{"token": ...}``."""
+
+    def start_session(self, *, forced: bool = False, note: str | None = None) -> int:
+        """Record that a run or resume starts; return its session number (1, 2, ...)."""
+
+    def force_fingerprint(self, fingerprint: str) -> None:
+        """Adopt a changed pipeline fingerprint (a forced resume)."""
+
+    def forced_sessions(self) -> list[tuple[int, str | None]]:
+        """The sessions that forced a resume, with their notes."""
+
+    def watermark(self) -> int:
+        """Every source index below this is finished."""
+
+    def finished_above(self, watermark: int) -> dict[int, str]:
+        """Source index -> key of the items finished at or above ``watermark``."""
+
+    def sink_state(self) -> dict[str, Any]:
+        """The sink's committed state."""
+
+    def set_total(self, total: int) -> None:
+        """Record how many records the source holds."""
+
+    def finished_sessions(self) -> dict[str, int]:
+        """Key -> the session that committed it, for every finished item."""
+
+    def dead_items(self) -> dict[int, str]:
+        """Source index -> key of every dead item."""
+
+    def dead_letters(self, *, session: int | None = None) -> list[FinishedItem]:
+        """Every dead item with its error in source order; only one session's if given."""
+
+    def commit(
+        self,
+        rows: list[Row],
+        dead: list[DeadRow],
+        *,
+        watermark: int,
+        sink_state: dict[str, Any],
+        session: int,
+        replace: bool = False,
+    ) -> None:
+        """Record a batch of finished items, the new watermark and sink state, atomically."""
+
+    def status(self) -> RunStatus:
+        """Counts, the last error of each step, timing and the source's size."""
+
+    def close(self) -> None:
+        """Release the connection."""

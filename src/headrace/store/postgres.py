@@ -1,0 +1,307 @@
+"""The PostgreSQL run store: runs kept in a database that several machines can reach.
+
+It keeps what :class:`~headrace.store.sqlite.SqliteRunStore` keeps, in the same
+tables with a ``run`` column added (``headrace_runs``, ``headrace_items``,
+``headrace_dead``, ``headrace_sessions``), so one database holds many runs, each
+named by its run directory's name. Connections come from a pool (psycopg 3);
+a batch of finished items goes in with ``COPY``, in one transaction with the
+watermark and the sink's state.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from .base import DeadRow, FinishedItem, Row, RunStatus, StepError
+
+__all__ = ["PostgresRunStore"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS headrace_runs (
+    run TEXT PRIMARY KEY,
+    definition TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    watermark BIGINT NOT NULL DEFAULT 0,
+    sink_state TEXT NOT NULL DEFAULT '{}',
+    total BIGINT,
+    created DOUBLE PRECISION NOT NULL,
+    updated DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE IF NOT EXISTS headrace_items (
+    run TEXT NOT NULL,
+    idx BIGINT NOT NULL,
+    key TEXT NOT NULL,
+    status TEXT NOT NULL,
+    session INTEGER NOT NULL,
+    PRIMARY KEY (run, idx)
+);
+CREATE TABLE IF NOT EXISTS headrace_dead (
+    run TEXT NOT NULL,
+    idx BIGINT NOT NULL,
+    step TEXT NOT NULL,
+    error_type TEXT NOT NULL,
+    message TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    item TEXT,
+    finished DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (run, idx)
+);
+CREATE TABLE IF NOT EXISTS headrace_sessions (
+    run TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    started DOUBLE PRECISION NOT NULL,
+    forced BOOLEAN NOT NULL DEFAULT false,
+    note TEXT,
+    PRIMARY KEY (run, n)
+);
+"""
+
+
+def _pool_class() -> Any:
+    try:
+        from psycopg_pool import ConnectionPool
+    except ImportError as exc:  # pragma: no cover - installed with the extra
+        raise ImportError(
+            "a PostgreSQL run store needs psycopg 3 and psycopg-pool: "
+            "pip install 'headrace[postgres]'"
+        ) from exc
+    return ConnectionPool
+
+
+class PostgresRunStore:
+    """The run named ``name`` in the PostgreSQL database at ``url``.
+
+    Args:
+        url: ``postgresql://user@host:port/dbname`` (a password is best kept in
+            ``~/.pgpass`` or ``PGPASSWORD``: the URL is shown in messages).
+        name: the run's name (a run directory's name).
+
+    Raises:
+        ConnectionError: the database cannot be reached.
+    """
+
+    def __init__(self, url: str, name: str) -> None:
+        self.url = url
+        self.name = name
+        pool_class = _pool_class()
+        self._pool = pool_class(
+            "postgresql://" + url.split("://", 1)[1],
+            min_size=1,
+            max_size=4,
+            kwargs={"connect_timeout": 10},
+            open=False,
+        )
+        try:
+            self._pool.open(wait=True, timeout=15)
+        except Exception as exc:  # psycopg_pool.PoolTimeout, OperationalError
+            self._pool.close()
+            raise ConnectionError(f"cannot connect to the run store at {url}: {exc}") from exc
+        with self._pool.connection() as connection:
+            # a transaction-scoped advisory lock: two first runs must not race on CREATE
+            connection.execute("SELECT pg_advisory_xact_lock(7391)")
+            connection.execute(SCHEMA)
+
+    @classmethod
+    def exists(cls, url: str, name: str) -> bool:
+        """Whether the database holds a run of that name."""
+        store = cls(url, name)
+        try:
+            return store.definition() is not None
+        finally:
+            store.close()
+
+    def _one(self, query: str, *parameters: Any) -> Any:
+        with self._pool.connection() as connection:
+            return connection.execute(query, (self.name, *parameters)).fetchone()
+
+    def _all(self, query: str, *parameters: Any) -> list[Any]:
+        with self._pool.connection() as connection:
+            return list(connection.execute(query, (self.name, *parameters)).fetchall())
+
+    def close(self) -> None:
+        """Close the pool."""
+        self._pool.close()
+
+    # --- definition and sessions ---------------------------------------------
+
+    def definition(self) -> dict[str, Any] | None:
+        """The stored run definition, or ``None`` for a new run."""
+        row = self._one("SELECT definition FROM headrace_runs WHERE run = %s")
+        return None if row is None else dict(json.loads(row[0]))
+
+    def fingerprint(self) -> str | None:
+        """The pipeline fingerprint the run was started (or last forced) with."""
+        row = self._one("SELECT fingerprint FROM headrace_runs WHERE run = %s")
+        return None if row is None else str(row[0])
+
+    def create(self, definition: dict[str, Any], fingerprint: str) -> None:
+        """Record a new run's definition (see :meth:`SqliteRunStore.create`)."""
+        now = time.time()
+        with self._pool.connection() as connection:
+            connection.execute(
+                "INSERT INTO headrace_runs "
+                "(run, definition, fingerprint, sink_state, created, updated) "
+                "VALUES (%s, %s, %s, %s, %s, %s)",
+                (
+                    self.name,
+                    json.dumps(definition, sort_keys=True),
+                    fingerprint,
+                    json.dumps({"token": uuid.uuid4().hex}),
+                    now,
+                    now,
+                ),
+            )
+
+    def start_session(self, *, forced: bool = False, note: str | None = None) -> int:
+        """Record that a run or resume starts; return its session number (1, 2, ...)."""
+        with self._pool.connection() as connection:
+            connection.execute(
+                "SELECT 1 FROM headrace_runs WHERE run = %s FOR UPDATE", (self.name,)
+            )
+            row = connection.execute(
+                "INSERT INTO headrace_sessions (run, n, started, forced, note) "
+                "SELECT %s, coalesce(max(n), 0) + 1, %s, %s, %s FROM headrace_sessions "
+                "WHERE run = %s RETURNING n",
+                (self.name, time.time(), forced, note, self.name),
+            ).fetchone()
+        return int(row[0])
+
+    def force_fingerprint(self, fingerprint: str) -> None:
+        """Adopt a changed pipeline fingerprint (a forced resume; the session records it)."""
+        with self._pool.connection() as connection:
+            connection.execute(
+                "UPDATE headrace_runs SET fingerprint = %s WHERE run = %s",
+                (fingerprint, self.name),
+            )
+
+    def forced_sessions(self) -> list[tuple[int, str | None]]:
+        """The sessions that forced a resume, with their notes."""
+        rows = self._all(
+            "SELECT n, note FROM headrace_sessions WHERE run = %s AND forced ORDER BY n"
+        )
+        return [(int(n), note) for n, note in rows]
+
+    # --- resume --------------------------------------------------------------
+
+    def watermark(self) -> int:
+        """Every source index below this is finished."""
+        row = self._one("SELECT watermark FROM headrace_runs WHERE run = %s")
+        return int(row[0]) if row else 0
+
+    def finished_above(self, watermark: int) -> dict[int, str]:
+        """Source index -> key of the items finished at or above ``watermark``."""
+        rows = self._all(
+            "SELECT idx, key FROM headrace_items WHERE run = %s AND idx >= %s", watermark
+        )
+        return {int(idx): str(key) for idx, key in rows}
+
+    def sink_state(self) -> dict[str, Any]:
+        """The sink's committed state."""
+        row = self._one("SELECT sink_state FROM headrace_runs WHERE run = %s")
+        return dict(json.loads(row[0])) if row else {}
+
+    def set_total(self, total: int) -> None:
+        """Record how many records the source holds."""
+        with self._pool.connection() as connection:
+            connection.execute(
+                "UPDATE headrace_runs SET total = %s WHERE run = %s", (total, self.name)
+            )
+
+    def finished_sessions(self) -> dict[str, int]:
+        """Key -> the session that committed it, for every finished item."""
+        rows = self._all("SELECT key, session FROM headrace_items WHERE run = %s")
+        return {str(k): int(n) for k, n in rows}
+
+    def dead_items(self) -> dict[int, str]:
+        """Source index -> key of every dead item (for ``retry-dead``)."""
+        rows = self._all("SELECT idx, key FROM headrace_items WHERE run = %s AND status = 'dead'")
+        return {int(idx): str(key) for idx, key in rows}
+
+    def dead_letters(self, *, session: int | None = None) -> list[FinishedItem]:
+        """Every dead item with its error in source order; only one session's if given."""
+        query = (
+            "SELECT i.idx, i.key, i.status, d.step, d.error_type, d.message, d.attempts, d.item "
+            "FROM headrace_items i JOIN headrace_dead d ON d.run = i.run AND d.idx = i.idx "
+            "WHERE i.run = %s AND i.status = 'dead'"
+        )
+        if session is not None:
+            rows = self._all(query + " AND i.session = %s ORDER BY i.idx", session)
+        else:
+            rows = self._all(query + " ORDER BY i.idx")
+        return [FinishedItem(*row) for row in rows]
+
+    # --- commit --------------------------------------------------------------
+
+    def commit(
+        self,
+        rows: list[Row],
+        dead: list[DeadRow],
+        *,
+        watermark: int,
+        sink_state: dict[str, Any],
+        session: int,
+        replace: bool = False,
+    ) -> None:
+        """Record a batch of finished items, the new watermark and sink state, atomically.
+
+        With ``replace`` (retrying dead letters), an item's earlier record is replaced.
+        """
+        now = time.time()
+        name = self.name
+        with self._pool.connection() as connection, connection.cursor() as cursor:
+            if replace:
+                indices = [r[0] for r in rows]
+                for table in ("headrace_items", "headrace_dead"):
+                    cursor.execute(
+                        f"DELETE FROM {table} WHERE run = %s AND idx = ANY(%s)", (name, indices)
+                    )
+            with cursor.copy(
+                "COPY headrace_items (run, idx, key, status, session) FROM STDIN"
+            ) as copy:
+                for index, key, status in rows:
+                    copy.write_row((name, index, key, status, session))
+            if dead:
+                cursor.executemany(
+                    "INSERT INTO headrace_dead "
+                    "(run, idx, step, error_type, message, attempts, item, finished) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                    [(name, *row, now) for row in dead],
+                )
+            cursor.execute(
+                "UPDATE headrace_runs SET watermark = %s, sink_state = %s, updated = %s "
+                "WHERE run = %s",
+                (watermark, json.dumps(sink_state, sort_keys=True), now, name),
+            )
+
+    # --- status --------------------------------------------------------------
+
+    def status(self) -> RunStatus:
+        """Counts, the last error of each step, timing and the source's size."""
+        counts = dict(
+            self._all("SELECT status, count(*) FROM headrace_items WHERE run = %s GROUP BY status")
+        )
+        run = self._one(
+            "SELECT definition, watermark, created, updated, total FROM headrace_runs "
+            "WHERE run = %s"
+        )
+        sessions = self._one("SELECT count(*) FROM headrace_sessions WHERE run = %s")[0]
+        last = self._all(
+            "SELECT DISTINCT ON (step) step, error_type, message, "
+            "count(*) OVER (PARTITION BY step) FROM headrace_dead WHERE run = %s "
+            "ORDER BY step, finished DESC, idx DESC"
+        )
+        return RunStatus(
+            done=int(counts.get("done", 0)),
+            dead=int(counts.get("dead", 0)),
+            filtered=int(counts.get("filtered", 0)),
+            watermark=int(run[1]) if run else 0,
+            sessions=int(sessions),
+            created=float(run[2]) if run else 0.0,
+            updated=float(run[3]) if run else 0.0,
+            last_errors=[StepError(str(s), int(n), str(t), str(m)) for s, t, m, n in last],
+            definition=json.loads(run[0]) if run else {},
+            total=None if run is None or run[4] is None else int(run[4]),
+        )

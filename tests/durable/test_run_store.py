@@ -1,0 +1,153 @@
+"""The same promises from both run stores: SQLite in the run directory, and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import headrace as hr
+from headrace.store import RunStore, StoreLocation
+
+DEFINITION = {"pipeline": "p", "source": {"kind": "x"}, "sink": {"kind": "y"}, "options": {}}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def location(request: pytest.FixtureRequest, tmp_path: Path, run_name: str) -> StoreLocation:
+    url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else None
+    return StoreLocation(tmp_path / run_name, url)
+
+
+@pytest.fixture
+def store(location: StoreLocation) -> Iterator[RunStore]:
+    opened = location.open()
+    yield opened
+    opened.close()
+
+
+def test_a_new_store_holds_no_run_until_created(location: StoreLocation, store: RunStore) -> None:
+    assert not location.exists()
+    assert store.definition() is None and store.fingerprint() is None
+    store.create(DEFINITION, "f1")
+    assert location.exists()
+    assert store.definition() == DEFINITION and store.fingerprint() == "f1"
+    assert set(store.sink_state()) == {"token"}  # a journaled sink files commits under it
+
+
+def test_sessions_are_numbered_and_a_forced_one_is_recorded(store: RunStore) -> None:
+    store.create(DEFINITION, "f1")
+    assert store.start_session() == 1
+    store.force_fingerprint("f2")
+    assert store.start_session(forced=True, note="changed") == 2
+    assert store.fingerprint() == "f2"
+    assert store.forced_sessions() == [(2, "changed")]
+    assert store.status().sessions == 2
+
+
+def test_commits_record_outcomes_watermark_and_sink_state(store: RunStore) -> None:
+    store.create(DEFINITION, "f1")
+    session = store.start_session()
+    store.commit(
+        [(0, "a", "done"), (1, "b", "dead"), (3, "d", "filtered")],
+        [(1, "parse", "ValueError", "bad b", 1, json.dumps({"id": "b"}))],
+        watermark=2,
+        sink_state={"offset": 10},
+        session=session,
+    )
+    store.commit(
+        [(2, "c", "dead")],
+        [(2, "parse", "KeyError", "no c", 3, None)],
+        watermark=4,
+        sink_state={"offset": 20},
+        session=session,
+    )
+    assert store.watermark() == 4 and store.sink_state() == {"offset": 20}
+    assert store.finished_above(2) == {2: "c", 3: "d"}
+    assert store.finished_sessions() == {"a": 1, "b": 1, "c": 1, "d": 1}
+    assert store.dead_items() == {1: "b", 2: "c"}
+    letters = store.dead_letters()
+    assert [(d.key, d.step, d.error_type, d.attempts) for d in letters] == [
+        ("b", "parse", "ValueError", 1),
+        ("c", "parse", "KeyError", 3),
+    ]
+    assert letters[0].decoded_item() == {"id": "b"}
+    store.set_total(5)
+    status = store.status()
+    assert (status.done, status.dead, status.filtered, status.total, status.pending) == (
+        1,
+        2,
+        1,
+        5,
+        1,
+    )
+    [last] = status.last_errors
+    assert (last.step, last.count, last.error_type, last.message) == (
+        "parse",
+        2,
+        "KeyError",
+        "no c",
+    )
+
+
+def test_a_failed_commit_changes_nothing(store: RunStore) -> None:
+    store.create(DEFINITION, "f1")
+    session = store.start_session()
+    store.commit([(0, "a", "done")], [], watermark=1, sink_state={"n": 1}, session=session)
+    with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
+        store.commit(
+            [(1, "b", "done"), (0, "a", "done")],  # item 0 is committed already
+            [],
+            watermark=2,
+            sink_state={"n": 2},
+            session=session,
+        )
+    assert (store.watermark(), store.sink_state()) == (1, {"n": 1})
+    assert store.finished_above(0) == {0: "a"}
+
+
+def test_retrying_a_dead_letter_replaces_its_record(store: RunStore) -> None:
+    store.create(DEFINITION, "f1")
+    first = store.start_session()
+    store.commit(
+        [(0, "a", "dead")],
+        [(0, "s", "E", "m", 1, None)],
+        watermark=1,
+        sink_state={},
+        session=first,
+    )
+    retry = store.start_session()
+    store.commit([(0, "a", "done")], [], watermark=1, sink_state={}, session=retry, replace=True)
+    assert store.dead_letters() == [] and store.finished_sessions() == {"a": retry}
+
+
+@hr.step
+def double(row: dict[str, Any]) -> dict[str, Any]:
+    return {"id": row["id"], "n2": row["n"] * 2}
+
+
+ROWS = [{"id": f"k{i}", "n": i} for i in range(50)]
+
+
+def test_a_durable_run_resumes_and_refuses_a_changed_pipeline_with_either_store(
+    location: StoreLocation, tmp_path: Path
+) -> None:
+    options: dict[str, Any] = {
+        "key": "id",
+        "run_dir": location.run_dir,
+        "run_store": location.url,
+        "progress": False,
+        "sink": hr.write_jsonl(tmp_path / "out.jsonl"),
+    }
+    first = hr.run(double, ROWS, **options)
+    assert first.items_out == 50
+    again = hr.run(double, ROWS, resume=True, **options)
+    assert (again.items_in, again.metrics.items_skipped) == (0, 50)
+    with pytest.raises(hr.ResumeMismatch, match="the pipeline changed since the run in"):
+        hr.run(double.with_options(version="2"), ROWS, resume=True, **options)
+    store = location.open()
+    status = store.status()
+    store.close()
+    assert (status.done, status.total, status.pending, status.sessions) == (50, 50, 0, 2)
