@@ -39,7 +39,14 @@ def test_run_metrics_round_trip_through_json() -> None:
         items_in=3, items_out=1, items_dead=1, items_filtered=1, wall_s=1.0, steps=[step]
     )
     data = json.loads(metrics.to_json())
-    assert data["items"] == {"in": 3, "out": 1, "dead": 1, "filtered": 1, "skipped": 0}
+    assert data["items"] == {
+        "in": 3,
+        "out": 1,
+        "dead": 1,
+        "filtered": 1,
+        "skipped": 0,
+        "duplicate": 0,
+    }
     assert data["steps"][0]["calls"] == 1
     assert data["items_per_s"] == 3.0
     assert metrics.step("s") is step

@@ -178,6 +178,7 @@ def _carry_out(
     window: int | None = None,
     ordered: bool = False,
     on_bad_input: str = "dead_letter",
+    duplicates: str = "error",
 ) -> None:
     import asyncio
 
@@ -203,6 +204,7 @@ def _carry_out(
                 key=None,
                 on_bad_input=on_bad_input,  # type: ignore[arg-type]
                 pipeline_ref=pipeline_ref,
+                duplicates=duplicates,  # type: ignore[arg-type]
             )
         )
     except KeyboardInterrupt:
@@ -243,6 +245,13 @@ def run(
     stop_on_bad_input: Annotated[
         bool, typer.Option(help="stop at the first unreadable record")
     ] = False,
+    duplicates: Annotated[
+        str,
+        typer.Option(
+            help="a repeated key: 'error' (a dead letter), 'first' (drop it), "
+            "'suffix' (keep it as key#2)"
+        ),
+    ] = "error",
 ) -> None:
     """Run a pipeline over a file, durably: kill it at any moment, then `headrace resume`."""
     _carry_out(
@@ -256,6 +265,7 @@ def run(
         window=window,
         ordered=ordered,
         on_bad_input="stop" if stop_on_bad_input else "dead_letter",
+        duplicates=duplicates,
     )
 
 
@@ -334,6 +344,7 @@ def _continue_stored(run_dir: Path, mode: Mode, force: bool, run_store: str | No
         run_store=run_store,
         ordered=bool(options.get("ordered")),
         on_bad_input=str(options.get("on_bad_input", "dead_letter")),
+        duplicates=str(options.get("duplicates", "error")),
     )
 
 
@@ -358,6 +369,7 @@ def status(
     typer.echo(
         f"finished  {state.finished:,}: done {state.done:,}, dead {state.dead:,}, "
         f"filtered {state.filtered:,}"
+        + (f", repeated keys dropped {state.duplicate:,}" if state.duplicate else "")
     )
     if state.pending is None:
         typer.echo("pending   unknown until the source has been read to its end once")

@@ -96,6 +96,10 @@ class DurableWriter:
         """An item was dropped by a step."""
         return self._add((index, key, "filtered"))
 
+    def duplicate(self, index: int, key: str) -> Awaitable[Any] | None:
+        """A record repeated an earlier key and was dropped (``duplicates="first"``)."""
+        return self._add((index, key, "duplicate"))
+
     def _add(self, row: Row) -> Awaitable[Any] | None:
         items = self._items
         items.append(row)

@@ -34,6 +34,7 @@ __all__ = ["Lanes", "OnBadInput", "OnError", "Sink"]
 
 OnError = Literal["dead_letter", "raise"]
 OnBadInput = Literal["dead_letter", "stop"]
+Duplicates = Literal["error", "first", "suffix"]
 Sink = Callable[[Any], Any]
 
 
@@ -54,8 +55,15 @@ class Lanes:
         session: DurableSession | None = None,
         on_bad_input: OnBadInput = "dead_letter",
         total: int | None = None,
+        duplicates: Duplicates | None = None,
     ) -> None:
         self.root = root
+        # keys seen so far, when the source's keys may repeat: memory grows with the
+        # number of distinct keys (about 100 bytes each), the one cost that is not bounded
+        self.duplicates = duplicates
+        self.seen: set[str] | None = set() if duplicates is not None else None
+        self.repeats: dict[str, int] = {}
+        self.n_duplicate = 0
         self.keyed = keyed
         self.session = session
         self.on_bad_input = on_bad_input
@@ -120,6 +128,7 @@ class Lanes:
             items_dead=self.n_dead,
             items_filtered=self.n_filtered,
             items_skipped=self.n_skipped,
+            items_duplicate=self.n_duplicate,
             wall_s=perf_counter() - started,
             steps=ctx.metrics if ctx is not None else [],
         )
@@ -183,10 +192,34 @@ class Lanes:
                 key, value = f"bad:{index}", record
             else:
                 key, value = record
+                if self.seen is not None:
+                    key, value = self._first_time(index, key, value)
             if session is not None and session.skip(index, key):
                 continue
             return index, key, value
         return _END
+
+    def _first_time(self, index: int, key: str, value: Any) -> tuple[str, Any]:
+        """Apply the duplicate-key policy to a record: its key and value to run."""
+        seen = self.seen
+        assert seen is not None
+        if key not in seen:
+            seen.add(key)
+            return key, value
+        if self.duplicates == "first":
+            return key, _DUPLICATE
+        if self.duplicates == "error":
+            return key, BadRecord(
+                f"item {index}", f"duplicate key {key!r} (an earlier record has it)"
+            )
+        count = self.repeats.get(key, 1)
+        candidate = key
+        while candidate in seen:  # the source may hold a key that looks like a suffixed one
+            count += 1
+            candidate = f"{key}#{count}"
+        self.repeats[key] = count
+        seen.add(candidate)
+        return candidate, value
 
     def _next_sync(self) -> Any:
         if self.exhausted:
@@ -219,6 +252,13 @@ class Lanes:
                 break
             if keyed:
                 index, key, item = item
+                if item is _DUPLICATE:
+                    self.n_duplicate += 1
+                    if writer is not None:
+                        wait = writer.duplicate(index, key)
+                        if wait is not None:
+                            await wait
+                    continue
                 if type(item) is BadRecord:
                     if self.on_bad_input == "stop":
                         self.source_error = BadInput(f"{item.where}: {item.reason}")
@@ -337,6 +377,14 @@ class _End:
 
 
 _END = _End()
+
+
+class _Duplicate:
+    def __repr__(self) -> str:
+        return "<a repeated key, dropped>"
+
+
+_DUPLICATE = _Duplicate()
 
 
 def _spawner(group: asyncio.TaskGroup) -> Callable[[Coroutine[Any, Any, Any]], Any]:

@@ -157,7 +157,9 @@ class RunMetrics:
     """Counters of a whole run: items in and how each ended, wall time, and every step.
 
     ``items_in == items_out + items_dead + items_filtered`` once a run has finished;
-    ``items_skipped`` counts source items a resume found already finished (not in ``items_in``).
+    ``items_skipped`` counts source items a resume found already finished, and
+    ``items_duplicate`` those dropped for repeating an earlier key
+    (``duplicates="first"``); neither is in ``items_in``.
     """
 
     items_in: int = 0
@@ -165,6 +167,7 @@ class RunMetrics:
     items_dead: int = 0
     items_filtered: int = 0
     items_skipped: int = 0
+    items_duplicate: int = 0
     wall_s: float = 0.0
     steps: list[StepMetrics] = field(default_factory=list)
 
@@ -194,6 +197,7 @@ class RunMetrics:
                 "dead": self.items_dead,
                 "filtered": self.items_filtered,
                 "skipped": self.items_skipped,
+                "duplicate": self.items_duplicate,
             },
             "wall_s": round(self.wall_s, 6),
             "items_per_s": round(self.items_per_s, 3),

@@ -85,7 +85,8 @@ class RunResult:
         lines = [
             f"items: in {m.items_in:,} = out {m.items_out:,} + dead {m.items_dead:,} "
             f"+ filtered {m.items_filtered:,}"
-            + (f" (skipped {m.items_skipped:,} finished before)" if m.items_skipped else ""),
+            + (f" (skipped {m.items_skipped:,} finished before)" if m.items_skipped else "")
+            + (f" (dropped {m.items_duplicate:,} repeated keys)" if m.items_duplicate else ""),
             f"wall time {m.wall_s:.3f}s, {m.items_per_s:,.1f} items/s",
         ]
         header = (

@@ -17,7 +17,7 @@ from .errors import HeadraceError, PipelineError, SourceError
 from .io.callback import CallbackSink
 from .io.jsonl import write_jsonl
 from .io.records import DurableSink, KeyedSource, Source
-from .lanes import Lanes, OnBadInput, OnError, Sink
+from .lanes import Duplicates, Lanes, OnBadInput, OnError, Sink
 from .result import RunResult
 from .step import Step, as_step
 
@@ -49,6 +49,7 @@ def run(
     key: str | Callable[[Any], Any] | None = None,
     on_bad_input: OnBadInput = "dead_letter",
     retry_dead: bool = False,
+    duplicates: Duplicates = "error",
 ) -> RunResult:
     """Run ``pipeline`` over every item of ``source`` and wait for the result.
 
@@ -82,6 +83,7 @@ def run(
             key=key,
             on_bad_input=on_bad_input,
             retry_dead=retry_dead,
+            duplicates=duplicates,
         )
     )
 
@@ -102,6 +104,7 @@ async def arun(
     key: str | Callable[[Any], Any] | None = None,
     on_bad_input: OnBadInput = "dead_letter",
     retry_dead: bool = False,
+    duplicates: Duplicates = "error",
 ) -> RunResult:
     """Run ``pipeline`` over every item of ``source``.
 
@@ -141,6 +144,13 @@ async def arun(
         on_bad_input: a record the source cannot read becomes a dead letter
             (``"dead_letter"``) or stops the run after committing what finished
             (``"stop"``, raising :class:`BadInput`).
+        duplicates: what to do with a record whose key an earlier record has
+            (checked where keys come from the data, not from positions):
+            ``"error"`` treats it as bad input (a dead letter, or a stop with
+            ``on_bad_input="stop"``), ``"first"`` drops it (counted in
+            ``metrics.items_duplicate``), ``"suffix"`` keeps it as ``key#2``,
+            ``key#3``, ... The check holds every key seen in memory (about 100
+            bytes each).
 
     Returns:
         A :class:`RunResult` with outputs, dead letters and metrics.
@@ -156,6 +166,8 @@ async def arun(
     root = as_step(pipeline, after=None)
     if on_error not in ("dead_letter", "raise"):
         raise PipelineError(f"on_error must be 'dead_letter' or 'raise', got {on_error!r}")
+    if duplicates not in ("error", "first", "suffix"):
+        raise PipelineError(f"duplicates must be 'error', 'first' or 'suffix', got {duplicates!r}")
     if on_bad_input not in ("dead_letter", "stop"):
         raise PipelineError(f"on_bad_input must be 'dead_letter' or 'stop', got {on_bad_input!r}")
     if window is None:
@@ -182,6 +194,7 @@ async def arun(
         key=key,
         on_bad_input=on_bad_input,
         pipeline_ref=None,
+        duplicates=duplicates,
     )
 
 
@@ -201,6 +214,7 @@ async def execute(
     key: str | Callable[[Any], Any] | None,
     on_bad_input: OnBadInput,
     pipeline_ref: str | None,
+    duplicates: Duplicates = "error",
 ) -> RunResult:
     """Plan the run (in memory or durable) and carry it out; ``arun`` and the CLI call this.
 
@@ -225,7 +239,12 @@ async def execute(
             "pipeline": pipeline_ref or root.name,
             "source": records.describe(),
             "sink": store_sink.describe(),
-            "options": {"ordered": ordered, "on_error": on_error, "on_bad_input": on_bad_input},
+            "options": {
+                "ordered": ordered,
+                "on_error": on_error,
+                "on_bad_input": on_bad_input,
+                "duplicates": duplicates,
+            },
         }
         session = DurableSession(
             run_dir=Path(run_dir) if run_dir is not None else None,
@@ -238,6 +257,7 @@ async def execute(
         )
         items: Any = iter(records.records())
         total = _count(records)
+        unique = records.keys_unique
     elif key is not None:
         raise PipelineError(
             "key= identifies items in a durable run; give run_dir=... (or a file sink) too"
@@ -246,9 +266,10 @@ async def execute(
         _check_source(source)
         items = iter(source.records())
         total = _count(source)
+        unique = source.keys_unique
     else:
         items = _open_source(source)
-        total = None
+        total, unique = None, True
     keyed = session is not None or isinstance(source, Source)
     engine = Lanes(
         root,
@@ -262,6 +283,7 @@ async def execute(
         session=session,
         on_bad_input=on_bad_input,
         total=total,
+        duplicates=None if unique else duplicates,
     )
     return await engine.execute()
 

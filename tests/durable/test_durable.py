@@ -335,3 +335,42 @@ def test_an_ordered_resume_after_a_gap_finishes_in_order(tmp_path: Path) -> None
     assert [r["id"] for r in lines(tmp_path / "again.jsonl")] == [
         f"k{i}" for i in (0, 1, 5, 6, 7, 8, 9)
     ]
+
+
+REPEATED = [{"id": "a", "n": 1}, {"id": "b", "n": 2}, {"id": "a", "n": 3}, {"id": "a", "n": 4}]
+
+
+def test_a_repeated_key_is_a_dead_letter_by_default_or_stops_the_run(tmp_path: Path) -> None:
+    result = run(REPEATED, tmp_path, key="id")
+    assert (result.items_out, result.items_dead) == (2, 2)
+    assert {(d.index, d.message) for d in result.dead_letters} == {
+        (2, "item 2: duplicate key 'a' (an earlier record has it)"),
+        (3, "item 3: duplicate key 'a' (an earlier record has it)"),
+    }
+    with pytest.raises(hr.BadInput, match="item 2: duplicate key 'a'"):
+        hr.run(double, REPEATED, key="id", on_bad_input="stop", progress=False,
+               run_dir=tmp_path / "stop")  # fmt: skip
+
+
+def test_keep_first_drops_repeats_and_a_resume_still_skips_them(tmp_path: Path) -> None:
+    result = run(REPEATED, tmp_path, key="id", duplicates="first")
+    assert [r["n2"] for r in lines(tmp_path / "out.jsonl")] == [2, 4]
+    assert (result.items_in, result.metrics.items_duplicate) == (2, 2)
+    assert "(dropped 2 repeated keys)" in result.summary()
+    status = SqliteRunStore.in_dir(tmp_path / "run").status()
+    assert (status.duplicate, status.pending, status.watermark) == (2, 0, 4)
+    again = run(REPEATED, tmp_path, key="id", duplicates="first", resume=True)
+    assert (again.items_in, again.metrics.items_skipped) == (0, 4)
+
+
+def test_suffix_keeps_every_record_under_its_own_key(tmp_path: Path) -> None:
+    rows = [{"id": "a#2", "n": 5}, *REPEATED]  # a key that looks like a suffixed one
+    result = run(rows, tmp_path, key="id", duplicates="suffix")
+    assert result.items_out == 5
+    keys = SqliteRunStore.in_dir(tmp_path / "run").finished_sessions()
+    assert sorted(keys) == ["a", "a#2", "a#3", "a#4", "b"]
+
+
+def test_positional_keys_are_not_checked_for_repeats(tmp_path: Path) -> None:
+    result = run([{"id": "same", "n": 1}] * 3, tmp_path)
+    assert result.items_out == 3

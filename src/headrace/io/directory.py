@@ -33,6 +33,11 @@ class DirectorySource(Source):
             "binary": self.binary,
         }
 
+    @property
+    def keys_unique(self) -> bool:
+        """Paths do not repeat."""
+        return True
+
     def check(self) -> None:
         """Refuse a path that is not a directory."""
         if not self.directory.is_dir():

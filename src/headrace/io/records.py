@@ -98,6 +98,11 @@ class Source:
         """The number of records if it is cheap to know (for progress), else ``None``."""
         return None
 
+    @property
+    def keys_unique(self) -> bool:
+        """Whether keys cannot repeat (they are positions or paths): no need to check."""
+        return getattr(self, "key", "") is None
+
     def __iter__(self) -> Iterator[Any]:
         """The values alone (a source can be used as a plain iterable)."""
         for record in self.records():

@@ -62,11 +62,12 @@ class RunStatus:
     last_errors: list[StepError]
     definition: dict[str, Any]
     total: int | None = None
+    duplicate: int = 0
 
     @property
     def finished(self) -> int:
-        """Items finished in any way."""
-        return self.done + self.dead + self.filtered
+        """Records finished in any way (dropped repeated keys too)."""
+        return self.done + self.dead + self.filtered + self.duplicate
 
     @property
     def pending(self) -> int | None:

@@ -304,4 +304,5 @@ class PostgresRunStore:
             last_errors=[StepError(str(s), int(n), str(t), str(m)) for s, t, m, n in last],
             definition=json.loads(run[0]) if run else {},
             total=None if run is None or run[4] is None else int(run[4]),
+            duplicate=int(counts.get("duplicate", 0)),
         )

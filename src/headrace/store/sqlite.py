@@ -274,6 +274,7 @@ class SqliteRunStore:
             last_errors=errors,
             definition=json.loads(run[0]) if run else {},
             total=None if run is None or run[4] is None else int(run[4]),
+            duplicate=int(counts.get("duplicate", 0)),
         )
 
 
