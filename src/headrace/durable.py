@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import threading
 from collections.abc import Awaitable
@@ -36,7 +37,8 @@ class DurableWriter:
         store: the run store; ``None`` writes the sink alone (a run without ``run_dir``).
         sink: the durable sink, already opened at the committed state.
         session: this session's number (recorded with each item).
-        finished_above: indices at or above the watermark that are already finished.
+        finished_above: index -> key of the items at or above the watermark that are
+            already finished.
         replace: rows of retried dead letters replace their earlier rows.
     """
 
@@ -46,7 +48,7 @@ class DurableWriter:
         sink: DurableSink,
         *,
         session: int,
-        finished_above: set[int],
+        finished_above: dict[int, str],
         max_pending: int = 20_000,
         replace: bool = False,
     ) -> None:
@@ -54,6 +56,7 @@ class DurableWriter:
         self._sink = sink
         self._session = session
         self._watermark = store.watermark() if store is not None else 0
+        self._digest = store.key_digest() if store is not None else ""
         self._finished_above = finished_above
         self._flush_items = sink.flush_items
         self._interval = sink.flush_interval_s
@@ -143,11 +146,12 @@ class DurableWriter:
     def _commit_locked(self, items: list[Row], dead: list[DeadRow], records: list[Any]) -> None:
         finished = self._finished_above
         mark = self._watermark
-        finished.update(row[0] for row in items if row[0] >= mark)
+        finished.update((row[0], row[1]) for row in items if row[0] >= mark)
+        digest = self._digest
         while mark in finished:
-            finished.discard(mark)
+            digest = chain_key(digest, finished.pop(mark))
             mark += 1
-        self._watermark = mark
+        self._watermark, self._digest = mark, digest
         journal = None
         if self._store is not None and self._sink.keeps_journal:
             journal = encode_json(
@@ -155,6 +159,7 @@ class DurableWriter:
                     "rows": items,
                     "dead": dead,
                     "watermark": mark,
+                    "key_digest": digest,
                     "session": self._session,
                     "replace": self._replace,
                 }
@@ -165,6 +170,7 @@ class DurableWriter:
                 items,
                 dead,
                 watermark=mark,
+                key_digest=digest,
                 sink_state=state,
                 session=self._session,
                 replace=self._replace,
@@ -215,6 +221,7 @@ class DurableSession:
         self.session = 0
         self.skipped = 0
         self._watermark = 0
+        self._digest = self._stored_digest = ""
         self._finished: dict[int, str] = {}
         self._retry: dict[int, str] = {}
         self.writer: DurableWriter | None = None
@@ -227,7 +234,7 @@ class DurableSession:
         where = self.location
         if where is None:
             self.sink.open({})
-            self.writer = DurableWriter(None, self.sink, session=0, finished_above=set())
+            self.writer = DurableWriter(None, self.sink, session=0, finished_above={})
             return
         exists = where.exists()
         if exists and self.mode == "new":
@@ -251,6 +258,7 @@ class DurableSession:
         if recovered is not None:
             _roll_forward(store, recovered)
         self._watermark = store.watermark()
+        self._stored_digest = store.key_digest()
         self._finished = store.finished_above(self._watermark)
         if self.mode == "retry_dead":
             self._retry = store.dead_items()
@@ -258,7 +266,7 @@ class DurableSession:
             store,
             self.sink,
             session=self.session,
-            finished_above=set(self._finished),
+            finished_above=dict(self._finished),
             replace=self.mode == "retry_dead",
         )
 
@@ -290,6 +298,13 @@ class DurableSession:
             ResumeMismatch: the stored run finished a different key at this index
                 (the source changed).
         """
+        if index < self._watermark:
+            self._digest = chain_key(self._digest, key)
+            if index == self._watermark - 1 and self._digest != self._stored_digest:
+                raise ResumeMismatch(
+                    f"the source changed: its first {self._watermark:,} records do not have "
+                    f"the keys that the run in {self.location} finished there"
+                )
         if self.mode == "retry_dead":
             stored_key = self._retry.get(index)
             if stored_key is None:
@@ -306,6 +321,18 @@ class DurableSession:
         self._same_key(index, stored, key)
         self.skipped += 1
         return True
+
+    def check_read_all(self, read: int) -> None:
+        """The source ended after ``read`` records: refuse if it ended below the watermark.
+
+        Raises:
+            ResumeMismatch: the source is shorter than the part the run finished.
+        """
+        if read < self._watermark:
+            raise ResumeMismatch(
+                f"the source changed: it holds {read:,} records, but the run in "
+                f"{self.location} finished the first {self._watermark:,}"
+            )
 
     def _same_key(self, index: int, stored: str, given: str) -> None:
         if stored != given:
@@ -362,6 +389,15 @@ def _write_dead_file(store: RunStore, path: Path) -> None:
     os.replace(temporary, path)
 
 
+def chain_key(digest: str, key: str) -> str:
+    """Fold one more key into the digest of the keys below the watermark, in source order.
+
+    A resume folds the keys it skips and compares: a source edited anywhere
+    below the watermark is refused instead of silently skipped.
+    """
+    return hashlib.blake2b((digest + "\x00" + key).encode(), digest_size=12).hexdigest()
+
+
 def _roll_forward(store: RunStore, recovered: Recovered) -> None:
     """Record in the store a commit that reached a journaled sink before a kill."""
     commit = orjson.loads(recovered.journal)
@@ -369,6 +405,7 @@ def _roll_forward(store: RunStore, recovered: Recovered) -> None:
         [(int(i), str(k), str(s)) for i, k, s in commit["rows"]],
         [(int(i), st, et, m, int(a), it) for i, st, et, m, a, it in commit["dead"]],
         watermark=int(commit["watermark"]),
+        key_digest=str(commit["key_digest"]),
         sink_state=recovered.state,
         session=int(commit["session"]),
         replace=bool(commit["replace"]),

@@ -176,28 +176,56 @@ class Lanes:
     def _next_keyed(self) -> Any:
         """The next record to run as ``(index, key, value or BadRecord)``, skipping
         what a durable session has finished already."""
-        session = self.session
         while not self.exhausted:
             try:
                 record = next(self.items)  # type: ignore[arg-type]
             except StopIteration:
-                self.exhausted = True
+                self._ended()
                 break
             except Exception as exc:
                 self.source_error, self.exhausted = exc, True
                 break
-            index = self.position
-            self.position = index + 1
-            if isinstance(record, BadRecord):
-                key, value = f"bad:{index}", record
-            else:
-                key, value = record
-                if self.seen is not None:
-                    key, value = self._first_time(index, key, value)
-            if session is not None and session.skip(index, key):
-                continue
-            return index, key, value
+            admitted = self._admit(record)
+            if admitted is not None:
+                return admitted
         return _END
+
+    async def _next_keyed_async(self) -> Any:
+        """:meth:`_next_keyed` for an async source."""
+        async with self.pull_lock:
+            while not self.exhausted:
+                try:
+                    record = await anext(self.items)  # type: ignore[arg-type]
+                except StopAsyncIteration:
+                    self._ended()
+                    break
+                except Exception as exc:
+                    self.source_error, self.exhausted = exc, True
+                    break
+                admitted = self._admit(record)
+                if admitted is not None:
+                    return admitted
+            return _END
+
+    def _ended(self) -> None:
+        self.exhausted = True
+        if self.session is not None:
+            self.session.check_read_all(self.position)
+
+    def _admit(self, record: Any) -> tuple[int, str, Any] | None:
+        """Number a record, apply the duplicate-key policy, and return it to run,
+        or ``None`` if the session skips it."""
+        index = self.position
+        self.position = index + 1
+        if isinstance(record, BadRecord):
+            key, value = f"bad:{index}", record
+        else:
+            key, value = record
+            if self.seen is not None:
+                key, value = self._first_time(index, key, value)
+        if self.session is not None and self.session.skip(index, key):
+            return None
+        return index, key, value
 
     def _first_time(self, index: int, key: str, value: Any) -> tuple[str, Any]:
         """Apply the duplicate-key policy to a record: its key and value to run."""
@@ -242,12 +270,13 @@ class Lanes:
         encode = self.session.sink.encode if self.session is not None else None
         keyed = self.keyed
         pull = self._next_keyed if keyed else self._next_sync
+        pull_async = self._next_keyed_async if keyed else self._next_async
         is_async_source = self.is_async_source
         key: str | None = None
         while True:
             # drop the last item before waiting for the next: one item per lane at most
             item = out = None
-            item = (await self._next_async()) if is_async_source else pull()
+            item = (await pull_async()) if is_async_source else pull()
             if item is _END:
                 break
             if keyed:

@@ -16,7 +16,7 @@ from .durable import DurableSession, Mode
 from .errors import HeadraceError, PipelineError, SourceError
 from .io.callback import CallbackSink
 from .io.jsonl import write_jsonl
-from .io.records import DurableSink, KeyedSource, Source
+from .io.records import AsyncKeyedSource, DurableSink, KeyedSource, Source
 from .lanes import Duplicates, Lanes, OnBadInput, OnError, Sink
 from .result import RunResult
 from .step import Step, as_step
@@ -255,7 +255,9 @@ async def execute(
             mode=mode,
             force=force,
         )
-        items: Any = iter(records.records())
+        items: Any = (
+            records.arecords() if isinstance(records, AsyncKeyedSource) else iter(records.records())
+        )
         total = _count(records)
         unique = records.keys_unique
     elif key is not None:
@@ -315,9 +317,9 @@ def _open_records(source: Any, key: str | Callable[[Any], Any] | None) -> Source
                 "hr.read_jsonl(path, key='id')"
             )
         return source
-    if isinstance(source, AsyncIterable):
-        raise SourceError("a durable run reads a sync source (an iterable or a headrace reader)")
     _check_items(source)
+    if isinstance(source, AsyncIterable):
+        return AsyncKeyedSource(source, key)
     return KeyedSource(source, key)
 
 

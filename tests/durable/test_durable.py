@@ -374,3 +374,29 @@ def test_suffix_keeps_every_record_under_its_own_key(tmp_path: Path) -> None:
 def test_positional_keys_are_not_checked_for_repeats(tmp_path: Path) -> None:
     result = run([{"id": "same", "n": 1}] * 3, tmp_path)
     assert result.items_out == 3
+
+
+def test_a_source_changed_below_the_watermark_is_refused(tmp_path: Path) -> None:
+    source = write_input(tmp_path / "in.jsonl", ROWS)
+    run(hr.read_jsonl(source, key="id"), tmp_path)
+    edited = [*ROWS[:3], {"id": "k3-edited", "n": 3}, *ROWS[4:]]
+    write_input(source, edited)
+    with pytest.raises(hr.ResumeMismatch, match="its first 20 records do not have the keys"):
+        run(hr.read_jsonl(source, key="id"), tmp_path, resume=True)
+    write_input(source, ROWS[:15])
+    with pytest.raises(hr.ResumeMismatch, match="it holds 15 records, but the run in"):
+        run(hr.read_jsonl(source, key="id"), tmp_path, resume=True)
+    write_input(source, ROWS)  # as it was: resumes (nothing left to do)
+    assert run(hr.read_jsonl(source, key="id"), tmp_path, resume=True).items_in == 0
+
+
+def test_an_async_iterable_is_a_durable_source_that_resumes(tmp_path: Path) -> None:
+    async def produce() -> Any:
+        for row in ROWS:
+            yield row
+
+    first = run(produce(), tmp_path, key="id", ordered=True)
+    assert first.items_out == 20
+    assert [r["id"] for r in lines(tmp_path / "out.jsonl")] == [r["id"] for r in ROWS]
+    again = run(produce(), tmp_path, key="id", resume=True)
+    assert (again.items_in, again.metrics.items_skipped) == (0, 20)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Iterator, Sized
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Sized
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -125,22 +125,8 @@ class KeyedSource(Source):
         self.key = key
 
     def records(self) -> Iterator[tuple[str, Any] | BadRecord]:
-        key = self.key
         for index, value in enumerate(self.items):
-            if key is None:
-                yield item_key(index, value), value
-                continue
-            try:
-                if callable(key):
-                    found = key(value)
-                elif isinstance(value, dict):
-                    found = value[key]
-                else:
-                    found = getattr(value, key)
-            except (KeyError, AttributeError, TypeError) as exc:
-                yield BadRecord(f"item {index}", f"no key field {key!r} ({exc!r})")
-                continue
-            yield str(found), value
+            yield keyed(index, value, self.key)
 
     def count(self) -> int | None:
         """The number of items, if the iterable has a length."""
@@ -149,6 +135,47 @@ class KeyedSource(Source):
     def describe(self) -> dict[str, Any]:
         key = self.key if isinstance(self.key, str) or self.key is None else "<function>"
         return {"kind": "iterable", "key": key}
+
+
+class AsyncKeyedSource(KeyedSource):
+    """Any async iterable of items, keyed as :class:`KeyedSource` keys them."""
+
+    def __init__(self, items: AsyncIterable[Any], key: str | Callable[[Any], Any] | None) -> None:
+        self.async_items = items
+        self.items = ()
+        self.key = key
+
+    def count(self) -> None:
+        """Unknown: an async iterable has no length."""
+        return None
+
+    async def arecords(self) -> AsyncIterator[tuple[str, Any] | BadRecord]:
+        """Yield the records in source order."""
+        index = 0
+        async for value in self.async_items:
+            yield keyed(index, value, self.key)
+            index += 1
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "kind": "async iterable"}
+
+
+def keyed(
+    index: int, value: Any, key: str | Callable[[Any], Any] | None
+) -> tuple[str, Any] | BadRecord:
+    """The item at ``index`` as a keyed record (a field, a function of it, or by default)."""
+    if key is None:
+        return item_key(index, value), value
+    try:
+        if callable(key):
+            found = key(value)
+        elif isinstance(value, dict):
+            found = value[key]
+        else:
+            found = getattr(value, key)
+    except (KeyError, AttributeError, TypeError) as exc:
+        return BadRecord(f"item {index}", f"no key field {key!r} ({exc!r})")
+    return str(found), value
 
 
 class DurableSink(Protocol):

@@ -100,6 +100,9 @@ class RunStore(Protocol):
     def watermark(self) -> int:
         """Every source index below this is finished."""
 
+    def key_digest(self) -> str:
+        """The digest of the keys below the watermark, in source order (see ``chain_key``)."""
+
     def finished_above(self, watermark: int) -> dict[int, str]:
         """Source index -> key of the items finished at or above ``watermark``."""
 
@@ -127,6 +130,7 @@ class RunStore(Protocol):
         sink_state: dict[str, Any],
         session: int,
         replace: bool = False,
+        key_digest: str | None = None,
     ) -> None:
         """Record a batch of finished items, the new watermark and sink state, atomically."""
 

@@ -25,11 +25,15 @@ CREATE TABLE IF NOT EXISTS headrace_runs (
     definition TEXT NOT NULL,
     fingerprint TEXT NOT NULL,
     watermark BIGINT NOT NULL DEFAULT 0,
+    key_digest TEXT NOT NULL DEFAULT '',
     sink_state TEXT NOT NULL DEFAULT '{}',
     total BIGINT,
     created DOUBLE PRECISION NOT NULL,
     updated DOUBLE PRECISION NOT NULL
 );
+-- a database that an earlier headrace set up gains the columns added since
+ALTER TABLE headrace_runs ADD COLUMN IF NOT EXISTS key_digest TEXT NOT NULL DEFAULT '';
+ALTER TABLE headrace_runs ADD COLUMN IF NOT EXISTS total BIGINT;
 CREATE TABLE IF NOT EXISTS headrace_items (
     run TEXT NOT NULL,
     idx BIGINT NOT NULL,
@@ -191,6 +195,11 @@ class PostgresRunStore:
         row = self._one("SELECT watermark FROM headrace_runs WHERE run = %s")
         return int(row[0]) if row else 0
 
+    def key_digest(self) -> str:
+        """The digest of the keys below the watermark, in source order."""
+        row = self._one("SELECT key_digest FROM headrace_runs WHERE run = %s")
+        return str(row[0]) if row else ""
+
     def finished_above(self, watermark: int) -> dict[int, str]:
         """Source index -> key of the items finished at or above ``watermark``."""
         rows = self._all(
@@ -244,10 +253,12 @@ class PostgresRunStore:
         sink_state: dict[str, Any],
         session: int,
         replace: bool = False,
+        key_digest: str | None = None,
     ) -> None:
         """Record a batch of finished items, the new watermark and sink state, atomically.
 
-        With ``replace`` (retrying dead letters), an item's earlier record is replaced.
+        With ``replace`` (retrying dead letters), an item's earlier record is replaced;
+        ``key_digest`` is kept as it was when not given.
         """
         now = time.time()
         name = self.name
@@ -271,9 +282,10 @@ class PostgresRunStore:
                     [(name, *row, now) for row in dead],
                 )
             cursor.execute(
-                "UPDATE headrace_runs SET watermark = %s, sink_state = %s, updated = %s "
+                "UPDATE headrace_runs SET watermark = %s, "
+                "key_digest = coalesce(%s, key_digest), sink_state = %s, updated = %s "
                 "WHERE run = %s",
-                (watermark, json.dumps(sink_state, sort_keys=True), now, name),
+                (watermark, key_digest, json.dumps(sink_state, sort_keys=True), now, name),
             )
 
     # --- status --------------------------------------------------------------

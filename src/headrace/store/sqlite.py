@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS run (
     definition TEXT NOT NULL,
     fingerprint TEXT NOT NULL,
     watermark INTEGER NOT NULL DEFAULT 0,
+    key_digest TEXT NOT NULL DEFAULT '',
     sink_state TEXT NOT NULL DEFAULT '{}',
     total INTEGER,
     created REAL NOT NULL,
@@ -167,6 +168,11 @@ class SqliteRunStore:
         row = self._db.execute("SELECT watermark FROM run WHERE id = 1").fetchone()
         return int(row[0]) if row else 0
 
+    def key_digest(self) -> str:
+        """The digest of the keys below the watermark, in source order."""
+        row = self._db.execute("SELECT key_digest FROM run WHERE id = 1").fetchone()
+        return str(row[0]) if row else ""
+
     def finished_above(self, watermark: int) -> dict[int, str]:
         """Source index -> key of the items finished at or above ``watermark``."""
         rows = self._db.execute("SELECT idx, key FROM items WHERE idx >= ?", (watermark,))
@@ -213,10 +219,13 @@ class SqliteRunStore:
         sink_state: dict[str, Any],
         session: int,
         replace: bool = False,
+        key_digest: str | None = None,
     ) -> None:
         """Record a batch of finished items, the new watermark and sink state, atomically.
 
         With ``replace`` (retrying dead letters), an item's earlier record is replaced.
+        ``key_digest`` (the digest of the keys below the new watermark) is kept as
+        it was when not given.
         """
         now = time.time()
         verb = "INSERT OR REPLACE" if replace else "INSERT"
@@ -235,8 +244,9 @@ class SqliteRunStore:
                     dead,
                 )
             self._db.execute(
-                "UPDATE run SET watermark = ?, sink_state = ?, updated = ? WHERE id = 1",
-                (watermark, json.dumps(sink_state, sort_keys=True), now),
+                "UPDATE run SET watermark = ?, key_digest = coalesce(?, key_digest), "
+                "sink_state = ?, updated = ? WHERE id = 1",
+                (watermark, key_digest, json.dumps(sink_state, sort_keys=True), now),
             )
 
     def _transaction(self) -> _Transaction:
