@@ -188,6 +188,7 @@ def test_a_missing_file_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(hr.SourceError) as caught:
         run(hr.read_jsonl(tmp_path / "nope.jsonl", key="id"), tmp_path)
     assert f"cannot read {tmp_path / 'nope.jsonl'}: No such file or directory" in str(caught.value)
+    assert not (tmp_path / "run").exists() and not (tmp_path / "out.jsonl").exists()
 
 
 def test_retry_dead_reruns_only_the_dead_letters(tmp_path: Path) -> None:
