@@ -38,6 +38,7 @@ from .errors import (
     SourceError,
     StepFailed,
     StepTimeout,
+    Throttled,
 )
 from .io import (
     read_csv,
@@ -52,6 +53,7 @@ from .io import (
     write_sql,
 )
 from .limits.concurrency import ConcurrencyLimit, ConcurrencyStatistics
+from .limits.retry import Retry
 from .metrics import Histogram, RunMetrics, StepMetrics
 from .result import DeadLetter, RunResult
 from .runner import arun, default_window, run
@@ -100,6 +102,8 @@ __all__ = [
     "StepFailed",
     "StepMetrics",
     "StepTimeout",
+    "Throttled",
+    "Retry",
     "__version__",
     "arun",
     "default_window",

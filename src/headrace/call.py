@@ -9,6 +9,7 @@ timeout or validation) gets a handler with nothing else in it.
 from __future__ import annotations
 
 import asyncio
+import random
 import typing
 from collections.abc import Callable
 from functools import partial
@@ -16,7 +17,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from .batcher import BatchCall, MicroBatcher
-from .errors import OutputTypeError, PipelineError, StepFailed, StepTimeout
+from .errors import OutputTypeError, PipelineError, StepFailed, StepTimeout, Throttled
 from .executors import (
     ProcessPool,
     apply_batch,
@@ -26,6 +27,7 @@ from .executors import (
     open_thread_pool,
 )
 from .limits.concurrency import ConcurrencyLimit
+from .limits.retry import Retry, status_of
 from .metrics import StepMetrics
 from .sequencer import Sequencer
 from .step import FILTERED
@@ -45,6 +47,8 @@ def bind_function_step(step: FunctionStep[Any, Any], ctx: RunContext) -> Handler
         handler = _bind_batched(step, ctx, metrics, validator)
     else:
         handler = _bind_single(step, ctx, metrics, validator)
+        if step.retry is not None:
+            handler = _retrying(handler, step.retry, metrics)
     if step.ordered:
         handler = _in_entry_order(handler, Sequencer(ctx.activity))
     return handler
@@ -200,6 +204,42 @@ async def _with_timeout(
         if deadline.expired():
             raise StepTimeout(name, timeout_s) from exc
         raise
+
+
+def _retrying(handler: Handler, retry: Retry, metrics: StepMetrics) -> Handler:
+    """Call ``handler`` again after a retryable failure, as ``retry`` says.
+
+    The concurrency slot is given back while waiting (the handler takes it per
+    attempt), so a backing-off item does not hold capacity it is not using.
+    """
+    budget = retry.new_budget()
+    rng = random.Random()
+    retry_on, attempts = retry.retry_on, retry.attempts
+
+    async def handle(value: Any) -> Any:
+        if budget is not None:
+            budget.earn()
+        attempt = 1
+        while True:
+            try:
+                return await handler(value)
+            except StepFailed as failure:
+                cause = failure.cause
+                failure.attempts = attempt
+                if attempt >= attempts or not retry_on(cause):
+                    raise
+                # a 429 says "later", not "down": it waits, but never spends the budget
+                throttled = isinstance(cause, Throttled) or status_of(cause) == 429
+                if not throttled and budget is not None and not budget.spend():
+                    metrics.retries_refused += 1
+                    failure.add_note("not retried: the step's retry budget is spent")
+                    raise
+                metrics.retries += 1
+                metrics.throttled += throttled
+            await asyncio.sleep(retry.delay(attempt, cause, rng))
+            attempt += 1
+
+    return handle
 
 
 def _in_entry_order(handler: Handler, sequencer: Sequencer) -> Handler:

@@ -18,6 +18,7 @@ __all__ = [
     "NoRoute",
     "BadInput",
     "ResumeMismatch",
+    "Throttled",
 ]
 
 
@@ -106,6 +107,38 @@ class ResumeMismatch(HeadraceError):
     """A run cannot be resumed as asked: the pipeline, source or sink differs from the
     stored run, or there is no run to resume. ``force=True`` (``--force``) resumes
     anyway after a pipeline change, and the store records that it was forced."""
+
+
+class Throttled(HeadraceError):
+    """Raised by a step to say that the provider refused the call for now (an HTTP 429).
+
+    A step calling any API with any client raises it so that headrace can back
+    off: :class:`~headrace.limits.retry.Retry` retries it, waiting at least
+    ``retry_after`` seconds. (Exceptions of aiohttp, httpx, requests and the
+    ``openai`` SDK that carry status 429 are recognised without it.)
+
+    Args:
+        retry_after: seconds the provider asked to wait, if it said.
+        headers: the response's headers (``retry-after-ms``, ``x-ratelimit-*``).
+    """
+
+    def __init__(
+        self,
+        message: str = "throttled by the provider",
+        *,
+        retry_after: float | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.headers = dict(headers or {})
+
+    def __reduce__(self) -> Any:
+        return (_rebuild_throttled, (str(self), self.retry_after, self.headers))
+
+
+def _rebuild_throttled(message: str, retry_after: float | None, headers: dict[str, str]) -> Any:
+    return Throttled(message, retry_after=retry_after, headers=headers)
 
 
 class NoRoute(HeadraceError, LookupError):

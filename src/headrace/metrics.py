@@ -98,6 +98,9 @@ class StepMetrics:
     flushes: dict[str, int] = field(default_factory=dict)
     branches: dict[str, int] = field(default_factory=dict)
     limiter: ConcurrencyLimit | None = None
+    retries: int = 0
+    throttled: int = 0
+    retries_refused: int = 0
 
     def record_call(self, wait_s: float, busy_s: float) -> None:
         """Count one successful single-item call."""
@@ -146,6 +149,12 @@ class StepMetrics:
             data["flushes"] = dict(sorted(self.flushes.items()))
         if self.branches:
             data["branches"] = dict(sorted(self.branches.items()))
+        if self.retries or self.throttled or self.retries_refused:
+            data["retries"] = {
+                "retries": self.retries,
+                "throttled": self.throttled,
+                "refused_by_budget": self.retries_refused,
+            }
         if self.limiter is not None:
             stats = self.limiter.statistics()
             data["concurrency"] = {"limit": stats.limit, "peak": stats.peak}

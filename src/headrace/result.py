@@ -119,5 +119,10 @@ class RunResult:
                 )
             if s.filtered:
                 extras.append(f"filtered {s.filtered:,}")
+            if s.retries or s.throttled or s.retries_refused:
+                extras.append(
+                    f"retries {s.retries:,} (throttled {s.throttled:,}; refused by the "
+                    f"retry budget {s.retries_refused:,})"
+                )
             lines.extend(f"{'':<24}   {extra}" for extra in extras)
         return "\n".join(lines)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, Literal, Self, TypeVar, o
 from .durations import to_seconds
 from .errors import PipelineError
 from .fingerprint import code_hash
+from .limits.retry import Retry
 
 if TYPE_CHECKING:
     from .compose import Parallel, Sequence
@@ -236,6 +237,7 @@ class FunctionStep(Step[In, Out]):
         ordered: bool = False,
         batch: Batch | None = None,
         validate: bool = False,
+        retry: Retry | None = None,
     ) -> None:
         if not callable(fn):
             raise PipelineError(f"a step needs a callable, got {type(fn).__name__}: {fn!r}")
@@ -287,6 +289,16 @@ class FunctionStep(Step[In, Out]):
             )
         self.batch = batch
         self.validate = bool(validate)
+        if retry is not None and not isinstance(retry, Retry):
+            raise PipelineError(
+                f"step {self.name!r}: retry must be hr.Retry(attempts=..., ...), got {retry!r}"
+            )
+        if retry is not None and self.call_batch is not None:
+            raise PipelineError(
+                f"step {self.name!r}: retry= is for steps called once per item; batched steps "
+                "and the process executor cannot retry yet"
+            )
+        self.retry = retry
 
     def with_options(self, **changes: Any) -> FunctionStep[In, Out]:
         """Return a copy of this step with some options changed (e.g. ``name=``, ``concurrency=``).
@@ -303,6 +315,7 @@ class FunctionStep(Step[In, Out]):
             "ordered": self.ordered,
             "batch": self.batch,
             "validate": self.validate,
+            "retry": self.retry,
         }
         unknown = set(changes) - set(options)
         if unknown:
@@ -422,6 +435,7 @@ def step(
     ordered: bool = False,
     batch: None = None,
     validate: bool = False,
+    retry: Retry | None = None,
 ) -> _StepDecorator: ...
 
 
@@ -436,6 +450,7 @@ def step(
     ordered: bool = False,
     batch: Batch,
     validate: bool = False,
+    retry: None = None,
 ) -> _BatchStepDecorator: ...
 
 
@@ -458,6 +473,8 @@ def step(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
         ordered: emit items from this step in the order they entered it.
         batch: make this a batched step (``list -> list``), see :class:`Batch`.
         validate: check each output against the function's return annotation.
+        retry: retry failed calls, see :class:`~headrace.limits.retry.Retry`
+            (per-item steps on the ``async`` or ``thread`` executor).
 
     Returns:
         A :class:`FunctionStep`, or a decorator that makes one.

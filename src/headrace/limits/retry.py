@@ -1,0 +1,185 @@
+"""Retrying a failed call: which failures, how long to wait, and how many retries a run may spend.
+
+- **What is retried** by default: timeouts, connection errors, throttling
+  (:class:`~headrace.errors.Throttled`, or an HTTP 429 from a client's
+  exception) and server errors (5xx). A client's exception is recognised
+  without wrapping by a ``status``/``status_code`` attribute (itself or on its
+  ``response``): aiohttp, httpx, requests and the ``openai`` SDK all carry one.
+- **How long to wait**: exponential backoff with *full jitter* (a uniform draw
+  between 0 and ``backoff * 2**(attempt-1)``, capped by ``max_delay``), so
+  callers that failed together do not retry together. A ``Retry-After`` the
+  provider sent is a floor: the wait is that plus the jittered backoff, which
+  spreads the waiters over the window after it instead of releasing them at once.
+- **A retry budget**: each first attempt earns ``budget`` retries (0.2: one
+  retry per five calls) on top of a small reserve; a retry spends one. When a
+  provider is down, the budget runs out and items fail fast with their error
+  instead of multiplying the load on it. Throttling does not spend it: a 429
+  means "come back later", not "down", so a throttled call always waits and
+  retries (up to ``attempts``).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..durations import to_seconds
+from ..errors import PipelineError, StepTimeout, Throttled
+
+__all__ = ["Retry", "RetryBudget", "is_retryable", "retry_after_s", "status_of"]
+
+_RETRYABLE_NAMES = frozenset(
+    {
+        # httpx, aiohttp, the openai SDK and requests: timeouts and broken connections
+        "ConnectError",
+        "ConnectTimeout",
+        "ReadTimeout",
+        "WriteTimeout",
+        "PoolTimeout",
+        "RemoteProtocolError",
+        "ServerDisconnectedError",
+        "ClientConnectionError",
+        "ClientConnectorError",
+        "ClientOSError",
+        "ClientPayloadError",
+        "APIConnectionError",
+        "APITimeoutError",
+        "ConnectionError",
+        "Timeout",
+    }
+)
+
+
+def status_of(error: BaseException) -> int | None:
+    """The HTTP status an exception carries (itself or on its ``response``), if any."""
+    for holder in (error, getattr(error, "response", None)):
+        for name in ("status_code", "status"):
+            value = getattr(holder, name, None)
+            if isinstance(value, int) and not isinstance(value, bool) and 100 <= value < 600:
+                return value
+    return None
+
+
+def _headers_of(error: BaseException) -> Mapping[str, str]:
+    headers = getattr(error, "headers", None)
+    if headers is None:
+        headers = getattr(getattr(error, "response", None), "headers", None)
+    return headers if isinstance(headers, Mapping) else {}
+
+
+def retry_after_s(error: BaseException) -> float | None:
+    """How long the provider asked to wait: ``Throttled.retry_after``, else the
+    ``retry-after-ms`` or ``Retry-After`` (seconds) header; ``None`` if it did not say."""
+    if isinstance(error, Throttled) and error.retry_after is not None:
+        return error.retry_after
+    headers = {str(k).lower(): v for k, v in _headers_of(error).items()}
+    for name, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) * scale
+        except (TypeError, ValueError):
+            continue  # an HTTP date: rare from APIs; fall back to the backoff
+        if seconds >= 0:
+            return seconds
+    return None
+
+
+def is_retryable(error: BaseException) -> bool:
+    """The default predicate: timeouts, connection errors, 429 and 5xx."""
+    if isinstance(error, Throttled | StepTimeout | TimeoutError | ConnectionError):
+        return True
+    status = status_of(error)
+    if status is not None:
+        return status == 429 or status >= 500
+    return any(kind.__name__ in _RETRYABLE_NAMES for kind in type(error).__mro__)
+
+
+class RetryBudget:
+    """Retries a run may still spend: ``ratio`` per first attempt, plus ``reserve``.
+
+    Args:
+        ratio: retries earned by each first attempt (0.2: one retry per five calls).
+        reserve: retries available before any call has earned one.
+    """
+
+    def __init__(self, ratio: float, reserve: int = 10) -> None:
+        self.ratio = ratio
+        self.balance = float(reserve)
+        self.spent = 0
+        self.refused = 0
+
+    def earn(self) -> None:
+        """A first attempt was made."""
+        self.balance += self.ratio
+
+    def spend(self) -> bool:
+        """Take one retry, if the budget has one."""
+        if self.balance >= 1.0:
+            self.balance -= 1.0
+            self.spent += 1
+            return True
+        self.refused += 1
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """How a step retries a failed call (see the module's notes).
+
+    Args:
+        attempts: calls in all, the first one included (``attempts=1``: no retry).
+        backoff: the base of the exponential backoff (seconds or ``"500ms"``).
+        max_delay: the longest backoff draw (a ``Retry-After`` may ask for more).
+        retry_on: a predicate of the exception; default :func:`is_retryable`.
+        budget: retries earned per first attempt, across the step's items
+            (``None``: no budget, every failure may use all its attempts).
+
+    Raises:
+        PipelineError: an invalid value.
+    """
+
+    attempts: int = 3
+    backoff: float | str = 0.5
+    max_delay: float | str = 30.0
+    retry_on: Callable[[BaseException], bool] = field(default=is_retryable)
+    budget: float | None = 0.2
+    backoff_s: float = field(init=False)
+    max_delay_s: float = field(init=False)
+
+    def __post_init__(self) -> None:
+        if (
+            isinstance(self.attempts, bool)
+            or not isinstance(self.attempts, int)
+            or (self.attempts < 1)
+        ):
+            raise PipelineError(f"Retry attempts must be a positive integer, got {self.attempts!r}")
+        object.__setattr__(self, "backoff_s", to_seconds(self.backoff, option="backoff"))
+        object.__setattr__(self, "max_delay_s", to_seconds(self.max_delay, option="max_delay"))
+        if self.budget is not None and not self.budget >= 0:
+            raise PipelineError(f"Retry budget must be >= 0 or None, got {self.budget!r}")
+        if not callable(self.retry_on):
+            raise PipelineError("Retry retry_on must be a function of the exception")
+
+    def delay(self, attempt: int, error: BaseException, rng: random.Random) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1, 2, ...)."""
+        ceiling = min(self.max_delay_s, self.backoff_s * 2 ** (attempt - 1))
+        jitter = rng.uniform(0.0, ceiling)
+        floor = retry_after_s(error)
+        return jitter if floor is None else floor + jitter
+
+    def new_budget(self) -> RetryBudget | None:
+        """A fresh budget for one step in one run."""
+        return None if self.budget is None else RetryBudget(self.budget)
+
+    def describe(self) -> dict[str, Any]:
+        """The policy as plain data."""
+        return {
+            "attempts": self.attempts,
+            "backoff_s": self.backoff_s,
+            "max_delay_s": self.max_delay_s,
+            "budget": self.budget,
+        }
