@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import os
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from .records import Recovered
 __all__ = ["AppendingFileSink"]
 
 
-class AppendingFileSink:
+class AppendingFileSink(abc.ABC):
     """Appends encoded lines to one file; the committed state is the file's length.
 
     Every write is flushed and fsynced before the run store records the new
@@ -35,9 +36,9 @@ class AppendingFileSink:
         """A JSON description, stored with the run."""
         return {"kind": self.kind, "path": str(self.path.resolve())}
 
+    @abc.abstractmethod
     def encode(self, key: str, value: Any) -> bytes:
         """One output as the bytes of its line(s), ending with a newline."""
-        raise NotImplementedError
 
     def header(self) -> bytes:
         """What a new file starts with (nothing by default)."""
@@ -49,6 +50,7 @@ class AppendingFileSink:
 
     def restore(self, state: dict[str, Any]) -> None:
         """Take back what :meth:`state` recorded, beyond the length (nothing by default)."""
+        return None
 
     def open(self, state: dict[str, Any]) -> Recovered | None:
         """Open for appending, after cutting the file back to the committed ``state``."""

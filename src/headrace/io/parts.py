@@ -9,6 +9,7 @@ names) are left alone.
 
 from __future__ import annotations
 
+import abc
 import os
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from .records import Recovered, encode_json
 __all__ = ["BatchDirSink", "PartDirectorySink", "write_batches"]
 
 
-class PartDirectorySink:
+class PartDirectorySink(abc.ABC):
     """The part-file machinery; subclasses encode outputs and write one part.
 
     Args:
@@ -55,13 +56,13 @@ class PartDirectorySink:
             "items_per_file": self.items_per_file,
         }
 
+    @abc.abstractmethod
     def encode(self, key: str, value: Any) -> Any:
         """One output as a part's writer takes it."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def write_part(self, path: Path, records: list[Any]) -> None:
         """Write one part file at ``path`` (flushed; the caller fsyncs and renames it)."""
-        raise NotImplementedError
 
     def state(self) -> dict[str, Any]:
         """The state to commit: the committed parts (subclasses add to it)."""
@@ -69,6 +70,7 @@ class PartDirectorySink:
 
     def restore(self, state: dict[str, Any]) -> None:
         """Take back what :meth:`state` recorded, beyond the parts (nothing by default)."""
+        return None
 
     def open(self, state: dict[str, Any]) -> Recovered | None:
         """Remove every part that the committed ``state`` does not list."""
@@ -102,6 +104,7 @@ class PartDirectorySink:
 
     def close(self) -> None:
         """Nothing stays open between writes."""
+        return None
 
 
 def _fsync_dir(directory: Path) -> None:
