@@ -425,7 +425,6 @@ class SqlSource(Source):
                 # a server-side cursor: the server holds the result, we fetch a slice at a time
                 db.begin()
                 cursor = db.connection.cursor(name=f"headrace_{uuid.uuid4().hex[:12]}")
-                cursor.itersize = self.fetch
                 cursor.execute(self.query)
             else:
                 cursor = db.connection.execute(self.query)

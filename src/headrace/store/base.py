@@ -69,6 +69,31 @@ class RunStatus:
         """Records finished in any way (dropped repeated keys too)."""
         return self.done + self.dead + self.filtered + self.duplicate
 
+    @classmethod
+    def from_rows(
+        cls,
+        counts: dict[str, int],
+        run: Any,
+        sessions: int,
+        errors: list[StepError],
+    ) -> RunStatus:
+        """Build it from what both stores query: outcome counts, the run's row
+        ``(definition, watermark, created, updated, total)`` or ``None``, the number
+        of sessions and the last error of each step."""
+        return cls(
+            done=int(counts.get("done", 0)),
+            dead=int(counts.get("dead", 0)),
+            filtered=int(counts.get("filtered", 0)),
+            duplicate=int(counts.get("duplicate", 0)),
+            watermark=int(run[1]) if run else 0,
+            sessions=sessions,
+            created=float(run[2]) if run else 0.0,
+            updated=float(run[3]) if run else 0.0,
+            last_errors=errors,
+            definition=json.loads(run[0]) if run else {},
+            total=None if run is None or run[4] is None else int(run[4]),
+        )
+
     @property
     def pending(self) -> int | None:
         """Items not finished yet (in flight or not read), if the source's size is known."""

@@ -305,16 +305,5 @@ class PostgresRunStore:
             "count(*) OVER (PARTITION BY step) FROM headrace_dead WHERE run = %s "
             "ORDER BY step, finished DESC, idx DESC"
         )
-        return RunStatus(
-            done=int(counts.get("done", 0)),
-            dead=int(counts.get("dead", 0)),
-            filtered=int(counts.get("filtered", 0)),
-            watermark=int(run[1]) if run else 0,
-            sessions=int(sessions),
-            created=float(run[2]) if run else 0.0,
-            updated=float(run[3]) if run else 0.0,
-            last_errors=[StepError(str(s), int(n), str(t), str(m)) for s, t, m, n in last],
-            definition=json.loads(run[0]) if run else {},
-            total=None if run is None or run[4] is None else int(run[4]),
-            duplicate=int(counts.get("duplicate", 0)),
-        )
+        errors = [StepError(str(s), int(n), str(t), str(m)) for s, t, m, n in last]
+        return RunStatus.from_rows(counts, run, int(sessions), errors)

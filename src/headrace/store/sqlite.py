@@ -273,19 +273,7 @@ class SqliteRunStore:
                 (step,),
             ).fetchone()
             errors.append(StepError(str(step), int(count), str(error_type), str(message)))
-        return RunStatus(
-            done=int(counts.get("done", 0)),
-            dead=int(counts.get("dead", 0)),
-            filtered=int(counts.get("filtered", 0)),
-            watermark=int(run[1]) if run else 0,
-            sessions=int(sessions),
-            created=float(run[2]) if run else 0.0,
-            updated=float(run[3]) if run else 0.0,
-            last_errors=errors,
-            definition=json.loads(run[0]) if run else {},
-            total=None if run is None or run[4] is None else int(run[4]),
-            duplicate=int(counts.get("duplicate", 0)),
-        )
+        return RunStatus.from_rows(counts, run, int(sessions), errors)
 
 
 class _Transaction:
