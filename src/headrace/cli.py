@@ -386,6 +386,62 @@ def status(
         )
 
 
+@app.command()
+def sim(
+    rpm: Annotated[float | None, typer.Option(help="requests per minute accepted")] = None,
+    tpm: Annotated[float | None, typer.Option(help="tokens per minute accepted")] = None,
+    burst: Annotated[
+        float | None, typer.Option(help="request bucket size (default: one second of rpm)")
+    ] = None,
+    token_burst: Annotated[
+        float | None, typer.Option(help="token bucket size (default: one second of tpm)")
+    ] = None,
+    latency_ms: Annotated[float, typer.Option(help="time to answer (the median)")] = 0.0,
+    latency_sigma: Annotated[
+        float, typer.Option(help="sigma of a lognormal latency (0: fixed)")
+    ] = 0.0,
+    repeatable: Annotated[
+        bool, typer.Option(help="draw latencies from a hash of the request")
+    ] = False,
+    concurrency: Annotated[
+        int | None, typer.Option(help="requests served at once; more get 429")
+    ] = None,
+    fault: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="KIND=RATE, repeatable; kinds: 429 500 503 hang reset malformed truncated"
+        ),
+    ] = None,
+    storm_every: Annotated[float | None, typer.Option(help="seconds between 429 storms")] = None,
+    storm_for: Annotated[float, typer.Option(help="seconds each 429 storm lasts")] = 1.0,
+    seed: Annotated[int, typer.Option(help="seed of the fault and latency draws")] = 0,
+    host: Annotated[str, typer.Option(help="a loopback address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="0 picks a free port")] = 8000,
+) -> None:
+    """Serve a simulated OpenAI-compatible provider with limits, latency and faults."""
+    from .sim import SimConfig, parse_faults, run_forever
+
+    try:
+        config = SimConfig(
+            rpm=rpm,
+            tpm=tpm,
+            burst=burst,
+            token_burst=token_burst,
+            latency_ms=latency_ms,
+            latency_sigma=latency_sigma,
+            repeatable=repeatable,
+            concurrency=concurrency,
+            faults=parse_faults(fault or []),
+            storm_every=storm_every,
+            storm_for=storm_for,
+            seed=seed,
+        )
+        run_forever(config, host, port)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+
 def _where(description: dict[str, Any]) -> str:
     """A stored source or sink, in a few words."""
     kind = description.get("kind", "?")

@@ -9,7 +9,7 @@ import re
 
 from .errors import PipelineError
 
-__all__ = ["to_seconds"]
+__all__ = ["format_compound", "parse_compound", "to_seconds"]
 
 _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PATTERN = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(us|ms|s|m|h|d)\s*$")
@@ -38,3 +38,28 @@ def to_seconds(value: float | str, *, option: str) -> float:
     if seconds < 0:
         raise PipelineError(f"{option} must not be negative, got {value!r}")
     return seconds
+
+
+_COMPOUND = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|us|s|m|h|d)")
+
+
+def parse_compound(text: str) -> float | None:
+    """Seconds in a Go-style duration as providers send them ("6m0s", "1.5s", "20ms").
+
+    Returns ``None`` for anything else (an empty or malformed value).
+    """
+    text = text.strip()
+    parts = _COMPOUND.findall(text)
+    if not parts or "".join(number + unit for number, unit in parts) != text:
+        return None
+    return sum(float(number) * _UNITS[unit] for number, unit in parts)
+
+
+def format_compound(seconds: float) -> str:
+    """``seconds`` as providers write a reset time: "20ms", "1.5s", "6m0s"."""
+    if seconds < 1:
+        return f"{round(seconds * 1e3)}ms"
+    if seconds < 60:
+        return f"{round(seconds, 3):g}s"
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes)}m{round(rest, 3):g}s"

@@ -1,0 +1,124 @@
+"""What a simulated provider does: its limits, its latency and the faults it injects."""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+__all__ = ["FAULTS", "SimConfig"]
+
+FAULTS: dict[str, str] = {
+    "429": "a 429 with rate-limit headers, whatever the buckets hold",
+    "500": "a 500 internal server error",
+    "503": "a 503 service unavailable",
+    "hang": "no answer: the request hangs until the client gives up",
+    "reset": "the connection is closed without an answer",
+    "malformed": "a 200 whose body is not JSON",
+    "truncated": "a 200 whose body stops halfway and the connection closes",
+}
+"""The faults the simulator injects, by name, and what each one looks like to a client."""
+
+
+@dataclass(frozen=True, slots=True)
+class SimConfig:
+    """How ``headrace sim`` behaves.
+
+    Args:
+        rpm: requests per minute the provider accepts (``None``: no limit).
+        tpm: tokens per minute (prompt plus completion; ``None``: no limit).
+        burst: requests the request bucket holds; default one second's worth of ``rpm``.
+        token_burst: tokens the token bucket holds; default one second's worth of ``tpm``.
+        latency_ms: the time to answer, in milliseconds (the median when ``latency_sigma`` > 0).
+        latency_sigma: the sigma of a lognormal latency around ``latency_ms`` (0: fixed).
+        repeatable: draw each request's latency from a hash of its body, so that a
+            rerun sees the same latencies.
+        concurrency: requests served at once; one more is answered 429 (``None``: no cap).
+        faults: the probability of each fault in :data:`FAULTS` per accepted request.
+        storm_every: seconds between 429 storms (``None``: no storms).
+        storm_for: seconds each storm lasts; every request in it is answered 429.
+        hang_s: how long a hung request waits before the server gives up on it.
+        seed: the seed of the fault and latency draws.
+        embedding_dim: the length of an embedding vector when the request does not say.
+    """
+
+    rpm: float | None = None
+    tpm: float | None = None
+    burst: float | None = None
+    token_burst: float | None = None
+    latency_ms: float = 0.0
+    latency_sigma: float = 0.0
+    repeatable: bool = False
+    concurrency: int | None = None
+    faults: Mapping[str, float] = field(default_factory=dict)
+    storm_every: float | None = None
+    storm_for: float = 1.0
+    hang_s: float = 600.0
+    seed: int = 0
+    embedding_dim: int = 64
+
+    def __post_init__(self) -> None:
+        for name in ("rpm", "tpm", "burst", "token_burst", "storm_every"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"sim {name} must be > 0, got {value!r}")
+        if self.latency_ms < 0 or self.latency_sigma < 0:
+            raise ValueError("sim latency_ms and latency_sigma must be >= 0")
+        if self.concurrency is not None and self.concurrency < 1:
+            raise ValueError(f"sim concurrency must be >= 1, got {self.concurrency!r}")
+        unknown = set(self.faults) - set(FAULTS)
+        if unknown:
+            raise ValueError(f"unknown sim fault(s) {sorted(unknown)}; faults are {list(FAULTS)}")
+        if any(not 0 <= p <= 1 for p in self.faults.values()) or sum(self.faults.values()) > 1:
+            raise ValueError("sim fault rates must lie in 0..1 and add up to at most 1")
+
+    @property
+    def request_burst(self) -> float | None:
+        """The request bucket's size, or ``None`` without an rpm limit."""
+        if self.rpm is None:
+            return None
+        return self.burst if self.burst is not None else max(1.0, self.rpm / 60)
+
+    @property
+    def tokens_burst(self) -> float | None:
+        """The token bucket's size, or ``None`` without a tpm limit."""
+        if self.tpm is None:
+            return None
+        return self.token_burst if self.token_burst is not None else max(1.0, self.tpm / 60)
+
+    def latency_s(self, rng: random.Random) -> float:
+        """One draw of the latency in seconds."""
+        median = self.latency_ms / 1e3
+        if self.latency_sigma == 0 or median == 0:
+            return median
+        return median * math.exp(rng.gauss(0.0, self.latency_sigma))
+
+    def pick_fault(self, rng: random.Random) -> str | None:
+        """The fault this request gets, or ``None``."""
+        if not self.faults:
+            return None
+        draw = rng.random()
+        for name, rate in self.faults.items():
+            if draw < rate:
+                return name
+            draw -= rate
+        return None
+
+
+def parse_faults(values: list[str]) -> dict[str, float]:
+    """``["503=0.05", "hang=0.01"]`` from the command line, as a mapping.
+
+    Raises:
+        ValueError: a value not of the form ``KIND=RATE``.
+    """
+    faults: dict[str, float] = {}
+    for value in values:
+        name, sep, rate = value.partition("=")
+        try:
+            faults[name.strip()] = float(rate)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise ValueError(f"--fault takes KIND=RATE (e.g. 503=0.05), got {value!r}")
+    return faults
