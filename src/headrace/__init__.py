@@ -53,6 +53,7 @@ from .io import (
     write_sql,
 )
 from .limits.concurrency import ConcurrencyLimit, ConcurrencyStatistics
+from .limits.rate import Rate, observe
 from .limits.retry import Retry
 from .metrics import Histogram, RunMetrics, StepMetrics
 from .result import DeadLetter, RunResult
@@ -104,6 +105,8 @@ __all__ = [
     "StepTimeout",
     "Throttled",
     "Retry",
+    "Rate",
+    "observe",
     "__version__",
     "arun",
     "default_window",

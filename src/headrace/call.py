@@ -9,6 +9,7 @@ timeout or validation) gets a handler with nothing else in it.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import random
 import typing
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from .batcher import BatchCall, MicroBatcher
-from .errors import OutputTypeError, PipelineError, StepFailed, StepTimeout, Throttled
+from .errors import OutputTypeError, PipelineError, StepFailed, StepTimeout
 from .executors import (
     ProcessPool,
     apply_batch,
@@ -27,7 +28,8 @@ from .executors import (
     open_thread_pool,
 )
 from .limits.concurrency import ConcurrencyLimit
-from .limits.retry import Retry, status_of
+from .limits.rate import current_permit
+from .limits.retry import Retry, headers_of, is_throttle
 from .metrics import StepMetrics
 from .sequencer import Sequencer
 from .step import FILTERED
@@ -67,7 +69,7 @@ def _bind_single(
     try_acquire, acquire, release = limiter.try_acquire, limiter.acquire, limiter.release
     record = metrics.record_call
 
-    if step.is_async and step.timeout_s is None and validator is None:
+    if step.is_async and step.timeout_s is None and validator is None and step.rate is None:
 
         async def handle_async(value: Any) -> Any:
             started = perf_counter()
@@ -78,6 +80,7 @@ def _bind_single(
                 out = await fn(value)
             except Exception as exc:
                 metrics.errors += 1
+                metrics.throttled += is_throttle(exc)
                 raise StepFailed(name, exc) from exc
             finally:
                 release()
@@ -89,6 +92,7 @@ def _bind_single(
         return handle_async
 
     timeout_s = step.timeout_s
+    rate = step.rate
     call: Callable[[Any], Any]
     if step.is_async:
         call = fn
@@ -96,29 +100,58 @@ def _bind_single(
         pool = open_thread_pool(step.concurrency, name)
         ctx.on_close(partial(close_thread_pool, pool))
         loop = asyncio.get_running_loop()
-        call = partial(loop.run_in_executor, pool, fn)
+        if rate is None:
+            call = partial(loop.run_in_executor, pool, fn)
+        else:  # the thread sees the context, so that hr.observe() finds the step's rate
+
+            def call(value: Any) -> Any:
+                return loop.run_in_executor(pool, contextvars.copy_context().run, fn, value)
     else:
         call = fn
     awaited = step.is_async or step.executor == "thread"
+    if rate is not None:
+        metrics.rate = rate
+        buckets = rate.open()
+        if buckets is not rate.local:
+            ctx.on_close_async(buckets.close)
+        permits = current_permit()
 
     async def handle(value: Any) -> Any:
         started = perf_counter()
         if not try_acquire():
             await acquire()
         admitted = perf_counter()
+        permit = token = None
         try:
+            if rate is not None:
+                permit = await rate.acquire(buckets, value)
+                if permit.waited:
+                    metrics.rate_waits += 1
+                    metrics.rate_wait_s += permit.waited
+                    admitted = perf_counter()
+                token = permits.set((rate, permit))
             if timeout_s is not None:
                 out = await _with_timeout(call(value), timeout_s, name)
             else:
                 out = (await call(value)) if awaited else call(value)
             if validator is not None and out is not FILTERED:
                 validator(out)
+            if permit is not None:
+                await rate.succeeded(buckets, permit, out)  # type: ignore[union-attr]
         except Exception as exc:
             metrics.errors += 1
+            if is_throttle(exc):
+                metrics.throttled += 1
+                if permit is not None:
+                    await rate.throttled_by(buckets, permit, headers_of(exc))  # type: ignore[union-attr]
             raise StepFailed(name, exc) from exc
         finally:
             release()
-        record(admitted - started, perf_counter() - admitted)
+            if token is not None:
+                permits.reset(token)
+            if permit is not None:
+                rate.release(permit)  # type: ignore[union-attr]
+        record(admitted - started - (permit.waited if permit else 0.0), perf_counter() - admitted)
         if out is FILTERED:
             metrics.filtered += 1
         return out
@@ -229,13 +262,12 @@ def _retrying(handler: Handler, retry: Retry, metrics: StepMetrics) -> Handler:
                 if attempt >= attempts or not retry_on(cause):
                     raise
                 # a 429 says "later", not "down": it waits, but never spends the budget
-                throttled = isinstance(cause, Throttled) or status_of(cause) == 429
+                throttled = is_throttle(cause)
                 if not throttled and budget is not None and not budget.spend():
                     metrics.retries_refused += 1
                     failure.add_note("not retried: the step's retry budget is spent")
                     raise
                 metrics.retries += 1
-                metrics.throttled += throttled
             await asyncio.sleep(retry.delay(attempt, cause, rng))
             attempt += 1
 

@@ -114,7 +114,10 @@ class Lanes:
         finally:
             try:
                 if ctx is not None:
-                    ctx.close(aborted=aborted)
+                    try:
+                        await ctx.aclose()
+                    finally:
+                        ctx.close(aborted=aborted)
             finally:
                 if session is not None:
                     if not aborted:

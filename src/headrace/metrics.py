@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .limits.concurrency import ConcurrencyLimit
+
+if TYPE_CHECKING:
+    from .limits.rate import Rate
 
 __all__ = ["Histogram", "StepMetrics", "RunMetrics"]
 
@@ -83,6 +86,9 @@ class StepMetrics:
         batch_sizes: for batched steps, how many calls had each size.
         flushes: for batched steps, why each batch was sent (size, timer, idle).
         branches: for routers, how many items took each branch.
+        throttled: calls the provider answered 429 (``hr.Throttled``, or a client's 429).
+        rate: the step's :class:`~headrace.limits.rate.Rate`, whose limit the summary shows.
+        rate_waits: calls that waited for the rate limit; ``rate_wait_s`` is their total wait.
     """
 
     name: str
@@ -101,6 +107,9 @@ class StepMetrics:
     retries: int = 0
     throttled: int = 0
     retries_refused: int = 0
+    rate: Rate | None = None
+    rate_waits: int = 0
+    rate_wait_s: float = 0.0
 
     def record_call(self, wait_s: float, busy_s: float) -> None:
         """Count one successful single-item call."""
@@ -154,6 +163,12 @@ class StepMetrics:
                 "retries": self.retries,
                 "throttled": self.throttled,
                 "refused_by_budget": self.retries_refused,
+            }
+        if self.rate is not None:
+            data["rate"] = {
+                **self.rate.limit(),
+                "waits": self.rate_waits,
+                "wait_s": round(self.rate_wait_s, 6),
             }
         if self.limiter is not None:
             stats = self.limiter.statistics()

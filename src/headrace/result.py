@@ -121,8 +121,19 @@ class RunResult:
                 extras.append(f"filtered {s.filtered:,}")
             if s.retries or s.throttled or s.retries_refused:
                 extras.append(
-                    f"retries {s.retries:,} (throttled {s.throttled:,}; refused by the "
-                    f"retry budget {s.retries_refused:,})"
+                    f"retries {s.retries:,}; 429s {s.throttled:,}; refused by the "
+                    f"retry budget {s.retries_refused:,}"
+                )
+            if s.rate is not None:
+                limit = s.rate.limit()
+                per_minute = ", ".join(
+                    f"{limit[key]:,.0f} {unit}/min"
+                    for key, unit in (("requests_per_minute", "req"), ("tokens_per_minute", "tok"))
+                    if limit[key] is not None
+                )
+                extras.append(
+                    f"rate {per_minute or 'unlimited'} ({limit['source']}); waited "
+                    f"{s.rate_waits:,} times, {s.rate_wait_s:.3f} s in all"
                 )
             lines.extend(f"{'':<24}   {extra}" for extra in extras)
         return "\n".join(lines)

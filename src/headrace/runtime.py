@@ -41,6 +41,7 @@ class RunContext:
         self._handlers: dict[int, Handler] = {}
         self._names: set[str] = set()
         self._closers: list[Callable[..., None]] = []
+        self._async_closers: list[Callable[[], Awaitable[None]]] = []
 
     def bind(self, step: Step[Any, Any]) -> Handler:
         """Return ``step``'s handler in this run, binding it on first use.
@@ -68,6 +69,21 @@ class RunContext:
     def on_close(self, closer: Callable[..., None]) -> None:
         """Call ``closer(aborted=...)`` when the run ends; true on error or cancel."""
         self._closers.append(closer)
+
+    def on_close_async(self, closer: Callable[[], Awaitable[None]]) -> None:
+        """Await ``closer()`` when the run ends, before the plain closers run."""
+        self._async_closers.append(closer)
+
+    async def aclose(self) -> None:
+        """Await the async closers, newest first; report the first error after all ran."""
+        errors: list[BaseException] = []
+        while self._async_closers:
+            try:
+                await self._async_closers.pop()()
+            except Exception as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
 
     def close(self, *, aborted: bool) -> None:
         """Release every resource the run's steps opened, newest first."""

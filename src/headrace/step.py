@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, Literal, Self, TypeVar, o
 from .durations import to_seconds
 from .errors import PipelineError
 from .fingerprint import code_hash
+from .limits.rate import Rate
 from .limits.retry import Retry
 
 if TYPE_CHECKING:
@@ -238,6 +239,7 @@ class FunctionStep(Step[In, Out]):
         batch: Batch | None = None,
         validate: bool = False,
         retry: Retry | None = None,
+        rate: Rate | None = None,
     ) -> None:
         if not callable(fn):
             raise PipelineError(f"a step needs a callable, got {type(fn).__name__}: {fn!r}")
@@ -299,6 +301,17 @@ class FunctionStep(Step[In, Out]):
                 "and the process executor cannot retry yet"
             )
         self.retry = retry
+        if rate is not None and not isinstance(rate, Rate):
+            raise PipelineError(
+                f"step {self.name!r}: rate must be hr.Rate(requests=..., per=...) or "
+                f"hr.Rate.auto(), got {rate!r}"
+            )
+        if rate is not None and self.call_batch is not None:
+            raise PipelineError(
+                f"step {self.name!r}: rate= paces calls made once per item; batched steps "
+                "and the process executor cannot carry one yet"
+            )
+        self.rate = rate
 
     def with_options(self, **changes: Any) -> FunctionStep[In, Out]:
         """Return a copy of this step with some options changed (e.g. ``name=``, ``concurrency=``).
@@ -316,6 +329,7 @@ class FunctionStep(Step[In, Out]):
             "batch": self.batch,
             "validate": self.validate,
             "retry": self.retry,
+            "rate": self.rate,
         }
         unknown = set(changes) - set(options)
         if unknown:
@@ -436,6 +450,7 @@ def step(
     batch: None = None,
     validate: bool = False,
     retry: Retry | None = None,
+    rate: Rate | None = None,
 ) -> _StepDecorator: ...
 
 
@@ -451,6 +466,7 @@ def step(
     batch: Batch,
     validate: bool = False,
     retry: None = None,
+    rate: None = None,
 ) -> _BatchStepDecorator: ...
 
 
@@ -475,6 +491,9 @@ def step(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
         validate: check each output against the function's return annotation.
         retry: retry failed calls, see :class:`~headrace.limits.retry.Retry`
             (per-item steps on the ``async`` or ``thread`` executor).
+        rate: keep a provider's rate limit, see :class:`~headrace.limits.rate.Rate`
+            (per-item steps on the ``async`` or ``thread`` executor); the limit is
+            waited for after the concurrency slot is taken, for every attempt.
 
     Returns:
         A :class:`FunctionStep`, or a decorator that makes one.

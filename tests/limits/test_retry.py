@@ -106,7 +106,7 @@ def test_a_throttled_call_is_retried_until_it_succeeds() -> None:
     assert set(calls.values()) == {3}
     metrics = result.metrics.step("call")
     assert (metrics.retries, metrics.throttled, metrics.errors) == (20, 20, 20)
-    assert "retries 20 (throttled 20" in result.summary()
+    assert "retries 20; 429s 20" in result.summary()
 
 
 def test_a_call_that_keeps_failing_is_a_dead_letter_with_its_attempts() -> None:

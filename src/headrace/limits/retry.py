@@ -28,7 +28,15 @@ from typing import Any
 from ..durations import to_seconds
 from ..errors import PipelineError, StepTimeout, Throttled
 
-__all__ = ["Retry", "RetryBudget", "is_retryable", "retry_after_s", "status_of"]
+__all__ = [
+    "Retry",
+    "RetryBudget",
+    "headers_of",
+    "is_retryable",
+    "is_throttle",
+    "retry_after_s",
+    "status_of",
+]
 
 _RETRYABLE_NAMES = frozenset(
     {
@@ -62,7 +70,8 @@ def status_of(error: BaseException) -> int | None:
     return None
 
 
-def _headers_of(error: BaseException) -> Mapping[str, str]:
+def headers_of(error: BaseException) -> Mapping[str, str]:
+    """The response headers an exception carries (itself or on its ``response``), if any."""
     headers = getattr(error, "headers", None)
     if headers is None:
         headers = getattr(getattr(error, "response", None), "headers", None)
@@ -74,7 +83,7 @@ def retry_after_s(error: BaseException) -> float | None:
     ``retry-after-ms`` or ``Retry-After`` (seconds) header; ``None`` if it did not say."""
     if isinstance(error, Throttled) and error.retry_after is not None:
         return error.retry_after
-    headers = {str(k).lower(): v for k, v in _headers_of(error).items()}
+    headers = {str(k).lower(): v for k, v in headers_of(error).items()}
     for name, scale in (("retry-after-ms", 1e-3), ("retry-after", 1.0)):
         value = headers.get(name)
         if value is None:
@@ -86,6 +95,11 @@ def retry_after_s(error: BaseException) -> float | None:
         if seconds >= 0:
             return seconds
     return None
+
+
+def is_throttle(error: BaseException) -> bool:
+    """Whether ``error`` is the provider saying "too many requests" (a 429)."""
+    return isinstance(error, Throttled) or status_of(error) == 429
 
 
 def is_retryable(error: BaseException) -> bool:

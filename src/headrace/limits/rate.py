@@ -1,0 +1,633 @@
+"""Keeping a provider's rate limit: requests and tokens per minute, known or learned.
+
+How a call goes through a :class:`Rate`:
+
+1. **Reserve before the call.** One request and the call's *estimated* tokens
+   are taken from two token buckets, into debt if need be; the caller then
+   sleeps until the debt is paid. Reservations are made in arrival order, so
+   waiting callers leave one by one at the provider's rate and never herd.
+2. **Reconcile after it.** The tokens the call really used (the ``usage`` of
+   its output) replace the estimate: the difference is given back, or taken.
+   The completion size learned this way feeds later estimates.
+3. **Spend a burst only as far as the provider allows.** The buckets start full
+   at the provider's burst less a ``headroom`` of 50 ms of the rate (at most
+   half the burst): the tokens left unspent absorb the jitter between when a
+   request is sent and when it arrives.
+4. **A 429 empties the buckets.** The provider's bucket is empty (someone else
+   may share the key), so ours is too; with ``x-ratelimit-remaining-*``
+   headers it is set to what the provider reports.
+
+:meth:`Rate.auto` learns the limit instead: from ``x-ratelimit-limit-*`` headers
+as soon as one response carries them (a 429, or a success reported with
+:func:`observe`); without headers, from 429s, by additive increase and
+multiplicative decrease around the rate that was getting through. Until it has
+learned a rate it paces calls by a window of calls in flight that starts at one
+and grows by one with each success (TCP's slow start), so that it never sends
+more than about twice what got through before the provider's first answer.
+
+``shared="redis://..."`` keeps the buckets in Redis (one atomic Lua script per
+call, on the Redis server's clock), so processes and machines share one limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ..durations import parse_compound, to_seconds
+from ..errors import PipelineError
+from .bucket import TokenBucket
+
+__all__ = ["Permit", "Rate", "estimate_tokens", "observe", "usage_tokens"]
+
+_PER = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
+
+
+def estimate_tokens(value: Any) -> int:
+    """A prompt's tokens, guessed from its text at four characters a token.
+
+    Reads OpenAI-style requests: ``messages`` (chat), ``input`` (embeddings),
+    ``prompt`` or ``text``; anything else counts its JSON text.
+    """
+    if isinstance(value, str):
+        return max(1, math.ceil(len(value) / 4))
+    if isinstance(value, Mapping):
+        messages = value.get("messages")
+        if isinstance(messages, list):
+            return 3 + sum(3 + estimate_tokens(_content(m)) for m in messages)
+        for name in ("input", "prompt", "text"):
+            part = value.get(name)
+            if isinstance(part, str):
+                return estimate_tokens(part)
+            if isinstance(part, list) and all(isinstance(p, str) for p in part):
+                return sum(estimate_tokens(p) for p in part)
+    import orjson
+
+    try:
+        return estimate_tokens(orjson.dumps(value, default=str).decode())
+    except TypeError:
+        return 1
+
+
+def _content(message: Any) -> str:
+    content = message.get("content") if isinstance(message, Mapping) else None
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, Mapping))
+    return ""
+
+
+def _max_tokens(value: Any) -> int | None:
+    if isinstance(value, Mapping):
+        for name in ("max_completion_tokens", "max_tokens"):
+            limit = value.get(name)
+            if isinstance(limit, int) and limit > 0:
+                return limit
+    return None
+
+
+def usage_tokens(output: Any) -> int | None:
+    """The tokens a call used: its output's ``usage.total_tokens`` (a dict or SDK object)."""
+    usage = output.get("usage") if isinstance(output, Mapping) else getattr(output, "usage", None)
+    total = (
+        usage.get("total_tokens")
+        if isinstance(usage, Mapping)
+        else getattr(usage, "total_tokens", None)
+    )
+    return total if isinstance(total, int) and not isinstance(total, bool) else None
+
+
+def _header(headers: Mapping[str, str], name: str) -> float | None:
+    raw = headers.get(name)
+    if raw is None:
+        return None
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        return parse_compound(str(raw))
+
+
+def _lower(headers: Mapping[str, Any] | None) -> dict[str, str]:
+    return {str(k).lower(): str(v) for k, v in (headers or {}).items()}
+
+
+@dataclass(slots=True)
+class Permit:
+    """One call's reservation: its estimated tokens and where it stood in the sequence."""
+
+    prompt: int
+    tokens: float
+    ticket: int
+    tokens_before: float
+    waited: float = 0.0
+    in_window: bool = False
+
+
+class _Buckets(Protocol):
+    async def reserve(self, requests: float, tokens: float) -> float: ...
+    async def adjust(self, requests: float, tokens: float) -> None: ...
+    async def drain(self) -> None: ...
+    async def close(self) -> None: ...
+
+
+class _LocalBuckets:
+    """The buckets in this process, shared by every step and run holding the same Rate."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.lock = threading.Lock()  # runs in several threads may share one Rate
+        self.requests: TokenBucket | None = None
+        self.tokens: TokenBucket | None = None
+
+    def reserve_now(self, requests: float, tokens: float) -> float:
+        with self.lock:
+            now = self.clock()
+            wait = 0.0
+            for bucket, cost in ((self.requests, requests), (self.tokens, tokens)):
+                if bucket is not None:
+                    wait = max(wait, bucket.reserve(cost, now))
+            return wait
+
+    async def reserve(self, requests: float, tokens: float) -> float:
+        return self.reserve_now(requests, tokens)
+
+    def adjust_now(self, requests: float, tokens: float) -> None:
+        with self.lock:
+            now = self.clock()
+            for bucket, amount in ((self.requests, requests), (self.tokens, tokens)):
+                if bucket is not None and amount:
+                    bucket.adjust(amount, now)
+
+    async def adjust(self, requests: float, tokens: float) -> None:
+        self.adjust_now(requests, tokens)
+
+    def cap_now(self, requests: float | None, tokens: float | None) -> None:
+        """Lower the levels to at most these (``None``: leave as is)."""
+        with self.lock:
+            now = self.clock()
+            for bucket, most in ((self.requests, requests), (self.tokens, tokens)):
+                if bucket is not None and most is not None:
+                    bucket.level = min(bucket.refill(now), most)
+
+    async def drain(self) -> None:
+        self.cap_now(0.0, 0.0)
+
+    async def close(self) -> None:
+        return None
+
+
+_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local mode = ARGV[7]
+local ttl = tonumber(ARGV[8])
+local function step(key, rate, cap, amount)
+  if rate <= 0 then return 0 end
+  local v = redis.call('HMGET', key, 'level', 'at')
+  local level = tonumber(v[1]) or cap
+  local at = tonumber(v[2]) or now
+  if now > at then level = math.min(cap, level + (now - at) * rate) end
+  if mode == 'reserve' then level = level - amount
+  elseif mode == 'adjust' then level = math.min(cap, level + amount)
+  else level = math.min(level, 0) end
+  redis.call('HSET', key, 'level', tostring(level), 'at', tostring(now))
+  redis.call('PEXPIRE', key, ttl)
+  if level < 0 then return -level / rate end
+  return 0
+end
+local a = step(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))
+local b = step(KEYS[2], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]))
+return tostring(math.max(a, b))
+"""
+
+
+class _RedisBuckets:
+    """The same two buckets in Redis: one atomic script per call, on Redis's clock."""
+
+    def __init__(self, url: str, key: str, spec: tuple[float, float, float, float]) -> None:
+        try:
+            import redis.asyncio as aioredis
+        except ImportError as exc:  # pragma: no cover - depends on the extras installed
+            raise PipelineError(
+                "hr.Rate(shared='redis://...') needs the redis package: "
+                "pip install 'headrace[redis]'"
+            ) from exc
+        self.client = aioredis.from_url(url)
+        self.script = self.client.register_script(_LUA)
+        self.keys = [f"headrace:rate:{key}:requests", f"headrace:rate:{key}:tokens"]
+        self.spec = spec  # request rate, request capacity, token rate, token capacity
+        per_second = min((r for r in (spec[0], spec[2]) if r > 0), default=1.0)
+        longest = max(c / r for r, c in ((spec[0], spec[1]), (spec[2], spec[3])) if r > 0)
+        # a full bucket is the same as no key: let Redis forget it a while after that
+        self.ttl_ms = str(int((longest + 60 + 1 / per_second) * 1000))
+
+    async def _call(self, mode: str, requests: float, tokens: float) -> float:
+        rq_rate, rq_cap, tk_rate, tk_cap = self.spec
+        args: list[str | float] = [rq_rate, rq_cap, requests, tk_rate, tk_cap, tokens, mode]
+        args.append(self.ttl_ms)
+        return float(await self.script(keys=self.keys, args=args))
+
+    async def reserve(self, requests: float, tokens: float) -> float:
+        return await self._call("reserve", requests, tokens)
+
+    async def adjust(self, requests: float, tokens: float) -> None:
+        await self._call("adjust", requests, tokens)
+
+    async def drain(self) -> None:
+        await self._call("drain", 0.0, 0.0)
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+
+class _Learner:
+    """What :meth:`Rate.auto` knows of the limit, and how it moves it."""
+
+    def __init__(self) -> None:
+        self.source: str | None = None  # "headers" or "429s"
+        self.successes: deque[float] = deque()
+        self.last_change = 0.0
+        self.cut_at = -math.inf
+
+    def success(self, now: float) -> None:
+        self.successes.append(now)
+        while self.successes and self.successes[0] < now - 1.0:
+            self.successes.popleft()
+
+    def getting_through(self, now: float) -> float:
+        """Successes a second over the last second."""
+        while self.successes and self.successes[0] < now - 1.0:
+            self.successes.popleft()
+        return float(len(self.successes))
+
+
+class Rate:
+    """A provider's rate limit, kept before each call of the steps that carry it.
+
+    Give it to a step (``@hr.step(rate=hr.Rate(requests=500, per="minute"))``);
+    give the same ``Rate`` to several steps that call one provider key, and they
+    share its limit. See the module's notes for how calls are paced.
+
+    Args:
+        requests: requests allowed per ``per`` (``None``: no request limit).
+        tokens: tokens (prompt plus completion) allowed per ``per``.
+        per: ``"second"``, ``"minute"``, ``"hour"``, ``"day"``, or a duration.
+        burst: the provider's request burst; default one second's worth.
+        token_burst: the provider's token burst; default one second's worth.
+        estimate: a function of the item giving its prompt tokens
+            (default :func:`estimate_tokens`); the completion is added from what
+            earlier calls used (or the item's ``max_tokens`` before any has finished).
+        usage: a function of the output giving the tokens used (default
+            :func:`usage_tokens`; ``None`` from it keeps the estimate).
+        headroom: how much of the rate to leave unspent in each bucket, as time
+            (default 50 ms' worth, at most half the burst), for arrival jitter.
+        shared: ``"redis://host:port/db"`` to keep the limit in Redis, shared by
+            every process using the same ``key``.
+        key: names the shared limit in Redis (one per provider key).
+
+    Raises:
+        PipelineError: no limit, or an invalid value.
+    """
+
+    def __init__(
+        self,
+        requests: float | None = None,
+        tokens: float | None = None,
+        per: str | float = "minute",
+        *,
+        burst: float | None = None,
+        token_burst: float | None = None,
+        estimate: Callable[[Any], int] | None = None,
+        usage: Callable[[Any], int | None] | None = None,
+        headroom: float | str = 0.05,
+        shared: str | None = None,
+        key: str = "default",
+        _auto: bool = False,
+        _clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        period = _PER.get(per) if isinstance(per, str) else None
+        self.per_s = period if period is not None else to_seconds(per, option="per")
+        if not self.per_s > 0:
+            raise PipelineError(f"Rate per must be a positive duration, got {per!r}")
+        for name, value in (
+            ("requests", requests),
+            ("tokens", tokens),
+            ("burst", burst),
+            ("token_burst", token_burst),
+        ):
+            if value is not None and (isinstance(value, bool) or not value > 0):
+                raise PipelineError(f"Rate {name} must be a positive number, got {value!r}")
+        if requests is None and tokens is None and not _auto:
+            raise PipelineError(
+                "Rate needs requests=, tokens= or both; use hr.Rate.auto() to learn the limit"
+            )
+        self.headroom_s = to_seconds(headroom, option="headroom")
+        if shared is not None and not shared.startswith(("redis://", "rediss://", "unix://")):
+            raise PipelineError(f"Rate shared= takes a redis:// URL, got {shared!r}")
+        self.requests = requests
+        self.tokens = tokens
+        self.burst = burst
+        self.token_burst = token_burst
+        self.estimate = estimate or estimate_tokens
+        self.usage = usage or usage_tokens
+        self.shared = shared
+        self.key = key
+        self.learns = _auto
+        self.clock = _clock
+        self.local = _LocalBuckets(_clock)
+        self.learner = _Learner() if _auto else None
+        self.completion: float | None = None  # running mean of completion tokens
+        self.tickets = 0
+        self.tokens_reserved = 0.0
+        self.throttled = 0
+        self.window = 1.0  # calls in flight allowed while an auto rate has learned nothing
+        self.in_flight = 0
+        self.waiters: deque[asyncio.Future[None]] = deque()
+        if requests is not None:
+            self._set_requests(requests / self.per_s)
+        if tokens is not None:
+            self._set_tokens(tokens / self.per_s)
+
+    @classmethod
+    def auto(
+        cls,
+        *,
+        estimate: Callable[[Any], int] | None = None,
+        usage: Callable[[Any], int | None] | None = None,
+        headroom: float | str = 0.05,
+    ) -> Rate:
+        """A limit learned while running (see the module's notes); it starts unlimited."""
+        return cls(estimate=estimate, usage=usage, headroom=headroom, _auto=True)
+
+    # -- the limit itself -------------------------------------------------------------
+
+    def _capacity(self, rate: float, burst: float | None) -> float:
+        size = burst if burst is not None else max(1.0, rate)  # default: one second's worth
+        return size - self._headroom(rate, size)
+
+    def _headroom(self, rate: float, size: float) -> float:
+        return min(size / 2, rate * self.headroom_s)
+
+    def _set_requests(self, per_second: float, level: float | None = None) -> None:
+        now = self.clock()
+        capacity = self._capacity(per_second, None if self.learns else self.burst)
+        with self.local.lock:
+            if self.local.requests is None:
+                self.local.requests = TokenBucket(per_second, capacity, now)
+            else:
+                self.local.requests.set_rate(per_second, capacity, now)
+            if level is not None:
+                self.local.requests.level = min(capacity, level)
+
+    def _set_tokens(self, per_second: float, level: float | None = None) -> None:
+        now = self.clock()
+        capacity = self._capacity(per_second, None if self.learns else self.token_burst)
+        with self.local.lock:
+            if self.local.tokens is None:
+                self.local.tokens = TokenBucket(per_second, capacity, now)
+            else:
+                self.local.tokens.set_rate(per_second, capacity, now)
+            if level is not None:
+                self.local.tokens.level = min(capacity, level)
+
+    def limit(self) -> dict[str, Any]:
+        """The limit in force: requests and tokens per minute, and where it came from."""
+        requests, tokens = self.local.requests, self.local.tokens
+        source = "given" if not self.learns else (self.learner.source if self.learner else None)
+        return {
+            "requests_per_minute": None if requests is None else round(requests.rate * 60, 3),
+            "tokens_per_minute": None if tokens is None else round(tokens.rate * 60, 3),
+            "source": source or "not learned yet",
+        }
+
+    def describe(self) -> dict[str, Any]:
+        """The settings as plain data (part of a step's definition)."""
+        if self.learns:
+            return {"auto": True, "headroom_s": self.headroom_s}
+        return {
+            "requests": self.requests,
+            "tokens": self.tokens,
+            "per_s": self.per_s,
+            "burst": self.burst,
+            "token_burst": self.token_burst,
+            "headroom_s": self.headroom_s,
+            "shared": self.shared is not None,
+            "key": self.key,
+        }
+
+    def __repr__(self) -> str:
+        if self.learns:
+            return f"Rate.auto({self.limit()})"
+        return f"Rate(requests={self.requests}, tokens={self.tokens}, per={self.per_s}s)"
+
+    # -- one call ---------------------------------------------------------------------
+
+    def open(self) -> _Buckets:
+        """The buckets one run uses: this process's, or a Redis connection of its own."""
+        if self.shared is None:
+            return self.local
+        request_rate = self.local.requests.rate if self.local.requests else 0.0
+        token_rate = self.local.tokens.rate if self.local.tokens else 0.0
+        spec = (
+            request_rate,
+            self.local.requests.capacity if self.local.requests else 0.0,
+            token_rate,
+            self.local.tokens.capacity if self.local.tokens else 0.0,
+        )
+        return _RedisBuckets(self.shared, self.key, spec)
+
+    def permit(self, value: Any) -> Permit:
+        """Estimate ``value``'s call: its prompt, and prompt plus expected completion."""
+        prompt = int(self.estimate(value)) if self.local.tokens is not None or self.learns else 0
+        expected = self.completion
+        if expected is None:
+            expected = float(_max_tokens(value) or 0)
+        else:
+            ceiling = _max_tokens(value)
+            expected = min(expected, ceiling) if ceiling is not None else expected
+        self.tickets += 1
+        tokens = prompt + expected
+        permit = Permit(prompt, tokens, self.tickets, self.tokens_reserved)
+        self.tokens_reserved += tokens
+        return permit
+
+    def _windowed(self) -> bool:
+        return self.learner is not None and self.learner.source is None
+
+    async def acquire(self, buckets: _Buckets, value: Any) -> Permit:
+        """Reserve one request and ``value``'s tokens, and wait until they are paid for.
+
+        Every permit must be given back with :meth:`release` when its call ends.
+        """
+        while self._windowed() and self.in_flight >= self.window:
+            waiter = asyncio.get_running_loop().create_future()
+            self.waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter in self.waiters:
+                    self.waiters.remove(waiter)
+                self._wake()
+                raise
+        permit = self.permit(value)
+        if self._windowed():
+            self.in_flight += 1
+            permit.in_window = True
+        wait = await buckets.reserve(1.0, permit.tokens)
+        if wait > 0:
+            try:
+                await asyncio.sleep(wait)
+            except asyncio.CancelledError:
+                await asyncio.shield(buckets.adjust(1.0, permit.tokens))
+                raise
+            permit.waited = wait
+        return permit
+
+    def release(self, permit: Permit) -> None:
+        """The permit's call has ended, however it ended."""
+        if permit.in_window:
+            permit.in_window = False
+            self.in_flight -= 1
+            self._wake()
+
+    def _wake(self) -> None:
+        free = math.inf if not self._windowed() else self.window - self.in_flight
+        while self.waiters and free > 0:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.get_loop().call_soon_threadsafe(_resolve, waiter)
+                free -= 1
+
+    async def succeeded(self, buckets: _Buckets, permit: Permit, output: Any) -> None:
+        """Reconcile the estimate with the tokens ``output`` says were used."""
+        if self.learner is not None:
+            self.learner.success(self.clock())
+            if self._windowed():
+                self.window += 1
+            self._grow()
+        used = self.usage(output)
+        if used is None:
+            return
+        completion = max(0.0, used - permit.prompt)
+        self.completion = (
+            completion if self.completion is None else 0.9 * self.completion + 0.1 * completion
+        )
+        if self.local.tokens is not None and used != permit.tokens:
+            await buckets.adjust(0.0, permit.tokens - used)
+
+    async def throttled_by(
+        self, buckets: _Buckets, permit: Permit | None, headers: Mapping[str, Any] | None
+    ) -> None:
+        """The provider answered 429: empty the buckets (or set them from its headers)."""
+        self.throttled += 1
+        seen = _lower(headers)
+        if self.learner is not None and not self._learn(seen, permit):
+            self._cut()
+        remaining = {
+            kind: _header(seen, f"x-ratelimit-remaining-{kind}") for kind in ("requests", "tokens")
+        }
+        if isinstance(buckets, _LocalBuckets) and any(v is not None for v in remaining.values()):
+            buckets.cap_now(remaining["requests"], remaining["tokens"])
+        else:
+            await buckets.drain()
+
+    def observe(self, permit: Permit | None, headers: Mapping[str, Any]) -> None:
+        """Learn from a successful response's headers (only :meth:`auto` limits use them)."""
+        if self.learner is not None:
+            self._learn(_lower(headers), permit)
+
+    # -- learning ---------------------------------------------------------------------
+
+    def _learn(self, headers: Mapping[str, str], permit: Permit | None) -> bool:
+        """Take the limit from ``x-ratelimit-*`` headers; whether they named one."""
+        assert self.learner is not None
+        learned = False
+        for kind in ("requests", "tokens"):
+            limit = _header(headers, f"x-ratelimit-limit-{kind}")
+            if limit is None or not limit > 0:
+                continue
+            per_second = limit / 60  # OpenAI's limit headers are per minute
+            bucket = self.local.requests if kind == "requests" else self.local.tokens
+            level = None
+            remaining = _header(headers, f"x-ratelimit-remaining-{kind}")
+            if bucket is None and remaining is not None and permit is not None:
+                # the provider counted up to this call; ours must also count the calls since
+                since = (
+                    self.tickets - permit.ticket
+                    if kind == "requests"
+                    else self.tokens_reserved - permit.tokens_before - permit.tokens
+                )
+                level = remaining - since - self._headroom(per_second, max(1.0, per_second))
+            if bucket is None or not math.isclose(bucket.rate, per_second, rel_tol=1e-6):
+                setter = self._set_requests if kind == "requests" else self._set_tokens
+                setter(per_second, level)
+            learned = True
+        if learned:
+            self.learner.source = "headers"
+            self._wake()
+        return learned
+
+    def _cut(self) -> None:
+        """A 429 said nothing of the limit: lower the rate (or set the first one)."""
+        assert self.learner is not None
+        if self.learner.source == "headers":
+            return
+        now = self.clock()
+        bucket = self.local.requests
+        if bucket is None:
+            through = self.learner.getting_through(now)
+            self._set_requests(max(1.0, through), level=0.0)
+            self.learner.source = "429s"
+            self._wake()
+        elif now - self.learner.cut_at > 1.0 / bucket.rate + 0.2:  # once per burst of 429s
+            self._set_requests(max(0.1, bucket.rate * 0.85))
+        else:
+            return
+        self.learner.cut_at = self.learner.last_change = now
+
+    def _grow(self) -> None:
+        """Healthy for a second since the last change: raise a 429-learned rate by 2%."""
+        assert self.learner is not None
+        bucket = self.local.requests
+        if self.learner.source != "429s" or bucket is None:
+            return
+        now = self.clock()
+        if now - self.learner.last_change >= 1.0:
+            self._set_requests(bucket.rate * 1.02)
+            self.learner.last_change = now
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+_CURRENT: contextvars.ContextVar[tuple[Rate, Permit] | None] = contextvars.ContextVar(
+    "headrace_rate", default=None
+)
+
+
+def observe(headers: Mapping[str, Any]) -> None:
+    """Report a successful response's headers to the running step's :class:`Rate`.
+
+    Call it from a step's function with the provider's response headers: an
+    :meth:`Rate.auto` limit learns the limit from ``x-ratelimit-limit-*`` at once
+    instead of waiting for a 429. Outside a rate-limited step it does nothing.
+    """
+    current = _CURRENT.get()
+    if current is not None:
+        rate, permit = current
+        rate.observe(permit, headers)
+
+
+def current_permit() -> contextvars.ContextVar[tuple[Rate, Permit] | None]:
+    """The context variable :func:`observe` reads (set by the step's handler)."""
+    return _CURRENT

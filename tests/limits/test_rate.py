@@ -1,0 +1,233 @@
+"""hr.Rate: the limiter's arithmetic on a fake clock, learning, and runs against headrace sim."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+import aiohttp
+import pytest
+
+import headrace as hr
+from headrace.limits.bucket import TokenBucket
+from headrace.limits.rate import Rate, estimate_tokens, usage_tokens
+from headrace.sim import serve
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_bucket_refuses_or_reserves_and_refills_at_its_rate() -> None:
+    bucket = TokenBucket(rate=10, capacity=5, now=0.0)
+    assert all(bucket.try_take(1, 0.0) for _ in range(5))
+    assert not bucket.try_take(1, 0.0)
+    assert bucket.wait_for(1, 0.0) == pytest.approx(0.1)
+    assert bucket.try_take(1, 0.1)
+    assert bucket.reserve(3, 0.1) == pytest.approx(0.3)  # into debt: paid off in 0.3 s
+    assert bucket.until_full(0.1) == pytest.approx(0.8)
+    bucket.adjust(10, 0.1)
+    assert bucket.level == 5  # never above the capacity
+
+
+def test_waiters_are_spread_at_the_rate_not_released_together() -> None:
+    clock = Clock()
+    rate = Rate(requests=600, per="minute", burst=10, headroom=0, _clock=clock)
+    waits = [rate.local.reserve_now(1, 0) for _ in range(30)]
+    assert waits[:10] == [0.0] * 10  # the burst goes at once
+    gaps = [b - a for a, b in itertools.pairwise(waits[10:])]
+    assert gaps == pytest.approx([0.1] * 19)  # then one every 1/rate seconds
+    clock.now = 1.0  # a second later ten are paid for: the queue moved on by ten
+    assert rate.local.reserve_now(1, 0) == pytest.approx(waits[-1] + 0.1 - 1.0)
+
+
+def test_the_headroom_keeps_part_of_the_burst_unspent() -> None:
+    rate = Rate(requests=6000, per="minute", burst=100, _clock=Clock())
+    waits = [rate.local.reserve_now(1, 0) for _ in range(100)]
+    assert sum(1 for w in waits if w == 0) == 95  # 50 ms of 100/s kept back
+    small = Rate(requests=600, per="minute", burst=2, headroom="500ms", _clock=Clock())
+    assert small.local.requests is not None
+    assert small.local.requests.capacity == 1.0  # 0.5 s of 10/s is 5: capped at half the burst
+
+
+def test_tokens_are_estimated_then_reconciled_with_the_usage() -> None:
+    clock = Clock()
+    rate = Rate(tokens=6000, per="minute", token_burst=1000, headroom=0, _clock=clock)
+    item = {"messages": [{"role": "user", "content": "x" * 400}], "max_tokens": 50}
+    assert estimate_tokens(item) == 3 + 3 + 100
+
+    async def call(used: int) -> float:
+        permit = await rate.acquire(rate.local, item)
+        await rate.succeeded(rate.local, permit, {"usage": {"total_tokens": used}})
+        return permit.tokens
+
+    first = asyncio.run(call(126))
+    assert first == 106 + 50  # before any usage: the prompt plus max_tokens
+    assert rate.local.tokens is not None
+    assert rate.local.tokens.level == pytest.approx(1000 - 126)  # the estimate was reconciled
+    second = asyncio.run(call(126))
+    assert second == pytest.approx(106 + 20)  # then the completion size it has seen
+
+
+def test_usage_is_read_from_dicts_and_sdk_objects() -> None:
+    class Usage:
+        total_tokens = 42
+
+    class Reply:
+        usage = Usage()
+
+    assert usage_tokens({"usage": {"total_tokens": 7}}) == 7
+    assert usage_tokens(Reply()) == 42
+    assert usage_tokens("no usage") is None
+
+
+def test_a_429_empties_the_bucket_or_sets_it_from_the_headers() -> None:
+    clock = Clock()
+    rate = Rate(requests=600, per="minute", burst=10, headroom=0, _clock=clock)
+    assert rate.local.requests is not None
+    asyncio.run(rate.throttled_by(rate.local, None, None))
+    assert rate.local.requests.level == 0.0
+    clock.now = 10.0  # refilled
+    asyncio.run(rate.throttled_by(rate.local, None, {"x-ratelimit-remaining-requests": "3"}))
+    assert rate.local.requests.level == 3.0
+    assert rate.limit()["requests_per_minute"] == 600  # a known limit is never changed
+
+
+def test_auto_learns_the_limit_from_headers_and_counts_the_calls_in_flight() -> None:
+    rate = Rate.auto()
+    permits = [rate.permit({"prompt": "x"}) for _ in range(10)]  # ten calls sent, unlimited
+    assert rate.limit()["source"] == "not learned yet"
+    headers = {
+        "x-ratelimit-limit-requests": "6000",
+        "x-ratelimit-remaining-requests": "90",
+        "x-ratelimit-reset-requests": "100ms",
+    }
+    rate.observe(permits[0], headers)  # the first call's answer: 90 left when it arrived
+    assert rate.limit() == {
+        "requests_per_minute": 6000.0,
+        "tokens_per_minute": None,
+        "source": "headers",
+    }
+    assert rate.local.requests is not None
+    # 90 left at the provider, less the nine calls sent after that one, less the headroom
+    assert rate.local.requests.level == pytest.approx(90 - 9 - 5, abs=0.5)
+
+
+def test_auto_without_headers_converges_near_the_limit_from_429s() -> None:
+    """A provider of 100 req/s (burst 100) and a client offering 300/s, in simulated time."""
+    clock = Clock()
+    rate = Rate(_auto=True, _clock=clock)
+    provider = TokenBucket(100, 100, 0.0)
+    sent = throttled = 0
+    learned: list[float] = []
+
+    async def simulate() -> None:
+        nonlocal sent, throttled
+        offer = 0.0
+        while offer < 60.0:
+            offer += 1 / 300
+            clock.now = offer
+            permit = rate.permit({})
+            send_at = offer + rate.local.reserve_now(1, 0)
+            clock.now = send_at
+            sent += 1
+            if provider.try_take(1, send_at):
+                await rate.succeeded(rate.local, permit, None)
+            else:
+                throttled += 1
+                await rate.throttled_by(rate.local, permit, None)
+            offer = max(offer, send_at)
+            if offer > 30:
+                learned.append(rate.limit()["requests_per_minute"] / 60)
+
+    asyncio.run(simulate())
+    assert rate.limit()["source"] == "429s"
+    assert 85 <= sum(learned) / len(learned) <= 101  # the mean rate over the last 30 s
+    assert throttled / sent < 0.03
+
+
+def test_invalid_rates_are_refused_where_they_are_built() -> None:
+    with pytest.raises(hr.PipelineError, match="needs requests"):
+        hr.Rate()
+    with pytest.raises(hr.PipelineError, match="positive"):
+        hr.Rate(requests=0)
+    with pytest.raises(hr.PipelineError, match="redis"):
+        hr.Rate(requests=10, shared="http://x")
+    with pytest.raises(hr.PipelineError, match="batched"):
+        hr.step(batch=hr.Batch(max_size=4), rate=hr.Rate(requests=10))(lambda xs: xs)  # type: ignore[call-overload]
+
+
+def _chat(session: list[aiohttp.ClientSession], url: str, **options: Any) -> Any:
+    @hr.step(name="chat", **options)
+    async def chat(item: dict[str, Any]) -> dict[str, Any]:
+        async with session[0].post(f"{url}/chat/completions", json=item) as response:
+            hr.observe(response.headers)
+            response.raise_for_status()
+            reply: dict[str, Any] = await response.json()
+            return reply
+
+    return chat
+
+
+def _items(n: int) -> list[dict[str, Any]]:
+    return [
+        {"model": "m", "messages": [{"role": "user", "content": f"item {i}"}]} for i in range(n)
+    ]
+
+
+async def _run(url: str, n: int, **options: Any) -> hr.RunResult:
+    session: list[aiohttp.ClientSession] = []
+    async with aiohttp.ClientSession() as client:
+        session.append(client)
+        return await hr.arun(_chat(session, url, **options), _items(n), progress=False)
+
+
+def test_a_known_limit_draws_no_429_and_spreads_the_calls() -> None:
+    with serve(rpm=1200, burst=5) as sim:
+        rate = hr.Rate(requests=1200, per="minute", burst=5)
+        result = asyncio.run(_run(sim.url, 40, rate=rate, concurrency=40))
+        stats = sim.stats()
+    assert result.metrics.items_out == 40
+    assert stats["throttled"] == 0
+    arrived = [n for n in stats["windows"]["arrived"] if n]
+    assert arrived[0] <= 5  # the burst (less the headroom)...
+    assert max(arrived[1:]) <= 4, arrived  # ...then 2 per 100 ms, never a herd
+    chat = result.metrics.step("chat")
+    assert chat.rate_waits >= 30
+    assert "rate 1,200 req/min (given)" in result.summary()
+
+
+def test_after_429s_from_someone_else_on_the_key_waiters_do_not_herd() -> None:
+    with serve(rpm=1200, burst=5) as sim:
+        other = asyncio.run(_run(sim.url, 5))  # another client empties the provider's bucket
+        assert other.metrics.items_out == 5
+        rate = hr.Rate(requests=1200, per="minute", burst=5)
+        result = asyncio.run(
+            _run(sim.url, 30, rate=rate, retry=hr.Retry(attempts=10), concurrency=30)
+        )
+        stats = sim.stats()
+    assert result.metrics.items_out == 30
+    chat = result.metrics.step("chat")
+    assert 1 <= chat.throttled <= 5, arrived  # only the burst finds the bucket empty
+    arrived = stats["windows"]["arrived"]
+    # window 0: the other client's five; window 1: our burst, refused, and the first
+    # retries; from then on two calls per 100 ms (20/s), not the 30 waiters at once
+    assert max(arrived[2:]) <= 4, arrived
+
+
+def test_auto_learns_the_sims_limit_from_its_headers() -> None:
+    with serve(rpm=3000, burst=10) as sim:
+        rate = hr.Rate.auto()
+        result = asyncio.run(_run(sim.url, 60, rate=rate, retry=hr.Retry(attempts=10)))
+        stats = sim.stats()
+    assert result.metrics.items_out == 60
+    assert rate.limit()["requests_per_minute"] == 3000
+    assert stats["throttled"] <= 3
+    assert result.metrics.step("chat").to_dict()["rate"]["source"] == "headers"
