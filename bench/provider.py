@@ -37,15 +37,23 @@ def chat_step(
     url: str,
     *,
     observe: bool = False,
+    headers: bool = True,
     **options: Any,
 ) -> hr.FunctionStep[dict[str, Any], dict[str, Any]]:
-    """A step posting each item to ``url``/chat/completions; ``options`` go to ``hr.step``."""
+    """A step posting each item to ``url``/chat/completions; ``options`` go to ``hr.step``.
+
+    ``observe`` reports each success's headers with ``hr.observe``; without
+    ``headers`` a 429 is raised as a bare ``hr.Throttled()``, as from a provider
+    that sends no rate-limit headers.
+    """
 
     @hr.step(name="chat", **options)
     async def chat(item: dict[str, Any]) -> dict[str, Any]:
         async with session().post(f"{url}/chat/completions", json=item) as response:
             if observe:
                 hr.observe(response.headers)
+            if response.status == 429 and not headers:
+                raise hr.Throttled()
             response.raise_for_status()
             reply: dict[str, Any] = await response.json()
             return reply
@@ -62,7 +70,7 @@ async def run_against(
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as client:
         step = make_step(lambda: client, url)
         started = time.perf_counter()
-        result = await hr.arun(step, items, **run_options)
+        result = await hr.arun(step, items, progress=False, **run_options)
         return result, time.perf_counter() - started
 
 

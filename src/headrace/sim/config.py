@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
 
 __all__ = ["FAULTS", "SimConfig"]
 
@@ -93,6 +97,11 @@ class SimConfig:
         if self.latency_sigma == 0 or median == 0:
             return median
         return median * math.exp(rng.gauss(0.0, self.latency_sigma))
+
+    def latency_of(self, body: Any) -> float:
+        """The latency a ``repeatable`` simulator gives the request ``body`` (its parsed JSON)."""
+        seed = int.from_bytes(hashlib.sha256(orjson.dumps(("latency", body))).digest()[:8], "big")
+        return self.latency_s(random.Random(seed))
 
     def pick_fault(self, rng: random.Random) -> str | None:
         """The fault this request gets, or ``None``."""

@@ -235,8 +235,7 @@ def build_app(config: SimConfig) -> web.Application:
         try:
             if fault is not None:
                 state.faults[fault] = state.faults.get(fault, 0) + 1
-            rng = random.Random(_digest("latency", body)) if config.repeatable else state.rng
-            latency = config.latency_s(rng)
+            latency = config.latency_of(body) if config.repeatable else config.latency_s(state.rng)
             if fault == "hang":
                 latency = config.hang_s
             if latency > 0:
