@@ -97,8 +97,8 @@ def test_with_options_copies_and_validates() -> None:
             "step 'shout' is an async function, which runs on the event "
             "loop; executor='thread' is for sync functions",
         ),
-        ({"timeout": "soon"}, "timeout='soon' is not a duration"),
-        ({"timeout": -1}, "timeout must not be negative, got -1"),
+        ({"timeout": "soon"}, "step 'shout': timeout='soon' is not a duration"),
+        ({"timeout": -1}, "step 'shout': timeout must not be negative, got -1"),
         ({"batch": 8}, "step 'shout': batch must be hr.Batch"),
     ],
 )

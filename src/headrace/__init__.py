@@ -52,7 +52,9 @@ from .io import (
     write_parquet,
     write_sql,
 )
+from .limits.circuit import Circuit, CircuitOpen
 from .limits.concurrency import ConcurrencyLimit, ConcurrencyStatistics
+from .limits.policies import Fallback, Timeout
 from .limits.rate import Rate, observe
 from .limits.retry import Retry
 from .metrics import Histogram, RunMetrics, StepMetrics
@@ -107,6 +109,10 @@ __all__ = [
     "Retry",
     "Rate",
     "observe",
+    "Circuit",
+    "CircuitOpen",
+    "Fallback",
+    "Timeout",
     "__version__",
     "arun",
     "default_window",

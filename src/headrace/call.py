@@ -27,6 +27,7 @@ from .executors import (
     function_ref,
     open_thread_pool,
 )
+from .limits.circuit import Circuit, CircuitOpen
 from .limits.concurrency import ConcurrencyLimit
 from .limits.rate import current_permit
 from .limits.retry import Retry, headers_of, is_throttle
@@ -49,8 +50,16 @@ def bind_function_step(step: FunctionStep[Any, Any], ctx: RunContext) -> Handler
         handler = _bind_batched(step, ctx, metrics, validator)
     else:
         handler = _bind_single(step, ctx, metrics, validator)
+        if step.circuit is not None:
+            metrics.circuit = step.circuit
+            handler = _guarded(handler, step.circuit, step.name)
         if step.retry is not None:
             handler = _retrying(handler, step.retry, metrics)
+    if step.total_timeout_s is not None:
+        handler = _bounded(handler, step.total_timeout_s, step.name, metrics)
+    if step.fallback is not None:
+        fallback = step.fallback
+        handler = _falling_back(handler, ctx.bind(fallback.step), fallback.when, metrics)
     if step.ordered:
         handler = _in_entry_order(handler, Sequencer(ctx.activity))
     return handler
@@ -270,6 +279,68 @@ def _retrying(handler: Handler, retry: Retry, metrics: StepMetrics) -> Handler:
                 metrics.retries += 1
             await asyncio.sleep(retry.delay(attempt, cause, rng))
             attempt += 1
+
+    return handle
+
+
+def _guarded(handler: Handler, circuit: Circuit, name: str) -> Handler:
+    """Refuse calls at once while ``circuit`` is open; tell it how each call ended."""
+
+    async def handle(value: Any) -> Any:
+        if not circuit.allow():
+            error = CircuitOpen(f"step {name!r}: the circuit is open after repeated failures")
+            raise StepFailed(name, error)
+        try:
+            out = await handler(value)
+        except StepFailed as failure:
+            circuit.failed(failure.cause)
+            raise
+        except BaseException:
+            circuit.probing = False  # cancelled: the probe's turn passes to the next call
+            raise
+        circuit.succeeded()
+        return out
+
+    return handle
+
+
+def _bounded(handler: Handler, total_s: float, name: str, metrics: StepMetrics) -> Handler:
+    """Fail the item when its time in the step, all attempts included, passes ``total_s``."""
+
+    async def handle(value: Any) -> Any:
+        deadline = asyncio.timeout(total_s)
+        try:
+            async with deadline:
+                return await handler(value)
+        except TimeoutError as exc:
+            if not deadline.expired():
+                raise
+            metrics.errors += 1
+            raise StepFailed(name, StepTimeout(name, total_s)) from exc
+
+    return handle
+
+
+def _falling_back(
+    handler: Handler,
+    fallback: Handler,
+    when: Callable[[BaseException], bool],
+    metrics: StepMetrics,
+) -> Handler:
+    """Run ``fallback`` on the item when ``handler`` failed in a way ``when`` accepts."""
+
+    async def handle(value: Any) -> Any:
+        try:
+            return await handler(value)
+        except StepFailed as failure:
+            if not when(failure.cause):
+                raise
+            metrics.fallbacks += 1
+            try:
+                return await fallback(value)
+            except StepFailed as second:
+                second.add_note(f"the fallback ran after: {failure}")
+                raise
 
     return handle
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from .limits.concurrency import ConcurrencyLimit
 
 if TYPE_CHECKING:
+    from .limits.circuit import Circuit
     from .limits.rate import Rate
 
 __all__ = ["Histogram", "StepMetrics", "RunMetrics"]
@@ -89,6 +90,8 @@ class StepMetrics:
         throttled: calls the provider answered 429 (``hr.Throttled``, or a client's 429).
         rate: the step's :class:`~headrace.limits.rate.Rate`, whose limit the summary shows.
         rate_waits: calls that waited for the rate limit; ``rate_wait_s`` is their total wait.
+        circuit: the step's circuit breaker, whose state and openings the summary shows.
+        fallbacks: items this step's failure sent to its fallback step.
     """
 
     name: str
@@ -110,6 +113,8 @@ class StepMetrics:
     rate: Rate | None = None
     rate_waits: int = 0
     rate_wait_s: float = 0.0
+    circuit: Circuit | None = None
+    fallbacks: int = 0
 
     def record_call(self, wait_s: float, busy_s: float) -> None:
         """Count one successful single-item call."""
@@ -170,6 +175,14 @@ class StepMetrics:
                 "waits": self.rate_waits,
                 "wait_s": round(self.rate_wait_s, 6),
             }
+        if self.circuit is not None:
+            data["circuit"] = {
+                "state": self.circuit.state,
+                "opened": self.circuit.opened,
+                "refused": self.circuit.refused,
+            }
+        if self.fallbacks:
+            data["fallbacks"] = self.fallbacks
         if self.limiter is not None:
             stats = self.limiter.statistics()
             data["concurrency"] = {"limit": stats.limit, "peak": stats.peak}

@@ -135,5 +135,12 @@ class RunResult:
                     f"rate {per_minute or 'unlimited'} ({limit['source']}); waited "
                     f"{s.rate_waits:,} times, {s.rate_wait_s:.3f} s in all"
                 )
+            if s.circuit is not None and (s.circuit.opened or s.circuit.refused):
+                extras.append(
+                    f"circuit {s.circuit.state}: opened {s.circuit.opened:,} times, "
+                    f"refused {s.circuit.refused:,} calls"
+                )
+            if s.fallbacks:
+                extras.append(f"fell back {s.fallbacks:,} times")
             lines.extend(f"{'':<24}   {extra}" for extra in extras)
         return "\n".join(lines)

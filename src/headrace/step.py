@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Final, Generic, Literal, Self, TypeVar, o
 from .durations import to_seconds
 from .errors import PipelineError
 from .fingerprint import code_hash
+from .limits.circuit import Circuit
+from .limits.policies import Fallback, Timeout
 from .limits.rate import Rate
 from .limits.retry import Retry
 
@@ -234,12 +236,14 @@ class FunctionStep(Step[In, Out]):
         version: str = "1",
         concurrency: int | None = None,
         executor: Executor = "async",
-        timeout: float | str | None = None,
+        timeout: float | str | Timeout | None = None,
         ordered: bool = False,
         batch: Batch | None = None,
         validate: bool = False,
         retry: Retry | None = None,
         rate: Rate | None = None,
+        circuit: Circuit | None = None,
+        fallback: Fallback | Step[Any, Any] | None = None,
     ) -> None:
         if not callable(fn):
             raise PipelineError(f"a step needs a callable, got {type(fn).__name__}: {fn!r}")
@@ -275,10 +279,18 @@ class FunctionStep(Step[In, Out]):
             raise PipelineError(
                 f"step {self.name!r}: concurrency must be a positive integer, got {concurrency!r}"
             )
-        self.timeout_s = None if timeout is None else to_seconds(timeout, option="timeout")
-        if self.timeout_s == 0:
-            raise PipelineError(f"step {self.name!r}: timeout must be greater than zero")
-        if self.timeout_s is not None and not self.is_async and executor == "async":
+        limits = None
+        if isinstance(timeout, Timeout):
+            limits = timeout
+        elif timeout is not None:
+            try:
+                limits = Timeout(attempt=timeout)
+            except PipelineError as exc:
+                raise PipelineError(f"step {self.name!r}: {exc}") from None
+        self.timeout = limits
+        self.timeout_s = limits.attempt_s if limits is not None else None
+        self.total_timeout_s = limits.total_s if limits is not None else None
+        if limits is not None and not self.is_async and executor == "async":
             raise PipelineError(
                 f"step {self.name!r}: a timeout cannot interrupt a sync function running on "
                 "the event loop; use executor='thread' or executor='process'"
@@ -312,6 +324,26 @@ class FunctionStep(Step[In, Out]):
                 "and the process executor cannot carry one yet"
             )
         self.rate = rate
+        if circuit is not None and not isinstance(circuit, Circuit):
+            raise PipelineError(
+                f"step {self.name!r}: circuit must be hr.Circuit(...), got {circuit!r}"
+            )
+        if circuit is not None and self.call_batch is not None:
+            raise PipelineError(
+                f"step {self.name!r}: circuit= guards calls made once per item; batched steps "
+                "and the process executor cannot carry one yet"
+            )
+        self.circuit = circuit
+        if isinstance(fallback, Step):
+            fallback = Fallback(fallback)
+        if fallback is not None and not isinstance(fallback, Fallback):
+            raise PipelineError(
+                f"step {self.name!r}: fallback must be a step or hr.Fallback(step), "
+                f"got {fallback!r}"
+            )
+        if fallback is not None and fallback.step is self:
+            raise PipelineError(f"step {self.name!r} cannot be its own fallback")
+        self.fallback = fallback
 
     def with_options(self, **changes: Any) -> FunctionStep[In, Out]:
         """Return a copy of this step with some options changed (e.g. ``name=``, ``concurrency=``).
@@ -324,12 +356,14 @@ class FunctionStep(Step[In, Out]):
             "version": self.version,
             "concurrency": self.concurrency,
             "executor": self.executor,
-            "timeout": self.timeout_s,
+            "timeout": self.timeout,
             "ordered": self.ordered,
             "batch": self.batch,
             "validate": self.validate,
             "retry": self.retry,
             "rate": self.rate,
+            "circuit": self.circuit,
+            "fallback": self.fallback,
         }
         unknown = set(changes) - set(options)
         if unknown:
@@ -445,12 +479,14 @@ def step(
     version: str = "1",
     concurrency: int | None = None,
     executor: Executor = "async",
-    timeout: float | str | None = None,
+    timeout: float | str | Timeout | None = None,
     ordered: bool = False,
     batch: None = None,
     validate: bool = False,
     retry: Retry | None = None,
     rate: Rate | None = None,
+    circuit: Circuit | None = None,
+    fallback: Fallback | Step[Any, Any] | None = None,
 ) -> _StepDecorator: ...
 
 
@@ -461,12 +497,14 @@ def step(
     version: str = "1",
     concurrency: int | None = None,
     executor: Executor = "async",
-    timeout: float | str | None = None,
+    timeout: float | str | Timeout | None = None,
     ordered: bool = False,
     batch: Batch,
     validate: bool = False,
     retry: None = None,
     rate: None = None,
+    circuit: None = None,
+    fallback: Fallback | Step[Any, Any] | None = None,
 ) -> _BatchStepDecorator: ...
 
 
@@ -485,7 +523,9 @@ def step(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
             ``"thread"``: a thread pool, for blocking I/O. ``"process"``: a process
             pool, for CPU-bound Python; items travel to it in chunks.
         timeout: the most one call may take (seconds or ``"500ms"``); a call that takes
-            longer fails the item with :class:`~headrace.errors.StepTimeout`.
+            longer fails the item with :class:`~headrace.errors.StepTimeout`. Or an
+            :class:`~headrace.limits.policies.Timeout`, which can also bound an
+            item's whole time in the step, retries included.
         ordered: emit items from this step in the order they entered it.
         batch: make this a batched step (``list -> list``), see :class:`Batch`.
         validate: check each output against the function's return annotation.
@@ -494,6 +534,10 @@ def step(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
         rate: keep a provider's rate limit, see :class:`~headrace.limits.rate.Rate`
             (per-item steps on the ``async`` or ``thread`` executor); the limit is
             waited for after the concurrency slot is taken, for every attempt.
+        circuit: fail fast while the provider is down, see
+            :class:`~headrace.limits.circuit.Circuit` (per-item steps).
+        fallback: a step (or :class:`~headrace.limits.policies.Fallback`) to run on
+            the item when this one has failed, its attempts spent.
 
     Returns:
         A :class:`FunctionStep`, or a decorator that makes one.
