@@ -50,6 +50,48 @@ def postgres_url() -> str:
     pytest.fail(f"PostgreSQL is installed but did not start answering at {POSTGRES_URL}")
 
 
+REDIS_URL = os.environ.get("HEADRACE_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def _redis_answers() -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3).ping())
+    except redis.RedisError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """A reachable Redis, started if it is installed but down."""
+    if _redis_answers():
+        return REDIS_URL
+    if shutil.which("redis-server") is None:
+        pytest.skip(f"no Redis installed here (and none answers at {REDIS_URL})")
+    subprocess.run(
+        [
+            "redis-server",
+            "--daemonize",
+            "yes",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            "6379",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        check=False,
+    )
+    for _ in range(40):
+        if _redis_answers():
+            return REDIS_URL
+        time.sleep(0.25)
+    pytest.fail(f"Redis is installed but did not start answering at {REDIS_URL}")
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A database URL, once for SQLite (a file in tmp_path) and once for PostgreSQL."""

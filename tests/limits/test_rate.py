@@ -231,3 +231,43 @@ def test_auto_learns_the_sims_limit_from_its_headers() -> None:
     assert rate.limit()["requests_per_minute"] == 3000
     assert stats["throttled"] <= 3
     assert result.metrics.step("chat").to_dict()["rate"]["source"] == "headers"
+
+
+def _two_processes(sim_url: str, shared: str, key: str) -> list[dict[str, Any]]:
+    import json
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    worker = Path(__file__).with_name("rate_worker.py")
+    start_at = f"{time.time() + 2.0}"
+    children = [
+        subprocess.Popen(
+            [sys.executable, str(worker), sim_url, shared, key, "30", start_at],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [child.communicate(timeout=120)[0] for child in children]
+    assert all(child.returncode == 0 for child in children), outputs
+    return [json.loads(output) for output in outputs]
+
+
+@pytest.mark.slow
+def test_a_redis_limit_is_shared_by_two_processes(redis_url: str) -> None:
+    import uuid
+
+    with serve(rpm=1200, burst=5, process=True) as sim:
+        # the control: two processes each keeping the limit alone send twice the rate
+        alone = _two_processes(sim.url, "local", "unused")
+        throttled_alone = sim.stats()["throttled"]
+        sim.reset()
+        shared = _two_processes(sim.url, redis_url, f"test-{uuid.uuid4().hex[:8]}")
+        stats = sim.stats()
+    assert [r["out"] for r in alone + shared] == [30] * 4
+    assert throttled_alone >= 15
+    assert stats["throttled"] <= 3  # together they kept one limit of 20/s...
+    busy = [n for n in stats["windows"]["arrived"] if n]
+    assert max(busy[1:]) <= 4, busy  # ...two calls per 100 ms between them, after the burst

@@ -204,3 +204,27 @@ def test_serve_in_a_child_process() -> None:
         assert sim.stats()["ok"] == 1
     with pytest.raises(urllib.error.URLError):
         sim.stats()
+
+
+@pytest.mark.slow
+def test_the_command_line_serves_until_stopped() -> None:
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "headrace", "sim", "--port", "0", "--rpm", "60"]
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        line = child.stdout.readline()
+        assert line.startswith("headrace sim listening on http://127.0.0.1:")
+        url = line.split()[-1]
+        with urllib.request.urlopen(f"{url}/models", timeout=10) as answer:
+            assert json.loads(answer.read())["object"] == "list"
+    finally:
+        child.terminate()
+        child.wait(timeout=30)
+    refused = subprocess.run(
+        [*command[:3], "sim", "--host", "0.0.0.0"], capture_output=True, text=True, check=False
+    )
+    assert refused.returncode == 2
+    assert "loopback" in refused.stderr
