@@ -53,7 +53,7 @@ from .io import (
     write_sql,
 )
 from .limits.circuit import Circuit, CircuitOpen
-from .limits.concurrency import ConcurrencyLimit, ConcurrencyStatistics
+from .limits.concurrency import AdaptiveConcurrency, ConcurrencyLimit, ConcurrencyStatistics
 from .limits.policies import Fallback, Timeout
 from .limits.rate import Rate, observe
 from .limits.retry import Retry
@@ -109,6 +109,7 @@ __all__ = [
     "Retry",
     "Rate",
     "observe",
+    "AdaptiveConcurrency",
     "Circuit",
     "CircuitOpen",
     "Fallback",

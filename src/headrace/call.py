@@ -28,7 +28,7 @@ from .executors import (
     open_thread_pool,
 )
 from .limits.circuit import Circuit, CircuitOpen
-from .limits.concurrency import ConcurrencyLimit
+from .limits.concurrency import ConcurrencyController, ConcurrencyLimit
 from .limits.rate import current_permit
 from .limits.retry import Retry, headers_of, is_throttle
 from .metrics import StepMetrics
@@ -73,12 +73,20 @@ def _bind_single(
 ) -> Handler:
     name = step.name
     fn = step.fn
-    limiter = ConcurrencyLimit(step.concurrency)
+    adaptive = step.adaptive
+    limiter = ConcurrencyLimit(adaptive.initial if adaptive is not None else step.concurrency)
     metrics.limiter = limiter
+    controller = ConcurrencyController(adaptive, limiter) if adaptive is not None else None
     try_acquire, acquire, release = limiter.try_acquire, limiter.acquire, limiter.release
     record = metrics.record_call
 
-    if step.is_async and step.timeout_s is None and validator is None and step.rate is None:
+    if (
+        step.is_async
+        and step.timeout_s is None
+        and validator is None
+        and step.rate is None
+        and controller is None
+    ):
 
         async def handle_async(value: Any) -> Any:
             started = perf_counter()
@@ -151,6 +159,8 @@ def _bind_single(
             metrics.errors += 1
             if is_throttle(exc):
                 metrics.throttled += 1
+                if controller is not None:
+                    controller.throttled()
                 if permit is not None:
                     await rate.throttled_by(buckets, permit, headers_of(exc))  # type: ignore[union-attr]
             raise StepFailed(name, exc) from exc
@@ -160,7 +170,10 @@ def _bind_single(
                 permits.reset(token)
             if permit is not None:
                 rate.release(permit)  # type: ignore[union-attr]
-        record(admitted - started - (permit.waited if permit else 0.0), perf_counter() - admitted)
+        busy = perf_counter() - admitted
+        record(admitted - started - (permit.waited if permit else 0.0), busy)
+        if controller is not None:
+            controller.finished_call(busy)
         if out is FILTERED:
             metrics.filtered += 1
         return out

@@ -15,6 +15,7 @@ from .durations import to_seconds
 from .errors import PipelineError
 from .fingerprint import code_hash
 from .limits.circuit import Circuit
+from .limits.concurrency import AdaptiveConcurrency
 from .limits.policies import Fallback, Timeout
 from .limits.rate import Rate
 from .limits.retry import Retry
@@ -234,7 +235,7 @@ class FunctionStep(Step[In, Out]):
         *,
         name: str | None = None,
         version: str = "1",
-        concurrency: int | None = None,
+        concurrency: int | AdaptiveConcurrency | None = None,
         executor: Executor = "async",
         timeout: float | str | Timeout | None = None,
         ordered: bool = False,
@@ -266,10 +267,20 @@ class FunctionStep(Step[In, Out]):
                 f"executor={executor!r} is for sync functions"
             )
         self.executor: Executor = executor
-        self.concurrency = (
-            _default_concurrency(executor, batch is not None)
-            if concurrency is None
-            else concurrency
+        self.adaptive: AdaptiveConcurrency | None = None
+        slots: int | None
+        if isinstance(concurrency, AdaptiveConcurrency):
+            self.adaptive = concurrency
+            if executor == "process" or batch is not None:
+                raise PipelineError(
+                    f"step {self.name!r}: AdaptiveConcurrency moves the limit of calls made "
+                    "once per item; batched steps and the process executor take an integer"
+                )
+            slots = concurrency.max
+        else:
+            slots = concurrency
+        self.concurrency: int = (
+            _default_concurrency(executor, batch is not None) if slots is None else slots
         )
         if (
             isinstance(self.concurrency, bool)
@@ -354,7 +365,7 @@ class FunctionStep(Step[In, Out]):
         options: dict[str, Any] = {
             "name": self.name,
             "version": self.version,
-            "concurrency": self.concurrency,
+            "concurrency": self.adaptive or self.concurrency,
             "executor": self.executor,
             "timeout": self.timeout,
             "ordered": self.ordered,
@@ -477,7 +488,7 @@ def step(
     *,
     name: str | None = None,
     version: str = "1",
-    concurrency: int | None = None,
+    concurrency: int | AdaptiveConcurrency | None = None,
     executor: Executor = "async",
     timeout: float | str | Timeout | None = None,
     ordered: bool = False,
@@ -517,7 +528,9 @@ def step(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
             part of the fingerprint.
         concurrency: the most calls in flight at once (a batch counts as one call).
             Default: the CPU count for ``process``; 1 for a batched step otherwise;
-            64 for ``async`` and min(32, CPUs + 4) for ``thread``.
+            64 for ``async`` and min(32, CPUs + 4) for ``thread``. Or an
+            :class:`~headrace.limits.concurrency.AdaptiveConcurrency`, which moves
+            the limit with the latency and 429s seen (per-item steps).
         executor: where the function runs. ``"async"``: on the event loop (an async
             function is awaited, a sync one is called inline: keep it fast).
             ``"thread"``: a thread pool, for blocking I/O. ``"process"``: a process

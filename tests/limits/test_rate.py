@@ -190,7 +190,7 @@ async def _run(url: str, n: int, **options: Any) -> hr.RunResult:
 
 
 def test_a_known_limit_draws_no_429_and_spreads_the_calls() -> None:
-    with serve(rpm=1200, burst=5) as sim:
+    with serve(rpm=1200, burst=5, process=True) as sim:
         rate = hr.Rate(requests=1200, per="minute", burst=5)
         result = asyncio.run(_run(sim.url, 40, rate=rate, concurrency=40))
         stats = sim.stats()
@@ -205,7 +205,7 @@ def test_a_known_limit_draws_no_429_and_spreads_the_calls() -> None:
 
 
 def test_after_429s_from_someone_else_on_the_key_waiters_do_not_herd() -> None:
-    with serve(rpm=1200, burst=5) as sim:
+    with serve(rpm=1200, burst=5, process=True) as sim:
         other = asyncio.run(_run(sim.url, 5))  # another client empties the provider's bucket
         assert other.metrics.items_out == 5
         rate = hr.Rate(requests=1200, per="minute", burst=5)
@@ -223,7 +223,7 @@ def test_after_429s_from_someone_else_on_the_key_waiters_do_not_herd() -> None:
 
 
 def test_auto_learns_the_sims_limit_from_its_headers() -> None:
-    with serve(rpm=3000, burst=10) as sim:
+    with serve(rpm=3000, burst=10, process=True) as sim:
         rate = hr.Rate.auto()
         result = asyncio.run(_run(sim.url, 60, rate=rate, retry=hr.Retry(attempts=10)))
         stats = sim.stats()

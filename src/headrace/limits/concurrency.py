@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections import deque
 from dataclasses import dataclass
 
 from ..errors import PipelineError
 
-__all__ = ["ConcurrencyLimit", "ConcurrencyStatistics"]
+__all__ = [
+    "AdaptiveConcurrency",
+    "ConcurrencyController",
+    "ConcurrencyLimit",
+    "ConcurrencyStatistics",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +72,7 @@ class ConcurrencyLimit:
 
     def try_acquire(self) -> bool:
         """Take a slot if one is free and nobody is waiting; never blocks."""
-        if self._free and not self._waiters:
+        if self._free > 0 and not self._waiters:
             self._free -= 1
             self._admitted += 1
             in_use = self._limit - self._free
@@ -92,8 +98,19 @@ class ConcurrencyLimit:
                 self._waiters.remove(future)
             raise
 
+    def set_limit(self, limit: int) -> None:
+        """Change the number of slots; a lower limit takes effect as holders release."""
+        self._free += limit - self._limit
+        self._limit = limit
+        while self._free > 0 and self._waiters:
+            self._free -= 1
+            self.release()
+
     def release(self) -> None:
         """Give a slot back, handing it to the oldest waiter if there is one."""
+        if self._free < 0:  # the limit was lowered: this slot is gone
+            self._free += 1
+            return
         while self._waiters:
             future = self._waiters.popleft()
             if not future.done():
@@ -112,3 +129,105 @@ class ConcurrencyLimit:
             admitted=self._admitted,
             waited=self._waited,
         )
+
+
+class AdaptiveConcurrency:
+    """A concurrency limit that finds itself: ``hr.step(concurrency=hr.AdaptiveConcurrency())``.
+
+    It starts at ``initial`` and, once per round (as many finished calls as the
+    limit), moves:
+
+    - **doubles** while calls are healthy, until the first sign of trouble (slow start);
+    - then **adds one** while healthy;
+    - **cuts by 10%** when the calls' recent latency (a moving average) is more
+      than ``tolerance`` times the lowest latency seen: more calls in flight are
+      only queueing at the provider;
+    - **cuts by 25%** on a 429 (at most once a round).
+
+    Args:
+        initial: the limit to start with.
+        min: the lowest limit.
+        max: the highest limit (also the step's thread pool size, and what
+            sizes the run's window).
+        tolerance: how much slower than the best latency counts as queueing.
+
+    Raises:
+        PipelineError: an invalid value.
+    """
+
+    def __init__(
+        self, initial: int = 8, *, min: int = 1, max: int = 256, tolerance: float = 2.0
+    ) -> None:
+        for name, value in (("initial", initial), ("min", min), ("max", max)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise PipelineError(
+                    f"AdaptiveConcurrency {name} must be a positive integer, got {value!r}"
+                )
+        if not min <= initial <= max:
+            raise PipelineError(
+                f"AdaptiveConcurrency needs min <= initial <= max, got {min}, {initial}, {max}"
+            )
+        if not tolerance > 1:
+            raise PipelineError(f"AdaptiveConcurrency tolerance must be > 1, got {tolerance!r}")
+        self.initial = initial
+        self.min = min
+        self.max = max
+        self.tolerance = tolerance
+
+    def describe(self) -> dict[str, float]:
+        """The settings as plain data."""
+        return {"initial": self.initial, "min": self.min, "max": self.max}
+
+    def __repr__(self) -> str:
+        return f"AdaptiveConcurrency(initial={self.initial}, min={self.min}, max={self.max})"
+
+
+class ConcurrencyController:
+    """Moves one run's :class:`ConcurrencyLimit` as :class:`AdaptiveConcurrency` says."""
+
+    def __init__(self, policy: AdaptiveConcurrency, limit: ConcurrencyLimit) -> None:
+        self.policy = policy
+        self.limit = limit
+        self.best = math.inf
+        self.recent: float | None = None
+        self.finished = 0
+        self.slow_start = True
+        self.throttled_this_round = False
+        self.changes = 0
+
+    def finished_call(self, latency_s: float) -> None:
+        """A call succeeded after ``latency_s`` seconds."""
+        self.best = min(self.best, latency_s)
+        self.recent = latency_s if self.recent is None else 0.9 * self.recent + 0.1 * latency_s
+        self._round()
+
+    def throttled(self) -> None:
+        """A call was answered 429."""
+        if not self.throttled_this_round:
+            self.throttled_this_round = True
+            self.slow_start = False
+            self._set(int(self.limit.limit * 0.75))
+        self._round()
+
+    def _round(self) -> None:
+        self.finished += 1
+        if self.finished < self.limit.limit:
+            return
+        self.finished = 0
+        if self.throttled_this_round:
+            self.throttled_this_round = False
+            return
+        current = self.limit.limit
+        if self.recent is not None and self.recent > self.policy.tolerance * self.best:
+            self.slow_start = False
+            self._set(int(current * 0.9))
+        elif self.slow_start:
+            self._set(current * 2)
+        else:
+            self._set(current + 1)
+
+    def _set(self, limit: int) -> None:
+        limit = max(self.policy.min, min(self.policy.max, limit))
+        if limit != self.limit.limit:
+            self.limit.set_limit(limit)
+            self.changes += 1
