@@ -137,15 +137,15 @@ def _bind_single(
         started = perf_counter()
         if not try_acquire():
             await acquire()
-        admitted = perf_counter()
+        admitted = slotted = perf_counter()
         permit = token = None
         try:
             if rate is not None:
                 permit = await rate.acquire(buckets, value)
-                if permit.waited:
+                admitted = perf_counter()
+                if admitted - slotted > 1e-3:  # a wait, not just the reservation's bookkeeping
                     metrics.rate_waits += 1
-                    metrics.rate_wait_s += permit.waited
-                    admitted = perf_counter()
+                    metrics.rate_wait_s += admitted - slotted
                 token = permits.set((rate, permit))
             if timeout_s is not None:
                 out = await _with_timeout(call(value), timeout_s, name)
@@ -171,7 +171,7 @@ def _bind_single(
             if permit is not None:
                 rate.release(permit)  # type: ignore[union-attr]
         busy = perf_counter() - admitted
-        record(admitted - started - (permit.waited if permit else 0.0), busy)
+        record(slotted - started, busy)
         if controller is not None:
             controller.finished_call(busy)
         if out is FILTERED:

@@ -57,7 +57,9 @@ def test_run_kill_status_resume_retry_dead_from_the_command_line(tmp_path: Path)
     job = headrace(*args, cwd=tmp_path, wait=False)
     assert isinstance(job, subprocess.Popen)
     deadline = time.monotonic() + 60
-    while not list((tmp_path / "out").glob("batch_*.jsonl")):  # a first commit
+    # the writer makes a batch file durable, then commits it: a second file means the
+    # first commit is in (a kill between file and commit rightly redoes the batch)
+    while len(list((tmp_path / "out").glob("batch_*.jsonl"))) < 2:
         assert job.poll() is None and time.monotonic() < deadline
         time.sleep(0.05)
     job.kill()

@@ -127,7 +127,6 @@ class Permit:
     tokens: float
     ticket: int
     tokens_before: float
-    waited: float = 0.0
     in_window: bool = False
 
 
@@ -488,7 +487,6 @@ class Rate:
             except asyncio.CancelledError:
                 await asyncio.shield(buckets.adjust(1.0, permit.tokens))
                 raise
-            permit.waited = wait
         return permit
 
     def release(self, permit: Permit) -> None:
