@@ -79,3 +79,22 @@ def run(
 ) -> tuple[hr.RunResult, float]:
     """:func:`run_against` from synchronous code."""
     return asyncio.run(run_against(url, items, make_step, **options))
+
+
+def outcome(
+    name: str, result: hr.RunResult, wall: float, stats: dict[str, Any], ideal_s: float
+) -> dict[str, Any]:
+    """The fields every rate benchmark reports: how items ended, time over the ideal, 429s."""
+    items = result.metrics.items_in
+    ok = result.metrics.items_out
+    return {
+        "bench": name,
+        "items": items,
+        "succeeded": ok,
+        "dead": result.metrics.items_dead,
+        "wall_s": round(wall, 3),
+        "ideal_s": round(ideal_s, 3),
+        "of_ideal": round(ideal_s / wall * ok / items, 4),
+        "throttled_429s": stats["throttled"],
+        "throttled_share": round(stats["throttled"] / stats["requests"], 5),
+    }

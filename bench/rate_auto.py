@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from provider import chat_items, chat_step, run
+from provider import chat_items, chat_step, outcome, run
 
 import headrace as hr
 from headrace.sim import serve
@@ -45,26 +45,12 @@ def main() -> None:
         )
         stats = sim.stats()
     ideal = (args.items - BURST) / (RPM / 60) + LATENCY_MS / 1e3
-    ok = result.metrics.items_out
     learned = rate.limit()["requests_per_minute"]
-    print(
-        json.dumps(
-            {
-                "bench": "rate_auto" + ("" if headers else "_no_headers"),
-                "items": args.items,
-                "succeeded": ok,
-                "dead": result.metrics.items_dead,
-                "wall_s": round(wall, 3),
-                "ideal_s": round(ideal, 3),
-                "of_ideal": round(ideal / wall * ok / args.items, 4),
-                "throttled_429s": stats["throttled"],
-                "throttled_share": round(stats["throttled"] / stats["requests"], 5),
-                "learned_rpm": learned,
-                "learned_from": rate.limit()["source"],
-                "learned_error": None if learned is None else round(abs(learned - RPM) / RPM, 4),
-            }
-        )
-    )
+    report = outcome("rate_auto" + ("" if headers else "_no_headers"), result, wall, stats, ideal)
+    report["learned_rpm"] = learned
+    report["learned_from"] = rate.limit()["source"]
+    report["learned_error"] = None if learned is None else round(abs(learned - RPM) / RPM, 4)
+    print(json.dumps(report))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from provider import chat_items, chat_step, run
+from provider import chat_items, chat_step, outcome, run
 
 import headrace as hr
 from headrace.sim import serve
@@ -37,23 +37,7 @@ def main() -> None:
         )
         stats = sim.stats()
     ideal = (args.items - BURST) / (RPM / 60) + LATENCY_MS / 1e3
-    ok = result.metrics.items_out
-    print(
-        json.dumps(
-            {
-                "bench": "rate_known",
-                "items": args.items,
-                "succeeded": ok,
-                "dead": result.metrics.items_dead,
-                "wall_s": round(wall, 3),
-                "ideal_s": round(ideal, 3),
-                "of_ideal": round(ideal / wall * ok / args.items, 4),
-                "throttled_429s": stats["throttled"],
-                "throttled_share": round(stats["throttled"] / stats["requests"], 5),
-                "sim_requests": stats["requests"],
-            }
-        )
-    )
+    print(json.dumps(outcome("rate_known", result, wall, stats, ideal)))
 
 
 if __name__ == "__main__":

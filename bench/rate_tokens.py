@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from provider import chat_items, chat_step, run
+from provider import chat_items, chat_step, outcome, run
 
 import headrace as hr
 from headrace.sim import serve
@@ -39,23 +39,9 @@ def main() -> None:
         stats = sim.stats()
     tokens = stats["prompt_tokens"] + stats["completion_tokens"]
     ceiling = (tokens - TPM / 60) / (TPM / 60) + LATENCY_MS / 1e3
-    ok = result.metrics.items_out
-    print(
-        json.dumps(
-            {
-                "bench": "rate_tokens",
-                "items": args.items,
-                "succeeded": ok,
-                "dead": result.metrics.items_dead,
-                "tokens": tokens,
-                "wall_s": round(wall, 3),
-                "ceiling_s": round(ceiling, 3),
-                "of_ceiling": round(ceiling / wall * ok / args.items, 4),
-                "throttled_429s": stats["throttled"],
-                "throttled_share": round(stats["throttled"] / stats["requests"], 5),
-            }
-        )
-    )
+    report = outcome("rate_tokens", result, wall, stats, ceiling)
+    report["tokens"] = tokens
+    print(json.dumps(report))
 
 
 if __name__ == "__main__":

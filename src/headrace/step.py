@@ -40,6 +40,7 @@ Out = TypeVar("Out", covariant=True)
 A = TypeVar("A")
 B = TypeVar("B")
 C = TypeVar("C")
+P = TypeVar("P")
 
 Executor = Literal["async", "thread", "process"]
 _EXECUTORS: Final = ("async", "thread", "process")
@@ -314,37 +315,11 @@ class FunctionStep(Step[In, Out]):
             )
         self.batch = batch
         self.validate = bool(validate)
-        if retry is not None and not isinstance(retry, Retry):
-            raise PipelineError(
-                f"step {self.name!r}: retry must be hr.Retry(attempts=..., ...), got {retry!r}"
-            )
-        if retry is not None and self.call_batch is not None:
-            raise PipelineError(
-                f"step {self.name!r}: retry= is for steps called once per item; batched steps "
-                "and the process executor cannot retry yet"
-            )
-        self.retry = retry
-        if rate is not None and not isinstance(rate, Rate):
-            raise PipelineError(
-                f"step {self.name!r}: rate must be hr.Rate(requests=..., per=...) or "
-                f"hr.Rate.auto(), got {rate!r}"
-            )
-        if rate is not None and self.call_batch is not None:
-            raise PipelineError(
-                f"step {self.name!r}: rate= paces calls made once per item; batched steps "
-                "and the process executor cannot carry one yet"
-            )
-        self.rate = rate
-        if circuit is not None and not isinstance(circuit, Circuit):
-            raise PipelineError(
-                f"step {self.name!r}: circuit must be hr.Circuit(...), got {circuit!r}"
-            )
-        if circuit is not None and self.call_batch is not None:
-            raise PipelineError(
-                f"step {self.name!r}: circuit= guards calls made once per item; batched steps "
-                "and the process executor cannot carry one yet"
-            )
-        self.circuit = circuit
+        self.retry = self._per_call_policy("retry", retry, Retry, "hr.Retry(attempts=..., ...)")
+        self.rate = self._per_call_policy(
+            "rate", rate, Rate, "hr.Rate(requests=..., per=...) or hr.Rate.auto()"
+        )
+        self.circuit = self._per_call_policy("circuit", circuit, Circuit, "hr.Circuit(...)")
         if isinstance(fallback, Step):
             fallback = Fallback(fallback)
         if fallback is not None and not isinstance(fallback, Fallback):
@@ -355,6 +330,19 @@ class FunctionStep(Step[In, Out]):
         if fallback is not None and fallback.step is self:
             raise PipelineError(f"step {self.name!r} cannot be its own fallback")
         self.fallback = fallback
+
+    def _per_call_policy(self, option: str, value: P | None, kind: type[P], shape: str) -> P | None:
+        """Check a policy that acts on each call of a per-item step (retry, rate, circuit)."""
+        if value is None:
+            return None
+        if not isinstance(value, kind):
+            raise PipelineError(f"step {self.name!r}: {option} must be {shape}, got {value!r}")
+        if self.call_batch is not None:
+            raise PipelineError(
+                f"step {self.name!r}: {option}= acts on calls made once per item; batched "
+                "steps and the process executor cannot carry it yet"
+            )
+        return value
 
     def with_options(self, **changes: Any) -> FunctionStep[In, Out]:
         """Return a copy of this step with some options changed (e.g. ``name=``, ``concurrency=``).

@@ -376,26 +376,26 @@ class Rate:
         return min(size / 2, rate * self.headroom_s)
 
     def _set_requests(self, per_second: float, level: float | None = None) -> None:
-        now = self.clock()
-        capacity = self._capacity(per_second, None if self.learns else self.burst)
-        with self.local.lock:
-            if self.local.requests is None:
-                self.local.requests = TokenBucket(per_second, capacity, now)
-            else:
-                self.local.requests.set_rate(per_second, capacity, now)
-            if level is not None:
-                self.local.requests.level = min(capacity, level)
+        self._set_bucket("requests", per_second, self.burst, level)
 
     def _set_tokens(self, per_second: float, level: float | None = None) -> None:
+        self._set_bucket("tokens", per_second, self.token_burst, level)
+
+    def _set_bucket(
+        self, kind: str, per_second: float, burst: float | None, level: float | None
+    ) -> None:
+        """Create or re-rate the ``kind`` bucket; ``level`` sets what it holds now."""
         now = self.clock()
-        capacity = self._capacity(per_second, None if self.learns else self.token_burst)
+        capacity = self._capacity(per_second, None if self.learns else burst)
         with self.local.lock:
-            if self.local.tokens is None:
-                self.local.tokens = TokenBucket(per_second, capacity, now)
+            bucket: TokenBucket | None = getattr(self.local, kind)
+            if bucket is None:
+                bucket = TokenBucket(per_second, capacity, now)
+                setattr(self.local, kind, bucket)
             else:
-                self.local.tokens.set_rate(per_second, capacity, now)
+                bucket.set_rate(per_second, capacity, now)
             if level is not None:
-                self.local.tokens.level = min(capacity, level)
+                bucket.level = min(capacity, level)
 
     def limit(self) -> dict[str, Any]:
         """The limit in force: requests and tokens per minute, and where it came from."""
