@@ -11,7 +11,8 @@ import pytest
 
 import headrace as hr
 from headrace.limits.bucket import TokenBucket
-from headrace.limits.rate import Rate, estimate_tokens, usage_tokens
+from headrace.limits.rate import Rate
+from headrace.limits.usage import estimate_tokens, usage_tokens
 from headrace.sim import serve
 
 

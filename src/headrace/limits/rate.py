@@ -34,75 +34,21 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import math
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from ..durations import parse_compound, to_seconds
 from ..errors import PipelineError
 from .bucket import TokenBucket
+from .pacing import Buckets, LocalBuckets, RedisBuckets
+from .usage import estimate_tokens, max_tokens, usage_tokens
 
 __all__ = ["Permit", "Rate", "estimate_tokens", "observe", "usage_tokens"]
 
 _PER = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
-
-
-def estimate_tokens(value: Any) -> int:
-    """A prompt's tokens, guessed from its text at four characters a token.
-
-    Reads OpenAI-style requests: ``messages`` (chat), ``input`` (embeddings),
-    ``prompt`` or ``text``; anything else counts its JSON text.
-    """
-    if isinstance(value, str):
-        return max(1, math.ceil(len(value) / 4))
-    if isinstance(value, Mapping):
-        messages = value.get("messages")
-        if isinstance(messages, list):
-            return 3 + sum(3 + estimate_tokens(_content(m)) for m in messages)
-        for name in ("input", "prompt", "text"):
-            part = value.get(name)
-            if isinstance(part, str):
-                return estimate_tokens(part)
-            if isinstance(part, list) and all(isinstance(p, str) for p in part):
-                return sum(estimate_tokens(p) for p in part)
-    import orjson
-
-    try:
-        return estimate_tokens(orjson.dumps(value, default=str).decode())
-    except TypeError:
-        return 1
-
-
-def _content(message: Any) -> str:
-    content = message.get("content") if isinstance(message, Mapping) else None
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(str(p.get("text", "")) for p in content if isinstance(p, Mapping))
-    return ""
-
-
-def _max_tokens(value: Any) -> int | None:
-    if isinstance(value, Mapping):
-        for name in ("max_completion_tokens", "max_tokens"):
-            limit = value.get(name)
-            if isinstance(limit, int) and limit > 0:
-                return limit
-    return None
-
-
-def usage_tokens(output: Any) -> int | None:
-    """The tokens a call used: its output's ``usage.total_tokens`` (a dict or SDK object)."""
-    usage = output.get("usage") if isinstance(output, Mapping) else getattr(output, "usage", None)
-    total = (
-        usage.get("total_tokens")
-        if isinstance(usage, Mapping)
-        else getattr(usage, "total_tokens", None)
-    )
-    return total if isinstance(total, int) and not isinstance(total, bool) else None
 
 
 def _header(headers: Mapping[str, str], name: str) -> float | None:
@@ -128,123 +74,6 @@ class Permit:
     ticket: int
     tokens_before: float
     in_window: bool = False
-
-
-class _Buckets(Protocol):
-    async def reserve(self, requests: float, tokens: float) -> float: ...
-    async def adjust(self, requests: float, tokens: float) -> None: ...
-    async def drain(self) -> None: ...
-    async def close(self) -> None: ...
-
-
-class _LocalBuckets:
-    """The buckets in this process, shared by every step and run holding the same Rate."""
-
-    def __init__(self, clock: Callable[[], float]) -> None:
-        self.clock = clock
-        self.lock = threading.Lock()  # runs in several threads may share one Rate
-        self.requests: TokenBucket | None = None
-        self.tokens: TokenBucket | None = None
-
-    def reserve_now(self, requests: float, tokens: float) -> float:
-        with self.lock:
-            now = self.clock()
-            wait = 0.0
-            for bucket, cost in ((self.requests, requests), (self.tokens, tokens)):
-                if bucket is not None:
-                    wait = max(wait, bucket.reserve(cost, now))
-            return wait
-
-    async def reserve(self, requests: float, tokens: float) -> float:
-        return self.reserve_now(requests, tokens)
-
-    def adjust_now(self, requests: float, tokens: float) -> None:
-        with self.lock:
-            now = self.clock()
-            for bucket, amount in ((self.requests, requests), (self.tokens, tokens)):
-                if bucket is not None and amount:
-                    bucket.adjust(amount, now)
-
-    async def adjust(self, requests: float, tokens: float) -> None:
-        self.adjust_now(requests, tokens)
-
-    def cap_now(self, requests: float | None, tokens: float | None) -> None:
-        """Lower the levels to at most these (``None``: leave as is)."""
-        with self.lock:
-            now = self.clock()
-            for bucket, most in ((self.requests, requests), (self.tokens, tokens)):
-                if bucket is not None and most is not None:
-                    bucket.level = min(bucket.refill(now), most)
-
-    async def drain(self) -> None:
-        self.cap_now(0.0, 0.0)
-
-    async def close(self) -> None:
-        return None
-
-
-_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local mode = ARGV[7]
-local ttl = tonumber(ARGV[8])
-local function step(key, rate, cap, amount)
-  if rate <= 0 then return 0 end
-  local v = redis.call('HMGET', key, 'level', 'at')
-  local level = tonumber(v[1]) or cap
-  local at = tonumber(v[2]) or now
-  if now > at then level = math.min(cap, level + (now - at) * rate) end
-  if mode == 'reserve' then level = level - amount
-  elseif mode == 'adjust' then level = math.min(cap, level + amount)
-  else level = math.min(level, 0) end
-  redis.call('HSET', key, 'level', tostring(level), 'at', tostring(now))
-  redis.call('PEXPIRE', key, ttl)
-  if level < 0 then return -level / rate end
-  return 0
-end
-local a = step(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))
-local b = step(KEYS[2], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]))
-return tostring(math.max(a, b))
-"""
-
-
-class _RedisBuckets:
-    """The same two buckets in Redis: one atomic script per call, on Redis's clock."""
-
-    def __init__(self, url: str, key: str, spec: tuple[float, float, float, float]) -> None:
-        try:
-            import redis.asyncio as aioredis
-        except ImportError as exc:  # pragma: no cover - depends on the extras installed
-            raise PipelineError(
-                "hr.Rate(shared='redis://...') needs the redis package: "
-                "pip install 'headrace[redis]'"
-            ) from exc
-        self.client = aioredis.from_url(url)
-        self.script = self.client.register_script(_LUA)
-        self.keys = [f"headrace:rate:{key}:requests", f"headrace:rate:{key}:tokens"]
-        self.spec = spec  # request rate, request capacity, token rate, token capacity
-        per_second = min((r for r in (spec[0], spec[2]) if r > 0), default=1.0)
-        longest = max(c / r for r, c in ((spec[0], spec[1]), (spec[2], spec[3])) if r > 0)
-        # a full bucket is the same as no key: let Redis forget it a while after that
-        self.ttl_ms = str(int((longest + 60 + 1 / per_second) * 1000))
-
-    async def _call(self, mode: str, requests: float, tokens: float) -> float:
-        rq_rate, rq_cap, tk_rate, tk_cap = self.spec
-        args: list[str | float] = [rq_rate, rq_cap, requests, tk_rate, tk_cap, tokens, mode]
-        args.append(self.ttl_ms)
-        return float(await self.script(keys=self.keys, args=args))
-
-    async def reserve(self, requests: float, tokens: float) -> float:
-        return await self._call("reserve", requests, tokens)
-
-    async def adjust(self, requests: float, tokens: float) -> None:
-        await self._call("adjust", requests, tokens)
-
-    async def drain(self) -> None:
-        await self._call("drain", 0.0, 0.0)
-
-    async def close(self) -> None:
-        await self.client.aclose()
 
 
 class _Learner:
@@ -341,7 +170,7 @@ class Rate:
         self.key = key
         self.learns = _auto
         self.clock = _clock
-        self.local = _LocalBuckets(_clock)
+        self.local = LocalBuckets(_clock)
         self.learner = _Learner() if _auto else None
         self.completion: float | None = None  # running mean of completion tokens
         self.tickets = 0
@@ -429,7 +258,7 @@ class Rate:
 
     # -- one call ---------------------------------------------------------------------
 
-    def open(self) -> _Buckets:
+    def open(self) -> Buckets:
         """The buckets one run uses: this process's, or a Redis connection of its own."""
         if self.shared is None:
             return self.local
@@ -441,16 +270,16 @@ class Rate:
             token_rate,
             self.local.tokens.capacity if self.local.tokens else 0.0,
         )
-        return _RedisBuckets(self.shared, self.key, spec)
+        return RedisBuckets(self.shared, self.key, spec)
 
     def permit(self, value: Any) -> Permit:
         """Estimate ``value``'s call: its prompt, and prompt plus expected completion."""
         prompt = int(self.estimate(value)) if self.local.tokens is not None or self.learns else 0
         expected = self.completion
         if expected is None:
-            expected = float(_max_tokens(value) or 0)
+            expected = float(max_tokens(value) or 0)
         else:
-            ceiling = _max_tokens(value)
+            ceiling = max_tokens(value)
             expected = min(expected, ceiling) if ceiling is not None else expected
         self.tickets += 1
         tokens = prompt + expected
@@ -461,7 +290,7 @@ class Rate:
     def _windowed(self) -> bool:
         return self.learner is not None and self.learner.source is None
 
-    async def acquire(self, buckets: _Buckets, value: Any) -> Permit:
+    async def acquire(self, buckets: Buckets, value: Any) -> Permit:
         """Reserve one request and ``value``'s tokens, and wait until they are paid for.
 
         Every permit must be given back with :meth:`release` when its call ends.
@@ -504,7 +333,7 @@ class Rate:
                 waiter.get_loop().call_soon_threadsafe(_resolve, waiter)
                 free -= 1
 
-    async def succeeded(self, buckets: _Buckets, permit: Permit, output: Any) -> None:
+    async def succeeded(self, buckets: Buckets, permit: Permit, output: Any) -> None:
         """Reconcile the estimate with the tokens ``output`` says were used."""
         if self.learner is not None:
             self.learner.success(self.clock())
@@ -522,7 +351,7 @@ class Rate:
             await buckets.adjust(0.0, permit.tokens - used)
 
     async def throttled_by(
-        self, buckets: _Buckets, permit: Permit | None, headers: Mapping[str, Any] | None
+        self, buckets: Buckets, permit: Permit | None, headers: Mapping[str, Any] | None
     ) -> None:
         """The provider answered 429: empty the buckets (or set them from its headers)."""
         self.throttled += 1
@@ -532,7 +361,7 @@ class Rate:
         remaining = {
             kind: _header(seen, f"x-ratelimit-remaining-{kind}") for kind in ("requests", "tokens")
         }
-        if isinstance(buckets, _LocalBuckets) and any(v is not None for v in remaining.values()):
+        if isinstance(buckets, LocalBuckets) and any(v is not None for v in remaining.values()):
             buckets.cap_now(remaining["requests"], remaining["tokens"])
         else:
             await buckets.drain()

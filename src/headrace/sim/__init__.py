@@ -92,8 +92,9 @@ class SimServer:
     def reset(self) -> None:
         """Refill the buckets and zero the counters (``POST /reset``)."""
         request = urllib.request.Request(f"{self.root}/reset", data=b"", method="POST")
-        with urllib.request.urlopen(request, timeout=10):
-            pass
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            if not json.loads(answer.read()).get("reset"):
+                raise RuntimeError(f"headrace sim at {self.url} did not reset")
 
 
 @contextmanager

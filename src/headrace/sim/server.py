@@ -24,6 +24,7 @@ from aiohttp import web
 
 from ..durations import format_compound
 from ..limits.bucket import TokenBucket
+from ..limits.usage import estimate_tokens
 from .config import SimConfig
 
 __all__ = ["SimState", "build_app"]
@@ -132,19 +133,6 @@ def _digest(*parts: Any) -> int:
     return int.from_bytes(hashlib.sha256(orjson.dumps(parts)).digest()[:8], "big")
 
 
-def _text_tokens(text: str) -> int:
-    return max(1, math.ceil(len(text) / 4))
-
-
-def _message_text(message: Any) -> str:
-    content = message.get("content") if isinstance(message, dict) else None
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # content parts: keep the text ones
-        return " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
-    return ""
-
-
 def _error(
     status: int, message: str, kind: str, headers: dict[str, str] | None = None
 ) -> web.Response:
@@ -159,7 +147,7 @@ def _chat_reply(body: dict[str, Any]) -> tuple[str, int, int]:
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise ValueError("'messages' must be a non-empty list")
-    prompt_tokens = 3 + sum(3 + _text_tokens(_message_text(m)) for m in messages)
+    prompt_tokens = estimate_tokens({"messages": messages})  # the estimate Rate makes, too
     seed = _digest("chat", body.get("model"), messages, body.get("max_tokens"))
     limit = body.get("max_completion_tokens") or body.get("max_tokens") or 256
     if not isinstance(limit, int) or limit < 1:
@@ -206,7 +194,7 @@ def build_app(config: SimConfig) -> web.Application:
                 inputs: list[str] = []
             else:
                 inputs = _embedding_inputs(body)
-                text, prompt_tokens, completion_tokens = "", sum(map(_text_tokens, inputs)), 0
+                text, prompt_tokens, completion_tokens = "", sum(map(estimate_tokens, inputs)), 0
         except (orjson.JSONDecodeError, ValueError) as exc:
             return _error(400, f"invalid request: {exc}", "invalid_request_error")
 

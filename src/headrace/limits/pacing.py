@@ -1,0 +1,135 @@
+"""Where a :class:`~headrace.limits.rate.Rate`'s two buckets live: here, or in Redis.
+
+Both keep a request bucket and a token bucket and answer the same three
+questions: reserve (how long to wait), adjust (give back or take more), drain.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Protocol
+
+from ..errors import PipelineError
+from .bucket import TokenBucket
+
+__all__ = ["Buckets", "LocalBuckets", "RedisBuckets"]
+
+
+class Buckets(Protocol):
+    """What a Rate asks of its buckets (a request bucket and a token bucket)."""
+
+    async def reserve(self, requests: float, tokens: float) -> float: ...
+    async def adjust(self, requests: float, tokens: float) -> None: ...
+    async def drain(self) -> None: ...
+    async def close(self) -> None: ...
+
+
+class LocalBuckets:
+    """The buckets in this process, shared by every step and run holding the same Rate."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.lock = threading.Lock()  # runs in several threads may share one Rate
+        self.requests: TokenBucket | None = None
+        self.tokens: TokenBucket | None = None
+
+    def reserve_now(self, requests: float, tokens: float) -> float:
+        with self.lock:
+            now = self.clock()
+            wait = 0.0
+            for bucket, cost in ((self.requests, requests), (self.tokens, tokens)):
+                if bucket is not None:
+                    wait = max(wait, bucket.reserve(cost, now))
+            return wait
+
+    async def reserve(self, requests: float, tokens: float) -> float:
+        return self.reserve_now(requests, tokens)
+
+    def adjust_now(self, requests: float, tokens: float) -> None:
+        with self.lock:
+            now = self.clock()
+            for bucket, amount in ((self.requests, requests), (self.tokens, tokens)):
+                if bucket is not None and amount:
+                    bucket.adjust(amount, now)
+
+    async def adjust(self, requests: float, tokens: float) -> None:
+        self.adjust_now(requests, tokens)
+
+    def cap_now(self, requests: float | None, tokens: float | None) -> None:
+        """Lower the levels to at most these (``None``: leave as is)."""
+        with self.lock:
+            now = self.clock()
+            for bucket, most in ((self.requests, requests), (self.tokens, tokens)):
+                if bucket is not None and most is not None:
+                    bucket.level = min(bucket.refill(now), most)
+
+    async def drain(self) -> None:
+        self.cap_now(0.0, 0.0)
+
+    async def close(self) -> None:
+        return None
+
+
+_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local mode = ARGV[7]
+local ttl = tonumber(ARGV[8])
+local function step(key, rate, cap, amount)
+  if rate <= 0 then return 0 end
+  local v = redis.call('HMGET', key, 'level', 'at')
+  local level = tonumber(v[1]) or cap
+  local at = tonumber(v[2]) or now
+  if now > at then level = math.min(cap, level + (now - at) * rate) end
+  if mode == 'reserve' then level = level - amount
+  elseif mode == 'adjust' then level = math.min(cap, level + amount)
+  else level = math.min(level, 0) end
+  redis.call('HSET', key, 'level', tostring(level), 'at', tostring(now))
+  redis.call('PEXPIRE', key, ttl)
+  if level < 0 then return -level / rate end
+  return 0
+end
+local a = step(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))
+local b = step(KEYS[2], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]))
+return tostring(math.max(a, b))
+"""
+
+
+class RedisBuckets:
+    """The same two buckets in Redis: one atomic script per call, on Redis's clock."""
+
+    def __init__(self, url: str, key: str, spec: tuple[float, float, float, float]) -> None:
+        try:
+            import redis.asyncio as aioredis
+        except ImportError as exc:  # pragma: no cover - depends on the extras installed
+            raise PipelineError(
+                "hr.Rate(shared='redis://...') needs the redis package: "
+                "pip install 'headrace[redis]'"
+            ) from exc
+        self.client = aioredis.from_url(url)
+        self.script = self.client.register_script(_LUA)
+        self.keys = [f"headrace:rate:{key}:requests", f"headrace:rate:{key}:tokens"]
+        self.spec = spec  # request rate, request capacity, token rate, token capacity
+        per_second = min((r for r in (spec[0], spec[2]) if r > 0), default=1.0)
+        longest = max(c / r for r, c in ((spec[0], spec[1]), (spec[2], spec[3])) if r > 0)
+        # a full bucket is the same as no key: let Redis forget it a while after that
+        self.ttl_ms = str(int((longest + 60 + 1 / per_second) * 1000))
+
+    async def _call(self, mode: str, requests: float, tokens: float) -> float:
+        rq_rate, rq_cap, tk_rate, tk_cap = self.spec
+        args: list[str | float] = [rq_rate, rq_cap, requests, tk_rate, tk_cap, tokens, mode]
+        args.append(self.ttl_ms)
+        return float(await self.script(keys=self.keys, args=args))
+
+    async def reserve(self, requests: float, tokens: float) -> float:
+        return await self._call("reserve", requests, tokens)
+
+    async def adjust(self, requests: float, tokens: float) -> None:
+        await self._call("adjust", requests, tokens)
+
+    async def drain(self) -> None:
+        await self._call("drain", 0.0, 0.0)
+
+    async def close(self) -> None:
+        await self.client.aclose()
