@@ -46,7 +46,9 @@ def test_run_metrics_round_trip_through_json() -> None:
         "filtered": 1,
         "skipped": 0,
         "duplicate": 0,
+        "unfinished": 0,
     }
+    assert data["stopped"] is None
     assert data["steps"][0]["calls"] == 1
     assert data["items_per_s"] == 3.0
     assert metrics.step("s") is step

@@ -13,7 +13,11 @@ Quick start::
 
 from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
+from .budget import Budget
+from .cache import Cache
 from .compose import (
     Branches,
     Filter,
@@ -30,6 +34,7 @@ from .compose import (
 )
 from .errors import (
     BadInput,
+    BudgetExhausted,
     HeadraceError,
     NoRoute,
     OutputTypeError,
@@ -62,6 +67,20 @@ from .result import DeadLetter, RunResult
 from .runner import arun, default_window, run
 from .step import FILTERED, Batch, FunctionStep, Step, step
 
+if _TYPE_CHECKING:
+    from . import llm as llm
+
+
+def __getattr__(name: str) -> _Any:
+    # hr.llm is imported on first use: it brings pydantic and jinja2, which the
+    # engine and the command line's start-up do without
+    if name == "llm":
+        import importlib
+
+        return importlib.import_module(".llm", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 try:
     __version__ = _version("headrace")
 except _PackageNotFoundError:  # running from a source tree that was never installed
@@ -70,6 +89,9 @@ except _PackageNotFoundError:  # running from a source tree that was never insta
 __all__ = [
     "FILTERED",
     "BadInput",
+    "Budget",
+    "BudgetExhausted",
+    "Cache",
     "ResumeMismatch",
     "read_csv",
     "read_dir",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import random
 import typing
 from collections.abc import Callable
 from functools import partial
@@ -30,7 +29,7 @@ from .executors import (
 from .limits.circuit import Circuit, CircuitOpen
 from .limits.concurrency import ConcurrencyController, ConcurrencyLimit
 from .limits.rate import current_permit
-from .limits.retry import Retry, headers_of, is_throttle
+from .limits.retry import Retrier, Retry, headers_of, is_throttle
 from .metrics import StepMetrics
 from .sequencer import Sequencer
 from .step import FILTERED
@@ -42,9 +41,13 @@ if TYPE_CHECKING:
 __all__ = ["bind_function_step"]
 
 
-def bind_function_step(step: FunctionStep[Any, Any], ctx: RunContext) -> Handler:
-    """Build the handler of ``step`` for the run ``ctx``."""
-    metrics = ctx.metrics_for(step.name, "batch" if step.batch is not None else "function")
+def bind_function_step(
+    step: FunctionStep[Any, Any], ctx: RunContext, metrics: StepMetrics | None = None
+) -> Handler:
+    """Build the handler of ``step`` for the run ``ctx`` (counting into ``metrics``, or
+    new metrics of its own)."""
+    if metrics is None:
+        metrics = ctx.metrics_for(step.name, "batch" if step.batch is not None else "function")
     validator = _output_validator(step) if step.validate else None
     if step.call_batch is not None:
         handler = _bind_batched(step, ctx, metrics, validator)
@@ -57,6 +60,18 @@ def bind_function_step(step: FunctionStep[Any, Any], ctx: RunContext) -> Handler
             handler = _retrying(handler, step.retry, metrics)
     if step.total_timeout_s is not None:
         handler = _bounded(handler, step.total_timeout_s, step.name, metrics)
+    if step.cache is not None:
+        from .cache.gate import CacheStats, cached
+
+        metrics.cache = CacheStats()
+        handler = cached(
+            handler,
+            step.cache,
+            name=step.name,
+            fingerprint=step.fingerprint,
+            ctx=ctx,
+            stats=metrics.cache,
+        )
     if step.fallback is not None:
         fallback = step.fallback
         handler = _falling_back(handler, ctx.bind(fallback.step), fallback.when, metrics)
@@ -79,6 +94,7 @@ def _bind_single(
     controller = ConcurrencyController(adaptive, limiter) if adaptive is not None else None
     try_acquire, acquire, release = limiter.try_acquire, limiter.acquire, limiter.release
     record = metrics.record_call
+    counts_throttles = not step.reports_throttles
 
     if (
         step.is_async
@@ -97,7 +113,8 @@ def _bind_single(
                 out = await fn(value)
             except Exception as exc:
                 metrics.errors += 1
-                metrics.throttled += is_throttle(exc)
+                if counts_throttles:
+                    metrics.throttled += is_throttle(exc)
                 raise StepFailed(name, exc) from exc
             finally:
                 release()
@@ -141,11 +158,8 @@ def _bind_single(
         permit = token = None
         try:
             if rate is not None:
-                permit = await rate.acquire(buckets, value)
+                permit = await rate.admit(buckets, value, metrics)
                 admitted = perf_counter()
-                if admitted - slotted > 1e-3:  # a wait, not just the reservation's bookkeeping
-                    metrics.rate_waits += 1
-                    metrics.rate_wait_s += admitted - slotted
                 token = permits.set((rate, permit))
             if timeout_s is not None:
                 out = await _with_timeout(call(value), timeout_s, name)
@@ -267,13 +281,10 @@ def _retrying(handler: Handler, retry: Retry, metrics: StepMetrics) -> Handler:
     The concurrency slot is given back while waiting (the handler takes it per
     attempt), so a backing-off item does not hold capacity it is not using.
     """
-    budget = retry.new_budget()
-    rng = random.Random()
-    retry_on, attempts = retry.retry_on, retry.attempts
+    retrier = Retrier(retry)
 
     async def handle(value: Any) -> Any:
-        if budget is not None:
-            budget.earn()
+        retrier.first_attempt()
         attempt = 1
         while True:
             try:
@@ -281,16 +292,9 @@ def _retrying(handler: Handler, retry: Retry, metrics: StepMetrics) -> Handler:
             except StepFailed as failure:
                 cause = failure.cause
                 failure.attempts = attempt
-                if attempt >= attempts or not retry_on(cause):
+                if not retrier.should_retry(attempt, cause, metrics, failure):
                     raise
-                # a 429 says "later", not "down": it waits, but never spends the budget
-                throttled = is_throttle(cause)
-                if not throttled and budget is not None and not budget.spend():
-                    metrics.retries_refused += 1
-                    failure.add_note("not retried: the step's retry budget is spent")
-                    raise
-                metrics.retries += 1
-            await asyncio.sleep(retry.delay(attempt, cause, rng))
+            await asyncio.sleep(retrier.delay(attempt, cause))
             attempt += 1
 
     return handle

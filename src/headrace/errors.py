@@ -19,6 +19,7 @@ __all__ = [
     "BadInput",
     "ResumeMismatch",
     "Throttled",
+    "BudgetExhausted",
 ]
 
 
@@ -139,6 +140,15 @@ class Throttled(HeadraceError):
 
 def _rebuild_throttled(message: str, retry_after: float | None, headers: dict[str, str]) -> Any:
     return Throttled(message, retry_after=retry_after, headers=headers)
+
+
+class BudgetExhausted(HeadraceError):
+    """A call was not made because the run's :class:`~headrace.budget.Budget` is spent.
+
+    The item it belonged to is left unfinished, not dead: the run stops taking
+    new items, finishes what is in flight, and ends cleanly, so that a resume
+    (with a new budget) carries on from there.
+    """
 
 
 class NoRoute(HeadraceError, LookupError):

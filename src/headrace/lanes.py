@@ -18,6 +18,7 @@ from time import perf_counter
 from typing import Any, Literal
 
 from .activity import Activity
+from .budget import Spend, out_of_budget
 from .compose import first_leaf
 from .durable import DurableSession
 from .errors import BadInput, SourceError, StepFailed
@@ -56,8 +57,11 @@ class Lanes:
         on_bad_input: OnBadInput = "dead_letter",
         total: int | None = None,
         duplicates: Duplicates | None = None,
+        spend: Spend | None = None,
     ) -> None:
         self.root = root
+        self.spend = spend
+        self.n_unfinished = 0
         # keys seen so far, when the source's keys may repeat: memory grows with the
         # number of distinct keys (about 100 bytes each), the one cost that is not bounded
         self.duplicates = duplicates
@@ -97,7 +101,7 @@ class Lanes:
             session.open(total=self.total)
         try:
             async with asyncio.TaskGroup() as group:
-                ctx = RunContext(self.activity, _spawner(group))
+                ctx = RunContext(self.activity, _spawner(group), self.spend)
                 handler = ctx.bind(self.root)
                 emit = self._emitter()
                 self.activity.enter(self.window)
@@ -123,7 +127,7 @@ class Lanes:
                     if not aborted:
                         self.dead = [_dead_letter(row) for row in session.dead_letters()]
                         self.n_skipped = session.skipped
-                    read_all = self.exhausted and self.source_error is None
+                    read_all = self.exhausted and self.source_error is None and not self._stopped
                     session.close(aborted=aborted, read=self.position if read_all else None)
         metrics = RunMetrics(
             items_in=self.n_in,
@@ -132,6 +136,8 @@ class Lanes:
             items_filtered=self.n_filtered,
             items_skipped=self.n_skipped,
             items_duplicate=self.n_duplicate,
+            items_unfinished=self.n_unfinished,
+            stopped=self.spend.stopped if self._stopped and self.spend is not None else None,
             wall_s=perf_counter() - started,
             steps=ctx.metrics if ctx is not None else [],
         )
@@ -147,6 +153,10 @@ class Lanes:
                 result=result,
             ) from error
         return result
+
+    @property
+    def _stopped(self) -> bool:
+        return self.n_unfinished > 0
 
     def _counts(self) -> Counts:
         return Counts(
@@ -312,6 +322,11 @@ class Lanes:
                 failure.index = index
                 if sequencer is not None:
                     sequencer.done(ticket)
+                if out_of_budget(failure):
+                    # not an outcome: the item is left for a resume, and no new item starts
+                    self.n_unfinished += 1
+                    self.exhausted = True
+                    continue
                 if self.on_error == "raise":
                     raise
                 await self._record_dead(index, key, item, failure)

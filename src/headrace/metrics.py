@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING, Any
 from .limits.concurrency import ConcurrencyLimit
 
 if TYPE_CHECKING:
+    from .cache.gate import CacheStats
     from .limits.circuit import Circuit
     from .limits.rate import Rate
+    from .llm.stats import LLMStats
 
 __all__ = ["Histogram", "StepMetrics", "RunMetrics"]
 
@@ -92,6 +94,8 @@ class StepMetrics:
         rate_waits: calls that waited for the rate limit; ``rate_wait_s`` is their total wait.
         circuit: the step's circuit breaker, whose state and openings the summary shows.
         fallbacks: items this step's failure sent to its fallback step.
+        llm: an LLM step's requests, tokens, cost, repairs and packing.
+        cache: a cached step's hits per tier, misses, joins and back-fills.
     """
 
     name: str
@@ -115,6 +119,8 @@ class StepMetrics:
     rate_wait_s: float = 0.0
     circuit: Circuit | None = None
     fallbacks: int = 0
+    llm: LLMStats | None = None
+    cache: CacheStats | None = None
 
     def record_call(self, wait_s: float, busy_s: float) -> None:
         """Count one successful single-item call."""
@@ -183,6 +189,10 @@ class StepMetrics:
             }
         if self.fallbacks:
             data["fallbacks"] = self.fallbacks
+        if self.llm is not None:
+            data["llm"] = self.llm.to_dict()
+        if self.cache is not None:
+            data["cache"] = self.cache.to_dict()
         if self.limiter is not None:
             stats = self.limiter.statistics()
             data["concurrency"] = {"limit": stats.limit, "peak": stats.peak}
@@ -193,7 +203,9 @@ class StepMetrics:
 class RunMetrics:
     """Counters of a whole run: items in and how each ended, wall time, and every step.
 
-    ``items_in == items_out + items_dead + items_filtered`` once a run has finished;
+    ``items_in == items_out + items_dead + items_filtered + items_unfinished`` once a
+    run has finished, where ``items_unfinished`` counts items left for a resume when
+    the run was ``stopped`` early (by its budget);
     ``items_skipped`` counts source items a resume found already finished, and
     ``items_duplicate`` those dropped for repeating an earlier key
     (``duplicates="first"``); neither is in ``items_in``.
@@ -205,8 +217,15 @@ class RunMetrics:
     items_filtered: int = 0
     items_skipped: int = 0
     items_duplicate: int = 0
+    items_unfinished: int = 0
+    stopped: str | None = None
     wall_s: float = 0.0
     steps: list[StepMetrics] = field(default_factory=list)
+
+    @property
+    def cost_usd(self) -> float:
+        """What the run's LLM calls cost, over the steps with a price."""
+        return sum(s.llm.cost_usd for s in self.steps if s.llm is not None)
 
     @property
     def items_per_s(self) -> float:
@@ -235,7 +254,9 @@ class RunMetrics:
                 "filtered": self.items_filtered,
                 "skipped": self.items_skipped,
                 "duplicate": self.items_duplicate,
+                "unfinished": self.items_unfinished,
             },
+            "stopped": self.stopped,
             "wall_s": round(self.wall_s, 6),
             "items_per_s": round(self.items_per_s, 3),
             "steps": [m.to_dict() for m in self.steps],

@@ -75,6 +75,16 @@ class RunResult:
         return self.metrics.items_dead
 
     @property
+    def items_unfinished(self) -> int:
+        """Items left for a resume because the run stopped early (its budget was spent)."""
+        return self.metrics.items_unfinished
+
+    @property
+    def stopped(self) -> str | None:
+        """Why the run stopped before the end of its source, or ``None``."""
+        return self.metrics.stopped
+
+    @property
     def items_filtered(self) -> int:
         """Items a step dropped on purpose."""
         return self.metrics.items_filtered
@@ -85,10 +95,15 @@ class RunResult:
         lines = [
             f"items: in {m.items_in:,} = out {m.items_out:,} + dead {m.items_dead:,} "
             f"+ filtered {m.items_filtered:,}"
+            + (f" + unfinished {m.items_unfinished:,}" if m.items_unfinished else "")
             + (f" (skipped {m.items_skipped:,} finished before)" if m.items_skipped else "")
             + (f" (dropped {m.items_duplicate:,} repeated keys)" if m.items_duplicate else ""),
             f"wall time {m.wall_s:.3f}s, {m.items_per_s:,.1f} items/s",
         ]
+        if m.stopped:
+            lines.append(f"stopped early: {m.stopped}; resume the run to finish it")
+        if any(s.llm is not None for s in m.steps):
+            lines.append(f"LLM cost ${m.cost_usd:.4f}")
         header = (
             f"{'step':<24} {'calls':>9} {'items':>9} {'errors':>7} {'p50 ms':>9} "
             f"{'p95 ms':>9} {'p99 ms':>9} {'wait s':>9} {'busy s':>9}"
@@ -142,5 +157,9 @@ class RunResult:
                 )
             if s.fallbacks:
                 extras.append(f"fell back {s.fallbacks:,} times")
+            if s.llm is not None:
+                extras.append(s.llm.summary())
+            if s.cache is not None:
+                extras.append(s.cache.summary())
             lines.extend(f"{'':<24}   {extra}" for extra in extras)
         return "\n".join(lines)

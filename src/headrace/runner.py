@@ -12,6 +12,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, It
 from pathlib import Path
 from typing import Any
 
+from .budget import Budget, Spend
 from .durable import DurableSession, Mode
 from .errors import HeadraceError, PipelineError, SourceError
 from .io.callback import CallbackSink
@@ -50,6 +51,7 @@ def run(
     on_bad_input: OnBadInput = "dead_letter",
     retry_dead: bool = False,
     duplicates: Duplicates = "error",
+    budget: Budget | None = None,
 ) -> RunResult:
     """Run ``pipeline`` over every item of ``source`` and wait for the result.
 
@@ -84,6 +86,7 @@ def run(
             on_bad_input=on_bad_input,
             retry_dead=retry_dead,
             duplicates=duplicates,
+            budget=budget,
         )
     )
 
@@ -105,6 +108,7 @@ async def arun(
     on_bad_input: OnBadInput = "dead_letter",
     retry_dead: bool = False,
     duplicates: Duplicates = "error",
+    budget: Budget | None = None,
 ) -> RunResult:
     """Run ``pipeline`` over every item of ``source``.
 
@@ -151,6 +155,10 @@ async def arun(
             ``metrics.items_duplicate``), ``"suffix"`` keeps it as ``key#2``,
             ``key#3``, ... The check holds every key seen in memory (about 100
             bytes each).
+        budget: the most the run may spend on LLM calls (:class:`~headrace.budget.Budget`).
+            Once reached, no new call is sent: the run stops reading, finishes what
+            is in flight and ends with ``result.stopped`` set; the items left
+            (``result.items_unfinished``) are finished by a resume.
 
     Returns:
         A :class:`RunResult` with outputs, dead letters and metrics.
@@ -178,6 +186,8 @@ async def arun(
         raise PipelineError(
             "resume, retry_dead, force and run_store need the run_dir of a stored run"
         )
+    if budget is not None and not isinstance(budget, Budget):
+        raise PipelineError(f"budget must be hr.Budget(usd=..., tokens=...), got {budget!r}")
     mode: Mode = "retry_dead" if retry_dead else "resume" if resume else "new"
     return await execute(
         root,
@@ -195,6 +205,7 @@ async def arun(
         on_bad_input=on_bad_input,
         pipeline_ref=None,
         duplicates=duplicates,
+        budget=budget,
     )
 
 
@@ -215,6 +226,7 @@ async def execute(
     on_bad_input: OnBadInput,
     pipeline_ref: str | None,
     duplicates: Duplicates = "error",
+    budget: Budget | None = None,
 ) -> RunResult:
     """Plan the run (in memory or durable) and carry it out; ``arun`` and the CLI call this.
 
@@ -286,6 +298,7 @@ async def execute(
         on_bad_input=on_bad_input,
         total=total,
         duplicates=None if unique else duplicates,
+        spend=Spend(budget) if budget is not None else None,
     )
     return await engine.execute()
 

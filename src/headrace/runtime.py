@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from .activity import Activity
+from .budget import Spend
 from .metrics import StepMetrics
 
 if TYPE_CHECKING:
@@ -28,15 +29,19 @@ class RunContext:
     Args:
         activity: the run's count of running units.
         spawn: starts a task in the run's task group (so it never outlives the run).
+        spend: the run's spending against its budget, if it has one.
     """
 
     def __init__(
         self,
         activity: Activity,
         spawn: Callable[[Coroutine[Any, Any, Any]], Any],
+        spend: Spend | None = None,
     ) -> None:
         self.activity = activity
         self.spawn = spawn
+        self.spend = spend
+        self._shared: dict[Any, Any] = {}
         self.metrics: list[StepMetrics] = []
         self._handlers: dict[int, Handler] = {}
         self._names: set[str] = set()
@@ -54,6 +59,13 @@ class RunContext:
             handler = step._bind(self)
             self._handlers[id(step)] = handler
         return handler
+
+    def shared(self, key: Any, make: Callable[[], Any]) -> Any:
+        """The run's one instance of a resource (e.g. an LLM client's connection pool),
+        made by ``make()`` the first time a step asks for ``key``."""
+        if key not in self._shared:
+            self._shared[key] = make()
+        return self._shared[key]
 
     def metrics_for(self, name: str, kind: str) -> StepMetrics:
         """Create the metrics of a step, with a name unique within the run."""

@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Final, Generic, Literal, Self, TypeVar, overload
 
+from .cache import Cache
 from .durations import to_seconds
 from .errors import PipelineError
 from .fingerprint import code_hash
@@ -230,6 +231,10 @@ class FunctionStep(Step[In, Out]):
     callable, so that the type checker never mistakes one for a plain function.
     """
 
+    reports_throttles: bool = False
+    """The function counts the 429s it receives in the step's metrics itself (as the
+    LLM client does, retries included), so the call path does not count them again."""
+
     def __init__(
         self,
         fn: Callable[..., Any],
@@ -246,6 +251,7 @@ class FunctionStep(Step[In, Out]):
         rate: Rate | None = None,
         circuit: Circuit | None = None,
         fallback: Fallback | Step[Any, Any] | None = None,
+        cache: bool | Cache | None = None,
     ) -> None:
         if not callable(fn):
             raise PipelineError(f"a step needs a callable, got {type(fn).__name__}: {fn!r}")
@@ -330,6 +336,15 @@ class FunctionStep(Step[In, Out]):
         if fallback is not None and fallback.step is self:
             raise PipelineError(f"step {self.name!r} cannot be its own fallback")
         self.fallback = fallback
+        if cache is True:
+            cache = Cache()
+        elif cache is False:
+            cache = None
+        if cache is not None and not isinstance(cache, Cache):
+            raise PipelineError(
+                f"step {self.name!r}: cache must be True or hr.Cache(...), got {cache!r}"
+            )
+        self.cache = cache
 
     def _per_call_policy(self, option: str, value: P | None, kind: type[P], shape: str) -> P | None:
         """Check a policy that acts on each call of a per-item step (retry, rate, circuit)."""
@@ -363,6 +378,7 @@ class FunctionStep(Step[In, Out]):
             "rate": self.rate,
             "circuit": self.circuit,
             "fallback": self.fallback,
+            "cache": self.cache,
         }
         unknown = set(changes) - set(options)
         if unknown:
@@ -486,6 +502,7 @@ def step(
     rate: Rate | None = None,
     circuit: Circuit | None = None,
     fallback: Fallback | Step[Any, Any] | None = None,
+    cache: bool | Cache | None = None,
 ) -> _StepDecorator: ...
 
 
@@ -504,6 +521,7 @@ def step(
     rate: None = None,
     circuit: None = None,
     fallback: Fallback | Step[Any, Any] | None = None,
+    cache: bool | Cache | None = None,
 ) -> _BatchStepDecorator: ...
 
 
@@ -539,6 +557,10 @@ def step(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
             :class:`~headrace.limits.circuit.Circuit` (per-item steps).
         fallback: a step (or :class:`~headrace.limits.policies.Fallback`) to run on
             the item when this one has failed, its attempts spent.
+        cache: ``True`` (memory, then the project's SQLite file) or a
+            :class:`~headrace.cache.Cache`: a result already computed for an equal
+            input (by this step's fingerprint) is returned without calling the
+            function, and identical calls in flight at once are joined.
 
     Returns:
         A :class:`FunctionStep`, or a decorator that makes one.

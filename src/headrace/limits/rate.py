@@ -38,13 +38,16 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..durations import parse_compound, to_seconds
 from ..errors import PipelineError
 from .bucket import TokenBucket
 from .pacing import Buckets, LocalBuckets, RedisBuckets
 from .usage import estimate_tokens, max_tokens, usage_tokens
+
+if TYPE_CHECKING:
+    from ..metrics import StepMetrics
 
 __all__ = ["Permit", "Rate", "estimate_tokens", "observe", "usage_tokens"]
 
@@ -272,9 +275,15 @@ class Rate:
         )
         return RedisBuckets(self.shared, self.key, spec)
 
-    def permit(self, value: Any) -> Permit:
-        """Estimate ``value``'s call: its prompt, and prompt plus expected completion."""
-        prompt = int(self.estimate(value)) if self.local.tokens is not None or self.learns else 0
+    def permit(self, value: Any, prompt_tokens: int | None = None) -> Permit:
+        """Estimate ``value``'s call: its prompt (``prompt_tokens`` when the caller has
+        counted it), and prompt plus expected completion."""
+        if prompt_tokens is not None:
+            prompt = prompt_tokens
+        elif self.local.tokens is not None or self.learns:
+            prompt = int(self.estimate(value))
+        else:
+            prompt = 0
         expected = self.completion
         if expected is None:
             expected = float(max_tokens(value) or 0)
@@ -290,10 +299,31 @@ class Rate:
     def _windowed(self) -> bool:
         return self.learner is not None and self.learner.source is None
 
-    async def acquire(self, buckets: Buckets, value: Any) -> Permit:
+    async def admit(
+        self,
+        buckets: Buckets,
+        value: Any,
+        metrics: StepMetrics,
+        *,
+        prompt_tokens: int | None = None,
+    ) -> Permit:
+        """:meth:`acquire`, counting a wait (longer than 1 ms) in the step's ``metrics``."""
+        started = time.perf_counter()
+        permit = await self.acquire(buckets, value, prompt_tokens=prompt_tokens)
+        waited = time.perf_counter() - started
+        if waited > 1e-3:  # a wait, not just the reservation's bookkeeping
+            metrics.rate_waits += 1
+            metrics.rate_wait_s += waited
+        return permit
+
+    async def acquire(
+        self, buckets: Buckets, value: Any, *, prompt_tokens: int | None = None
+    ) -> Permit:
         """Reserve one request and ``value``'s tokens, and wait until they are paid for.
 
-        Every permit must be given back with :meth:`release` when its call ends.
+        ``prompt_tokens`` replaces the estimate of the prompt when the caller has
+        counted it. Every permit must be given back with :meth:`release` when its
+        call ends.
         """
         while self._windowed() and self.in_flight >= self.window:
             waiter = asyncio.get_running_loop().create_future()
@@ -305,7 +335,7 @@ class Rate:
                     self.waiters.remove(waiter)
                 self._wake()
                 raise
-        permit = self.permit(value)
+        permit = self.permit(value, prompt_tokens)
         if self._windowed():
             self.in_flight += 1
             permit.in_window = True

@@ -23,12 +23,16 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..durations import to_seconds
 from ..errors import PipelineError, StepTimeout, Throttled
 
+if TYPE_CHECKING:
+    from ..metrics import StepMetrics
+
 __all__ = [
+    "Retrier",
     "Retry",
     "RetryBudget",
     "headers_of",
@@ -197,3 +201,45 @@ class Retry:
             "max_delay_s": self.max_delay_s,
             "budget": self.budget,
         }
+
+
+class Retrier:
+    """One :class:`Retry` at work in one run: its budget, its random draws, its verdicts.
+
+    The step's call path and the LLM client both loop as ``first_attempt()``,
+    then after each failure ``should_retry()`` and, if so, sleep ``delay()``.
+    """
+
+    __slots__ = ("budget", "retry", "rng")
+
+    def __init__(self, retry: Retry) -> None:
+        self.retry = retry
+        self.budget = retry.new_budget()
+        self.rng = random.Random()
+
+    def first_attempt(self) -> None:
+        """A new call starts: it earns its share of the budget."""
+        if self.budget is not None:
+            self.budget.earn()
+
+    def should_retry(
+        self, attempt: int, cause: BaseException, metrics: StepMetrics, failure: BaseException
+    ) -> bool:
+        """After failed attempt ``attempt``: whether to retry, counting the retry (or
+        the budget's refusal, noted on ``failure``) in the step's ``metrics``.
+
+        Out of attempts or not retryable: no. A 429 never spends the budget (it
+        means "later", not "down").
+        """
+        if attempt >= self.retry.attempts or not self.retry.retry_on(cause):
+            return False
+        if not is_throttle(cause) and self.budget is not None and not self.budget.spend():
+            metrics.retries_refused += 1
+            failure.add_note("not retried: the retry budget is spent")
+            return False
+        metrics.retries += 1
+        return True
+
+    def delay(self, attempt: int, cause: BaseException) -> float:
+        """Seconds to wait before attempt ``attempt + 1``."""
+        return self.retry.delay(attempt, cause, self.rng)

@@ -21,6 +21,9 @@ FAULTS: dict[str, str] = {
     "reset": "the connection is closed without an answer",
     "malformed": "a 200 whose body is not JSON",
     "truncated": "a 200 whose body stops halfway and the connection closes",
+    "invalid": "structured output (json_schema) with a value the schema refuses",
+    "drop": "a packed answer that leaves out one item's result",
+    "shuffle": "a packed answer whose results come in reverse order",
 }
 """The faults the simulator injects, by name, and what each one looks like to a client."""
 

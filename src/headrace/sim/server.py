@@ -25,17 +25,14 @@ from aiohttp import web
 from ..durations import format_compound
 from ..limits.bucket import TokenBucket
 from ..limits.usage import estimate_tokens
+from .answers import WORDS, spoil, structured_answer
 from .config import SimConfig
 
 __all__ = ["SimState", "build_app"]
 
 _WINDOW_S = 0.1
-_TEXT = (
-    "the river runs fast past the mill and the wheel turns once for every item that "
-    "reaches the head of the race where water gathers before it falls"
-)
-_WORDS = tuple(_TEXT.split(" "))
 _MODELS = ("sim-chat", "sim-embed")
+_STRUCTURED_FAULTS = frozenset({"invalid", "drop", "shuffle"})
 
 
 class SimState:
@@ -142,7 +139,7 @@ def _error(
     )
 
 
-def _chat_reply(body: dict[str, Any]) -> tuple[str, int, int]:
+def _chat_reply(body: dict[str, Any], fault: str | None) -> tuple[str, int, int]:
     """The reply's text and its prompt and completion token counts."""
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
@@ -152,9 +149,23 @@ def _chat_reply(body: dict[str, Any]) -> tuple[str, int, int]:
     limit = body.get("max_completion_tokens") or body.get("max_tokens") or 256
     if not isinstance(limit, int) or limit < 1:
         raise ValueError("'max_tokens' must be a positive integer")
-    completion_tokens = min(limit, 8 + seed % 57)
     rng = random.Random(seed)
-    text = " ".join(rng.choice(_WORDS) for _ in range(completion_tokens))
+    response_format = body.get("response_format") or {}
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    if kind == "json_schema":
+        spec = response_format.get("json_schema") or {}
+        schema = spec.get("schema") if isinstance(spec, dict) else None
+        if not isinstance(schema, dict):
+            raise ValueError("'response_format.json_schema.schema' must be a JSON schema object")
+        answer = structured_answer(schema, messages, rng)
+        if fault in _STRUCTURED_FAULTS:
+            answer = spoil(answer, fault, rng)
+        text = orjson.dumps(answer).decode()
+        return text, prompt_tokens, estimate_tokens(text)
+    completion_tokens = min(limit, 8 + seed % 57)
+    text = " ".join(rng.choice(WORDS) for _ in range(completion_tokens))
+    if kind == "json_object":
+        text = orjson.dumps({"answer": text}).decode()
     return text, prompt_tokens, completion_tokens
 
 
@@ -190,7 +201,7 @@ def build_app(config: SimConfig) -> web.Application:
             if not isinstance(body, dict):
                 raise ValueError("the body must be a JSON object")
             if kind == "chat":
-                text, prompt_tokens, completion_tokens = _chat_reply(body)
+                text, prompt_tokens, completion_tokens = _chat_reply(body, None)
                 inputs: list[str] = []
             else:
                 inputs = _embedding_inputs(body)
@@ -208,6 +219,11 @@ def build_app(config: SimConfig) -> web.Application:
         fault = None if throttle_wait is not None else config.pick_fault(state.rng)
         if fault == "429":
             throttle_wait = 1.0
+        elif fault in _STRUCTURED_FAULTS:
+            state.faults[fault] = state.faults.get(fault, 0) + 1
+            if kind == "chat":
+                text = _chat_reply(body, fault)[0]
+            fault = None  # an answer all the same: served and counted
         headers = state.limit_headers(now)
         if throttle_wait is not None:
             state.counts["throttled"] += 1

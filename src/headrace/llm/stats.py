@@ -1,0 +1,100 @@
+"""What an LLM step measures: requests, tokens, cost, repairs, packing, streaming."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..metrics import Histogram
+
+__all__ = ["LLMStats"]
+
+
+@dataclass(slots=True, eq=False)
+class LLMStats:
+    """Counters of one LLM step in one run (``metrics.step(name).llm``).
+
+    Attributes:
+        model: the provider's model name.
+        requests: HTTP requests that got an answer (retries and repairs included).
+        prompt_tokens: prompt tokens the provider counted (its ``usage``).
+        completion_tokens: completion tokens the provider counted.
+        cost_usd: what those tokens cost, or ``None`` for a model with no price.
+        repairs: repair turns sent after an answer failed validation.
+        partial: answers accepted with optional fields dropped (``allow_partial``).
+        packed_requests: requests that carried more than one item (``pack=``).
+        packed_items: items those requests carried.
+        solo_retries: items of a packed request sent again alone (dropped or mangled).
+        tokens_saved: estimated prompt tokens packing saved over one request per item.
+        first_token: time to the first token of streamed calls.
+        stream_tokens: completion tokens of streamed calls; ``stream_s`` is their
+            time from the first token to the last.
+    """
+
+    model: str
+    priced: bool = True
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    repairs: int = 0
+    partial: int = 0
+    packed_requests: int = 0
+    packed_items: int = 0
+    solo_retries: int = 0
+    tokens_saved: int = 0
+    first_token: Histogram = field(default_factory=Histogram)
+    stream_tokens: int = 0
+    stream_s: float = 0.0
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Completion tokens a second while streaming, first token to last."""
+        return self.stream_tokens / self.stream_s if self.stream_s > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The counters as plain data."""
+        data: dict[str, Any] = {
+            "model": self.model,
+            "requests": self.requests,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cost_usd": round(self.cost_usd, 6) if self.priced else None,
+            "repairs": self.repairs,
+            "partial": self.partial,
+        }
+        if self.packed_requests:
+            data["packing"] = {
+                "requests": self.packed_requests,
+                "items": self.packed_items,
+                "solo_retries": self.solo_retries,
+                "tokens_saved": self.tokens_saved,
+            }
+        if self.first_token.count:
+            data["stream"] = {
+                "first_token_ms_p50": round(self.first_token.quantile(0.5) * 1e3, 3),
+                "first_token_ms_p95": round(self.first_token.quantile(0.95) * 1e3, 3),
+                "tokens_per_s": round(self.tokens_per_s, 1),
+            }
+        return data
+
+    def summary(self) -> str:
+        """One line for the run summary."""
+        cost = f"${self.cost_usd:.4f}" if self.priced else "unpriced"
+        line = (
+            f"{self.model}: {self.requests:,} requests, {self.prompt_tokens:,} + "
+            f"{self.completion_tokens:,} tokens, {cost}"
+        )
+        if self.repairs or self.partial:
+            line += f"; repairs {self.repairs:,}, partial {self.partial:,}"
+        if self.packed_requests:
+            line += (
+                f"; packed {self.packed_items:,} items in {self.packed_requests:,} requests "
+                f"(~{self.tokens_saved:,} tokens saved), {self.solo_retries:,} sent again alone"
+            )
+        if self.first_token.count:
+            line += (
+                f"; first token p50 {self.first_token.quantile(0.5) * 1e3:.1f} ms, "
+                f"{self.tokens_per_s:,.0f} tokens/s"
+            )
+        return line
