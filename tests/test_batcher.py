@@ -79,9 +79,29 @@ def test_a_poison_item_is_isolated_into_a_single_dead_letter() -> None:
     [dead] = result.dead_letters
     assert (dead.item, dead.step, dead.error_type) == (13, "strict", "ValueError")
     assert sorted(result.outputs) == [x + 1 for x in range(16) if x != 13]
-    poisoned = next(c for c in calls if 13 in c and len(c) > 1)
-    singles = [c for c in calls if len(c) == 1]
-    assert sorted(x for [x] in singles) == sorted(poisoned)
+    # the batch holding 13 is halved down to it: 8 -> 4 + 4 -> 2 + 2 -> 1 + 1
+    poisoned = next(c for c in calls if 13 in c)
+    assert poisoned == [8, 9, 10, 11, 12, 13, 14, 15]
+    retried = calls[calls.index(poisoned) + 1 :]
+    assert retried == [[8, 9, 10, 11], [12, 13, 14, 15], [12, 13], [12], [13], [14, 15]]
+    assert result.metrics.step("strict").batch_splits == 3
+    assert "3 halved to find failing items" in result.summary()
+
+
+def test_two_poison_items_in_one_batch_each_fail_alone_and_the_rest_succeed() -> None:
+    calls: list[list[int]] = []
+
+    @hr.step(batch=hr.Batch(max_size=16, max_wait="1ms"), concurrency=1)
+    def strict(xs: list[int]) -> list[int]:
+        calls.append(list(xs))
+        if 2 in xs or 11 in xs:
+            raise ValueError("unlucky")
+        return [x * 10 for x in xs]
+
+    result = run(strict, range(16), window=16, ordered=True)
+    assert sorted(d.item for d in result.dead_letters) == [2, 11]
+    assert result.outputs == [x * 10 for x in range(16) if x not in (2, 11)]
+    assert len(calls) < 16  # halving, not every item alone
 
 
 def test_a_batch_returning_the_wrong_number_of_outputs_fails_its_items() -> None:

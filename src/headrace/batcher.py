@@ -6,8 +6,9 @@ item (``idle``, see :mod:`headrace.activity`) — so the tail of a run never wai
 for a timer. At most ``concurrency`` batch calls are in flight; items keep
 gathering meanwhile, so the next call leaves full.
 
-If a call of several items raises, each item is retried alone, so a poison item
-becomes one dead letter and its neighbours still succeed.
+If a call of several items raises, the batch is halved and each half called
+again, down to single items, so a poison item becomes one dead letter and its
+neighbours still succeed, in batches.
 """
 
 from __future__ import annotations
@@ -125,6 +126,7 @@ class MicroBatcher:
                 if len(batch) == 1:
                     outcomes = [ItemFailure(exc)]
                 else:
+                    self._metrics.batch_splits += 1
                     outcomes = await self._isolate(values)
             elapsed = time.perf_counter() - started
             self._metrics.record_batch(len(batch), elapsed, reason, timed_items=self._timed)
@@ -164,11 +166,21 @@ class MicroBatcher:
         return outcomes
 
     async def _isolate(self, values: list[Any]) -> list[Any]:
-        """Retry each item of a failed batch alone, under the same call slot."""
+        """Find the failing items of a failed batch by halving it, under the same call slot.
+
+        Each half is called again; a half that fails is halved in turn, down to single
+        items, which fail alone. One poison item in a batch of ``n`` costs about
+        ``2 log2(n)`` calls instead of ``n``, and its neighbours still go in batches.
+        """
+        middle = len(values) // 2
         outcomes: list[Any] = []
-        for value in values:
+        for half in (values[:middle], values[middle:]):
             try:
-                outcomes.extend(await self._call_checked([value]))
+                outcomes.extend(await self._call_checked(half))
             except Exception as exc:
-                outcomes.append(ItemFailure(exc))
+                if len(half) == 1:
+                    outcomes.append(ItemFailure(exc))
+                else:
+                    self._metrics.batch_splits += 1
+                    outcomes.extend(await self._isolate(half))
         return outcomes

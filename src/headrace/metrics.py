@@ -88,6 +88,7 @@ class StepMetrics:
         latency: the distribution of call durations.
         batch_sizes: for batched steps, how many calls had each size.
         flushes: for batched steps, why each batch was sent (size, timer, idle).
+        batch_splits: for batched steps, failed batches halved to find the failing items.
         branches: for routers, how many items took each branch.
         throttled: calls the provider answered 429 (``hr.Throttled``, or a client's 429).
         rate: the step's :class:`~headrace.limits.rate.Rate`, whose limit the summary shows.
@@ -109,6 +110,7 @@ class StepMetrics:
     latency: Histogram = field(default_factory=Histogram)
     batch_sizes: dict[int, int] = field(default_factory=dict)
     flushes: dict[str, int] = field(default_factory=dict)
+    batch_splits: int = 0
     branches: dict[str, int] = field(default_factory=dict)
     limiter: ConcurrencyLimit | None = None
     retries: int = 0
@@ -167,6 +169,7 @@ class StepMetrics:
         if self.batch_sizes:
             data["batch_sizes"] = dict(sorted(self.batch_sizes.items()))
             data["flushes"] = dict(sorted(self.flushes.items()))
+            data["batch_splits"] = self.batch_splits
         if self.branches:
             data["branches"] = dict(sorted(self.branches.items()))
         if self.retries or self.throttled or self.retries_refused:

@@ -128,6 +128,8 @@ class RunResult:
                     f"{sizes / max(1, sum(s.batch_sizes.values())):.1f}, sent by "
                     + ", ".join(f"{k} {v}" for k, v in sorted(s.flushes.items()))
                 )
+                if s.batch_splits:
+                    extras[-1] += f"; {s.batch_splits:,} halved to find failing items"
             if s.branches:
                 extras.append(
                     "branches " + ", ".join(f"{k} {v}" for k, v in sorted(s.branches.items()))
