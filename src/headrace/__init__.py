@@ -69,15 +69,16 @@ from .step import FILTERED, Batch, FunctionStep, Step, step
 
 if _TYPE_CHECKING:
     from . import llm as llm
+    from . import models as models
 
 
 def __getattr__(name: str) -> _Any:
-    # hr.llm is imported on first use: it brings pydantic and jinja2, which the
-    # engine and the command line's start-up do without
-    if name == "llm":
+    # hr.llm and hr.models are imported on first use: they bring pydantic and jinja2,
+    # or the model libraries, which the engine and the command line's start-up do without
+    if name in ("llm", "models"):
         import importlib
 
-        return importlib.import_module(".llm", __name__)
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
