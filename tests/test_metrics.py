@@ -1,8 +1,10 @@
+import asyncio
 import json
 import random
 
 import pytest
 
+import headrace as hr
 from headrace import Histogram, RunMetrics, StepMetrics
 
 
@@ -54,3 +56,32 @@ def test_run_metrics_round_trip_through_json() -> None:
     assert metrics.step("s") is step
     with pytest.raises(KeyError, match="no step named 'x'"):
         metrics.step("x")
+
+
+def test_the_bottleneck_is_the_step_whose_call_slots_were_full() -> None:
+    @hr.step(concurrency=2)
+    async def narrow(x: int) -> int:
+        await asyncio.sleep(0.005)
+        return x
+
+    @hr.step
+    def quick(x: int) -> int:
+        return x
+
+    result = hr.run(quick >> narrow, range(100), progress=False)
+    assert result.bottleneck().startswith("narrow: its 2 call slots were busy")
+    assert f"bottleneck: {result.bottleneck()}" in result.summary()
+
+
+def test_the_bottleneck_is_a_rate_limit_when_calls_wait_for_it_most() -> None:
+    @hr.step(concurrency=8, rate=hr.Rate(requests=200, per="second", burst=1))
+    async def limited(x: int) -> int:
+        return x
+
+    result = hr.run(limited, range(60), progress=False)
+    assert result.bottleneck().startswith("limited's rate limit: its 8 call slots spent")
+
+
+def test_no_step_is_named_when_none_was_busy_half_the_time() -> None:
+    result = hr.run(hr.step(lambda x: x, name="ident"), range(500), progress=False)
+    assert result.bottleneck().startswith("no step was saturated (the busiest, ident,")

@@ -48,6 +48,7 @@ def bind_function_step(
     new metrics of its own)."""
     if metrics is None:
         metrics = ctx.metrics_for(step.name, "batch" if step.batch is not None else "function")
+    metrics.slots = step.concurrency
     validator = _output_validator(step) if step.validate else None
     if step.call_batch is not None:
         handler = _bind_batched(step, ctx, metrics, validator)

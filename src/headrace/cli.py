@@ -502,6 +502,61 @@ def sim(
         raise typer.Exit(2) from None
 
 
+@app.command()
+def demo(
+    limit: Annotated[
+        int,
+        typer.Option(help="paragraphs to take, at an even stride over the corpus (0: all)"),
+    ] = 2_000,
+    out: Annotated[Path, typer.Option(help="where the Parquet output and the run store go")] = Path(
+        "headrace-demo"
+    ),
+    fresh: Annotated[bool, typer.Option(help="delete --out first and start again")] = False,
+    device: Annotated[
+        str | None, typer.Option(help="where the embedding model runs (default: cuda if any)")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="show the progress line")] = True,
+) -> None:
+    """The showcase: State of the Union paragraphs through local embeddings, VADER
+    sentiment and an LLM tone judge (a local simulator unless OPENAI_BASE_URL is set),
+    into Parquet. No keys, no network; an interrupted demo resumes where it stopped."""
+    from .errors import HeadraceError
+
+    try:
+        from .demo import report, run_demo
+    except ImportError as exc:  # pragma: no cover - the extras are installed in CI
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+
+    def started(taken: int, total: int, judge: str) -> None:
+        typer.echo(
+            f"headrace demo: {taken:,} of {total:,} paragraphs of the State of the Union "
+            f"addresses, 1790 to today\ntone judged by {judge}\nwriting to {out}/\n"
+        )
+
+    try:
+        done = run_demo(
+            out,
+            limit=limit or None,
+            fresh=fresh,
+            device=device,
+            progress=progress,
+            on_start=started,
+        )
+    except HeadraceError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(done.result.summary())
+    typer.echo("")
+    typer.echo(report(done.parquet_dir))
+    typer.echo(
+        f"\nwritten: {done.parquet_dir}/ (Parquet), {out / 'run'}/ (run store); "
+        f"headrace status {out / 'run'} shows it"
+    )
+    if done.result.items_dead:
+        raise typer.Exit(1)
+
+
 def _where(description: dict[str, Any]) -> str:
     """A stored source or sink, in a few words."""
     kind = description.get("kind", "?")

@@ -95,6 +95,7 @@ class StepMetrics:
         rate_waits: calls that waited for the rate limit; ``rate_wait_s`` is their total wait.
         circuit: the step's circuit breaker, whose state and openings the summary shows.
         fallbacks: items this step's failure sent to its fallback step.
+        slots: the step's concurrency: calls (or batch calls) it may have in flight.
         llm: an LLM step's requests, tokens, cost, repairs and packing.
         cache: a cached step's hits per tier, misses, joins and back-fills.
     """
@@ -121,6 +122,7 @@ class StepMetrics:
     rate_wait_s: float = 0.0
     circuit: Circuit | None = None
     fallbacks: int = 0
+    slots: int = 0
     llm: LLMStats | None = None
     cache: CacheStats | None = None
 
@@ -146,6 +148,12 @@ class StepMetrics:
             self.latency.record(busy_s)
         self.batch_sizes[size] = self.batch_sizes.get(size, 0) + 1
         self.flushes[reason] = self.flushes.get(reason, 0) + 1
+
+    def utilisation(self, wall_s: float) -> float:
+        """The share of the run's wall time its call slots were busy (0 without calls)."""
+        if wall_s <= 0 or not self.slots:
+            return 0.0
+        return self.busy_s / (wall_s * self.slots)
 
     def to_dict(self) -> dict[str, Any]:
         """The counters as plain data (latencies in milliseconds)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .metrics import RunMetrics
+from .metrics import RunMetrics, StepMetrics
 
 __all__ = ["DeadLetter", "RunResult"]
 
@@ -89,6 +89,49 @@ class RunResult:
         """Items a step dropped on purpose."""
         return self.metrics.items_filtered
 
+    def bottleneck(self) -> str:
+        """Which part set the run's pace, as a sentence.
+
+        A step's *utilisation* is the share of the wall time its call slots (its
+        concurrency) were busy; its *rate share* the share they spent waiting for
+        its rate limit. The step with the highest of either is named when it is at
+        least half: that step was full while the others waited on it. Otherwise no
+        step was saturated and the source, the sink or the engine set the pace.
+        """
+        m = self.metrics
+        wall = m.wall_s
+        candidates = [s for s in m.steps if s.slots and s.calls]
+        if wall <= 0 or not candidates:
+            return "none: no step made a call"
+
+        def rate_share(s: StepMetrics) -> float:
+            return s.rate_wait_s / (wall * s.slots)
+
+        top = max(candidates, key=lambda s: max(s.utilisation(wall), rate_share(s)))
+        slots = f"{top.slots} call slot{'s' if top.slots != 1 else ''}"
+        if rate_share(top) >= max(0.5, top.utilisation(wall)):
+            return (
+                f"{top.name}'s rate limit: its {slots} spent {rate_share(top):.0%} of the run "
+                "waiting for it"
+            )
+        if top.utilisation(wall) >= 0.5:
+            batched = ""
+            if top.batch_sizes:
+                mean = sum(k * v for k, v in top.batch_sizes.items()) / sum(
+                    top.batch_sizes.values()
+                )
+                batched = f" (batches of {mean:.1f} items on average)"
+            verb = "were" if top.slots != 1 else "was"
+            return (
+                f"{top.name}: its {slots} {verb} busy {top.utilisation(wall):.0%} of the "
+                f"run{batched}"
+            )
+        return (
+            f"no step was saturated (the busiest, {top.name}, kept its {slots} busy "
+            f"{top.utilisation(wall):.0%} of the run): the source, the sink or the engine "
+            "set the pace"
+        )
+
     def summary(self) -> str:
         """A human-readable report: counts, wall time, items/s, and a table of steps."""
         m = self.metrics
@@ -100,6 +143,7 @@ class RunResult:
             + (f" (dropped {m.items_duplicate:,} repeated keys)" if m.items_duplicate else ""),
             f"wall time {m.wall_s:.3f}s, {m.items_per_s:,.1f} items/s",
         ]
+        lines.append(f"bottleneck: {self.bottleneck()}")
         if m.stopped:
             lines.append(f"stopped early: {m.stopped}; resume the run to finish it")
         if any(s.llm is not None for s in m.steps):

