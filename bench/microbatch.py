@@ -14,6 +14,9 @@ plain loop over the same texts against ``hr.models.sentiment()``, as the
 per-item overhead in microseconds. Prints one JSON line.
 
     python bench/microbatch.py [--items 2000] [--device cpu|cuda] [--pass-size N]
+
+``--model DIR`` and ``--texts FILE`` (a JSON list of strings) let it run where
+the bundled model and the corpus are not installed (a GPU machine).
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import headrace as hr
-from headrace.demo import paragraphs
 
 
 def timed(fn: Any) -> float:
@@ -47,11 +49,18 @@ def main() -> None:
         default=None,
         help="texts for (c), default all; fewer keeps a slow device quick",
     )
+    parser.add_argument("--model", default=None, help="a local model directory")
+    parser.add_argument("--texts", default=None, help="a JSON list of texts, not the corpus")
     args = parser.parse_args()
 
-    records, _ = paragraphs(args.items)
-    texts = [r["text"] for r in records]
-    step = hr.models.embed(device=args.device, pass_size=args.pass_size)
+    if args.texts:
+        with open(args.texts) as f:
+            texts = json.load(f)[: args.items]
+    else:
+        from headrace.demo import paragraphs
+
+        texts = [r["text"] for r in paragraphs(args.items)[0]]
+    step = hr.models.embed(args.model, device=args.device, pass_size=args.pass_size)
     model = step.loaded()
     model.encode(texts[:64], batch_size=64, show_progress_bar=False)  # warm up
 
