@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 from ..errors import PipelineError
@@ -14,7 +13,26 @@ __all__ = ["Pipeline", "pipeline"]
 
 
 class Pipeline(ModelStep):
-    """Runs a ``transformers`` pipeline over each item's text; see :func:`pipeline`."""
+    """A step that runs a Hugging Face ``transformers`` pipeline on each text, micro-batched.
+
+    The output for each item is what the pipeline returns for one text.
+
+    Args:
+        task: the pipeline task: ``"text-classification"``, ``"token-classification"``,
+            ``"feature-extraction"``, ``"zero-shot-classification"``...
+        model: a local model directory (``save_pretrained`` output, with its
+            tokenizer). Nothing is fetched from a hub.
+        field: read the text from this field of a record (default: the item is the text).
+        device: ``"cpu"``, ``"cuda"``...; default: CUDA when PyTorch sees a GPU.
+        batch: how items are coalesced into model calls (default ``hr.Batch(32, "10ms")``).
+        pass_size: texts per forward pass (default 16 on a CPU, the micro-batch on a GPU).
+        options: keyword arguments for each pipeline call (``top_k=``, ``truncation=``...).
+        name: the step's name (default: the task).
+        version: bump it to mark a change the fingerprint cannot see.
+
+    Raises:
+        PipelineError: ``model`` is not a local directory, or an option is out of range.
+    """
 
     def __init__(
         self,
@@ -30,22 +48,20 @@ class Pipeline(ModelStep):
         version: str = "1",
     ) -> None:
         name = name or task
-        super().__init__(name=name, field=field, batch=batch or Batch(32, "10ms"), version=version)
+        super().__init__(
+            name=name,
+            field=field,
+            batch=batch or Batch(32, "10ms"),
+            version=version,
+            device=device,
+            pass_size=pass_size,
+        )
         if not isinstance(task, str) or not task:
             raise PipelineError(
                 f"step {name!r}: task must be a pipeline task such as 'text-classification'"
             )
-        if not Path(model).is_dir():
-            raise PipelineError(
-                f"step {name!r}: model must be a local model directory, got {str(model)!r} "
-                "(headrace loads models from disk only, never from a hub)"
-            )
-        if pass_size is not None and (not isinstance(pass_size, int) or pass_size < 1):
-            raise PipelineError(f"step {name!r}: pass_size must be a positive integer")
         self.task = task
-        self.model = Path(model).resolve()
-        self.device = device
-        self.pass_size = pass_size
+        self.model = self.local_directory(model)
         self.options = dict(options or {})
 
     def model_identity(self) -> dict[str, Any]:
@@ -71,8 +87,7 @@ class Pipeline(ModelStep):
         padding is computed; the results are put back in the items' order.
         """
         pipe = self.loaded()
-        on_cpu = str(pipe.device).startswith("cpu")
-        size = self.pass_size or (16 if on_cpu else len(texts))
+        size = self.passes_of(pipe.device, len(texts))
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         results = pipe([texts[i] for i in order], batch_size=size, **self.options)
         outputs: list[Any] = [None] * len(texts)
@@ -81,44 +96,5 @@ class Pipeline(ModelStep):
         return outputs
 
 
-def pipeline(
-    task: str,
-    model: str | os.PathLike[str],
-    *,
-    field: str | None = None,
-    device: str | None = None,
-    batch: Batch | None = None,
-    pass_size: int | None = None,
-    options: dict[str, Any] | None = None,
-    name: str | None = None,
-    version: str = "1",
-) -> Pipeline:
-    """A step that runs a Hugging Face ``transformers`` pipeline on each text, micro-batched.
-
-    Args:
-        task: the pipeline task: ``"text-classification"``, ``"token-classification"``,
-            ``"feature-extraction"``, ``"zero-shot-classification"``...
-        model: a local model directory (``save_pretrained`` output, with its
-            tokenizer). Nothing is fetched from a hub.
-        field: read the text from this field of a record (default: the item is the text).
-        device: ``"cpu"``, ``"cuda"``...; default: CUDA when PyTorch sees a GPU.
-        batch: how items are coalesced into model calls (default ``hr.Batch(32, "10ms")``).
-        pass_size: texts per forward pass (default 16 on a CPU, the micro-batch on a GPU).
-        options: keyword arguments for each pipeline call (``top_k=``, ``truncation=``...).
-        name: the step's name (default: the task).
-        version: bump it to mark a change the fingerprint cannot see.
-
-    Returns:
-        A step whose output for each item is what the pipeline returns for one text.
-    """
-    return Pipeline(
-        task,
-        model,
-        field=field,
-        device=device,
-        batch=batch,
-        pass_size=pass_size,
-        options=options,
-        name=name,
-        version=version,
-    )
+pipeline = Pipeline
+"""``hr.models.pipeline(...)``: the name pipelines are written with (see :class:`Pipeline`)."""

@@ -35,7 +35,19 @@ def split_sentences(text: str) -> list[str]:
 
 
 class Sentiment(ModelStep):
-    """Scores each item's text with VADER; see :func:`sentiment`."""
+    """A step that scores each text's sentiment with VADER (its lexicon ships in
+    ``vaderSentiment``; installed with ``headrace[models]``).
+
+    The output is ``{"compound", "positive", "negative", "neutral", "sentences"}``
+    (plus ``by_sentence``): the mean sentence compound in [-1, 1], the shares of
+    positive, negative and neutral sentences, and their count.
+
+    Args:
+        field: read the text from this field of a record (default: the item is the text).
+        sentences: also return each sentence's text and compound (``by_sentence``).
+        name: the step's name in metrics and errors.
+        version: bump it to mark a change the fingerprint cannot see.
+    """
 
     def __init__(
         self,
@@ -83,25 +95,5 @@ class Sentiment(ModelStep):
         return record
 
 
-def sentiment(
-    *,
-    field: str | None = None,
-    sentences: bool = False,
-    name: str = "sentiment",
-    version: str = "1",
-) -> Sentiment:
-    """A step that scores each text's sentiment with VADER (its lexicon ships in
-    ``vaderSentiment``; installed with ``headrace[models]``).
-
-    Args:
-        field: read the text from this field of a record (default: the item is the text).
-        sentences: also return each sentence's text and compound (``by_sentence``).
-        name: the step's name in metrics and errors.
-        version: bump it to mark a change the fingerprint cannot see.
-
-    Returns:
-        A step whose output is ``{"compound", "positive", "negative", "neutral",
-        "sentences"}`` (plus ``by_sentence``): the mean sentence compound in [-1, 1],
-        the shares of positive, negative and neutral sentences, and their count.
-    """
-    return Sentiment(field=field, sentences=sentences, name=name, version=version)
+sentiment = Sentiment
+"""``hr.models.sentiment(...)``: the name pipelines are written with (see :class:`Sentiment`)."""
