@@ -53,10 +53,9 @@ def load_once(key: Hashable, load: Callable[[], Any]) -> Any:
     the event loop (on the step's worker thread), under a lock so that two steps
     never load the same model twice.
     """
-    try:
-        return _loaded[key]
-    except KeyError:
-        pass
+    found = _loaded.get(key)  # the lock-free path, once loaded
+    if found is not None:
+        return found
     with _loading:
         if key not in _loaded:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a local path must never reach a hub
