@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import HeadraceError, PipelineError
+from ..executors import ItemFailure
 from ..runtime import Handler, RunContext
 from ..step import Batch, FunctionStep, Step
 
@@ -191,7 +192,17 @@ class ModelStep(Step[Any, Any]):
         return 2 * self.batch.max_size  # one batch running, the next one gathering
 
     def _call(self, items: list[Any]) -> list[Any]:
-        return self.run_batch([text_of(item, self.field) for item in items])
+        # An item without its text fails alone here, before the model runs: raising
+        # would make the batcher halve the batch and run the model again on the rest.
+        texts: list[str | ItemFailure] = []
+        for item in items:
+            try:
+                texts.append(text_of(item, self.field))
+            except ModelInputError as exc:
+                texts.append(ItemFailure(exc))
+        good = [t for t in texts if isinstance(t, str)]
+        outputs = iter(self.run_batch(good) if good else [])
+        return [t if isinstance(t, ItemFailure) else next(outputs) for t in texts]
 
     def _bind(self, ctx: RunContext) -> Handler:
         from ..call import bind_function_step
