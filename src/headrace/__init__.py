@@ -11,8 +11,11 @@ Quick start::
     print(result.summary())
 """
 
+from collections.abc import Iterable as _Iterable
+from collections.abc import Sequence as _Sequence
 from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
+from os import PathLike as _PathLike
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
@@ -45,6 +48,7 @@ from .errors import (
     StepTimeout,
     Throttled,
 )
+from .graph import OTHERWISE, Edge, Graph, GraphError, Node, edge, graph, node
 from .io import (
     read_csv,
     read_dir,
@@ -70,16 +74,39 @@ from .step import FILTERED, Batch, FunctionStep, Step, step
 if _TYPE_CHECKING:
     from . import llm as llm
     from . import models as models
+    from . import recipe as recipe
 
 
 def __getattr__(name: str) -> _Any:
-    # hr.llm and hr.models are imported on first use: they bring pydantic and jinja2,
-    # or the model libraries, which the engine and the command line's start-up do without
-    if name in ("llm", "models"):
+    # hr.llm, hr.models and hr.recipe are imported on first use: they bring pydantic,
+    # PyYAML or the model libraries, which the engine and the command line's start-up
+    # do without
+    if name in ("llm", "models", "recipe"):
         import importlib
 
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def load_recipe(
+    path: str | _PathLike[str],
+    *,
+    overrides: _Iterable[str] = (),
+    allow: _Sequence[str] | None = None,
+) -> Step[_Any, _Any]:
+    """The pipeline a YAML recipe describes, a step like any other (see :mod:`headrace.recipe`).
+
+    Args:
+        path: the recipe file.
+        overrides: ``key.path=value`` settings applied first (as ``--set`` does).
+        allow: import only modules under these prefixes (as ``--allow`` does).
+
+    Raises:
+        RecipeError: every problem found, each naming ``file:line:column`` and the field.
+    """
+    from .recipe import load_recipe as _load
+
+    return _load(path, overrides=overrides, allow=allow)
 
 
 try:
@@ -89,6 +116,15 @@ except _PackageNotFoundError:  # running from a source tree that was never insta
 
 __all__ = [
     "FILTERED",
+    "OTHERWISE",
+    "Edge",
+    "Graph",
+    "GraphError",
+    "Node",
+    "edge",
+    "graph",
+    "node",
+    "load_recipe",
     "BadInput",
     "Budget",
     "BudgetExhausted",

@@ -13,7 +13,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from functools import partial
 from itertools import pairwise
-from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, TypeVarTuple, overload
 
 from .activity import Activity
 from .errors import NoRoute, PipelineError, StepFailed
@@ -320,12 +320,24 @@ class Route(Step[In, Out]):
 class MapStep(Step[Iterable[A], list[B]]):
     """Runs a step on every element of a list inside an item; see :func:`map`."""
 
-    def __init__(self, inner: Step[A, B], concurrency: int, name: str) -> None:
+    def __init__(
+        self,
+        inner: Step[A, B],
+        concurrency: int,
+        name: str,
+        *,
+        on_error: Literal["fail", "skip"] = "fail",
+        over: str | None = None,
+    ) -> None:
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise PipelineError(f"map concurrency must be a positive integer, got {concurrency!r}")
+        if on_error not in ("fail", "skip"):
+            raise PipelineError(f"map on_error must be 'fail' or 'skip', got {on_error!r}")
         self.inner = inner
         self.concurrency = concurrency
         self.name = name
+        self.on_error = on_error
+        self.over = over
 
     def children(self) -> tuple[Step[Any, Any], ...]:
         return (self.inner,)
@@ -335,19 +347,36 @@ class MapStep(Step[Iterable[A], list[B]]):
         return max(1, -(-self.inner.total_slots() // self.concurrency))
 
     def _identity(self) -> dict[str, Any]:
-        return {"kind": "map", "inner": self.inner.fingerprint}
+        identity: dict[str, Any] = {"kind": "map", "inner": self.inner.fingerprint}
+        if self.on_error != "fail" or self.over is not None:  # older fingerprints stay valid
+            identity.update(on_error=self.on_error, over=self.over)
+        return identity
+
+    def elements(self, value: Any) -> list[Any]:
+        """The list the map runs over: the item, or its field ``over``."""
+        if self.over is not None:
+            if isinstance(value, Mapping):
+                if self.over not in value:
+                    raise KeyError(f"the item has no field {self.over!r}")
+                value = value[self.over]
+            else:
+                value = getattr(value, self.over)
+        if isinstance(value, str | bytes | Mapping):
+            raise TypeError(f"a map runs over a list, got {type(value).__name__}")
+        return list(value)
 
     def _bind(self, ctx: RunContext) -> Handler:
         metrics = ctx.metrics_for(self.name, "map")
         inner = ctx.bind(self.inner)
         activity = ctx.activity
         limit = self.concurrency
+        skip = self.on_error == "skip"
 
         async def handle(value: Any) -> Any:
             metrics.calls += 1
             try:
-                elements = list(value)
-            except TypeError as exc:
+                elements = self.elements(value)
+            except (TypeError, KeyError, AttributeError) as exc:
                 metrics.errors += 1
                 raise StepFailed(self.name, exc) from exc
             results: list[Any] = [FILTERED] * len(elements)
@@ -358,6 +387,9 @@ class MapStep(Step[Iterable[A], list[B]]):
                     try:
                         results[index] = await inner(elements[index])
                     except StepFailed as failure:
+                        if skip:
+                            metrics.skipped += 1
+                            continue
                         failure.add_note(f"in element {index} of {self.name}")
                         raise
 
@@ -451,21 +483,31 @@ def route(
 
 
 def map(
-    step: Step[A, B] | Callable[[A], B], *, concurrency: int = 16, name: str | None = None
+    step: Step[A, B] | Callable[[A], B],
+    *,
+    concurrency: int = 16,
+    name: str | None = None,
+    on_error: Literal["fail", "skip"] = "fail",
+    over: str | None = None,
 ) -> MapStep[A, B]:
     """Run ``step`` on each element of an item that is a list; the output is the list of results.
 
     Results keep the elements' order; elements the step drops are left out. If one
-    element fails, the item fails (the error names the element's index).
+    element fails, the item fails (the error names the element's index), unless
+    ``on_error="skip"``.
 
     Args:
         step: the step for one element.
         concurrency: how many elements of one item run at once (the inner step's
             own concurrency limit still applies across all items).
         name: the map's name in metrics (default ``map(<inner name>)``).
+        on_error: ``"fail"`` (the item fails with its element) or ``"skip"`` (the
+            failed element is left out of the list and counted as ``skipped``).
+        over: map over this field of the item (a dict key or an attribute) instead
+            of the item itself.
     """
     inner = as_step(step, after=None)
-    return MapStep(inner, concurrency, name or f"map({inner.name})")
+    return MapStep(inner, concurrency, name or f"map({inner.name})", on_error=on_error, over=over)
 
 
 def filter(predicate: Callable[[A], Any], *, name: str | None = None) -> Filter[A]:

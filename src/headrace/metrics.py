@@ -90,6 +90,8 @@ class StepMetrics:
         flushes: for batched steps, why each batch was sent (size, timer, idle).
         batch_splits: for batched steps, failed batches halved to find the failing items.
         branches: for routers, how many items took each branch.
+        skipped: for maps with ``on_error="skip"``, elements whose step failed and
+            were left out of the item's list.
         throttled: calls the provider answered 429 (``hr.Throttled``, or a client's 429).
         rate: the step's :class:`~headrace.limits.rate.Rate`, whose limit the summary shows.
         rate_waits: calls that waited for the rate limit; ``rate_wait_s`` is their total wait.
@@ -113,6 +115,7 @@ class StepMetrics:
     flushes: dict[str, int] = field(default_factory=dict)
     batch_splits: int = 0
     branches: dict[str, int] = field(default_factory=dict)
+    skipped: int = 0
     limiter: ConcurrencyLimit | None = None
     retries: int = 0
     throttled: int = 0
@@ -180,6 +183,8 @@ class StepMetrics:
             data["batch_splits"] = self.batch_splits
         if self.branches:
             data["branches"] = dict(sorted(self.branches.items()))
+        if self.skipped:
+            data["skipped"] = self.skipped
         if self.retries or self.throttled or self.retries_refused:
             data["retries"] = {
                 "retries": self.retries,

@@ -203,6 +203,8 @@ class RunResult:
                 )
             if s.fallbacks:
                 extras.append(f"fell back {s.fallbacks:,} times")
+            if s.skipped:
+                extras.append(f"{s.skipped:,} failed elements skipped")
             if s.llm is not None:
                 extras.append(s.llm.summary())
             if s.cache is not None:

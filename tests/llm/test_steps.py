@@ -120,9 +120,13 @@ def test_templates_are_sandboxed_and_checked_where_the_step_is_defined() -> None
     url = "http://127.0.0.1:9/v1"
     with pytest.raises(hr.PipelineError, match="does not parse"):
         hr.llm.complete(client=client(url), model="fast", prompt="{{ text ")
-    sneaky = hr.llm.complete(client=client(url), model="fast", prompt="{{ text.__class__ }}")
-    with pytest.raises(hr.llm.PromptError, match=r"SecurityError|UndefinedError"):
-        sneaky.request({"text": "x"})
+    with pytest.raises(hr.PipelineError, match="names starting with _ are not allowed"):
+        hr.llm.complete(client=client(url), model="fast", prompt="{{ text.__class__ }}")
+    with pytest.raises(hr.PipelineError, match="calls are not allowed"):
+        hr.llm.complete(client=client(url), model="fast", prompt="{{ text.upper() }}")
+    walk = hr.llm.complete(client=client(url), model="fast", prompt="{{ text.mro }}")
+    with pytest.raises(hr.llm.PromptError, match="UndefinedError"):
+        walk.request({"text": "x"})
     short = hr.llm.complete(client=client(url), model="fast", prompt="Say {text} {x.__class__}")
     assert short.request({"text": "hi"})["messages"][0]["content"] == "Say hi {x.__class__}"
 

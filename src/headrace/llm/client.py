@@ -17,6 +17,7 @@ so they are paced, retried and paid for the same way.
 from __future__ import annotations
 
 import asyncio
+import copy
 import ipaddress
 import os
 import time
@@ -253,6 +254,12 @@ class Connection:
         rate = client.rate
         self._buckets = rate.open() if rate is not None else None
         self._completion: dict[str, float] = {}  # mean completion tokens per model
+
+    def retrying(self, retry: Retry) -> Connection:
+        """This pool, with its rate limit and circuit, but retrying by ``retry`` (a step's own)."""
+        view = copy.copy(self)
+        view._retrier = Retrier(retry)
+        return view
 
     async def __aenter__(self) -> Connection:
         return self

@@ -1,10 +1,10 @@
 """Prompts: the fields of a record, and templates rendered in a sandbox.
 
-A template is Jinja2, rendered by its *sandboxed* environment (no access to
-dunder attributes, no imports, undefined names are errors), the same sandbox
-recipes use. A template with no Jinja markers may name fields the short way,
-``"Summarise: {text}"``; only plain names are replaced, so ``{x.__class__}``
-stays text.
+A template is Jinja2, rendered in :mod:`headrace.sandbox` (no attribute that
+starts with ``_``, no calls but whitelisted filters, no imports, undefined names
+are errors), the same sandbox recipe conditions use. A template with no Jinja
+markers may name fields the short way, ``"Summarise: {text}"``; only plain names
+are replaced, so ``{x.__class__}`` stays text.
 
 Rendering is deterministic: the same record gives the same prompt bytes (records
 are written as JSON with sorted keys), so cache and resume keys stay stable.
@@ -94,18 +94,17 @@ class Template:
         self.where = where
         self._jinja: Any = None
         if _JINJA.search(source):
-            from jinja2 import StrictUndefined, TemplateSyntaxError
-            from jinja2.sandbox import ImmutableSandboxedEnvironment
+            from jinja2 import TemplateError
 
-            environment = ImmutableSandboxedEnvironment(
-                undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
-            )
+            from ..sandbox import environment, refuse_calls
+
             try:
-                self._jinja = environment.from_string(source)
-            except TemplateSyntaxError as exc:
-                raise PipelineError(
-                    f"{where}: the template does not parse at line {exc.lineno}: {exc.message}"
-                ) from None
+                refuse_calls(source, template=True)
+                self._jinja = environment().from_string(source)
+            except PipelineError as exc:
+                raise PipelineError(f"{where}: the template {exc}") from None
+            except TemplateError as exc:
+                raise PipelineError(f"{where}: the template does not parse: {exc}") from None
 
     def render(self, variables: Mapping[str, Any]) -> str:
         """The template filled from ``variables``.
@@ -131,6 +130,6 @@ class Template:
 
         try:
             text: str = self._jinja.render(**variables)
-        except TemplateError as exc:
+        except TemplateError as exc:  # the sandbox's SecurityError included
             raise PromptError(f"{self.where}: {type(exc).__name__}: {exc}") from None
         return text

@@ -18,9 +18,11 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
+from ..cache import Cache
 from ..errors import PipelineError
 from ..executors import ItemFailure
 from ..limits.policies import Fallback, Timeout
+from ..limits.retry import Retry
 from ..limits.usage import estimate_tokens
 from ..metrics import StepMetrics
 from ..step import Batch, FunctionStep, Step
@@ -71,6 +73,11 @@ class LLMStep(Step[In, Out]):
             ``timeout`` bounds each request.
         ordered: emit items in the order they entered the step.
         fallback: a step to run on an item this step failed.
+        retry: how this step's requests are retried, instead of the client's ``retry``
+            (the client's rate limit, circuit and connections are still shared).
+        cache: ``True`` or :class:`~headrace.cache.Cache`: answers are kept under the
+            step's fingerprint (model, prompts, schema, sampling options) and the
+            record, so a changed prompt never gets an old answer.
     """
 
     kind = "llm"
@@ -87,6 +94,8 @@ class LLMStep(Step[In, Out]):
         ordered: bool = False,
         fallback: Fallback | Step[Any, Any] | None = None,
         batch: Batch | None = None,
+        retry: Retry | None = None,
+        cache: bool | Cache | None = None,
     ) -> None:
         if not isinstance(client, Client):
             raise PipelineError(f"step {name!r}: client must be hr.llm.Client, got {client!r}")
@@ -101,7 +110,11 @@ class LLMStep(Step[In, Out]):
         self.ordered = ordered
         self.fallback = fallback
         self.batch = batch
-        self._options(_probe)  # checks every option now, where the step is defined
+        if retry is not None and not isinstance(retry, Retry):
+            raise PipelineError(f"step {name!r}: retry must be hr.Retry(...), got {retry!r}")
+        self.retry = retry
+        self.cache: Cache | bool | None = cache
+        self.cache = self._options(_probe).cache  # checks every option now, where defined
 
     @property
     def model_name(self) -> str:
@@ -117,6 +130,7 @@ class LLMStep(Step[In, Out]):
             ordered=self.ordered,
             batch=self.batch,
             fallback=self.fallback,
+            cache=self.cache,
         )
 
     def _slots(self) -> int:
@@ -154,8 +168,11 @@ class LLMStep(Step[In, Out]):
         metrics.rate = self.client.rate  # the summary shows the limit and the waits
         metrics.circuit = self.client.circuit
         connection = self.client.connection_in(ctx)
+        if self.retry is not None:
+            connection = connection.retrying(self.retry)
         inner = self._options(self._function(connection, metrics))
         inner.reports_throttles = True  # the client counts each 429 it receives
+        inner._fingerprint = self.fingerprint  # cache keys follow this step's identity
         return bind_function_step(inner, ctx, metrics)
 
 
@@ -188,7 +205,8 @@ class Transduce(LLMStep[Any, M], Generic[M]):
             :class:`~headrace.llm.structured.Structured`).
         temperature: sampling temperature (default: the provider's).
         max_tokens: the completion ceiling per item.
-        name, version, concurrency, timeout, ordered, fallback: as for ``@hr.step``.
+        name, version, concurrency, timeout, ordered, fallback, retry, cache: as for
+            :class:`LLMStep`.
     """
 
     def __init__(
@@ -214,6 +232,8 @@ class Transduce(LLMStep[Any, M], Generic[M]):
         timeout: float | str | Timeout | None = None,
         ordered: bool = False,
         fallback: Fallback | Step[Any, Any] | None = None,
+        retry: Retry | None = None,
+        cache: bool | Cache | None = None,
     ) -> None:
         name = name or f"transduce({getattr(output, '__name__', output)})"
         self.structured = Structured(output, allow_partial=allow_partial, mode=mode)
@@ -240,6 +260,8 @@ class Transduce(LLMStep[Any, M], Generic[M]):
             ordered=ordered,
             fallback=fallback,
             batch=batch,
+            retry=retry,
+            cache=cache,
         )
 
     def _request_identity(self) -> dict[str, Any]:
@@ -415,7 +437,8 @@ class Complete(LLMStep[Any, str]):
             to the first token and tokens per second.
         temperature: sampling temperature (default: the provider's).
         max_tokens: the completion ceiling.
-        name, version, concurrency, timeout, ordered, fallback: as for ``@hr.step``.
+        name, version, concurrency, timeout, ordered, fallback, retry, cache: as for
+            :class:`LLMStep`.
     """
 
     def __init__(
@@ -434,6 +457,8 @@ class Complete(LLMStep[Any, str]):
         timeout: float | str | Timeout | None = None,
         ordered: bool = False,
         fallback: Fallback | Step[Any, Any] | None = None,
+        retry: Retry | None = None,
+        cache: bool | Cache | None = None,
     ) -> None:
         name = name or "complete"
         self.prompt = Template(prompt, where=f"step {name!r} prompt")
@@ -450,6 +475,8 @@ class Complete(LLMStep[Any, str]):
             timeout=timeout,
             ordered=ordered,
             fallback=fallback,
+            retry=retry,
+            cache=cache,
         )
 
     def _request_identity(self) -> dict[str, Any]:
@@ -493,7 +520,8 @@ class Embed(LLMStep[Any, list[float]]):
         dimensions: ask for shorter vectors (models that support it).
         batch: how items are gathered into one request (default up to 256, waiting
             20 ms); a batch larger than the client's ``max_embedding_inputs`` is split.
-        name, version, concurrency, timeout, ordered, fallback: as for ``@hr.step``
+        name, version, concurrency, timeout, ordered, fallback, retry, cache: as for
+            :class:`LLMStep`
             (``concurrency`` counts requests in flight).
     """
 
@@ -511,6 +539,8 @@ class Embed(LLMStep[Any, list[float]]):
         timeout: float | str | Timeout | None = None,
         ordered: bool = False,
         fallback: Fallback | Step[Any, Any] | None = None,
+        retry: Retry | None = None,
+        cache: bool | Cache | None = None,
     ) -> None:
         self.field = field
         self.dimensions = dimensions
@@ -524,6 +554,8 @@ class Embed(LLMStep[Any, list[float]]):
             ordered=ordered,
             fallback=fallback,
             batch=batch or Batch(max_size=min(256, client.max_embedding_inputs), max_wait="20ms"),
+            retry=retry,
+            cache=cache,
         )
 
     def _request_identity(self) -> dict[str, Any]:

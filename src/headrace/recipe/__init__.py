@@ -1,0 +1,191 @@
+"""Recipes: whole pipelines in YAML, validated, sandboxed, runnable from the command line.
+
+::
+
+    recipe = hr.recipe.load("sotu.yaml", overrides=["run.concurrency=16"])
+    print(recipe.plan())                 # what would run, and an estimate of calls
+    result = recipe.run(run_dir=".headrace/sotu")
+
+    pipeline = hr.load_recipe("sotu.yaml")   # the pipeline alone, a step like any other
+
+A recipe builds the very steps its Python equivalent would (see
+:mod:`headrace.recipe.build`), so everything the engine does for Python
+pipelines (limits, caches, durable runs) it does for recipes. Security: a recipe
+reaches Python only through the import paths it names (:mod:`.registry`, with
+``allow`` prefixes), and its conditions and templates run in
+:mod:`headrace.sandbox`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .build import Built, build
+from .document import Place, Problem, RecipeError
+from .schema import RecipeSpec
+
+if TYPE_CHECKING:
+    from ..io.records import DurableSink, Source
+    from ..result import RunResult
+    from ..step import Step
+
+__all__ = ["Place", "Problem", "Recipe", "RecipeError", "RecipeSpec", "load", "load_recipe"]
+
+
+class Recipe:
+    """A recipe file, checked and built: its pipeline, source, sink and run options.
+
+    Args:
+        path: the recipe file.
+        overrides: ``key.path=value`` settings applied before checking (``--set``).
+        allow: import only modules under these prefixes (``--allow``).
+
+    Raises:
+        RecipeError: every problem found, each naming ``file:line:column`` and the field.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        overrides: Iterable[str] = (),
+        allow: Sequence[str] | None = None,
+    ) -> None:
+        self.path = Path(path).resolve()
+        self.overrides = tuple(overrides)
+        self.allow = tuple(allow) if allow is not None else None
+        self.built: Built = build(self.path, overrides=self.overrides, allow=self.allow)
+        self.spec: RecipeSpec = self.built.spec
+        self.pipeline: Step[Any, Any] = self.built.pipeline
+        self.name = self.spec.name or self.path.stem
+
+    def _missing(self, section: str) -> RecipeError:
+        place = Place(self.built.document.place(()).file, 1, 1)
+        return RecipeError(
+            [Problem(place, section, f"running the recipe needs a {section}: section")]
+        )
+
+    def _file(self, relative: str) -> Path:
+        path = Path(relative)
+        return path if path.is_absolute() else self.path.parent / path
+
+    def source(self) -> Source:
+        """The items the recipe reads.
+
+        Raises:
+            RecipeError: the recipe has no ``source:``.
+        """
+        from ..io import read_csv, read_dir, read_jsonl, read_parquet
+
+        spec = self.spec.source
+        if spec is None:
+            raise self._missing("source")
+        if spec.jsonl:
+            return read_jsonl(self._file(spec.jsonl), key=spec.key)
+        if spec.csv:
+            return read_csv(self._file(spec.csv), key=spec.key)
+        if spec.parquet:
+            return read_parquet(self._file(spec.parquet), key=spec.key)
+        assert spec.dir is not None
+        return read_dir(self._file(spec.dir))
+
+    def sink(self) -> DurableSink:
+        """Where the recipe writes.
+
+        Raises:
+            RecipeError: the recipe has no ``sink:``.
+        """
+        from ..io import write_batches, write_csv, write_jsonl, write_parquet, write_sql
+
+        spec = self.spec.sink
+        if spec is None:
+            raise self._missing("sink")
+        columns: dict[str, str] | None = dict(spec.columns) if spec.columns else None
+        if spec.jsonl:
+            return write_jsonl(self._file(spec.jsonl))
+        if spec.csv:
+            return write_csv(self._file(spec.csv), columns=columns)
+        if spec.parquet:
+            return write_parquet(self._file(spec.parquet), columns=columns)
+        if spec.sql:
+            assert spec.table is not None
+            return write_sql(
+                spec.sql,
+                spec.table,
+                key=spec.key,
+                columns=columns,
+            )
+        assert spec.dir is not None
+        return write_batches(self._file(spec.dir))
+
+    def run_options(self) -> dict[str, Any]:
+        """The ``run:`` section as :func:`~headrace.run` keyword arguments."""
+        from ..budget import Budget
+
+        run = self.spec.run
+        options: dict[str, Any] = {
+            "window": run.concurrency,
+            "ordered": run.ordered,
+            "on_error": run.on_error,
+            "on_bad_input": run.on_bad_input,
+            "duplicates": run.duplicates,
+        }
+        if run.budget_usd is not None or run.budget_tokens is not None:
+            options["budget"] = Budget(usd=run.budget_usd, tokens=run.budget_tokens)
+        return options
+
+    def run(
+        self,
+        *,
+        run_dir: str | os.PathLike[str] | None = None,
+        resume: bool = False,
+        force: bool = False,
+        progress: bool = True,
+    ) -> RunResult:
+        """Run the recipe from its source to its sink (durably: ``run_dir`` defaults to
+        ``.headrace/<name>`` beside the recipe)."""
+        from ..runner import run
+
+        return run(
+            self.pipeline,
+            self.source(),
+            sink=self.sink(),
+            run_dir=run_dir if run_dir is not None else self.path.parent / ".headrace" / self.name,
+            resume=resume,
+            force=force,
+            progress=progress,
+            **self.run_options(),
+        )
+
+    def plan(self, *, sample: int = 20) -> str:
+        """What would run, and an estimate of requests, tokens and cost; no call is made."""
+        from .plan import describe
+
+        return describe(self, sample=sample)
+
+
+def load(
+    path: str | os.PathLike[str],
+    *,
+    overrides: Iterable[str] = (),
+    allow: Sequence[str] | None = None,
+) -> Recipe:
+    """Read, check and build a recipe; see :class:`Recipe`."""
+    return Recipe(path, overrides=overrides, allow=allow)
+
+
+def load_recipe(
+    path: str | os.PathLike[str],
+    *,
+    overrides: Iterable[str] = (),
+    allow: Sequence[str] | None = None,
+) -> Step[Any, Any]:
+    """The pipeline a recipe file describes: a step like any other, for ``hr.run``.
+
+    Raises:
+        RecipeError: every problem found, each naming ``file:line:column`` and the field.
+    """
+    return Recipe(path, overrides=overrides, allow=allow).pipeline

@@ -1,0 +1,186 @@
+"""A recipe file read as plain data, with the line and column of every key and value.
+
+PyYAML's safe loader builds the node tree (anchors, aliases and ``<<`` merge keys
+resolved as YAML says); this module turns it into dicts, lists and scalars while
+recording where each one came from, keyed by its path (``("nodes", 1, "llm")``).
+A duplicate key is an error here, where PyYAML would keep the last one silently.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import HeadraceError
+
+__all__ = ["Document", "Place", "Problem", "RecipeError", "nearest", "path_text"]
+
+Path_ = tuple[str | int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Place:
+    """A position in a file: 1-based line and column."""
+
+    file: str
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        # line 0 marks a value given on the command line (--set), not in a file
+        return f"{self.file}:{self.line}:{self.column}" if self.line else self.file
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with a recipe: where, which field, and what."""
+
+    place: Place
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.field}: " if self.field else ""
+        return f"{self.place}: {where}{self.message}"
+
+
+class RecipeError(HeadraceError, ValueError):
+    """A recipe that cannot run; ``problems`` lists every error found, each with its place."""
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems = sorted(
+            problems, key=lambda p: (p.place.file, p.place.line, p.place.column, p.message)
+        )
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+def path_text(path: Path_) -> str:
+    """``("nodes", 1, "llm", "model")`` as ``nodes[1].llm.model``."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def nearest(name: str, candidates: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest candidate, or nothing."""
+    close = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+@dataclass
+class Document:
+    """A YAML file's data, and where each key and value of it sits."""
+
+    path: Path
+    data: Any
+    values: dict[Path_, Place] = field(default_factory=dict)
+    keys: dict[Path_, Place] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, path: Path, *, label: str | None = None) -> Document:
+        """Read ``path``.
+
+        Raises:
+            RecipeError: the file cannot be read or is not YAML (with its place).
+        """
+        name = label or str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            problem = Problem(Place(name, 1, 1), "", f"cannot read the recipe: {exc}")
+            raise RecipeError([problem]) from None
+        return cls.parse(text, path, label=name)
+
+    @classmethod
+    def parse(cls, text: str, path: Path, *, label: str | None = None) -> Document:
+        """Parse ``text`` as the contents of ``path``."""
+        name = label or str(path)
+        loader = yaml.SafeLoader(text)
+        doc = cls(path, None)
+        try:
+            root = loader.get_single_node()
+            if root is None:
+                raise RecipeError([Problem(Place(name, 1, 1), "", "the recipe is empty")])
+            doc.data = doc._build(loader, root, (), name, set())
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+            problem = exc.problem or exc.context or "not valid YAML"
+            raise RecipeError(
+                [Problem(Place(name, line, column), "", f"YAML: {problem}")]
+            ) from None
+        except yaml.YAMLError as exc:
+            raise RecipeError([Problem(Place(name, 1, 1), "", f"YAML: {exc}")]) from None
+        finally:
+            loader.dispose()
+        return doc
+
+    def _build(
+        self, loader: yaml.SafeLoader, node: yaml.Node, path: Path_, name: str, open_: set[int]
+    ) -> Any:
+        self.values[path] = _place(name, node)
+        if id(node) in open_:
+            raise RecipeError(
+                [Problem(_place(name, node), path_text(path), "an alias refers to itself")]
+            )
+        if isinstance(node, yaml.MappingNode):
+            loader.flatten_mapping(node)  # resolves << merge keys
+            open_.add(id(node))
+            result: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                key = loader.construct_object(key_node, deep=True)
+                if not isinstance(key, str):
+                    raise RecipeError(
+                        [
+                            Problem(
+                                _place(name, key_node),
+                                path_text(path),
+                                f"a key must be text, got {key!r}",
+                            )
+                        ]
+                    )
+                if key in result:
+                    raise RecipeError(
+                        [
+                            Problem(
+                                _place(name, key_node),
+                                path_text((*path, key)),
+                                "this key is given twice",
+                            )
+                        ]
+                    )
+                self.keys[(*path, key)] = _place(name, key_node)
+                result[key] = self._build(loader, value_node, (*path, key), name, open_)
+            open_.discard(id(node))
+            return result
+        if isinstance(node, yaml.SequenceNode):
+            open_.add(id(node))
+            items = [
+                self._build(loader, item, (*path, index), name, open_)
+                for index, item in enumerate(node.value)
+            ]
+            open_.discard(id(node))
+            return items
+        return loader.construct_object(node, deep=True)
+
+    def place(self, path: Path_, *, key: bool = False) -> Place:
+        """Where ``path`` is (its key when ``key``), or its nearest enclosing part."""
+        if key and path in self.keys:
+            return self.keys[path]
+        while path not in self.values and path:
+            path = path[:-1]
+        return self.values.get(path, Place(str(self.path), 1, 1))
+
+    def problem(self, path: Path_, message: str, *, key: bool = False) -> Problem:
+        """A :class:`Problem` at ``path``."""
+        return Problem(self.place(path, key=key), path_text(path), message)
+
+
+def _place(name: str, node: yaml.Node) -> Place:
+    return Place(name, node.start_mark.line + 1, node.start_mark.column + 1)

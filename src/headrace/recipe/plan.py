@@ -1,0 +1,174 @@
+"""``--dry-run``: what a recipe would run, and what its LLM calls would cost; no call is made.
+
+The estimate is an upper bound built from the source itself:
+
+- items: the source's count (a scan of the file);
+- requests per LLM node: one per item (one per ``pack`` items when packed; one per
+  ``batch`` for embeddings); a node behind a condition, a router or a filter runs
+  on at most every item, and is marked *at most*;
+- prompt tokens: the node's prompt rendered for the first ``sample`` records, at
+  four characters a token. A node whose input is another node's output is
+  estimated from the source record in its place, which the plan says;
+- completion tokens: the node's ``max_tokens``, or :data:`ASSUMED_COMPLETION`;
+- cost: the model's price in the client's table (unpriced models show no cost).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from ..graph import names_of
+from ..io.records import BadRecord
+from ..limits.usage import estimate_tokens
+from .schema import RecipeSpec
+
+if TYPE_CHECKING:
+    from . import Recipe
+
+__all__ = ["ASSUMED_COMPLETION", "describe"]
+
+ASSUMED_COMPLETION = 200
+"""Completion tokens per request assumed for a node without ``max_tokens``."""
+
+
+def _kinds(spec: RecipeSpec) -> dict[str, str]:
+    """Each node's kind and what it names, as the plan shows it."""
+    shown: dict[str, str] = {}
+    for node in spec.nodes:
+        kind = node.kind
+        if node.llm is not None:
+            detail = f"{node.llm.task} {node.llm.model}"
+            detail += f" pack {node.llm.pack}" if node.llm.pack > 1 else ""
+        elif node.model is not None:
+            detail = next(k for k in ("embed", "sentiment", "pipeline") if getattr(node.model, k))
+        elif node.map is not None:
+            detail = f"over {node.map.over or 'input'}, on_error {node.map.on_error}"
+        elif node.route is not None:
+            detail = f"on {node.route.on}"
+        else:
+            detail = str(getattr(node, kind))
+        shown[str(node.id)] = f"{kind} {detail}"
+    return shown
+
+
+def _sample(recipe: Recipe, size: int) -> tuple[int | None, list[Any]]:
+    try:
+        source = recipe.source()
+    except Exception:
+        return None, []
+    records: list[Any] = []
+    total = 0
+    for entry in source.records():
+        if isinstance(entry, BadRecord):
+            continue
+        total += 1
+        if len(records) < size:
+            records.append(entry[1])
+    return total, records
+
+
+def _prompt_tokens(step: Any, records: list[Any], context: bool) -> int | None:
+    """Mean prompt tokens of the step's request over ``records`` (``None``: none rendered)."""
+    counts = []
+    for record in records:
+        value = {**names_of(record), "record": record, "input": record} if context else record
+        try:
+            counts.append(estimate_tokens(step.request(value)))
+        except Exception:
+            continue
+    return math.ceil(sum(counts) / len(counts)) if counts else None
+
+
+def describe(recipe: Recipe, *, sample: int = 20) -> str:
+    """The plan of ``recipe`` as text (see the module's notes)."""
+    from ..llm import Embed, LLMStep, Transduce
+
+    graph = recipe.built.graph
+    spec = recipe.spec
+    lines = [f"recipe {recipe.name} ({recipe.path})"]
+    total, records = _sample(recipe, sample)
+    if spec.source is not None:
+        what = spec.source.model_dump(exclude_none=True)
+        count = f", {total:,} items" if total is not None else ", not readable now"
+        lines.append(f"source: {what}{count}")
+    if spec.sink is not None:
+        lines.append(f"sink:   {spec.sink.model_dump(exclude_none=True, exclude_defaults=True)}")
+    run = spec.run.model_dump(exclude_defaults=True)
+    lines.append(f"run:    {run or 'defaults'}")
+    if recipe.overrides:
+        lines.append(f"set:    {', '.join(recipe.overrides)}")
+    lines.append("")
+    lines.append("nodes, in order:")
+    kinds = _kinds(spec)
+    conditional: set[str] = set()
+    for node_id in graph.order:
+        incoming = graph.parents[node_id]
+        if any(e.when is not None or e.branch is not None for e in incoming) or any(
+            graph.nodes[a].keep is not None or conditional & {a} for a in graph.ancestors[node_id]
+        ):
+            conditional.add(node_id)
+        kind = kinds.get(node_id, "")
+        after = ", ".join(
+            e.source
+            + (f" when {e.when.source}" if e.when is not None and hasattr(e.when, "source") else "")
+            + (f" on {e.branch}" if e.branch is not None else "")
+            for e in incoming
+        )
+        lines.append(f"  {node_id:<14} {kind:<36} {'after ' + after if after else 'first'}")
+    lines.append("")
+    items = total if total is not None else 0
+    estimate = ["estimate (upper bounds; no call made):"]
+    requests = tokens = 0
+    dollars = 0.0
+    priced_all = True
+    for node_id in graph.order:
+        step = graph.nodes[node_id].step
+        if not isinstance(step, LLMStep):
+            continue
+        if isinstance(step, Transduce):
+            per = step.pack
+        elif isinstance(step, Embed):
+            per = step.batch.max_size if step.batch is not None else 1
+        else:
+            per = 1
+        calls = math.ceil(items / per)
+        prompt = _prompt_tokens(step, records, graph.nodes[node_id].input == "context")
+        derived = bool(graph.parents[node_id]) and graph.nodes[node_id].input != "context"
+        completion = (
+            0
+            if isinstance(step, Embed)
+            else (getattr(step, "max_tokens", None) or ASSUMED_COMPLETION)
+        )
+        prompt_total = (prompt or 0) * items
+        completion_total = completion * items
+        price = step.client.price(step.model)
+        cost = price.cost(prompt_total, completion_total) if price is not None else None
+        requests += calls
+        tokens += prompt_total + completion_total
+        if cost is None:
+            priced_all = False
+        else:
+            dollars += cost
+        notes = []
+        if node_id in conditional:
+            notes.append("at most: behind a condition")
+        if prompt is None:
+            notes.append("prompt not renderable from a source record")
+        elif derived:
+            notes.append("prompt estimated from the source record")
+        cost_text = f"${cost:,.4f}" if cost is not None else "unpriced"
+        estimate.append(
+            f"  {node_id:<14} {calls:>9,} requests  {prompt_total:>11,} prompt + "
+            f"{completion_total:>9,} completion tokens  {cost_text}  ({step.model_name})"
+            + (f"  [{'; '.join(notes)}]" if notes else "")
+        )
+    if len(estimate) == 1:
+        estimate.append("  no LLM nodes: no requests to a provider")
+    else:
+        cost_total = f"${dollars:,.4f}" + ("" if priced_all else " (plus unpriced models)")
+        estimate.append(f"  total: {requests:,} requests, {tokens:,} tokens, {cost_total}")
+        estimate.append(
+            f"  (completion at max_tokens, or {ASSUMED_COMPLETION} tokens a request where unset)"
+        )
+    return "\n".join(lines + estimate)

@@ -1,0 +1,384 @@
+"""The recipe schema: what a recipe file may say, checked by Pydantic.
+
+Every model forbids unknown keys (the error suggests the nearest valid one).
+The policy sections (``retry``, ``rate``, ``timeout``, ``cache``, ``batch``) take
+exactly the keyword arguments of the Python objects they become
+(:class:`~headrace.Retry`, :class:`~headrace.Rate`, :class:`~headrace.Timeout`,
+:class:`~headrace.Cache`, :class:`~headrace.Batch`), so a recipe and Python code
+say the same thing the same way. Values a section cannot hold in YAML (functions)
+are not offered.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ..graph import NODE_ID, parse_edge
+
+__all__ = [
+    "BatchSpec",
+    "CacheSpec",
+    "EdgeSpec",
+    "LLMSpec",
+    "MapSpec",
+    "ModelAlias",
+    "ModelSpec",
+    "NodeSpec",
+    "RateSpec",
+    "RecipeSpec",
+    "RetrySpec",
+    "RouteSpec",
+    "RunSpec",
+    "SinkSpec",
+    "SourceSpec",
+    "TimeoutSpec",
+]
+
+Seconds = float | str
+"""A duration: seconds, or text such as ``"500ms"``, ``"30s"``, ``"2m"``."""
+
+
+class Strict(BaseModel):
+    """A section that refuses keys it does not know."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def given(self) -> dict[str, Any]:
+        """The keys the recipe set, as keyword arguments."""
+        return {k: getattr(self, k) for k in self.model_fields_set}
+
+
+class RetrySpec(Strict):
+    """:class:`~headrace.Retry`: ``{attempts: 6, backoff: 1s}``."""
+
+    attempts: int = Field(3, ge=1)
+    backoff: Seconds = 0.5
+    max_delay: Seconds = 30.0
+    budget: float | None = Field(0.2, ge=0)
+
+
+class RateSpec(Strict):
+    """:class:`~headrace.Rate`: ``{requests: 500, tokens: 200000, per: minute}``, or
+    ``auto`` (:meth:`~headrace.Rate.auto`: learned from the provider's headers and 429s)."""
+
+    auto: bool = False
+    requests: float | None = Field(None, gt=0)
+    tokens: float | None = Field(None, gt=0)
+    per: Seconds = "minute"
+    burst: float | None = Field(None, gt=0)
+    token_burst: float | None = Field(None, gt=0)
+    headroom: Seconds = 0.05
+    shared: str | None = None
+    key: str = "default"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _auto(cls, value: Any) -> Any:
+        return {"auto": True} if value == "auto" else value
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> RateSpec:
+        if not self.auto and self.requests is None and self.tokens is None:
+            raise ValueError("a rate needs requests:, tokens:, or the value auto")
+        if self.auto and (self.requests is not None or self.tokens is not None):
+            raise ValueError("auto learns the limit; give it without requests: or tokens:")
+        return self
+
+
+class TimeoutSpec(Strict):
+    """:class:`~headrace.Timeout`: ``30s`` (per attempt) or ``{attempt: 30s, total: 2m}``."""
+
+    attempt: Seconds | None = None
+    total: Seconds | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short(cls, value: Any) -> Any:
+        return {"attempt": value} if isinstance(value, int | float | str) else value
+
+
+class CacheSpec(Strict):
+    """:class:`~headrace.Cache`: ``true`` or ``{tiers: [memory, sqlite], ttl: 7d}``."""
+
+    tiers: list[str] = ["memory", "sqlite"]
+    ttl: Seconds | None = None
+    max_items: int = Field(100_000, ge=1)
+    path: str | None = None
+    version: str | None = None
+
+
+class BatchSpec(Strict):
+    """:class:`~headrace.Batch`: ``{max_size: 64, max_wait: 10ms}``."""
+
+    max_size: int = Field(64, ge=1)
+    max_wait: Seconds = "10ms"
+
+
+class ModelAlias(Strict):
+    """A model alias: one :class:`~headrace.llm.Client` with its own rate limit and pool.
+
+    ``base_url`` defaults to ``$OPENAI_BASE_URL`` (else OpenAI's); the key comes
+    from the environment variable ``api_key_env`` or the secrets file, never the recipe.
+    """
+
+    provider: Literal["openai"] = "openai"
+    model: str
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    temperature: float | None = None
+    max_tokens: int | None = Field(None, ge=1)
+    rate: RateSpec | None = None
+    retry: RetrySpec | None = None
+    timeout: float = Field(60.0, gt=0)
+    connections: int = Field(64, ge=1)
+
+
+class SourceSpec(Strict):
+    """Where items come from: one of ``jsonl``, ``csv``, ``parquet``, ``dir`` (a path,
+    relative to the recipe's folder), with the ``key`` field that names each item."""
+
+    jsonl: str | None = None
+    csv: str | None = None
+    parquet: str | None = None
+    dir: str | None = None
+    key: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> SourceSpec:
+        given = [k for k in ("jsonl", "csv", "parquet", "dir") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError("give exactly one of jsonl:, csv:, parquet:, dir:")
+        if self.dir and self.key:
+            raise ValueError("a dir: source keys each item by its file's path; key: is not taken")
+        return self
+
+
+class SinkSpec(Strict):
+    """Where outputs go: one of ``jsonl``, ``csv``, ``parquet``, ``dir`` (a path), or
+    ``sql`` (a database URL, with ``table`` and ``key``)."""
+
+    jsonl: str | None = None
+    csv: str | None = None
+    parquet: str | None = None
+    dir: str | None = None
+    sql: str | None = None
+    table: str | None = None
+    key: str = "key"
+    columns: dict[str, Literal["string", "int64", "float64", "bool", "json"]] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> SinkSpec:
+        given = [k for k in ("jsonl", "csv", "parquet", "dir", "sql") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError("give exactly one of jsonl:, csv:, parquet:, dir:, sql:")
+        if (self.sql is None) != (self.table is None):
+            raise ValueError("sql: and table: go together")
+        if self.columns is not None and not (self.csv or self.parquet or self.sql):
+            raise ValueError("columns: is for csv:, parquet: and sql: sinks")
+        if "key" in self.model_fields_set and not self.sql:
+            raise ValueError("key: names the key column of a sql: sink")
+        return self
+
+
+class LLMSpec(Strict):
+    """An LLM node. ``output`` (an import path of a Pydantic model) makes it
+    ``transduce``; ``task: embed`` embeds; otherwise it is ``complete`` (text)."""
+
+    model: str
+    task: Literal["complete", "transduce", "embed"] | None = None
+    output: str | None = None
+    instructions: str = ""
+    prompt: str | None = None
+    system: str | None = None
+    fields: list[str] | None = None
+    pack: int = Field(1, ge=1)
+    temperature: float | None = None
+    max_tokens: int | None = Field(None, ge=1)
+    field: str = "text"
+    dimensions: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _task(self) -> LLMSpec:
+        task = self.task or ("transduce" if self.output else "complete")
+        if task == "transduce" and not self.output:
+            raise ValueError("task transduce needs output: (an import path of a Pydantic model)")
+        if task != "transduce" and self.output:
+            raise ValueError(f"output: is for transduce, not {task}")
+        if task == "complete" and not self.prompt:
+            raise ValueError("a complete node needs prompt: (or output: to transduce)")
+        if task != "transduce" and self.pack > 1:
+            raise ValueError("pack: is for transduce")
+        object.__setattr__(self, "task", task)
+        return self
+
+
+class ModelSpec(Strict):
+    """A local-model node: ``embed`` (``default`` or a model folder), ``sentiment``
+    (VADER), or ``pipeline`` (a transformers task, with ``path``)."""
+
+    embed: str | None = None
+    sentiment: bool = False
+    sentences: bool = False
+    pipeline: str | None = None
+    path: str | None = None
+    field: str | None = None
+    device: str | None = None
+    normalize: bool = True
+    batch: BatchSpec | None = None
+    pass_size: int | None = Field(None, ge=1)
+    options: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> ModelSpec:
+        kinds = [k for k in ("embed", "sentiment", "pipeline") if getattr(self, k)]
+        if len(kinds) != 1:
+            raise ValueError("give exactly one of embed:, sentiment: true, pipeline:")
+        if self.pipeline and not self.path:
+            raise ValueError("pipeline: needs path: (a local model folder)")
+        return self
+
+
+class RouteSpec(Strict):
+    """A router: ``on`` is a sandboxed expression; its value picks the node in ``to``
+    (``default`` takes the rest)."""
+
+    on: str
+    to: dict[str, str] = Field(min_length=1)
+    default: str | None = None
+
+
+class MapSpec(Strict):
+    """A map over a list: ``over`` a field of the node's input (default the input
+    itself), running the node ``do`` on each element, ``concurrency`` at once."""
+
+    over: str | None = None
+    do: NodeSpec
+    concurrency: int = Field(16, ge=1)
+    on_error: Literal["fail", "skip"] = "fail"
+
+
+KINDS = ("function", "reduce", "llm", "model", "map", "filter", "route", "recipe")
+
+
+class NodeSpec(Strict):
+    """One node: exactly one kind (``function``, ``reduce``, ``llm``, ``model``, ``map``,
+    ``filter``, ``route``, ``recipe``), and the policies that kind takes."""
+
+    id: str | None = None
+    function: str | None = None
+    reduce: str | None = None
+    llm: LLMSpec | None = None
+    model: ModelSpec | None = None
+    map: MapSpec | None = None
+    filter: str | None = None
+    route: RouteSpec | None = None
+    recipe: str | None = None
+    executor: Literal["async", "thread", "process"] | None = None
+    batch: BatchSpec | None = None
+    version: str | None = None
+    concurrency: int | None = Field(None, ge=1)
+    rate: RateSpec | None = None
+    retry: RetrySpec | None = None
+    timeout: TimeoutSpec | None = None
+    cache: CacheSpec | None = None
+    fallback: str | None = None
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, value: str | None) -> str | None:
+        if value is not None and not NODE_ID.match(value):
+            raise ValueError("a node id is a letter, then letters, digits or _")
+        return value
+
+    @field_validator("cache", mode="before")
+    @classmethod
+    def _cache(cls, value: Any) -> Any:
+        if value is True:
+            return {}
+        return None if value is False else value
+
+    @property
+    def kind(self) -> str:
+        """Which kind of node this is (checked to be exactly one)."""
+        return next(k for k in KINDS if getattr(self, k) is not None)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> NodeSpec:
+        kinds = [k for k in KINDS if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            listed = ", ".join(f"{k}:" for k in KINDS)
+            got = f" (it has {', '.join(kinds)})" if kinds else ""
+            raise ValueError(f"a node has exactly one of {listed}{got}")
+        return self
+
+
+class EdgeSpec(Strict):
+    """An edge: the text ``a -> [b, c]`` (also ``[a, b] -> c`` and ``a -> b -> c``), or
+    ``{from: a, to: [b, c], when: "expr"}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    text: str | None = None
+    from_: list[str] = Field([], alias="from")
+    to: list[str] = []
+    when: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        return {"text": value} if isinstance(value, str) else value
+
+    @field_validator("text")
+    @classmethod
+    def _parses(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_edge(value)  # its PipelineError is a ValueError, which pydantic reports
+        return value
+
+    @field_validator("from_", "to", mode="before")
+    @classmethod
+    def _listed(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _ends(self) -> EdgeSpec:
+        if self.text is None and (not self.from_ or not self.to):
+            raise ValueError("an edge needs from: and to: (or the text 'a -> b')")
+        return self
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """The (source, target) node pairs this edge joins."""
+        if self.text is not None:
+            return parse_edge(self.text)
+        return [(s, t) for s in self.from_ for t in self.to]
+
+
+class RunSpec(Strict):
+    """How the run goes: items in flight, order, errors, and a spending limit."""
+
+    concurrency: int | None = Field(None, ge=1)
+    ordered: bool = False
+    on_error: Literal["dead_letter", "raise"] = "dead_letter"
+    on_bad_input: Literal["dead_letter", "stop"] = "dead_letter"
+    duplicates: Literal["error", "first", "suffix"] = "error"
+    budget_usd: float | None = Field(None, gt=0)
+    budget_tokens: int | None = Field(None, gt=0)
+
+
+class RecipeSpec(Strict):
+    """A whole recipe file."""
+
+    name: str | None = None
+    include: list[str] = []
+    models: dict[str, ModelAlias] = {}
+    source: SourceSpec | None = None
+    sink: SinkSpec | None = None
+    nodes: list[NodeSpec] = Field(min_length=1)
+    edges: list[EdgeSpec] | None = None
+    output: str | list[str] | None = None
+    run: RunSpec = Field(default_factory=lambda: RunSpec.model_validate({}))
+
+
+MapSpec.model_rebuild()

@@ -1,0 +1,209 @@
+"""The sandbox that recipe conditions, route selectors and prompt templates run in.
+
+It is Jinja2's immutable sandboxed environment, narrowed further:
+
+- no names but the ones a caller passes in (Jinja's ``range``, ``lipsum``,
+  ``cycler``, ``joiner``, ``namespace`` and ``dict`` globals are removed);
+- no attribute that starts with ``_`` (``''.__class__``, ``x.__init__.__globals__``);
+- no calls at all, methods included: only the filters in :data:`FILTERS` and
+  Jinja's tests (``is defined``, ``is number``...) may be applied;
+- no ``%`` formatting of strings, and ``*`` and ``**`` refuse results larger than
+  :data:`MAX_SIZE` items or :data:`MAX_BITS` bits, so ``'a' * 10**9`` and
+  ``9 ** 9 ** 9`` fail at once instead of eating the machine;
+- undefined names are errors, not silently empty.
+
+An expression that breaks a rule is refused where it is defined when the rule can
+be seen in its text (a call, an unknown filter, a syntax error), and otherwise
+when it runs, with :class:`ExpressionError` naming the rule.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateError, nodes
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from .errors import HeadraceError, PipelineError
+
+__all__ = ["FILTERS", "MAX_BITS", "MAX_SIZE", "Expression", "ExpressionError", "environment"]
+
+MAX_SIZE = 100_000
+"""The longest string or list ``*`` may build."""
+
+MAX_BITS = 4_096
+"""The largest integer ``**`` or ``*`` may build, in bits."""
+
+FILTERS = frozenset(
+    {
+        "abs",
+        "capitalize",
+        "count",
+        "d",
+        "default",
+        "first",
+        "float",
+        "int",
+        "join",
+        "last",
+        "length",
+        "list",
+        "lower",
+        "max",
+        "min",
+        "round",
+        "sort",
+        "string",
+        "sum",
+        "title",
+        "tojson",
+        "trim",
+        "truncate",
+        "unique",
+        "upper",
+        "wordcount",
+    }
+)
+"""The filters a recipe expression or template may use."""
+
+
+class ExpressionError(HeadraceError, ValueError):
+    """An expression broke a sandbox rule, or failed on the values it was given."""
+
+
+def _bounded_power(left: Any, right: Any) -> Any:
+    if (
+        isinstance(left, int)
+        and isinstance(right, int)
+        and right > 0
+        and abs(left) > 1
+        and right * math.log2(abs(left)) > MAX_BITS
+    ):
+        raise SecurityError(f"{left} ** {right} is larger than {MAX_BITS} bits")
+    return operator.pow(left, right)
+
+
+def _bounded_product(left: Any, right: Any) -> Any:
+    for seq, times in ((left, right), (right, left)):
+        size = len(seq) * times if isinstance(seq, str | list | tuple) else 0
+        if isinstance(times, int) and size > MAX_SIZE:
+            raise SecurityError(f"a repeat of {size:,} items (at most {MAX_SIZE:,})")
+    if (
+        isinstance(left, int)
+        and isinstance(right, int)
+        and left.bit_length() + right.bit_length() > MAX_BITS
+    ):
+        raise SecurityError(f"a product larger than {MAX_BITS} bits")
+    return operator.mul(left, right)
+
+
+def _no_string_formatting(left: Any, right: Any) -> Any:
+    if isinstance(left, str):
+        raise SecurityError("string formatting with % is not allowed; join text with ~")
+    return operator.mod(left, right)
+
+
+class _RecipeSandbox(ImmutableSandboxedEnvironment):
+    intercepted_binops = frozenset({"*", "**", "%"})
+    _BINOPS: Mapping[str, Callable[[Any, Any], Any]] = {
+        "*": _bounded_product,
+        "**": _bounded_power,
+        "%": _no_string_formatting,
+    }
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        return not attr.startswith("_") and super().is_safe_attribute(obj, attr, value)
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        return self._BINOPS[operator](left, right)
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        raise SecurityError(
+            f"calls are not allowed (tried to call {getattr(__obj, '__name__', 'a value')}); "
+            "use a filter such as |lower or |length"
+        )
+
+
+def _make_environment() -> _RecipeSandbox:
+    env = _RecipeSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    env.globals.clear()
+    env.filters = {name: f for name, f in env.filters.items() if name in FILTERS}
+    return env
+
+
+_ENVIRONMENT = _make_environment()
+
+
+def environment() -> ImmutableSandboxedEnvironment:
+    """The one sandboxed environment every expression and template is compiled in."""
+    return _ENVIRONMENT
+
+
+def refuse_calls(source: str, *, template: bool) -> None:
+    """Raise :class:`PipelineError` if ``source`` does not parse, calls anything, or
+    names an attribute that starts with ``_`` (the rules its text shows)."""
+    env = _ENVIRONMENT
+    try:
+        tree = env.parse(source if template else "{{ (" + source + ") }}")
+    except TemplateError as exc:
+        raise PipelineError(f"does not parse: {exc}") from None
+    for _ in tree.find_all(nodes.Call):
+        raise PipelineError("calls are not allowed; use a filter such as |lower or |length")
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem, nodes.Name)):
+        name = getattr(node, "attr", None) or getattr(node, "name", None)
+        if isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+            name = node.arg.value
+        if isinstance(name, str) and name.startswith("_"):
+            raise PipelineError(f"names starting with _ are not allowed ({name!r})")
+
+
+class Expression:
+    """A sandboxed expression, compiled once: ``tone.tone == 'combative'``.
+
+    Calling it with a mapping of names evaluates it there.
+
+    Args:
+        source: the expression's text.
+        where: what it belongs to, for error messages.
+
+    Raises:
+        PipelineError: it does not parse, calls something, or names an unknown filter.
+    """
+
+    def __init__(self, source: str, *, where: str) -> None:
+        if not isinstance(source, str) or not source.strip():
+            raise PipelineError(f"{where}: an expression must be non-empty text, got {source!r}")
+        self.source = source
+        self.where = where
+        try:
+            refuse_calls(source, template=False)
+            self._compiled = _ENVIRONMENT.compile_expression(source, undefined_to_none=False)
+        except PipelineError as exc:
+            raise PipelineError(f"{where}: {source!r} {exc}") from None
+        except TemplateError as exc:
+            raise PipelineError(f"{where}: {source!r} does not parse: {exc}") from None
+
+    def __call__(self, names: Mapping[str, Any]) -> Any:
+        """The expression's value with ``names`` defined.
+
+        Raises:
+            ExpressionError: a sandbox rule was broken, or a name is undefined.
+        """
+        try:
+            value = self._compiled(**names)
+        except (SecurityError, TemplateError) as exc:
+            raise ExpressionError(f"{self.where}: {self.source!r}: {exc}") from None
+        except (ArithmeticError, TypeError, ValueError, LookupError) as exc:
+            raise ExpressionError(
+                f"{self.where}: {self.source!r}: {type(exc).__name__}: {exc}"
+            ) from None
+        if isinstance(value, StrictUndefined):
+            raise ExpressionError(f"{self.where}: {self.source!r} is undefined")
+        return value
+
+    def __repr__(self) -> str:
+        return f"Expression({self.source!r})"
