@@ -126,6 +126,59 @@ def _load_pipeline(ref: str) -> Any:
     return target
 
 
+def _recipe(
+    path: str | None = None,
+    *,
+    ref: str | None = None,
+    overrides: list[str] | None = None,
+    allow: list[str] | None = None,
+) -> Any:
+    """Load a recipe (from its file, or from a stored run's ref), or exit with its problems."""
+    from .recipe import Recipe, RecipeError
+
+    try:
+        if ref is not None:
+            return Recipe.from_ref(ref)
+        return Recipe(path or "", overrides=overrides or (), allow=allow or None)
+    except RecipeError as exc:
+        typer.echo(str(exc), err=True)
+        count = len(exc.problems)
+        typer.echo(f"{count} problem{'s' if count != 1 else ''}; nothing ran", err=True)
+        raise typer.Exit(1) from None
+
+
+def _is_recipe(pipeline: str) -> bool:
+    return pipeline.endswith((".yaml", ".yml"))
+
+
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="override a recipe value: --set run.concurrency=16 (repeatable)"),
+]
+AllowOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allow", help="import only modules under this prefix (repeatable; default: any)"
+    ),
+]
+
+
+@app.command()
+def validate(
+    recipe: Annotated[Path, typer.Argument(help="the recipe file")],
+    set_: SetOption = None,
+    allow: AllowOption = None,
+) -> None:
+    """Check a recipe without running it: every problem names file:line:column and the field."""
+    loaded = _recipe(str(recipe), overrides=set_, allow=allow)
+    graph = loaded.built.graph
+    edges = len(graph.edges)
+    typer.echo(
+        f"{recipe}: ok, recipe {loaded.name!r}: {len(graph.nodes)} nodes, {edges} edges, "
+        f"fingerprint {loaded.pipeline.fingerprint[:12]}"
+    )
+
+
 def _sink_for(output: str, table: str | None, key: str | None) -> Any:
     """The sink an ``--output`` names: a database URL (with ``--table``), or a path by suffix."""
     from .io import write_batches, write_csv, write_jsonl, write_parquet, write_sql
@@ -186,16 +239,22 @@ def _carry_out(
     from .runner import default_window, execute
     from .step import as_step
 
-    root = as_step(_load_pipeline(pipeline_ref), after=None)
+    recipe_options: dict[str, Any] = {}
+    if pipeline_ref.startswith("recipe:"):  # a recipe run, stored as Recipe.ref
+        recipe = _recipe(ref=pipeline_ref)
+        root, recipe_options = recipe.pipeline, recipe.run_options()
+    else:
+        root = as_step(_load_pipeline(pipeline_ref), after=None)
     try:
         result = asyncio.run(
             execute(
                 root,
                 source,
                 sink=sink,
-                window=window or default_window(root),
+                window=window or recipe_options.get("window") or default_window(root),
                 ordered=ordered,
-                on_error="dead_letter",
+                on_error=recipe_options.get("on_error", "dead_letter"),
+                budget=recipe_options.get("budget"),
                 progress=True,
                 run_dir=run_dir,
                 run_store=run_store,
@@ -220,23 +279,32 @@ def _carry_out(
 
 @app.command()
 def run(
-    pipeline: Annotated[str, typer.Argument(help="the pipeline to run, as module:attribute")],
-    input: Annotated[
-        Path,
-        typer.Option(
-            "--input", "-i", help="a .jsonl, .csv or .parquet file, or a directory of files"
-        ),
+    pipeline: Annotated[
+        str, typer.Argument(help="a recipe (.yaml), or a pipeline as module:attribute")
     ],
+    input: Annotated[
+        Path | None,
+        typer.Option(
+            "--input",
+            "-i",
+            help="a .jsonl, .csv or .parquet file, or a directory of files (a recipe's "
+            "source: by default)",
+        ),
+    ] = None,
     output: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--output",
             "-o",
             help="a .jsonl or .csv file, a .parquet directory, a directory of batch files, "
-            "or a database URL (sqlite:///x.db, postgresql://...) with --table",
+            "or a database URL (sqlite:///x.db, postgresql://...) with --table (a recipe's "
+            "sink: by default)",
         ),
-    ],
-    run_dir: Annotated[Path, typer.Option(help="where the run store lives")],
+    ] = None,
+    run_dir: Annotated[
+        Path | None,
+        typer.Option(help="where the run store lives (a recipe's default: .headrace/<name>)"),
+    ] = None,
     key: Annotated[str | None, typer.Option(help="the field that identifies a record")] = None,
     table: Annotated[str | None, typer.Option(help="the table of a database --output")] = None,
     run_store: RunStoreOption = None,
@@ -252,8 +320,71 @@ def run(
             "'suffix' (keep it as key#2)"
         ),
     ] = "error",
+    set_: SetOption = None,
+    allow: AllowOption = None,
+    dry_run: Annotated[
+        bool, typer.Option(help="print a recipe's plan and estimated calls and cost; run nothing")
+    ] = False,
 ) -> None:
-    """Run a pipeline over a file, durably: kill it at any moment, then `headrace resume`."""
+    """Run a recipe or a pipeline over a file, durably: kill it at any moment, then
+    `headrace resume`. A recipe's run: section sets the window, order and error handling
+    (change them with --set run.concurrency=16)."""
+    if _is_recipe(pipeline):
+        given = [
+            flag
+            for flag, value in (
+                ("--window", window is not None),
+                ("--ordered", ordered),
+                ("--stop-on-bad-input", stop_on_bad_input),
+                ("--duplicates", duplicates != "error"),
+            )
+            if value
+        ]
+        if given:
+            raise typer.BadParameter(
+                f"{', '.join(given)}: a recipe sets these in its run: section; "
+                "use --set run.concurrency=..., run.ordered=..., run.on_bad_input=..., "
+                "run.duplicates=...",
+                param_hint="PIPELINE",
+            )
+        recipe = _recipe(pipeline, overrides=set_, allow=allow)
+        if dry_run:
+            typer.echo(recipe.plan())
+            return
+        from .recipe import RecipeError
+
+        try:
+            source = _source_for(input, key) if input is not None else recipe.source()
+            sink = _sink_for(output, table, key) if output is not None else recipe.sink()
+        except RecipeError as exc:
+            typer.echo(f"{exc} (or give --input/--output)", err=True)
+            raise typer.Exit(1) from None
+        options = recipe.spec.run
+        _carry_out(
+            recipe.ref,
+            source,
+            sink,
+            run_dir or recipe.default_run_dir(),
+            "new",
+            False,
+            run_store=run_store,
+            ordered=options.ordered,
+            on_bad_input=options.on_bad_input,
+            duplicates=options.duplicates,
+        )
+        return
+    if set_ or allow or dry_run:
+        raise typer.BadParameter("--set, --allow and --dry-run are for recipes (.yaml)")
+    missing = [
+        flag
+        for flag, value in (("--input", input), ("--output", output), ("--run-dir", run_dir))
+        if value is None
+    ]
+    if missing:
+        raise typer.BadParameter(
+            f"running module:attribute needs {', '.join(missing)}", param_hint="PIPELINE"
+        )
+    assert input is not None and output is not None and run_dir is not None
     _carry_out(
         pipeline,
         _source_for(input, key),

@@ -62,6 +62,24 @@ class Recipe:
         self.pipeline: Step[Any, Any] = self.built.pipeline
         self.name = self.spec.name or self.path.stem
 
+    REF_PREFIX = "recipe:"
+
+    @property
+    def ref(self) -> str:
+        """How a durable run stores this recipe, so ``headrace resume`` can build it again."""
+        import json
+
+        settings = {"path": str(self.path), "set": list(self.overrides), "allow": self.allow}
+        return self.REF_PREFIX + json.dumps(settings, sort_keys=True)
+
+    @classmethod
+    def from_ref(cls, ref: str) -> Recipe:
+        """The recipe a stored :attr:`ref` names, built again with the same settings."""
+        import json
+
+        settings = json.loads(ref.removeprefix(cls.REF_PREFIX))
+        return cls(settings["path"], overrides=settings["set"], allow=settings["allow"])
+
     def _missing(self, section: str) -> RecipeError:
         place = Place(self.built.document.place(()).file, 1, 1)
         return RecipeError(
@@ -145,20 +163,24 @@ class Recipe:
         force: bool = False,
         progress: bool = True,
     ) -> RunResult:
-        """Run the recipe from its source to its sink (durably: ``run_dir`` defaults to
-        ``.headrace/<name>`` beside the recipe)."""
+        """Run the recipe from its source to its sink, durably: ``run_dir`` defaults to
+        ``.headrace/<name>`` in the current directory (where ``headrace run`` puts it)."""
         from ..runner import run
 
         return run(
             self.pipeline,
             self.source(),
             sink=self.sink(),
-            run_dir=run_dir if run_dir is not None else self.path.parent / ".headrace" / self.name,
+            run_dir=run_dir if run_dir is not None else self.default_run_dir(),
             resume=resume,
             force=force,
             progress=progress,
             **self.run_options(),
         )
+
+    def default_run_dir(self) -> Path:
+        """``.headrace/<recipe name>`` in the current directory."""
+        return Path(".headrace") / self.name
 
     def plan(self, *, sample: int = 20) -> str:
         """What would run, and an estimate of requests, tokens and cost; no call is made."""

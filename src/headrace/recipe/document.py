@@ -130,32 +130,26 @@ class Document:
                 [Problem(_place(name, node), path_text(path), "an alias refers to itself")]
             )
         if isinstance(node, yaml.MappingNode):
-            loader.flatten_mapping(node)  # resolves << merge keys
+            # keys written here override those a << merge brings in; twice here is an error
+            explicit = {id(k) for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"}
+            loader.flatten_mapping(node)  # resolves << merge keys, merged pairs first
             open_.add(id(node))
             result: dict[str, Any] = {}
+            mine: set[str] = set()
             for key_node, value_node in node.value:
                 key = loader.construct_object(key_node, deep=True)
+                where = _place(name, key_node)
                 if not isinstance(key, str):
-                    raise RecipeError(
-                        [
-                            Problem(
-                                _place(name, key_node),
-                                path_text(path),
-                                f"a key must be text, got {key!r}",
-                            )
-                        ]
-                    )
-                if key in result:
-                    raise RecipeError(
-                        [
-                            Problem(
-                                _place(name, key_node),
-                                path_text((*path, key)),
-                                "this key is given twice",
-                            )
-                        ]
-                    )
-                self.keys[(*path, key)] = _place(name, key_node)
+                    problem = Problem(where, path_text(path), f"a key must be text, got {key!r}")
+                    raise RecipeError([problem])
+                if id(key_node) in explicit:
+                    if key in mine:
+                        problem = Problem(where, path_text((*path, key)), "this key is given twice")
+                        raise RecipeError([problem])
+                    mine.add(key)
+                elif key in result:
+                    continue  # an earlier merge gave it
+                self.keys[(*path, key)] = where
                 result[key] = self._build(loader, value_node, (*path, key), name, open_)
             open_.discard(id(node))
             return result

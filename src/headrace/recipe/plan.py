@@ -9,7 +9,7 @@ The estimate is an upper bound built from the source itself:
 - prompt tokens: the node's prompt rendered for the first ``sample`` records, at
   four characters a token. A node whose input is another node's output is
   estimated from the source record in its place, which the plan says;
-- completion tokens: the node's ``max_tokens``, or :data:`ASSUMED_COMPLETION`;
+- completion tokens: the node's ``max_tokens``, or :data:`ASSUMED_COMPLETION`, per item;
 - cost: the model's price in the client's table (unpriced models show no cost).
 """
 
@@ -169,6 +169,6 @@ def describe(recipe: Recipe, *, sample: int = 20) -> str:
         cost_total = f"${dollars:,.4f}" + ("" if priced_all else " (plus unpriced models)")
         estimate.append(f"  total: {requests:,} requests, {tokens:,} tokens, {cost_total}")
         estimate.append(
-            f"  (completion at max_tokens, or {ASSUMED_COMPLETION} tokens a request where unset)"
+            f"  (completion at max_tokens, or {ASSUMED_COMPLETION} tokens an item where unset)"
         )
     return "\n".join(lines + estimate)
