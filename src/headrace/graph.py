@@ -324,7 +324,7 @@ class Graph(Step[Any, Any]):
         while True:
             back = next(e for e in self.parents[path[-1]] if e.source in stuck)
             if back.source in path:
-                cycle = [*reversed(path[path.index(back.source) :]), back.source]
+                cycle = [back.source, *reversed(path[path.index(back.source) :])]
                 closing = self.edges.index(
                     next(e for e in self.edges if (e.source, e.target) == (cycle[-2], cycle[-1]))
                 )

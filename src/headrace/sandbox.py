@@ -180,8 +180,8 @@ class Expression:
         self.source = source
         self.where = where
         try:
-            refuse_calls(source, template=False)
             self._compiled = _ENVIRONMENT.compile_expression(source, undefined_to_none=False)
+            refuse_calls(source, template=False)
         except PipelineError as exc:
             raise PipelineError(f"{where}: {source!r} {exc}") from None
         except TemplateError as exc:

@@ -360,6 +360,11 @@ class _Builder:
     def recipe_step(self, spec: NodeSpec, name: str, loc: Loc) -> Step[Any, Any] | None:
         assert spec.recipe is not None
         target = self.path(spec.recipe)
+        if not target.is_file():
+            self.problems.append(
+                self.doc.problem((*loc, "recipe"), f"there is no recipe file {spec.recipe!r}")
+            )
+            return None
         if target in self.chain:
             cycle = " -> ".join(p.name for p in (*self.chain, target))
             self.problems.append(
@@ -521,7 +526,7 @@ class _Selector(Expression):
 
 
 def _a(word: str) -> str:
-    return f"an {word}" if word[0] in "aeiou" else f"a {word}"
+    return f"an {word}" if word[0] in "aeiou" or word == "llm" else f"a {word}"
 
 
 def _model_class(ref: str, allow: Sequence[str] | None) -> type[BaseModel]:

@@ -137,7 +137,12 @@ class Document:
             result: dict[str, Any] = {}
             mine: set[str] = set()
             for key_node, value_node in node.value:
-                key = loader.construct_object(key_node, deep=True)
+                # a plain key is its text: YAML 1.1 would make `on:` or `no:` a boolean
+                key = (
+                    key_node.value
+                    if isinstance(key_node, yaml.ScalarNode)
+                    else loader.construct_object(key_node, deep=True)
+                )
                 where = _place(name, key_node)
                 if not isinstance(key, str):
                     problem = Problem(where, path_text(path), f"a key must be text, got {key!r}")

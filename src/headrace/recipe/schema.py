@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ..errors import PipelineError
 from ..graph import NODE_ID, parse_edge
 
 __all__ = [
@@ -334,7 +335,10 @@ class EdgeSpec(Strict):
     @classmethod
     def _parses(cls, value: str | None) -> str | None:
         if value is not None:
-            parse_edge(value)  # its PipelineError is a ValueError, which pydantic reports
+            try:
+                parse_edge(value)
+            except PipelineError as exc:
+                raise ValueError(str(exc)) from None
         return value
 
     @field_validator("from_", "to", mode="before")
