@@ -174,7 +174,7 @@ class Expression:
         PipelineError: it does not parse, calls something, or names an unknown filter.
     """
 
-    def __init__(self, source: str, *, where: str) -> None:
+    def __init__(self, source: str, *, where: str = "expression") -> None:
         if not isinstance(source, str) or not source.strip():
             raise PipelineError(f"{where}: an expression must be non-empty text, got {source!r}")
         self.source = source

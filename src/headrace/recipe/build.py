@@ -591,6 +591,6 @@ def build(
     if line:
         from ..compose import Sequence as Line
 
-        steps = [graph.nodes[n].step for n in graph.order]
-        pipeline = Line(*[s for s in steps if s is not None], name=graph.name)
+        steps = [s for s in (graph.nodes[n].step for n in graph.order) if s is not None]
+        pipeline = steps[0] if len(steps) == 1 else Line(*steps, name=graph.name)
     return Built(spec, doc, pipeline, graph, aliases, builder.clients)
