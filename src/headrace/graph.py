@@ -237,6 +237,7 @@ class Graph(Step[Any, Any]):
                 above |= {e.source, *self.ancestors[e.source]}
             self.ancestors[n] = frozenset(above)
         self.roots = [n for n in self.order if not self.parents[n]]
+        self.indegree = {n: len(self.parents[n]) for n in self.nodes}
         leaves = [n for n in self.nodes if not self.children_of[n]]
         self.output: str | tuple[str, ...] = (
             (leaves[0] if len(leaves) == 1 else tuple(leaves))
@@ -368,10 +369,11 @@ class Graph(Step[Any, Any]):
 
 
 class _ItemRun:
-    """One item's way through a graph: a task per node, started when its parents are decided.
+    """One item's way through a graph: a node runs when its parents are decided.
 
-    The caller's activity unit is handed to the node tasks (one unit each); the
-    last task to end hands it back, so the run's count never dips in between.
+    A node's first ready child goes on in the same task (the first root in the
+    caller's); other ready children get tasks of their own, each an activity unit.
+    The last to end hands the caller's unit back, so the run's count never dips.
     """
 
     def __init__(
@@ -389,25 +391,29 @@ class _ItemRun:
         self.record = record
         self.outputs: dict[str, Any] = {}
         self.fired: set[tuple[str, str]] = set()
-        self.waiting = {n: len(graph.parents[n]) for n in graph.nodes}
+        self.waiting = graph.indegree.copy()
         self.tasks: set[asyncio.Task[None]] = set()
         self.live = 0
         self.failure: BaseException | None = None
         self.filtered = False
-        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.done: asyncio.Future[None] | None = None  # made when a second task starts
 
     async def run(self) -> Any:
         roots = self.graph.roots
-        self.activity.enter(len(roots) - 1)
         self.live = len(roots)
-        for root in roots:
-            self._start(root)
-        try:
-            await asyncio.shield(self.done)
-        except asyncio.CancelledError:
-            self._stop()
-            await self.done
-            raise
+        if len(roots) > 1:
+            self.activity.enter(len(roots) - 1)
+            for root in roots[1:]:
+                self._start(root)
+        await self._chain(roots[0])  # the first root runs in the caller's task
+        done = self.done
+        if done is not None and not done.done():  # the caller's unit was handed on
+            try:
+                await asyncio.shield(done)
+            except asyncio.CancelledError:
+                self._stop()
+                await done
+                raise
         if self.failure is not None:
             raise self.failure
         if self.filtered:
@@ -418,7 +424,10 @@ class _ItemRun:
         return {n: self.outputs.get(n) for n in out}
 
     def _start(self, node_id: str) -> None:
-        task = asyncio.get_running_loop().create_task(self._node(node_id))
+        loop = asyncio.get_running_loop()
+        if self.done is None:
+            self.done = loop.create_future()
+        task = loop.create_task(self._chain(node_id))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -428,31 +437,37 @@ class _ItemRun:
             if task is not current:
                 task.cancel()
 
-    async def _node(self, node_id: str) -> None:
-        ready: list[str] = []
-        try:
-            await self._execute(node_id)
-            if not self.filtered:
-                for e in self.graph.children_of[node_id]:
-                    self.waiting[e.target] -= 1
-                    if self.waiting[e.target] == 0:
-                        ready.append(e.target)
-            else:
+    async def _chain(self, node_id: str) -> None:
+        """Run ``node_id``, then go on with the first child it makes ready (the others
+        get tasks of their own); the unit ends when no child is left to go on with."""
+        while True:
+            ready: list[str] = []
+            try:
+                await self._execute(node_id)
+                if self.filtered:
+                    self._stop()
+                else:
+                    for e in self.graph.children_of[node_id]:
+                        self.waiting[e.target] -= 1
+                        if self.waiting[e.target] == 0:
+                            ready.append(e.target)
+            except BaseException as exc:  # kept, and raised by run()
+                if self.failure is None:
+                    self.failure = exc
+                ready = []
                 self._stop()
-        except BaseException as exc:  # kept, and raised by run()
-            if self.failure is None:
-                self.failure = exc
-            ready = []
-            self._stop()
-        if ready and self.failure is None:
-            self.activity.enter(len(ready))
-            self.live += len(ready)
-            for child in ready:
-                self._start(child)
+            if not ready or self.failure is not None or self.filtered:
+                break
+            if len(ready) > 1:
+                self.activity.enter(len(ready) - 1)
+                self.live += len(ready) - 1
+                for child in ready[1:]:
+                    self._start(child)
+            node_id = ready[0]
         self.live -= 1
         if self.live:
             self.activity.leave()
-        else:
+        elif self.done is not None:
             self.done.set_result(None)
 
     def _names(self, node_id: str, value: Any) -> dict[str, Any]:

@@ -30,7 +30,15 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .errors import HeadraceError, PipelineError
 
-__all__ = ["FILTERS", "MAX_BITS", "MAX_SIZE", "Expression", "ExpressionError", "environment"]
+__all__ = [
+    "FILTERS",
+    "MAX_BITS",
+    "MAX_SIZE",
+    "Expression",
+    "ExpressionError",
+    "compile_checked",
+    "environment",
+]
 
 MAX_SIZE = 100_000
 """The longest string or list ``*`` may build."""
@@ -143,11 +151,21 @@ def environment() -> ImmutableSandboxedEnvironment:
     return _ENVIRONMENT
 
 
-def refuse_calls(source: str, *, template: bool) -> None:
-    """Raise :class:`PipelineError` if ``source`` does not parse, calls anything, or
-    names an attribute that starts with ``_`` (the rules its text shows)."""
+def compile_checked(source: str, *, template: bool) -> Any:
+    """``source`` compiled as a template or an expression, once its text is checked.
+
+    Raises:
+        PipelineError: it does not parse, calls something, names an attribute that
+            starts with ``_``, or uses a filter that is not in :data:`FILTERS` (the
+            rules its text shows; the message reads after the source's name).
+    """
     env = _ENVIRONMENT
     try:
+        compiled = (
+            env.from_string(source)
+            if template
+            else env.compile_expression(source, undefined_to_none=False)
+        )
         tree = env.parse(source if template else "{{ (" + source + ") }}")
     except TemplateError as exc:
         raise PipelineError(f"does not parse: {exc}") from None
@@ -159,6 +177,7 @@ def refuse_calls(source: str, *, template: bool) -> None:
             name = node.arg.value
         if isinstance(name, str) and name.startswith("_"):
             raise PipelineError(f"names starting with _ are not allowed ({name!r})")
+    return compiled
 
 
 class Expression:
@@ -180,12 +199,9 @@ class Expression:
         self.source = source
         self.where = where
         try:
-            self._compiled = _ENVIRONMENT.compile_expression(source, undefined_to_none=False)
-            refuse_calls(source, template=False)
+            self._compiled = compile_checked(source, template=False)
         except PipelineError as exc:
             raise PipelineError(f"{where}: {source!r} {exc}") from None
-        except TemplateError as exc:
-            raise PipelineError(f"{where}: {source!r} does not parse: {exc}") from None
 
     def __call__(self, names: Mapping[str, Any]) -> Any:
         """The expression's value with ``names`` defined.

@@ -94,17 +94,12 @@ class Template:
         self.where = where
         self._jinja: Any = None
         if _JINJA.search(source):
-            from jinja2 import TemplateError
-
-            from ..sandbox import environment, refuse_calls
+            from ..sandbox import compile_checked
 
             try:
-                refuse_calls(source, template=True)
-                self._jinja = environment().from_string(source)
+                self._jinja = compile_checked(source, template=True)
             except PipelineError as exc:
                 raise PipelineError(f"{where}: the template {exc}") from None
-            except TemplateError as exc:
-                raise PipelineError(f"{where}: the template does not parse: {exc}") from None
 
     def render(self, variables: Mapping[str, Any]) -> str:
         """The template filled from ``variables``.

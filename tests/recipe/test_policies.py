@@ -1,0 +1,70 @@
+"""Recipe policy sections mirror the Python objects; LLM steps take retry= and cache=."""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+import headrace as hr
+from headrace.recipe.schema import BatchSpec, CacheSpec, RateSpec, RetrySpec, TimeoutSpec
+from headrace.sim import serve
+
+
+@pytest.mark.parametrize(
+    ("section", "python", "extra"),
+    [
+        (RetrySpec, hr.Retry, set()),
+        (RateSpec, hr.Rate, {"auto"}),  # auto is Rate.auto()
+        (TimeoutSpec, hr.Timeout, set()),
+        (CacheSpec, hr.Cache, set()),
+        (BatchSpec, hr.Batch, set()),
+    ],
+)
+def test_each_policy_section_takes_the_python_objects_keyword_arguments(
+    section: type[BaseModel], python: type, extra: set[str]
+) -> None:
+    parameters = set(inspect.signature(python).parameters) - {"self"}
+    assert set(section.model_fields) - extra <= parameters
+
+
+class Label(BaseModel):
+    label: str
+
+
+def test_an_llm_step_with_cache_makes_no_request_on_a_warm_run(tmp_path: Path) -> None:
+    records = [{"id": i, "text": f"item {i}"} for i in range(10)]
+    with serve() as sim:
+        client = hr.llm.Client(base_url=sim.url)
+        cache = hr.Cache(["memory", "sqlite"], path=tmp_path / "cache.sqlite")
+
+        def step(instructions: str) -> hr.llm.Transduce[Label]:
+            return hr.llm.transduce(
+                Label, client=client, model="m", instructions=instructions, cache=cache
+            )
+
+        cold = hr.run(step("Label it."), records, progress=False, ordered=True)
+        after_cold = sim.stats()["requests"]
+        warm = hr.run(step("Label it."), records, progress=False, ordered=True)
+        after_warm = sim.stats()["requests"]
+        hr.run(step("Label it differently."), records, progress=False)
+        after_change = sim.stats()["requests"]
+    assert after_cold == 10 and after_warm == 10 and after_change == 20
+    assert warm.outputs == cold.outputs
+    assert warm.metrics.step("transduce(Label)").cache is not None
+
+
+def test_an_llm_steps_own_retry_replaces_the_clients() -> None:
+    with serve(faults={"503": 1.0}) as sim:
+        client = hr.llm.Client(base_url=sim.url, retry=hr.Retry(attempts=1))
+        own = hr.llm.complete(
+            client=client,
+            model="m",
+            prompt="{text}",
+            retry=hr.Retry(attempts=3, backoff="1ms", budget=None),
+        )
+        result = hr.run(own, [{"text": "x"}], progress=False)
+        requests = sim.stats()["requests"]
+    assert result.items_dead == 1 and requests == 3
