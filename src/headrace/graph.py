@@ -40,7 +40,6 @@ output node was skipped ends as filtered.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import difflib
 import re
@@ -49,10 +48,9 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any, Literal
 
-from .activity import Activity
-from .errors import NoRoute, PipelineError, StepFailed
+from .errors import PipelineError
 from .fingerprint import code_hash
-from .step import FILTERED, Step, as_step
+from .step import Step, as_step
 
 if TYPE_CHECKING:
     from .runtime import Handler, RunContext
@@ -206,8 +204,9 @@ def _identity_of(fn: Callable[..., Any] | None) -> str | None:
     return f"expr:{source}" if isinstance(source, str) else code_hash(fn)
 
 
-def _nearest(name: str, candidates: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(candidates), n=1)
+def nearest(name: str, candidates: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``candidates``, or nothing."""
+    close = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
@@ -247,7 +246,7 @@ class Graph(Step[Any, Any]):
         for out in (self.output,) if isinstance(self.output, str) else self.output:
             if out not in self.nodes:
                 raise GraphError(
-                    f"output names node {out!r}, which is not defined{_nearest(out, self.nodes)}"
+                    f"output names node {out!r}, which is not defined{nearest(out, self.nodes)}"
                 )
 
     def _check_nodes(self) -> None:
@@ -275,7 +274,7 @@ class Graph(Step[Any, Any]):
                 if end not in self.nodes:
                     raise GraphError(
                         f"edge {e.source} -> {e.target} names node {end!r}, which is not "
-                        f"defined{_nearest(end, self.nodes)}",
+                        f"defined{nearest(end, self.nodes)}",
                         edge=index,
                     )
             if (e.source, e.target) in seen:
@@ -362,205 +361,12 @@ class Graph(Step[Any, Any]):
         }
         activity = ctx.activity
 
+        from .graph_run import ItemRun
+
         async def handle(record: Any) -> Any:
-            return await _ItemRun(self, handlers, counted, activity, record).run()
+            return await ItemRun(self, handlers, counted, activity, record).run()
 
         return handle
-
-
-class _ItemRun:
-    """One item's way through a graph: a node runs when its parents are decided.
-
-    A node's first ready child goes on in the same task (the first root in the
-    caller's); other ready children get tasks of their own, each an activity unit.
-    The last to end hands the caller's unit back, so the run's count never dips.
-    """
-
-    def __init__(
-        self,
-        graph: Graph,
-        handlers: Mapping[str, Handler],
-        counted: Mapping[str, Any],
-        activity: Activity,
-        record: Any,
-    ) -> None:
-        self.graph = graph
-        self.handlers = handlers
-        self.counted = counted
-        self.activity = activity
-        self.record = record
-        self.outputs: dict[str, Any] = {}
-        self.fired: set[tuple[str, str]] = set()
-        self.waiting = graph.indegree.copy()
-        self.tasks: set[asyncio.Task[None]] = set()
-        self.live = 0
-        self.failure: BaseException | None = None
-        self.filtered = False
-        self.done: asyncio.Future[None] | None = None  # made when a second task starts
-
-    async def run(self) -> Any:
-        roots = self.graph.roots
-        self.live = len(roots)
-        if len(roots) > 1:
-            self.activity.enter(len(roots) - 1)
-            for root in roots[1:]:
-                self._start(root)
-        await self._chain(roots[0])  # the first root runs in the caller's task
-        done = self.done
-        if done is not None and not done.done():  # the caller's unit was handed on
-            try:
-                await asyncio.shield(done)
-            except asyncio.CancelledError:
-                self._stop()
-                await done
-                raise
-        if self.failure is not None:
-            raise self.failure
-        if self.filtered:
-            return FILTERED
-        out = self.graph.output
-        if isinstance(out, str):
-            return self.outputs.get(out, FILTERED)
-        return {n: self.outputs.get(n) for n in out}
-
-    def _start(self, node_id: str) -> None:
-        loop = asyncio.get_running_loop()
-        if self.done is None:
-            self.done = loop.create_future()
-        task = loop.create_task(self._chain(node_id))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    def _stop(self) -> None:
-        current = asyncio.current_task()
-        for task in self.tasks:
-            if task is not current:
-                task.cancel()
-
-    async def _chain(self, node_id: str) -> None:
-        """Run ``node_id``, then go on with the first child it makes ready (the others
-        get tasks of their own); the unit ends when no child is left to go on with."""
-        while True:
-            ready: list[str] = []
-            try:
-                await self._execute(node_id)
-                if self.filtered:
-                    self._stop()
-                else:
-                    for e in self.graph.children_of[node_id]:
-                        self.waiting[e.target] -= 1
-                        if self.waiting[e.target] == 0:
-                            ready.append(e.target)
-            except BaseException as exc:  # kept, and raised by run()
-                if self.failure is None:
-                    self.failure = exc
-                ready = []
-                self._stop()
-            if not ready or self.failure is not None or self.filtered:
-                break
-            if len(ready) > 1:
-                self.activity.enter(len(ready) - 1)
-                self.live += len(ready) - 1
-                for child in ready[1:]:
-                    self._start(child)
-            node_id = ready[0]
-        self.live -= 1
-        if self.live:
-            self.activity.leave()
-        elif self.done is not None:
-            self.done.set_result(None)
-
-    def _names(self, node_id: str, value: Any) -> dict[str, Any]:
-        names = names_of(self.record)
-        names["record"] = self.record
-        outputs = self.outputs
-        for above in self.graph.ancestors[node_id]:
-            if above in outputs:
-                names[above] = outputs[above]
-        names["input"] = value
-        return names
-
-    async def _execute(self, node_id: str) -> None:
-        graph = self.graph
-        spec = graph.nodes[node_id]
-        incoming = graph.parents[node_id]
-        if incoming:
-            fired = [e.source for e in incoming if (e.source, node_id) in self.fired]
-            if not fired:
-                return  # skipped: none of its edges fired
-            outputs = self.outputs
-            value = outputs[fired[0]] if len(incoming) == 1 else {p: outputs[p] for p in fired}
-        else:
-            value = self.record
-        if spec.keep is not None:
-            metrics = self.counted[node_id]
-            metrics.calls += 1
-            keep = self._decide(node_id, spec.keep, self._names(node_id, value), metrics)
-            metrics.items += 1
-            if not keep:
-                metrics.filtered += 1
-                self.filtered = True
-                return
-        if spec.step is not None:
-            argument = self._names(node_id, value) if spec.input == "context" else value
-            out = await self.handlers[node_id](argument)
-            if out is FILTERED:
-                self.filtered = True
-                return
-        else:
-            out = value
-        self.outputs[node_id] = out
-        leaving = graph.children_of[node_id]
-        if not leaving:
-            return
-        names = self._names(node_id, value)
-        names[node_id] = names["output"] = out
-        if spec.choose is not None:
-            self._route(node_id, spec.choose, names, leaving)
-            return
-        for e in leaving:
-            if e.when is None or self._decide(f"{e.source} -> {e.target}", e.when, names, None):
-                self.fired.add((node_id, e.target))
-
-    def _route(
-        self,
-        node_id: str,
-        choose: Callable[[Mapping[str, Any]], Hashable],
-        names: dict[str, Any],
-        leaving: list[Edge],
-    ) -> None:
-        metrics = self.counted[node_id]
-        metrics.calls += 1
-        key = self._decide(node_id, choose, names, metrics)
-        chosen = [e for e in leaving if e.branch == key and e.branch is not OTHERWISE]
-        label = str(key)
-        if not chosen:
-            chosen = [e for e in leaving if e.branch is OTHERWISE]
-            label = "otherwise"
-        if not chosen:
-            metrics.errors += 1
-            branches = sorted(str(e.branch) for e in leaving)
-            raise StepFailed(
-                node_id,
-                NoRoute(
-                    f"the selector chose {key!r}, which is no branch ({branches}) "
-                    "and there is no otherwise branch"
-                ),
-            )
-        metrics.items += 1
-        metrics.branches[label] = metrics.branches.get(label, 0) + 1
-        self.fired.update((node_id, e.target) for e in chosen)
-
-    @staticmethod
-    def _decide(
-        where: str, fn: Callable[[Mapping[str, Any]], Any], names: Mapping[str, Any], metrics: Any
-    ) -> Any:
-        try:
-            return fn(names)
-        except Exception as exc:
-            if metrics is not None:
-                metrics.errors += 1
-            raise StepFailed(where, exc) from exc
 
 
 def graph(

@@ -8,7 +8,6 @@ A duplicate key is an error here, where PyYAML would keep the last one silently.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import yaml
 
 from ..errors import HeadraceError
+from ..graph import nearest
 
 __all__ = ["Document", "Place", "Problem", "RecipeError", "nearest", "path_text"]
 
@@ -65,12 +65,6 @@ def path_text(path: Path_) -> str:
     for part in path:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text
-
-
-def nearest(name: str, candidates: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` for the closest candidate, or nothing."""
-    close = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 @dataclass
