@@ -72,6 +72,7 @@ def bind_function_step(
             fingerprint=step.fingerprint,
             ctx=ctx,
             stats=metrics.cache,
+            output_type=declared_output(step),
         )
     if step.fallback is not None:
         fallback = step.fallback
@@ -381,19 +382,38 @@ def _in_entry_order(handler: Handler, sequencer: Sequencer) -> Handler:
     return handle
 
 
-def _output_validator(step: FunctionStep[Any, Any]) -> Callable[[Any], None]:
-    """Check outputs against the return annotation (the element type, for a batched step)."""
+def _return_annotation(step: FunctionStep[Any, Any]) -> Any:
+    """The step's resolved return annotation (None without one).
+
+    Raises:
+        Exception: the annotation names something that cannot be resolved.
+    """
     target = step.fn if callable(step.fn) and hasattr(step.fn, "__annotations__") else None
     if target is None:
         target = type(step.fn).__call__
+    return typing.get_type_hints(target).get("return")
+
+
+def declared_output(step: FunctionStep[Any, Any]) -> Any:
+    """What the step declares its outputs to be, for the cache: set by the step itself
+    (LLM steps), else the return annotation; None when neither says."""
+    if step.output_type is not None:
+        return step.output_type
     try:
-        hints = typing.get_type_hints(target)
+        return _return_annotation(step)
+    except Exception:  # an unresolvable annotation declares nothing
+        return None
+
+
+def _output_validator(step: FunctionStep[Any, Any]) -> Callable[[Any], None]:
+    """Check outputs against the return annotation (the element type, for a batched step)."""
+    try:
+        expected = _return_annotation(step)
     except Exception as exc:
         raise PipelineError(
             f"step {step.name!r} has validate=True but its return annotation cannot be "
             f"resolved: {exc}"
         ) from exc
-    expected = hints.get("return")
     if expected is None:
         raise PipelineError(
             f"step {step.name!r} has validate=True but its function has no return annotation"

@@ -19,6 +19,7 @@ from .activity import Activity
 from .errors import NoRoute, PipelineError, StepFailed
 from .fingerprint import code_hash
 from .step import FILTERED, Step, as_step
+from .tasks import first_leaf
 
 if TYPE_CHECKING:
     from .runtime import Handler, RunContext
@@ -207,19 +208,6 @@ async def run_together(calls: list[Callable[[], Awaitable[Any]]], activity: Acti
         error = first_leaf(failed)
         raise error from error.__cause__
     return [first, *(task.result() for task in tasks)]
-
-
-def first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The first error in a (nested) exception group, preferring a step failure."""
-    leaves: list[BaseException] = []
-    pending: list[BaseException] = [group]
-    while pending:
-        error = pending.pop(0)
-        if isinstance(error, BaseExceptionGroup):
-            pending[:0] = error.exceptions
-        else:
-            leaves.append(error)
-    return next((e for e in leaves if isinstance(e, StepFailed)), leaves[0])
 
 
 class Merge(Step[tuple[Any, ...], dict[str, Any]]):

@@ -10,6 +10,7 @@ from .activity import Activity
 from .errors import NoRoute, StepFailed
 from .graph import OTHERWISE, Edge, Graph, names_of
 from .step import FILTERED
+from .tasks import first_leaf
 
 if TYPE_CHECKING:
     from .runtime import Handler
@@ -17,12 +18,21 @@ if TYPE_CHECKING:
 __all__ = ["ItemRun"]
 
 
+class _Filtered(Exception):
+    """Raised inside an item's task group when a node filtered the item out: it
+    cancels the item's other branches the way a failure does."""
+
+
 class ItemRun:
     """One item's way through a graph: a node runs when its parents are decided.
 
+    Every branch of the item runs in one task group, so the first failure (or a
+    filter) cancels the others and the item ends only when all of them have ended.
     A node's first ready child goes on in the same task (the first root in the
     caller's); other ready children get tasks of their own, each an activity unit.
-    The last to end hands the caller's unit back, so the run's count never dips.
+    The last unit to end hands the caller's unit back, so the run's count never
+    dips; the count is kept in done-callbacks, which run even for a task
+    cancelled before its first step.
     """
 
     def __init__(
@@ -41,28 +51,26 @@ class ItemRun:
         self.outputs: dict[str, Any] = {}
         self.fired: set[tuple[str, str]] = set()
         self.waiting = graph.indegree.copy()
-        self.tasks: set[asyncio.Task[None]] = set()
         self.live = 0
         self.failure: BaseException | None = None
         self.filtered = False
-        self.done: asyncio.Future[None] | None = None  # made when a second task starts
+        self.group = asyncio.TaskGroup()
 
     async def run(self) -> Any:
         roots = self.graph.roots
-        self.live = len(roots)
-        if len(roots) > 1:
-            self.activity.enter(len(roots) - 1)
-            for root in roots[1:]:
-                self._start(root)
-        await self._chain(roots[0])  # the first root runs in the caller's task
-        done = self.done
-        if done is not None and not done.done():  # the caller's unit was handed on
-            try:
-                await asyncio.shield(done)
-            except asyncio.CancelledError:
-                self._stop()
-                await done
-                raise
+        try:
+            async with self.group:
+                self.live = 1
+                for root in roots[1:]:
+                    self._start(root)
+                try:
+                    await self._chain(roots[0])  # the first root runs in the caller's task
+                finally:
+                    self._ended()
+        except BaseExceptionGroup as group_error:
+            if self.failure is None and not self.filtered:
+                error = first_leaf(group_error)
+                raise error from error.__cause__
         if self.failure is not None:
             raise self.failure
         if self.filtered:
@@ -73,51 +81,43 @@ class ItemRun:
         return {n: self.outputs.get(n) for n in out}
 
     def _start(self, node_id: str) -> None:
-        loop = asyncio.get_running_loop()
-        if self.done is None:
-            self.done = loop.create_future()
-        task = loop.create_task(self._chain(node_id))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        self.activity.enter()
+        self.live += 1
+        task = self.group.create_task(self._chain(node_id))
+        task.add_done_callback(self._task_ended)
 
-    def _stop(self) -> None:
-        current = asyncio.current_task()
-        for task in self.tasks:
-            if task is not current:
-                task.cancel()
+    def _task_ended(self, _task: asyncio.Task[None]) -> None:
+        self._ended()
+
+    def _ended(self) -> None:
+        self.live -= 1
+        if self.live:
+            self.activity.leave()
 
     async def _chain(self, node_id: str) -> None:
         """Run ``node_id``, then go on with the first child it makes ready (the others
         get tasks of their own); the unit ends when no child is left to go on with."""
         while True:
-            ready: list[str] = []
             try:
                 await self._execute(node_id)
-                if self.filtered:
-                    self._stop()
-                else:
-                    for e in self.graph.children_of[node_id]:
-                        self.waiting[e.target] -= 1
-                        if self.waiting[e.target] == 0:
-                            ready.append(e.target)
             except BaseException as exc:  # kept, and raised by run()
-                if self.failure is None:
+                if self.failure is None and not isinstance(exc, asyncio.CancelledError):
                     self.failure = exc
-                ready = []
-                self._stop()
-            if not ready or self.failure is not None or self.filtered:
-                break
-            if len(ready) > 1:
-                self.activity.enter(len(ready) - 1)
-                self.live += len(ready) - 1
-                for child in ready[1:]:
-                    self._start(child)
+                raise
+            if self.failure is not None:
+                return
+            if self.filtered:
+                raise _Filtered
+            ready: list[str] = []
+            for e in self.graph.children_of[node_id]:
+                self.waiting[e.target] -= 1
+                if self.waiting[e.target] == 0:
+                    ready.append(e.target)
+            if not ready:
+                return
+            for child in ready[1:]:
+                self._start(child)
             node_id = ready[0]
-        self.live -= 1
-        if self.live:
-            self.activity.leave()
-        elif self.done is not None:
-            self.done.set_result(None)
 
     def _names(self, node_id: str, value: Any) -> dict[str, Any]:
         names = names_of(self.record)

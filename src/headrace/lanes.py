@@ -19,7 +19,6 @@ from typing import Any, Literal
 
 from .activity import Activity
 from .budget import Spend, out_of_budget
-from .compose import first_leaf
 from .durable import DurableSession
 from .errors import BadInput, SourceError, StepFailed
 from .io.records import BadRecord, encode_json
@@ -30,6 +29,7 @@ from .runtime import RunContext
 from .sequencer import Sequencer
 from .step import FILTERED, Step
 from .store.base import FinishedItem
+from .tasks import first_leaf
 
 __all__ = ["Lanes", "OnBadInput", "OnError", "Sink"]
 

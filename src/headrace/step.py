@@ -256,6 +256,8 @@ class FunctionStep(Step[In, Out]):
         if not callable(fn):
             raise PipelineError(f"a step needs a callable, got {type(fn).__name__}: {fn!r}")
         self.fn = fn
+        # the output type the cache may rebuild entries as; None: the return annotation
+        self.output_type: Any = None
         self.name = name if name is not None else _callable_name(fn)
         if not isinstance(self.name, str) or not self.name:
             raise PipelineError(f"a step's name must be a non-empty string, got {self.name!r}")

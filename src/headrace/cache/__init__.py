@@ -43,6 +43,11 @@ class Cache:
         version: keep entries across a change to the step's code that does not
             change its results: the key is then made of the step's name and this
             version instead of its code (bump it when results do change).
+        types: Pydantic models and dataclasses the step's outputs may hold beyond
+            those in its return annotation. An entry is rebuilt only as one of
+            these declared types, through validation: a class named by an entry
+            (which anyone with write access to a shared cache could have written)
+            is never looked up or called otherwise.
 
     Raises:
         PipelineError: an unknown tier or an invalid value.
@@ -57,6 +62,7 @@ class Cache:
         key: Callable[[Any], Any] | None = None,
         path: str | Path | None = None,
         version: str | None = None,
+        types: Sequence[type] = (),
         _clock: Callable[[], float] = time.time,
     ) -> None:
         if isinstance(tiers, str):
@@ -76,7 +82,11 @@ class Cache:
             raise PipelineError(f"Cache max_items must be a positive integer, got {max_items!r}")
         if key is not None and not callable(key):
             raise PipelineError("Cache key= must be a function of the input")
+        for kind in types:
+            if not isinstance(kind, type):
+                raise PipelineError(f"Cache types= takes classes, got {kind!r}")
         self.tiers = list(tiers)
+        self.types = tuple(types)
         self.ttl_s = None if ttl is None else to_seconds(ttl, option="Cache ttl")
         self.max_items = max_items
         self.key = key

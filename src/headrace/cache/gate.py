@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import StepFailed
-from .envelope import EncodeError, decode, encode
+from .envelope import Declared, EncodeError, decode, encode
 from .tiers import Tier
 
 if TYPE_CHECKING:
@@ -32,8 +32,8 @@ class CacheStats:
         backfills: entries copied into a faster tier after a hit in a slower one.
         stored: results written (once per result, whatever the number of tiers).
         bytes: the size of the results written.
-        unreadable: entries found but not readable here (e.g. their class's module
-            is not imported); counted as misses.
+        unreadable: entries found but not readable here (damaged, or naming a class
+            the step did not declare); counted as misses, with one warning a run.
         tiers_down: outages of a tier that stopped answering (Redis).
     """
 
@@ -79,8 +79,11 @@ def cached(
     fingerprint: str,
     ctx: RunContext,
     stats: CacheStats,
+    output_type: Any = None,
 ) -> Handler:
-    """Wrap a step's ``handler`` in ``cache`` for the run ``ctx``."""
+    """Wrap a step's ``handler`` in ``cache`` for the run ``ctx``; entries are rebuilt
+    only as classes found in ``output_type`` or the cache's ``types``."""
+    declared = Declared(output_type, cache.types)
     tiers: list[Tier] = cache.open_tiers()
     for tier in tiers:
         if tier is not cache.memory:
@@ -102,8 +105,16 @@ def cached(
             if data is None:
                 continue
             try:
-                value = decode(data)
-            except (LookupError, ValueError, TypeError):
+                value = decode(data, declared)
+            except (LookupError, ValueError) as exc:
+                if not stats.unreadable:
+                    _log.warning(
+                        "headrace cache: step %r: an entry in the %s tier is not read back (%s); "
+                        "it counts as a miss",
+                        name,
+                        tier.name,
+                        str(exc)[:200],
+                    )
                 stats.unreadable += 1
                 return _MISS
             stats.hits[tier.name] = stats.hits.get(tier.name, 0) + 1
@@ -117,7 +128,7 @@ def cached(
 
     async def store(key: str, value: Any) -> None:
         try:
-            data = encode(value)
+            data = encode(value, declared)
         except EncodeError as exc:
             raise StepFailed(
                 name,

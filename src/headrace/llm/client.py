@@ -33,6 +33,7 @@ from ..limits.circuit import Circuit, CircuitOpen
 from ..limits.rate import Rate
 from ..limits.retry import Retrier, Retry, is_throttle
 from ..metrics import StepMetrics
+from ..tasks import all_or_cancel
 from .prices import PRICES, Price
 from .secrets import Secret, load_secret, redact
 from .stats import LLMStats
@@ -316,7 +317,7 @@ class Connection:
                 )
             return vectors
 
-        parts = await asyncio.gather(*(one(chunk) for chunk in chunks))
+        parts = await all_or_cancel(one(chunk) for chunk in chunks)
         return [vector for part in parts for vector in part]
 
     async def send(

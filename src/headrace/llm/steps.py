@@ -12,7 +12,6 @@ change to any of them never serves stale cached or resumed results.
 from __future__ import annotations
 
 import abc
-import asyncio
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -26,6 +25,7 @@ from ..limits.retry import Retry
 from ..limits.usage import estimate_tokens
 from ..metrics import StepMetrics
 from ..step import Batch, FunctionStep, Step
+from ..tasks import all_or_cancel
 from .client import Client, Connection
 from .prompts import Template, compact_json, record_fields, select_fields
 from .stats import LLMStats
@@ -153,6 +153,10 @@ class LLMStep(Step[In, Out]):
     def _function(self, connection: Connection, metrics: StepMetrics) -> Callable[..., Any]:
         """The function the step runs in one run: per item, or per batch when batched."""
 
+    def _output_type(self) -> Any:
+        """What one item's output is (the types the cache may rebuild entries as)."""
+        return None
+
     def _bind(self, ctx: RunContext) -> Handler:
         from ..call import bind_function_step
 
@@ -173,6 +177,7 @@ class LLMStep(Step[In, Out]):
         inner = self._options(self._function(connection, metrics))
         inner.reports_throttles = True  # the client counts each 429 it receives
         inner._fingerprint = self.fingerprint  # cache keys follow this step's identity
+        inner.output_type = self._output_type()
         return bind_function_step(inner, ctx, metrics)
 
 
@@ -354,6 +359,9 @@ class Transduce(LLMStep[Any, M], Generic[M]):
         stats.partial += partial
         return output
 
+    def _output_type(self) -> Any:
+        return self.structured.model
+
     def _function(self, connection: Connection, metrics: StepMetrics) -> Callable[..., Any]:
         async def one(record: Any) -> M:
             return await self.answer(connection, self.request(record), metrics)
@@ -418,7 +426,7 @@ class Transduce(LLMStep[Any, M], Generic[M]):
             stats.partial += partial
             outputs[index] = output
         stats.solo_retries += len(again)
-        answers = await asyncio.gather(*(alone(records[i]) for i in again))
+        answers = await all_or_cancel(alone(records[i]) for i in again)
         for index, answer in zip(again, answers, strict=True):
             outputs[index] = answer
         return outputs
