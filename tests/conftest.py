@@ -124,6 +124,7 @@ def run_name() -> Iterator[str]:
         import psycopg
 
         with psycopg.connect(POSTGRES_URL, autocommit=True) as connection:
-            for table in ("headrace_runs", "headrace_items", "headrace_dead", "headrace_sessions"):
+            tables = ("headrace_runs", "headrace_items", "headrace_dead", "headrace_sessions")
+            for table in (*tables, "headrace_leases"):
                 if connection.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0]:
                     connection.execute(f"DELETE FROM {table} WHERE run = %s", (name,))

@@ -490,6 +490,7 @@ def status(
     store = _open_store(run_dir, run_store)
     try:
         state = store.status()
+        lease = store.lease()
     finally:
         store.close()
     definition = state.definition
@@ -511,6 +512,12 @@ def status(
         f"sessions  {state.sessions} (started {time.ctime(state.created)}, last commit "
         f"{time.ctime(state.updated)}, {state.finished / elapsed:,.1f} items/s overall)"
     )
+    if lease is None:
+        typer.echo("running   no: no session holds the run")
+    elif lease.alive():
+        typer.echo(f"running   yes: {lease.describe()}")
+    else:
+        typer.echo(f"running   no: {lease.describe()} (dead; the next session takes over)")
     for error in state.last_errors:
         typer.echo(
             f"dead in {error.step}: {error.count:,}; last: {error.error_type}: {error.message}"

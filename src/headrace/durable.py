@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import threading
+import time
 import zlib
 from collections.abc import Awaitable
 from pathlib import Path
@@ -23,6 +25,9 @@ import orjson
 from .errors import HeadraceError, ResumeMismatch
 from .io.records import DurableSink, Recovered, encode_json
 from .store import DeadRow, FinishedItem, Row, RunStore, StoreLocation
+from .store.lease import BEAT_S
+
+_log = logging.getLogger("headrace.run")
 
 __all__ = ["DurableSession", "DurableWriter", "Mode"]
 
@@ -70,6 +75,7 @@ class DurableWriter:
         self._room.set()
         self._closing = False
         self._commit_lock = threading.Lock()
+        self._beaten = time.monotonic()
         self.commits = 0
 
     def output(self, index: int, key: str, record: Any) -> Awaitable[Any] | None:
@@ -123,6 +129,14 @@ class DurableWriter:
             await self._flush()
             if self._closing and not self._items:
                 return
+            if self._store is not None and time.monotonic() - self._beaten > BEAT_S:
+                await asyncio.to_thread(self._beat)  # idle: keep the lease alive
+
+    def _beat(self) -> None:
+        with self._commit_lock:
+            assert self._store is not None
+            self._store.heartbeat()
+            self._beaten = time.monotonic()
 
     def close(self) -> None:
         """Ask the writer to commit what is left and stop."""
@@ -164,6 +178,9 @@ class DurableWriter:
                     "replace": self._replace,
                 }
             )
+        if self._store is not None:  # renew the lease, and stop before writing if it was lost
+            self._store.heartbeat()
+            self._beaten = time.monotonic()
         state = self._sink.write(records, journal)
         if self._store is not None:
             self._store.commit(
@@ -245,6 +262,29 @@ class DurableSession:
         if not exists and self.mode != "new":
             raise ResumeMismatch(f"there is no run to resume in {where}")
         store = self.store = where.open()
+        try:
+            self._open_held(store, where, exists, total)
+        except BaseException:
+            self.store = None
+            try:
+                store.release_lease()
+            finally:
+                store.close()
+            raise
+
+    def _open_held(
+        self, store: RunStore, where: StoreLocation, exists: bool, total: int | None
+    ) -> None:
+        # one session at a time, decided before anything touches the sink
+        dead_holder = store.acquire_lease()
+        if dead_holder is not None:
+            _log.warning(
+                "headrace: took over the run in %s from %s, which stopped beating",
+                where,
+                dead_holder.describe(),
+            )
+        if not exists and store.definition() is not None:
+            raise HeadraceError(f"{where} was started by another session just now")
         where.run_dir.mkdir(parents=True, exist_ok=True)  # for dead.jsonl, whatever the store
         note = None
         if exists:
@@ -362,7 +402,10 @@ class DurableSession:
                 _write_dead_file(self.store, self.run_dir / "dead.jsonl")
         finally:
             if self.store is not None:
-                self.store.close()
+                try:
+                    self.store.release_lease()
+                finally:
+                    self.store.close()
 
 
 def _write_dead_file(store: RunStore, path: Path) -> None:

@@ -161,3 +161,16 @@ def _rebuild_step_failed(
     failure = StepFailed(step, cause, attempts=attempts)
     failure.index = index
     return failure
+
+
+class RunBusy(HeadraceError):
+    """Another session holds the run's lease: it is running now (its heartbeat is recent).
+
+    Two sessions of one run would write the sink twice; the second is refused
+    before it touches the sink. A lease whose holder stopped beating is taken over.
+    """
+
+
+class LeaseLost(HeadraceError):
+    """This session's lease on its run was taken over by another session (its heartbeat
+    had stopped long enough to look dead); the session stops without committing more."""

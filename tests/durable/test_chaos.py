@@ -71,16 +71,28 @@ def _outputs(kind: str, output: str) -> list[dict[str, object]]:
             db.close()
         return [{"id": key, "square": square} for key, square in rows]
     if kind == "parquet":
-        return [{"id": r["id"], "square": r["square"]} for r in pq.read_table(output).to_pylist()]
+        parts = sorted(Path(output).glob("*.parquet"))
+        orders = {tuple(pq.read_schema(part).names) for part in parts}
+        assert orders == {("square", "id", "n")}, f"parts' column orders differ: {orders}"
+        return [_checked(r) for r in pq.read_table(output).to_pylist()]
     if kind == "csv":
         with open(output, newline="") as handle:
-            return [{"id": r["id"], "square": int(r["square"])} for r in csv.DictReader(handle)]
+            assert handle.readline() == "square,id,n\n"
+            handle.seek(0)
+            return [_checked(r) for r in csv.DictReader(handle)]
     path = Path(output)
     files = [path] if kind == "jsonl" else sorted(path.glob("batch_*.jsonl"))
     rows = []
     for file in files:
         rows.extend(json.loads(line) for line in file.read_text().splitlines() if line)
     return rows
+
+
+def _checked(row: dict[str, object]) -> dict[str, object]:
+    """A tabular row whose fields sit under their own columns (not swapped)."""
+    n = int(row["n"])  # type: ignore[call-overload]
+    assert row["id"] == f"item-{n:05d}" and int(row["square"]) == n * n, row  # type: ignore[call-overload]
+    return {"id": row["id"], "square": n * n}
 
 
 def _expected() -> tuple[dict[str, int], set[str], set[str]]:

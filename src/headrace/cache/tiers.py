@@ -20,6 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from ..secrecy import scrub_text, scrub_url
+
 __all__ = ["MemoryTier", "RedisTier", "SqliteTier", "Tier", "default_path"]
 
 _log = logging.getLogger("headrace.cache")
@@ -213,6 +215,7 @@ class RedisTier:
         import redis.asyncio as redis
 
         self.url = url
+        self.shown = scrub_url(url)  # for messages: never the password
         self.ttl_s = ttl_s
         self.prefix = prefix
         self.retry_s = retry_s
@@ -229,14 +232,14 @@ class RedisTier:
             _log.warning(
                 "headrace cache: Redis at %s is not answering (%s); its lookups are misses "
                 "until it is back",
-                self.url,
-                exc,
+                self.shown,
+                scrub_text(str(exc)),
             )
         self.down_until = time.monotonic() + self.retry_s
 
     def _answered(self) -> None:
         if self.down_until:
-            _log.warning("headrace cache: Redis at %s answers again", self.url)
+            _log.warning("headrace cache: Redis at %s answers again", self.shown)
             self.down_until = 0.0
 
     async def get(self, key: str, now: float) -> bytes | None:

@@ -137,9 +137,28 @@ class Columns:
         """Column names in order (empty until fixed)."""
         return list(self.types or ())
 
-    def state(self) -> dict[str, str]:
-        """The columns as stored with the sink's committed state."""
-        return dict(self.types or {})
+    def state(self) -> list[list[str]]:
+        """The columns as stored with the sink's committed state: ``[name, type]``
+        pairs, so their order survives any JSON store (a dict's would not)."""
+        return [[name, kind] for name, kind in (self.types or {}).items()]
+
+    @classmethod
+    def restored(cls, state: Any, given: Mapping[str, str] | None) -> Columns:
+        """The columns of a committed state (pairs; a dict from older runs), else ``given``.
+
+        Raises:
+            ValueError: the stored columns are not pairs of strings.
+        """
+        if not state:
+            return cls(given)
+        if isinstance(state, dict):
+            return cls(state)
+        if not isinstance(state, list) or not all(
+            isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p)
+            for p in state
+        ):
+            raise ValueError("the run store's sink columns are damaged (not [name, type] pairs)")
+        return cls(dict((name, kind) for name, kind in state))
 
     def row(self, key: str, value: Any) -> list[Any]:
         """The output ``value`` of the item ``key`` as one row, in column order.

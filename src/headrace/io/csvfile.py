@@ -136,7 +136,7 @@ class CsvSink(AppendingFileSink):
 
     def restore(self, state: dict[str, Any]) -> None:
         """Write the columns of the committed rows again."""
-        self.columns = Columns(state.get("columns") or self.given)
+        self.columns = Columns.restored(state.get("columns"), self.given)
 
 
 def _csv_line(fields: list[Any]) -> bytes:

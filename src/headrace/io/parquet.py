@@ -126,7 +126,7 @@ class ParquetSink(PartDirectorySink):
 
     def restore(self, state: dict[str, Any]) -> None:
         """Write the columns of the committed parts again."""
-        self.columns = Columns(state.get("columns") or self.given)
+        self.columns = Columns.restored(state.get("columns"), self.given)
 
     def write_part(self, path: Path, records: list[list[Any]]) -> None:
         """One Parquet file (one row group) with the fixed columns' types."""

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import HeadraceError
+from ..secrecy import scrub_text, scrub_url
 from .columns import Columns, ColumnType
 from .records import BadRecord, Recovered, Source
 
@@ -59,11 +60,13 @@ class Database:
             try:
                 self.connection = psycopg.connect(dsn, autocommit=True, connect_timeout=10)
             except psycopg.OperationalError as exc:
-                raise ConnectionError(f"cannot connect to {url}: {exc}") from exc
+                raise ConnectionError(
+                    f"cannot connect to {scrub_url(url)}: {scrub_text(str(exc))}"
+                ) from None
             self.placeholder = "%s"
         else:
             raise ValueError(
-                f"unsupported database URL {url!r}: use sqlite:///path.db or postgresql://..."
+                f"unsupported database URL {scrub_url(url)!r}: use sqlite:///path.db or postgresql://..."
             )
 
     def execute(self, statement: str, parameters: tuple[Any, ...] = ()) -> Any:
@@ -198,7 +201,7 @@ class SqlSink:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
             raise ValueError(
-                f"unsupported database URL {url!r}: use sqlite:///path.db or postgresql://..."
+                f"unsupported database URL {scrub_url(url)!r}: use sqlite:///path.db or postgresql://..."
             )
         self.url = url
         self.table = table

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..secrecy import scrub_url
 from .base import DeadRow, FinishedItem, Row, RunStatus, RunStore, StepError
 from .sqlite import SqliteRunStore
 
@@ -35,7 +36,7 @@ class StoreLocation:
         if self.url is None:
             return SqliteRunStore.in_dir(self.run_dir)
         if not self.url.startswith(("postgresql://", "postgres://")):
-            raise ValueError(f"run_store must be a postgresql:// URL, got {self.url!r}")
+            raise ValueError(f"run_store must be a postgresql:// URL, got {scrub_url(self.url)!r}")
         from .postgres import PostgresRunStore
 
         return PostgresRunStore(self.url, self.name)
@@ -43,8 +44,7 @@ class StoreLocation:
     def __str__(self) -> str:
         if self.url is None:
             return str(self.run_dir)
-        host = self.url.rpartition("@")[2]
-        return f"run {self.name!r} in {self.url.split('://')[0]}://{host}"
+        return f"run {self.name!r} in {scrub_url(self.url)}"
 
 
 __all__ = [

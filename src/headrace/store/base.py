@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .lease import Lease
+
 __all__ = ["DeadRow", "FinishedItem", "Row", "RunStatus", "RunStore", "StepError"]
 
 Row = tuple[int, str, str]
@@ -121,6 +123,19 @@ class RunStore(Protocol):
 
     def forced_sessions(self) -> list[tuple[int, str | None]]:
         """The sessions that forced a resume, with their notes."""
+
+    def lease(self) -> Lease | None:
+        """The run's lease as stored (its holder may be dead)."""
+
+    def acquire_lease(self) -> Lease | None:
+        """Take the run for this session (``RunBusy`` if a live one holds it); return
+        the dead holder's lease when it was taken over."""
+
+    def heartbeat(self) -> None:
+        """Renew this session's lease (``LeaseLost`` if it was taken over)."""
+
+    def release_lease(self) -> None:
+        """Give the lease back."""
 
     def watermark(self) -> int:
         """Every source index below this is finished."""

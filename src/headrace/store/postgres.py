@@ -15,7 +15,9 @@ import time
 import uuid
 from typing import Any
 
+from ..secrecy import scrub_text, scrub_url
 from .base import DeadRow, FinishedItem, Row, RunStatus, StepError
+from .lease import Lease, check_free, check_held, new_holder
 
 __all__ = ["PostgresRunStore"]
 
@@ -52,6 +54,15 @@ CREATE TABLE IF NOT EXISTS headrace_dead (
     item TEXT,
     finished DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (run, idx)
+);
+CREATE TABLE IF NOT EXISTS headrace_leases (
+    run TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    session INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    acquired DOUBLE PRECISION NOT NULL,
+    heartbeat DOUBLE PRECISION NOT NULL
 );
 CREATE TABLE IF NOT EXISTS headrace_sessions (
     run TEXT NOT NULL,
@@ -90,6 +101,7 @@ class PostgresRunStore:
     def __init__(self, url: str, name: str) -> None:
         self.url = url
         self.name = name
+        self._holder: str | None = None
         pool_class = _pool_class()
         self._pool = pool_class(
             "postgresql://" + url.split("://", 1)[1],
@@ -102,7 +114,9 @@ class PostgresRunStore:
             self._pool.open(wait=True, timeout=15)
         except Exception as exc:  # psycopg_pool.PoolTimeout, OperationalError
             self._pool.close()
-            raise ConnectionError(f"cannot connect to the run store at {url}: {exc}") from exc
+            raise ConnectionError(
+                f"cannot connect to the run store at {scrub_url(url)}: {scrub_text(str(exc))}"
+            ) from None
         with self._pool.connection() as connection:
             # a transaction-scoped advisory lock: two first runs must not race on CREATE
             connection.execute("SELECT pg_advisory_xact_lock(7391)")
@@ -159,6 +173,67 @@ class PostgresRunStore:
                 ),
             )
 
+    # --- the lease (one session at a time; see headrace.store.lease) ----------
+
+    _LEASE = "SELECT holder, session, host, pid, acquired, heartbeat FROM headrace_leases "
+
+    def lease(self) -> Lease | None:
+        """The run's lease as stored (its holder may be dead: see :meth:`Lease.alive`)."""
+        row = self._one(self._LEASE + "WHERE run = %s")
+        return None if row is None else Lease(*row)
+
+    def acquire_lease(self) -> Lease | None:
+        """Take the run for this session; return the dead holder's lease if taken over.
+
+        Raises:
+            RunBusy: a live session holds it.
+        """
+        holder, host, pid = new_holder()
+        with self._pool.connection() as connection:
+            # one taker at a time, even while no lease row exists yet
+            connection.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.name,))
+            row = connection.execute(self._LEASE + "WHERE run = %s", (self.name,)).fetchone()
+            current = None if row is None else Lease(*row)
+            now = time.time()
+            check_free(current, holder, str(self), now)
+            connection.execute(
+                "INSERT INTO headrace_leases (run, holder, session, host, pid, acquired, "
+                "heartbeat) VALUES (%s, %s, 0, %s, %s, %s, %s) ON CONFLICT (run) DO UPDATE SET "
+                "holder = excluded.holder, session = 0, host = excluded.host, "
+                "pid = excluded.pid, acquired = excluded.acquired, heartbeat = excluded.heartbeat",
+                (self.name, holder, host, pid, now, now),
+            )
+        self._holder = holder
+        return current
+
+    def heartbeat(self) -> None:
+        """Renew this session's lease.
+
+        Raises:
+            LeaseLost: another session took it over.
+        """
+        if self._holder is None:
+            return
+        with self._pool.connection() as connection:
+            done = connection.execute(
+                "UPDATE headrace_leases SET heartbeat = %s WHERE run = %s AND holder = %s",
+                (time.time(), self.name, self._holder),
+            )
+            check_held(self._holder if done.rowcount else None, self._holder, str(self))
+
+    def release_lease(self) -> None:
+        """Give the lease back (if this session still holds it)."""
+        if self._holder is not None:
+            with self._pool.connection() as connection:
+                connection.execute(
+                    "DELETE FROM headrace_leases WHERE run = %s AND holder = %s",
+                    (self.name, self._holder),
+                )
+            self._holder = None
+
+    def __str__(self) -> str:
+        return f"run {self.name!r} in {scrub_url(self.url)}"
+
     def start_session(self, *, forced: bool = False, note: str | None = None) -> int:
         """Record that a run or resume starts; return its session number (1, 2, ...)."""
         with self._pool.connection() as connection:
@@ -171,6 +246,11 @@ class PostgresRunStore:
                 "WHERE run = %s RETURNING n",
                 (self.name, time.time(), forced, note, self.name),
             ).fetchone()
+            if self._holder is not None:
+                connection.execute(
+                    "UPDATE headrace_leases SET session = %s WHERE run = %s AND holder = %s",
+                    (row[0], self.name, self._holder),
+                )
         return int(row[0])
 
     def force_fingerprint(self, fingerprint: str) -> None:
@@ -263,6 +343,11 @@ class PostgresRunStore:
         now = time.time()
         name = self.name
         with self._pool.connection() as connection, connection.cursor() as cursor:
+            if self._holder is not None:  # the fence: a session that lost its lease stops
+                held = cursor.execute(
+                    "SELECT holder FROM headrace_leases WHERE run = %s FOR UPDATE", (name,)
+                ).fetchone()
+                check_held(held and held[0], self._holder, str(self))
             if replace:
                 indices = [r[0] for r in rows]
                 for table in ("headrace_items", "headrace_dead"):

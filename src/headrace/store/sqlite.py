@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .base import DeadRow, FinishedItem, Row, RunStatus, StepError
+from .lease import Lease, check_free, check_held, new_holder
 
 __all__ = ["SqliteRunStore"]
 
@@ -58,6 +59,15 @@ CREATE TABLE IF NOT EXISTS dead (
     item TEXT,
     finished REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS lease (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    holder TEXT NOT NULL,
+    session INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    acquired REAL NOT NULL,
+    heartbeat REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS sessions (
     n INTEGER PRIMARY KEY,
     started REAL NOT NULL,
@@ -84,6 +94,7 @@ class SqliteRunStore:
         # last commits, and then the sink is cut back to the older state it recorded.
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        self._holder: str | None = None
 
     @classmethod
     def in_dir(cls, run_dir: Path) -> SqliteRunStore:
@@ -150,11 +161,64 @@ class SqliteRunStore:
                 "INSERT INTO sessions (n, started, forced, note) VALUES (?, ?, ?, ?)",
                 (number, time.time(), int(forced), note),
             )
+            if self._holder is not None:
+                self._db.execute(
+                    "UPDATE lease SET session = ? WHERE id = 1 AND holder = ?",
+                    (number, self._holder),
+                )
         return number
 
     def force_fingerprint(self, fingerprint: str) -> None:
         """Adopt a changed pipeline fingerprint (a forced resume; the session records it)."""
         self._db.execute("UPDATE run SET fingerprint = ? WHERE id = 1", (fingerprint,))
+
+    # --- the lease (one session at a time; see headrace.store.lease) ----------
+
+    def lease(self) -> Lease | None:
+        """The run's lease as stored (its holder may be dead: see :meth:`Lease.alive`)."""
+        row = self._db.execute(
+            "SELECT holder, session, host, pid, acquired, heartbeat FROM lease WHERE id = 1"
+        ).fetchone()
+        return None if row is None else Lease(*row)
+
+    def acquire_lease(self) -> Lease | None:
+        """Take the run for this session; return the dead holder's lease if taken over.
+
+        Raises:
+            RunBusy: a live session holds it.
+        """
+        holder, host, pid = new_holder()
+        with self._transaction():
+            current = self.lease()
+            now = time.time()
+            check_free(current, holder, str(self.path.parent), now)
+            self._db.execute(
+                "INSERT OR REPLACE INTO lease (id, holder, session, host, pid, acquired, "
+                "heartbeat) VALUES (1, ?, 0, ?, ?, ?, ?)",
+                (holder, host, pid, now, now),
+            )
+        self._holder = holder
+        return current
+
+    def heartbeat(self) -> None:
+        """Renew this session's lease.
+
+        Raises:
+            LeaseLost: another session took it over.
+        """
+        if self._holder is None:
+            return
+        done = self._db.execute(
+            "UPDATE lease SET heartbeat = ? WHERE id = 1 AND holder = ?",
+            (time.time(), self._holder),
+        )
+        check_held(self._holder if done.rowcount else None, self._holder, str(self.path.parent))
+
+    def release_lease(self) -> None:
+        """Give the lease back (if this session still holds it)."""
+        if self._holder is not None:
+            self._db.execute("DELETE FROM lease WHERE id = 1 AND holder = ?", (self._holder,))
+            self._holder = None
 
     def forced_sessions(self) -> list[tuple[int, str | None]]:
         """The sessions that forced a resume, with their notes."""
@@ -230,6 +294,9 @@ class SqliteRunStore:
         now = time.time()
         verb = "INSERT OR REPLACE" if replace else "INSERT"
         with self._transaction():
+            if self._holder is not None:  # the fence: a session that lost its lease stops
+                held = self._db.execute("SELECT holder FROM lease WHERE id = 1").fetchone()
+                check_held(held and held[0], self._holder, str(self.path.parent))
             if replace:
                 self._db.executemany("DELETE FROM dead WHERE idx = ?", [(r[0],) for r in rows])
             # the session is the same for the whole batch: a number we made, inlined

@@ -1,0 +1,100 @@
+"""One session per run: a lease held in the run store, kept alive by a heartbeat.
+
+A session takes the lease before it opens the sink and gives it back when it
+ends. While it runs it beats (every commit, and every :data:`BEAT_S` seconds
+while idle); a lease whose last beat is older than :data:`STALE_S` belongs to a
+session that died (SIGKILL, a lost machine) and the next session takes it over.
+On the holder's own host, a holder whose process is gone is dead at once.
+Every commit checks, in its own transaction, that the lease is still this
+session's, so a session that was only frozen (not dead) and lost its lease
+stops instead of writing over its successor: the lease is also a fence.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+
+from ..errors import LeaseLost, RunBusy
+
+__all__ = ["BEAT_S", "STALE_S", "Lease", "check_free", "check_held", "new_holder"]
+
+BEAT_S = 5.0
+"""How often an idle session renews its lease."""
+
+STALE_S = 30.0
+"""A lease not renewed for this long is taken to belong to a dead session."""
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Who holds a run: a session of a process on a host, and when it last beat."""
+
+    holder: str
+    session: int
+    host: str
+    pid: int
+    acquired: float
+    heartbeat: float
+
+    def alive(self, now: float | None = None) -> bool:
+        """Whether the holder is taken as running: it beat within :data:`STALE_S`, and,
+        when it ran on this host, its process still exists (a killed session's lease
+        is free at once, not after the stale time)."""
+        if ((time.time() if now is None else now) - self.heartbeat) >= STALE_S:
+            return False
+        return self.host != socket.gethostname() or _process_exists(self.pid)
+
+    def describe(self, now: float | None = None) -> str:
+        """``session 3 (pid 412 on host-a) since 10:02:11, last heartbeat 2 s ago``."""
+        now = time.time() if now is None else now
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.acquired))
+        return (
+            f"session {self.session} (pid {self.pid} on {self.host}) since {since}, "
+            f"last heartbeat {max(now - self.heartbeat, 0):.0f} s ago"
+        )
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    return True
+
+
+def new_holder() -> tuple[str, str, int]:
+    """A fresh holder id for this session, with the host and pid it names."""
+    return uuid.uuid4().hex, socket.gethostname(), os.getpid()
+
+
+def check_free(current: Lease | None, holder: str, where: str, now: float) -> None:
+    """Refuse to take a lease that a live session holds.
+
+    Raises:
+        RunBusy: ``current`` is another holder's and still beating.
+    """
+    if current is not None and current.holder != holder and current.alive(now):
+        raise RunBusy(
+            f"the run in {where} is running in another session: {current.describe(now)}; "
+            f"wait for it to end, or stop it (a lease whose heartbeat stops for "
+            f"{STALE_S:.0f} s is taken over)"
+        )
+
+
+def check_held(current_holder: str | None, holder: str | None, where: str) -> None:
+    """Refuse a commit by a session whose lease was taken over.
+
+    Raises:
+        LeaseLost: the lease names another holder (or none).
+    """
+    if holder is not None and current_holder != holder:
+        raise LeaseLost(
+            f"this session's lease on the run in {where} was taken over by another session "
+            "(its heartbeat had stopped); this session stops without writing more"
+        )
