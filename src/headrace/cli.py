@@ -232,6 +232,8 @@ def _carry_out(
     ordered: bool = False,
     on_bad_input: str = "dead_letter",
     duplicates: str = "error",
+    overwrite: bool = False,
+    rebuild_sink: bool = False,
 ) -> None:
     import asyncio
 
@@ -260,6 +262,8 @@ def _carry_out(
                 run_store=run_store,
                 mode=mode,
                 force=force,
+                overwrite=overwrite,
+                rebuild_sink=rebuild_sink,
                 key=None,
                 on_bad_input=on_bad_input,  # type: ignore[arg-type]
                 pipeline_ref=pipeline_ref,
@@ -325,6 +329,9 @@ def run(
     dry_run: Annotated[
         bool, typer.Option(help="print a recipe's plan and estimated calls and cost; run nothing")
     ] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="replace output already at --output (refused without it)")
+    ] = False,
 ) -> None:
     """Run a recipe or a pipeline over a file, durably: kill it at any moment, then
     `headrace resume`. A recipe's run: section sets the window, order and error handling
@@ -371,6 +378,7 @@ def run(
             ordered=options.ordered,
             on_bad_input=options.on_bad_input,
             duplicates=options.duplicates,
+            overwrite=overwrite,
         )
         return
     if set_ or allow or dry_run:
@@ -397,6 +405,7 @@ def run(
         ordered=ordered,
         on_bad_input="stop" if stop_on_bad_input else "dead_letter",
         duplicates=duplicates,
+        overwrite=overwrite,
     )
 
 
@@ -445,9 +454,15 @@ def resume(
         bool, typer.Option(help="resume even though the pipeline changed (recorded)")
     ] = False,
     run_store: RunStoreOption = None,
+    rebuild_sink: Annotated[
+        bool,
+        typer.Option(
+            help="the sink lost committed output: set it aside and compute those items again"
+        ),
+    ] = False,
 ) -> None:
     """Finish an interrupted run: nothing finished is computed or written again."""
-    _continue_stored(run_dir, "resume", force, run_store)
+    _continue_stored(run_dir, "resume", force, run_store, rebuild_sink=rebuild_sink)
 
 
 @app.command("retry-dead")
@@ -462,7 +477,9 @@ def retry_dead(
     _continue_stored(run_dir, "retry_dead", force, run_store)
 
 
-def _continue_stored(run_dir: Path, mode: Mode, force: bool, run_store: str | None) -> None:
+def _continue_stored(
+    run_dir: Path, mode: Mode, force: bool, run_store: str | None, *, rebuild_sink: bool = False
+) -> None:
     """Resume a stored run, or retry its dead letters, with the options it was started with."""
     ref, source, sink, options = _stored(run_dir, run_store)
     _carry_out(
@@ -476,6 +493,7 @@ def _continue_stored(run_dir: Path, mode: Mode, force: bool, run_store: str | No
         ordered=bool(options.get("ordered")),
         on_bad_input=str(options.get("on_bad_input", "dead_letter")),
         duplicates=str(options.get("duplicates", "error")),
+        rebuild_sink=rebuild_sink,
     )
 
 

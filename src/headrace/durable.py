@@ -226,6 +226,8 @@ class DurableSession:
         fingerprint: str,
         mode: Mode,
         force: bool,
+        overwrite: bool = False,
+        rebuild_sink: bool = False,
     ) -> None:
         self.run_dir = run_dir
         self.location = StoreLocation(run_dir, run_store) if run_dir is not None else None
@@ -234,6 +236,8 @@ class DurableSession:
         self.fingerprint = fingerprint
         self.mode = mode
         self.force = force
+        self.overwrite = overwrite
+        self.rebuild_sink = rebuild_sink
         self.store: RunStore | None = None
         self.session = 0
         self.skipped = 0
@@ -250,7 +254,7 @@ class DurableSession:
         """
         where = self.location
         if where is None:
-            self.sink.open({})
+            self.sink.open({}, overwrite=self.overwrite)
             self.writer = DurableWriter(None, self.sink, session=0, finished_above={})
             return
         exists = where.exists()
@@ -293,8 +297,23 @@ class DurableSession:
             store.create(self.definition, self.fingerprint)
         if total is not None:
             store.set_total(total)
-        self.session = store.start_session(forced=note is not None, note=note)
-        recovered = self.sink.open(store.sink_state())
+        if self.rebuild_sink:
+            moved = self.sink.set_aside()
+            forgotten = store.forget_outputs()
+            note = "; ".join(
+                filter(None, [note, f"rebuilt the sink: {forgotten} outputs to compute again"])
+            )
+            _log.warning(
+                "headrace: rebuilding the sink of %s: %s; %s finished outputs will be computed "
+                "again",
+                where,
+                f"the old output is now {moved}" if moved else "nothing to set aside",
+                forgotten,
+            )
+        self.session = store.start_session(forced=bool(note), note=note or None)
+        # on a resume, output beyond the committed state was this run's own: cut back
+        overwrite = self.overwrite or self.mode != "new"
+        recovered = self.sink.open(store.sink_state(), overwrite=overwrite)
         if recovered is not None:
             _roll_forward(store, recovered)
         self._watermark = store.watermark()

@@ -174,3 +174,15 @@ class RunBusy(HeadraceError):
 class LeaseLost(HeadraceError):
     """This session's lease on its run was taken over by another session (its heartbeat
     had stopped long enough to look dead); the session stops without committing more."""
+
+
+class OutputExists(HeadraceError):
+    """A new run's sink already holds output that this run did not write; it is left
+    alone unless the run is asked to overwrite it (``overwrite=True``, ``--overwrite``)."""
+
+
+class SinkDamaged(ResumeMismatch):
+    """On resume, the sink no longer holds what the run store says was committed (a
+    file deleted, cut short or edited; a part missing). Resuming would lose those
+    items silently; ``rebuild_sink=True`` (``--rebuild-sink``) sets the damaged output
+    aside and computes its items again."""

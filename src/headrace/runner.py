@@ -47,6 +47,8 @@ def run(
     run_store: str | None = None,
     resume: bool = False,
     force: bool = False,
+    overwrite: bool = False,
+    rebuild_sink: bool = False,
     key: str | Callable[[Any], Any] | None = None,
     on_bad_input: OnBadInput = "dead_letter",
     retry_dead: bool = False,
@@ -82,6 +84,8 @@ def run(
             run_store=run_store,
             resume=resume,
             force=force,
+            overwrite=overwrite,
+            rebuild_sink=rebuild_sink,
             key=key,
             on_bad_input=on_bad_input,
             retry_dead=retry_dead,
@@ -104,6 +108,8 @@ async def arun(
     run_store: str | None = None,
     resume: bool = False,
     force: bool = False,
+    overwrite: bool = False,
+    rebuild_sink: bool = False,
     key: str | Callable[[Any], Any] | None = None,
     on_bad_input: OnBadInput = "dead_letter",
     retry_dead: bool = False,
@@ -142,6 +148,14 @@ async def arun(
             in ``run_dir`` (after a fix); those that succeed now reach the sink and
             leave the dead letters.
         force: resume even though the pipeline's fingerprint changed (recorded).
+        overwrite: let a new run replace output already at its sink (a non-empty
+            file, part files, a table with rows); without it the run is refused
+            with :class:`~headrace.errors.OutputExists` before anything runs.
+        rebuild_sink: with ``resume``: the sink no longer holds what was committed
+            (:class:`~headrace.errors.SinkDamaged`); set its output aside
+            (``<file>.damaged-<time>``, or ``damaged-<time>/`` in a directory) and
+            compute every finished output again (dead letters and filtered items
+            stay finished). Recorded in the store as a forced session.
         key: what identifies an item of a plain iterable: a field name or a
             function; default: its position and a hash of its content. Sources
             such as :func:`read_jsonl` take their own ``key``.
@@ -182,6 +196,8 @@ async def arun(
         window = default_window(root)
     elif isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise PipelineError(f"window must be a positive integer, got {window!r}")
+    if rebuild_sink and not resume:
+        raise PipelineError("rebuild_sink=True goes with resume=True (a stored run's sink)")
     if (resume or force or retry_dead or run_store) and run_dir is None:
         raise PipelineError(
             "resume, retry_dead, force and run_store need the run_dir of a stored run"
@@ -201,6 +217,8 @@ async def arun(
         run_store=run_store,
         mode=mode,
         force=force,
+        overwrite=overwrite,
+        rebuild_sink=rebuild_sink,
         key=key,
         on_bad_input=on_bad_input,
         pipeline_ref=None,
@@ -222,6 +240,8 @@ async def execute(
     mode: Mode,
     run_store: str | None = None,
     force: bool,
+    overwrite: bool = False,
+    rebuild_sink: bool = False,
     key: str | Callable[[Any], Any] | None,
     on_bad_input: OnBadInput,
     pipeline_ref: str | None,
@@ -266,6 +286,8 @@ async def execute(
             fingerprint=root.fingerprint,
             mode=mode,
             force=force,
+            overwrite=overwrite,
+            rebuild_sink=rebuild_sink,
         )
         items: Any = (
             records.arecords() if isinstance(records, AsyncKeyedSource) else iter(records.records())

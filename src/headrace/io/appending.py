@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import abc
 import os
+import time
+import zlib
 from pathlib import Path
 from typing import Any
 
+from ..errors import OutputExists, SinkDamaged
 from .records import Recovered
 
 __all__ = ["AppendingFileSink"]
@@ -16,8 +19,11 @@ class AppendingFileSink(abc.ABC):
     """Appends encoded lines to one file; the committed state is the file's length.
 
     Every write is flushed and fsynced before the run store records the new
-    length, and a resume first cuts the file back to the recorded length,
-    removing output of items that were not committed (they run again).
+    length and a running CRC-32 of the content, and a resume first checks that
+    the file still holds that content (refusing a deleted, shortened or edited
+    file), then cuts it back to the recorded length, removing output of items
+    that were not committed (they run again). A new run refuses a non-empty file
+    unless asked to overwrite it.
     Subclasses say how an output becomes bytes (:meth:`encode`) and may write a
     header before the first line (:meth:`header`).
     """
@@ -31,6 +37,7 @@ class AppendingFileSink(abc.ABC):
         self.path = Path(path)
         self._handle: Any = None
         self._offset = 0
+        self._crc = 0
 
     def describe(self) -> dict[str, Any]:
         """A JSON description, stored with the run."""
@@ -46,16 +53,26 @@ class AppendingFileSink(abc.ABC):
 
     def state(self) -> dict[str, Any]:
         """The state to commit: the file's length (subclasses add to it)."""
-        return {"offset": self._offset}
+        return {"offset": self._offset, "crc": self._crc}
 
     def restore(self, state: dict[str, Any]) -> None:
         """Take back what :meth:`state` recorded, beyond the length (nothing by default)."""
         return None
 
-    def open(self, state: dict[str, Any]) -> Recovered | None:
-        """Open for appending, after cutting the file back to the committed ``state``."""
+    def open(self, state: dict[str, Any], *, overwrite: bool = False) -> Recovered | None:
+        """Open for appending, after checking the file against the committed ``state``
+        and cutting it back to it (see the class notes)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._offset = int(state.get("offset", 0))
+        self._crc = int(state.get("crc", 0))
+        if "offset" in state:
+            self._verify(state)
+        elif not overwrite and self.path.exists() and self.path.stat().st_size:
+            raise OutputExists(
+                f"{self.path} already holds {self.path.stat().st_size:,} bytes that this run "
+                "did not write; pass overwrite=True (--overwrite) to replace it, or choose "
+                "another path"
+            )
         self.restore(state)
         self._handle = self.path.open("a+b")
         self._handle.truncate(self._offset)
@@ -66,11 +83,56 @@ class AppendingFileSink(abc.ABC):
         """Write ``records`` durably; return the state to commit with them."""
         if records:
             head = self.header() if self._offset == 0 else b""
-            self._handle.write(head + b"".join(records))
+            data = head + b"".join(records)
+            self._handle.write(data)
+            self._crc = zlib.crc32(data, self._crc)
             self._handle.flush()
             os.fsync(self._handle.fileno())
             self._offset = self._handle.tell()
         return self.state()
+
+    def _verify(self, state: dict[str, Any]) -> None:
+        committed = self._offset
+        way_out = (
+            "; resume with rebuild_sink=True (--rebuild-sink) to set it aside and compute "
+            "its items again"
+        )
+        if not self.path.exists():
+            if committed:
+                raise SinkDamaged(
+                    f"{self.path} is gone, but the run committed {committed:,} bytes to it"
+                    + way_out
+                )
+            return
+        size = self.path.stat().st_size
+        if size < committed:
+            raise SinkDamaged(
+                f"{self.path} holds {size:,} bytes, but the run committed {committed:,} "
+                "(it was cut short or replaced)" + way_out
+            )
+        if "crc" in state:  # runs from before the checksum have only the length
+            crc = 0
+            with self.path.open("rb") as handle:
+                left = committed
+                while left:
+                    chunk = handle.read(min(left, 1 << 20))
+                    if not chunk:
+                        break
+                    crc = zlib.crc32(chunk, crc)
+                    left -= len(chunk)
+            if crc != int(state["crc"]):
+                raise SinkDamaged(
+                    f"{self.path}: its first {committed:,} bytes are not what the run "
+                    "committed (the file was edited or replaced)" + way_out
+                )
+
+    def set_aside(self) -> str | None:
+        """Rename the file to ``<name>.damaged-<time>``; return the new name."""
+        if not self.path.exists():
+            return None
+        target = self.path.with_name(f"{self.path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        os.replace(self.path, target)
+        return str(target)
 
     def close(self) -> None:
         """Close the file."""

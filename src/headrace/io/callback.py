@@ -36,8 +36,12 @@ class CallbackSink:
         """Nothing to keep: the callable has the output already."""
         return None
 
-    def open(self, state: dict[str, Any]) -> Recovered | None:
-        """Nothing to undo."""
+    def open(self, state: dict[str, Any], *, overwrite: bool = False) -> Recovered | None:
+        """Nothing to undo, and nothing of someone else's to overwrite."""
+        return None
+
+    def set_aside(self) -> str | None:
+        """Outputs already handed to the callable cannot be taken back: nothing moves."""
         return None
 
     def write(self, records: list[Any], journal: bytes | None = None) -> dict[str, Any]:

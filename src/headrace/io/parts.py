@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import abc
 import os
+import time
 from pathlib import Path
 from typing import Any
 
+from ..errors import OutputExists, SinkDamaged
 from .records import Recovered, encode_json
 
 __all__ = ["BatchDirSink", "PartDirectorySink", "write_batches"]
@@ -47,6 +49,7 @@ class PartDirectorySink(abc.ABC):
         self.items_per_file = items_per_file
         self.flush_items = items_per_file
         self._parts: list[str] = []
+        self._sizes: dict[str, int] = {}
 
     def describe(self) -> dict[str, Any]:
         """A JSON description, stored with the run."""
@@ -65,26 +68,78 @@ class PartDirectorySink(abc.ABC):
         """Write one part file at ``path`` (flushed; the caller fsyncs and renames it)."""
 
     def state(self) -> dict[str, Any]:
-        """The state to commit: the committed parts (subclasses add to it)."""
-        return {"parts": list(self._parts)}
+        """The state to commit: the committed parts and their sizes (subclasses add to it)."""
+        return {"parts": list(self._parts), "sizes": dict(self._sizes)}
 
     def restore(self, state: dict[str, Any]) -> None:
         """Take back what :meth:`state` recorded, beyond the parts (nothing by default)."""
         return None
 
-    def open(self, state: dict[str, Any]) -> Recovered | None:
-        """Remove every part that the committed ``state`` does not list."""
+    def open(self, state: dict[str, Any], *, overwrite: bool = False) -> Recovered | None:
+        """Check that every committed part is there whole, then remove every part that
+        the committed ``state`` does not list. A new run refuses a directory that
+        already holds parts unless asked to overwrite them."""
         self.directory.mkdir(parents=True, exist_ok=True)
         self._parts = list(state.get("parts", []))
+        self._sizes = {str(k): int(v) for k, v in dict(state.get("sizes", {})).items()}
+        resumed = "parts" in state
+        if resumed:
+            self._verify()
+        elif not overwrite:
+            found = sorted(p.name for p in self._part_files())
+            if found:
+                raise OutputExists(
+                    f"{self.directory} already holds {len(found):,} part file(s) "
+                    f"({found[0]}, ...) that this run did not write; pass overwrite=True "
+                    "(--overwrite) to replace them, or choose another directory"
+                )
         self.restore(state)
         committed = set(self._parts)
         for path in self.directory.iterdir():
             name = path.name
             torn = name.startswith(f".{self.prefix}") and name.endswith(".tmp")
-            part = name.startswith(self.prefix) and name.endswith(self.suffix)
-            if torn or (part and name not in committed):
+            if torn or (self._is_part(name) and name not in committed):
                 path.unlink()
         return None
+
+    def _is_part(self, name: str) -> bool:
+        return name.startswith(self.prefix) and name.endswith(self.suffix)
+
+    def _part_files(self) -> list[Path]:
+        if not self.directory.is_dir():
+            return []
+        return [p for p in self.directory.iterdir() if self._is_part(p.name)]
+
+    def _verify(self) -> None:
+        problems = []
+        for name in self._parts:
+            path = self.directory / name
+            if not path.exists():
+                problems.append(f"{name} is gone")
+            elif name in self._sizes and path.stat().st_size != self._sizes[name]:
+                problems.append(
+                    f"{name} holds {path.stat().st_size:,} bytes, not the {self._sizes[name]:,} "
+                    "committed"
+                )
+        if problems:
+            shown = "; ".join(problems[:3])
+            if len(problems) > 3:
+                shown += f"; and {len(problems) - 3} more"
+            raise SinkDamaged(
+                f"{self.directory}: {shown}; resume with rebuild_sink=True (--rebuild-sink) "
+                "to set the parts aside and compute their items again"
+            )
+
+    def set_aside(self) -> str | None:
+        """Move the part files into ``damaged-<time>/`` inside the directory; return it."""
+        parts = self._part_files()
+        if not parts:
+            return None
+        target = self.directory / f"damaged-{time.strftime('%Y%m%d-%H%M%S')}"
+        target.mkdir(exist_ok=True)
+        for path in parts:
+            os.replace(path, target / path.name)
+        return str(target)
 
     def write(self, records: list[Any], journal: bytes | None = None) -> dict[str, Any]:
         """Write ``records`` as the next part, durably; return the state to commit."""
@@ -100,6 +155,7 @@ class PartDirectorySink(abc.ABC):
             os.replace(temporary, self.directory / name)
             _fsync_dir(self.directory)
             self._parts.append(name)
+            self._sizes[name] = (self.directory / name).stat().st_size
         return self.state()
 
     def close(self) -> None:

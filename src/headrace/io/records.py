@@ -202,11 +202,19 @@ class DurableSink(Protocol):
         makes that item a dead letter of the sink instead.
         """
 
-    def open(self, state: dict[str, Any]) -> Recovered | None:
+    def open(self, state: dict[str, Any], *, overwrite: bool = False) -> Recovered | None:
         """Prepare to write, removing anything not covered by the committed ``state``.
 
         A sink that keeps a journal returns the commit it holds beyond ``state``.
+
+        Raises:
+            OutputExists: a new run (nothing committed) would overwrite output that
+                is already there, and ``overwrite`` is false.
+            SinkDamaged: a resumed run's sink no longer holds what was committed.
         """
+
+    def set_aside(self) -> str | None:
+        """Move the sink's output out of the way (``--rebuild-sink``); return where to."""
 
     def write(self, records: list[Any], journal: bytes | None) -> dict[str, Any]:
         """Write ``records`` durably and return the state to commit with them."""

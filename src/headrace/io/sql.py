@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import HeadraceError
+from ..errors import HeadraceError, OutputExists
 from ..secrecy import scrub_text, scrub_url
 from .columns import Columns, ColumnType
 from .records import BadRecord, Recovered, Source
@@ -229,10 +229,12 @@ class SqlSink:
         """The output as one row of the table (the key column holds the item's key)."""
         return self.columns.row(key, value)
 
-    def open(self, state: dict[str, Any]) -> Recovered | None:
+    def open(self, state: dict[str, Any], *, overwrite: bool = False) -> Recovered | None:
         """Connect, check the table, and find a commit that the run store missed.
 
         Raises:
+            OutputExists: a new run (nothing committed yet) and the table already
+                holds rows, without ``overwrite`` (which upserts into it).
             HeadraceError: the table exists without a unique key column, or its
                 commit record does not match the run store's.
         """
@@ -255,6 +257,14 @@ class SqlSink:
                     "key nor uniquely indexed, which the upserts need"
                 )
             self.columns = Columns(existing, key_column=self.key)
+            if "seq" not in state and not overwrite:
+                rows = int(db.execute(f"SELECT count(*) FROM {quote(self.table)}").fetchone()[0])
+                if rows:
+                    raise OutputExists(
+                        f"table {self.table} already holds {rows:,} rows that this run did not "
+                        "write; pass overwrite=True (--overwrite) to upsert into it (rows with "
+                        "the same keys are replaced), or choose another table"
+                    )
         self._token = str(state.get("token") or uuid.uuid4().hex)
         self._seq = int(state.get("seq", 0))
         row = db.execute(
@@ -273,6 +283,10 @@ class SqlSink:
 
     def _state(self) -> dict[str, Any]:
         return {"token": self._token, "seq": self._seq}
+
+    def set_aside(self) -> str | None:
+        """A table is not set aside: its rows are upserted again by key on a rebuild."""
+        return None
 
     def _create(self, db: Database) -> None:
         types = _SQL_TYPES[db.dialect]

@@ -564,6 +564,23 @@ def _aliases(
     return aliases, problems
 
 
+def _import_paths(doc: Document, spec: RecipeSpec, folder: Path) -> list[Problem]:
+    """Put the recipe's ``paths:`` (folders inside its own) on ``sys.path``, after
+    installed packages; a path leading out of the recipe's folder is refused."""
+    problems = []
+    for index, given in enumerate(spec.paths):
+        where = (folder / given).resolve()
+        if not where.is_relative_to(folder):
+            problems.append(
+                doc.problem(("paths", index), f"{given!r} leads out of the recipe's folder")
+            )
+        elif not where.is_dir():
+            problems.append(doc.problem(("paths", index), f"{given!r} is not a folder"))
+        else:
+            import_path(where)
+    return problems
+
+
 def build(
     path: str | Path,
     *,
@@ -581,7 +598,7 @@ def build(
     doc, spec = read.document, read.spec
     chain = (*chain, target)
     aliases, problems = _aliases(doc, spec, allow, chain)
-    import_path(target.parent)
+    problems.extend(_import_paths(doc, spec, target.parent))
     builder = _Builder(doc, spec, aliases, allow, chain)
     builder.problems.extend(problems)
     graph, line = builder.graph()

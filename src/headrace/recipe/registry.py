@@ -31,10 +31,12 @@ def allowed(module: str, allow: Sequence[str] | None) -> bool:
 
 
 def import_path(folder: Path) -> None:
-    """Make modules beside a recipe importable (its folder goes on ``sys.path``)."""
+    """Make modules in ``folder`` importable, *after* installed packages: a module
+    there never shadows an installed one (a ``pyarrow/`` beside a recipe is not
+    imported in place of pyarrow)."""
     where = str(folder.resolve())
     if where not in sys.path:
-        sys.path.insert(0, where)
+        sys.path.append(where)
 
 
 def resolve(ref: str, *, allow: Sequence[str] | None) -> Any:

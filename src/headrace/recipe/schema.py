@@ -376,6 +376,7 @@ class RecipeSpec(Strict):
 
     name: str | None = None
     include: list[str] = []
+    paths: list[str] = []
     models: dict[str, ModelAlias] = {}
     source: SourceSpec | None = None
     sink: SinkSpec | None = None

@@ -174,6 +174,9 @@ class RunStore(Protocol):
     ) -> None:
         """Record a batch of finished items, the new watermark and sink state, atomically."""
 
+    def forget_outputs(self) -> int:
+        """Forget every ``done`` outcome so a resume computes those items again."""
+
     def status(self) -> RunStatus:
         """Counts, the last error of each step, timing and the source's size."""
 

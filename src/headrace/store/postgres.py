@@ -373,6 +373,19 @@ class PostgresRunStore:
                 (watermark, key_digest, json.dumps(sink_state, sort_keys=True), now, name),
             )
 
+    def forget_outputs(self) -> int:
+        """Forget every ``done`` outcome (see :meth:`SqliteRunStore.forget_outputs`)."""
+        with self._pool.connection() as connection:
+            done = connection.execute(
+                "DELETE FROM headrace_items WHERE run = %s AND status = 'done'", (self.name,)
+            )
+            connection.execute(
+                "UPDATE headrace_runs SET watermark = 0, key_digest = '', sink_state = %s "
+                "WHERE run = %s",
+                (json.dumps({"token": uuid.uuid4().hex}), self.name),
+            )
+        return int(done.rowcount)
+
     # --- status --------------------------------------------------------------
 
     def status(self) -> RunStatus:

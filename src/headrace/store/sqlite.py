@@ -316,6 +316,18 @@ class SqliteRunStore:
                 (watermark, key_digest, json.dumps(sink_state, sort_keys=True), now),
             )
 
+    def forget_outputs(self) -> int:
+        """Forget every ``done`` outcome (the sink that held them was set aside), so a
+        resume computes those items again; return how many. Dead letters, filtered
+        items and dropped repeats stay finished."""
+        with self._transaction():
+            forgotten = self._db.execute("DELETE FROM items WHERE status = 'done'").rowcount
+            self._db.execute(
+                "UPDATE run SET watermark = 0, key_digest = '', sink_state = ? WHERE id = 1",
+                (json.dumps({"token": uuid.uuid4().hex}),),
+            )
+        return int(forgotten)
+
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
 
