@@ -141,10 +141,12 @@ def test_a_failing_element_of_a_map_cancels_the_slow_elements() -> None:
 
 GRAPH_JOB = """
 import asyncio
+import pathlib
 import headrace as hr
 
 @hr.step
 async def slow(r):
+    pathlib.Path("started").touch()  # the run is mid-flight: Ctrl-C lands inside it
     await asyncio.sleep(3600)
     return "never"
 
@@ -168,10 +170,9 @@ def test_ctrl_c_ends_a_graph_run_with_the_resume_hint(tmp_path: Path) -> None:
         command, cwd=tmp_path, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     deadline = time.monotonic() + 30
-    while not (tmp_path / "state").exists():  # the run has started
+    while not (tmp_path / "started").exists():  # a slow node is running
         assert job.poll() is None and time.monotonic() < deadline
         time.sleep(0.05)
-    time.sleep(0.5)
     job.send_signal(signal.SIGINT)
     _, stderr = job.communicate(timeout=30)
     assert job.returncode != 0
