@@ -132,6 +132,7 @@ def _recipe(
     ref: str | None = None,
     overrides: list[str] | None = None,
     allow: list[str] | None = None,
+    allow_paths: list[Path] | None = None,
 ) -> Any:
     """Load a recipe (from its file, or from a stored run's ref), or exit with its problems."""
     from .recipe import Recipe, RecipeError
@@ -139,7 +140,12 @@ def _recipe(
     try:
         if ref is not None:
             return Recipe.from_ref(ref)
-        return Recipe(path or "", overrides=overrides or (), allow=allow or None)
+        return Recipe(
+            path or "",
+            overrides=overrides or (),
+            allow=allow or None,
+            allow_paths=allow_paths or (),
+        )
     except RecipeError as exc:
         typer.echo(str(exc), err=True)
         count = len(exc.problems)
@@ -161,6 +167,13 @@ AllowOption = Annotated[
         "--allow", help="import only modules under this prefix (repeatable; default: any)"
     ),
 ]
+AllowPathOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--allow-path",
+        help="a folder outside the recipe's own that its source and sink may name (repeatable)",
+    ),
+]
 
 
 @app.command()
@@ -168,9 +181,10 @@ def validate(
     recipe: Annotated[Path, typer.Argument(help="the recipe file")],
     set_: SetOption = None,
     allow: AllowOption = None,
+    allow_path: AllowPathOption = None,
 ) -> None:
     """Check a recipe without running it: every problem names file:line:column and the field."""
-    loaded = _recipe(str(recipe), overrides=set_, allow=allow)
+    loaded = _recipe(str(recipe), overrides=set_, allow=allow, allow_paths=allow_path)
     graph = loaded.built.graph
     edges = len(graph.edges)
     typer.echo(
@@ -326,6 +340,7 @@ def run(
     ] = "error",
     set_: SetOption = None,
     allow: AllowOption = None,
+    allow_path: AllowPathOption = None,
     dry_run: Annotated[
         bool, typer.Option(help="print a recipe's plan and estimated calls and cost; run nothing")
     ] = False,
@@ -354,7 +369,7 @@ def run(
                 "run.duplicates=...",
                 param_hint="PIPELINE",
             )
-        recipe = _recipe(pipeline, overrides=set_, allow=allow)
+        recipe = _recipe(pipeline, overrides=set_, allow=allow, allow_paths=allow_path)
         if dry_run:
             typer.echo(recipe.plan())
             return
@@ -381,8 +396,10 @@ def run(
             overwrite=overwrite,
         )
         return
-    if set_ or allow or dry_run:
-        raise typer.BadParameter("--set, --allow and --dry-run are for recipes (.yaml)")
+    if set_ or allow or allow_path or dry_run:
+        raise typer.BadParameter(
+            "--set, --allow, --allow-path and --dry-run are for recipes (.yaml)"
+        )
     missing = [
         flag
         for flag, value in (("--input", input), ("--output", output), ("--run-dir", run_dir))

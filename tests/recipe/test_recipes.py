@@ -248,6 +248,7 @@ def run_example(name: str, recipe: str, *overrides: str) -> list[dict[str, Any]]
         loaded = hr.recipe.load(
             EXAMPLES / name / recipe,
             overrides=[*(o.replace("URL", sim.url) for o in overrides), f"sink.jsonl={out}"],
+            allow_paths=[out.parent],
         )
         result = loaded.run(progress=False)
     assert result.items_dead == 0, result.dead_letters[:1]
@@ -281,6 +282,7 @@ def test_the_sotu_example_runs_local_models_and_the_judge() -> None:
         loaded = hr.recipe.load(
             EXAMPLES / "sotu" / "sotu.yaml",
             overrides=[f"models.judge.base_url={sim.url}", f"sink.parquet={out}"],
+            allow_paths=[out.parent],
         )
         result = loaded.run(progress=False)
     assert result.items_out == 48 and result.items_dead == 0

@@ -21,7 +21,7 @@ import copy
 import ipaddress
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -127,6 +127,11 @@ class Client:
             (OpenAI's is 2,048); longer lists are split.
         prices: model name to :class:`~headrace.llm.prices.Price`, over the built-in table.
         headers: extra HTTP headers sent with every request.
+        key_hosts: the hosts the key may be sent to. ``None`` (the default in
+            Python, where you name ``base_url`` yourself): ``base_url``'s. Recipes
+            pass the hosts the user bound the key to (:func:`~headrace.llm.secrets.
+            bound_hosts`): a ``base_url`` outside them is refused, and a loopback
+            one outside them gets no key.
 
     Raises:
         PipelineError: an invalid option.
@@ -147,11 +152,21 @@ class Client:
         max_embedding_inputs: int = 2048,
         prices: Mapping[str, Price] | None = None,
         headers: Mapping[str, str] | None = None,
+        key_hosts: Collection[str] | None = None,
     ) -> None:
         url = base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
         if urlsplit(url).scheme not in ("http", "https"):
             raise PipelineError(f"Client base_url must be an http(s) URL, got {url!r}")
         self.base_url = url.rstrip("/")
+        host = (urlsplit(url).hostname or "").lower()
+        self.sends_key = key_hosts is None or host in {h.lower() for h in key_hosts}
+        if not self.sends_key and not _is_loopback(url):
+            bound = ", ".join(sorted(key_hosts or ())) or "no host"
+            raise PipelineError(
+                f"the key {api_key_env} is bound to {bound}, so it is not sent to {host}: "
+                f"bind it with {api_key_env}_HOSTS={host} in the environment or the secrets "
+                "file if that endpoint should have it"
+            )
         self.api_key_env = api_key_env
         self.secrets_file = secrets_file
         self.models = dict(models or {})
@@ -196,6 +211,8 @@ class Client:
         Raises:
             PipelineError: there is none, and the endpoint is not on this machine.
         """
+        if not self.sends_key:  # a loopback endpoint the key is not bound to
+            return None
         secret = load_secret(self.api_key_env, self.secrets_file)
         if secret is None and not _is_loopback(self.base_url):
             raise PipelineError(

@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from ..errors import PipelineError
 
-__all__ = ["Secret", "load_secret", "redact"]
+__all__ = ["Secret", "bound_hosts", "load_secret", "redact"]
 
 _KEY_LIKE = re.compile(r"\b(sk-|key-|Bearer\s+)[A-Za-z0-9_\-\.\*]{6,}")
 
@@ -78,6 +79,27 @@ def load_secret(name: str, secrets_file: str | os.PathLike[str] | None = None) -
                 raw = raw[1:-1]
             return Secret(raw) if raw else None
     return None
+
+
+OPENAI_HOST = "api.openai.com"
+
+
+def bound_hosts(name: str, secrets_file: str | os.PathLike[str] | None = None) -> set[str]:
+    """The hosts the key ``name`` may be sent to, as the user configured them.
+
+    ``<name>_HOSTS`` (comma-separated host names, in the environment or the secrets
+    file) binds a key to its endpoints. ``OPENAI_API_KEY`` is also bound to the host
+    of ``$OPENAI_BASE_URL``, or to OpenAI's own when that is unset.
+    """
+    hosts: set[str] = set()
+    listed = load_secret(f"{name}_HOSTS", secrets_file)
+    if listed is not None:
+        hosts.update(h.strip().lower() for h in listed.reveal().split(",") if h.strip())
+    if name == "OPENAI_API_KEY":
+        base = os.environ.get("OPENAI_BASE_URL")
+        hosts.add((urlsplit(base).hostname or "").lower() if base else OPENAI_HOST)
+    hosts.discard("")
+    return hosts
 
 
 def redact(text: str, secret: Secret | None) -> str:

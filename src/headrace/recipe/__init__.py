@@ -42,6 +42,9 @@ class Recipe:
         path: the recipe file.
         overrides: ``key.path=value`` settings applied before checking (``--set``).
         allow: import only modules under these prefixes (``--allow``).
+        allow_paths: folders outside the recipe's own that its source and sink may
+            name (``--allow-path``). Without them a recipe reads and writes only
+            inside its folder: ``../`` and absolute paths elsewhere are refused.
 
     Raises:
         RecipeError: every problem found, each naming ``file:line:column`` and the field.
@@ -53,12 +56,15 @@ class Recipe:
         *,
         overrides: Iterable[str] = (),
         allow: Sequence[str] | None = None,
+        allow_paths: Sequence[str | os.PathLike[str]] = (),
     ) -> None:
         self.path = Path(path).resolve()
         self.overrides = tuple(overrides)
         self.allow = tuple(allow) if allow is not None else None
+        self.allow_paths = tuple(str(Path(p).expanduser().resolve()) for p in allow_paths)
         self.built: Built = build(self.path, overrides=self.overrides, allow=self.allow)
         self.spec: RecipeSpec = self.built.spec
+        self._check_paths()
         self.pipeline: Step[Any, Any] = self.built.pipeline
         self.name = self.spec.name or self.path.stem
 
@@ -69,7 +75,12 @@ class Recipe:
         """How a durable run stores this recipe, so ``headrace resume`` can build it again."""
         import json
 
-        settings = {"path": str(self.path), "set": list(self.overrides), "allow": self.allow}
+        settings = {
+            "path": str(self.path),
+            "set": list(self.overrides),
+            "allow": self.allow,
+            "allow_paths": list(self.allow_paths),
+        }
         return self.REF_PREFIX + json.dumps(settings, sort_keys=True)
 
     @classmethod
@@ -78,7 +89,12 @@ class Recipe:
         import json
 
         settings = json.loads(ref.removeprefix(cls.REF_PREFIX))
-        return cls(settings["path"], overrides=settings["set"], allow=settings["allow"])
+        return cls(
+            settings["path"],
+            overrides=settings["set"],
+            allow=settings["allow"],
+            allow_paths=settings.get("allow_paths", ()),
+        )
 
     def _missing(self, section: str) -> RecipeError:
         place = Place(self.built.document.place(()).file, 1, 1)
@@ -89,6 +105,35 @@ class Recipe:
     def _file(self, relative: str) -> Path:
         path = Path(relative)
         return path if path.is_absolute() else self.path.parent / path
+
+    def _check_paths(self) -> None:
+        """Refuse a source or sink path outside the recipe's folder and the allowed ones."""
+        folders = [self.path.parent, *(Path(p) for p in self.allow_paths)]
+        problems = []
+        for section in ("source", "sink"):
+            spec = getattr(self.spec, section)
+            if spec is None:
+                continue
+            for field in ("jsonl", "csv", "parquet", "dir", "sql"):
+                given = getattr(spec, field, None)
+                if not given:
+                    continue
+                if field == "sql":
+                    if not given.startswith("sqlite:///"):
+                        continue  # a database server, not a file
+                    given = given.removeprefix("sqlite:///")
+                where = self._file(given).resolve()
+                if not any(where.is_relative_to(folder) for folder in folders):
+                    problems.append(
+                        self.built.document.problem(
+                            (section, field),
+                            f"{given!r} is outside the recipe's folder; a recipe reads and "
+                            "writes only there unless the command line allows the path "
+                            "(--allow-path DIR, allow_paths= in Python)",
+                        )
+                    )
+        if problems:
+            raise RecipeError(problems)
 
     def source(self) -> Source:
         """The items the recipe reads.
@@ -194,9 +239,10 @@ def load(
     *,
     overrides: Iterable[str] = (),
     allow: Sequence[str] | None = None,
+    allow_paths: Sequence[str | os.PathLike[str]] = (),
 ) -> Recipe:
     """Read, check and build a recipe; see :class:`Recipe`."""
-    return Recipe(path, overrides=overrides, allow=allow)
+    return Recipe(path, overrides=overrides, allow=allow, allow_paths=allow_paths)
 
 
 def load_recipe(
@@ -204,10 +250,11 @@ def load_recipe(
     *,
     overrides: Iterable[str] = (),
     allow: Sequence[str] | None = None,
+    allow_paths: Sequence[str | os.PathLike[str]] = (),
 ) -> Step[Any, Any]:
     """The pipeline a recipe file describes: a step like any other, for ``hr.run``.
 
     Raises:
         RecipeError: every problem found, each naming ``file:line:column`` and the field.
     """
-    return Recipe(path, overrides=overrides, allow=allow).pipeline
+    return Recipe(path, overrides=overrides, allow=allow, allow_paths=allow_paths).pipeline

@@ -218,6 +218,7 @@ class _Builder:
         """The one client of a model alias."""
         if alias_name not in self.clients:
             from ..llm import Client
+            from ..llm.secrets import bound_hosts
 
             alias = self.aliases[alias_name]
             retry: dict[str, Any] = (
@@ -230,6 +231,7 @@ class _Builder:
                 rate=self.rate(alias.rate),
                 timeout=alias.timeout,
                 connections=alias.connections,
+                key_hosts=bound_hosts(alias.api_key_env),
                 **retry,
             )
         return self.clients[alias_name]

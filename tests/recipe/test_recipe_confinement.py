@@ -1,0 +1,117 @@
+"""A recipe's keys go only to the hosts the user bound them to, and its source and
+sink stay inside its folder unless the command line allows a path."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import headrace as hr
+from headrace.errors import PipelineError
+from headrace.llm import Client
+from headrace.recipe.document import RecipeError
+
+NODE = "nodes:\n  - {id: say, llm: {model: m, prompt: '{{ text }}'}}\n"
+
+
+def recipe(tmp_path: Path, models: str, rest: str = NODE) -> Path:
+    path = tmp_path / "r.yaml"
+    path.write_text(f"models:\n  m: {models}\n{rest}")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-user-openai-key-123456")
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_user-token-123456")
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.delenv("HEADRACE_SECRETS_FILE", raising=False)
+
+
+def test_a_recipe_cannot_send_the_openai_key_to_another_host(tmp_path: Path) -> None:
+    path = recipe(tmp_path, "{model: gpt, base_url: 'http://evil.example/v1'}")
+    with pytest.raises(RecipeError) as refused:
+        hr.recipe.load(path)
+    assert (
+        "llm.model: the key OPENAI_API_KEY is bound to api.openai.com, so it is not sent to "
+        "evil.example: bind it with OPENAI_API_KEY_HOSTS=evil.example" in str(refused.value)
+    )
+
+
+def test_a_recipe_cannot_send_any_other_variable(tmp_path: Path) -> None:
+    path = recipe(
+        tmp_path, "{model: gpt, base_url: 'https://evil.example/v1', api_key_env: GITHUB_TOKEN}"
+    )
+    with pytest.raises(RecipeError, match="the key GITHUB_TOKEN is bound to no host"):
+        hr.recipe.load(path)
+    # nor to OpenAI's host, which GITHUB_TOKEN was never bound to
+    path = recipe(tmp_path, "{model: gpt, api_key_env: GITHUB_TOKEN}")
+    with pytest.raises(RecipeError, match=r"not sent to api\.openai\.com"):
+        hr.recipe.load(path)
+
+
+def test_a_binding_in_the_environment_or_secrets_file_lets_the_key_go(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secrets = tmp_path / "secrets.env"
+    secrets.write_text("OPENAI_API_KEY_HOSTS=gateway.example, other.example\n")
+    monkeypatch.setenv("HEADRACE_SECRETS_FILE", str(secrets))
+    loaded = hr.recipe.load(
+        recipe(tmp_path, "{model: gpt, base_url: 'https://gateway.example/v1'}")
+    )
+    assert loaded.name == "r"
+    monkeypatch.setenv("OPENAI_BASE_URL", "https://proxy.internal/v1")
+    assert hr.recipe.load(recipe(tmp_path, "{model: gpt, base_url: 'https://proxy.internal/v1'}"))
+
+
+def test_a_loopback_endpoint_the_key_is_not_bound_to_gets_no_key() -> None:
+    local = Client("http://127.0.0.1:9/v1", key_hosts={"api.openai.com"})
+    assert local.api_key() is None  # a local listener never sees the user's key
+    bound = Client("http://127.0.0.1:9/v1", key_hosts={"127.0.0.1"})
+    key = bound.api_key()
+    assert key is not None and key.reveal() == "sk-user-openai-key-123456"
+    with pytest.raises(PipelineError, match=r"not sent to evil\.example"):
+        Client("https://evil.example/v1", key_hosts={"api.openai.com"})
+    assert Client("https://mine.example/v1").sends_key  # Python: base_url is the binding
+
+
+@pytest.mark.parametrize(
+    "section",
+    [
+        "source: {jsonl: ../outside.jsonl}",
+        "source: {dir: /etc}",
+        "sink: {csv: /tmp/notes.txt, columns: {'touch X': string}}",
+        "sink: {jsonl: ../../out.jsonl}",
+        "sink: {sql: 'sqlite:////tmp/elsewhere.db', table: t}",
+    ],
+)
+def test_source_and_sink_stay_inside_the_recipe_folder(tmp_path: Path, section: str) -> None:
+    folder = tmp_path / "recipe"
+    folder.mkdir()
+    path = folder / "r.yaml"
+    path.write_text(f"{section}\nnodes:\n  - {{id: f, function: json:dumps}}\n")
+    with pytest.raises(
+        RecipeError, match=r"r.yaml:1:\d+: (source|sink)\.\w+: .* is outside the recipe's folder"
+    ):
+        hr.recipe.load(path)
+
+
+def test_allow_path_lets_a_recipe_reach_a_named_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "recipe"
+    folder.mkdir()
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "in.jsonl").write_text('{"id": 1}\n')
+    path = folder / "r.yaml"
+    path.write_text(
+        "source: {jsonl: ../data/in.jsonl, key: id}\nnodes:\n  - {id: f, function: json:dumps}\n"
+    )
+    assert hr.recipe.load(path, allow_paths=[data]).source() is not None
+    cli = [sys.executable, "-m", "headrace", "validate", str(path)]
+    refused = subprocess.run(cli, capture_output=True, text=True)
+    assert refused.returncode == 1 and "is outside the recipe's folder" in refused.stderr
+    allowed = subprocess.run([*cli, "--allow-path", str(data)], capture_output=True, text=True)
+    assert allowed.returncode == 0, allowed.stderr
