@@ -10,6 +10,11 @@ It is Jinja2's immutable sandboxed environment, narrowed further:
 - no ``%`` formatting of strings, and ``*`` and ``**`` refuse results larger than
   :data:`MAX_SIZE` items or :data:`MAX_BITS` bits, so ``'a' * 10**9`` and
   ``9 ** 9 ** 9`` fail at once instead of eating the machine;
+- work is bounded by counts, never by time: a filter that walks its value
+  (``|join``, ``|sum``, ``|tojson``...) refuses one larger than :data:`MAX_WORK`
+  items and characters before it starts; a template's ``{% for %}`` loops run at
+  most :data:`MAX_LOOPS` iterations in all, and its text is at most
+  :data:`MAX_OUTPUT` characters;
 - undefined names are errors, not silently empty.
 
 An expression that breaks a rule is refused where it is defined when the rule can
@@ -19,9 +24,10 @@ when it runs, with :class:`ExpressionError` naming the rule.
 
 from __future__ import annotations
 
+import contextvars
 import math
 import operator
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError, nodes
@@ -33,11 +39,15 @@ from .errors import HeadraceError, PipelineError
 __all__ = [
     "FILTERS",
     "MAX_BITS",
+    "MAX_LOOPS",
+    "MAX_OUTPUT",
     "MAX_SIZE",
+    "MAX_WORK",
     "Expression",
     "ExpressionError",
     "compile_checked",
     "environment",
+    "render",
 ]
 
 MAX_SIZE = 100_000
@@ -45,6 +55,23 @@ MAX_SIZE = 100_000
 
 MAX_BITS = 4_096
 """The largest integer ``**`` or ``*`` may build, in bits."""
+
+MAX_WORK = 10_000_000
+"""The most items and characters a walking filter (``|join``, ``|sum``...) may take."""
+
+MAX_LOOPS = 1_000_000
+"""The most ``{% for %}`` iterations one rendering of a template may run, nested or not."""
+
+MAX_OUTPUT = 10_000_000
+"""The longest text one rendering of a template may produce, in characters."""
+
+_WALKING_FILTERS = frozenset(
+    {"join", "sum", "string", "tojson", "list", "sort", "unique", "wordcount", "max", "min"}
+)
+_LOOP_FILTER = "headrace_counted_loop"  # put on every loop by compile_checked
+_LOOPS: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+    "headrace_sandbox_loops", default=None
+)
 
 FILTERS = frozenset(
     {
@@ -136,11 +163,108 @@ class _RecipeSandbox(ImmutableSandboxedEnvironment):
         )
 
 
+_CONTAINERS = (list, tuple, set, frozenset, Mapping)
+
+
+def _children(value: Any) -> list[Any]:
+    if isinstance(value, Mapping):
+        return [*value.keys(), *value.values()]
+    return list(value)
+
+
+def _size_within(value: Any, budget: int) -> bool:
+    """Whether ``value`` holds at most ``budget`` items and characters, nested ones
+    counted as often as they appear (``[big] * 1000`` counts ``big`` 1,000 times).
+
+    Each distinct container is walked once (its size is remembered), so a value
+    built of one list repeated costs the walk of that list, not of the repeats.
+    """
+
+    def leaf(item: Any) -> int:
+        return len(item) + 1 if isinstance(item, str | bytes) else 1
+
+    if not isinstance(value, _CONTAINERS):
+        return leaf(value) <= budget
+    sizes: dict[int, int] = {}
+    stack: list[tuple[Any, bool]] = [(value, False)]
+    while stack:
+        item, combine = stack.pop()
+        key = id(item)
+        if key in sizes:
+            continue
+        children = _children(item)
+        if not combine:
+            stack.append((item, True))
+            stack.extend((c, False) for c in children if isinstance(c, _CONTAINERS))
+            continue
+        total = 1
+        for child in children:
+            nested = isinstance(child, _CONTAINERS)
+            total += sizes.get(id(child), budget + 1) if nested else leaf(child)
+            if total > budget:
+                return False
+        sizes[key] = total
+    return sizes[id(value)] <= budget
+
+
+def _bounded_filter(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    # Jinja passes the environment or context first to a filter marked so
+    passed = getattr(fn, "jinja_pass_arg", None)
+    at = 1 if passed is not None else 0
+
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        walked = [*args[at:], *kwargs.values()]
+        if not _size_within(walked, MAX_WORK):
+            raise SecurityError(f"|{name} of more than {MAX_WORK:,} items and characters")
+        return fn(*args, **kwargs)
+
+    if passed is not None:
+        bounded.jinja_pass_arg = passed  # type: ignore[attr-defined]
+    return bounded
+
+
+def _counted_loop(iterable: Iterable[Any]) -> Iterator[Any]:
+    counter = _LOOPS.get()
+    if counter is None:
+        raise SecurityError("a template with loops is rendered only through sandbox.render")
+    for item in iterable:
+        counter[0] += 1
+        if counter[0] > MAX_LOOPS:
+            raise SecurityError(f"loops ran more than {MAX_LOOPS:,} times")
+        yield item
+
+
 def _make_environment() -> _RecipeSandbox:
     env = _RecipeSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
     env.globals.clear()
-    env.filters = {name: f for name, f in env.filters.items() if name in FILTERS}
+    env.filters = {
+        name: _bounded_filter(name, f) if name in _WALKING_FILTERS else f
+        for name, f in env.filters.items()
+        if name in FILTERS
+    }
+    env.filters[_LOOP_FILTER] = _counted_loop
     return env
+
+
+def render(template: Any, names: Mapping[str, Any]) -> str:
+    """A template compiled by :func:`compile_checked`, rendered with ``names`` within
+    :data:`MAX_LOOPS` loop iterations and :data:`MAX_OUTPUT` characters.
+
+    Raises:
+        SecurityError: a bound was reached (a :class:`jinja2.TemplateError`).
+    """
+    token = _LOOPS.set([0])
+    try:
+        parts: list[str] = []
+        size = 0
+        for chunk in template.generate(**names):
+            size += len(chunk)
+            if size > MAX_OUTPUT:
+                raise SecurityError(f"the text is longer than {MAX_OUTPUT:,} characters")
+            parts.append(chunk)
+        return "".join(parts)
+    finally:
+        _LOOPS.reset(token)
 
 
 _ENVIRONMENT = _make_environment()
@@ -161,12 +285,14 @@ def compile_checked(source: str, *, template: bool) -> Any:
     """
     env = _ENVIRONMENT
     try:
-        compiled = (
-            env.from_string(source)
-            if template
-            else env.compile_expression(source, undefined_to_none=False)
-        )
-        tree = env.parse(source if template else "{{ (" + source + ") }}")
+        if template:
+            tree = env.parse(source)
+            for loop in tree.find_all(nodes.For):  # every loop counts its iterations
+                loop.iter = nodes.Filter(loop.iter, _LOOP_FILTER, [], [], None, None)
+            compiled: Any = env.from_string(tree)
+        else:
+            compiled = env.compile_expression(source, undefined_to_none=False)
+            tree = env.parse("{{ (" + source + ") }}")
     except TemplateError as exc:
         raise PipelineError(f"does not parse: {exc}") from None
     for _ in tree.find_all(nodes.Call):

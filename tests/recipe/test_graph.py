@@ -235,6 +235,10 @@ def test_sandbox_escapes_are_refused_where_the_expression_is_defined(
         ("'%999999999s' % 'x'", "string formatting with % is not allowed"),
         ("text.mro", "undefined"),
         ("missing_name", "undefined"),
+        ("(['x' * 100000] * 100000) | join", r"\|join of more than 10,000,000 items"),
+        ("([[0] * 100000] * 100000) | sum(start=[])", r"\|sum of more than 10,000,000 items"),
+        ("([['x' * 100000]] * 100000) | join", r"\|join of more than 10,000,000 items"),
+        ("([['x' * 100000]] * 100000) | tojson", r"\|tojson of more than 10,000,000 items"),
     ],
 )
 def test_bombs_and_walks_are_refused_when_they_run(source: str, refused: str) -> None:

@@ -123,8 +123,10 @@ class Template:
             return _SHORT_FIELD.sub(field, self.source)
         from jinja2 import TemplateError
 
+        from ..sandbox import render
+
         try:
-            text: str = self._jinja.render(**variables)
+            text: str = render(self._jinja, variables)
         except TemplateError as exc:  # the sandbox's SecurityError included
             raise PromptError(f"{self.where}: {type(exc).__name__}: {exc}") from None
         return text

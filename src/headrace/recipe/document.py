@@ -18,7 +18,23 @@ import yaml
 from ..errors import HeadraceError
 from ..graph import nearest
 
-__all__ = ["Document", "Place", "Problem", "RecipeError", "nearest", "path_text"]
+__all__ = [
+    "MAX_DEPTH",
+    "MAX_VALUES",
+    "Document",
+    "Place",
+    "Problem",
+    "RecipeError",
+    "nearest",
+    "path_text",
+]
+
+MAX_VALUES = 100_000
+"""The most values a recipe may expand to, aliases counted each time they are used
+(a few lines of nested aliases can otherwise expand to billions: "billion laughs")."""
+
+MAX_DEPTH = 64
+"""The deepest a recipe's values may nest."""
 
 Path_ = tuple[str | int, ...]
 
@@ -75,6 +91,7 @@ class Document:
     data: Any
     values: dict[Path_, Place] = field(default_factory=dict)
     keys: dict[Path_, Place] = field(default_factory=dict)
+    _left: int = field(default=MAX_VALUES, init=False, repr=False)  # values still allowed
 
     @classmethod
     def read(cls, path: Path, *, label: str | None = None) -> Document:
@@ -97,8 +114,13 @@ class Document:
         name = label or str(path)
         loader = yaml.SafeLoader(text)
         doc = cls(path, None)
+        doc._left = MAX_VALUES
         try:
-            root = loader.get_single_node()
+            try:
+                root = loader.get_single_node()
+            except RecursionError:
+                problem = f"YAML nested too deep to read (at most {MAX_DEPTH} levels)"
+                raise RecipeError([Problem(Place(name, 1, 1), "", problem)]) from None
             if root is None:
                 raise RecipeError([Problem(Place(name, 1, 1), "", "the recipe is empty")])
             doc.data = doc._build(loader, root, (), name, set())
@@ -119,6 +141,15 @@ class Document:
         self, loader: yaml.SafeLoader, node: yaml.Node, path: Path_, name: str, open_: set[int]
     ) -> Any:
         self.values[path] = _place(name, node)
+        self._left -= 1
+        if self._left < 0:
+            message = (
+                f"the recipe expands to more than {MAX_VALUES:,} values (aliases inside aliases?)"
+            )
+            raise RecipeError([Problem(_place(name, node), path_text(path), message)])
+        if len(path) > MAX_DEPTH:
+            message = f"values nest more than {MAX_DEPTH} levels deep"
+            raise RecipeError([Problem(_place(name, node), path_text(path), message)])
         if id(node) in open_:
             raise RecipeError(
                 [Problem(_place(name, node), path_text(path), "an alias refers to itself")]
