@@ -133,10 +133,26 @@ def _recipe(
     overrides: list[str] | None = None,
     allow: list[str] | None = None,
     allow_paths: list[Path] | None = None,
+    trusted: bool = False,
 ) -> Any:
-    """Load a recipe (from its file, or from a stored run's ref), or exit with its problems."""
+    """Load a recipe (from its file, or from a stored run's ref), or exit with its problems.
+
+    A recipe file outside the current directory (a downloaded one) is loaded only
+    with ``--allow`` (the packages it may import) or ``--trusted``: its import paths
+    could otherwise name any function, ``os:system`` included.
+    """
     from .recipe import Recipe, RecipeError
 
+    if path is not None and not allow and not trusted:
+        where = Path(path).resolve()
+        if not where.is_relative_to(Path.cwd().resolve()):
+            typer.echo(
+                f"error: {path} is outside this project (the current directory), and a "
+                "recipe can name any function to run; give --allow PACKAGE for each package "
+                "it may import, or --trusted if you trust it",
+                err=True,
+            )
+            raise typer.Exit(1)
     try:
         if ref is not None:
             return Recipe.from_ref(ref)
@@ -167,6 +183,13 @@ AllowOption = Annotated[
         "--allow", help="import only modules under this prefix (repeatable; default: any)"
     ),
 ]
+TrustedOption = Annotated[
+    bool,
+    typer.Option(
+        help="run a recipe from outside the current directory without --allow (it may "
+        "import and run any function)"
+    ),
+]
 AllowPathOption = Annotated[
     list[Path] | None,
     typer.Option(
@@ -182,9 +205,12 @@ def validate(
     set_: SetOption = None,
     allow: AllowOption = None,
     allow_path: AllowPathOption = None,
+    trusted: TrustedOption = False,
 ) -> None:
     """Check a recipe without running it: every problem names file:line:column and the field."""
-    loaded = _recipe(str(recipe), overrides=set_, allow=allow, allow_paths=allow_path)
+    loaded = _recipe(
+        str(recipe), overrides=set_, allow=allow, allow_paths=allow_path, trusted=trusted
+    )
     graph = loaded.built.graph
     edges = len(graph.edges)
     typer.echo(
@@ -341,6 +367,7 @@ def run(
     set_: SetOption = None,
     allow: AllowOption = None,
     allow_path: AllowPathOption = None,
+    trusted: TrustedOption = False,
     dry_run: Annotated[
         bool, typer.Option(help="print a recipe's plan and estimated calls and cost; run nothing")
     ] = False,
@@ -369,7 +396,9 @@ def run(
                 "run.duplicates=...",
                 param_hint="PIPELINE",
             )
-        recipe = _recipe(pipeline, overrides=set_, allow=allow, allow_paths=allow_path)
+        recipe = _recipe(
+            pipeline, overrides=set_, allow=allow, allow_paths=allow_path, trusted=trusted
+        )
         if dry_run:
             typer.echo(recipe.plan())
             return
@@ -396,9 +425,9 @@ def run(
             overwrite=overwrite,
         )
         return
-    if set_ or allow or allow_path or dry_run:
+    if set_ or allow or allow_path or trusted or dry_run:
         raise typer.BadParameter(
-            "--set, --allow, --allow-path and --dry-run are for recipes (.yaml)"
+            "--set, --allow, --allow-path, --trusted and --dry-run are for recipes (.yaml)"
         )
     missing = [
         flag

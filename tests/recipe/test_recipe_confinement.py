@@ -111,7 +111,33 @@ def test_allow_path_lets_a_recipe_reach_a_named_folder(tmp_path: Path) -> None:
     )
     assert hr.recipe.load(path, allow_paths=[data]).source() is not None
     cli = [sys.executable, "-m", "headrace", "validate", str(path)]
-    refused = subprocess.run(cli, capture_output=True, text=True)
+    refused = subprocess.run(cli, capture_output=True, text=True, cwd=tmp_path)
     assert refused.returncode == 1 and "is outside the recipe's folder" in refused.stderr
-    allowed = subprocess.run([*cli, "--allow-path", str(data)], capture_output=True, text=True)
+    allowed = subprocess.run(
+        [*cli, "--allow-path", str(data)], capture_output=True, text=True, cwd=tmp_path
+    )
     assert allowed.returncode == 0, allowed.stderr
+
+
+def test_a_recipe_from_outside_the_project_needs_allow_or_trusted(tmp_path: Path) -> None:
+    downloaded = tmp_path / "downloads"
+    downloaded.mkdir()
+    project = tmp_path / "project"
+    project.mkdir()
+    path = downloaded / "r.yaml"
+    path.write_text("nodes:\n  - {id: f, function: os:system}\n")
+    cli = [sys.executable, "-m", "headrace", "validate", str(path)]
+
+    def validate(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*cli, *extra], capture_output=True, text=True, cwd=project)
+
+    refused = validate()
+    assert refused.returncode == 1
+    assert refused.stderr.strip().splitlines() == [
+        f"error: {path} is outside this project (the current directory), and a recipe can "
+        "name any function to run; give --allow PACKAGE for each package it may import, or "
+        "--trusted if you trust it"
+    ]
+    narrowed = validate("--allow", "json")
+    assert narrowed.returncode == 1 and "module 'os' is not allowed here" in narrowed.stderr
+    assert validate("--trusted").returncode == 0
