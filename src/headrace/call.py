@@ -294,9 +294,10 @@ def _retrying(handler: Handler, retry: Retry, metrics: StepMetrics) -> Handler:
             except StepFailed as failure:
                 cause = failure.cause
                 failure.attempts = attempt
-                if not retrier.should_retry(attempt, cause, metrics, failure):
+                delay = retrier.retry_delay(attempt, cause, metrics)
+                if delay is None:
                     raise
-            await asyncio.sleep(retrier.delay(attempt, cause))
+            await asyncio.sleep(delay)
             attempt += 1
 
     return handle

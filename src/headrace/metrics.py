@@ -119,7 +119,7 @@ class StepMetrics:
     limiter: ConcurrencyLimit | None = None
     retries: int = 0
     throttled: int = 0
-    retries_refused: int = 0
+    retries_delayed: int = 0
     rate: Rate | None = None
     rate_waits: int = 0
     rate_wait_s: float = 0.0
@@ -185,11 +185,11 @@ class StepMetrics:
             data["branches"] = dict(sorted(self.branches.items()))
         if self.skipped:
             data["skipped"] = self.skipped
-        if self.retries or self.throttled or self.retries_refused:
+        if self.retries or self.throttled or self.retries_delayed:
             data["retries"] = {
                 "retries": self.retries,
                 "throttled": self.throttled,
-                "refused_by_budget": self.retries_refused,
+                "delayed_by_budget": self.retries_delayed,
             }
         if self.rate is not None:
             data["rate"] = {

@@ -180,10 +180,10 @@ class RunResult:
                 )
             if s.filtered:
                 extras.append(f"filtered {s.filtered:,}")
-            if s.retries or s.throttled or s.retries_refused:
+            if s.retries or s.throttled or s.retries_delayed:
                 extras.append(
-                    f"retries {s.retries:,}; 429s {s.throttled:,}; refused by the "
-                    f"retry budget {s.retries_refused:,}"
+                    f"retries {s.retries:,}; 429s {s.throttled:,}; delayed by the "
+                    f"retry budget {s.retries_delayed:,}"
                 )
             if s.rate is not None:
                 limit = s.rate.limit()

@@ -10,17 +10,22 @@
   callers that failed together do not retry together. A ``Retry-After`` the
   provider sent is a floor: the wait is that plus the jittered backoff, which
   spreads the waiters over the window after it instead of releasing them at once.
-- **A retry budget**: each first attempt earns ``budget`` retries (0.2: one
-  retry per five calls) on top of a small reserve; a retry spends one. When a
-  provider is down, the budget runs out and items fail fast with their error
-  instead of multiplying the load on it. Throttling does not spend it: a 429
-  means "come back later", not "down", so a throttled call always waits and
-  retries (up to ``attempts``).
+- **A retry budget** slows retries down, it never fails an item: each first
+  attempt earns ``budget`` retries (0.2: one retry per five calls) on top of a
+  small reserve, the budget regains ``budget_refill`` retries a second on its
+  own, and a retry spends one. A retry the budget cannot pay for waits until it
+  can (the debt divided by the refill rate, on top of its backoff), so a burst of
+  failures spreads its retries out instead of multiplying the load on a
+  struggling provider. An item fails only when its attempts are spent; judging a
+  provider *down* is the circuit breaker's job (:class:`~headrace.Circuit`).
+  Throttling does not spend the budget: a 429 means "come back later", so a
+  throttled call always waits and retries (up to ``attempts``).
 """
 
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -117,31 +122,51 @@ def is_retryable(error: BaseException) -> bool:
 
 
 class RetryBudget:
-    """Retries a run may still spend: ``ratio`` per first attempt, plus ``reserve``.
+    """Retries a run may spend without waiting: ``ratio`` per first attempt, plus
+    ``reserve``, regaining ``refill_per_s`` a second; beyond that a retry waits.
 
     Args:
         ratio: retries earned by each first attempt (0.2: one retry per five calls).
+        refill_per_s: retries regained a second on their own (up to ``reserve``),
+            so retries never wait forever when no new call earns any.
         reserve: retries available before any call has earned one.
+        clock: seconds, for tests (default ``time.monotonic``).
     """
 
-    def __init__(self, ratio: float, reserve: int = 10) -> None:
+    def __init__(
+        self,
+        ratio: float,
+        refill_per_s: float = 10.0,
+        reserve: int = 10,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.ratio = ratio
+        self.refill_per_s = refill_per_s
+        self.reserve = float(reserve)
         self.balance = float(reserve)
+        self.clock = clock
+        self.updated = clock()
         self.spent = 0
-        self.refused = 0
+        self.delayed = 0
 
     def earn(self) -> None:
         """A first attempt was made."""
         self.balance += self.ratio
 
-    def spend(self) -> bool:
-        """Take one retry, if the budget has one."""
-        if self.balance >= 1.0:
-            self.balance -= 1.0
-            self.spent += 1
-            return True
-        self.refused += 1
-        return False
+    def take(self) -> float:
+        """Take one retry; return how long it must wait for the budget to pay for it
+        (0 while the budget has one)."""
+        now = self.clock()
+        if self.balance < self.reserve:
+            regained = (now - self.updated) * self.refill_per_s
+            self.balance = min(self.reserve, self.balance + regained)
+        self.updated = now
+        self.balance -= 1.0
+        self.spent += 1
+        if self.balance >= 0:
+            return 0.0
+        self.delayed += 1
+        return -self.balance / self.refill_per_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +179,10 @@ class Retry:
         max_delay: the longest backoff draw (a ``Retry-After`` may ask for more).
         retry_on: a predicate of the exception; default :func:`is_retryable`.
         budget: retries earned per first attempt, across the step's items
-            (``None``: no budget, every failure may use all its attempts).
+            (``None``: no budget, every retry goes after its backoff alone).
+        budget_refill: retries a second the budget regains on its own; a retry
+            beyond the budget waits for it, so a run's retries never go faster
+            than the budget allows, and never stop.
 
     Raises:
         PipelineError: an invalid value.
@@ -165,6 +193,7 @@ class Retry:
     max_delay: float | str = 30.0
     retry_on: Callable[[BaseException], bool] = field(default=is_retryable)
     budget: float | None = 0.2
+    budget_refill: float = 10.0
     backoff_s: float = field(init=False)
     max_delay_s: float = field(init=False)
 
@@ -179,6 +208,10 @@ class Retry:
         object.__setattr__(self, "max_delay_s", to_seconds(self.max_delay, option="max_delay"))
         if self.budget is not None and not self.budget >= 0:
             raise PipelineError(f"Retry budget must be >= 0 or None, got {self.budget!r}")
+        if isinstance(self.budget_refill, bool) or not self.budget_refill > 0:
+            raise PipelineError(
+                f"Retry budget_refill must be a positive number, got {self.budget_refill!r}"
+            )
         if not callable(self.retry_on):
             raise PipelineError("Retry retry_on must be a function of the exception")
 
@@ -191,7 +224,7 @@ class Retry:
 
     def new_budget(self) -> RetryBudget | None:
         """A fresh budget for one step in one run."""
-        return None if self.budget is None else RetryBudget(self.budget)
+        return None if self.budget is None else RetryBudget(self.budget, self.budget_refill)
 
     def describe(self) -> dict[str, Any]:
         """The policy as plain data."""
@@ -200,6 +233,7 @@ class Retry:
             "backoff_s": self.backoff_s,
             "max_delay_s": self.max_delay_s,
             "budget": self.budget,
+            "budget_refill": self.budget_refill,
         }
 
 
@@ -207,7 +241,8 @@ class Retrier:
     """One :class:`Retry` at work in one run: its budget, its random draws, its verdicts.
 
     The step's call path and the LLM client both loop as ``first_attempt()``,
-    then after each failure ``should_retry()`` and, if so, sleep ``delay()``.
+    then after each failure ``retry_delay()``: ``None`` (give up) or the seconds
+    to sleep before trying again.
     """
 
     __slots__ = ("budget", "retry", "rng")
@@ -222,24 +257,17 @@ class Retrier:
         if self.budget is not None:
             self.budget.earn()
 
-    def should_retry(
-        self, attempt: int, cause: BaseException, metrics: StepMetrics, failure: BaseException
-    ) -> bool:
-        """After failed attempt ``attempt``: whether to retry, counting the retry (or
-        the budget's refusal, noted on ``failure``) in the step's ``metrics``.
-
-        Out of attempts or not retryable: no. A 429 never spends the budget (it
-        means "later", not "down").
-        """
+    def retry_delay(self, attempt: int, cause: BaseException, metrics: StepMetrics) -> float | None:
+        """After failed attempt ``attempt``: ``None`` when it is not retried (out of
+        attempts, or not retryable), else the seconds to wait first — the backoff,
+        plus the wait for the budget (counted as ``retries_delayed``). A 429 never
+        spends the budget (it means "later", not "down")."""
         if attempt >= self.retry.attempts or not self.retry.retry_on(cause):
-            return False
-        if not is_throttle(cause) and self.budget is not None and not self.budget.spend():
-            metrics.retries_refused += 1
-            failure.add_note("not retried: the retry budget is spent")
-            return False
+            return None
+        waited = 0.0
+        if not is_throttle(cause) and self.budget is not None:
+            waited = self.budget.take()
+            if waited:
+                metrics.retries_delayed += 1
         metrics.retries += 1
-        return True
-
-    def delay(self, attempt: int, cause: BaseException) -> float:
-        """Seconds to wait before attempt ``attempt + 1``."""
-        return self.retry.delay(attempt, cause, self.rng)
+        return self.retry.delay(attempt, cause, self.rng) + waited

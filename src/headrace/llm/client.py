@@ -385,9 +385,10 @@ class Connection:
                         await rate.throttled_by(buckets, permit, getattr(exc, "headers", None))
                 if circuit is not None and not isinstance(exc, CircuitOpen):
                     circuit.failed(exc)
-                if retrier is None or not retrier.should_retry(attempt, exc, metrics, exc):
+                next_delay = None if retrier is None else retrier.retry_delay(attempt, exc, metrics)
+                if next_delay is None:
                     raise
-                delay = retrier.delay(attempt, exc)
+                delay = next_delay
             finally:
                 if permit is not None and rate is not None:
                     rate.release(permit)

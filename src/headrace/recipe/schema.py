@@ -58,6 +58,7 @@ class RetrySpec(Strict):
     backoff: Seconds = 0.5
     max_delay: Seconds = 30.0
     budget: float | None = Field(0.2, ge=0)
+    budget_refill: float = Field(10.0, gt=0)
 
 
 class RateSpec(Strict):
