@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from services import PrivateRedis
 
 POSTGRES_URL = os.environ.get("HEADRACE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -128,3 +129,14 @@ def run_name() -> Iterator[str]:
             for table in (*tables, "headrace_leases"):
                 if connection.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0]:
                     connection.execute(f"DELETE FROM {table} WHERE run = %s", (name,))
+
+
+@pytest.fixture
+def private_redis() -> Iterator[PrivateRedis]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed here")
+    server = PrivateRedis()
+    server.start()
+    server.wait_until_up()
+    yield server
+    server.stop()

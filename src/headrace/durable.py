@@ -423,6 +423,8 @@ class DurableSession:
             if self.store is not None:
                 try:
                     self.store.release_lease()
+                except Exception as exc:  # an unreachable store: the lease goes stale instead
+                    _log.warning("headrace: could not give back the run's lease: %s", exc)
                 finally:
                     self.store.close()
 

@@ -186,3 +186,8 @@ class SinkDamaged(ResumeMismatch):
     file deleted, cut short or edited; a part missing). Resuming would lose those
     items silently; ``rebuild_sink=True`` (``--rebuild-sink``) sets the damaged output
     aside and computes its items again."""
+
+
+class StoreUnavailable(HeadraceError):
+    """The run store stopped answering for longer than the run waits for it
+    (``$HEADRACE_STORE_OUTAGE_S``, 60 s by default); the run stopped, resumable."""

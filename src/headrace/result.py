@@ -195,6 +195,12 @@ class RunResult:
                 extras.append(
                     f"rate {per_minute or 'unlimited'} ({limit['source']}); waited "
                     f"{s.rate_waits:,} times, {s.rate_wait_s:.3f} s in all"
+                    + (
+                        f"; Redis down {limit['redis_outages']} time(s), paced locally at "
+                        f"{s.rate.outage_share:.0%} meanwhile"
+                        if limit.get("redis_outages")
+                        else ""
+                    )
                 )
             if s.circuit is not None and (s.circuit.opened or s.circuit.refused):
                 extras.append(

@@ -6,17 +6,15 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import shutil
-import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
+from services import PrivateRedis
 from typer.testing import CliRunner
 
 import headrace as hr
@@ -200,55 +198,6 @@ def test_canonical_keys_are_stable_and_distinguish_kinds() -> None:
     assert canonical(Point(1, 2)) != canonical({"x": 1, "y": 2})
     with pytest.raises(TypeError, match="no canonical form"):
         canonical(object())
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class PrivateRedis:
-    """A Redis server of one test's own, which the test may stop and start again."""
-
-    def __init__(self) -> None:
-        self.port = _free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
-        command += ["--save", "", "--appendonly", "no"]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-            self.process = None
-
-    def wait_until_up(self) -> None:
-        import redis
-
-        client = redis.Redis(port=self.port)
-        for _ in range(40):
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                time.sleep(0.1)
-        pytest.fail(f"redis-server did not start on port {self.port}")
-
-
-@pytest.fixture
-def private_redis() -> Iterator[PrivateRedis]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed here")
-    server = PrivateRedis()
-    server.start()
-    server.wait_until_up()
-    yield server
-    server.stop()
 
 
 def test_a_redis_outage_mid_run_is_a_warning_and_a_miss_and_recovers(

@@ -192,6 +192,13 @@ def test_a_lease_whose_process_is_gone_on_this_host_is_free_at_once() -> None:
     now = time.time()
     here, elsewhere = socket.gethostname(), "another-host"
     assert not Lease("h", 1, here, gone.pid, now, now).alive(now)
-    assert Lease("h", 1, here, os.getpid(), now, now).alive(now)
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert Lease("h", 1, here, running.pid, now, now).alive(now)
+    finally:
+        running.kill()
+        running.wait()
+    # a session of this very process that ended without giving its lease back is dead
+    assert not Lease("ended", 1, here, os.getpid(), now, now).alive(now)
     assert Lease("h", 1, elsewhere, gone.pid, now, now).alive(now)  # only its heartbeat tells
     assert not Lease("h", 1, elsewhere, gone.pid, now, now - 31).alive(now)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
+import uuid
 from typing import Any
 
 import aiohttp
 import pytest
+from services import PrivateRedis
 
 import headrace as hr
 from headrace.limits.bucket import TokenBucket
@@ -275,3 +278,34 @@ def test_a_redis_limit_is_shared_by_two_processes(redis_url: str) -> None:
     assert stats["throttled"] <= 3  # together they kept one limit of 20/s...
     busy = [n for n in stats["windows"]["arrived"] if n]
     assert max(busy[1:]) <= 4, busy  # ...two calls per 100 ms between them, after the burst
+
+
+def test_a_redis_outage_behind_a_shared_rate_pauses_nothing_and_kills_nothing(
+    private_redis: PrivateRedis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis goes away for a stretch of the run (it used to turn 1,229 of 1,500 items into
+    dead letters): items are paced locally at the outage share meanwhile, none fails,
+    one warning says so, another says Redis is back, and the summary counts it."""
+    calls: list[int] = []
+    rate = hr.Rate(requests=60_000, per="minute", shared=private_redis.url, key=uuid.uuid4().hex)
+
+    @hr.step(rate=rate, retry=hr.Retry(attempts=1), concurrency=8, name="paced")
+    async def paced(x: int) -> int:
+        calls.append(x)
+        if len(calls) == 40:
+            private_redis.stop()  # Redis goes away mid-run ...
+        if len(calls) == 100:
+            private_redis.start()  # ... and comes back
+            private_redis.wait_until_up()
+        # after the comeback the run lasts past the second after which Redis is tried again
+        await asyncio.sleep(0.002 if len(calls) < 100 else 0.05)
+        return x
+
+    caplog.set_level(logging.WARNING, logger="headrace.rate")
+    result = hr.run(paced, range(300), progress=False)
+    assert result.items_out == 300 and result.items_dead == 0
+    assert sorted(calls) == list(range(300))  # each called once: no attempt was spent on it
+    assert "is not answering" in caplog.text and "answers again" in caplog.text
+    assert sum("is not answering" in r.getMessage() for r in caplog.records) == 1
+    assert rate.outages == 1
+    assert "Redis down 1 time(s), paced locally at 25% meanwhile" in result.summary()

@@ -2,16 +2,27 @@
 
 Both keep a request bucket and a token bucket and answer the same three
 questions: reserve (how long to wait), adjust (give back or take more), drain.
+
+A Redis that stops answering is an outage of ours, never a failure of the item
+being paced: the Redis buckets fall back to buckets in this process at a share of
+the limit (``outage_share``, so several processes pacing alone together stay
+under it), log one warning per outage, try Redis again every second, and say so
+when it answers again.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Protocol
 
 from ..errors import PipelineError
+from ..secrecy import scrub_text, scrub_url
 from .bucket import TokenBucket
+
+_log = logging.getLogger("headrace.rate")
 
 __all__ = ["Buckets", "LocalBuckets", "RedisBuckets"]
 
@@ -97,9 +108,24 @@ return tostring(math.max(a, b))
 
 
 class RedisBuckets:
-    """The same two buckets in Redis: one atomic script per call, on Redis's clock."""
+    """The same two buckets in Redis: one atomic script per call, on Redis's clock.
 
-    def __init__(self, url: str, key: str, spec: tuple[float, float, float, float]) -> None:
+    While Redis does not answer, calls are paced by local buckets at
+    ``outage_share`` of the limit (see the module's notes); ``outages`` counts the
+    outages seen.
+    """
+
+    retry_s = 1.0
+
+    def __init__(
+        self,
+        url: str,
+        key: str,
+        spec: tuple[float, float, float, float],
+        outage_share: float = 0.25,
+        clock: Callable[[], float] = time.monotonic,
+        on_outage: Callable[[], None] | None = None,
+    ) -> None:
         try:
             import redis.asyncio as aioredis
         except ImportError as exc:  # pragma: no cover - depends on the extras installed
@@ -107,7 +133,19 @@ class RedisBuckets:
                 "hr.Rate(shared='redis://...') needs the redis package: "
                 "pip install 'headrace[redis]'"
             ) from exc
-        self.client = aioredis.from_url(url)
+        self.client = aioredis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        self.shown = scrub_url(url)
+        self.clock = clock
+        self.fallback = LocalBuckets(clock)
+        now = clock()
+        rq_rate, rq_cap, tk_rate, tk_cap = spec
+        if rq_rate > 0:
+            self.fallback.requests = TokenBucket(rq_rate * outage_share, rq_cap * outage_share, now)
+        if tk_rate > 0:
+            self.fallback.tokens = TokenBucket(tk_rate * outage_share, tk_cap * outage_share, now)
+        self.down_until = 0.0
+        self.outages = 0
+        self.on_outage = on_outage
         self.script = self.client.register_script(_LUA)
         self.keys = [f"headrace:rate:{key}:requests", f"headrace:rate:{key}:tokens"]
         self.spec = spec  # request rate, request capacity, token rate, token capacity
@@ -117,10 +155,41 @@ class RedisBuckets:
         self.ttl_ms = str(int((longest + 60 + 1 / per_second) * 1000))
 
     async def _call(self, mode: str, requests: float, tokens: float) -> float:
+        from redis.exceptions import RedisError
+
+        if self.down_until and self.clock() < self.down_until:
+            return self._locally(mode, requests, tokens)
         rq_rate, rq_cap, tk_rate, tk_cap = self.spec
         args: list[str | float] = [rq_rate, rq_cap, requests, tk_rate, tk_cap, tokens, mode]
         args.append(self.ttl_ms)
-        return float(await self.script(keys=self.keys, args=args))
+        try:
+            wait = float(await self.script(keys=self.keys, args=args))
+        except (RedisError, OSError) as exc:
+            if not self.down_until:
+                self.outages += 1
+                if self.on_outage is not None:
+                    self.on_outage()
+                _log.warning(
+                    "headrace rate: Redis at %s is not answering (%s); pacing this process "
+                    "alone at its share of the limit until it is back",
+                    self.shown,
+                    scrub_text(str(exc))[:200],
+                )
+            self.down_until = self.clock() + self.retry_s
+            return self._locally(mode, requests, tokens)
+        if self.down_until:
+            _log.warning("headrace rate: Redis at %s answers again", self.shown)
+            self.down_until = 0.0
+        return wait
+
+    def _locally(self, mode: str, requests: float, tokens: float) -> float:
+        if mode == "reserve":
+            return self.fallback.reserve_now(requests, tokens)
+        if mode == "adjust":
+            self.fallback.adjust_now(requests, tokens)
+        else:
+            self.fallback.cap_now(0.0, 0.0)
+        return 0.0
 
     async def reserve(self, requests: float, tokens: float) -> float:
         return await self._call("reserve", requests, tokens)

@@ -123,6 +123,10 @@ class Rate:
         shared: ``"redis://host:port/db"`` to keep the limit in Redis, shared by
             every process using the same ``key``.
         key: names the shared limit in Redis (one per provider key).
+        outage_share: with ``shared``: while Redis does not answer, this process
+            paces itself alone at this share of the limit (0.25: four processes
+            sharing the limit stay under it together); items wait, they never fail
+            for it. Counted in the summary.
 
     Raises:
         PipelineError: no limit, or an invalid value.
@@ -141,6 +145,7 @@ class Rate:
         headroom: float | str = 0.05,
         shared: str | None = None,
         key: str = "default",
+        outage_share: float = 0.25,
         _auto: bool = False,
         _clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -161,6 +166,10 @@ class Rate:
                 "Rate needs requests=, tokens= or both; use hr.Rate.auto() to learn the limit"
             )
         self.headroom_s = to_seconds(headroom, option="headroom")
+        if isinstance(outage_share, bool) or not 0 < outage_share <= 1:
+            raise PipelineError(f"Rate outage_share must be in (0, 1], got {outage_share!r}")
+        self.outage_share = float(outage_share)
+        self.outages = 0  # Redis outages seen by the runs using this rate
         if shared is not None and not shared.startswith(("redis://", "rediss://", "unix://")):
             raise PipelineError(f"Rate shared= takes a redis:// URL, got {shared!r}")
         self.requests = requests
@@ -237,6 +246,7 @@ class Rate:
             "requests_per_minute": None if requests is None else round(requests.rate * 60, 3),
             "tokens_per_minute": None if tokens is None else round(tokens.rate * 60, 3),
             "source": source or "not learned yet",
+            **({"redis_outages": self.outages} if self.shared is not None else {}),
         }
 
     def describe(self) -> dict[str, Any]:
@@ -273,7 +283,12 @@ class Rate:
             token_rate,
             self.local.tokens.capacity if self.local.tokens else 0.0,
         )
-        return RedisBuckets(self.shared, self.key, spec)
+        return RedisBuckets(
+            self.shared, self.key, spec, self.outage_share, self.clock, self._count_outage
+        )
+
+    def _count_outage(self) -> None:
+        self.outages += 1
 
     def permit(self, value: Any, prompt_tokens: int | None = None) -> Permit:
         """Estimate ``value``'s call: its prompt (``prompt_tokens`` when the caller has

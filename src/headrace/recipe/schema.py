@@ -74,6 +74,7 @@ class RateSpec(Strict):
     headroom: Seconds = 0.05
     shared: str | None = None
     key: str = "default"
+    outage_share: float = Field(0.25, gt=0, le=1)
 
     @model_validator(mode="before")
     @classmethod

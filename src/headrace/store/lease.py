@@ -20,13 +20,24 @@ from dataclasses import dataclass
 
 from ..errors import LeaseLost, RunBusy
 
-__all__ = ["BEAT_S", "STALE_S", "Lease", "check_free", "check_held", "new_holder"]
+__all__ = [
+    "BEAT_S",
+    "STALE_S",
+    "Lease",
+    "check_free",
+    "check_held",
+    "end_holder",
+    "new_holder",
+    "start_holder",
+]
 
 BEAT_S = 5.0
 """How often an idle session renews its lease."""
 
 STALE_S = 30.0
 """A lease not renewed for this long is taken to belong to a dead session."""
+
+_LIVE: set[str] = set()  # holders of sessions still open in this process
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +57,11 @@ class Lease:
         is free at once, not after the stale time)."""
         if ((time.time() if now is None else now) - self.heartbeat) >= STALE_S:
             return False
-        return self.host != socket.gethostname() or _process_exists(self.pid)
+        if self.host != socket.gethostname():
+            return True
+        if self.pid == os.getpid():  # this process: alive while that session is open
+            return self.holder in _LIVE
+        return _process_exists(self.pid)
 
     def describe(self, now: float | None = None) -> str:
         """``session 3 (pid 412 on host-a) since 10:02:11, last heartbeat 2 s ago``."""
@@ -71,6 +86,16 @@ def _process_exists(pid: int) -> bool:
 def new_holder() -> tuple[str, str, int]:
     """A fresh holder id for this session, with the host and pid it names."""
     return uuid.uuid4().hex, socket.gethostname(), os.getpid()
+
+
+def start_holder(holder: str) -> None:
+    """The session of ``holder`` took its lease and is open in this process."""
+    _LIVE.add(holder)
+
+
+def end_holder(holder: str) -> None:
+    """The session of ``holder`` ended in this process (its lease given back or not)."""
+    _LIVE.discard(holder)
 
 
 def check_free(current: Lease | None, holder: str, where: str, now: float) -> None:

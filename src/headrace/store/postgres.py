@@ -11,15 +11,29 @@ watermark and the sink's state.
 from __future__ import annotations
 
 import json
+import logging
+import os
 import time
 import uuid
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+from ..errors import StoreUnavailable
 from ..secrecy import scrub_text, scrub_url
 from .base import DeadRow, FinishedItem, Row, RunStatus, StepError
-from .lease import Lease, check_free, check_held, new_holder
+from .lease import Lease, check_free, check_held, end_holder, new_holder, start_holder
 
 __all__ = ["PostgresRunStore"]
+
+T = TypeVar("T")
+_log = logging.getLogger("headrace.run")
+
+
+def outage_bound_s() -> float:
+    """How long a run waits for its PostgreSQL store to answer again before it stops
+    (``$HEADRACE_STORE_OUTAGE_S``, default 60)."""
+    return float(os.environ.get("HEADRACE_STORE_OUTAGE_S", "60"))
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS headrace_runs (
@@ -108,7 +122,9 @@ class PostgresRunStore:
             min_size=1,
             max_size=4,
             kwargs={"connect_timeout": 10},
+            timeout=2.0,  # waiting for a connection: an outage shows after 2 s, then is waited out
             open=False,
+            check=pool_class.check_connection,  # a connection that died with the server is replaced
         )
         try:
             self._pool.open(wait=True, timeout=15)
@@ -204,6 +220,7 @@ class PostgresRunStore:
                 (self.name, holder, host, pid, now, now),
             )
         self._holder = holder
+        start_holder(holder)
         return current
 
     def heartbeat(self) -> None:
@@ -212,24 +229,69 @@ class PostgresRunStore:
         Raises:
             LeaseLost: another session took it over.
         """
-        if self._holder is None:
+        holder = self._holder
+        if holder is None:
             return
-        with self._pool.connection() as connection:
-            done = connection.execute(
-                "UPDATE headrace_leases SET heartbeat = %s WHERE run = %s AND holder = %s",
-                (time.time(), self.name, self._holder),
-            )
-            check_held(self._holder if done.rowcount else None, self._holder, str(self))
+
+        def once(retried: bool) -> None:
+            with self._pool.connection() as connection:
+                done = connection.execute(
+                    "UPDATE headrace_leases SET heartbeat = %s WHERE run = %s AND holder = %s",
+                    (time.time(), self.name, holder),
+                )
+                check_held(holder if done.rowcount else None, holder, str(self))
+
+        self._outlasting("heartbeat", once)
+
+    def _outlasting(self, what: str, once: Callable[[bool], T]) -> T:
+        """``once(retried)``, again while the database does not answer, for up to
+        :func:`outage_bound_s`; one warning when the outage starts, one when it ends.
+
+        Raises:
+            StoreUnavailable: the outage lasted longer than that.
+        """
+        import psycopg
+        from psycopg_pool import PoolTimeout
+
+        started = time.monotonic()
+        pause = 0.25
+        failed: Exception | None = None
+        while True:
+            try:
+                result = once(failed is not None)
+            except (psycopg.OperationalError, PoolTimeout) as exc:
+                if failed is None:
+                    _log.warning(
+                        "headrace: the run store at %s is not answering (%s); waiting up to "
+                        "%.0f s for it",
+                        scrub_url(self.url),
+                        scrub_text(str(exc)).strip().splitlines()[0][:200] if str(exc) else "",
+                        outage_bound_s(),
+                    )
+                failed = exc
+                if time.monotonic() - started > outage_bound_s():
+                    raise StoreUnavailable(
+                        f"the run store at {scrub_url(self.url)} did not answer for "
+                        f"{outage_bound_s():.0f} s (during a {what}); the run stopped and "
+                        "resumes where it was with `headrace resume`"
+                    ) from None
+                time.sleep(pause)
+                pause = min(pause * 2, 5.0)
+                continue
+            if failed is not None:
+                _log.warning("headrace: the run store at %s answers again", scrub_url(self.url))
+            return result
 
     def release_lease(self) -> None:
         """Give the lease back (if this session still holds it)."""
-        if self._holder is not None:
+        holder, self._holder = self._holder, None
+        if holder is not None:
+            end_holder(holder)
             with self._pool.connection() as connection:
                 connection.execute(
                     "DELETE FROM headrace_leases WHERE run = %s AND holder = %s",
-                    (self.name, self._holder),
+                    (self.name, holder),
                 )
-            self._holder = None
 
     def __str__(self) -> str:
         return f"run {self.name!r} in {scrub_url(self.url)}"
@@ -340,6 +402,30 @@ class PostgresRunStore:
         With ``replace`` (retrying dead letters), an item's earlier record is replaced;
         ``key_digest`` is kept as it was when not given.
         """
+
+        from psycopg.errors import UniqueViolation
+
+        def once(retried: bool) -> None:
+            try:
+                self._commit_once(rows, dead, watermark, sink_state, session, replace, key_digest)
+            except UniqueViolation:
+                # a commit whose answer was lost in the outage may have gone in: its rows
+                # are then there already, and going in again is refused by their keys
+                if not retried:
+                    raise
+
+        self._outlasting("commit", once)
+
+    def _commit_once(
+        self,
+        rows: list[Row],
+        dead: list[DeadRow],
+        watermark: int,
+        sink_state: dict[str, Any],
+        session: int,
+        replace: bool,
+        key_digest: str | None,
+    ) -> None:
         now = time.time()
         name = self.name
         with self._pool.connection() as connection, connection.cursor() as cursor:

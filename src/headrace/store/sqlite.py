@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .base import DeadRow, FinishedItem, Row, RunStatus, StepError
-from .lease import Lease, check_free, check_held, new_holder
+from .lease import Lease, check_free, check_held, end_holder, new_holder, start_holder
 
 __all__ = ["SqliteRunStore"]
 
@@ -198,6 +198,7 @@ class SqliteRunStore:
                 (holder, host, pid, now, now),
             )
         self._holder = holder
+        start_holder(holder)
         return current
 
     def heartbeat(self) -> None:
@@ -216,9 +217,10 @@ class SqliteRunStore:
 
     def release_lease(self) -> None:
         """Give the lease back (if this session still holds it)."""
-        if self._holder is not None:
-            self._db.execute("DELETE FROM lease WHERE id = 1 AND holder = ?", (self._holder,))
-            self._holder = None
+        holder, self._holder = self._holder, None
+        if holder is not None:
+            end_holder(holder)
+            self._db.execute("DELETE FROM lease WHERE id = 1 AND holder = ?", (holder,))
 
     def forced_sessions(self) -> list[tuple[int, str | None]]:
         """The sessions that forced a resume, with their notes."""

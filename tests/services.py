@@ -1,0 +1,115 @@
+"""Services a test starts for itself, on a port of its own, to stop and start again."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class PrivateRedis:
+    """A Redis server of one test's own, which the test may stop and start again."""
+
+    def __init__(self) -> None:
+        self.port = _free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
+        command += ["--save", "", "--appendonly", "no"]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+    def wait_until_up(self) -> None:
+        import redis
+
+        client = redis.Redis(port=self.port)
+        for _ in range(40):
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                time.sleep(0.1)
+        pytest.fail(f"redis-server did not start on port {self.port}")
+
+
+class PrivatePostgres:
+    """A PostgreSQL server of one test's own (initdb in a new folder), to stop and start.
+
+    PostgreSQL refuses to run as root, so as root it runs as the ``postgres`` user,
+    in a folder under the system's temporary directory that user can reach.
+    """
+
+    def __init__(self) -> None:
+        import glob
+        import os
+        import tempfile
+
+        versions = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+        if not versions:
+            pytest.skip("no PostgreSQL server binaries here")
+        self.bin = Path(versions[-1])
+        folder = self.folder = Path(tempfile.mkdtemp(prefix="headrace-pg-", dir="/tmp"))
+        self.port = _free_port()
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        self.as_postgres = os.geteuid() == 0
+        if self.as_postgres:
+            shutil.chown(folder, "postgres")
+        self._run(
+            str(self.bin / "initdb"), "-D", str(folder / "data"), "-A", "trust", "-U", "postgres"
+        )
+
+    def _run(self, *command: str) -> None:
+        import shlex
+
+        line = " ".join(shlex.quote(c) for c in command)
+        full = ["su", "postgres", "-c", line] if self.as_postgres else ["sh", "-c", line]
+        subprocess.run(full, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1"
+        self._run(
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(self.folder / "data"),
+            "-o",
+            options,
+            "-l",
+            str(self.folder / "log"),
+            "-w",
+            "start",
+        )
+
+    def stop(self) -> None:
+        self._run(
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(self.folder / "data"),
+            "-m",
+            "immediate",
+            "-w",
+            "stop",
+        )
+
+    def remove(self) -> None:
+        """Stop the server if it runs, and delete its folder."""
+        with contextlib.suppress(subprocess.CalledProcessError):  # it was not running
+            self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
