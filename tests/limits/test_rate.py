@@ -235,8 +235,9 @@ def test_auto_learns_the_sims_limit_from_its_headers() -> None:
     assert rate.limit()["requests_per_minute"] == 3000
     # Only the calls sent before the first answer, or in flight while a loaded machine
     # stretches the transit past the headroom, can find the provider's bucket empty:
-    # a handful, where a run at full concurrency draws one 429 per call past the burst.
-    assert stats["throttled"] <= 6
+    # a handful (16 seen once with the whole suite loading both cores), where a run at
+    # full concurrency draws one 429 per call past the burst (50 here).
+    assert stats["throttled"] <= 20
     assert result.metrics.step("chat").to_dict()["rate"]["source"] == "headers"
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,11 +39,20 @@ class CsvSource(Source):
         }
 
     def check(self) -> None:
-        """Refuse a file that cannot be read, is empty, or whose header lacks the key."""
+        """Refuse a file that cannot be read, is empty, or whose header lacks the key or
+        names a column twice (a row would silently keep only the last of the two)."""
         with _open(self.path) as handle:
             header = next(csv.reader(handle, delimiter=self.delimiter), None)
         if not header:
             raise ValueError(f"{self.path}: empty file; a CSV source needs a header row")
+        repeated = sorted({name for name in header if header.count(name) > 1})
+        if repeated:
+            raise ValueError(
+                f"{self.path}:1: the header names column {repeated[0]!r} more than once"
+            )
+        bad = next((i for i, name in enumerate(header) if _SURROGATES.search(name)), None)
+        if bad is not None:
+            raise ValueError(f"{self.path}:1: column {bad + 1} of the header is not valid UTF-8")
         if self.key is not None and self.key not in header:
             raise ValueError(
                 f"{self.path}:1: the header has no key column {self.key!r} "
@@ -51,7 +61,7 @@ class CsvSource(Source):
 
     def records(self) -> Iterator[tuple[str, Any] | BadRecord]:
         with _open(self.path) as handle:
-            reader = csv.reader(handle, delimiter=self.delimiter)
+            reader = csv.reader(handle, delimiter=self.delimiter, strict=True)
             header = next(reader, None)
             if header is None:
                 return
@@ -63,7 +73,15 @@ class CsvSource(Source):
                 except StopIteration:
                     return
                 except csv.Error as exc:
-                    yield BadRecord(f"{self.path}:{last_line + 1}", f"not valid CSV ({exc})")
+                    start = last_line + 1
+                    if "unexpected end of data" in str(exc):
+                        reason = (
+                            f"a quote opened in this record is never closed: lines {start} to "
+                            f"{reader.line_num} (the end of the file) would be one field"
+                        )
+                    else:
+                        reason = f"not valid CSV ({exc})"
+                    yield BadRecord(f"{self.path}:{start}", reason)
                     last_line = reader.line_num
                     continue
                 line = last_line + 1  # where the row starts (a quoted field may span lines)
@@ -80,13 +98,30 @@ class CsvSource(Source):
                         reason = f"{len(fields)} fields, but the header has {width}"
                     yield BadRecord(where, reason, shown[:200])
                     continue
+                if not "".join(fields).isascii():
+                    broken = next((i for i, f in enumerate(fields) if _SURROGATES.search(f)), None)
+                    if broken is not None:
+                        at = _SURROGATES.search(fields[broken])
+                        assert at is not None
+                        yield BadRecord(
+                            where,
+                            f"field {header[broken]!r} is not valid UTF-8 (at character "
+                            f"{at.start() + 1})",
+                            self.delimiter.join(fields).encode("utf-8", "replace").decode()[:200],
+                        )
+                        continue
                 value = dict(zip(header, fields, strict=True))
                 yield (f"line:{line}" if self.key is None else value[self.key]), value
 
 
+# bytes that are not UTF-8 come through as lone surrogates (surrogateescape), so a bad
+# byte is found in its field instead of becoming U+FFFD unseen
+_SURROGATES = re.compile("[\udc80-\udcff]")
+
+
 def _open(path: Path) -> io.TextIOWrapper:
     try:
-        return path.open(newline="", encoding="utf-8", errors="replace")
+        return path.open(newline="", encoding="utf-8-sig", errors="surrogateescape")
     except OSError as exc:
         raise FileNotFoundError(f"cannot read {path}: {exc.strerror}") from exc
 

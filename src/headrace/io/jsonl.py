@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,12 @@ from .appending import AppendingFileSink
 from .records import BadRecord, Source, encode_json
 
 __all__ = ["JsonlSink", "JsonlSource", "read_jsonl", "write_jsonl"]
+
+# orjson reads an integer beyond 64 bits as a float (1e29: two such ids can collide);
+# a line with a run of 19 or more digits is read by the standard library instead, which
+# keeps every integer exact
+_LONG_NUMBER = re.compile(rb"\d{19,}")
+_BOM = b"\xef\xbb\xbf"
 
 
 class JsonlSource(Source):
@@ -49,14 +57,15 @@ class JsonlSource(Source):
         with self._open() as handle:
             for number, raw in enumerate(handle, start=1):
                 where = f"{self.path}:{number}"
+                if number == 1 and raw.startswith(_BOM):  # a byte-order mark, not data
+                    raw = raw[len(_BOM) :]
                 line = raw.strip()
                 if not line:
                     continue
                 try:
-                    value = orjson.loads(line)
-                except orjson.JSONDecodeError as exc:
-                    # our words and the column: the parser's wording changes between versions
-                    yield BadRecord(where, f"not valid JSON (at column {exc.colno})", _shown(line))
+                    value = json.loads(line) if _LONG_NUMBER.search(line) else orjson.loads(line)
+                except (orjson.JSONDecodeError, ValueError) as exc:
+                    yield BadRecord(where, _why_not_json(raw, exc), _shown(line))
                     continue
                 if self.key is None:
                     yield f"line:{number}", value
@@ -71,6 +80,17 @@ class JsonlSource(Source):
                     yield BadRecord(where, f"missing key field {self.key!r}", _shown(line))
                 else:
                     yield str(value[self.key]), value
+
+
+def _why_not_json(raw: bytes, exc: Exception) -> str:
+    """Our words and the place (in the line as the file has it): the parser's wording
+    changes between versions."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        return f"not valid UTF-8 (at byte {bad.start + 1})"
+    column = getattr(exc, "colno", None)
+    return "not valid JSON" + (f" (at column {column})" if column else "")
 
 
 def _shown(line: bytes) -> str:

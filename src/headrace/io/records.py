@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Sized
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -56,7 +57,37 @@ def encode_json(value: Any, *, sort_keys: bool = False) -> bytes:
         TypeError: the value has a part that cannot be encoded.
     """
     # orjson encodes dataclasses, datetimes and UUIDs itself; _default does the rest
-    return orjson.dumps(value, default=_default, option=_SORTED if sort_keys else _PLAIN)
+    try:
+        return orjson.dumps(value, default=_default, option=_SORTED if sort_keys else _PLAIN)
+    except TypeError as exc:
+        if "64-bit" not in str(exc):
+            raise
+    # an integer beyond 64 bits (orjson refuses it): the standard library writes it exact
+    plain = orjson.loads(orjson.dumps(_without_big_ints(value), default=_default))
+    return json.dumps(_restore_big_ints(plain), sort_keys=sort_keys, separators=(",", ":")).encode()
+
+
+_BIG = "\x00headrace-int:"  # a placeholder no real string starts with
+
+
+def _without_big_ints(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**64:
+        return _BIG + str(value)
+    if isinstance(value, dict):
+        return {k: _without_big_ints(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_big_ints(v) for v in value]
+    return value
+
+
+def _restore_big_ints(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(_BIG):
+        return int(value[len(_BIG) :])
+    if isinstance(value, dict):
+        return {k: _restore_big_ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_restore_big_ints(v) for v in value]
+    return value
 
 
 def item_key(index: int, value: Any) -> str:
