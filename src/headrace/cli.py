@@ -314,7 +314,10 @@ def _carry_out(
         typer.echo(f"interrupted; finish it with: headrace resume {run_dir}", err=True)
         raise typer.Exit(130) from None
     except (HeadraceError, ConnectionError) as exc:
-        typer.echo(f"error: {exc}", err=True)
+        hint = (
+            f"; finish it with: headrace resume {run_dir}" if getattr(exc, "resumable", 0) else ""
+        )
+        typer.echo(f"error: {exc}{hint}", err=True)
         raise typer.Exit(1) from None
     typer.echo(result.summary())
     if result.dead_letters:

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import orjson
 
-from .errors import HeadraceError, ResumeMismatch
+from .errors import HeadraceError, ResumeMismatch, StorageError
 from .io.records import DurableSink, Recovered, encode_json
 from .store import DeadRow, FinishedItem, Row, RunStore, StoreLocation
 from .store.lease import BEAT_S
@@ -181,7 +181,10 @@ class DurableWriter:
         if self._store is not None:  # renew the lease, and stop before writing if it was lost
             self._store.heartbeat()
             self._beaten = time.monotonic()
-        state = self._sink.write(records, journal)
+        try:
+            state = self._sink.write(records, journal)
+        except OSError as exc:  # a full disk, a lost mount: one line, and the run resumes
+            raise StorageError.writing(self._sink.describe().get("path", "the sink"), exc) from exc
         if self._store is not None:
             self._store.commit(
                 items,

@@ -66,11 +66,12 @@ class StepFailed(HeadraceError):
         index: position of the item in the source (set by the runner).
     """
 
-    def __init__(self, step: str, cause: BaseException, *, attempts: int = 1) -> None:
+    def __init__(self, step: str, cause: BaseException, *, attempts: int | None = None) -> None:
         super().__init__(f"step {step!r} failed: {type(cause).__name__}: {cause}")
         self.step = step
         self.cause = cause
-        self.attempts = attempts
+        # a cause that retried inside (an LLM client's requests) says how often it tried
+        self.attempts = attempts if attempts is not None else getattr(cause, "headrace_attempts", 1)
         self.index: int | None = None
 
     def __reduce__(self) -> Any:
@@ -191,3 +192,38 @@ class SinkDamaged(ResumeMismatch):
 class StoreUnavailable(HeadraceError):
     """The run store stopped answering for longer than the run waits for it
     (``$HEADRACE_STORE_OUTAGE_S``, 60 s by default); the run stopped, resumable."""
+
+    resumable = True
+
+
+class StorageError(HeadraceError):
+    """A sink or run store could not be written or read (a full disk, a damaged file).
+
+    The message is one line naming the file, what went wrong and, for a full disk,
+    the space left; what was committed before is intact and the run resumes.
+    """
+
+    @classmethod
+    def writing(cls, path: object, error: BaseException, what: str = "write") -> StorageError:
+        """The error for ``error`` raised while doing ``what`` to ``path``."""
+        import errno
+        import shutil
+        from pathlib import Path
+
+        reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
+        text = f"cannot {what} {path}: {reason}"
+        if getattr(error, "errno", None) == errno.ENOSPC or "disk is full" in str(error):
+            folder = Path(str(path)).parent
+            while not folder.exists() and folder != folder.parent:
+                folder = folder.parent
+            try:
+                free = shutil.disk_usage(folder).free
+                text += f" ({free:,} bytes free on its disk)"
+            except OSError:
+                pass
+        failure = cls(text + "; what was committed is intact: make room, then resume the run")
+        failure.resumable = True
+        return failure
+
+    resumable = False
+    """Whether the run stopped resumably (the CLI then names the resume command)."""

@@ -58,8 +58,10 @@ class Lanes:
         total: int | None = None,
         duplicates: Duplicates | None = None,
         spend: Spend | None = None,
+        places: Any = None,
     ) -> None:
         self.root = root
+        self.places = places  # the Source, whose .place names the record just read
         self.spend = spend
         self.n_unfinished = 0
         # keys seen so far, when the source's keys may repeat: memory grows with the
@@ -250,8 +252,13 @@ class Lanes:
         if self.duplicates == "first":
             return key, _DUPLICATE
         if self.duplicates == "error":
+            place = getattr(self.places, "place", None) or f"record {index + 1} of the source"
+            try:
+                shown = encode_json(value).decode()
+            except TypeError:
+                shown = repr(value)
             return key, BadRecord(
-                f"item {index}", f"duplicate key {key!r} (an earlier record has it)"
+                place, f"duplicate key {key!r} (an earlier record has it)", shown[:200]
             )
         count = self.repeats.get(key, 1)
         candidate = key

@@ -294,6 +294,7 @@ async def execute(
         )
         total = _count(records)
         unique = records.keys_unique
+        places: Any = records
     elif key is not None:
         raise PipelineError(
             "key= identifies items in a durable run; give run_dir=... (or a file sink) too"
@@ -303,9 +304,10 @@ async def execute(
         items = iter(source.records())
         total = _count(source)
         unique = source.keys_unique
+        places = source
     else:
         items = _open_source(source)
-        total, unique = None, True
+        total, unique, places = None, True, None
     keyed = session is not None or isinstance(source, Source)
     engine = Lanes(
         root,
@@ -321,6 +323,7 @@ async def execute(
         total=total,
         duplicates=None if unique else duplicates,
         spend=Spend(budget) if budget is not None else None,
+        places=places,
     )
     return await engine.execute()
 

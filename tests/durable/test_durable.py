@@ -344,13 +344,26 @@ REPEATED = [{"id": "a", "n": 1}, {"id": "b", "n": 2}, {"id": "a", "n": 3}, {"id"
 def test_a_repeated_key_is_a_dead_letter_by_default_or_stops_the_run(tmp_path: Path) -> None:
     result = run(REPEATED, tmp_path, key="id")
     assert (result.items_out, result.items_dead) == (2, 2)
-    assert {(d.index, d.message) for d in result.dead_letters} == {
-        (2, "item 2: duplicate key 'a' (an earlier record has it)"),
-        (3, "item 3: duplicate key 'a' (an earlier record has it)"),
-    }
-    with pytest.raises(hr.BadInput, match="item 2: duplicate key 'a'"):
+    assert {(d.index, d.message, d.item) for d in result.dead_letters} == {
+        (2, "record 3 of the source: duplicate key 'a' (an earlier record has it)",
+         '{"id":"a","n":3}'),
+        (3, "record 4 of the source: duplicate key 'a' (an earlier record has it)",
+         '{"id":"a","n":4}'),
+    }  # fmt: skip
+    with pytest.raises(hr.BadInput, match="record 3 of the source: duplicate key 'a'"):
         hr.run(double, REPEATED, key="id", on_bad_input="stop", progress=False,
                run_dir=tmp_path / "stop")  # fmt: skip
+
+
+def test_a_repeated_key_in_a_file_names_its_line_and_shows_the_record(tmp_path: Path) -> None:
+    source = write_input(tmp_path / "in.jsonl", REPEATED)
+    result = run(hr.read_jsonl(source, key="id"), tmp_path)
+    dead = sorted(result.dead_letters, key=lambda d: d.index)
+    assert [d.message for d in dead] == [
+        f"{source}:3: duplicate key 'a' (an earlier record has it)",
+        f"{source}:4: duplicate key 'a' (an earlier record has it)",
+    ]
+    assert dead[0].item == '{"id":"a","n":3}'
 
 
 def test_keep_first_drops_repeats_and_a_resume_still_skips_them(tmp_path: Path) -> None:

@@ -111,6 +111,7 @@ class CsvSource(Source):
                         )
                         continue
                 value = dict(zip(header, fields, strict=True))
+                self.place = where
                 yield (f"line:{line}" if self.key is None else value[self.key]), value
 
 

@@ -67,6 +67,7 @@ class JsonlSource(Source):
                 except (orjson.JSONDecodeError, ValueError) as exc:
                     yield BadRecord(where, _why_not_json(raw, exc), _shown(line))
                     continue
+                self.place = where
                 if self.key is None:
                     yield f"line:{number}", value
                 elif not isinstance(value, dict):

@@ -55,6 +55,21 @@ class ParquetSource(Source):
         """The number of rows (from the file's footer)."""
         return int(self._file().metadata.num_rows)
 
+    def _batches(self, parquet: Any, group: int, columns: list[str] | None) -> Iterator[Any]:
+        """The batches of row group ``group``; a damaged one is named, file and group."""
+        batches = parquet.iter_batches(batch_size=1024, row_groups=[group], columns=columns)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except Exception as exc:  # pyarrow's ArrowInvalid, OSError ... for damaged data
+                raise ValueError(
+                    f"{self.path}: row group {group} of {parquet.num_row_groups} cannot be "
+                    f"read ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+                ) from None
+            yield batch
+
     def records(self) -> Iterator[tuple[str, Any] | BadRecord]:
         parquet = self._file()
         columns = self.columns
@@ -62,7 +77,7 @@ class ParquetSource(Source):
             columns = [*columns, self.key]
         for group in range(parquet.num_row_groups):
             row = 0
-            for batch in parquet.iter_batches(batch_size=1024, row_groups=[group], columns=columns):
+            for batch in self._batches(parquet, group, columns):
                 for value in batch.to_pylist():
                     if self.key is None:
                         yield f"row_group:{group}:{row}", value

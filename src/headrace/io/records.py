@@ -106,8 +106,12 @@ class Source:
     """A source of keyed records: ``(key, value)`` pairs or :class:`BadRecord`.
 
     Subclasses read one format; :meth:`describe` records how to open the same
-    source again (for ``headrace resume``).
+    source again (for ``headrace resume``). A source that knows where each record
+    sits sets :attr:`place` (``file:line``) before yielding it, so an error found
+    later about that record (a repeated key) can name it.
     """
+
+    place: str | None = None
 
     def records(self) -> Iterator[tuple[str, Any] | BadRecord]:
         """Yield the records in source order."""

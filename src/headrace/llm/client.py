@@ -374,7 +374,12 @@ class Connection:
                     raise CircuitOpen(f"{client.base_url}: the circuit is open after failures")
                 if rate is not None and buckets is not None:
                     permit = await rate.admit(buckets, body, metrics, prompt_tokens=counted)
-                reply = await self._post(path, body, stream)
+                try:
+                    reply = await self._post(path, body, stream)
+                except TimeoutError:  # aiohttp's carries no words: say what timed out
+                    raise TimeoutError(
+                        f"{client.base_url}{path}: no answer within {client.timeout:g} s"
+                    ) from None
                 if permit is not None and buckets is not None and rate is not None:
                     rate.observe(permit, reply.headers)
                     await rate.succeeded(buckets, permit, reply.body)
@@ -387,6 +392,8 @@ class Connection:
                     circuit.failed(exc)
                 next_delay = None if retrier is None else retrier.retry_delay(attempt, exc, metrics)
                 if next_delay is None:
+                    # the item's dead letter counts the requests sent for it, not one step call
+                    exc.headrace_attempts = attempt  # type: ignore[attr-defined]
                     raise
                 delay = next_delay
             finally:

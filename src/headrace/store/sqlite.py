@@ -24,6 +24,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from ..errors import StorageError
 from .base import DeadRow, FinishedItem, Row, RunStatus, StepError
 from .lease import Lease, check_free, check_held, end_holder, new_holder, start_holder
 
@@ -88,12 +89,18 @@ class SqliteRunStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # With WAL, NORMAL survives any crash of the process; an OS crash may lose the
-        # last commits, and then the sink is cut back to the older state it recorded.
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(SCHEMA)
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # With WAL, NORMAL survives any crash of the process; an OS crash may lose the
+            # last commits, and then the sink is cut back to the older state it recorded.
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise StorageError(
+                f"the run store {path} cannot be opened: {exc} (is it damaged? a copy of the "
+                "run directory from before the damage can be resumed)"
+            ) from None
         self._holder: str | None = None
 
     @classmethod
@@ -113,6 +120,10 @@ class SqliteRunStore:
             row = db.execute("SELECT count(*) FROM run").fetchone()
         except sqlite3.OperationalError:
             return False
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(
+                f"the run store {path} cannot be read: {exc} (is it damaged?)"
+            ) from None
         finally:
             db.close()
         return bool(row and row[0])
@@ -126,7 +137,14 @@ class SqliteRunStore:
     def definition(self) -> dict[str, Any] | None:
         """The stored run definition, or ``None`` for a new store."""
         row = self._db.execute("SELECT definition FROM run WHERE id = 1").fetchone()
-        return None if row is None else dict(json.loads(row[0]))
+        if row is None:
+            return None
+        try:
+            return dict(json.loads(row[0]))
+        except (TypeError, ValueError):
+            raise StorageError(
+                f"the run store {self.path} is damaged: its run definition is not a JSON object"
+            ) from None
 
     def fingerprint(self) -> str | None:
         """The pipeline fingerprint the run was started (or last forced) with."""
@@ -247,7 +265,12 @@ class SqliteRunStore:
     def sink_state(self) -> dict[str, Any]:
         """The sink's committed state (what its files may hold)."""
         row = self._db.execute("SELECT sink_state FROM run WHERE id = 1").fetchone()
-        return dict(json.loads(row[0])) if row else {}
+        try:
+            return dict(json.loads(row[0])) if row else {}
+        except (TypeError, ValueError):
+            raise StorageError(
+                f"the run store {self.path} is damaged: its sink state is not a JSON object"
+            ) from None
 
     def set_total(self, total: int) -> None:
         """Record how many records the source holds."""
@@ -293,6 +316,21 @@ class SqliteRunStore:
         ``key_digest`` (the digest of the keys below the new watermark) is kept as
         it was when not given.
         """
+        try:
+            self._commit(rows, dead, watermark, sink_state, session, replace, key_digest)
+        except sqlite3.Error as exc:  # a full disk, a damaged file
+            raise StorageError.writing(self.path, exc, "commit to") from None
+
+    def _commit(
+        self,
+        rows: list[Row],
+        dead: list[DeadRow],
+        watermark: int,
+        sink_state: dict[str, Any],
+        session: int,
+        replace: bool,
+        key_digest: str | None,
+    ) -> None:
         now = time.time()
         verb = "INSERT OR REPLACE" if replace else "INSERT"
         with self._transaction():
