@@ -76,3 +76,17 @@ def test_a_repeated_csv_header_is_refused_before_anything_runs(tmp_path: Path) -
         SourceError, match=rf"^{path}:1: the header names column 'v' more than once$"
     ):
         run(hr.read_csv(path, key="id"))
+
+
+def test_a_tabular_sink_refuses_an_integer_its_column_cannot_hold(tmp_path: Path) -> None:
+    """Not written as a float (which would change it): a dead letter naming the field."""
+    big = 123456789012345678901234567890
+    result = hr.run(
+        lambda r: r,
+        [{"id": big}],
+        sink=hr.write_csv(tmp_path / "out.csv"),
+        run_dir=tmp_path / "run",
+        progress=False,
+    )
+    [dead] = result.dead_letters
+    assert (dead.step, dead.message) == ("<sink>", f"field 'id': {big} does not fit in int64")

@@ -28,9 +28,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, Literal
 
-import orjson
-
-from .records import encode_json
+from .records import decode_json, encode_json
 
 __all__ = ["COLUMN_TYPES", "ColumnType", "Columns", "as_record"]
 
@@ -170,7 +168,7 @@ class Columns:
             ValueError: a field is not a column, or has the wrong type.
         """
         # as JSON sees it: numpy numbers, datetimes, UUIDs, nested models become plain values
-        record = orjson.loads(encode_json(as_record(value)))
+        record = decode_json(encode_json(as_record(value)))
         key_column = self.key_column
         if key_column is not None:
             given = record.get(key_column)

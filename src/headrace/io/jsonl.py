@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,14 +10,10 @@ from typing import Any
 import orjson
 
 from .appending import AppendingFileSink
-from .records import BadRecord, Source, encode_json
+from .records import BadRecord, Source, decode_json, encode_json
 
 __all__ = ["JsonlSink", "JsonlSource", "read_jsonl", "write_jsonl"]
 
-# orjson reads an integer beyond 64 bits as a float (1e29: two such ids can collide);
-# a line with a run of 19 or more digits is read by the standard library instead, which
-# keeps every integer exact
-_LONG_NUMBER = re.compile(rb"\d{19,}")
 _BOM = b"\xef\xbb\xbf"
 
 
@@ -63,7 +57,7 @@ class JsonlSource(Source):
                 if not line:
                     continue
                 try:
-                    value = json.loads(line) if _LONG_NUMBER.search(line) else orjson.loads(line)
+                    value = decode_json(line)
                 except (orjson.JSONDecodeError, ValueError) as exc:
                     yield BadRecord(where, _why_not_json(raw, exc), _shown(line))
                     continue

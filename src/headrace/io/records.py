@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Sized
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -88,6 +89,21 @@ def _restore_big_ints(value: Any) -> Any:
     if isinstance(value, list):
         return [_restore_big_ints(v) for v in value]
     return value
+
+
+# orjson reads an integer beyond 64 bits as a float (1e29: two such ids can collide);
+# text with a run of 19 or more digits is read by the standard library instead, which
+# keeps every integer exact
+_LONG_NUMBER = re.compile(rb"\d{19,}")
+
+
+def decode_json(data: bytes) -> Any:
+    """``data`` as JSON, integers of any size kept exact.
+
+    Raises:
+        ValueError: not JSON (``orjson.JSONDecodeError`` or ``json.JSONDecodeError``).
+    """
+    return json.loads(data) if _LONG_NUMBER.search(data) else orjson.loads(data)
 
 
 def item_key(index: int, value: Any) -> str:
