@@ -144,6 +144,8 @@ class RedisBuckets:
         if tk_rate > 0:
             self.fallback.tokens = TokenBucket(tk_rate * outage_share, tk_cap * outage_share, now)
         self.down_until = 0.0
+        self.warned = False  # an outage was announced and not yet its end
+        self.answered_at = -self.retry_s  # when Redis last came back
         self.outages = 0
         self.on_outage = on_outage
         self.script = self.client.register_script(_LUA)
@@ -165,8 +167,12 @@ class RedisBuckets:
         try:
             wait = float(await self.script(keys=self.keys, args=args))
         except (RedisError, OSError) as exc:
-            if not self.down_until:
+            now = self.clock()
+            # a failure just after Redis came back (a stale pooled connection) belongs to
+            # the same outage: one warning, one count
+            if not self.down_until and now - self.answered_at > self.retry_s:
                 self.outages += 1
+                self.warned = True
                 if self.on_outage is not None:
                     self.on_outage()
                 _log.warning(
@@ -175,11 +181,14 @@ class RedisBuckets:
                     self.shown,
                     scrub_text(str(exc))[:200],
                 )
-            self.down_until = self.clock() + self.retry_s
+            self.down_until = now + self.retry_s
             return self._locally(mode, requests, tokens)
         if self.down_until:
-            _log.warning("headrace rate: Redis at %s answers again", self.shown)
             self.down_until = 0.0
+            self.answered_at = self.clock()
+            if self.warned:
+                self.warned = False
+                _log.warning("headrace rate: Redis at %s answers again", self.shown)
         return wait
 
     def _locally(self, mode: str, requests: float, tokens: float) -> float:
