@@ -316,7 +316,12 @@ class DurableSession:
         self.session = store.start_session(forced=bool(note), note=note or None)
         # on a resume, output beyond the committed state was this run's own: cut back
         overwrite = self.overwrite or self.mode != "new"
-        recovered = self.sink.open(store.sink_state(), overwrite=overwrite)
+        try:
+            recovered = self.sink.open(store.sink_state(), overwrite=overwrite)
+        except BaseException:
+            if not exists:  # a new run refused at its sink (output already there): no run
+                store.discard()
+            raise
         if recovered is not None:
             _roll_forward(store, recovered)
         self._watermark = store.watermark()

@@ -90,7 +90,8 @@ def test_a_new_run_refuses_existing_output_unless_asked_to_overwrite(
     with pytest.raises(OutputExists, match=r"that this run did not write; pass overwrite=True"):
         go(kind, tmp_path, run_dir=tmp_path / "second")
     assert sorted(keys_in(kind, tmp_path)) == before  # left exactly as it was
-    result = go(kind, tmp_path, run_dir=tmp_path / "third", overwrite=True)
+    # the refused run left no run behind: the same command with overwrite=True just runs
+    result = go(kind, tmp_path, run_dir=tmp_path / "second", overwrite=True)
     assert result.items_out == ITEMS
     keys = keys_in(kind, tmp_path)
     assert len(keys) == len(set(keys)) == ITEMS
@@ -159,6 +160,8 @@ def test_the_cli_names_the_damage_in_one_line_and_rebuilds(tmp_path: Path) -> No
 
     assert call(*args, "--run-dir", "a").returncode == 0
     refused = call(*args, "--run-dir", "b")
+    again = call(*args, "--run-dir", "b")  # refused the same way, not "already holds a run"
+    assert again.returncode == 1 and "that this run did not write" in again.stderr
     assert refused.returncode == 1
     assert refused.stderr.strip().splitlines() == [
         f"error: out.jsonl already holds {(tmp_path / 'out.jsonl').stat().st_size:,} bytes that "

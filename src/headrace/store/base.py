@@ -177,6 +177,9 @@ class RunStore(Protocol):
     def forget_outputs(self) -> int:
         """Forget every ``done`` outcome so a resume computes those items again."""
 
+    def discard(self) -> None:
+        """Forget this run entirely (a new run refused before anything ran)."""
+
     def status(self) -> RunStatus:
         """Counts, the last error of each step, timing and the source's size."""
 

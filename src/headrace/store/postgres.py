@@ -472,6 +472,12 @@ class PostgresRunStore:
             )
         return int(done.rowcount)
 
+    def discard(self) -> None:
+        """Forget this run entirely (see :meth:`SqliteRunStore.discard`)."""
+        with self._pool.connection() as connection:
+            for table in ("headrace_items", "headrace_dead", "headrace_sessions", "headrace_runs"):
+                connection.execute(f"DELETE FROM {table} WHERE run = %s", (self.name,))
+
     # --- status --------------------------------------------------------------
 
     def status(self) -> RunStatus:

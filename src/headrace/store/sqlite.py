@@ -368,6 +368,13 @@ class SqliteRunStore:
             )
         return int(forgotten)
 
+    def discard(self) -> None:
+        """Forget this run entirely (a new run whose first session was refused before
+        anything ran), so the run directory holds no run again."""
+        with self._transaction():
+            for table in ("items", "dead", "sessions", "run"):
+                self._db.execute(f"DELETE FROM {table}")
+
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
 
