@@ -90,18 +90,40 @@ class SqliteRunStore:
     def __init__(self, path: Path) -> None:
         self.path = path
         try:
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # With WAL, NORMAL survives any crash of the process; an OS crash may lose the
-            # last commits, and then the sink is cut back to the older state it recorded.
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(SCHEMA)
+            self._db = self._connect(path)
         except sqlite3.Error as exc:
             raise StorageError(
                 f"the run store {path} cannot be opened: {exc} (is it damaged? a copy of the "
                 "run directory from before the damage can be resumed)"
             ) from None
         self._holder: str | None = None
+
+    @staticmethod
+    def _connect(path: Path) -> sqlite3.Connection:
+        """Open the file in WAL mode with the schema, waiting while another process
+        holds it: a session starting while another commits, or the first opener
+        after a kill recovering the WAL, answers "locked" even past the busy timeout."""
+        deadline = time.monotonic() + 30.0
+        pause = 0.05
+        while True:
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                # With WAL, NORMAL survives any crash of the process; an OS crash may lose
+                # the last commits, and then the sink is cut back to the state it recorded.
+                db.execute("PRAGMA synchronous=NORMAL")
+                db.executescript(SCHEMA)
+                return db
+            except sqlite3.OperationalError as exc:
+                db.close()
+                busy = "locked" in str(exc) or "busy" in str(exc)
+                if not busy or time.monotonic() > deadline:
+                    raise
+            except BaseException:
+                db.close()
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
 
     @classmethod
     def in_dir(cls, run_dir: Path) -> SqliteRunStore:
@@ -115,11 +137,19 @@ class SqliteRunStore:
         path = run_dir / cls.FILENAME
         if not path.exists():
             return False
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
         try:
             row = db.execute("SELECT count(*) FROM run").fetchone()
-        except sqlite3.OperationalError:
-            return False
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return False
+            # locked by another session's start: open it properly, which waits
+            db.close()
+            store = cls(path)
+            try:
+                return store.definition() is not None
+            finally:
+                store.close()
         except sqlite3.DatabaseError as exc:
             raise StorageError(
                 f"the run store {path} cannot be read: {exc} (is it damaged?)"
