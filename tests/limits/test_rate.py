@@ -221,9 +221,11 @@ def test_after_429s_from_someone_else_on_the_key_waiters_do_not_herd() -> None:
     chat = result.metrics.step("chat")
     arrived = stats["windows"]["arrived"]
     assert 1 <= chat.throttled <= 5, arrived  # only the burst finds the bucket empty
-    # window 0: the other client's five; window 1: our burst, refused, and the first
-    # retries; from then on two calls per 100 ms (20/s), not the 30 waiters at once
-    assert max(arrived[2:]) <= 4, arrived
+    # the first busy window: the other client's five; the next: our burst, refused, and
+    # the first retries; from then on two calls per 100 ms (20/s), not the 30 waiters at
+    # once. (Counted from the first busy window: a loaded machine can start the sim late.)
+    start = next(i for i, n in enumerate(arrived) if n)
+    assert max(arrived[start + 2 :]) <= 4, arrived
 
 
 def test_auto_learns_the_sims_limit_from_its_headers() -> None:
