@@ -111,9 +111,10 @@ def test_a_batch_returning_the_wrong_number_of_outputs_fails_its_items() -> None
 
     result = run(lossy, range(3))
     assert result.items_dead == 3
-    assert result.dead_letters[0].message == (
-        "a batched step must return a list with one output per input: got 0 for 1 inputs"
-    )
+    # as it first happened, not what halving made of it ("got 0 for 1 inputs")
+    assert {d.message for d in result.dead_letters} == {
+        "a batched step must return a list with one output per input: it returned 2 for 3 inputs"
+    }
 
 
 def test_batch_calls_in_flight_never_exceed_the_step_concurrency() -> None:

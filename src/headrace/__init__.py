@@ -37,16 +37,20 @@ from .compose import (
 )
 from .errors import (
     BadInput,
+    BatchMismatch,
     BudgetExhausted,
     HeadraceError,
     NoRoute,
     OutputTypeError,
     PipelineError,
+    ProviderDown,
     ResumeMismatch,
+    RunStopped,
     SourceError,
     StepFailed,
     StepTimeout,
     Throttled,
+    TooManyDead,
 )
 from .graph import OTHERWISE, Edge, Graph, GraphError, Node, edge, graph, node
 from .io import (
@@ -128,6 +132,10 @@ __all__ = [
     "BadInput",
     "Budget",
     "BudgetExhausted",
+    "BatchMismatch",
+    "ProviderDown",
+    "RunStopped",
+    "TooManyDead",
     "Cache",
     "ResumeMismatch",
     "read_csv",

@@ -6,9 +6,12 @@ item (``idle``, see :mod:`headrace.activity`) — so the tail of a run never wai
 for a timer. At most ``concurrency`` batch calls are in flight; items keep
 gathering meanwhile, so the next call leaves full.
 
-If a call of several items raises, the batch is halved and each half called
-again, down to single items, so a poison item becomes one dead letter and its
-neighbours still succeed, in batches.
+If a call of several items raises an error that can be an item's fault, the
+batch is halved and each half called again, down to single items, so a poison
+item becomes one dead letter and its neighbours still succeed, in batches.
+Errors that are not an item's (a connection refused, a 5xx or 429, a provider
+down, a run stopped, a function returning the wrong number of outputs) fail the
+whole batch as they are, without halving: halving would only repeat them.
 """
 
 from __future__ import annotations
@@ -19,7 +22,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .activity import Activity
+from .errors import BatchMismatch, RunStopped
 from .executors import ItemFailure
+from .limits.circuit import CircuitOpen
+from .limits.retry import is_retryable
 from .metrics import StepMetrics
 
 __all__ = ["MicroBatcher", "BatchCall"]
@@ -123,8 +129,8 @@ class MicroBatcher:
             try:
                 outcomes = await self._call_checked(values)
             except Exception as exc:
-                if len(batch) == 1:
-                    outcomes = [ItemFailure(exc)]
+                if len(batch) == 1 or not could_be_an_items_fault(exc):
+                    outcomes = [ItemFailure(exc)] * len(batch)
                 else:
                     self._metrics.batch_splits += 1
                     outcomes = await self._isolate(values)
@@ -153,9 +159,9 @@ class MicroBatcher:
         outcomes = await self._call(values)
         if not isinstance(outcomes, list) or len(outcomes) != len(values):
             got = len(outcomes) if isinstance(outcomes, list) else type(outcomes).__name__
-            raise ValueError(
+            raise BatchMismatch(
                 f"a batched step must return a list with one output per input: "
-                f"got {got} for {len(values)} inputs"
+                f"it returned {got} for {len(values)} inputs"
             )
         if self._timed:
             timed: list[Any] = []
@@ -178,9 +184,23 @@ class MicroBatcher:
             try:
                 outcomes.extend(await self._call_checked(half))
             except Exception as exc:
-                if len(half) == 1:
-                    outcomes.append(ItemFailure(exc))
+                if len(half) == 1 or not could_be_an_items_fault(exc):
+                    outcomes.extend([ItemFailure(exc)] * len(half))
                 else:
                     self._metrics.batch_splits += 1
                     outcomes.extend(await self._isolate(half))
         return outcomes
+
+
+def could_be_an_items_fault(error: BaseException) -> bool:
+    """Whether halving a failed batch could find an item to blame for ``error``.
+
+    Not for outages (connection errors, 5xx, 429s, an open circuit), a stopped run,
+    or a function that returned the wrong number of outputs: those fail every item
+    of the batch as they are. Timeouts and every other error may be an item's.
+    """
+    if isinstance(error, BatchMismatch | RunStopped | CircuitOpen):
+        return False
+    if isinstance(error, TimeoutError):  # a step's timeout: one item may hang a batch
+        return True
+    return not is_retryable(error)

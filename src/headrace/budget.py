@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import BudgetExhausted, PipelineError, StepFailed
+from .errors import BudgetExhausted, PipelineError, RunStopped, StepFailed
 
-__all__ = ["Budget", "Spend", "out_of_budget"]
+__all__ = ["Budget", "Spend", "run_stopped"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +45,7 @@ class Budget:
 class Spend:
     """What one run has spent against its :class:`Budget`, and what calls in flight hold."""
 
-    __slots__ = ("budget", "reserved_tokens", "reserved_usd", "stopped", "tokens", "usd")
+    __slots__ = ("budget", "reserved_tokens", "reserved_usd", "tokens", "usd")
 
     def __init__(self, budget: Budget) -> None:
         self.budget = budget
@@ -53,7 +53,6 @@ class Spend:
         self.tokens = 0
         self.reserved_usd = 0.0
         self.reserved_tokens = 0
-        self.stopped: str | None = None
 
     def reserve(self, tokens: int, usd: float) -> None:
         """Hold a call's expected cost; refuse it once the budget is reached.
@@ -77,17 +76,17 @@ class Spend:
         self.usd += usd
 
     def _stop(self, reason: str) -> None:
-        self.stopped = reason
         raise BudgetExhausted(reason)
 
 
-def out_of_budget(failure: BaseException) -> bool:
-    """Whether a failure comes down to a call refused by the run's budget."""
+def run_stopped(failure: BaseException) -> RunStopped | None:
+    """The reason, if any, that a failure is the run's and not the item's: a call refused
+    by the run's budget, a provider down past its circuit's ``max_outage``."""
     error: BaseException | None = failure
     for _ in range(16):  # compositions wrap failures a few levels deep at most
         if error is None:
-            return False
-        if isinstance(error, BudgetExhausted):
-            return True
+            return None
+        if isinstance(error, RunStopped):
+            return error
         error = error.cause if isinstance(error, StepFailed) else error.__cause__
-    return False
+    return None

@@ -17,11 +17,12 @@ from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from .batcher import BatchCall, MicroBatcher
-from .errors import OutputTypeError, PipelineError, StepFailed, StepTimeout
+from .errors import OutputTypeError, PipelineError, ProviderDown, StepFailed, StepTimeout
 from .executors import (
     ProcessPool,
     apply_batch,
     apply_each,
+    check_main_guard,
     close_thread_pool,
     function_ref,
     open_thread_pool,
@@ -211,6 +212,7 @@ def _bind_batched(
     call: BatchCall
     if step.executor == "process":
         target = function_ref(fn, name)
+        check_main_guard(name)
         pool = ProcessPool(step.concurrency)
         ctx.on_close(pool.close)
         apply = apply_each if timed else apply_batch
@@ -296,6 +298,7 @@ def _retrying(handler: Handler, retry: Retry, metrics: StepMetrics) -> Handler:
                 failure.attempts = attempt
                 delay = retrier.retry_delay(attempt, cause, metrics)
                 if delay is None:
+                    failure.add_note(retrier.gave_up(attempt, cause))
                     raise
             await asyncio.sleep(delay)
             attempt += 1
@@ -304,22 +307,31 @@ def _retrying(handler: Handler, retry: Retry, metrics: StepMetrics) -> Handler:
 
 
 def _guarded(handler: Handler, circuit: Circuit, name: str) -> Handler:
-    """Refuse calls at once while ``circuit`` is open; tell it how each call ended."""
+    """Hold (or refuse) calls while ``circuit`` is open; tell it how each call ended.
+
+    An outage-like failure while the circuit is open goes again once it lets calls
+    through, without reaching the retry around this (see :mod:`headrace.limits.circuit`).
+    """
 
     async def handle(value: Any) -> Any:
-        if not circuit.allow():
-            error = CircuitOpen(f"step {name!r}: the circuit is open after repeated failures")
-            raise StepFailed(name, error)
-        try:
-            out = await handler(value)
-        except StepFailed as failure:
-            circuit.failed(failure.cause)
-            raise
-        except BaseException:
-            circuit.probing = False  # cancelled: the probe's turn passes to the next call
-            raise
-        circuit.succeeded()
-        return out
+        while True:
+            try:
+                probe = await circuit.wait_turn(f"step {name!r}")
+            except (CircuitOpen, ProviderDown) as error:
+                raise StepFailed(name, error) from None
+            try:
+                out = await handler(value)
+            except StepFailed as failure:
+                circuit.failed(failure.cause)
+                if circuit.holds(failure.cause):
+                    continue
+                raise
+            except BaseException:
+                if probe:
+                    circuit.probing = False  # cancelled: the probe's turn passes on
+                raise
+            circuit.succeeded()
+            return out
 
     return handle
 

@@ -36,6 +36,20 @@ RunStoreOption = Annotated[
     ),
 ]
 
+MaxDeadOption = Annotated[
+    str,
+    typer.Option(
+        "--max-dead",
+        help="dead letters allowed before the command exits 3: a count (10) or a share "
+        "of the items read (1%); default 0",
+    ),
+]
+
+EXIT_DEAD = 3
+"""The exit status of a run that ended with more dead letters than ``--max-dead``."""
+EXIT_STOPPED = 4
+"""The exit status of a run that stopped early, resumable (a spent budget, a provider down)."""
+
 app = typer.Typer(
     name="headrace",
     help="Push large datasets through pipelines of AI and data steps, without losing work.",
@@ -274,12 +288,25 @@ def _carry_out(
     duplicates: str = "error",
     overwrite: bool = False,
     rebuild_sink: bool = False,
+    max_dead: str = "0",
 ) -> None:
     import asyncio
 
     from .errors import HeadraceError
+    from .result import dead_allowed
     from .runner import default_window, execute
     from .step import as_step
+
+    try:
+        dead_allowed(max_dead, 0)
+    except HeadraceError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--max-dead") from None
+    if mode == "auto" and _run_exists(run_dir, run_store):
+        typer.echo(
+            f"resuming the run in {run_dir}: what it finished is not run again "
+            "(--fresh starts over)",
+            err=True,
+        )
 
     recipe_options: dict[str, Any] = {}
     if pipeline_ref.startswith("recipe:"):  # a recipe run, stored as Recipe.ref
@@ -322,6 +349,16 @@ def _carry_out(
     typer.echo(result.summary())
     if result.dead_letters:
         typer.echo(f"\n{result.items_dead:,} dead letters: {run_dir / 'dead.jsonl'}")
+    if result.stopped:
+        typer.echo(f"finish it with: headrace resume {run_dir}", err=True)
+        raise typer.Exit(EXIT_STOPPED)
+    if result.items_dead > dead_allowed(max_dead, result.items_in):
+        typer.echo(
+            f"failed: {result.items_dead:,} of {result.items_in:,} items are dead letters "
+            f"(--max-dead {max_dead}); fix the cause, then: headrace retry-dead {run_dir}",
+            err=True,
+        )
+        raise typer.Exit(EXIT_DEAD)
 
 
 @app.command()
@@ -377,10 +414,19 @@ def run(
     overwrite: Annotated[
         bool, typer.Option(help="replace output already at --output (refused without it)")
     ] = False,
+    fresh: Annotated[
+        bool,
+        typer.Option(
+            help="discard the run in the run directory, and its output, and start again "
+            "(without it, a run found there is resumed)"
+        ),
+    ] = False,
+    max_dead: MaxDeadOption = "0",
 ) -> None:
-    """Run a recipe or a pipeline over a file, durably: kill it at any moment, then
-    `headrace resume`. A recipe's run: section sets the window, order and error handling
-    (change them with --set run.concurrency=16)."""
+    """Run a recipe or a pipeline over a file, durably: kill it at any moment, then run
+    the same command again (or `headrace resume DIR`) to finish it; --fresh starts over.
+    A recipe's run: section sets the window, order and error handling (change them with
+    --set run.concurrency=16)."""
     if _is_recipe(pipeline):
         given = [
             flag
@@ -419,13 +465,14 @@ def run(
             source,
             sink,
             run_dir or recipe.default_run_dir(),
-            "new",
+            "fresh" if fresh else "auto",
             False,
             run_store=run_store,
             ordered=options.ordered,
             on_bad_input=options.on_bad_input,
             duplicates=options.duplicates,
             overwrite=overwrite,
+            max_dead=max_dead,
         )
         return
     if set_ or allow or allow_path or trusted or dry_run:
@@ -447,7 +494,7 @@ def run(
         _source_for(input, key),
         _sink_for(output, table, key),
         run_dir,
-        "new",
+        "fresh" if fresh else "auto",
         False,
         run_store=run_store,
         window=window,
@@ -455,7 +502,17 @@ def run(
         on_bad_input="stop" if stop_on_bad_input else "dead_letter",
         duplicates=duplicates,
         overwrite=overwrite,
+        max_dead=max_dead,
     )
+
+
+def _run_exists(run_dir: Path, run_store: str | None) -> bool:
+    from .store import StoreLocation
+
+    try:
+        return StoreLocation(run_dir, run_store).exists()
+    except (ConnectionError, ValueError):
+        return False  # the run itself reports an unreachable store
 
 
 def _open_store(run_dir: Path, run_store: str | None) -> RunStore:
@@ -509,9 +566,12 @@ def resume(
             help="the sink lost committed output: set it aside and compute those items again"
         ),
     ] = False,
+    max_dead: MaxDeadOption = "0",
 ) -> None:
     """Finish an interrupted run: nothing finished is computed or written again."""
-    _continue_stored(run_dir, "resume", force, run_store, rebuild_sink=rebuild_sink)
+    _continue_stored(
+        run_dir, "resume", force, run_store, rebuild_sink=rebuild_sink, max_dead=max_dead
+    )
 
 
 @app.command("retry-dead")
@@ -521,13 +581,20 @@ def retry_dead(
         bool, typer.Option(help="retry even though the pipeline changed (recorded)")
     ] = False,
     run_store: RunStoreOption = None,
+    max_dead: MaxDeadOption = "0",
 ) -> None:
     """Run only the dead letters of a run again (after a fix)."""
-    _continue_stored(run_dir, "retry_dead", force, run_store)
+    _continue_stored(run_dir, "retry_dead", force, run_store, max_dead=max_dead)
 
 
 def _continue_stored(
-    run_dir: Path, mode: Mode, force: bool, run_store: str | None, *, rebuild_sink: bool = False
+    run_dir: Path,
+    mode: Mode,
+    force: bool,
+    run_store: str | None,
+    *,
+    rebuild_sink: bool = False,
+    max_dead: str = "0",
 ) -> None:
     """Resume a stored run, or retry its dead letters, with the options it was started with."""
     ref, source, sink, options = _stored(run_dir, run_store)
@@ -543,6 +610,7 @@ def _continue_stored(
         on_bad_input=str(options.get("on_bad_input", "dead_letter")),
         duplicates=str(options.get("duplicates", "error")),
         rebuild_sink=rebuild_sink,
+        max_dead=max_dead,
     )
 
 
@@ -733,10 +801,16 @@ def demo(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
 
-    def started(taken: int, total: int, judge: str) -> None:
+    def started(taken: int, total: int, judge: str, resuming: bool) -> None:
         typer.echo(
             f"headrace demo: {taken:,} of {total:,} paragraphs of the State of the Union "
             f"addresses, 1790 to today\ntone judged by {judge}\nwriting to {out}/\n"
+            + (
+                f"resuming the demo run in {out}/: paragraphs it finished keep the tones "
+                "they were given then (--fresh starts again)\n"
+                if resuming
+                else ""
+            )
         )
 
     try:
@@ -758,8 +832,10 @@ def demo(
         f"\nwritten: {done.parquet_dir}/ (Parquet), {out / 'run'}/ (run store); "
         f"headrace status {out / 'run'} shows it"
     )
+    if done.result.stopped:
+        raise typer.Exit(EXIT_STOPPED)
     if done.result.items_dead:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_DEAD)
 
 
 def _where(description: dict[str, Any]) -> str:

@@ -207,7 +207,8 @@ def _tone_endpoint() -> Iterator[tuple[Any, str, str]]:
     from .sim import serve
 
     with serve(rpm=3000, latency_ms=150, latency_sigma=0.4, repeatable=True) as sim:
-        client = hr.llm.Client(base_url=sim.url, rate=hr.Rate.auto())
+        # the sim's port changes from run to run; its answers do not
+        client = hr.llm.Client(base_url=sim.url, rate=hr.Rate.auto(), identity="headrace-sim")
         yield client, "gpt-4o-mini", f"headrace sim at {sim.url} (simulated answers)"
 
 
@@ -218,7 +219,7 @@ def run_demo(
     fresh: bool = False,
     device: str | None = None,
     progress: bool = True,
-    on_start: Callable[[int, int, str], None] | None = None,
+    on_start: Callable[[int, int, str, bool], None] | None = None,
 ) -> DemoRun:
     """Run the demo into ``out``, resuming a run found there.
 
@@ -228,8 +229,9 @@ def run_demo(
         fresh: delete ``out`` first and start again.
         device: where the embedding model runs (default: CUDA when there is a GPU).
         progress: show the progress line.
-        on_start: called with (paragraphs taken, paragraphs in the corpus, judge)
-            before the run starts.
+        on_start: called with (paragraphs taken, paragraphs in the corpus, judge,
+            resuming) before the run starts; ``resuming`` when a run in ``out`` is
+            carried on, whose finished paragraphs keep the tones they got then.
 
     Raises:
         HeadraceError: ``out`` holds a run made with another ``limit``.
@@ -240,9 +242,10 @@ def run_demo(
         shutil.rmtree(out)
     records, total = paragraphs(limit)
     run_dir = out / "run"
+    resuming = (run_dir / "run.sqlite").exists()
     with _tone_endpoint() as (client, model, judge):
         if on_start is not None:
-            on_start(len(records), total, judge)
+            on_start(len(records), total, judge, resuming)
         pipeline = build_pipeline(client, model, device)
         try:
             result = hr.run(
@@ -251,13 +254,14 @@ def run_demo(
                 key="id",
                 sink=hr.write_parquet(out / "paragraphs", items_per_file=500),
                 run_dir=run_dir,
-                resume=(run_dir / "run.sqlite").exists(),
+                resume=resuming,
                 progress=progress,
             )
         except hr.ResumeMismatch as exc:
             raise HeadraceError(
-                f"{out} holds a demo run over other paragraphs (another --limit?): "
-                f"run with --fresh to start again, or --out elsewhere ({exc})"
+                f"{out} holds a demo run that differs from this one (another --limit, or "
+                f"another tone judge?): run with --fresh to start again, or --out elsewhere "
+                f"({exc})"
             ) from exc
     return DemoRun(result, out, len(records), total, judge)
 

@@ -23,6 +23,7 @@ from typing import Any, Literal
 import orjson
 
 from .errors import HeadraceError, ResumeMismatch, StorageError
+from .fingerprint import identity_changes
 from .io.records import DurableSink, Recovered, encode_json
 from .store import DeadRow, FinishedItem, Row, RunStore, StoreLocation
 from .store.lease import BEAT_S
@@ -31,7 +32,10 @@ _log = logging.getLogger("headrace.run")
 
 __all__ = ["DurableSession", "DurableWriter", "Mode"]
 
-Mode = Literal["new", "resume", "retry_dead"]
+Mode = Literal["new", "resume", "auto", "fresh", "retry_dead"]
+"""How a session meets what ``run_dir`` holds: ``new`` (refuse a run there),
+``resume`` (need one), ``auto`` (resume one if there, else start), ``fresh``
+(discard one if there, its output too, and start), ``retry_dead``."""
 """What a session does: start a run, resume it, or run its dead letters again."""
 
 
@@ -242,6 +246,7 @@ class DurableSession:
         self.overwrite = overwrite
         self.rebuild_sink = rebuild_sink
         self.store: RunStore | None = None
+        self.resumed = False  # whether this session carries on a stored run
         self.session = 0
         self.skipped = 0
         self._watermark = 0
@@ -261,12 +266,16 @@ class DurableSession:
             self.writer = DurableWriter(None, self.sink, session=0, finished_above={})
             return
         exists = where.exists()
+        if self.mode == "auto":
+            self.mode = "resume" if exists else "new"
+        self.resumed = exists and self.mode in ("resume", "retry_dead")
         if exists and self.mode == "new":
             raise HeadraceError(
-                f"{where} already holds a run; resume it with resume=True "
-                f"(`headrace resume {where.run_dir}`) or choose another run_dir"
+                f"{where} already holds a run; resume it (`headrace resume {where.run_dir}`; "
+                "resume=True in Python), start it again (--fresh; fresh=True), or choose "
+                "another run_dir"
             )
-        if not exists and self.mode != "new":
+        if not exists and self.mode not in ("new", "fresh"):
             raise ResumeMismatch(f"there is no run to resume in {where}")
         store = self.store = where.open()
         try:
@@ -292,6 +301,10 @@ class DurableSession:
             )
         if not exists and store.definition() is not None:
             raise HeadraceError(f"{where} was started by another session just now")
+        if exists and self.mode == "fresh":  # held now: no session of it is running
+            store.discard()
+            (where.run_dir / "dead.jsonl").unlink(missing_ok=True)
+            exists = False
         where.run_dir.mkdir(parents=True, exist_ok=True)  # for dead.jsonl, whatever the store
         note = None
         if exists:
@@ -348,15 +361,19 @@ class DurableSession:
         before = store.fingerprint()
         if before == self.fingerprint:
             return None
+        changes = identity_changes(stored.get("steps"), self.definition.get("steps", {}))
+        changed = "; ".join(changes[:5]) or (
+            f"fingerprint {str(before)[:12]} then, {self.fingerprint[:12]} now"
+        )
         if not self.force:
             raise ResumeMismatch(
-                f"the pipeline changed since the run in {self.location} started (fingerprint "
-                f"{str(before)[:12]} then, {self.fingerprint[:12]} now): finished items were "
-                "computed by the old one. Resume anyway with force=True (--force); the "
-                "store records that it was forced"
+                f"the pipeline changed since the run in {self.location} started ({changed}): "
+                "finished items were computed by the old one. Resume anyway with --force "
+                "(force=True in Python; the store records that it was forced), or start "
+                "again with --fresh (fresh=True)"
             )
         store.force_fingerprint(self.fingerprint)
-        return f"pipeline fingerprint changed from {before} to {self.fingerprint}"
+        return f"pipeline fingerprint changed from {before} to {self.fingerprint}: {changed}"
 
     def skip(self, index: int, key: str) -> bool:
         """Whether the item at source ``index`` is not to be run in this session.

@@ -19,7 +19,11 @@ __all__ = [
     "BadInput",
     "ResumeMismatch",
     "Throttled",
+    "BatchMismatch",
     "BudgetExhausted",
+    "ProviderDown",
+    "RunStopped",
+    "TooManyDead",
 ]
 
 
@@ -143,12 +147,40 @@ def _rebuild_throttled(message: str, retry_after: float | None, headers: dict[st
     return Throttled(message, retry_after=retry_after, headers=headers)
 
 
-class BudgetExhausted(HeadraceError):
-    """A call was not made because the run's :class:`~headrace.budget.Budget` is spent.
+class RunStopped(HeadraceError):
+    """An item could not go on for a reason that is the run's, not the item's.
 
-    The item it belonged to is left unfinished, not dead: the run stops taking
-    new items, finishes what is in flight, and ends cleanly, so that a resume
-    (with a new budget) carries on from there.
+    The item is left unfinished, not dead: the run stops taking new items,
+    finishes what is in flight, and ends cleanly with ``result.stopped`` set to
+    this message, so that a resume carries on from there.
+    """
+
+
+class BudgetExhausted(RunStopped):
+    """A call was not made because the run's :class:`~headrace.budget.Budget` is spent
+    (a :class:`RunStopped`: a resume with a new budget carries on)."""
+
+
+class ProviderDown(RunStopped):
+    """A provider's circuit stayed open longer than its ``max_outage``: the provider is
+    down, not the items (a :class:`RunStopped`: a resume carries on once it is back)."""
+
+
+class TooManyDead(HeadraceError):
+    """More items ended as dead letters than ``max_dead`` allows (``hr.run(max_dead=...)``).
+
+    Raised after the run ended, everything in it committed; ``result`` holds the
+    run's :class:`~headrace.result.RunResult`.
+    """
+
+    result: Any = None
+
+
+class BatchMismatch(HeadraceError, ValueError):
+    """A batched function returned a number of outputs other than its number of inputs.
+
+    It is the function's fault, not an item's: the batch is not halved to look for
+    a culprit, and each of its items fails with this message, as it first happened.
     """
 
 

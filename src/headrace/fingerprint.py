@@ -9,11 +9,12 @@ from __future__ import annotations
 import ast
 import hashlib
 import inspect
+import json
 import textwrap
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["code_hash"]
+__all__ = ["code_hash", "identity_changes", "leaf_identities"]
 
 
 def code_hash(fn: Callable[..., Any]) -> str:
@@ -43,3 +44,58 @@ def code_hash(fn: Callable[..., Any]) -> str:
         code = getattr(target, "__code__", None)
         text = repr((code.co_code, code.co_consts, code.co_names)) if code else repr(target)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def leaf_identities(root: Any) -> dict[str, dict[str, str]]:
+    """What decides each leaf step's results, by step name, in a few words each.
+
+    Stored with a durable run, so that a resume refused for a changed pipeline can
+    name what changed (``step 'tone': endpoint 'http://a' then, 'http://b' now``).
+    Short text values are kept as they are; longer ones (prompts, schemas, code)
+    as a short hash.
+    """
+    leaves: dict[str, dict[str, str]] = {}
+    stack = [root]
+    seen: set[int] = set()
+    while stack:
+        step = stack.pop()
+        if id(step) in seen:
+            continue
+        seen.add(id(step))
+        children = step.children()
+        if children:
+            stack.extend(reversed(children))
+            continue
+        name = step.name
+        while name in leaves:
+            name += "'"
+        leaves[name] = {
+            str(part): _short(value) for part, value in sorted(step._identity().items())
+        }
+    return leaves
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=repr)
+    if len(text) <= 80:
+        return text
+    return "#" + hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def identity_changes(before: Any, now: dict[str, dict[str, str]]) -> list[str]:
+    """The changes between two :func:`leaf_identities`, in words (``before`` is
+    untrusted: it was read back from a run store)."""
+    if not isinstance(before, dict):
+        return []
+    changes: list[str] = []
+    for name, parts in now.items():
+        old = before.get(name)
+        if not isinstance(old, dict):
+            changes.append(f"step {name!r} is new")
+            continue
+        for part in sorted(set(parts) | {str(k) for k in old}):
+            then, current = old.get(part), parts.get(part)
+            if then != current:
+                changes.append(f"step {name!r}: {part} {then!r} then, {current!r} now")
+    changes.extend(f"step {name!r} is gone" for name in before if name not in now)
+    return changes

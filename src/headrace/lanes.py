@@ -18,7 +18,7 @@ from time import perf_counter
 from typing import Any, Literal
 
 from .activity import Activity
-from .budget import Spend, out_of_budget
+from .budget import Spend, run_stopped
 from .durable import DurableSession
 from .errors import BadInput, SourceError, StepFailed
 from .io.records import BadRecord, encode_json
@@ -64,6 +64,7 @@ class Lanes:
         self.places = places  # the Source, whose .place names the record just read
         self.spend = spend
         self.n_unfinished = 0
+        self.stop_reason: str | None = None  # why the run stopped taking items, if it did
         # keys seen so far, when the source's keys may repeat: memory grows with the
         # number of distinct keys (about 100 bytes each), the one cost that is not bounded
         self.duplicates = duplicates
@@ -139,7 +140,7 @@ class Lanes:
             items_skipped=self.n_skipped,
             items_duplicate=self.n_duplicate,
             items_unfinished=self.n_unfinished,
-            stopped=self.spend.stopped if self._stopped and self.spend is not None else None,
+            stopped=self.stop_reason,
             wall_s=perf_counter() - started,
             steps=ctx.metrics if ctx is not None else [],
         )
@@ -329,10 +330,12 @@ class Lanes:
                 failure.index = index
                 if sequencer is not None:
                     sequencer.done(ticket)
-                if out_of_budget(failure):
+                stopped = run_stopped(failure)
+                if stopped is not None:
                     # not an outcome: the item is left for a resume, and no new item starts
                     self.n_unfinished += 1
                     self.exhausted = True
+                    self.stop_reason = self.stop_reason or str(stopped)
                     continue
                 if self.on_error == "raise":
                     raise
@@ -379,7 +382,7 @@ class Lanes:
         self, index: int, key: str | None, item: Any, failure: StepFailed
     ) -> None:
         cause = failure.cause
-        notes = getattr(failure, "__notes__", None)
+        notes = [*getattr(cause, "__notes__", ()), *getattr(failure, "__notes__", ())]
         message = f"{cause} ({'; '.join(notes)})" if notes else str(cause)
         error_type = type(cause).__name__
         self.n_dead += 1

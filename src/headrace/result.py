@@ -7,7 +7,7 @@ from typing import Any
 
 from .metrics import RunMetrics, StepMetrics
 
-__all__ = ["DeadLetter", "RunResult"]
+__all__ = ["DeadLetter", "RunResult", "dead_allowed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +83,12 @@ class RunResult:
     def stopped(self) -> str | None:
         """Why the run stopped before the end of its source, or ``None``."""
         return self.metrics.stopped
+
+    @property
+    def ok(self) -> bool:
+        """Whether every item read ended well: no dead letter, and the run was not
+        stopped early (a spent budget, a provider down) with items left unfinished."""
+        return self.items_dead == 0 and self.stopped is None and self.items_unfinished == 0
 
     @property
     def items_filtered(self) -> int:
@@ -202,10 +208,15 @@ class RunResult:
                         else ""
                     )
                 )
-            if s.circuit is not None and (s.circuit.opened or s.circuit.refused):
+            circuit = s.circuit
+            if circuit is not None and (circuit.opened or circuit.refused):
                 extras.append(
-                    f"circuit {s.circuit.state}: opened {s.circuit.opened:,} times, "
-                    f"refused {s.circuit.refused:,} calls"
+                    f"circuit {circuit.state}: opened {circuit.opened:,} times, "
+                    + (
+                        f"refused {circuit.refused:,} calls"
+                        if circuit.when_open == "fail"
+                        else f"held {circuit.held:,} calls while open"
+                    )
                 )
             if s.fallbacks:
                 extras.append(f"fell back {s.fallbacks:,} times")
@@ -217,3 +228,40 @@ class RunResult:
                 extras.append(s.cache.summary())
             lines.extend(f"{'':<24}   {extra}" for extra in extras)
         return "\n".join(lines)
+
+
+def dead_allowed(max_dead: int | float | str, items_in: int) -> int:
+    """How many dead letters ``max_dead`` allows out of ``items_in`` items.
+
+    ``max_dead`` is a count (``10``, ``"10"``) or a share of the items read
+    (``0.01``, ``"1%"``).
+
+    Raises:
+        PipelineError: ``max_dead`` is neither.
+    """
+    from .errors import PipelineError
+
+    share: float | None = None
+    count: int | None = None
+    if isinstance(max_dead, bool):
+        pass
+    elif isinstance(max_dead, int):
+        count = max_dead
+    elif isinstance(max_dead, float):
+        share = max_dead
+    elif isinstance(max_dead, str):
+        text = max_dead.strip()
+        try:
+            if text.endswith("%"):
+                share = float(text[:-1]) / 100
+            else:
+                count = int(text)
+        except ValueError:
+            pass
+    if count is not None and count >= 0:
+        return count
+    if share is not None and 0 <= share <= 1:
+        return int(share * items_in)
+    raise PipelineError(
+        f"max_dead must be a count (10) or a share of the items (0.01, '1%'), got {max_dead!r}"
+    )

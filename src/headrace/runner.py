@@ -10,16 +10,17 @@ import asyncio
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .budget import Budget, Spend
 from .durable import DurableSession, Mode
-from .errors import HeadraceError, PipelineError, SourceError
+from .errors import HeadraceError, PipelineError, SourceError, TooManyDead
+from .fingerprint import leaf_identities
 from .io.callback import CallbackSink
 from .io.jsonl import write_jsonl
 from .io.records import AsyncKeyedSource, DurableSink, KeyedSource, Source
 from .lanes import Duplicates, Lanes, OnBadInput, OnError, Sink
-from .result import RunResult
+from .result import RunResult, dead_allowed
 from .step import Step, as_step
 
 __all__ = ["arun", "default_window", "run"]
@@ -45,7 +46,8 @@ def run(
     progress: bool = True,
     run_dir: str | os.PathLike[str] | None = None,
     run_store: str | None = None,
-    resume: bool = False,
+    resume: bool | Literal["auto"] = "auto",
+    fresh: bool = False,
     force: bool = False,
     overwrite: bool = False,
     rebuild_sink: bool = False,
@@ -54,6 +56,7 @@ def run(
     retry_dead: bool = False,
     duplicates: Duplicates = "error",
     budget: Budget | None = None,
+    max_dead: int | float | str | None = None,
 ) -> RunResult:
     """Run ``pipeline`` over every item of ``source`` and wait for the result.
 
@@ -83,6 +86,7 @@ def run(
             run_dir=run_dir,
             run_store=run_store,
             resume=resume,
+            fresh=fresh,
             force=force,
             overwrite=overwrite,
             rebuild_sink=rebuild_sink,
@@ -91,6 +95,7 @@ def run(
             retry_dead=retry_dead,
             duplicates=duplicates,
             budget=budget,
+            max_dead=max_dead,
         )
     )
 
@@ -106,7 +111,8 @@ async def arun(
     progress: bool = True,
     run_dir: str | os.PathLike[str] | None = None,
     run_store: str | None = None,
-    resume: bool = False,
+    resume: bool | Literal["auto"] = "auto",
+    fresh: bool = False,
     force: bool = False,
     overwrite: bool = False,
     rebuild_sink: bool = False,
@@ -115,6 +121,7 @@ async def arun(
     retry_dead: bool = False,
     duplicates: Duplicates = "error",
     budget: Budget | None = None,
+    max_dead: int | float | str | None = None,
 ) -> RunResult:
     """Run ``pipeline`` over every item of ``source``.
 
@@ -143,7 +150,14 @@ async def arun(
         run_store: keep the run's store in PostgreSQL (``"postgresql://..."``) instead
             of ``<run_dir>/run.sqlite``, e.g. to see or resume it from another
             machine; the run is named there by ``run_dir``'s last component.
-        resume: continue the run stored in ``run_dir``.
+        resume: what to do with a run already stored in ``run_dir``: ``"auto"``
+            (the default) continues it when there is one and starts one when there
+            is not; ``True`` continues it (and refuses a ``run_dir`` without one);
+            ``False`` starts one (and refuses a ``run_dir`` that holds one). A
+            stored run continues only with the same source, sink and pipeline
+            (:class:`~headrace.errors.ResumeMismatch` names what differs).
+        fresh: discard the run stored in ``run_dir``, if any, and its output at
+            the sink, and start again.
         retry_dead: run again only the items that are dead letters in the run stored
             in ``run_dir`` (after a fix); those that succeed now reach the sink and
             leave the dead letters.
@@ -173,6 +187,11 @@ async def arun(
             Once reached, no new call is sent: the run stops reading, finishes what
             is in flight and ends with ``result.stopped`` set; the items left
             (``result.items_unfinished``) are finished by a resume.
+        max_dead: raise :class:`~headrace.errors.TooManyDead` (with ``.result``) when
+            the run ended with more dead letters than this: a count (``0``: any dead
+            letter), or a share of the items read (``0.01`` or ``"1%"``). The run
+            itself is not cut short: every item is tried and committed first.
+            Default ``None``: never raise; ``result.ok`` tells whether all went well.
 
     Returns:
         A :class:`RunResult` with outputs, dead letters and metrics.
@@ -184,6 +203,7 @@ async def arun(
         StepFailed: with ``on_error="raise"``, the first item that failed.
         BadInput: with ``on_bad_input="stop"``, the first bad record.
         ResumeMismatch: ``resume`` does not match the run stored in ``run_dir``.
+        TooManyDead: more dead letters than ``max_dead``.
     """
     root = as_step(pipeline, after=None)
     if on_error not in ("dead_letter", "raise"):
@@ -196,16 +216,32 @@ async def arun(
         window = default_window(root)
     elif isinstance(window, bool) or not isinstance(window, int) or window < 1:
         raise PipelineError(f"window must be a positive integer, got {window!r}")
-    if rebuild_sink and not resume:
-        raise PipelineError("rebuild_sink=True goes with resume=True (a stored run's sink)")
-    if (resume or force or retry_dead or run_store) and run_dir is None:
+    if resume not in (True, False, "auto"):
+        raise PipelineError(f"resume must be True, False or 'auto', got {resume!r}")
+    if fresh and (resume is True or retry_dead or rebuild_sink):
+        raise PipelineError("fresh=True starts the run again: it cannot also resume it")
+    if rebuild_sink and resume is False:
+        raise PipelineError("rebuild_sink=True goes with resuming a stored run")
+    if (resume is True or fresh or force or retry_dead or run_store) and run_dir is None:
         raise PipelineError(
-            "resume, retry_dead, force and run_store need the run_dir of a stored run"
+            "resume=True, fresh, retry_dead, force and run_store need the run_dir of a run"
         )
     if budget is not None and not isinstance(budget, Budget):
         raise PipelineError(f"budget must be hr.Budget(usd=..., tokens=...), got {budget!r}")
-    mode: Mode = "retry_dead" if retry_dead else "resume" if resume else "new"
-    return await execute(
+    if max_dead is not None:
+        dead_allowed(max_dead, 0)  # a bad value is refused before anything runs
+    mode: Mode = (
+        "retry_dead"
+        if retry_dead
+        else "fresh"
+        if fresh
+        else "resume"
+        if resume is True
+        else "auto"
+        if resume == "auto"
+        else "new"
+    )
+    result = await execute(
         root,
         source,
         sink=sink,
@@ -225,6 +261,21 @@ async def arun(
         duplicates=duplicates,
         budget=budget,
     )
+    if max_dead is not None and result.items_dead > dead_allowed(max_dead, result.items_in):
+        error = TooManyDead(
+            f"{result.items_dead:,} of {result.items_in:,} items are dead letters "
+            f"(max_dead={max_dead!r}); the first: {_first_dead(result)}"
+        )
+        error.result = result
+        raise error
+    return result
+
+
+def _first_dead(result: RunResult) -> str:
+    if not result.dead_letters:
+        return "see the run's dead letters"
+    dead = result.dead_letters[0]
+    return f"{dead.step}: {dead.error_type}: {dead.message}"[:300]
 
 
 async def execute(
@@ -269,6 +320,7 @@ async def execute(
             store_sink = sink
         definition = {
             "pipeline": pipeline_ref or root.name,
+            "steps": leaf_identities(root),
             "source": records.describe(),
             "sink": store_sink.describe(),
             "options": {

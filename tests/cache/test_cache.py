@@ -290,3 +290,26 @@ def test_the_cache_command_shows_clears_and_prunes(tmp_path: Path) -> None:
     assert "removed 2 entries" in cleared.output
     missing = runner.invoke(app, ["cache", "stats", "--path", str(tmp_path / "none.sqlite")])
     assert missing.exit_code == 1
+
+
+def test_an_llm_answer_cached_from_one_endpoint_is_not_served_for_another(
+    tmp_path: Path,
+) -> None:
+    """Rehearsed against the sim, then pointed at a 'real' provider: it must call it."""
+    from headrace.sim import serve
+
+    path = tmp_path / "cache.sqlite"
+    records = [{"text": f"t{n}"} for n in range(5)]
+
+    def say(url: str) -> hr.llm.Complete:
+        llm = hr.llm.Client(base_url=url)
+        return hr.llm.complete(
+            client=llm, model="m", prompt="{text}", cache=hr.Cache(["sqlite"], path=path)
+        )
+
+    with serve() as rehearsal, serve() as provider:
+        hr.run(say(rehearsal.url), records, progress=False)
+        hr.run(say(rehearsal.url), records, progress=False)
+        assert rehearsal.stats()["requests"] == 5  # the second run came from the cache
+        hr.run(say(provider.url), records, progress=False)
+        assert provider.stats()["requests"] == 5  # another endpoint: asked, not the cache

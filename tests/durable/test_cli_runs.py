@@ -71,12 +71,14 @@ def test_run_kill_status_resume_retry_dead_from_the_command_line(tmp_path: Path)
     assert "finished  " in status.stdout
     assert f" of {ITEMS:,}" in status.stdout  # pending, from the input's line count
 
-    again = headrace(*args, cwd=tmp_path)
-    assert again.returncode == 1
-    assert "already holds a run" in again.stderr
-
-    resumed = headrace("resume", "state", cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stderr
+    # the same command again resumes it (`headrace resume state` does the same)
+    resumed = headrace(*args, cwd=tmp_path)
+    assert "resuming the run in state: what it finished is not run again" in resumed.stderr
+    # dead letters in this session make it a failed run for CI (how many the killed
+    # session had already committed depends on when the kill landed)
+    dead_now = int(resumed.stdout.split(" + dead ")[1].split()[0].replace(",", ""))
+    assert resumed.returncode == (3 if dead_now else 0), resumed.stderr
+    assert ("--max-dead 0" in resumed.stderr) == bool(dead_now)
     assert "skipped" in resumed.stdout
     keys = outputs(tmp_path / "out")
     dead = {f"k{n:04d}" for n in range(ITEMS) if n % 50 == 7}
@@ -113,7 +115,7 @@ def test_a_csv_into_a_postgresql_table_with_the_run_store_in_postgresql(
         "--output", postgres_url, "--table", table_name, "--run-dir", run_name, *common,
         cwd=tmp_path,
     )  # fmt: skip
-    assert first.returncode == 0, first.stderr
+    assert first.returncode == 3, first.stderr
     assert first.stdout.startswith("items: in 301 = out 300 + dead 1")
     status = headrace("status", run_name, *common, cwd=tmp_path)
     assert status.returncode == 0, status.stderr

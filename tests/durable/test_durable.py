@@ -5,6 +5,7 @@ from typing import Any
 import pytest
 
 import headrace as hr
+from headrace.sim import serve
 from headrace.store.sqlite import SqliteRunStore
 
 
@@ -97,15 +98,82 @@ def test_a_finished_run_resumed_computes_nothing(tmp_path: Path) -> None:
     assert len(lines(tmp_path / "out.jsonl")) == 20
 
 
-def test_starting_over_an_existing_run_is_refused(tmp_path: Path) -> None:
+def test_starting_over_an_existing_run_with_resume_false_is_refused(tmp_path: Path) -> None:
     source = write_input(tmp_path / "in.jsonl", ROWS)
     run(hr.read_jsonl(source, key="id"), tmp_path)
     with pytest.raises(hr.HeadraceError) as caught:
-        run(hr.read_jsonl(source, key="id"), tmp_path)
+        run(hr.read_jsonl(source, key="id"), tmp_path, resume=False)
     assert str(caught.value) == (
-        f"{tmp_path / 'run'} already holds a run; resume it with resume=True "
-        f"(`headrace resume {tmp_path / 'run'}`) or choose another run_dir"
+        f"{tmp_path / 'run'} already holds a run; resume it (`headrace resume "
+        f"{tmp_path / 'run'}`; resume=True in Python), start it again (--fresh; fresh=True), "
+        "or choose another run_dir"
     )
+
+
+def test_by_default_a_run_resumes_when_it_exists_and_starts_when_not(tmp_path: Path) -> None:
+    source = write_input(tmp_path / "in.jsonl", ROWS)
+    first = run(hr.read_jsonl(source, key="id"), tmp_path)
+    assert first.items_out == 20
+    again = run(hr.read_jsonl(source, key="id"), tmp_path)
+    assert (again.items_in, again.metrics.items_skipped) == (0, 20)
+    assert len(lines(tmp_path / "out.jsonl")) == 20
+
+
+def test_fresh_discards_the_run_and_its_output_and_starts_again(tmp_path: Path) -> None:
+    source = write_input(tmp_path / "in.jsonl", ROWS)
+    run(hr.read_jsonl(source, key="id"), tmp_path)
+    (tmp_path / "run" / "dead.jsonl").write_text('{"stale": true}\n')
+    again = run(hr.read_jsonl(source, key="id"), tmp_path, fresh=True)
+    assert (again.items_in, again.items_out, again.metrics.items_skipped) == (20, 20, 0)
+    assert len(lines(tmp_path / "out.jsonl")) == 20  # replaced, not appended
+    assert (tmp_path / "run" / "dead.jsonl").read_text() == ""
+    with pytest.raises(hr.PipelineError, match="cannot also resume"):
+        run(hr.read_jsonl(source, key="id"), tmp_path, fresh=True, resume=True)
+
+
+def test_fresh_is_refused_while_another_session_runs_it(tmp_path: Path) -> None:
+    from headrace.store import StoreLocation
+
+    source = write_input(tmp_path / "in.jsonl", ROWS)
+    run(hr.read_jsonl(source, key="id"), tmp_path)
+    other = StoreLocation(tmp_path / "run", None).open()
+    other.acquire_lease()  # a live session holds the run
+    try:
+        with pytest.raises(hr.HeadraceError, match="another session"):
+            run(hr.read_jsonl(source, key="id"), tmp_path, fresh=True)
+    finally:
+        other.release_lease()
+        other.close()
+    assert len(lines(tmp_path / "out.jsonl")) == 20  # nothing was discarded
+
+
+def test_a_changed_pipeline_is_refused_naming_what_changed(tmp_path: Path) -> None:
+    source = write_input(tmp_path / "in.jsonl", ROWS)
+    with serve() as sim:
+        rehearsal = hr.llm.Client(base_url=sim.url)
+        real = hr.llm.Client(base_url=sim.url + "/", identity="https://api.example.com/v1")
+        for llm, model in ((rehearsal, "m1"), (real, "m1"), (rehearsal, "m2")):
+            step = hr.llm.complete(prompt="{id}", client=llm, model=model, name="say")
+            options = {"resume": True} if llm is not rehearsal or model != "m1" else {}
+            try:
+                hr.run(
+                    step,
+                    hr.read_jsonl(source, key="id"),
+                    sink=hr.write_jsonl(tmp_path / "out.jsonl"),
+                    run_dir=tmp_path / "run",
+                    progress=False,
+                    **options,
+                )
+            except hr.ResumeMismatch as exc:
+                message = str(exc)
+                assert "--force" in message and "--fresh" in message
+                if llm is real:
+                    assert f"step 'say': endpoint {sim.url!r} then, " in message
+                    assert "'https://api.example.com/v1' now" in message
+                else:
+                    assert "step 'say': model 'm1' then, 'm2' now" in message
+            else:
+                assert llm is rehearsal and model == "m1"
 
 
 def test_resuming_nothing_is_refused(tmp_path: Path) -> None:

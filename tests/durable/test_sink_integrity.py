@@ -87,7 +87,8 @@ def test_a_new_run_refuses_existing_output_unless_asked_to_overwrite(
 ) -> None:
     go(kind, tmp_path, run_dir=tmp_path / "first")
     before = sorted(keys_in(kind, tmp_path))
-    with pytest.raises(OutputExists, match=r"that this run did not write; pass overwrite=True"):
+    refused = r"that this run did not write; pass --overwrite \(overwrite=True in Python\)"
+    with pytest.raises(OutputExists, match=refused):
         go(kind, tmp_path, run_dir=tmp_path / "second")
     assert sorted(keys_in(kind, tmp_path)) == before  # left exactly as it was
     # the refused run left no run behind: the same command with overwrite=True just runs
@@ -165,8 +166,8 @@ def test_the_cli_names_the_damage_in_one_line_and_rebuilds(tmp_path: Path) -> No
     assert refused.returncode == 1
     assert refused.stderr.strip().splitlines() == [
         f"error: out.jsonl already holds {(tmp_path / 'out.jsonl').stat().st_size:,} bytes that "
-        "this run did not write; pass overwrite=True (--overwrite) to replace it, or choose "
-        "another path"
+        "this run did not write; pass --overwrite (overwrite=True in Python) to replace it, "
+        "or choose another path"
     ]
     (tmp_path / "out.jsonl").write_text("")
     damaged = call("resume", "a")

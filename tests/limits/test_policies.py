@@ -24,7 +24,7 @@ class Down(ConnectionError):
 
 def test_the_circuit_opens_after_failures_in_a_row_and_probes_back() -> None:
     clock = Clock()
-    circuit = Circuit(failures=3, reset=10, _clock=clock)
+    circuit = Circuit(failures=3, reset=10, when_open="fail", _clock=clock)
     for _ in range(2):
         assert circuit.allow()
         circuit.failed(Down())
@@ -62,7 +62,7 @@ def test_429s_and_bad_requests_do_not_open_the_circuit() -> None:
 def test_an_open_circuit_fails_items_fast_without_calling() -> None:
     calls = 0
 
-    @hr.step(concurrency=1, circuit=hr.Circuit(failures=3, reset=60))
+    @hr.step(concurrency=1, circuit=hr.Circuit(failures=3, reset=60, when_open="fail"))
     async def down(x: int) -> int:
         nonlocal calls
         calls += 1

@@ -124,7 +124,9 @@ def test_the_api_key_never_reaches_logs_errors_metrics_or_the_run_store(
     monkeypatch.setenv("OPENAI_API_KEY", key)
     caplog.set_level(logging.DEBUG)
     with serve(faults={"500": 0.5, "invalid": 0.3}, seed=2) as sim:
-        llm = hr.llm.Client(base_url=sim.url, retry=hr.Retry(attempts=2, backoff=0.001))
+        llm = hr.llm.Client(
+            base_url=sim.url, retry=hr.Retry(attempts=2, backoff=0.001), circuit=False
+        )
         step = hr.llm.transduce(Label, client=llm, model="sim-chat")
         result = hr.run(step, records(20), progress=True, run_dir=tmp_path / "run")
     assert result.items_dead > 0  # errors were raised and stored

@@ -16,13 +16,30 @@ FAST = hr.Retry(attempts=3, backoff=0.001, max_delay=0.002, budget=None)
 
 def test_the_dead_letter_counts_every_request_sent_for_the_item() -> None:
     with serve(faults={"500": 1.0}) as sim:
-        llm = hr.llm.Client(base_url=sim.url, retry=FAST)
+        # without a circuit: with one, a provider failing every call is an outage
+        llm = hr.llm.Client(base_url=sim.url, retry=FAST, circuit=False)
         say = hr.llm.complete(prompt="Say {text}", client=llm, model="gpt-4o-mini")
         result = hr.run(say, [{"text": f"t{i}"} for i in range(5)], progress=False)
         stats = sim.stats()
     assert result.items_dead == 5 and stats["requests"] == 15
     assert [d.attempts for d in result.dead_letters] == [3] * 5  # it used to say 1
     assert all("500" in d.message for d in result.dead_letters)
+    # and what stopped the retries
+    assert all("retries stopped: all 3 attempts failed" in d.message for d in result.dead_letters)
+
+
+def test_a_dead_letter_says_when_its_failure_was_not_retried() -> None:
+    calls = 0
+
+    @hr.step(retry=FAST)
+    async def picky(x: int) -> int:
+        nonlocal calls
+        calls += 1
+        raise ValueError("not this one")
+
+    [dead] = hr.run(picky, [1], progress=False).dead_letters
+    assert calls == 1 and dead.attempts == 1
+    assert "not retried: ValueError is not a retryable failure" in dead.message
 
 
 @contextmanager
@@ -45,4 +62,6 @@ def test_a_timeout_says_what_timed_out() -> None:
     [dead] = result.dead_letters
     assert dead.attempts == 2
     assert dead.error_type == "TimeoutError"
-    assert dead.message.endswith(f"{url}/chat/completions: no answer within 0.2 s")
+    assert dead.message == (
+        f"{url}/chat/completions: no answer within 0.2 s (retries stopped: all 2 attempts failed)"
+    )

@@ -257,7 +257,7 @@ def test_the_openai_sdk_and_headrace_read_the_same_answer_from_the_sim() -> None
 
 def test_the_clients_circuit_opens_and_refuses_calls_without_sending_them() -> None:
     with serve(faults={"500": 1.0}) as sim:
-        circuit = hr.Circuit(failures=3, reset=60)
+        circuit = hr.Circuit(failures=3, reset=60, when_open="fail")
         llm = client(sim.url, retry=hr.Retry(attempts=1), circuit=circuit)
         summary = hr.llm.complete(client=llm, model="fast", prompt="{text}", concurrency=1)
         result = hr.run(summary, speeches(10), progress=False)

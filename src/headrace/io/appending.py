@@ -70,8 +70,8 @@ class AppendingFileSink(abc.ABC):
         elif not overwrite and self.path.exists() and self.path.stat().st_size:
             raise OutputExists(
                 f"{self.path} already holds {self.path.stat().st_size:,} bytes that this run "
-                "did not write; pass overwrite=True (--overwrite) to replace it, or choose "
-                "another path"
+                "did not write; pass --overwrite (overwrite=True in Python) to replace it, "
+                "or choose another path"
             )
         self.restore(state)
         self._handle = self.path.open("a+b")
@@ -94,8 +94,8 @@ class AppendingFileSink(abc.ABC):
     def _verify(self, state: dict[str, Any]) -> None:
         committed = self._offset
         way_out = (
-            "; resume with rebuild_sink=True (--rebuild-sink) to set it aside and compute "
-            "its items again"
+            "; resume with --rebuild-sink (rebuild_sink=True in Python) to set it aside "
+            "and compute its items again"
         )
         if not self.path.exists():
             if committed:

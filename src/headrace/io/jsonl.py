@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from .appending import AppendingFileSink
-from .records import BadRecord, Source, decode_json, encode_json
+from .records import BadRecord, Source, decode_json, encode_json, missing_key_field
 
 __all__ = ["JsonlSink", "JsonlSource", "read_jsonl", "write_jsonl"]
 
@@ -34,8 +34,26 @@ class JsonlSource(Source):
             raise FileNotFoundError(f"cannot read {self.path}: {exc.strerror}") from exc
 
     def check(self) -> None:
-        """Refuse a file that cannot be opened."""
-        self._open().close()
+        """Refuse a file that cannot be opened, or a key field its first record lacks
+        (a setting wrong for every record, not bad data: nothing runs)."""
+        with self._open() as handle:
+            if self.key is None:
+                return
+            for number, raw in enumerate(handle, start=1):
+                line = raw.removeprefix(_BOM).strip() if number == 1 else raw.strip()
+                if not line:
+                    continue
+                try:
+                    value = decode_json(line)
+                except ValueError:
+                    return  # a bad record: the run reports it in its place
+                if not isinstance(value, dict) or self.key not in value:
+                    raise ValueError(
+                        missing_key_field(
+                            self.key, f"{self.path}:{number}: the first record", value
+                        )
+                    )
+                return
 
     def count(self) -> int:
         """The number of lines (a fast scan of the bytes; blank lines are counted too)."""

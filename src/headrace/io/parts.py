@@ -90,8 +90,8 @@ class PartDirectorySink(abc.ABC):
             if found:
                 raise OutputExists(
                     f"{self.directory} already holds {len(found):,} part file(s) "
-                    f"({found[0]}, ...) that this run did not write; pass overwrite=True "
-                    "(--overwrite) to replace them, or choose another directory"
+                    f"({found[0]}, ...) that this run did not write; pass --overwrite "
+                    "(overwrite=True in Python) to replace them, or choose another directory"
                 )
         self.restore(state)
         committed = set(self._parts)
@@ -126,8 +126,8 @@ class PartDirectorySink(abc.ABC):
             if len(problems) > 3:
                 shown += f"; and {len(problems) - 3} more"
             raise SinkDamaged(
-                f"{self.directory}: {shown}; resume with rebuild_sink=True (--rebuild-sink) "
-                "to set the parts aside and compute their items again"
+                f"{self.directory}: {shown}; resume with --rebuild-sink (rebuild_sink=True "
+                "in Python) to set the parts aside and compute their items again"
             )
 
     def set_aside(self) -> str | None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Sized
+from collections.abc import Sequence as SequenceABC
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -183,6 +185,15 @@ class KeyedSource(Source):
         """The number of items, if the iterable has a length."""
         return len(self.items) if isinstance(self.items, Sized) else None
 
+    def check(self) -> None:
+        """Refuse a key field the first item lacks (where the first item can be seen
+        without consuming the iterable): a setting wrong for every item, not bad data."""
+        items = self.items
+        if isinstance(self.key, str) and isinstance(items, SequenceABC) and len(items):
+            first = keyed(0, items[0], self.key)
+            if isinstance(first, BadRecord):
+                raise ValueError(missing_key_field(self.key, "the first item", items[0]))
+
     def describe(self) -> dict[str, Any]:
         key = self.key if isinstance(self.key, str) or self.key is None else "<function>"
         return {"kind": "iterable", "key": key}
@@ -227,6 +238,22 @@ def keyed(
     except (KeyError, AttributeError, TypeError) as exc:
         return BadRecord(f"item {index}", f"no key field {key!r} ({exc!r})")
     return str(found), value
+
+
+def missing_key_field(key: str, where: str, value: Any) -> str:
+    """Words for a key field missing from the first record, naming the fields it has."""
+    if isinstance(value, dict):
+        fields = ", ".join(repr(str(name)) for name in list(value)[:20]) or "none"
+        has = f"its fields: {fields}"
+    else:
+        has = f"it is a {type(value).__name__}, not a record with fields"
+    close = (
+        difflib.get_close_matches(key, [str(n) for n in value], n=1)
+        if isinstance(value, dict)
+        else []
+    )
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"{where} has no key field {key!r} ({has}){hint}"
 
 
 class DurableSink(Protocol):

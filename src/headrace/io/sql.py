@@ -262,8 +262,8 @@ class SqlSink:
                 if rows:
                     raise OutputExists(
                         f"table {self.table} already holds {rows:,} rows that this run did not "
-                        "write; pass overwrite=True (--overwrite) to upsert into it (rows with "
-                        "the same keys are replaced), or choose another table"
+                        "write; pass --overwrite (overwrite=True in Python) to upsert into it "
+                        "(rows with the same keys are replaced), or choose another table"
                     )
         self._token = str(state.get("token") or uuid.uuid4().hex)
         self._seq = int(state.get("seq", 0))

@@ -257,6 +257,12 @@ class Retrier:
         if self.budget is not None:
             self.budget.earn()
 
+    def gave_up(self, attempt: int, cause: BaseException) -> str:
+        """Why the item's retries stopped after ``attempt`` (for its dead letter)."""
+        if not self.retry.retry_on(cause):
+            return f"not retried: {type(cause).__name__} is not a retryable failure"
+        return f"retries stopped: all {attempt} attempts failed"
+
     def retry_delay(self, attempt: int, cause: BaseException, metrics: StepMetrics) -> float | None:
         """After failed attempt ``attempt``: ``None`` when it is not retried (out of
         attempts, or not retryable), else the seconds to wait first — the backoff,

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from ..errors import HeadraceError, PipelineError, Throttled
-from ..limits.circuit import Circuit, CircuitOpen
+from ..limits.circuit import Circuit
 from ..limits.rate import Rate
 from ..limits.retry import Retrier, Retry, is_throttle
 from ..metrics import StepMetrics
@@ -120,7 +120,10 @@ class Client:
         rate: the provider's rate limit, shared by every request of this client.
         retry: how failed requests are retried (default ``hr.Retry(attempts=4)``;
             ``hr.Retry(attempts=1)`` for none).
-        circuit: fail fast while the provider is down.
+        circuit: how an outage is handled (:class:`~headrace.limits.circuit.Circuit`).
+            On by default (``True``: ``hr.Circuit()``, 5 failures in a row open it;
+            calls then wait, probing every 30 s, and the run stops, resumable, after
+            5 minutes of outage); ``False`` turns it off.
         timeout: the most one request may take, in seconds.
         connections: the size of the connection pool.
         max_embedding_inputs: the most inputs one embeddings request may carry
@@ -132,6 +135,12 @@ class Client:
             pass the hosts the user bound the key to (:func:`~headrace.llm.secrets.
             bound_hosts`): a ``base_url`` outside them is refused, and a loopback
             one outside them gets no key.
+        identity: what names this endpoint's answers in the fingerprints of the
+            steps that use it (their cache keys, and a resume's check that the
+            pipeline is the same). Default: ``base_url``, so a step rehearsed
+            against ``headrace sim`` never answers from the cache, or resumes,
+            against a real provider. Give one name to endpoints that answer alike
+            (replicas of one server behind different URLs).
 
     Raises:
         PipelineError: an invalid option.
@@ -146,18 +155,20 @@ class Client:
         models: Mapping[str, str] | None = None,
         rate: Rate | None = None,
         retry: Retry | None = DEFAULT_RETRY,
-        circuit: Circuit | None = None,
+        circuit: Circuit | bool | None = True,
         timeout: float = 60.0,
         connections: int = 64,
         max_embedding_inputs: int = 2048,
         prices: Mapping[str, Price] | None = None,
         headers: Mapping[str, str] | None = None,
         key_hosts: Collection[str] | None = None,
+        identity: str | None = None,
     ) -> None:
         url = base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
         if urlsplit(url).scheme not in ("http", "https"):
             raise PipelineError(f"Client base_url must be an http(s) URL, got {url!r}")
         self.base_url = url.rstrip("/")
+        self.identity = identity or self.base_url
         host = (urlsplit(url).hostname or "").lower()
         self.sends_key = key_hosts is None or host in {h.lower() for h in key_hosts}
         if not self.sends_key and not _is_loopback(url):
@@ -170,6 +181,10 @@ class Client:
         self.api_key_env = api_key_env
         self.secrets_file = secrets_file
         self.models = dict(models or {})
+        if circuit is True:
+            circuit = Circuit()
+        elif circuit is False:
+            circuit = None
         for option, value, kind in (
             ("rate", rate, Rate),
             ("retry", retry, Retry),
@@ -179,7 +194,7 @@ class Client:
                 raise PipelineError(f"Client {option} must be hr.{kind.__name__}, got {value!r}")
         self.rate = rate
         self.retry = retry
-        self.circuit = circuit
+        self.circuit: Circuit | None = circuit
         if not timeout > 0:
             raise PipelineError(f"Client timeout must be positive, got {timeout!r}")
         self.timeout = float(timeout)
@@ -352,7 +367,8 @@ class Connection:
             Throttled: a 429, its retries spent.
             ProviderError: another error status, not retried or its retries spent.
             MalformedResponse: an unreadable answer, its retries spent.
-            CircuitOpen: the circuit is open.
+            CircuitOpen: the circuit is open and fails calls (``when_open="fail"``).
+            ProviderDown: the circuit stayed open past its ``max_outage``.
         """
         if metrics is None:
             metrics = StepMetrics(name="client", kind="llm")
@@ -366,12 +382,13 @@ class Connection:
             retrier.first_attempt()
         attempt = 1
         while True:
+            probe = False
+            if circuit is not None:
+                probe = await circuit.wait_turn(client.base_url)
             reserved = self._reserve(model, counted, body) if spend is not None else (0, 0.0)
             permit = None
             reply: Reply | None = None
             try:
-                if circuit is not None and not circuit.allow():
-                    raise CircuitOpen(f"{client.base_url}: the circuit is open after failures")
                 if rate is not None and buckets is not None:
                     permit = await rate.admit(buckets, body, metrics, prompt_tokens=counted)
                 try:
@@ -388,14 +405,22 @@ class Connection:
                     metrics.throttled += 1
                     if permit is not None and buckets is not None and rate is not None:
                         await rate.throttled_by(buckets, permit, getattr(exc, "headers", None))
-                if circuit is not None and not isinstance(exc, CircuitOpen):
+                if circuit is not None:
                     circuit.failed(exc)
+                    if circuit.holds(exc):  # the provider is down: wait for it, attempts kept
+                        continue
                 next_delay = None if retrier is None else retrier.retry_delay(attempt, exc, metrics)
                 if next_delay is None:
                     # the item's dead letter counts the requests sent for it, not one step call
                     exc.headrace_attempts = attempt  # type: ignore[attr-defined]
+                    if retrier is not None:
+                        exc.add_note(retrier.gave_up(attempt, exc))
                     raise
                 delay = next_delay
+            except BaseException:
+                if probe and circuit is not None:
+                    circuit.probing = False  # cancelled: the probe's turn passes on
+                raise
             finally:
                 if permit is not None and rate is not None:
                     rate.release(permit)

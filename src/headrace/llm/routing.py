@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..budget import out_of_budget
+from ..budget import run_stopped
 from ..errors import PipelineError, StepFailed
 from ..fingerprint import code_hash
 from ..step import FILTERED, Step, as_step
@@ -115,7 +115,7 @@ class Cascade(Step[Any, Any]):
                 try:
                     out = await handler(value)
                 except StepFailed as failure:
-                    if position == last or out_of_budget(failure):
+                    if position == last or run_stopped(failure) is not None:
                         metrics.errors += 1
                         raise
                     count(f"{stage} failed")

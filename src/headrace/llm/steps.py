@@ -142,6 +142,7 @@ class LLMStep(Step[In, Out]):
             "name": self.name,
             "version": self.version,
             "model": self.model_name,
+            "endpoint": self.client.identity,
             **self._request_identity(),
         }
 

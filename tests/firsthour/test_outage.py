@@ -1,0 +1,152 @@
+"""A provider that is down is an outage, not a dataset of dead letters."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import headrace as hr
+from headrace.sim import serve
+
+HERE = Path(__file__).parent
+FAST = hr.Retry(attempts=3, backoff=0.001, max_delay=0.002, budget=None)
+
+
+def closed_port() -> str:
+    """The URL of a loopback port nothing listens on: every connection is refused."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
+
+
+def records(count: int) -> list[dict[str, str]]:
+    return [{"text": f"t{n}"} for n in range(count)]
+
+
+def test_a_down_endpoint_stops_the_run_resumable_with_no_dead_letter(tmp_path: Path) -> None:
+    circuit = hr.Circuit(failures=3, reset=0.05, max_outage=0.3)
+    # one identity: the provider comes back at another address (the port the sim got)
+    llm = hr.llm.Client(base_url=closed_port(), retry=FAST, circuit=circuit, identity="p")
+    say = hr.llm.complete(prompt="Say {text}", client=llm, model="m", concurrency=4)
+    result = hr.run(say, records(200), progress=False, run_dir=tmp_path / "run")
+    assert result.items_dead == 0
+    assert not result.ok
+    # the window filled with held items, then the run stopped taking any
+    assert result.items_in <= 64 and result.items_unfinished == result.items_in
+    assert result.stopped is not None and "looks down" in result.stopped
+    assert "max_outage 0.3 s" in result.stopped and "last error: " in result.stopped
+    assert circuit.opened >= 2  # it probed again after the first opening
+    # later, with the provider back, a resume finishes every item exactly once
+    with serve() as sim:
+        back = hr.llm.Client(base_url=sim.url, retry=FAST, identity="p")
+        say = hr.llm.complete(prompt="Say {text}", client=back, model="m", concurrency=4)
+        done = hr.run(say, records(200), progress=False, run_dir=tmp_path / "run", resume=True)
+        assert sim.stats()["requests"] == 200
+    assert done.ok and done.items_out == 200
+    lines = (tmp_path / "run" / "outputs.jsonl").read_text().splitlines()
+    assert len(lines) == 200
+
+
+def test_when_open_fail_still_fails_fast_for_a_fallback() -> None:
+    calls = 0
+
+    @hr.step
+    async def backup(x: int) -> str:
+        return f"backup {x}"
+
+    @hr.step(concurrency=1, circuit=hr.Circuit(failures=2, reset=60, when_open="fail"))
+    async def primary(x: int) -> str:
+        nonlocal calls
+        calls += 1
+        raise ConnectionError("refused")
+
+    result = hr.run(primary.with_options(fallback=backup), range(10), progress=False)
+    assert calls == 2 and result.items_out == 10
+
+
+def test_a_function_steps_circuit_holds_items_through_an_outage() -> None:
+    state = {"calls": 0, "down_until": 6}
+
+    circuit = hr.Circuit(failures=2, reset=0.02)
+
+    @hr.step(concurrency=2, retry=FAST, circuit=circuit)
+    async def flaky(x: int) -> int:
+        state["calls"] += 1
+        if state["calls"] <= state["down_until"]:
+            raise ConnectionError("refused")
+        return x
+
+    result = hr.run(flaky, range(20), progress=False)
+    # FAST gives each item 3 attempts: without the circuit, items would have died
+    assert result.ok and sorted(result.outputs) == list(range(20))
+    assert circuit.opened >= 2 and circuit.held > 0
+    assert f"circuit closed: opened {circuit.opened} times, held " in result.summary()
+
+
+def test_connection_errors_never_halve_a_batch() -> None:
+    calls: list[int] = []
+
+    @hr.step(batch=hr.Batch(max_size=8, max_wait=0.01))
+    async def down(xs: list[int]) -> list[int]:
+        calls.append(len(xs))
+        raise ConnectionError("refused")
+
+    result = hr.run(down, range(8), progress=False)
+    assert calls == [8]  # no halving: it would only repeat the outage
+    assert result.items_dead == 8
+    assert result.metrics.step("down").batch_splits == 0
+
+
+def test_an_items_fault_still_halves_a_batch() -> None:
+    calls: list[int] = []
+
+    @hr.step(batch=hr.Batch(max_size=8, max_wait=0.01))
+    async def picky(xs: list[int]) -> list[int]:
+        calls.append(len(xs))
+        if 3 in xs:
+            raise ValueError("3 is poison")
+        return xs
+
+    result = hr.run(picky, range(8), progress=False)
+    assert result.items_dead == 1 and result.items_out == 7
+    assert result.metrics.step("picky").batch_splits == 3
+
+
+def test_a_batch_returning_the_wrong_count_reports_it_as_it_was() -> None:
+    calls: list[int] = []
+
+    @hr.step(batch=hr.Batch(max_size=3, max_wait=0.01))
+    def short(xs: list[int]) -> list[int]:
+        calls.append(len(xs))
+        return xs[:2]
+
+    result = hr.run(short, range(3), progress=False)
+    assert calls == [3]  # not halved: the function is at fault, not an item
+    assert {d.error_type for d in result.dead_letters} == {"BatchMismatch"}
+    assert all("it returned 2 for 3 inputs" in d.message for d in result.dead_letters)
+
+
+@pytest.mark.slow
+def test_the_cli_exits_4_and_names_the_resume_when_the_provider_is_down(tmp_path: Path) -> None:
+    (tmp_path / "in.jsonl").write_text(
+        "".join(json.dumps({"id": n, "text": f"t{n}"}) + "\n" for n in range(30))
+    )
+    environment = {**os.environ, "PYTHONPATH": str(HERE), "DOWN_URL": closed_port()}
+    job = subprocess.run(
+        [
+            sys.executable, "-c", "from headrace.cli import main; main()", "run",
+            "first_jobs:down_llm", "--input", "in.jsonl", "--key", "id",
+            "--output", "out.jsonl", "--run-dir", "state",
+        ],
+        cwd=tmp_path, env=environment, text=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    assert job.returncode == 4, job.stderr
+    assert "stopped early: " in job.stdout and "looks down" in job.stdout
+    assert "finish it with: headrace resume state" in job.stderr
