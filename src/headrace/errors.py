@@ -6,6 +6,8 @@ position, attempts, the chained cause) rather than only a message.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from typing import Any
 
 __all__ = [
@@ -25,6 +27,27 @@ __all__ = [
     "RunStopped",
     "TooManyDead",
 ]
+
+
+def nearest(name: str, candidates: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest of ``candidates``, or nothing."""
+    close = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def check_options(given: Iterable[str], known: Iterable[str], where: str) -> None:
+    """Refuse option names not in ``known``, suggesting the nearest one.
+
+    Raises:
+        PipelineError: ``where: unknown option 'concurency' (did you mean ...?)``.
+    """
+    options = sorted(known)
+    unknown = sorted(set(given) - set(options))
+    if unknown:
+        raise PipelineError(
+            f"{where}: unknown option {unknown[0]!r}{nearest(unknown[0], options)}; "
+            f"options are {', '.join(options)}"
+        )
 
 
 class HeadraceError(Exception):

@@ -41,14 +41,13 @@ output node was skipped ends as filtered.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any, Literal
 
-from .errors import PipelineError
+from .errors import PipelineError, nearest
 from .fingerprint import code_hash
 from .step import Step, as_step
 
@@ -202,12 +201,6 @@ def _identity_of(fn: Callable[..., Any] | None) -> str | None:
         return None
     source = getattr(fn, "source", None)  # a sandboxed Expression is known by its text
     return f"expr:{source}" if isinstance(source, str) else code_hash(fn)
-
-
-def nearest(name: str, candidates: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` for the closest of ``candidates``, or nothing."""
-    close = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class Graph(Step[Any, Any]):

@@ -166,6 +166,7 @@ class Lanes:
             done=self.n_out + self.n_dead + self.n_filtered,
             dead=self.n_dead,
             total=self.total,
+            skipped=self.session.skipped if self.session is not None else 0,
         )
 
     def _emitter(self) -> Callable[[Any], Any] | None:

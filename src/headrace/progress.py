@@ -14,16 +14,37 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-__all__ = ["Counts", "run_progress"]
+__all__ = ["Counts", "clock", "run_progress", "times"]
 
 
 @dataclass(frozen=True, slots=True)
 class Counts:
-    """What the display shows: items finished, of them dead, and the total if known."""
+    """What the display shows: items finished in this session, of them dead, the
+    total if known, and the items skipped as finished by an earlier session (shown
+    as done, but not in the rate or the time left)."""
 
     done: int
     dead: int
     total: int | None
+    skipped: int = 0
+
+
+def clock(seconds: float) -> str:
+    """``37`` as ``00:37``, ``4000`` as ``1:06:40`` (tqdm's way)."""
+    whole = max(0, round(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+
+
+def times(now: Counts, elapsed: float) -> tuple[str, str]:
+    """The rate of this session and ``[elapsed<left]``, the time left from that rate
+    and the items not yet done (``?`` while unknown)."""
+    rate = now.done / elapsed if elapsed > 0 else 0.0
+    left = "?"
+    if now.total is not None and rate > 0:
+        left = clock(max(0, now.total - now.done - now.skipped) / rate)
+    return f"{rate:,.1f}", f"[{clock(elapsed)}<{left}]"
 
 
 async def run_progress(
@@ -62,8 +83,6 @@ async def _bar(counts: Callable[[], Counts], finished: asyncio.Event, out: TextI
         Progress,
         TaskProgressColumn,
         TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
     )
 
     columns: list[Any] = [
@@ -71,21 +90,26 @@ async def _bar(counts: Callable[[], Counts], finished: asyncio.Event, out: TextI
         BarColumn(),
         MofNCompleteColumn(),
         TaskProgressColumn(),
+        TextColumn("{task.fields[times]}"),
         TextColumn("{task.fields[rate]:>10} items/s"),
         TextColumn("dead {task.fields[dead]}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
     ]
     started = time.perf_counter()
     with Progress(*columns, console=Console(file=out), transient=False) as bar:
         first = counts()
-        task = bar.add_task("run", total=first.total, rate="-", dead=0)
+        task = bar.add_task("run", total=first.total, rate="-", dead=0, times="[00:00<?]")
         while True:
             done = await _wait(finished, 0.1)
             now = counts()
-            elapsed = time.perf_counter() - started
-            rate = f"{now.done / elapsed:,.0f}" if elapsed > 0 else "-"
-            bar.update(task, completed=now.done, total=now.total, rate=rate, dead=now.dead)
+            rate, spent = times(now, time.perf_counter() - started)
+            bar.update(
+                task,
+                completed=now.done + now.skipped,
+                total=now.total,
+                rate=rate,
+                dead=now.dead,
+                times=spent,
+            )
             if done:
                 return
 
@@ -100,12 +124,12 @@ async def _log_lines(
         if done and not printed:
             return
         now = counts()
-        elapsed = time.perf_counter() - started
+        rate, spent = times(now, time.perf_counter() - started)
         of = f"/{now.total:,}" if now.total is not None else ""
-        rate = now.done / elapsed if elapsed > 0 else 0.0
+        skipped = f" ({now.skipped:,} finished before)" if now.skipped else ""
         print(
-            f"headrace: {now.done:,}{of} items done, {now.dead:,} dead, "
-            f"{rate:,.1f} items/s, {elapsed:,.0f}s elapsed",
+            f"headrace: {now.done + now.skipped:,}{of} items done{skipped}, {now.dead:,} dead, "
+            f"{rate} items/s {spent}",
             file=out,
             flush=True,
         )

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, Literal, Self, TypeVar, o
 
 from .cache import Cache
 from .durations import to_seconds
-from .errors import PipelineError
+from .errors import PipelineError, check_options
 from .fingerprint import code_hash
 from .limits.circuit import Circuit
 from .limits.concurrency import AdaptiveConcurrency
@@ -382,12 +382,7 @@ class FunctionStep(Step[In, Out]):
             "fallback": self.fallback,
             "cache": self.cache,
         }
-        unknown = set(changes) - set(options)
-        if unknown:
-            raise PipelineError(
-                f"step {self.name!r}: unknown option(s) {sorted(unknown)}; "
-                f"options are {sorted(options)}"
-            )
+        check_options(changes, options, f"step {self.name!r}")
         if "executor" in changes and "concurrency" not in changes:
             options["concurrency"] = None
         options.update(changes)
@@ -570,19 +565,14 @@ def step(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     Raises:
         PipelineError: an option is invalid (raised where the step is defined).
     """
+    check_options(options, STEP_OPTIONS, "hr.step")
     if fn is not None:
         return FunctionStep(fn, **options)
+    # the values are checked where the function is decorated, so that an error names it
     if options.get("batch") is not None:
         return _BatchStepDecorator(options)
-    # validate the options now, where the user wrote them, not at first decoration
-    probe = _async_probe if options.get("executor", "async") == "async" else _probe
-    FunctionStep(probe, **options)
     return _StepDecorator(options)
 
 
-def _probe(value: Any) -> Any:
-    return value
-
-
-async def _async_probe(value: Any) -> Any:
-    return value
+STEP_OPTIONS = frozenset(inspect.signature(FunctionStep.__init__).parameters) - {"self", "fn"}
+"""The options ``hr.step(...)`` takes."""

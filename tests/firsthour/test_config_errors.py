@@ -32,14 +32,14 @@ def test_a_key_field_the_first_jsonl_record_lacks_stops_before_running(tmp_path:
             progress=False,
         )
     assert str(caught.value) == (
-        f"{source}:2: the first record has no key field 'idd' (its fields: 'id', 'name'); "
-        "did you mean 'id'?"
+        f"{source}:2: the first record has no key field 'idd' (did you mean 'id'?); "
+        "its fields: 'id', 'name'"
     )
     assert not (tmp_path / "run").exists() and not (tmp_path / "out.jsonl").exists()
 
 
 def test_a_key_field_the_first_item_of_a_list_lacks_stops_before_running() -> None:
-    with pytest.raises(hr.SourceError, match=r"the first item has no key field 'key' \(its fields"):
+    with pytest.raises(hr.SourceError, match=r"the first item has no key field 'key'; its fields: 'id'"):
         hr.run(same, [{"id": 1}], key="key", run_dir=None, sink=hr.write_jsonl("/dev/null"))
 
 
@@ -65,6 +65,6 @@ def test_the_cli_names_the_fields_and_exits_1(tmp_path: Path) -> None:
     assert job.returncode == 1
     assert job.stderr.strip().splitlines() == [
         "error: in.jsonl:1: the first record has no key field 'Package' "
-        "(its fields: 'package', 'version'); did you mean 'package'?"
+        "(did you mean 'package'?); its fields: 'package', 'version'"
     ]
     assert not (tmp_path / "state").exists()

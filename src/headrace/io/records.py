@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import re
@@ -12,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
+
+from ..errors import nearest
 
 __all__ = [
     "BadRecord",
@@ -242,18 +243,11 @@ def keyed(
 
 def missing_key_field(key: str, where: str, value: Any) -> str:
     """Words for a key field missing from the first record, naming the fields it has."""
-    if isinstance(value, dict):
-        fields = ", ".join(repr(str(name)) for name in list(value)[:20]) or "none"
-        has = f"its fields: {fields}"
-    else:
-        has = f"it is a {type(value).__name__}, not a record with fields"
-    close = (
-        difflib.get_close_matches(key, [str(n) for n in value], n=1)
-        if isinstance(value, dict)
-        else []
-    )
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"{where} has no key field {key!r} ({has}){hint}"
+    if not isinstance(value, dict):
+        return f"{where} has no key field {key!r}: it is a {type(value).__name__}, not an object"
+    fields = [str(name) for name in value]
+    shown = ", ".join(repr(name) for name in fields[:20]) or "none"
+    return f"{where} has no key field {key!r}{nearest(key, fields)}; its fields: {shown}"
 
 
 class DurableSink(Protocol):

@@ -15,8 +15,7 @@ from typing import Any
 
 import yaml
 
-from ..errors import HeadraceError
-from ..graph import nearest
+from ..errors import HeadraceError, nearest
 
 __all__ = [
     "MAX_DEPTH",
