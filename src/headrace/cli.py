@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from . import __version__
+from .sim.config import FAULTS
 
 if TYPE_CHECKING:
     from .durable import Mode
@@ -60,7 +61,7 @@ app = typer.Typer(
 OPTIONAL_LIBRARIES: dict[str, tuple[str, ...]] = {
     "local models": ("torch", "sentence_transformers", "transformers", "vaderSentiment"),
     "http / llm": ("aiohttp",),
-    "sql": ("sqlalchemy", "psycopg"),
+    "postgresql": ("psycopg",),
     "redis": ("redis",),
     "parquet": ("pyarrow",),
     "ray": ("ray",),
@@ -122,6 +123,7 @@ def info() -> None:
         missing = [m for m in modules if not _installed(m)]
         state = "found" if not missing else f"missing {', '.join(missing)}"
         typer.echo(f"  {part:<13} {state}")
+    typer.echo("  (SQLite, the run store and SQL sinks' default, is part of Python)")
 
 
 def _load_pipeline(ref: str) -> Any:
@@ -626,11 +628,12 @@ def status(
     try:
         state = store.status()
         lease = store.lease()
+        forced = store.forced_sessions()
     finally:
         store.close()
     definition = state.definition
     typer.echo(f"run       {run_dir}")
-    typer.echo(f"pipeline  {definition.get('pipeline')}")
+    typer.echo(f"pipeline  {_pipeline_words(definition.get('pipeline'))}")
     typer.echo(f"source    {_where(definition.get('source', {}))}")
     typer.echo(f"sink      {_where(definition.get('sink', {}))}")
     typer.echo(
@@ -653,10 +656,31 @@ def status(
         typer.echo(f"running   yes: {lease.describe()}")
     else:
         typer.echo(f"running   no: {lease.describe()} (dead; the next session takes over)")
+    for session, note in forced:
+        typer.echo(f"forced    session {session}: {note or 'forced'}")
     for error in state.last_errors:
         typer.echo(
             f"dead in {error.step}: {error.count:,}; last: {error.error_type}: {error.message}"
         )
+
+
+def _pipeline_words(ref: object) -> str:
+    """A stored pipeline reference, in words: a recipe by its file and settings."""
+    import json
+
+    text = str(ref)
+    if not text.startswith("recipe:"):
+        return text
+    try:
+        settings = json.loads(text.removeprefix("recipe:"))
+        words = f"recipe {settings['path']}"
+    except (ValueError, KeyError, TypeError):
+        return text
+    for name, label in (("set", "--set"), ("allow_paths", "--allow-path")):
+        values = settings.get(name) or []
+        if isinstance(values, list):
+            words += "".join(f" {label} {value}" for value in values)
+    return words
 
 
 cache_app = typer.Typer(
@@ -741,9 +765,7 @@ def sim(
     ] = None,
     fault: Annotated[
         list[str] | None,
-        typer.Option(
-            help="KIND=RATE, repeatable; kinds: 429 500 503 hang reset malformed truncated"
-        ),
+        typer.Option(help=f"KIND=RATE, repeatable; kinds: {' '.join(FAULTS)}"),
     ] = None,
     storm_every: Annotated[float | None, typer.Option(help="seconds between 429 storms")] = None,
     storm_for: Annotated[float, typer.Option(help="seconds each 429 storm lasts")] = 1.0,

@@ -435,14 +435,19 @@ def merge() -> Merge:
     return Merge()
 
 
-def parallel(**branches: Step[Any, Any] | Callable[[Any], Any]) -> Parallel[Any]:
+def parallel(**branches: Step[Any, Any] | Callable[[Any], Any]) -> Step[Any, dict[str, Any]]:
     """Fan out to named branches; the output is a dict keyed by the given names.
+
+    Typed as a step from any item to ``dict[str, Any]``, so that
+    ``hr.parallel(a=..., b=...) >> step`` type-checks (the object is a
+    :class:`Parallel` with ``keys``).
 
     Raises:
         PipelineError: fewer than two branches, or a branch that is not a step or callable.
     """
     steps = tuple(as_step(s, after=None) for s in branches.values())
-    return Parallel(steps, keys=tuple(branches))
+    named: Step[Any, Any] = Parallel(steps, keys=tuple(branches))
+    return named
 
 
 def route(

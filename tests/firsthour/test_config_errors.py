@@ -39,7 +39,9 @@ def test_a_key_field_the_first_jsonl_record_lacks_stops_before_running(tmp_path:
 
 
 def test_a_key_field_the_first_item_of_a_list_lacks_stops_before_running() -> None:
-    with pytest.raises(hr.SourceError, match=r"the first item has no key field 'key'; its fields: 'id'"):
+    with pytest.raises(
+        hr.SourceError, match=r"the first item has no key field 'key'; its fields: 'id'"
+    ):
         hr.run(same, [{"id": 1}], key="key", run_dir=None, sink=hr.write_jsonl("/dev/null"))
 
 
