@@ -65,6 +65,7 @@ from .io import (
     write_parquet,
     write_sql,
 )
+from .keep import with_input
 from .limits.circuit import Circuit, CircuitOpen
 from .limits.concurrency import AdaptiveConcurrency, ConcurrencyLimit, ConcurrencyStatistics
 from .limits.policies import Fallback, Timeout
@@ -191,4 +192,5 @@ __all__ = [
     "route",
     "run",
     "step",
+    "with_input",
 ]

@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from ..cache import Cache
 from ..errors import PipelineError
 from ..graph import OTHERWISE, RESERVED, Edge, Graph, GraphError, Node
+from ..keep import with_input
 from ..limits.policies import Fallback, Timeout
 from ..limits.rate import Rate
 from ..limits.retry import Retry
@@ -56,14 +57,16 @@ T = TypeVar("T")
 POLICIES = ("executor", "batch", "version", "concurrency", "rate", "retry", "timeout", "cache")
 """The options a function node takes, beside ``fallback``."""
 TAKES: Mapping[str, frozenset[str]] = {
-    "function": frozenset({*POLICIES, "fallback"}),
+    "function": frozenset({*POLICIES, "fallback", "keep_input"}),
     "reduce": frozenset({*POLICIES, "fallback"}),
-    "llm": frozenset({"version", "concurrency", "retry", "timeout", "cache", "fallback"}),
-    "model": frozenset({"version"}),
-    "map": frozenset(),
+    "llm": frozenset(
+        {"version", "concurrency", "retry", "timeout", "cache", "fallback", "keep_input"}
+    ),
+    "model": frozenset({"version", "keep_input"}),
+    "map": frozenset({"keep_input"}),
     "filter": frozenset(),
     "route": frozenset(),
-    "recipe": frozenset(),
+    "recipe": frozenset({"keep_input"}),
 }
 """Which node-level options each kind of node takes."""
 
@@ -166,7 +169,7 @@ class _Builder:
             "fallback": self.fallback,
         }
         options: dict[str, Any] = {}
-        for option in sorted(spec.model_fields_set & TAKES[spec.kind]):
+        for option in sorted(spec.model_fields_set & TAKES[spec.kind] - {"keep_input"}):
             convert = converters.get(option, lambda value: value)
             value = self.attempt((*loc, option), partial(convert, getattr(spec, option)))
             if value is None:
@@ -188,7 +191,12 @@ class _Builder:
             "map": self.map_step,
             "recipe": self.recipe_step,
         }
-        return builders[kind](spec, name, loc)
+        built = builders[kind](spec, name, loc)
+        keep = spec.keep_input
+        if built is None or keep is False or "keep_input" not in TAKES[kind]:
+            return built
+        field = keep if isinstance(keep, str) else None
+        return self.attempt((*loc, "keep_input"), lambda: with_input(built, field=field))
 
     def function_step(self, spec: NodeSpec, name: str, loc: Loc) -> Step[Any, Any] | None:
         kind = spec.kind

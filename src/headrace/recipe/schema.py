@@ -287,6 +287,9 @@ class NodeSpec(Strict):
     timeout: TimeoutSpec | None = None
     cache: CacheSpec | None = None
     fallback: str | None = None
+    keep_input: bool | str = False
+    """``true``: the node's output is its input record with the output's fields added;
+    a field name: the input record with the whole output under that field."""
 
     @field_validator("id")
     @classmethod

@@ -1,0 +1,106 @@
+"""Keeping the input's fields next to a step's output: :func:`with_input`.
+
+The usual enrichment job reads records, asks a model for a few fields, and
+writes the record with those fields added (pandas' ``assign``, Curator's
+``response`` columns). ``hr.with_input(step)`` does that for any step: its
+output is the input record with the output's fields added.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from .errors import PipelineError, StepFailed
+from .step import FILTERED, Step, as_step
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .runtime import Handler, RunContext
+
+__all__ = ["WithInput", "with_input"]
+
+
+class WithInput(Step[dict[str, Any], dict[str, Any]]):
+    """A step whose output is its input record plus its inner step's output fields;
+    see :func:`with_input`."""
+
+    def __init__(self, inner: Step[Any, Any], field: str | None) -> None:
+        self.inner = inner
+        self.field = field
+        self.name = inner.name
+
+    def children(self) -> tuple[Step[Any, Any], ...]:
+        return (self.inner,)
+
+    def _identity(self) -> dict[str, Any]:
+        return {"kind": "with_input", "inner": self.inner.fingerprint, "field": self.field}
+
+    def _bind(self, ctx: RunContext) -> Handler:
+        inner = ctx.bind(self.inner)
+        name, field = self.name, self.field
+
+        async def handle(value: Any) -> Any:
+            if not isinstance(value, Mapping):
+                raise StepFailed(
+                    name,
+                    TypeError(
+                        f"with_input keeps the fields of a record (a dict), got "
+                        f"{type(value).__name__}"
+                    ),
+                )
+            out = await inner(value)
+            if out is FILTERED:
+                return out
+            try:
+                added = fields_of(out) if field is None else {field: out}
+            except TypeError as exc:
+                raise StepFailed(name, exc) from None
+            return {**value, **added}
+
+        return handle
+
+
+def fields_of(output: Any) -> dict[str, Any]:
+    """An output's fields: a pydantic model's, a dataclass's, or a dict's items.
+
+    Raises:
+        TypeError: the output has no fields (give ``with_input`` a ``field=``).
+    """
+    dump = getattr(output, "model_dump", None)
+    if callable(dump):
+        fields = dump()
+        if isinstance(fields, dict):
+            return fields
+    if dataclasses.is_dataclass(output) and not isinstance(output, type):
+        return dataclasses.asdict(output)
+    if isinstance(output, Mapping):
+        return dict(output)
+    raise TypeError(
+        f"the output is a {type(output).__name__}, which has no fields to add to the "
+        "record; name the field to put it in with with_input(step, field='...')"
+    )
+
+
+def with_input(
+    step: Step[Any, Any] | Callable[[Any], Any], *, field: str | None = None
+) -> Step[dict[str, Any], dict[str, Any]]:
+    """Run ``step`` on each record and add its output's fields to the record.
+
+    ``hr.with_input(hr.llm.transduce(Info, ...))`` turns ``{"id": 1, "text": ...}``
+    into ``{"id": 1, "text": ..., "kind": ..., "keywords": [...]}``. A field the
+    output shares with the record takes the output's value (as pandas' ``assign``).
+
+    Args:
+        step: a step (or callable) taking the record; its output is a pydantic
+            model, a dataclass or a dict, or anything with ``field``.
+        field: put the whole output under this one field instead.
+
+    Raises:
+        PipelineError: ``field`` is not a non-empty string.
+    """
+    if field is not None and (not isinstance(field, str) or not field):
+        raise PipelineError(f"with_input field must be a field name, got {field!r}")
+    return WithInput(as_step(step, after=None), field)
