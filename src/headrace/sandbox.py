@@ -306,6 +306,30 @@ def compile_checked(source: str, *, template: bool) -> Any:
     return compiled
 
 
+def fields_used(source: str) -> list[tuple[str, str]]:
+    """The ``name.field`` and ``name["field"]`` an expression reads, in order.
+
+    Raises:
+        PipelineError: it does not parse.
+    """
+    try:
+        tree = _ENVIRONMENT.parse("{{ (" + source + ") }}")
+    except TemplateError as exc:
+        raise PipelineError(f"does not parse: {exc}") from None
+    used: list[tuple[str, str]] = []
+    for found in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        if isinstance(found, nodes.Getattr) and isinstance(found.node, nodes.Name):
+            used.append((found.node.name, found.attr))
+        elif (
+            isinstance(found, nodes.Getitem)
+            and isinstance(found.node, nodes.Name)
+            and isinstance(found.arg, nodes.Const)
+            and isinstance(found.arg.value, str)
+        ):
+            used.append((found.node.name, found.arg.value))
+    return used
+
+
 class Expression:
     """A sandboxed expression, compiled once: ``tone.tone == 'combative'``.
 

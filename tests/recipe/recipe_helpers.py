@@ -54,3 +54,13 @@ def label(value: Any) -> str:
 @hr.step(name="decorated", concurrency=3)
 def decorated(record: dict[str, Any]) -> str:
     return str(record["text"])[::-1]
+
+
+class Words(BaseModel):
+    words: list[str]
+    count: int
+
+
+def split_words(record: dict[str, Any]) -> Words:
+    found = str(record["text"]).split()
+    return Words(words=found, count=len(found))

@@ -9,6 +9,32 @@ import pytest
 import headrace as hr
 
 BROKEN: dict[str, tuple[str, list[str]]] = {
+    "condition_names_a_field_the_model_lacks": (
+        """models:
+  fast: {model: gpt-4o-mini}
+nodes:
+  - id: classify
+    llm: {model: fast, output: recipe_helpers:Verdict}
+  - {id: a, function: recipe_helpers:label}
+edges:
+  - {from: classify, to: a, when: "classify.ton == 'hopeful'"}
+""",
+        [
+            "bad.yaml:8:35: edges[0].when: the condition: the output of 'classify' has no "
+            "field 'ton' (did you mean 'tone'?); its fields: tone"
+        ],
+    ),
+    "map_over_a_field_the_model_lacks": (
+        """nodes:
+  - {id: split, function: recipe_helpers:split_words}
+  - id: each
+    map: {over: wrds, do: {function: recipe_helpers:checked}}
+""",
+        [
+            "bad.yaml:4:17: nodes[1].map.over: map.over: the output of 'split' has no field "
+            "'wrds' (did you mean 'words'?); its fields: words, count"
+        ],
+    ),
     "unknown_top_key": (
         """nodes:
   - {id: a, function: recipe_helpers:clean}

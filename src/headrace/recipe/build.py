@@ -29,9 +29,10 @@ from ..keep import with_input
 from ..limits.policies import Fallback, Timeout
 from ..limits.rate import Rate
 from ..limits.retry import Retry
-from ..sandbox import Expression
+from ..sandbox import Expression, fields_used
 from ..step import Batch, FunctionStep, Step, step
 from .document import Document, Problem, RecipeError, nearest
+from .fields import declared_fields
 from .reading import read_spec
 from .registry import import_path, resolve
 from .schema import (
@@ -396,6 +397,7 @@ class _Builder:
         origin: list[Loc] = []
         seen: dict[str, int] = {}
         conditional = False
+        conditions: list[tuple[Loc, str]] = []
         for index, node_spec in enumerate(spec.nodes):
             loc: Loc = ("nodes", index)
             node_id = node_spec.id
@@ -457,6 +459,7 @@ class _Builder:
                     )
                     if when is None:
                         continue
+                    conditions.append(((*loc, "when"), text))
                 for source, target in edge_spec.pairs():
                     if source in routers:
                         self.problems.append(
@@ -467,6 +470,7 @@ class _Builder:
                         continue
                     edges.append(Edge(source, target, when=when))
                     origin.append(loc)
+        self.check_fields(nodes, edges, conditions, seen)
         if self.problems:
             return None, False
         try:
@@ -512,6 +516,45 @@ class _Builder:
             return None
         context = spec.llm is not None and spec.llm.prompt is not None
         return Node(built, input="context" if context else "parents")
+
+    def check_fields(
+        self,
+        nodes: Mapping[str, Node],
+        edges: Sequence[Edge],
+        conditions: Sequence[tuple[Loc, str]],
+        seen: Mapping[str, int],
+    ) -> None:
+        """Record a problem for a condition's ``node.field`` or a map's ``over:`` that
+        names a field the node before does not declare (see :mod:`.fields`)."""
+        declared = {
+            node_id: declared_fields(node.step) if node.step is not None else None
+            for node_id, node in nodes.items()
+        }
+
+        def missing(wanted: str, fields: list[str] | None, what: str) -> str | None:
+            if fields is None or wanted in fields:
+                return None
+            return (
+                f"{what} has no field {wanted!r}{nearest(wanted, fields)}; its fields: "
+                + ", ".join(fields)
+            )
+
+        for loc, text in conditions:
+            for name, wanted in fields_used(text):
+                problem = missing(wanted, declared.get(name), f"the output of {name!r}")
+                if problem is not None:
+                    self.problems.append(self.doc.problem(loc, f"the condition: {problem}"))
+        for node_id, index in seen.items():
+            mapping = self.spec.nodes[index].map
+            if mapping is None or mapping.over is None:
+                continue
+            parents = {e.source for e in edges if e.target == node_id}
+            for parent in sorted(parents):
+                problem = missing(mapping.over, declared.get(parent), f"the output of {parent!r}")
+                if problem is not None:
+                    self.problems.append(
+                        self.doc.problem(("nodes", index, "map", "over"), f"map.over: {problem}")
+                    )
 
     def check_options(self, spec: NodeSpec, loc: Loc) -> None:
         """Record a problem for each option the node's kind does not take."""
