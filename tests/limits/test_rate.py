@@ -202,7 +202,9 @@ def test_a_known_limit_draws_no_429_and_spreads_the_calls() -> None:
     assert stats["throttled"] == 0
     arrived = [n for n in stats["windows"]["arrived"] if n]
     assert arrived[0] <= 5  # the burst (less the headroom)...
-    assert max(arrived[1:]) <= 4, arrived  # ...then 2 per 100 ms, never a herd
+    # ...then 2 per 100 ms, never a herd of 40 (a stalled client may find the bucket
+    # refilled to its burst of 5: at most 5 + 2 in a window, whatever the machine's load)
+    assert max(arrived[1:]) <= 7, arrived
     chat = result.metrics.step("chat")
     assert chat.rate_waits >= 30
     assert "rate 1,200 req/min (given)" in result.summary()
