@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .errors import PipelineError, StepFailed
+from .io.column_types import declared_types
 from .step import FILTERED, Step, as_step
 
 if TYPE_CHECKING:
@@ -20,7 +21,28 @@ if TYPE_CHECKING:
 
     from .runtime import Handler, RunContext
 
-__all__ = ["WithInput", "with_input"]
+__all__ = ["TypedRecord", "WithInput", "with_input"]
+
+
+class TypedRecord(dict[str, Any]):
+    """A record that knows the declared types of some of its fields (``field_types``:
+    name -> annotation), so that a Parquet sink writes ``keywords: list[str]`` as a
+    ``list<string>`` column. It is a plain ``dict`` in every other way."""
+
+    field_types: dict[str, Any]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.field_types = {}
+
+    def __reduce__(self) -> Any:
+        return (_typed_record, (dict(self), self.field_types))
+
+
+def _typed_record(fields: dict[str, Any], field_types: dict[str, Any]) -> TypedRecord:
+    record = TypedRecord(fields)
+    record.field_types = field_types
+    return record
 
 
 class WithInput(Step[dict[str, Any], dict[str, Any]]):
@@ -58,7 +80,13 @@ class WithInput(Step[dict[str, Any], dict[str, Any]]):
                 added = fields_of(out) if field is None else {field: out}
             except TypeError as exc:
                 raise StepFailed(name, exc) from None
-            return {**value, **added}
+            declared = declared_types(type(out))
+            kinds = {field: type(out)} if field is not None and declared else {}
+            if field is None:
+                kinds = declared
+            record = TypedRecord({**value, **added})
+            record.field_types = {**getattr(value, "field_types", {}), **kinds}
+            return record
 
         return handle
 

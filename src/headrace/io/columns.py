@@ -4,17 +4,26 @@ A tabular sink takes outputs that are flat records: a ``dict``, a pydantic model
 or a dataclass. Its columns are given by the user or fixed by the first output
 written, and stay fixed for the whole run (they are stored with the sink's
 committed state, so a resume writes the same columns). A column has one of five
-types:
+scalar types, or (Parquet) a nested one:
 
-========== ============================== ===================================
-type       takes                          stored as
-========== ============================== ===================================
-``string`` ``str``                        text
-``int64``  ``int`` (not ``bool``)         a 64-bit integer
-``float64````float`` or ``int``           a double
-``bool``   ``bool``                       a boolean
-``json``   anything JSON can encode       JSON text (lists, nested objects)
-========== ============================== ===================================
+===================== ============================= ===================================
+type                  takes                         stored as
+===================== ============================= ===================================
+``string``            ``str``                       text
+``int64``             ``int`` (not ``bool``)        a 64-bit integer
+``float64``           ``float`` or ``int``          a double
+``bool``              ``bool``                      a boolean
+``json``              anything JSON can encode      JSON text (lists, nested objects)
+``list<T>``           a list of T                   Parquet: a list column
+``struct<a: T, ...>`` an object with those fields   Parquet: a struct column
+===================== ============================= ===================================
+
+The first output fixes the types: from its class's annotations where it
+declares them (a pydantic model or a dataclass, or the fields
+:func:`~headrace.with_input` added from one), so ``keywords: list[str]`` is a
+``list<string>`` column in Parquet (``json`` in CSV and SQL); otherwise from
+its values (a list or an object is ``json``). See
+:mod:`headrace.io.column_types`.
 
 Any column may be empty (``None``, or a field the output lacks). A value of the
 wrong type, or a field that is not a column, makes that item a dead letter of
@@ -28,11 +37,13 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from . import column_types
 from .records import decode_json, encode_json
 
-__all__ = ["COLUMN_TYPES", "ColumnType", "Columns", "as_record"]
+__all__ = ["COLUMN_TYPES", "ColumnType", "Columns", "as_record", "declared_field_types"]
 
 ColumnType = Literal["string", "int64", "float64", "bool", "json"]
+"""The scalar column types (what a SQL table's columns are read back as)."""
 COLUMN_TYPES: tuple[ColumnType, ...] = ("string", "int64", "float64", "bool", "json")
 
 
@@ -55,7 +66,7 @@ def as_record(value: Any) -> dict[str, Any]:
     )
 
 
-def _type_of(value: Any) -> ColumnType:
+def _type_of(value: Any) -> str:
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, int):
@@ -67,32 +78,13 @@ def _type_of(value: Any) -> ColumnType:
     return "json"
 
 
-_INT64 = (-(2**63), 2**63 - 1)
-
-
-def _coerce(name: str, kind: ColumnType, value: Any) -> Any:
-    """``value`` as column ``name`` of type ``kind`` stores it; raise ValueError if it cannot."""
-    if value is None:
-        return None
-    if kind == "json":
-        return encode_json(value).decode()
-    ok = False
-    if kind == "string":
-        ok = isinstance(value, str)
-    elif kind == "bool":
-        ok = isinstance(value, bool)
-    elif kind == "int64":
-        ok = isinstance(value, int) and not isinstance(value, bool)
-        if ok and not _INT64[0] <= value <= _INT64[1]:
-            raise ValueError(f"field {name!r}: {value} does not fit in int64")
-    elif kind == "float64":
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    if not ok:
-        shown = repr(value)
-        shown = shown if len(shown) <= 60 else shown[:60] + "…"
-        raise ValueError(f"field {name!r}: expected {kind}, got {type(value).__name__} {shown}")
-    return value
+def declared_field_types(value: Any) -> dict[str, Any]:
+    """The annotations an output declares for its fields: its class's (a pydantic model,
+    a dataclass), or those a :class:`~headrace.keep.TypedRecord` carries."""
+    carried = getattr(value, "field_types", None)
+    if isinstance(carried, dict):
+        return carried
+    return column_types.declared_types(type(value))
 
 
 class Columns:
@@ -102,11 +94,21 @@ class Columns:
         given: the columns the user asked for (name -> type), or ``None`` to fix
             them from the first output.
         key_column: a column that holds the item's key (SQL sinks), or ``None``.
+        nested: the sink stores ``list<...>`` and ``struct<...>`` columns natively
+            (Parquet); other sinks infer ``json`` for them and refuse them given.
     """
 
-    def __init__(self, given: Mapping[str, str] | None, *, key_column: str | None = None) -> None:
+    def __init__(
+        self,
+        given: Mapping[str, str] | None,
+        *,
+        key_column: str | None = None,
+        nested: bool = False,
+    ) -> None:
         self.key_column = key_column
-        self.types: dict[str, ColumnType] | None = None
+        self.nested = nested
+        self.types: dict[str, str] | None = None
+        self._trees: dict[str, Any] = {}
         if given is not None:
             self.fix(dict(given))
 
@@ -118,17 +120,23 @@ class Columns:
         """
         if not types:
             raise ValueError("a tabular sink needs at least one column")
+        fixed: dict[str, str] = {}
         for name, kind in types.items():
-            if kind not in COLUMN_TYPES:
+            try:
+                fixed[name] = column_types.check_type(str(kind))
+            except ValueError as exc:
+                raise ValueError(f"column {name!r}: {exc}") from None
+            if column_types.nested(fixed[name]) and not self.nested:
                 raise ValueError(
-                    f"column {name!r}: unknown type {kind!r} (one of {', '.join(COLUMN_TYPES)})"
+                    f"column {name!r}: {fixed[name]} columns are for Parquet; this sink "
+                    "stores nested values as json"
                 )
-        fixed: dict[str, ColumnType] = {n: k for n, k in types.items()}  # type: ignore[misc]
         if self.key_column is not None:
             fixed = {self.key_column: "string", **fixed}
             if fixed[self.key_column] != "string":
                 raise ValueError(f"the key column {self.key_column!r} must be of type string")
         self.types = fixed
+        self._trees = {name: column_types.parse(kind) for name, kind in fixed.items()}
 
     @property
     def names(self) -> list[str]:
@@ -141,22 +149,24 @@ class Columns:
         return [[name, kind] for name, kind in (self.types or {}).items()]
 
     @classmethod
-    def restored(cls, state: Any, given: Mapping[str, str] | None) -> Columns:
+    def restored(
+        cls, state: Any, given: Mapping[str, str] | None, *, nested: bool = False
+    ) -> Columns:
         """The columns of a committed state (pairs; a dict from older runs), else ``given``.
 
         Raises:
             ValueError: the stored columns are not pairs of strings.
         """
         if not state:
-            return cls(given)
+            return cls(given, nested=nested)
         if isinstance(state, dict):
-            return cls(state)
+            return cls(state, nested=nested)
         if not isinstance(state, list) or not all(
             isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p)
             for p in state
         ):
             raise ValueError("the run store's sink columns are damaged (not [name, type] pairs)")
-        return cls(dict((name, kind) for name, kind in state))
+        return cls(dict((name, kind) for name, kind in state), nested=nested)
 
     def row(self, key: str, value: Any) -> list[Any]:
         """The output ``value`` of the item ``key`` as one row, in column order.
@@ -180,7 +190,7 @@ class Columns:
             record[key_column] = key
         types = self.types
         if types is None:
-            self.fix({name: _type_of(v) for name, v in record.items()})
+            self.fix(self._inferred(value, record))
             types = self.types
             assert types is not None
         extra = record.keys() - types.keys()
@@ -188,4 +198,19 @@ class Columns:
             raise ValueError(
                 f"field {sorted(extra)[0]!r} is not a column (columns: {', '.join(types)})"
             )
-        return [_coerce(name, kind, record.get(name)) for name, kind in types.items()]
+        trees, encode = self._trees, encode_json
+        return [column_types.coerce(name, trees[name], record.get(name), encode) for name in types]
+
+    def _inferred(self, value: Any, record: dict[str, Any]) -> dict[str, str]:
+        """Column types for the first output: declared where its class says, else by value."""
+        declared = declared_field_types(value)
+        found: dict[str, str] = {}
+        for name, field_value in record.items():
+            kind = _type_of(field_value)
+            # a declared type where it says more than the value (a list<...>, an int
+            # field whose first value is None); "json" (a datetime, a dict) says less
+            said = column_types.type_of_annotation(declared[name]) if name in declared else "json"
+            if said != "json" and (self.nested or not column_types.nested(said)):
+                kind = said
+            found[name] = kind
+        return found

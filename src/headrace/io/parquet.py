@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .column_types import arrow_type, parse
 from .columns import Columns
 from .parts import PartDirectorySink
 from .records import BadRecord, Source
@@ -125,7 +126,7 @@ class ParquetSink(PartDirectorySink):
         super().__init__(directory, items_per_file)
         _pyarrow()  # refuse early, with how to install it
         self.given = dict(columns) if columns is not None else None
-        self.columns = Columns(self.given)
+        self.columns = Columns(self.given, nested=True)
 
     def describe(self) -> dict[str, Any]:
         """A JSON description, stored with the run."""
@@ -141,21 +142,14 @@ class ParquetSink(PartDirectorySink):
 
     def restore(self, state: dict[str, Any]) -> None:
         """Write the columns of the committed parts again."""
-        self.columns = Columns.restored(state.get("columns"), self.given)
+        self.columns = Columns.restored(state.get("columns"), self.given, nested=True)
 
     def write_part(self, path: Path, records: list[list[Any]]) -> None:
         """One Parquet file (one row group) with the fixed columns' types."""
         pa, pq = _pyarrow()
-        arrow_types = {
-            "string": pa.string(),
-            "int64": pa.int64(),
-            "float64": pa.float64(),
-            "bool": pa.bool_(),
-            "json": pa.string(),
-        }
         types = self.columns.types or {}
         arrays = [
-            pa.array([row[i] for row in records], type=arrow_types[kind])
+            pa.array([row[i] for row in records], type=arrow_type(parse(kind)))
             for i, kind in enumerate(types.values())
         ]
         table = pa.Table.from_arrays(arrays, names=list(types))
@@ -185,7 +179,10 @@ def write_parquet(
         directory: where ``part-NNNNN.parquet`` files go (a dataset that pyarrow,
             pandas, Polars, DuckDB and Spark read as one table).
         columns: column name -> type (``string``, ``int64``, ``float64``, ``bool``,
-            ``json``); default: fixed by the first output (see :mod:`headrace.io.columns`).
+            ``json``, ``list<T>``, ``struct<a: T, ...>``); default: fixed by the first
+            output, from its declared annotations where it has them (a pydantic
+            model's ``keywords: list[str]`` is ``list<string>``), else from its values
+            (see :mod:`headrace.io.columns`).
         items_per_file: commit a part after this many finished items (or 2 s).
     """
     return ParquetSink(directory, items_per_file, columns)

@@ -141,7 +141,7 @@ def quote(name: str) -> str:
     return ".".join('"' + part.replace('"', '""') + '"' for part in name.split("."))
 
 
-_SQL_TYPES: dict[str, dict[ColumnType, str]] = {
+_SQL_TYPES: dict[str, dict[str, str]] = {
     "sqlite": {
         "string": "TEXT",
         "int64": "INTEGER",
@@ -289,7 +289,7 @@ class SqlSink:
         return None
 
     def _create(self, db: Database) -> None:
-        types = _SQL_TYPES[db.dialect]
+        types = _SQL_TYPES[db.dialect]  # scalars only: the sink has nested=False
         definitions = [
             f"{quote(name)} {types[kind]}" + (" PRIMARY KEY" if name == self.key else "")
             for name, kind in (self.columns.types or {}).items()

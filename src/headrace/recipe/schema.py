@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from ..errors import PipelineError
 from ..graph import NODE_ID, parse_edge
+from ..io.column_types import check_type, nested
 
 __all__ = [
     "BatchSpec",
@@ -169,7 +170,16 @@ class SinkSpec(Strict):
     sql: str | None = None
     table: str | None = None
     key: str = "key"
-    columns: dict[str, Literal["string", "int64", "float64", "bool", "json"]] | None = None
+    columns: dict[str, str] | None = None
+    """Column name -> type: string, int64, float64, bool, json; list<T> and
+    struct<name: T, ...> for parquet: sinks."""
+
+    @field_validator("columns")
+    @classmethod
+    def _columns(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is None:
+            return None
+        return {name: check_type(kind) for name, kind in value.items()}
 
     @model_validator(mode="after")
     def _one(self) -> SinkSpec:
@@ -180,6 +190,9 @@ class SinkSpec(Strict):
             raise ValueError("sql: and table: go together")
         if self.columns is not None and not (self.csv or self.parquet or self.sql):
             raise ValueError("columns: is for csv:, parquet: and sql: sinks")
+        for name, kind in (self.columns or {}).items():
+            if nested(kind) and not self.parquet:
+                raise ValueError(f"column {name!r}: {kind} columns are for parquet: sinks")
         if "key" in self.model_fields_set and not self.sql:
             raise ValueError("key: names the key column of a sql: sink")
         return self
