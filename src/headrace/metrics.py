@@ -95,6 +95,8 @@ class StepMetrics:
         throttled: calls the provider answered 429 (``hr.Throttled``, or a client's 429).
         rate: the step's :class:`~headrace.limits.rate.Rate`, whose limit the summary shows.
         rate_waits: calls that waited for the rate limit; ``rate_wait_s`` is their total wait.
+        rate_inside_call: the rate limit is waited for inside the step's calls (an LLM
+            step's client), so ``busy_s`` holds ``rate_wait_s``; see :meth:`working_s`.
         circuit: the step's circuit breaker, whose state and openings the summary shows.
         fallbacks: items this step's failure sent to its fallback step.
         slots: the step's concurrency: calls (or batch calls) it may have in flight.
@@ -123,6 +125,7 @@ class StepMetrics:
     rate: Rate | None = None
     rate_waits: int = 0
     rate_wait_s: float = 0.0
+    rate_inside_call: bool = False
     circuit: Circuit | None = None
     fallbacks: int = 0
     slots: int = 0
@@ -152,11 +155,22 @@ class StepMetrics:
         self.batch_sizes[size] = self.batch_sizes.get(size, 0) + 1
         self.flushes[reason] = self.flushes.get(reason, 0) + 1
 
+    def working_s(self) -> float:
+        """Time the step's calls spent working: ``busy_s`` less the rate limit's waits
+        where those happen inside a call."""
+        inside = self.rate_wait_s if self.rate_inside_call else 0.0
+        return max(0.0, self.busy_s - inside)
+
+    def waiting_s(self) -> float:
+        """Time items spent waiting in the step: for a slot, and for the rate limit."""
+        return self.wait_s + self.rate_wait_s
+
     def utilisation(self, wall_s: float) -> float:
-        """The share of the run's wall time its call slots were busy (0 without calls)."""
+        """The share of the run's wall time its call slots were working (0 without calls);
+        a slot held while waiting for the rate limit is waiting, not working."""
         if wall_s <= 0 or not self.slots:
             return 0.0
-        return self.busy_s / (wall_s * self.slots)
+        return self.working_s() / (wall_s * self.slots)
 
     def to_dict(self) -> dict[str, Any]:
         """The counters as plain data (latencies in milliseconds)."""
@@ -167,8 +181,8 @@ class StepMetrics:
             "items": self.items,
             "errors": self.errors,
             "filtered": self.filtered,
-            "wait_s": round(self.wait_s, 6),
-            "busy_s": round(self.busy_s, 6),
+            "wait_s": round(self.waiting_s(), 6),
+            "busy_s": round(self.working_s(), 6),
             "latency_ms": {
                 "mean": round(self.latency.mean * 1e3, 4),
                 "p50": round(self.latency.quantile(0.50) * 1e3, 4),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .metrics import RunMetrics, StepMetrics
+from .metrics import RunMetrics
 
 __all__ = ["DeadLetter", "RunResult", "dead_allowed"]
 
@@ -96,47 +96,12 @@ class RunResult:
         return self.metrics.items_filtered
 
     def bottleneck(self) -> str:
-        """Which part set the run's pace, as a sentence.
+        """Which part set the run's pace, as a sentence with what to do about it: a rate
+        limit at its ceiling, a saturated step, or neither (see
+        :mod:`headrace.bottleneck`)."""
+        from .bottleneck import bottleneck
 
-        A step's *utilisation* is the share of the wall time its call slots (its
-        concurrency) were busy; its *rate share* the share they spent waiting for
-        its rate limit. The step with the highest of either is named when it is at
-        least half: that step was full while the others waited on it. Otherwise no
-        step was saturated and the source, the sink or the engine set the pace.
-        """
-        m = self.metrics
-        wall = m.wall_s
-        candidates = [s for s in m.steps if s.slots and s.calls]
-        if wall <= 0 or not candidates:
-            return "none: no step made a call"
-
-        def rate_share(s: StepMetrics) -> float:
-            return s.rate_wait_s / (wall * s.slots)
-
-        top = max(candidates, key=lambda s: max(s.utilisation(wall), rate_share(s)))
-        slots = f"{top.slots} call slot{'s' if top.slots != 1 else ''}"
-        if rate_share(top) >= max(0.5, top.utilisation(wall)):
-            return (
-                f"{top.name}'s rate limit: its {slots} spent {rate_share(top):.0%} of the run "
-                "waiting for it"
-            )
-        if top.utilisation(wall) >= 0.5:
-            batched = ""
-            if top.batch_sizes:
-                mean = sum(k * v for k, v in top.batch_sizes.items()) / sum(
-                    top.batch_sizes.values()
-                )
-                batched = f" (batches of {mean:.1f} items on average)"
-            verb = "were" if top.slots != 1 else "was"
-            return (
-                f"{top.name}: its {slots} {verb} busy {top.utilisation(wall):.0%} of the "
-                f"run{batched}"
-            )
-        return (
-            f"no step was saturated (the busiest, {top.name}, kept its {slots} busy "
-            f"{top.utilisation(wall):.0%} of the run): the source, the sink or the engine "
-            "set the pace"
-        )
+        return bottleneck(self.metrics)
 
     def summary(self) -> str:
         """A human-readable report: counts, wall time, items/s, and a table of steps."""
@@ -165,7 +130,8 @@ class RunResult:
             if lat.count:
                 timing = (
                     f"{lat.quantile(0.5) * 1e3:>9.3f} {lat.quantile(0.95) * 1e3:>9.3f} "
-                    f"{lat.quantile(0.99) * 1e3:>9.3f} {s.wait_s:>9.3f} {s.busy_s:>9.3f}"
+                    f"{lat.quantile(0.99) * 1e3:>9.3f} {s.waiting_s():>9.3f} "
+                    f"{s.working_s():>9.3f}"
                 )
             else:  # routers, filters and maps count items but do not time calls
                 timing = " ".join(f"{'-':>9}" for _ in range(5))

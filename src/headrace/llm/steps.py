@@ -171,6 +171,7 @@ class LLMStep(Step[In, Out]):
                 "{name: hr.llm.Price(input=..., output=...)} (dollars per million tokens)"
             )
         metrics.rate = self.client.rate  # the summary shows the limit and the waits
+        metrics.rate_inside_call = True  # the client waits for it inside the step's call
         metrics.circuit = self.client.circuit
         connection = self.client.connection_in(ctx)
         if self.retry is not None:

@@ -1,0 +1,36 @@
+"""The bottleneck line names a rate limit at its ceiling, and rate waits count as waiting."""
+
+from __future__ import annotations
+
+import headrace as hr
+from headrace.sim import serve
+
+
+def records(n: int) -> list[dict[str, str]]:
+    return [{"text": f"t{i}"} for i in range(n)]
+
+
+def test_an_llm_step_at_its_rate_limit_is_not_called_busy() -> None:
+    with serve() as sim:
+        llm = hr.llm.Client(base_url=sim.url, rate=hr.Rate(requests=6000, per="minute", burst=1))
+        say = hr.llm.complete(client=llm, model="m", prompt="{text}", concurrency=64, name="say")
+        result = hr.run(say, records(150), progress=False)
+    said = result.bottleneck()
+    assert said.startswith("say's rate limit: at "), said
+    assert "6,000 rpm" in said and said.endswith("pack more items per request or raise the limit")
+    step = result.metrics.step("say")
+    # the slots held while the client waited for the limit were waiting, not working
+    assert step.waiting_s() >= step.rate_wait_s > 0
+    assert step.working_s() < step.busy_s
+    row = next(line for line in result.summary().splitlines() if line.startswith("say "))
+    assert float(row.split()[-2]) >= step.rate_wait_s > 0  # the wait s column
+
+
+def test_two_llm_steps_sharing_one_limit_are_named_together() -> None:
+    with serve() as sim:
+        llm = hr.llm.Client(base_url=sim.url, rate=hr.Rate(requests=6000, per="minute", burst=1))
+        first = hr.llm.complete(client=llm, model="m", prompt="{text}", name="first")
+        second = hr.llm.complete(client=llm, model="m", prompt="again {text}", name="second")
+        result = hr.run(first >> hr.step(lambda t: {"text": t}) >> second, records(80))
+    said = result.bottleneck()
+    assert said.startswith("the rate limit first and second share: at "), said
