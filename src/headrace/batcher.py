@@ -1,10 +1,13 @@
 """Coalesces items arriving one at a time into calls of up to ``max_size`` items.
 
 A batch is sent when it is full (``size``), when its first item has waited
-``max_wait`` (``timer``), or at once when no unit of the run can bring another
-item (``idle``, see :mod:`headrace.activity`) — so the tail of a run never waits
-for a timer. At most ``concurrency`` batch calls are in flight; items keep
-gathering meanwhile, so the next call leaves full.
+``max_wait`` and no call of the step is in flight (``timer``), or at once when
+no unit of the run can bring another item (``idle``, see
+:mod:`headrace.activity`) — so the tail of a run never waits for a timer. While
+calls are in flight a partial batch waits for them: each brings its items'
+lanes back with new items, so the next call leaves full instead of half empty
+(at high concurrency, with the window the run's limit, the timer used to send
+packs of 4 of 8). At most ``concurrency`` batch calls are in flight.
 
 If a call of several items raises an error that can be an item's fault, the
 batch is halved and each half called again, down to single items, so a poison
@@ -98,9 +101,11 @@ class MicroBatcher:
     def _on_timer(self) -> None:
         self._timer = None
         if self._pending:
-            if self._in_flight < self._concurrency:
+            if self._in_flight == 0:
                 self._flush("timer")
             else:
+                # calls in flight bring their lanes back with new items when they
+                # finish: wait for those rather than send a partial batch now
                 self._overdue = True
 
     def _on_idle(self) -> None:
@@ -150,8 +155,11 @@ class MicroBatcher:
             self._in_flight -= 1
             if len(self._pending) >= self._max_size:
                 self._flush("size")
-            elif self._pending and self._overdue:
-                self._flush("timer")
+            elif self._pending and self._overdue and self._in_flight == 0:
+                # give the lanes this call set free one max_wait to bring their next items
+                self._overdue = False
+                if self._timer is None:
+                    self._timer = self._loop.call_later(self._max_wait_s, self._on_timer)
             # If nothing else runs, leaving makes the run idle and flushes the rest.
             self._activity.leave()
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import BaseModel
+
 import headrace as hr
 
 
@@ -33,3 +37,10 @@ def _down_llm() -> hr.llm.Complete:
 
 
 down_llm = _down_llm()
+
+
+class Info(BaseModel):
+    """What the first-hour recipes ask an LLM for."""
+
+    kind: Literal["library", "tool"]
+    keywords: list[str]

@@ -82,7 +82,7 @@ models:
   fast: {{model: m, base_url: "{sim.url}"}}
 nodes:
   - id: classify
-    llm: {{model: fast, output: "test_with_input:Info", fields: [text]}}
+    llm: {{model: fast, output: "first_jobs:Info", fields: [text]}}
     keep_input: true
 """
         )

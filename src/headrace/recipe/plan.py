@@ -163,6 +163,7 @@ def describe(recipe: Recipe, *, sample: int = 20) -> str:
             f"{completion_total:>9,} completion tokens  {cost_text}  ({step.model_name})"
             + (f"  [{'; '.join(notes)}]" if notes else "")
         )
+    estimate.extend(_pack_warnings(recipe))
     if len(estimate) == 1:
         estimate.append("  no LLM nodes: no requests to a provider")
     else:
@@ -172,3 +173,28 @@ def describe(recipe: Recipe, *, sample: int = 20) -> str:
             f"  (completion at max_tokens, or {ASSUMED_COMPLETION} tokens an item where unset)"
         )
     return "\n".join(lines + estimate)
+
+
+def _pack_warnings(recipe: Recipe) -> list[str]:
+    """A warning for each packed LLM node the run's window cannot keep full: ``pack``
+    items in each of ``concurrency`` requests need that many items in flight."""
+    from ..llm import Transduce
+    from ..runner import default_window
+
+    graph = recipe.built.graph
+    window = recipe.spec.run.concurrency or default_window(recipe.pipeline)
+    warnings = []
+    for node_id in graph.order:
+        step = graph.nodes[node_id].step
+        if not isinstance(step, Transduce) or step.pack < 2:
+            continue
+        needed = step.pack * step.concurrency
+        if window < needed:
+            full = max(1, window // step.pack)
+            warnings.append(
+                f"  warning: {node_id}: pack {step.pack} x concurrency {step.concurrency} "
+                f"needs {needed:,} items in flight to fill every request, but the window "
+                f"(run.concurrency) is {window:,}: at most {full:,} full packs at once; "
+                f"set run.concurrency to {needed:,}, or the node's concurrency to {full:,}"
+            )
+    return warnings

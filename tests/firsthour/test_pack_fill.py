@@ -1,0 +1,55 @@
+"""Packs and batches fill while items are still arriving."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import headrace as hr
+
+
+def test_a_trickle_fills_batches_while_calls_are_in_flight() -> None:
+    @hr.step(concurrency=1)
+    async def trickle(x: int) -> int:
+        await asyncio.sleep(0.001)  # items reach the batch step one at a time
+        return x
+
+    @hr.step(batch=hr.Batch(max_size=8, max_wait="5ms"), concurrency=4)
+    async def slow_batch(xs: list[int]) -> list[int]:
+        await asyncio.sleep(0.05)
+        return xs
+
+    result = hr.run(trickle >> slow_batch, range(200), window=24, progress=False)
+    assert result.items_out == 200
+    step = result.metrics.step("slow_batch")
+    sizes = step.batch_sizes
+    # a partial batch leaves on its timer only when no call of the step is in flight
+    # (the first one, and whatever the tail leaves): the rest leave full
+    assert sizes.get(8, 0) >= 200 // 8 - 3, sizes
+    assert step.flushes.get("timer", 0) <= 3, step.flushes
+
+
+def test_the_dry_run_warns_when_the_window_cannot_fill_the_packs(tmp_path: Path) -> None:
+    from headrace.recipe import Recipe
+
+    (tmp_path / "in.jsonl").write_text('{"id": 1, "text": "a"}\n')
+    recipe_text = """
+source: {jsonl: in.jsonl, key: id}
+sink: {jsonl: out.jsonl}
+models:
+  fast: {model: m, base_url: "http://127.0.0.1:9/v1"}
+nodes:
+  - id: tone
+    llm: {model: fast, output: "first_jobs:Info", fields: [text], pack: 8}
+    concurrency: 64
+run: {concurrency: RUN}
+"""
+    (tmp_path / "r.yaml").write_text(recipe_text.replace("RUN", "64"))
+    plan = Recipe(tmp_path / "r.yaml").plan()
+    assert (
+        "warning: tone: pack 8 x concurrency 64 needs 512 items in flight to fill every "
+        "request, but the window (run.concurrency) is 64: at most 8 full packs at once; "
+        "set run.concurrency to 512, or the node's concurrency to 8"
+    ) in plan
+    (tmp_path / "r.yaml").write_text(recipe_text.replace("RUN", "512"))
+    assert "warning" not in Recipe(tmp_path / "r.yaml").plan()
