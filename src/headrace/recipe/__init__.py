@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from .build import Built, build
 from .document import Place, Problem, RecipeError
@@ -204,12 +204,15 @@ class Recipe:
         self,
         *,
         run_dir: str | os.PathLike[str] | None = None,
-        resume: bool = False,
+        resume: bool | Literal["auto"] = "auto",
+        fresh: bool = False,
         force: bool = False,
         progress: bool = True,
     ) -> RunResult:
         """Run the recipe from its source to its sink, durably: ``run_dir`` defaults to
-        ``.headrace/<name>`` in the current directory (where ``headrace run`` puts it)."""
+        ``.headrace/<name>`` in the current directory (where ``headrace run`` puts it).
+        ``resume`` and ``fresh`` are :func:`~headrace.run`'s: by default a run found in
+        ``run_dir`` is resumed, and one is started otherwise."""
         from ..runner import run
 
         return run(
@@ -218,6 +221,7 @@ class Recipe:
             sink=self.sink(),
             run_dir=run_dir if run_dir is not None else self.default_run_dir(),
             resume=resume,
+            fresh=fresh,
             force=force,
             progress=progress,
             **self.run_options(),
