@@ -1,0 +1,11 @@
+"""The answer the README's recipe asks its LLM for."""
+
+from typing import Literal
+
+from pydantic import BaseModel
+
+
+class Verdict(BaseModel):
+    """The tone of one paragraph."""
+
+    tone: Literal["hopeful", "somber", "combative", "neutral"]

@@ -1,0 +1,168 @@
+"""Every code block in the README runs as written, or says why it is not run.
+
+The blocks run in order, in one scratch folder that holds a copy of the
+repository's ``examples/`` (so a block may use what an earlier one wrote), with
+``OPENAI_BASE_URL`` pointing at a ``headrace sim`` (as the README tells its
+readers to set it). A block preceded by ``<!-- doc: not run (reason) -->`` is
+skipped for that reason; a block that is a file of the repository says so with
+``<!-- doc: file examples/... -->`` and must equal it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from headrace.sim import serve
+
+ROOT = Path(__file__).resolve().parents[1]
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```\n", re.S | re.M)
+MARK = re.compile(r"<!-- doc: (not run|file) (.+?) -->\s*\Z")
+
+
+@dataclass(frozen=True)
+class Block:
+    line: int
+    language: str
+    text: str
+    skip: str | None
+    file: str | None
+
+
+def readme_blocks(text: str) -> list[Block]:
+    found = []
+    for match in FENCE.finditer(text):
+        before = text[: match.start()]
+        mark = MARK.search(before[-400:])
+        kind, value = (mark.group(1), mark.group(2)) if mark else (None, None)
+        found.append(
+            Block(
+                line=before.count("\n") + 1,
+                language=match.group(1),
+                text=match.group(2),
+                skip=value.strip("()") if kind == "not run" else None,
+                file=value if kind == "file" else None,
+            )
+        )
+    return found
+
+
+BLOCKS = readme_blocks((ROOT / "README.md").read_text())
+
+
+def test_the_readme_has_code_blocks_and_every_skip_gives_a_reason() -> None:
+    code = [b for b in BLOCKS if b.language]
+    assert len(code) >= 15
+    for block in code:
+        assert block.skip is None or len(block.skip) > 10, block.line
+    assert sum(b.skip is None for b in code) >= 10  # most of them run
+
+
+def test_blocks_that_are_files_are_those_files() -> None:
+    files = [b for b in BLOCKS if b.file is not None]
+    assert files
+    for block in files:
+        assert block.text == (ROOT / block.file).read_text(), f"README line {block.line}"
+
+
+@pytest.mark.slow
+def test_every_code_block_runs_as_written(tmp_path: Path) -> None:
+    # a copy, not a link: a recipe outside the project is refused, and nothing is
+    # written into the repository
+    shutil.copytree(ROOT / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns("out"))
+    failures = []
+    with serve(process=True) as sim:
+        env = {
+            **os.environ,
+            "OPENAI_BASE_URL": sim.url,
+            "HEADRACE_CACHE_DIR": str(tmp_path / "cache"),
+            "HF_HUB_OFFLINE": "1",
+            "CI": "1",
+        }
+        env.pop("OPENAI_API_KEY", None)
+        for block in BLOCKS:
+            if not block.language or block.skip is not None or block.language == "yaml":
+                continue
+            if block.file is not None and block.language == "python":
+                command = [sys.executable, str(ROOT / block.file)]
+            elif block.language == "python":
+                script = tmp_path / f"readme_line_{block.line}.py"  # a file: workers import it
+                script.write_text(block.text)
+                command = [sys.executable, script.name]
+            elif block.language == "bash":
+                command = ["bash", "-e", "-c", block.text]
+            else:
+                failures.append(f"README line {block.line}: no way to run {block.language!r}")
+                continue
+            log = tmp_path / f"block-{block.line}.log"
+            with log.open("w") as out:
+                job = subprocess.Popen(
+                    command,
+                    cwd=tmp_path,
+                    env=env,
+                    text=True,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # a block's background jobs end with it
+                )
+                try:
+                    status: int | str = job.wait(timeout=240)
+                except subprocess.TimeoutExpired:
+                    status = "timed out after 240 s"
+                finally:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(job.pid, signal.SIGKILL)
+                    job.wait()
+            if status != 0:
+                output = log.read_text()[-2000:]
+                failures.append(f"README line {block.line} ({block.language}, {status}):\n{output}")
+    assert not failures, "\n\n".join(failures)
+
+
+@pytest.mark.slow
+def test_the_first_example_prints_what_the_readme_shows(tmp_path: Path) -> None:
+    """The README's two commands (a sim on a free port here), and its output as shown."""
+    index = next(i for i, b in enumerate(BLOCKS) if b.file == "examples/extract/extract.py")
+    shown = BLOCKS[index + 1]
+    assert shown.language == ""  # the output block right after the file
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "CI": "1", "HEADRACE_CACHE_DIR": str(tmp_path / "cache")}
+    env["OPENAI_BASE_URL"] = f"http://127.0.0.1:{port}/v1"
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "headrace", "sim", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert sim.stdout is not None and "listening" in sim.stdout.readline()
+        done = subprocess.run(
+            [sys.executable, str(ROOT / "examples/extract/extract.py")],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    finally:
+        sim.kill()
+        sim.wait()
+    assert done.returncode == 0, done.stderr
+    printed = done.stdout.splitlines()
+    # what does not depend on timing: the counts, the schema and the rows
+    stable = [
+        line
+        for line in shown.text.splitlines()
+        if line.startswith(("items:", "{'package'", "package:", "topics:", "audience:", "  child"))
+        or "requests, 2," in line
+    ]
+    assert len(stable) >= 8
+    for line in stable:
+        assert line in printed, line
