@@ -16,7 +16,9 @@ from functools import partial
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
+from ._types import FILTERED
 from .batcher import BatchCall, MicroBatcher
+from .binding import binds
 from .errors import OutputTypeError, PipelineError, ProviderDown, StepFailed, StepTimeout
 from .executors import (
     ProcessPool,
@@ -33,15 +35,15 @@ from .limits.rate import current_permit
 from .limits.retry import Retrier, Retry, headers_of, is_throttle
 from .metrics import StepMetrics
 from .sequencer import Sequencer
-from .step import FILTERED
+from .step import FunctionStep
 
 if TYPE_CHECKING:
     from .runtime import Handler, RunContext
-    from .step import FunctionStep
 
 __all__ = ["bind_function_step"]
 
 
+@binds(FunctionStep)
 def bind_function_step(
     step: FunctionStep[Any, Any], ctx: RunContext, metrics: StepMetrics | None = None
 ) -> Handler:

@@ -52,7 +52,7 @@ from .fingerprint import code_hash
 from .step import Step, as_step
 
 if TYPE_CHECKING:
-    from .runtime import Handler, RunContext
+    pass
 
 __all__ = [
     "OTHERWISE",
@@ -344,22 +344,6 @@ class Graph(Step[Any, Any]):
             ),
             "output": self.output,
         }
-
-    def _bind(self, ctx: RunContext) -> Handler:
-        handlers = {n: ctx.bind(spec.step) for n, spec in self.nodes.items() if spec.step}
-        counted = {
-            n: ctx.metrics_for(n, "route" if spec.choose else "filter")
-            for n, spec in self.nodes.items()
-            if spec.choose is not None or spec.keep is not None
-        }
-        activity = ctx.activity
-
-        from .graph_run import ItemRun
-
-        async def handle(record: Any) -> Any:
-            return await ItemRun(self, handlers, counted, activity, record).run()
-
-        return handle
 
 
 def graph(

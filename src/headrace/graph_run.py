@@ -6,14 +6,16 @@ import asyncio
 from collections.abc import Callable, Hashable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ._types import FILTERED
 from .activity import Activity
+from .binding import binds
 from .errors import NoRoute, StepFailed
 from .graph import OTHERWISE, Edge, Graph, names_of
-from .step import FILTERED
 from .tasks import first_leaf
 
 if TYPE_CHECKING:
-    from .runtime import Handler
+    from ._types import Handler
+    from .runtime import RunContext
 
 __all__ = ["ItemRun"]
 
@@ -21,6 +23,23 @@ __all__ = ["ItemRun"]
 class _Filtered(Exception):
     """Raised inside an item's task group when a node filtered the item out: it
     cancels the item's other branches the way a failure does."""
+
+
+@binds(Graph)
+def bind_graph(graph: Graph, ctx: RunContext) -> Handler:
+    """A graph's handler in one run: each item goes its own way through the nodes."""
+    handlers = {n: ctx.bind(spec.step) for n, spec in graph.nodes.items() if spec.step}
+    counted = {
+        n: ctx.metrics_for(n, "route" if spec.choose else "filter")
+        for n, spec in graph.nodes.items()
+        if spec.choose is not None or spec.keep is not None
+    }
+    activity = ctx.activity
+
+    async def handle(record: Any) -> Any:
+        return await ItemRun(graph, handlers, counted, activity, record).run()
+
+    return handle
 
 
 class ItemRun:

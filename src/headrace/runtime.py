@@ -10,7 +10,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from . import call, graph_run  # noqa: F401  (the core engine registers its binders)
+from ._types import Handler
 from .activity import Activity
+from .binding import binder_for
 from .budget import Spend
 from .metrics import StepMetrics
 
@@ -18,9 +21,6 @@ if TYPE_CHECKING:
     from .step import Step
 
 __all__ = ["Handler", "RunContext"]
-
-Handler = Callable[[Any], Awaitable[Any]]
-"""Carries one item through a bound step; returns the output or ``FILTERED``."""
 
 
 class RunContext:
@@ -56,7 +56,8 @@ class RunContext:
         """
         handler = self._handlers.get(id(step))
         if handler is None:
-            handler = step._bind(self)
+            binder = binder_for(step)
+            handler = binder(step, self) if binder is not None else step._bind(self)
             self._handlers[id(step)] = handler
         return handler
 

@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Final, Generic, Literal, Self, TypeVar, overload
 
+from ._types import FILTERED
 from .cache import Cache
 from .durations import to_seconds
 from .errors import PipelineError, check_options
@@ -45,27 +46,6 @@ P = TypeVar("P")
 
 Executor = Literal["async", "thread", "process"]
 _EXECUTORS: Final = ("async", "thread", "process")
-
-
-class _Filtered:
-    """The marker a step returns for an item it drops; see :data:`FILTERED`."""
-
-    _instance: _Filtered | None = None
-
-    def __new__(cls) -> _Filtered:
-        if cls._instance is None:
-            cls._instance = super().__new__(cls)
-        return cls._instance
-
-    def __repr__(self) -> str:
-        return "headrace.FILTERED"
-
-    def __reduce__(self) -> str:
-        return "FILTERED"
-
-
-FILTERED: Final = _Filtered()
-"""Return this from a step to drop the item: it is counted as *filtered*, not lost."""
 
 
 class Batch:
@@ -204,9 +184,13 @@ class Step(abc.ABC, Generic[In, Out]):
     def _identity(self) -> dict[str, Any]:
         """What identifies this step's results: hashed into :attr:`fingerprint`."""
 
-    @abc.abstractmethod
     def _bind(self, ctx: RunContext) -> Handler:
-        """Return the coroutine function that runs one item through this step in ``ctx``."""
+        """Return the coroutine function that runs one item through this step in ``ctx``.
+
+        The core engine binds its step types from outside (see
+        :mod:`headrace.binding`); other step types define this.
+        """
+        raise PipelineError(f"{type(self).__name__} cannot run: no binder is registered for it")
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"
@@ -409,11 +393,6 @@ class FunctionStep(Step[In, Out]):
             "validate": self.validate,
             "code": code_hash(self.fn),
         }
-
-    def _bind(self, ctx: RunContext) -> Handler:
-        from .call import bind_function_step
-
-        return bind_function_step(self, ctx)
 
 
 def _callable_name(fn: Callable[..., Any]) -> str:

@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from ..step import FILTERED
+from .._types import FILTERED
 
 __all__ = ["Declared", "EncodeError", "decode", "encode"]
 

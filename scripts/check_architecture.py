@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""The architecture check CI runs: headrace's layers, and no import cycles.
+
+Each module belongs to one layer; a module may import its own layer and those
+below it, never one above. Between modules there is no import cycle, except
+the one listed in ``ALLOWED_CYCLES`` with its reason. Imports made only for
+type checking (under ``if TYPE_CHECKING:``) are not counted: they never run.
+Imports inside functions are counted.
+
+    python scripts/check_architecture.py      # exit 1 and one line per problem
+
+The layers, bottom up:
+
+0. the shared vocabulary: ``_types``, ``errors``, ``durations``, ``secrecy``
+1. the foundations: limits, io, store, cache, metrics, budget, the sandbox,
+   fingerprints, the activity count, tasks, the sequencer, the binder registry
+2. declarations: steps, compositions, graphs, ``with_input``
+3. the engine: binding steps to a run (``call``, ``graph_run``, ``runtime``),
+   the batcher, executors, lanes, the runner, durable sessions, progress and
+   the result
+4. the kinds of steps built on the engine: ``llm``, ``models``, ``sim``
+5. applications: ``recipe``, ``demo``
+6. the command line
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+LAYERS: list[list[str]] = [
+    ["headrace._types", "headrace.errors", "headrace.durations", "headrace.secrecy"],
+    [
+        "headrace.limits",
+        "headrace.io",
+        "headrace.store",
+        "headrace.cache",
+        "headrace.metrics",
+        "headrace.budget",
+        "headrace.sandbox",
+        "headrace.fingerprint",
+        "headrace.activity",
+        "headrace.tasks",
+        "headrace.sequencer",
+        "headrace.binding",
+    ],
+    ["headrace.step", "headrace.compose", "headrace.graph", "headrace.keep"],
+    [
+        "headrace.call",
+        "headrace.batcher",
+        "headrace.executors",
+        "headrace.graph_run",
+        "headrace.runtime",
+        "headrace.lanes",
+        "headrace.runner",
+        "headrace.durable",
+        "headrace.progress",
+        "headrace.result",
+        "headrace.bottleneck",
+    ],
+    ["headrace.llm", "headrace.models", "headrace.sim"],
+    ["headrace.recipe", "headrace.demo"],
+    ["headrace.cli", "headrace.__main__"],
+]
+
+ALLOWED_CYCLES: dict[frozenset[str], str] = {
+    frozenset({"headrace.step", "headrace.compose"}): (
+        "a step's operators (a >> b, a | b) build the compositions, which are steps: "
+        "both are the declaration layer"
+    ),
+}
+
+
+def layer_of(module: str) -> int | None:
+    """The layer ``module`` belongs to (``None`` for the package itself)."""
+    for index, members in enumerate(LAYERS):
+        if any(module == m or module.startswith(m + ".") for m in members):
+            return index
+    return None
+
+
+def problems(graph: Any) -> list[str]:
+    """Every upward import, unplaced module and disallowed cycle of ``graph`` (a grimp
+    import graph of the ``headrace`` package), one line each."""
+    found: list[str] = []
+    modules = sorted(m for m in graph.modules if m != "headrace")
+    for module in modules:
+        if layer_of(module) is None:
+            found.append(f"{module}: in no layer (add it to LAYERS in this script)")
+    for importer in modules:
+        low = layer_of(importer)
+        for imported in sorted(graph.find_modules_directly_imported_by(importer)):
+            high = layer_of(imported)
+            if low is not None and high is not None and high > low:
+                lines = sorted(
+                    d["line_number"]
+                    for d in graph.get_import_details(importer=importer, imported=imported)
+                )
+                found.append(
+                    f"{importer} (layer {low}) imports {imported} (layer {high}), "
+                    f"line {', '.join(map(str, lines))}: a lower layer imports a higher one"
+                )
+    for cycle in _cycles(graph, modules):
+        if frozenset(cycle) not in ALLOWED_CYCLES:
+            found.append(f"an import cycle: {' -> '.join(sorted(cycle))}")
+    return found
+
+
+def _cycles(graph: Any, modules: list[str]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan's)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    components: list[list[str]] = []
+    counter = 0
+
+    def visit(start: str) -> None:
+        nonlocal counter
+        work = [(start, iter(sorted(graph.find_modules_directly_imported_by(start))))]
+        index[start] = low[start] = counter
+        counter += 1
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append(
+                        (child, iter(sorted(graph.find_modules_directly_imported_by(child))))
+                    )
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    components.append(component)
+
+    for module in modules:
+        if module not in index:
+            visit(module)
+    return components
+
+
+def main() -> int:
+    import grimp
+
+    graph = grimp.build_graph("headrace", exclude_type_checking_imports=True)
+    found = problems(graph)
+    for line in found:
+        print(f"architecture: {line}", file=sys.stderr)
+    if not found:
+        print(f"architecture: ok ({len(graph.modules)} modules, {len(LAYERS)} layers)")
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

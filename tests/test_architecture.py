@@ -1,0 +1,56 @@
+"""The architecture check catches an upward import and a new cycle, and passes today."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import ModuleType
+
+import grimp
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "check_architecture.py"
+
+
+def checker() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("check_architecture", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_package_keeps_its_layers_and_has_no_new_cycle() -> None:
+    check = checker()
+    graph = grimp.build_graph("headrace", exclude_type_checking_imports=True)
+    assert check.problems(graph) == []
+
+
+def test_an_upward_import_a_cycle_and_an_unplaced_module_are_each_reported() -> None:
+    check = checker()
+    graph = grimp.ImportGraph()
+    for module in ("headrace", "headrace.errors", "headrace.cli", "headrace.io.jsonl",
+                   "headrace.io.csvfile", "headrace.elsewhere"):  # fmt: skip
+        graph.add_module(module)
+    graph.add_import(importer="headrace.errors", imported="headrace.cli", line_number=3,
+                     line_contents="from .cli import app")  # fmt: skip
+    graph.add_import(importer="headrace.io.jsonl", imported="headrace.io.csvfile",
+                     line_number=1, line_contents="from .csvfile import x")  # fmt: skip
+    graph.add_import(importer="headrace.io.csvfile", imported="headrace.io.jsonl",
+                     line_number=1, line_contents="from .jsonl import y")  # fmt: skip
+    found = check.problems(graph)
+    assert found == [
+        "headrace.elsewhere: in no layer (add it to LAYERS in this script)",
+        "headrace.errors (layer 0) imports headrace.cli (layer 6), line 3: a lower layer "
+        "imports a higher one",
+        "an import cycle: headrace.io.csvfile -> headrace.io.jsonl",
+    ]
+
+
+def test_the_one_allowed_cycle_is_allowed() -> None:
+    check = checker()
+    graph = grimp.ImportGraph()
+    for module in ("headrace.step", "headrace.compose"):
+        graph.add_module(module)
+    graph.add_import(importer="headrace.step", imported="headrace.compose")
+    graph.add_import(importer="headrace.compose", imported="headrace.step")
+    assert check.problems(graph) == []
