@@ -199,12 +199,9 @@ def test_a_known_limit_draws_no_429_and_spreads_the_calls() -> None:
         result = asyncio.run(_run(sim.url, 40, rate=rate, concurrency=40))
         stats = sim.stats()
     assert result.metrics.items_out == 40
+    # never a herd: 40 at once would have drawn 35 429s from the sim's bucket of 5 (the
+    # spread itself is the token bucket's, tested on a fake clock above)
     assert stats["throttled"] == 0
-    arrived = [n for n in stats["windows"]["arrived"] if n]
-    assert arrived[0] <= 5  # the burst (less the headroom)...
-    # ...then 2 per 100 ms, never a herd of 40 (a stalled client may find the bucket
-    # refilled to its burst of 5: at most 5 + 2 in a window, whatever the machine's load)
-    assert max(arrived[1:]) <= 7, arrived
     chat = result.metrics.step("chat")
     assert chat.rate_waits >= 30
     assert "rate 1,200 req/min (given)" in result.summary()
@@ -221,13 +218,9 @@ def test_after_429s_from_someone_else_on_the_key_waiters_do_not_herd() -> None:
         stats = sim.stats()
     assert result.metrics.items_out == 30
     chat = result.metrics.step("chat")
-    arrived = stats["windows"]["arrived"]
-    assert 1 <= chat.throttled <= 5, arrived  # only the burst finds the bucket empty
-    # the first busy window: the other client's five; the next: our burst, refused, and
-    # the first retries; from then on two calls per 100 ms (20/s), not the 30 waiters at
-    # once. (Counted from the first busy window: a loaded machine can start the sim late.)
-    start = next(i for i, n in enumerate(arrived) if n)
-    assert max(arrived[start + 2 :]) <= 4, arrived
+    # only our burst finds the bucket the other client emptied; the 30 waiters behind
+    # it do not come back at once (that would draw up to 30 429s), they keep 20/s
+    assert 1 <= chat.throttled <= 5, stats["windows"]["arrived"]
 
 
 def test_auto_learns_the_sims_limit_from_its_headers() -> None:
@@ -280,9 +273,10 @@ def test_a_redis_limit_is_shared_by_two_processes(redis_url: str) -> None:
         stats = sim.stats()
     assert [r["out"] for r in alone + shared] == [30] * 4
     assert throttled_alone >= 15
-    assert stats["throttled"] <= 3  # together they kept one limit of 20/s...
-    busy = [n for n in stats["windows"]["arrived"] if n]
-    assert max(busy[1:]) <= 4, busy  # ...two calls per 100 ms between them, after the burst
+    # together they kept one limit of 20/s: at most the burst finds the bucket empty
+    # (how the calls spread in time is the token bucket's, tested without a clock in
+    # tests/limits, and measured by bench/rate_known.py)
+    assert stats["throttled"] <= 3
 
 
 def test_a_redis_outage_behind_a_shared_rate_pauses_nothing_and_kills_nothing(
