@@ -1,4 +1,5 @@
-"""Every error headrace raises, under one base class.
+"""Every error headrace raises, under one base class (the modules that raise them
+import them from here; their old homes still re-export them).
 
 Each class says when it is raised and carries the evidence (step name, item
 position, attempts, the chained cause) rather than only a message.
@@ -7,8 +8,11 @@ position, attempts, the chained cause) rather than only a message.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .recipe.document import Problem
 
 __all__ = [
     "HeadraceError",
@@ -26,6 +30,23 @@ __all__ = [
     "ProviderDown",
     "RunStopped",
     "TooManyDead",
+    "CircuitOpen",
+    "RemoteError",
+    "EncodeError",
+    "ProviderError",
+    "MalformedResponse",
+    "PromptError",
+    "StructuredOutputError",
+    "RecipeError",
+    "ModelInputError",
+    "GraphError",
+    "ExpressionError",
+    "RunBusy",
+    "LeaseLost",
+    "OutputExists",
+    "SinkDamaged",
+    "StoreUnavailable",
+    "StorageError",
 ]
 
 
@@ -282,3 +303,89 @@ class StorageError(HeadraceError):
 
     resumable = False
     """Whether the run stopped resumably (the CLI then names the resume command)."""
+
+
+class CircuitOpen(HeadraceError):
+    """A call was refused without being made: the step's circuit breaker is open."""
+
+
+class RemoteError(HeadraceError):
+    """An exception raised in a worker process that could not be sent back as itself.
+
+    Attributes:
+        type_name: the qualified name of the original exception's type.
+        remote_traceback: the traceback text from the worker.
+    """
+
+    def __init__(self, type_name: str, message: str, remote_traceback: str) -> None:
+        super().__init__(f"{type_name}: {message}")
+        self.type_name = type_name
+        self.message = message
+        self.remote_traceback = remote_traceback
+
+    def __reduce__(self) -> Any:
+        return (RemoteError, (self.type_name, self.message, self.remote_traceback))
+
+
+class EncodeError(HeadraceError, TypeError):
+    """An output that cannot be stored in the cache."""
+
+
+class ProviderError(HeadraceError):
+    """The provider answered with an error status other than 429.
+
+    Retried (by the default :class:`~headrace.limits.retry.Retry`) for a 5xx;
+    not for a 4xx, which says the request itself is wrong.
+
+    Attributes:
+        status: the HTTP status.
+        headers: the response's headers.
+    """
+
+    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.headers = dict(headers or {})
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.status, str(self).partition(": ")[2], self.headers))
+
+
+class MalformedResponse(HeadraceError, ConnectionError):
+    """The provider's answer could not be read (not JSON, cut short, missing fields).
+    Retried like a broken connection."""
+
+
+class PromptError(HeadraceError, ValueError):
+    """A record cannot fill a prompt: a field is missing or a template failed on it."""
+
+
+class StructuredOutputError(HeadraceError, ValueError):
+    """The model's answer did not validate against the output model (after its repair)."""
+
+
+class RecipeError(HeadraceError, ValueError):
+    """A recipe that cannot run; ``problems`` lists every error found, each with its place."""
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems = sorted(
+            problems, key=lambda p: (p.place.file, p.place.line, p.place.column, p.message)
+        )
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class ModelInputError(HeadraceError, TypeError):
+    """An item has no text where a model step looks for it."""
+
+
+class GraphError(PipelineError):
+    """A graph that cannot run: names the node or the edge (its position in ``edges``)."""
+
+    def __init__(self, message: str, *, node: str | None = None, edge: int | None = None) -> None:
+        super().__init__(message)
+        self.node = node
+        self.edge = edge
+
+
+class ExpressionError(HeadraceError, ValueError):
+    """An expression broke a sandbox rule, or failed on the values it was given."""

@@ -24,7 +24,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from .errors import PipelineError, StepTimeout
+from .errors import PipelineError, RemoteError, StepTimeout
 
 __all__ = [
     "ItemFailure",
@@ -46,24 +46,6 @@ class ItemFailure:
 
     def __init__(self, error: BaseException) -> None:
         self.error = error
-
-
-class RemoteError(Exception):
-    """An exception raised in a worker process that could not be sent back as itself.
-
-    Attributes:
-        type_name: the qualified name of the original exception's type.
-        remote_traceback: the traceback text from the worker.
-    """
-
-    def __init__(self, type_name: str, message: str, remote_traceback: str) -> None:
-        super().__init__(f"{type_name}: {message}")
-        self.type_name = type_name
-        self.message = message
-        self.remote_traceback = remote_traceback
-
-    def __reduce__(self) -> Any:
-        return (RemoteError, (self.type_name, self.message, self.remote_traceback))
 
 
 class FunctionRef:

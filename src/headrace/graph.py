@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any, Literal
 
-from .errors import PipelineError, nearest
+from .errors import GraphError, PipelineError, nearest
 from .fingerprint import code_hash
 from .step import Step, as_step
 
@@ -81,15 +81,6 @@ class _Otherwise:
 
 OTHERWISE: Any = _Otherwise()
 """The ``branch`` of a router's edge taken when no other branch matches."""
-
-
-class GraphError(PipelineError):
-    """A graph that cannot run: names the node or the edge (its position in ``edges``)."""
-
-    def __init__(self, message: str, *, node: str | None = None, edge: int | None = None) -> None:
-        super().__init__(message)
-        self.node = node
-        self.edge = edge
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ from jinja2 import StrictUndefined, TemplateError, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .errors import HeadraceError, PipelineError
+from .errors import ExpressionError, PipelineError
 
 __all__ = [
     "FILTERS",
@@ -104,10 +104,6 @@ FILTERS = frozenset(
     }
 )
 """The filters a recipe expression or template may use."""
-
-
-class ExpressionError(HeadraceError, ValueError):
-    """An expression broke a sandbox rule, or failed on the values it was given."""
 
 
 def _bounded_power(left: Any, right: Any) -> Any:

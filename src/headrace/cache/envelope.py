@@ -25,12 +25,9 @@ from typing import Any
 import orjson
 
 from .._types import FILTERED
+from ..errors import EncodeError
 
 __all__ = ["Declared", "EncodeError", "decode", "encode"]
-
-
-class EncodeError(TypeError):
-    """An output that cannot be stored in the cache."""
 
 
 class Declared:

@@ -30,16 +30,12 @@ from collections.abc import Callable
 from typing import Literal
 
 from ..durations import to_seconds
-from ..errors import HeadraceError, PipelineError, ProviderDown
+from ..errors import CircuitOpen, PipelineError, ProviderDown
 from .retry import is_retryable, is_throttle
 
 __all__ = ["Circuit", "CircuitOpen"]
 
 State = Literal["closed", "open", "half-open"]
-
-
-class CircuitOpen(HeadraceError):
-    """A call was refused without being made: the step's circuit breaker is open."""
 
 
 class Circuit:

@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from ..errors import HeadraceError, PipelineError, Throttled
+from ..errors import MalformedResponse, PipelineError, ProviderError, Throttled
 from ..limits.circuit import Circuit
 from ..limits.rate import Rate
 from ..limits.retry import Retrier, Retry, is_throttle
@@ -48,31 +48,6 @@ if TYPE_CHECKING:
 __all__ = ["Client", "Connection", "MalformedResponse", "ProviderError", "Reply"]
 
 DEFAULT_RETRY = Retry(attempts=4)
-
-
-class ProviderError(HeadraceError):
-    """The provider answered with an error status other than 429.
-
-    Retried (by the default :class:`~headrace.limits.retry.Retry`) for a 5xx;
-    not for a 4xx, which says the request itself is wrong.
-
-    Attributes:
-        status: the HTTP status.
-        headers: the response's headers.
-    """
-
-    def __init__(self, status: int, message: str, headers: Mapping[str, str] | None = None) -> None:
-        super().__init__(f"HTTP {status}: {message}")
-        self.status = status
-        self.headers = dict(headers or {})
-
-    def __reduce__(self) -> Any:
-        return (type(self), (self.status, str(self).partition(": ")[2], self.headers))
-
-
-class MalformedResponse(HeadraceError, ConnectionError):
-    """The provider's answer could not be read (not JSON, cut short, missing fields).
-    Retried like a broken connection."""
 
 
 @dataclass(slots=True)

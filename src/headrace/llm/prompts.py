@@ -19,16 +19,12 @@ from typing import Any
 
 import orjson
 
-from ..errors import HeadraceError, PipelineError
+from ..errors import PipelineError, PromptError
 
 __all__ = ["PromptError", "Template", "compact_json", "record_fields", "select_fields"]
 
 _SHORT_FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _JINJA = re.compile(r"\{\{|\{%|\{#")
-
-
-class PromptError(HeadraceError, ValueError):
-    """A record cannot fill a prompt: a field is missing or a template failed on it."""
 
 
 def compact_json(value: Any) -> str:

@@ -19,16 +19,12 @@ from typing import Any, Generic, TypeVar
 import orjson
 from pydantic import BaseModel, ValidationError
 
-from ..errors import HeadraceError, PipelineError
+from ..errors import PipelineError, StructuredOutputError
 
 __all__ = ["Structured", "StructuredOutputError"]
 
 M = TypeVar("M", bound=BaseModel)
 _MAX_ERRORS = 5
-
-
-class StructuredOutputError(HeadraceError, ValueError):
-    """The model's answer did not validate against the output model (after its repair)."""
 
 
 def _loads(text: str) -> Any:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import HeadraceError, PipelineError
+from ..errors import ModelInputError, PipelineError
 from ..executors import ItemFailure
 from ..runtime import Handler, RunContext
 from ..step import Batch, FunctionStep, Step
@@ -40,10 +40,6 @@ bigger passes only add padding (see the README's measured figures)."""
 
 _loaded: dict[Hashable, Any] = {}
 _loading = threading.Lock()
-
-
-class ModelInputError(HeadraceError, TypeError):
-    """An item has no text where a model step looks for it."""
 
 
 def load_once(key: Hashable, load: Callable[[], Any]) -> Any:

@@ -8,14 +8,13 @@ A duplicate key is an error here, where PyYAML would keep the last one silently.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ..errors import HeadraceError, nearest
+from ..errors import RecipeError, nearest
 
 __all__ = [
     "MAX_DEPTH",
@@ -62,16 +61,6 @@ class Problem:
     def __str__(self) -> str:
         where = f"{self.field}: " if self.field else ""
         return f"{self.place}: {where}{self.message}"
-
-
-class RecipeError(HeadraceError, ValueError):
-    """A recipe that cannot run; ``problems`` lists every error found, each with its place."""
-
-    def __init__(self, problems: Iterable[Problem]) -> None:
-        self.problems = sorted(
-            problems, key=lambda p: (p.place.file, p.place.line, p.place.column, p.message)
-        )
-        super().__init__("\n".join(str(p) for p in self.problems))
 
 
 def path_text(path: Path_) -> str:
