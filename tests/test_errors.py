@@ -26,3 +26,20 @@ def test_every_exception_class_lives_in_errors_py_under_headrace_error() -> None
         kind = getattr(errors, name)
         assert issubclass(kind, errors.HeadraceError), name
         assert kind.__doc__, name  # each says when it is raised
+
+
+def test_one_check_of_positive_numbers_names_the_option_everywhere() -> None:
+    import pytest
+
+    import headrace as hr
+
+    for make, message in (
+        (lambda: hr.write_parquet("x", items_per_file=0), "items_per_file must be a positive"),
+        (lambda: hr.Rate(requests=True), "Rate requests must be a positive number, got True"),
+        (lambda: hr.Budget(usd=-1), "Budget usd must be a positive number, got -1"),
+        (lambda: hr.Retry(attempts=0), "Retry attempts must be a positive integer, got 0"),
+        (lambda: hr.map(hr.step(abs), concurrency=1.5), "map concurrency must be a positive"),
+    ):
+        with pytest.raises(hr.PipelineError, match=message):
+            make()
+    assert errors.positive_int(3, "x") == 3 and errors.positive_number(2, "y") == 2.0

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import BudgetExhausted, PipelineError, RunStopped, StepFailed
+from .errors import BudgetExhausted, PipelineError, RunStopped, StepFailed, positive_number
 
 __all__ = ["Budget", "Spend", "run_stopped"]
 
@@ -38,8 +38,8 @@ class Budget:
             raise PipelineError("Budget needs usd=, tokens= or both")
         for name in ("usd", "tokens"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not value > 0):
-                raise PipelineError(f"Budget {name} must be a positive number, got {value!r}")
+            if value is not None:
+                positive_number(value, f"Budget {name}")
 
 
 class Spend:

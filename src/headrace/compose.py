@@ -16,7 +16,7 @@ from itertools import pairwise
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, TypeVarTuple, overload
 
 from .activity import Activity
-from .errors import NoRoute, PipelineError, StepFailed
+from .errors import NoRoute, PipelineError, StepFailed, positive_int
 from .fingerprint import code_hash
 from .step import FILTERED, Step, as_step
 from .tasks import first_leaf
@@ -317,8 +317,7 @@ class MapStep(Step[Iterable[A], list[B]]):
         on_error: Literal["fail", "skip"] = "fail",
         over: str | None = None,
     ) -> None:
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise PipelineError(f"map concurrency must be a positive integer, got {concurrency!r}")
+        positive_int(concurrency, "map concurrency")
         if on_error not in ("fail", "skip"):
             raise PipelineError(f"map on_error must be 'fail' or 'skip', got {on_error!r}")
         self.inner = inner

@@ -71,6 +71,28 @@ def check_options(given: Iterable[str], known: Iterable[str], where: str) -> Non
         )
 
 
+def positive_int(value: object, name: str) -> int:
+    """``value`` if it is an ``int`` of 1 or more (not a ``bool``).
+
+    Raises:
+        PipelineError: ``{name} must be a positive integer, got {value!r}``.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise PipelineError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def positive_number(value: object, name: str) -> float:
+    """``value`` if it is a number above 0 (not a ``bool``).
+
+    Raises:
+        PipelineError: ``{name} must be a positive number, got {value!r}``.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise PipelineError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
 class HeadraceError(Exception):
     """Base class of every error raised by headrace."""
 

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from .budget import Budget, Spend
 from .durable import DurableSession, Mode
-from .errors import HeadraceError, PipelineError, SourceError, TooManyDead
+from .errors import HeadraceError, PipelineError, SourceError, TooManyDead, positive_int
 from .fingerprint import leaf_identities
 from .io.callback import CallbackSink
 from .io.jsonl import write_jsonl
@@ -214,8 +214,8 @@ async def arun(
         raise PipelineError(f"on_bad_input must be 'dead_letter' or 'stop', got {on_bad_input!r}")
     if window is None:
         window = default_window(root)
-    elif isinstance(window, bool) or not isinstance(window, int) or window < 1:
-        raise PipelineError(f"window must be a positive integer, got {window!r}")
+    else:
+        positive_int(window, "window")
     if resume not in (True, False, "auto"):
         raise PipelineError(f"resume must be True, False or 'auto', got {resume!r}")
     if fresh and (resume is True or retry_dead or rebuild_sink):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, Literal, Self, TypeVar, o
 from ._types import FILTERED
 from .cache import Cache
 from .durations import to_seconds
-from .errors import PipelineError, check_options
+from .errors import PipelineError, check_options, positive_int
 from .fingerprint import code_hash
 from .limits.circuit import Circuit
 from .limits.concurrency import AdaptiveConcurrency
@@ -68,8 +68,7 @@ class Batch:
     __slots__ = ("max_size", "max_wait_s")
 
     def __init__(self, max_size: int = 64, max_wait: float | str = "10ms") -> None:
-        if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1:
-            raise PipelineError(f"Batch max_size must be a positive integer, got {max_size!r}")
+        positive_int(max_size, "Batch max_size")
         self.max_size = max_size
         self.max_wait_s = to_seconds(max_wait, option="Batch max_wait")
 
@@ -275,14 +274,7 @@ class FunctionStep(Step[In, Out]):
         self.concurrency: int = (
             _default_concurrency(executor, batch is not None) if slots is None else slots
         )
-        if (
-            isinstance(self.concurrency, bool)
-            or not isinstance(self.concurrency, int)
-            or self.concurrency < 1
-        ):
-            raise PipelineError(
-                f"step {self.name!r}: concurrency must be a positive integer, got {concurrency!r}"
-            )
+        positive_int(self.concurrency, f"step {self.name!r}: concurrency")
         limits = None
         if isinstance(timeout, Timeout):
             limits = timeout

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..durations import to_seconds
-from ..errors import PipelineError
+from ..errors import PipelineError, positive_int
 from .keys import canonical, normalise_text
 from .tiers import MemoryTier, RedisTier, SqliteTier, Tier, default_path
 
@@ -78,8 +78,7 @@ class Cache:
                 )
         if len(set(tiers)) != len(tiers):
             raise PipelineError(f"Cache tiers repeat: {list(tiers)}")
-        if isinstance(max_items, bool) or not isinstance(max_items, int) or max_items < 1:
-            raise PipelineError(f"Cache max_items must be a positive integer, got {max_items!r}")
+        positive_int(max_items, "Cache max_items")
         if key is not None and not callable(key):
             raise PipelineError("Cache key= must be a function of the input")
         for kind in types:

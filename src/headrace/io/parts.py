@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import OutputExists, SinkDamaged
+from ..errors import OutputExists, SinkDamaged, positive_int
 from .records import Recovered, encode_json
 
 __all__ = ["BatchDirSink", "PartDirectorySink", "write_batches"]
@@ -39,12 +39,7 @@ class PartDirectorySink(abc.ABC):
     digits = 5
 
     def __init__(self, directory: str | os.PathLike[str], items_per_file: int) -> None:
-        if (
-            isinstance(items_per_file, bool)
-            or not isinstance(items_per_file, int)
-            or (items_per_file < 1)
-        ):
-            raise ValueError(f"items_per_file must be a positive integer, got {items_per_file!r}")
+        positive_int(items_per_file, "items_per_file")
         self.directory = Path(directory)
         self.items_per_file = items_per_file
         self.flush_items = items_per_file

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import HeadraceError, OutputExists
+from ..errors import HeadraceError, OutputExists, positive_int
 from ..secrecy import scrub_text, scrub_url
 from .columns import Columns, ColumnType
 from .records import BadRecord, Recovered, Source
@@ -197,8 +197,7 @@ class SqlSink:
         columns: dict[str, str] | None = None,
         batch_size: int = 1000,
     ) -> None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        positive_int(batch_size, "batch_size")
         if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
             raise ValueError(
                 f"unsupported database URL {scrub_url(url)!r}: use sqlite:///path.db or postgresql://..."

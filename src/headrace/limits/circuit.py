@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import Literal
 
 from ..durations import to_seconds
-from ..errors import CircuitOpen, PipelineError, ProviderDown
+from ..errors import CircuitOpen, PipelineError, ProviderDown, positive_int
 from .retry import is_retryable, is_throttle
 
 __all__ = ["Circuit", "CircuitOpen"]
@@ -65,8 +65,7 @@ class Circuit:
         max_outage: float | str = 300.0,
         _clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if isinstance(failures, bool) or not isinstance(failures, int) or failures < 1:
-            raise PipelineError(f"Circuit failures must be a positive integer, got {failures!r}")
+        positive_int(failures, "Circuit failures")
         if when_open not in ("wait", "fail"):
             raise PipelineError(f"Circuit when_open must be 'wait' or 'fail', got {when_open!r}")
         self.failures = failures

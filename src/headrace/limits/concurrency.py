@@ -7,7 +7,7 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
-from ..errors import PipelineError
+from ..errors import PipelineError, positive_int
 
 __all__ = [
     "AdaptiveConcurrency",
@@ -56,8 +56,7 @@ class ConcurrencyLimit:
     __slots__ = ("_admitted", "_free", "_limit", "_peak", "_waited", "_waiters")
 
     def __init__(self, limit: int) -> None:
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise PipelineError(f"concurrency must be a positive integer, got {limit!r}")
+        positive_int(limit, "concurrency")
         self._limit = limit
         self._free = limit
         self._waiters: deque[asyncio.Future[None]] = deque()
@@ -159,10 +158,7 @@ class AdaptiveConcurrency:
         self, initial: int = 8, *, min: int = 1, max: int = 256, tolerance: float = 2.0
     ) -> None:
         for name, value in (("initial", initial), ("min", min), ("max", max)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise PipelineError(
-                    f"AdaptiveConcurrency {name} must be a positive integer, got {value!r}"
-                )
+            positive_int(value, f"AdaptiveConcurrency {name}")
         if not min <= initial <= max:
             raise PipelineError(
                 f"AdaptiveConcurrency needs min <= initial <= max, got {min}, {initial}, {max}"

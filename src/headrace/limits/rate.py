@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..durations import parse_compound, to_seconds
-from ..errors import PipelineError
+from ..errors import PipelineError, positive_number
 from .bucket import TokenBucket
 from .pacing import Buckets, LocalBuckets, RedisBuckets
 from .usage import estimate_tokens, max_tokens, usage_tokens
@@ -159,8 +159,8 @@ class Rate:
             ("burst", burst),
             ("token_burst", token_burst),
         ):
-            if value is not None and (isinstance(value, bool) or not value > 0):
-                raise PipelineError(f"Rate {name} must be a positive number, got {value!r}")
+            if value is not None:
+                positive_number(value, f"Rate {name}")
         if requests is None and tokens is None and not _auto:
             raise PipelineError(
                 "Rate needs requests=, tokens= or both; use hr.Rate.auto() to learn the limit"

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..durations import to_seconds
-from ..errors import PipelineError, StepTimeout, Throttled
+from ..errors import PipelineError, StepTimeout, Throttled, positive_int, positive_number
 
 if TYPE_CHECKING:
     from ..metrics import StepMetrics
@@ -198,20 +198,12 @@ class Retry:
     max_delay_s: float = field(init=False)
 
     def __post_init__(self) -> None:
-        if (
-            isinstance(self.attempts, bool)
-            or not isinstance(self.attempts, int)
-            or (self.attempts < 1)
-        ):
-            raise PipelineError(f"Retry attempts must be a positive integer, got {self.attempts!r}")
+        positive_int(self.attempts, "Retry attempts")
         object.__setattr__(self, "backoff_s", to_seconds(self.backoff, option="backoff"))
         object.__setattr__(self, "max_delay_s", to_seconds(self.max_delay, option="max_delay"))
         if self.budget is not None and not self.budget >= 0:
             raise PipelineError(f"Retry budget must be >= 0 or None, got {self.budget!r}")
-        if isinstance(self.budget_refill, bool) or not self.budget_refill > 0:
-            raise PipelineError(
-                f"Retry budget_refill must be a positive number, got {self.budget_refill!r}"
-            )
+        positive_number(self.budget_refill, "Retry budget_refill")
         if not callable(self.retry_on):
             raise PipelineError("Retry retry_on must be a function of the exception")
 

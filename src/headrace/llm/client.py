@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from ..errors import MalformedResponse, PipelineError, ProviderError, Throttled
+from ..errors import MalformedResponse, PipelineError, ProviderError, Throttled, positive_int
 from ..limits.circuit import Circuit
 from ..limits.rate import Rate
 from ..limits.retry import Retrier, Retry, is_throttle
@@ -177,8 +177,7 @@ class Client:
             ("connections", connections),
             ("max_embedding_inputs", max_embedding_inputs),
         ):
-            if isinstance(number, bool) or not isinstance(number, int) or number < 1:
-                raise PipelineError(f"Client {option} must be a positive integer, got {number!r}")
+            positive_int(number, f"Client {option}")
         self.connections = connections
         self.max_embedding_inputs = max_embedding_inputs
         self.prices = {**PRICES, **dict(prices or {})}

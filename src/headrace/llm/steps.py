@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from pydantic import BaseModel
 
 from ..cache import Cache
-from ..errors import PipelineError
+from ..errors import PipelineError, positive_int
 from ..executors import ItemFailure
 from ..limits.policies import Fallback, Timeout
 from ..limits.retry import Retry
@@ -244,8 +244,7 @@ class Transduce(LLMStep[Any, M], Generic[M]):
     ) -> None:
         name = name or f"transduce({getattr(output, '__name__', output)})"
         self.structured = Structured(output, allow_partial=allow_partial, mode=mode)
-        if isinstance(pack, bool) or not isinstance(pack, int) or pack < 1:
-            raise PipelineError(f"step {name!r}: pack must be a positive integer, got {pack!r}")
+        positive_int(pack, f"step {name!r}: pack")
         if isinstance(fields, str):
             fields = [fields]
         self.fields = list(fields) if fields is not None else None

@@ -18,7 +18,7 @@ from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..errors import ModelInputError, PipelineError
+from ..errors import ModelInputError, PipelineError, positive_int
 from ..executors import ItemFailure
 from ..runtime import Handler, RunContext
 from ..step import Batch, FunctionStep, Step
@@ -137,10 +137,8 @@ class ModelStep(Step[Any, Any]):
             raise PipelineError(f"step {name!r}: batch must be hr.Batch(...), got {batch!r}")
         if field is not None and (not isinstance(field, str) or not field):
             raise PipelineError(f"step {name!r}: field must be a field name, got {field!r}")
-        if pass_size is not None and (
-            isinstance(pass_size, bool) or not isinstance(pass_size, int) or pass_size < 1
-        ):
-            raise PipelineError(f"step {name!r}: pass_size must be a positive integer")
+        if pass_size is not None:
+            positive_int(pass_size, f"step {name!r}: pass_size")
         self.name = name
         self.field = field
         self.batch = batch
