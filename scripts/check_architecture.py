@@ -11,7 +11,7 @@ Imports inside functions are counted.
 
 The layers, bottom up:
 
-0. the shared vocabulary: ``_types``, ``errors``, ``durations``, ``secrecy``
+0. the shared vocabulary: ``_types``, ``errors``, ``fields``, ``durations``, ``secrecy``
 1. the foundations: limits, io, store, cache, metrics, budget, the sandbox,
    fingerprints, the activity count, tasks, the sequencer, the binder registry
 2. declarations: steps, compositions, graphs, ``with_input``
@@ -29,7 +29,13 @@ import sys
 from typing import Any
 
 LAYERS: list[list[str]] = [
-    ["headrace._types", "headrace.errors", "headrace.durations", "headrace.secrecy"],
+    [
+        "headrace._types",
+        "headrace.errors",
+        "headrace.durations",
+        "headrace.secrecy",
+        "headrace.fields",
+    ],
     [
         "headrace.limits",
         "headrace.io",

@@ -40,7 +40,6 @@ output node was skipped ends as filtered.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -48,6 +47,7 @@ from itertools import pairwise
 from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import GraphError, PipelineError, nearest
+from .fields import fields_of
 from .fingerprint import code_hash
 from .step import Step, as_step
 
@@ -173,18 +173,9 @@ def parse_edge(text: str) -> list[tuple[str, str]]:
 
 
 def names_of(record: Any) -> dict[str, Any]:
-    """The fields of an item as names: a mapping's items, a model's or dataclass's
-    fields, ``{"text": ...}`` for a string, nothing for anything else."""
-    if isinstance(record, Mapping):
-        return dict(record)
-    fields = getattr(type(record), "model_fields", None)
-    if isinstance(fields, Mapping):
-        return {name: getattr(record, name) for name in fields}
-    if dataclasses.is_dataclass(record) and not isinstance(record, type):
-        return {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
-    if isinstance(record, str):
-        return {"text": record}
-    return {}
+    """The fields of an item as names for a condition (:func:`~headrace.fields.fields_of`;
+    nothing for an item without fields)."""
+    return fields_of(record, strict=False)
 
 
 def _identity_of(fn: Callable[..., Any] | None) -> str | None:

@@ -8,11 +8,11 @@ output is the input record with the output's fields added.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .errors import PipelineError, StepFailed
+from .fields import fields_of
 from .io.column_types import declared_types
 from .step import FILTERED, Step, as_step
 
@@ -77,7 +77,7 @@ class WithInput(Step[dict[str, Any], dict[str, Any]]):
             if out is FILTERED:
                 return out
             try:
-                added = fields_of(out) if field is None else {field: out}
+                added = _added(out) if field is None else {field: out}
             except TypeError as exc:
                 raise StepFailed(name, exc) from None
             declared = declared_types(type(out))
@@ -91,25 +91,24 @@ class WithInput(Step[dict[str, Any], dict[str, Any]]):
         return handle
 
 
-def fields_of(output: Any) -> dict[str, Any]:
-    """An output's fields: a pydantic model's, a dataclass's, or a dict's items.
+def _added(output: Any) -> dict[str, Any]:
+    """The fields an output adds to its record (:func:`~headrace.fields.fields_of`).
 
     Raises:
         TypeError: the output has no fields (give ``with_input`` a ``field=``).
     """
-    dump = getattr(output, "model_dump", None)
-    if callable(dump):
-        fields = dump()
-        if isinstance(fields, dict):
-            return fields
-    if dataclasses.is_dataclass(output) and not isinstance(output, type):
-        return dataclasses.asdict(output)
-    if isinstance(output, Mapping):
-        return dict(output)
-    raise TypeError(
-        f"the output is a {type(output).__name__}, which has no fields to add to the "
-        "record; name the field to put it in with with_input(step, field='...')"
-    )
+    if isinstance(output, str):
+        raise TypeError(
+            "the output is a str, which has no fields to add to the record; name the "
+            "field to put it in with with_input(step, field='...')"
+        )
+    try:
+        return fields_of(output)
+    except TypeError:
+        raise TypeError(
+            f"the output is a {type(output).__name__}, which has no fields to add to the "
+            "record; name the field to put it in with with_input(step, field='...')"
+        ) from None
 
 
 def with_input(

@@ -33,10 +33,10 @@ written differently.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from ..fields import fields_of
 from . import column_types
 from .records import decode_json, encode_json
 
@@ -48,22 +48,19 @@ COLUMN_TYPES: tuple[ColumnType, ...] = ("string", "int64", "float64", "bool", "j
 
 
 def as_record(value: Any) -> dict[str, Any]:
-    """An output as a flat ``dict`` of fields.
+    """An output as a flat ``dict`` of fields (:func:`~headrace.fields.fields_of`: a
+    string is one ``text`` column).
 
     Raises:
-        TypeError: the output is not a mapping, a pydantic model or a dataclass.
+        TypeError: the output is not a mapping, a pydantic model, a dataclass or a string.
     """
-    if isinstance(value, Mapping):
-        return dict(value)
-    dump = getattr(value, "model_dump", None)
-    if callable(dump):
-        return dict(dump(mode="json"))
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-    raise TypeError(
-        f"a tabular sink takes records (a dict, a pydantic model or a dataclass), "
-        f"got {type(value).__name__}"
-    )
+    try:
+        return fields_of(value)
+    except TypeError:
+        raise TypeError(
+            f"a tabular sink takes records (a dict, a pydantic model, a dataclass or a "
+            f"string), got {type(value).__name__}"
+        ) from None
 
 
 def _type_of(value: Any) -> str:

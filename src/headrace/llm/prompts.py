@@ -12,7 +12,6 @@ are written as JSON with sorted keys), so cache and resume keys stay stable.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import orjson
 
 from ..errors import PipelineError, PromptError
+from ..fields import fields_of
 
 __all__ = ["PromptError", "Template", "compact_json", "record_fields", "select_fields"]
 
@@ -33,26 +33,19 @@ def compact_json(value: Any) -> str:
 
 
 def record_fields(record: Any) -> dict[str, Any]:
-    """A record as a dict of fields: a mapping, a Pydantic model, a dataclass, or a
-    string (as ``{"text": ...}``).
+    """A record as a dict of fields (:func:`~headrace.fields.fields_of`: a mapping, a
+    Pydantic model, a dataclass, or a string as ``{"text": ...}``).
 
     Raises:
         PromptError: any other kind of value.
     """
-    if isinstance(record, Mapping):
-        return dict(record)
-    dump = getattr(record, "model_dump", None)
-    if callable(dump):
-        fields: dict[str, Any] = dump(mode="json")
-        return fields
-    if dataclasses.is_dataclass(record) and not isinstance(record, type):
-        return dataclasses.asdict(record)
-    if isinstance(record, str):
-        return {"text": record}
-    raise PromptError(
-        f"an LLM step takes a dict, a Pydantic model, a dataclass or a string; "
-        f"got {type(record).__name__}"
-    )
+    try:
+        return fields_of(record)
+    except TypeError:
+        raise PromptError(
+            f"an LLM step takes a dict, a Pydantic model, a dataclass or a string; "
+            f"got {type(record).__name__}"
+        ) from None
 
 
 def select_fields(fields: dict[str, Any], names: Sequence[str] | None) -> dict[str, Any]:
