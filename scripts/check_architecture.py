@@ -49,6 +49,7 @@ LAYERS: list[list[str]] = [
         "headrace.tasks",
         "headrace.sequencer",
         "headrace.binding",
+        "headrace.imports",
     ],
     ["headrace.step", "headrace.compose", "headrace.graph", "headrace.keep"],
     [

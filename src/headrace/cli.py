@@ -128,18 +128,18 @@ def info() -> None:
 
 def _load_pipeline(ref: str) -> Any:
     """Import ``module:attribute`` (the current directory is importable)."""
+    from .errors import PipelineError
+    from .imports import import_object
+
     module_name, _, attribute = ref.partition(":")
     if not module_name or not attribute:
         raise typer.BadParameter(f"expected module:attribute, got {ref!r}", param_hint="PIPELINE")
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
-        target: Any = importlib.import_module(module_name)
-        for part in attribute.split("."):
-            target = getattr(target, part)
-    except (ImportError, AttributeError) as exc:
-        raise typer.BadParameter(f"cannot load {ref}: {exc}", param_hint="PIPELINE") from exc
-    return target
+        return import_object(module_name, attribute, private=True)
+    except PipelineError as exc:
+        raise typer.BadParameter(f"cannot load {ref}: {exc}", param_hint="PIPELINE") from None
 
 
 def _recipe(

@@ -25,6 +25,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from .errors import PipelineError, RemoteError, StepTimeout
+from .imports import import_object
 
 __all__ = [
     "ItemFailure",
@@ -65,11 +66,7 @@ class FunctionRef:
 
     def resolve(self) -> Callable[..., Any]:
         """Import the module and return the function (unwrapping a step object)."""
-        target: Any = sys.modules.get(self.module)
-        if target is None:
-            target = __import__(self.module, fromlist=["_"])
-        for part in self.qualname.split("."):
-            target = getattr(target, part)
+        target = import_object(self.module, self.qualname, private=True)
         fn: Callable[..., Any] = getattr(target, "fn", target)  # a @hr.step name is a Step
         return fn
 
@@ -111,7 +108,7 @@ def function_ref(fn: Callable[..., Any], step: str) -> FunctionRef | Callable[..
         ref = FunctionRef(module, qualname)
         try:
             found = ref.resolve()
-        except (ImportError, AttributeError) as exc:
+        except PipelineError as exc:
             raise PipelineError(
                 f"step {step!r} uses executor='process', but {module}.{qualname} cannot be "
                 f"imported by name ({exc}); define it at the top level of a module"

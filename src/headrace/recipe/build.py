@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from ..cache import Cache
 from ..errors import PipelineError
 from ..graph import OTHERWISE, RESERVED, Edge, Graph, GraphError, Node
+from ..imports import import_path, resolve
 from ..keep import with_input
 from ..limits.policies import Fallback, Timeout
 from ..limits.rate import Rate
@@ -34,7 +35,6 @@ from ..step import Batch, FunctionStep, Step, step
 from .document import Document, Problem, RecipeError, nearest
 from .fields import declared_fields
 from .reading import read_spec
-from .registry import import_path, resolve
 from .schema import (
     KINDS,
     BatchSpec,
