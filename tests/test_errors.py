@@ -43,3 +43,21 @@ def test_one_check_of_positive_numbers_names_the_option_everywhere() -> None:
         with pytest.raises(hr.PipelineError, match=message):
             make()
     assert errors.positive_int(3, "x") == 3 and errors.positive_number(2, "y") == 2.0
+
+
+def test_one_format_registry_serves_the_cli_recipes_and_resumes(tmp_path: Path) -> None:
+    import pytest
+
+    from headrace.io import FORMATS, open_sink, open_source, sink_at, source_at
+
+    (tmp_path / "in.csv").write_text("id,n\n1,2\n")
+    source = source_at(tmp_path / "in.csv", key="id")
+    assert open_source(source.describe()).describe() == source.describe()
+    sink = sink_at(str(tmp_path / "out.parquet"))
+    assert open_sink(sink.describe()).describe() == sink.describe()
+    assert {f.name for f in FORMATS} == {"jsonl", "csv", "parquet", "dir", "sql"}
+    with pytest.raises(ValueError, match=r"give a \.jsonl, \.csv, \.parquet file"):
+        source_at(tmp_path / "in.txt")
+    # a description read back from a run store is untrusted: one line, no TypeError
+    with pytest.raises(ValueError, match="the run store's 'csv' description"):
+        open_source({"kind": "csv", "path": "x.csv", "evil": 1})

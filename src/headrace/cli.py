@@ -13,7 +13,6 @@ import platform
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -236,43 +235,24 @@ def validate(
 
 
 def _sink_for(output: str, table: str | None, key: str | None) -> Any:
-    """The sink an ``--output`` names: a database URL (with ``--table``), or a path by suffix."""
-    from .io import write_batches, write_csv, write_jsonl, write_parquet, write_sql
+    """The sink an ``--output`` names (see :func:`headrace.io.sink_at`)."""
+    from .io import sink_at
 
-    if "://" in output:
-        if table is None:
-            raise typer.BadParameter("a database output needs --table", param_hint="--output")
-        return write_sql(output, table, key=key or "key")
-    if table is not None:
-        raise typer.BadParameter("--table is for a database --output", param_hint="--table")
-    path = Path(output)
-    if path.suffix == ".jsonl":
-        return write_jsonl(path)
-    if path.suffix == ".csv":
-        return write_csv(path)
-    if path.suffix == ".parquet":
-        return write_parquet(path)
-    return write_batches(path)
+    try:
+        return sink_at(output, table=table, key=key)
+    except ValueError as exc:
+        hint = "--output" if table is None else "--table"
+        raise typer.BadParameter(str(exc), param_hint=hint) from None
 
 
 def _source_for(path: Path, key: str | None) -> Any:
     """The source an ``--input`` names, by its suffix, or a directory of files."""
-    from .io import read_csv, read_dir, read_jsonl, read_parquet
+    from .io import source_at
 
-    if path.is_dir():
-        return read_dir(path)
-    readers: dict[str, Callable[..., Any]] = {
-        ".jsonl": read_jsonl,
-        ".csv": read_csv,
-        ".parquet": read_parquet,
-    }
-    reader = readers.get(path.suffix)
-    if reader is None:
-        raise typer.BadParameter(
-            f"{path}: give a .jsonl, .csv or .parquet file, or a directory",
-            param_hint="--input",
-        )
-    return reader(path, key=key)
+    try:
+        return source_at(path, key=key)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--input") from None
 
 
 def _carry_out(

@@ -141,19 +141,17 @@ class Recipe:
         Raises:
             RecipeError: the recipe has no ``source:``.
         """
-        from ..io import read_csv, read_dir, read_jsonl, read_parquet
+        from ..io.formats import by_name
 
         spec = self.spec.source
         if spec is None:
             raise self._missing("source")
-        if spec.jsonl:
-            return read_jsonl(self._file(spec.jsonl), key=spec.key)
-        if spec.csv:
-            return read_csv(self._file(spec.csv), key=spec.key)
-        if spec.parquet:
-            return read_parquet(self._file(spec.parquet), key=spec.key)
-        assert spec.dir is not None
-        return read_dir(self._file(spec.dir))
+        name = next(n for n in ("jsonl", "csv", "parquet", "dir") if getattr(spec, n))
+        reader = by_name(name).read
+        assert reader is not None
+        if name == "dir":
+            return reader(self._file(str(spec.dir)))
+        return reader(self._file(str(getattr(spec, name))), key=spec.key)
 
     def sink(self) -> DurableSink:
         """Where the recipe writes.
@@ -161,28 +159,20 @@ class Recipe:
         Raises:
             RecipeError: the recipe has no ``sink:``.
         """
-        from ..io import write_batches, write_csv, write_jsonl, write_parquet, write_sql
+        from ..io.formats import by_name
 
         spec = self.spec.sink
         if spec is None:
             raise self._missing("sink")
         columns: dict[str, str] | None = dict(spec.columns) if spec.columns else None
-        if spec.jsonl:
-            return write_jsonl(self._file(spec.jsonl))
-        if spec.csv:
-            return write_csv(self._file(spec.csv), columns=columns)
-        if spec.parquet:
-            return write_parquet(self._file(spec.parquet), columns=columns)
-        if spec.sql:
-            assert spec.table is not None
-            return write_sql(
-                spec.sql,
-                spec.table,
-                key=spec.key,
-                columns=columns,
-            )
-        assert spec.dir is not None
-        return write_batches(self._file(spec.dir))
+        name = next(n for n in ("jsonl", "csv", "parquet", "dir", "sql") if getattr(spec, n))
+        writer = by_name(name).write
+        assert writer is not None
+        if name == "sql":
+            assert spec.sql is not None and spec.table is not None
+            return writer(spec.sql, spec.table, key=spec.key, columns=columns)
+        path = self._file(str(getattr(spec, name)))
+        return writer(path, columns=columns) if name in ("csv", "parquet") else writer(path)
 
     def run_options(self) -> dict[str, Any]:
         """The ``run:`` section as :func:`~headrace.run` keyword arguments."""
