@@ -8,18 +8,16 @@ Each composition is itself a :class:`~headrace.step.Step` and nests freely.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
-from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from functools import partial
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, TypeVarTuple, overload
 
-from .activity import Activity
 from .errors import NoRoute, PipelineError, StepFailed, positive_int
 from .fingerprint import code_hash
 from .step import FILTERED, Step, as_step
-from .tasks import first_leaf
+from .tasks import run_together
 
 if TYPE_CHECKING:
     from .runtime import Handler, RunContext
@@ -179,35 +177,6 @@ class Parallel(Step[In, tuple[*Ts]]):
             return Branches(outputs, names)
 
         return handle
-
-
-async def run_together(calls: list[Callable[[], Awaitable[Any]]], activity: Activity) -> list[Any]:
-    """Run ``calls`` at the same time; return their results in order.
-
-    The first runs in the calling task, the others in tasks of a task group, so
-    the first failure cancels the rest and is raised (unwrapped from the group).
-    The caller's activity unit becomes one unit per call; the last call to end
-    hands it back, so the run's count of running units never dips in between.
-    """
-    activity.enter(len(calls) - 1)
-    remaining = [len(calls)]
-
-    async def counted(call: Callable[[], Awaitable[Any]]) -> Any:
-        try:
-            return await call()
-        finally:
-            remaining[0] -= 1
-            if remaining[0]:
-                activity.leave()
-
-    try:
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(counted(call)) for call in calls[1:]]
-            first = await counted(calls[0])
-    except BaseExceptionGroup as failed:
-        error = first_leaf(failed)
-        raise error from error.__cause__
-    return [first, *(task.result() for task in tasks)]
 
 
 class Merge(Step[tuple[Any, ...], dict[str, Any]]):

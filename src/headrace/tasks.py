@@ -7,33 +7,54 @@ run them in a task group instead, so nothing outlives the call that started it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Iterable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 from .errors import StepFailed
 
-__all__ = ["all_or_cancel", "first_leaf"]
+if TYPE_CHECKING:
+    from .activity import Activity
+
+__all__ = ["first_leaf", "run_together"]
 
 T = TypeVar("T")
 
 
-async def all_or_cancel(awaitables: Iterable[Awaitable[T]]) -> list[T]:
-    """Await every awaitable at once and return their results in order.
+async def run_together(
+    calls: Sequence[Callable[[], Awaitable[T]]], activity: Activity | None = None
+) -> list[T]:
+    """Run ``calls`` at the same time; return their results in order.
 
-    The first failure cancels the others, waits for them to end, and is raised
-    (unwrapped from the task group's exception group).
+    The one way headrace runs several things at once for one item (a fan-out's
+    branches, a map's workers, an LLM step's requests). The first call runs in
+    the calling task, the others in tasks of a task group, so the first failure
+    cancels the rest, waits for them to end, and is raised (unwrapped from the
+    group). With the run's ``activity``, the caller's unit becomes one unit per
+    call and the last call to end hands it back, so the run's count of running
+    units never dips in between.
     """
+    if not calls:
+        return []
+    if activity is not None:
+        activity.enter(len(calls) - 1)
+    remaining = [len(calls)]
 
-    async def wait(awaitable: Awaitable[T]) -> T:
-        return await awaitable
+    async def counted(call: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await call()
+        finally:
+            remaining[0] -= 1
+            if remaining[0] and activity is not None:
+                activity.leave()
 
     try:
         async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(wait(a)) for a in awaitables]
+            tasks = [group.create_task(counted(call)) for call in calls[1:]]
+            first = await counted(calls[0])
     except BaseExceptionGroup as failed:
         error = first_leaf(failed)
         raise error from error.__cause__
-    return [task.result() for task in tasks]
+    return [first, *(task.result() for task in tasks)]
 
 
 def first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -23,6 +23,7 @@ import os
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -33,7 +34,7 @@ from ..limits.circuit import Circuit
 from ..limits.rate import Rate
 from ..limits.retry import Retrier, Retry, is_throttle
 from ..metrics import StepMetrics
-from ..tasks import all_or_cancel
+from ..tasks import run_together
 from .prices import PRICES, Price
 from .secrets import Secret, load_secret, redact
 from .stats import LLMStats
@@ -323,7 +324,7 @@ class Connection:
                 )
             return vectors
 
-        parts = await all_or_cancel(one(chunk) for chunk in chunks)
+        parts = await run_together([partial(one, chunk) for chunk in chunks])
         return [vector for part in parts for vector in part]
 
     async def send(

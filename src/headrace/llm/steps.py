@@ -12,6 +12,7 @@ change to any of them never serves stale cached or resumed results.
 from __future__ import annotations
 
 import abc
+import functools
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -25,7 +26,7 @@ from ..limits.retry import Retry
 from ..limits.usage import estimate_tokens
 from ..metrics import StepMetrics
 from ..step import Batch, FunctionStep, Step
-from ..tasks import all_or_cancel
+from ..tasks import run_together
 from .client import Client, Connection
 from .prompts import Template, compact_json, record_fields, select_fields
 from .stats import LLMStats
@@ -427,7 +428,7 @@ class Transduce(LLMStep[Any, M], Generic[M]):
             stats.partial += partial
             outputs[index] = output
         stats.solo_retries += len(again)
-        answers = await all_or_cancel(alone(records[i]) for i in again)
+        answers = await run_together([functools.partial(alone, records[i]) for i in again])
         for index, answer in zip(again, answers, strict=True):
             outputs[index] = answer
         return outputs
