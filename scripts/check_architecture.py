@@ -57,6 +57,7 @@ LAYERS: list[list[str]] = [
         "headrace.batcher",
         "headrace.executors",
         "headrace.graph_run",
+        "headrace.compose_run",
         "headrace.runtime",
         "headrace.lanes",
         "headrace.runner",

@@ -8,19 +8,16 @@ Each composition is itself a :class:`~headrace.step.Step` and nests freely.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Hashable, Iterable, Mapping
-from functools import partial
 from itertools import pairwise
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, TypeVarTuple, overload
 
-from .errors import NoRoute, PipelineError, StepFailed, positive_int
+from .errors import PipelineError, positive_int
 from .fingerprint import code_hash
-from .step import FILTERED, Step, as_step
-from .tasks import run_together
+from .step import Step, as_step
 
 if TYPE_CHECKING:
-    from .runtime import Handler, RunContext
+    pass
 
 __all__ = [
     "Branches",
@@ -69,22 +66,6 @@ class Sequence(Step[In, Out]):
 
     def _identity(self) -> dict[str, Any]:
         return {"kind": "sequence", "steps": [s.fingerprint for s in self.steps]}
-
-    def _bind(self, ctx: RunContext) -> Handler:
-        if isinstance(self.steps[0], Merge):
-            self.steps[0].check_follows(None)
-        handlers = tuple(ctx.bind(s) for s in self.steps)
-        if len(handlers) == 1:
-            return handlers[0]
-
-        async def handle(value: Any) -> Any:
-            for handler in handlers:
-                value = await handler(value)
-                if value is FILTERED:
-                    return value
-            return value
-
-        return handle
 
 
 class Branches(tuple[Any, ...]):
@@ -163,21 +144,6 @@ class Parallel(Step[In, tuple[*Ts]]):
             "branches": [b.fingerprint for b in self.branches],
         }
 
-    def _bind(self, ctx: RunContext) -> Handler:
-        handlers = tuple(ctx.bind(b) for b in self.branches)
-        keys, names = self.keys, self.names
-        activity = ctx.activity
-
-        async def handle(value: Any) -> Any:
-            outputs = await run_together([partial(h, value) for h in handlers], activity)
-            if any(out is FILTERED for out in outputs):
-                return FILTERED
-            if keys is not None:
-                return dict(zip(keys, outputs, strict=True))
-            return Branches(outputs, names)
-
-        return handle
-
 
 class Merge(Step[tuple[Any, ...], dict[str, Any]]):
     """Turns a fan-out's tuple into a dict keyed by branch name; see :func:`merge`."""
@@ -202,12 +168,6 @@ class Merge(Step[tuple[Any, ...], dict[str, Any]]):
 
     def _identity(self) -> dict[str, Any]:
         return {"kind": "merge"}
-
-    def _bind(self, ctx: RunContext) -> Handler:
-        async def handle(value: Any) -> Any:
-            return dict(zip(value.names, value, strict=True))
-
-        return handle
 
 
 class Route(Step[In, Out]):
@@ -241,37 +201,6 @@ class Route(Step[In, Out]):
             "branches": {repr(k): s.fingerprint for k, s in self.branches.items()},
             "default": self.default.fingerprint if self.default is not None else None,
         }
-
-    def _bind(self, ctx: RunContext) -> Handler:
-        metrics = ctx.metrics_for(self.name, "route")
-        handlers = {key: ctx.bind(s) for key, s in self.branches.items()}
-        fallback = ctx.bind(self.default) if self.default is not None else None
-        counts = metrics.branches
-        labels = {key: str(key) for key in handlers}
-        select, name = self.selector, self.name
-
-        async def handle(value: Any) -> Any:
-            metrics.calls += 1
-            try:
-                key = select(value)
-                handler = handlers.get(key)
-                if handler is None:
-                    if fallback is None:
-                        raise NoRoute(
-                            f"selector chose {key!r}, which is not a branch "
-                            f"({sorted(str(k) for k in handlers)}) and there is no default"
-                        )
-                    handler, label = fallback, "default"
-                else:
-                    label = labels[key]
-            except Exception as exc:
-                metrics.errors += 1
-                raise StepFailed(name, exc) from exc
-            counts[label] = counts.get(label, 0) + 1
-            metrics.items += 1
-            return await handler(value)
-
-        return handle
 
 
 class MapStep(Step[Iterable[A], list[B]]):
@@ -321,44 +250,6 @@ class MapStep(Step[Iterable[A], list[B]]):
             raise TypeError(f"a map runs over a list, got {type(value).__name__}")
         return list(value)
 
-    def _bind(self, ctx: RunContext) -> Handler:
-        metrics = ctx.metrics_for(self.name, "map")
-        inner = ctx.bind(self.inner)
-        activity = ctx.activity
-        limit = self.concurrency
-        skip = self.on_error == "skip"
-
-        async def handle(value: Any) -> Any:
-            metrics.calls += 1
-            try:
-                elements = self.elements(value)
-            except (TypeError, KeyError, AttributeError) as exc:
-                metrics.errors += 1
-                raise StepFailed(self.name, exc) from exc
-            results: list[Any] = [FILTERED] * len(elements)
-            position = iter(range(len(elements)))
-
-            async def worker() -> None:
-                for index in position:
-                    try:
-                        results[index] = await inner(elements[index])
-                    except StepFailed as failure:
-                        if skip:
-                            metrics.skipped += 1
-                            continue
-                        failure.add_note(f"in element {index} of {self.name}")
-                        raise
-
-            workers = min(limit, len(elements))
-            if workers == 1:
-                await worker()
-            elif workers > 1:
-                await run_together([worker] * workers, activity)
-            metrics.items += 1
-            return [r for r in results if r is not FILTERED]
-
-        return handle
-
 
 class Filter(Step[A, A]):
     """Keeps items for which ``predicate(item)`` is true; see :func:`filter`."""
@@ -371,26 +262,6 @@ class Filter(Step[A, A]):
 
     def _identity(self) -> dict[str, Any]:
         return {"kind": "filter", "name": self.name, "predicate": code_hash(self.predicate)}
-
-    def _bind(self, ctx: RunContext) -> Handler:
-        metrics = ctx.metrics_for(self.name, "filter")
-        predicate, name = self.predicate, self.name
-        is_async = inspect.iscoroutinefunction(predicate)
-
-        async def handle(value: Any) -> Any:
-            metrics.calls += 1
-            try:
-                keep = (await predicate(value)) if is_async else predicate(value)
-            except Exception as exc:
-                metrics.errors += 1
-                raise StepFailed(name, exc) from exc
-            metrics.items += 1
-            if keep:
-                return value
-            metrics.filtered += 1
-            return FILTERED
-
-        return handle
 
 
 def merge() -> Merge:

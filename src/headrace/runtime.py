@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from . import call, graph_run  # noqa: F401  (the core engine registers its binders)
+from . import call, compose_run, graph_run  # noqa: F401  (the core engine registers its binders)
 from ._types import Handler
 from .activity import Activity
 from .binding import binder_for
