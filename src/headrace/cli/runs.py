@@ -1,242 +1,33 @@
-"""The ``headrace`` command line.
-
-Heavy libraries are never imported at start-up: ``headrace --version`` and
-``headrace info`` stay fast however many extras are installed.
-"""
+"""Durable runs from the command line: ``run``, ``resume``, ``retry-dead``, ``status``."""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import os
-import platform
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from . import __version__
-from .sim.config import FAULTS
-
 if TYPE_CHECKING:
-    from .durable import Mode
-    from .store import RunStore
+    from ..durable import Mode
+    from ..store import RunStore
 
-__all__ = ["app", "main"]
-
-RunStoreOption = Annotated[
-    str | None,
-    typer.Option(
-        "--run-store",
-        help="keep the run store in PostgreSQL (postgresql://...), named after the run "
-        "directory, instead of run.sqlite in it",
-    ),
-]
-
-MaxDeadOption = Annotated[
-    str,
-    typer.Option(
-        "--max-dead",
-        help="dead letters allowed before the command exits 3: a count (10) or a share "
-        "of the items read (1%); default 0",
-    ),
-]
-
-EXIT_DEAD = 3
-"""The exit status of a run that ended with more dead letters than ``--max-dead``."""
-EXIT_STOPPED = 4
-"""The exit status of a run that stopped early, resumable (a spent budget, a provider down)."""
-
-app = typer.Typer(
-    name="headrace",
-    help="Push large datasets through pipelines of AI and data steps, without losing work.",
-    no_args_is_help=True,
-    add_completion=False,
+from .app import EXIT_DEAD, EXIT_STOPPED, MaxDeadOption, RunStoreOption, app
+from .recipes import (
+    AllowOption,
+    AllowPathOption,
+    SetOption,
+    TrustedOption,
+    _is_recipe,
+    _load_pipeline,
+    _recipe,
 )
 
-OPTIONAL_LIBRARIES: dict[str, tuple[str, ...]] = {
-    "local models": ("torch", "sentence_transformers", "transformers", "vaderSentiment"),
-    "http / llm": ("aiohttp",),
-    "postgresql": ("psycopg",),
-    "redis": ("redis",),
-    "parquet": ("pyarrow",),
-    "ray": ("ray",),
-}
-"""Libraries that optional parts of headrace use, grouped by the part that uses them."""
-
-
-def _version_callback(value: bool) -> None:
-    if value:
-        typer.echo(f"headrace {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    version: Annotated[
-        bool,
-        typer.Option(
-            "--version", callback=_version_callback, is_eager=True, help="Show the version."
-        ),
-    ] = False,
-) -> None:
-    """headrace: pipelines at the speed of the real limit."""
-
-
-def _installed(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
-
-
-def _gpus() -> str:
-    """Name the GPUs seen, without importing torch (which takes seconds)."""
-    smi = shutil.which("nvidia-smi")
-    if smi is None:
-        return "none seen (no nvidia-smi)"
-    try:
-        found = subprocess.run(
-            [smi, "--query-gpu=name", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=True,
-        ).stdout.split("\n")
-    except (OSError, subprocess.SubprocessError):
-        return "none seen (nvidia-smi failed)"
-    names = [line.strip() for line in found if line.strip()]
-    return ", ".join(names) if names else "none seen"
-
-
-@app.command()
-def info() -> None:
-    """Show the version, Python, the CPUs and GPUs seen, and which optional libraries are found."""
-    typer.echo(f"headrace {__version__}")
-    typer.echo(f"python   {platform.python_version()} ({platform.python_implementation()})")
-    typer.echo(f"platform {platform.platform()}")
-    typer.echo(f"cpus     {os.cpu_count()}")
-    typer.echo(f"gpus     {_gpus()}")
-    typer.echo("optional libraries:")
-    for part, modules in OPTIONAL_LIBRARIES.items():
-        missing = [m for m in modules if not _installed(m)]
-        state = "found" if not missing else f"missing {', '.join(missing)}"
-        typer.echo(f"  {part:<13} {state}")
-    typer.echo("  (SQLite, the run store and SQL sinks' default, is part of Python)")
-
-
-def _load_pipeline(ref: str) -> Any:
-    """Import ``module:attribute`` (the current directory is importable)."""
-    from .errors import PipelineError
-    from .imports import import_object
-
-    module_name, _, attribute = ref.partition(":")
-    if not module_name or not attribute:
-        raise typer.BadParameter(f"expected module:attribute, got {ref!r}", param_hint="PIPELINE")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        return import_object(module_name, attribute, private=True)
-    except PipelineError as exc:
-        raise typer.BadParameter(f"cannot load {ref}: {exc}", param_hint="PIPELINE") from None
-
-
-def _recipe(
-    path: str | None = None,
-    *,
-    ref: str | None = None,
-    overrides: list[str] | None = None,
-    allow: list[str] | None = None,
-    allow_paths: list[Path] | None = None,
-    trusted: bool = False,
-) -> Any:
-    """Load a recipe (from its file, or from a stored run's ref), or exit with its problems.
-
-    A recipe file outside the current directory (a downloaded one) is loaded only
-    with ``--allow`` (the packages it may import) or ``--trusted``: its import paths
-    could otherwise name any function, ``os:system`` included.
-    """
-    from .recipe import Recipe, RecipeError
-
-    if path is not None and not allow and not trusted:
-        where = Path(path).resolve()
-        if not where.is_relative_to(Path.cwd().resolve()):
-            typer.echo(
-                f"error: {path} is outside this project (the current directory), and a "
-                "recipe can name any function to run; give --allow PACKAGE for each package "
-                "it may import, or --trusted if you trust it",
-                err=True,
-            )
-            raise typer.Exit(1)
-    try:
-        if ref is not None:
-            return Recipe.from_ref(ref)
-        return Recipe(
-            path or "",
-            overrides=overrides or (),
-            allow=allow or None,
-            allow_paths=allow_paths or (),
-        )
-    except RecipeError as exc:
-        typer.echo(str(exc), err=True)
-        count = len(exc.problems)
-        typer.echo(f"{count} problem{'s' if count != 1 else ''}; nothing ran", err=True)
-        raise typer.Exit(1) from None
-
-
-def _is_recipe(pipeline: str) -> bool:
-    return pipeline.endswith((".yaml", ".yml"))
-
-
-SetOption = Annotated[
-    list[str] | None,
-    typer.Option("--set", help="override a recipe value: --set run.concurrency=16 (repeatable)"),
-]
-AllowOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--allow", help="import only modules under this prefix (repeatable; default: any)"
-    ),
-]
-TrustedOption = Annotated[
-    bool,
-    typer.Option(
-        help="run a recipe from outside the current directory without --allow (it may "
-        "import and run any function)"
-    ),
-]
-AllowPathOption = Annotated[
-    list[Path] | None,
-    typer.Option(
-        "--allow-path",
-        help="a folder outside the recipe's own that its source and sink may name (repeatable)",
-    ),
-]
-
-
-@app.command()
-def validate(
-    recipe: Annotated[Path, typer.Argument(help="the recipe file")],
-    set_: SetOption = None,
-    allow: AllowOption = None,
-    allow_path: AllowPathOption = None,
-    trusted: TrustedOption = False,
-) -> None:
-    """Check a recipe without running it: every problem names file:line:column and the field."""
-    loaded = _recipe(
-        str(recipe), overrides=set_, allow=allow, allow_paths=allow_path, trusted=trusted
-    )
-    graph = loaded.built.graph
-    edges = len(graph.edges)
-    typer.echo(
-        f"{recipe}: ok, recipe {loaded.name!r}: {len(graph.nodes)} nodes, {edges} edges, "
-        f"fingerprint {loaded.pipeline.fingerprint[:12]}"
-    )
+__all__ = ["resume", "retry_dead", "run", "status"]
 
 
 def _sink_for(output: str, table: str | None, key: str | None) -> Any:
     """The sink an ``--output`` names (see :func:`headrace.io.sink_at`)."""
-    from .io import sink_at
+    from ..io import sink_at
 
     try:
         return sink_at(output, table=table, key=key)
@@ -247,7 +38,7 @@ def _sink_for(output: str, table: str | None, key: str | None) -> Any:
 
 def _source_for(path: Path, key: str | None) -> Any:
     """The source an ``--input`` names, by its suffix, or a directory of files."""
-    from .io import source_at
+    from ..io import source_at
 
     try:
         return source_at(path, key=key)
@@ -274,10 +65,10 @@ def _carry_out(
 ) -> None:
     import asyncio
 
-    from .errors import HeadraceError
-    from .result import dead_allowed
-    from .runner import default_window, execute
-    from .step import as_step
+    from ..errors import HeadraceError
+    from ..result import dead_allowed
+    from ..runner import default_window, execute
+    from ..step import as_step
 
     try:
         dead_allowed(max_dead, 0)
@@ -433,7 +224,7 @@ def run(
         if dry_run:
             typer.echo(recipe.plan())
             return
-        from .recipe import RecipeError
+        from ..recipe import RecipeError
 
         try:
             source = _source_for(input, key) if input is not None else recipe.source()
@@ -489,7 +280,7 @@ def run(
 
 
 def _run_exists(run_dir: Path, run_store: str | None) -> bool:
-    from .store import StoreLocation
+    from ..store import StoreLocation
 
     try:
         return StoreLocation(run_dir, run_store).exists()
@@ -499,7 +290,7 @@ def _run_exists(run_dir: Path, run_store: str | None) -> bool:
 
 def _open_store(run_dir: Path, run_store: str | None) -> RunStore:
     """The store of the run in ``run_dir`` (or named after it in ``run_store``), or exit."""
-    from .store import StoreLocation
+    from ..store import StoreLocation
 
     where = StoreLocation(run_dir, run_store)
     try:
@@ -513,7 +304,7 @@ def _open_store(run_dir: Path, run_store: str | None) -> RunStore:
 
 
 def _stored(run_dir: Path, run_store: str | None) -> tuple[str, Any, Any, dict[str, Any]]:
-    from .io import open_sink, open_source
+    from ..io import open_sink, open_source
 
     store = _open_store(run_dir, run_store)
     definition = store.definition() or {}
@@ -663,191 +454,9 @@ def _pipeline_words(ref: object) -> str:
     return words
 
 
-cache_app = typer.Typer(
-    help="Look after the project's cache file (.headrace/cache.sqlite, or $HEADRACE_CACHE_DIR).",
-    no_args_is_help=True,
-)
-app.add_typer(cache_app, name="cache")
-
-CachePathOption = Annotated[
-    Path | None,
-    typer.Option("--path", help="the cache file (default: the project's)"),
-]
-
-
-def _cache_file(path: Path | None) -> Path:
-    from .cache import default_path
-
-    found = path or default_path()
-    if not found.exists():
-        typer.echo(f"no cache file at {found}", err=True)
-        raise typer.Exit(1)
-    return found
-
-
-@cache_app.command("stats")
-def cache_stats(path: CachePathOption = None) -> None:
-    """Entries and bytes per step, and how many are expired or stale."""
-    from .cache.manage import stats
-
-    found = _cache_file(path)
-    rows = stats(found)
-    typer.echo(f"cache {found}")
-    typer.echo(f"{'step':<32} {'entries':>9} {'bytes':>12} {'expired':>8} {'stale':>8}")
-    for row in rows:
-        typer.echo(
-            f"{row.step:<32} {row.entries:>9,} {row.bytes:>12,} {row.expired:>8,} {row.stale:>8,}"
-        )
-    entries, size = sum(r.entries for r in rows), sum(r.bytes for r in rows)
-    typer.echo(f"{'total':<32} {entries:>9,} {size:>12,}")
-
-
-@cache_app.command("clear")
-def cache_clear(
-    step: Annotated[str | None, typer.Option(help="only this step's entries")] = None,
-    path: CachePathOption = None,
-) -> None:
-    """Remove every entry, or one step's."""
-    from .cache.manage import clear
-
-    removed = clear(_cache_file(path), step)
-    typer.echo(f"removed {removed:,} entries")
-
-
-@cache_app.command("prune")
-def cache_prune(path: CachePathOption = None) -> None:
-    """Remove expired entries, and those of step versions no longer in use."""
-    from .cache.manage import prune
-
-    expired, stale = prune(_cache_file(path))
-    typer.echo(f"removed {expired:,} expired and {stale:,} stale entries")
-
-
-@app.command()
-def sim(
-    rpm: Annotated[float | None, typer.Option(help="requests per minute accepted")] = None,
-    tpm: Annotated[float | None, typer.Option(help="tokens per minute accepted")] = None,
-    burst: Annotated[
-        float | None, typer.Option(help="request bucket size (default: one second of rpm)")
-    ] = None,
-    token_burst: Annotated[
-        float | None, typer.Option(help="token bucket size (default: one second of tpm)")
-    ] = None,
-    latency_ms: Annotated[float, typer.Option(help="time to answer (the median)")] = 0.0,
-    latency_sigma: Annotated[
-        float, typer.Option(help="sigma of a lognormal latency (0: fixed)")
-    ] = 0.0,
-    repeatable: Annotated[
-        bool, typer.Option(help="draw latencies from a hash of the request")
-    ] = False,
-    concurrency: Annotated[
-        int | None, typer.Option(help="requests served at once; more get 429")
-    ] = None,
-    fault: Annotated[
-        list[str] | None,
-        typer.Option(help=f"KIND=RATE, repeatable; kinds: {' '.join(FAULTS)}"),
-    ] = None,
-    storm_every: Annotated[float | None, typer.Option(help="seconds between 429 storms")] = None,
-    storm_for: Annotated[float, typer.Option(help="seconds each 429 storm lasts")] = 1.0,
-    seed: Annotated[int, typer.Option(help="seed of the fault and latency draws")] = 0,
-    host: Annotated[str, typer.Option(help="a loopback address")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="0 picks a free port")] = 8000,
-) -> None:
-    """Serve a simulated OpenAI-compatible provider with limits, latency and faults."""
-    from .sim import SimConfig, parse_faults, run_forever
-
-    try:
-        config = SimConfig(
-            rpm=rpm,
-            tpm=tpm,
-            burst=burst,
-            token_burst=token_burst,
-            latency_ms=latency_ms,
-            latency_sigma=latency_sigma,
-            repeatable=repeatable,
-            concurrency=concurrency,
-            faults=parse_faults(fault or []),
-            storm_every=storm_every,
-            storm_for=storm_for,
-            seed=seed,
-        )
-        run_forever(config, host, port)
-    except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-
-
-@app.command()
-def demo(
-    limit: Annotated[
-        int,
-        typer.Option(help="paragraphs to take, at an even stride over the corpus (0: all)"),
-    ] = 2_000,
-    out: Annotated[Path, typer.Option(help="where the Parquet output and the run store go")] = Path(
-        "headrace-demo"
-    ),
-    fresh: Annotated[bool, typer.Option(help="delete --out first and start again")] = False,
-    device: Annotated[
-        str | None, typer.Option(help="where the embedding model runs (default: cuda if any)")
-    ] = None,
-    progress: Annotated[bool, typer.Option(help="show the progress line")] = True,
-) -> None:
-    """The showcase: State of the Union paragraphs through local embeddings, VADER
-    sentiment and an LLM tone judge (a local simulator unless OPENAI_BASE_URL is set),
-    into Parquet. No keys, no network; an interrupted demo resumes where it stopped."""
-    from .errors import HeadraceError
-
-    try:
-        from .demo import report, run_demo
-    except ImportError as exc:  # pragma: no cover - the extras are installed in CI
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-
-    def started(taken: int, total: int, judge: str, resuming: bool) -> None:
-        typer.echo(
-            f"headrace demo: {taken:,} of {total:,} paragraphs of the State of the Union "
-            f"addresses, 1790 to today\ntone judged by {judge}\nwriting to {out}/\n"
-            + (
-                f"resuming the demo run in {out}/: paragraphs it finished keep the tones "
-                "they were given then (--fresh starts again)\n"
-                if resuming
-                else ""
-            )
-        )
-
-    try:
-        done = run_demo(
-            out,
-            limit=limit or None,
-            fresh=fresh,
-            device=device,
-            progress=progress,
-            on_start=started,
-        )
-    except HeadraceError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    typer.echo(done.result.summary())
-    typer.echo("")
-    typer.echo(report(done.parquet_dir))
-    typer.echo(
-        f"\nwritten: {done.parquet_dir}/ (Parquet), {out / 'run'}/ (run store); "
-        f"headrace status {out / 'run'} shows it"
-    )
-    if done.result.stopped:
-        raise typer.Exit(EXIT_STOPPED)
-    if done.result.items_dead:
-        raise typer.Exit(EXIT_DEAD)
-
-
 def _where(description: dict[str, Any]) -> str:
     """A stored source or sink, in a few words."""
     kind = description.get("kind", "?")
     place = description.get("path") or description.get("url") or "(in memory)"
     table = f" table {description['table']}" if "table" in description else ""
     return f"{kind}: {place}{table}"
-
-
-def main() -> None:
-    """Entry point of the ``headrace`` console script."""
-    app()

@@ -1,0 +1,18 @@
+"""The ``headrace`` command line, one module per command group.
+
+Heavy libraries are never imported at start-up: ``headrace --version`` and
+``headrace info`` stay fast however many extras are installed.
+"""
+
+from __future__ import annotations
+
+from . import cache, recipes, runs, tools  # noqa: F401  (each registers its commands)
+from .app import EXIT_DEAD, EXIT_STOPPED, app
+from .runs import _pipeline_words
+
+__all__ = ["EXIT_DEAD", "EXIT_STOPPED", "_pipeline_words", "app", "main"]
+
+
+def main() -> None:
+    """Entry point of the ``headrace`` console script."""
+    app()
