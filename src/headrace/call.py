@@ -29,7 +29,7 @@ from .executors import (
     function_ref,
     open_thread_pool,
 )
-from .limits.circuit import Circuit, CircuitOpen
+from .limits.circuit import CircuitOpen, CircuitState
 from .limits.concurrency import ConcurrencyController, ConcurrencyLimit
 from .limits.rate import current_permit
 from .limits.retry import Retrier, Retry, headers_of, is_throttle
@@ -58,8 +58,9 @@ def bind_function_step(
     else:
         handler = _bind_single(step, ctx, metrics, validator)
         if step.circuit is not None:
-            metrics.circuit = step.circuit
-            handler = _guarded(handler, step.circuit, step.name)
+            state = ctx.circuit(step.circuit)
+            metrics.circuit = state
+            handler = _guarded(handler, state, step.name)
         if step.retry is not None:
             handler = _retrying(handler, step.retry, metrics)
     if step.total_timeout_s is not None:
@@ -308,7 +309,7 @@ def _retrying(handler: Handler, retry: Retry, metrics: StepMetrics) -> Handler:
     return handle
 
 
-def _guarded(handler: Handler, circuit: Circuit, name: str) -> Handler:
+def _guarded(handler: Handler, circuit: CircuitState, name: str) -> Handler:
     """Hold (or refuse) calls while ``circuit`` is open; tell it how each call ended.
 
     An outage-like failure while the circuit is open goes again once it lets calls

@@ -15,7 +15,7 @@ from .limits.concurrency import ConcurrencyLimit
 
 if TYPE_CHECKING:
     from .cache.gate import CacheStats
-    from .limits.circuit import Circuit
+    from .limits.circuit import CircuitState
     from .limits.rate import Rate
     from .llm.stats import LLMStats
 
@@ -126,7 +126,7 @@ class StepMetrics:
     rate_waits: int = 0
     rate_wait_s: float = 0.0
     rate_inside_call: bool = False
-    circuit: Circuit | None = None
+    circuit: CircuitState | None = None
     fallbacks: int = 0
     slots: int = 0
     llm: LLMStats | None = None

@@ -15,6 +15,7 @@ from ._types import Handler
 from .activity import Activity
 from .binding import binder_for
 from .budget import Spend
+from .limits.circuit import Circuit, CircuitState
 from .metrics import StepMetrics
 
 if TYPE_CHECKING:
@@ -67,6 +68,12 @@ class RunContext:
         if key not in self._shared:
             self._shared[key] = make()
         return self._shared[key]
+
+    def circuit(self, settings: Circuit) -> CircuitState:
+        """The run's state of the circuit ``settings`` (one per run, shared by every step
+        and client of the run that carries it; a new run starts closed)."""
+        state: CircuitState = self.shared(("circuit", id(settings)), settings.new_state)
+        return state
 
     def metrics_for(self, name: str, kind: str) -> StepMetrics:
         """Create the metrics of a step, with a name unique within the run."""

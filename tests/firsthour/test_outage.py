@@ -42,7 +42,8 @@ def test_a_down_endpoint_stops_the_run_resumable_with_no_dead_letter(tmp_path: P
     assert result.items_in <= 64 and result.items_unfinished == result.items_in
     assert result.stopped is not None and "looks down" in result.stopped
     assert "max_outage 0.3 s" in result.stopped and "last error: " in result.stopped
-    assert circuit.opened >= 2  # it probed again after the first opening
+    state = result.metrics.step("complete").circuit
+    assert state is not None and state.opened >= 2  # it probed again after opening
     # later, with the provider back, a resume finishes every item exactly once
     with serve() as sim:
         back = hr.llm.Client(base_url=sim.url, retry=FAST, identity="p")
@@ -86,8 +87,10 @@ def test_a_function_steps_circuit_holds_items_through_an_outage() -> None:
     result = hr.run(flaky, range(20), progress=False)
     # FAST gives each item 3 attempts: without the circuit, items would have died
     assert result.ok and sorted(result.outputs) == list(range(20))
-    assert circuit.opened >= 2 and circuit.held > 0
-    assert f"circuit closed: opened {circuit.opened} times, held " in result.summary()
+    state = result.metrics.step("flaky").circuit
+    assert state is not None and state.settings is circuit
+    assert state.opened >= 2 and state.held > 0
+    assert f"circuit closed: opened {state.opened} times, held " in result.summary()
 
 
 def test_connection_errors_never_halve_a_batch() -> None:

@@ -24,7 +24,7 @@ class Down(ConnectionError):
 
 def test_the_circuit_opens_after_failures_in_a_row_and_probes_back() -> None:
     clock = Clock()
-    circuit = Circuit(failures=3, reset=10, when_open="fail", _clock=clock)
+    circuit = Circuit(failures=3, reset=10, when_open="fail", _clock=clock).new_state()
     for _ in range(2):
         assert circuit.allow()
         circuit.failed(Down())
@@ -53,7 +53,7 @@ def test_the_circuit_opens_after_failures_in_a_row_and_probes_back() -> None:
 
 
 def test_429s_and_bad_requests_do_not_open_the_circuit() -> None:
-    circuit = Circuit(failures=2)
+    circuit = Circuit(failures=2).new_state()
     for error in (hr.Throttled(), ValueError("bad input"), hr.Throttled(), ValueError("x")):
         circuit.failed(error)
     assert circuit.state == "closed"
@@ -145,3 +145,28 @@ def test_invalid_policies_are_refused_where_the_step_is_defined() -> None:
         hr.Fallback(f)  # type: ignore[arg-type]
     with pytest.raises(hr.PipelineError, match="positive integer"):
         hr.Circuit(failures=0)
+
+
+def test_each_run_starts_with_a_closed_circuit_and_its_steps_share_one() -> None:
+    circuit = hr.Circuit(failures=2, reset=60, when_open="fail")
+    calls = 0
+
+    @hr.step(concurrency=1, circuit=circuit)
+    async def down(x: int) -> int:
+        nonlocal calls
+        calls += 1
+        raise Down("refused")
+
+    @hr.step(concurrency=1, circuit=circuit, name="also_down")
+    async def also(x: int) -> int:
+        nonlocal calls
+        calls += 1
+        raise Down("refused")
+
+    first = hr.run(down | also, range(5), progress=False)
+    # one state for both steps: two failures in all opened it for both
+    assert (
+        calls == 2 and first.metrics.step("down").circuit is first.metrics.step("also_down").circuit
+    )
+    hr.run(down, range(5), progress=False)
+    assert calls == 4  # the next run started closed: the settings carry no state

@@ -264,7 +264,8 @@ def test_the_clients_circuit_opens_and_refuses_calls_without_sending_them() -> N
         assert sim.stats()["requests"] == 3
     assert result.items_dead == 10
     assert [d.error_type for d in result.dead_letters].count("CircuitOpen") == 7
-    assert result.metrics.step("complete").circuit is circuit and circuit.opened == 1
+    state = result.metrics.step("complete").circuit
+    assert state is not None and state.settings is circuit and state.opened == 1
 
 
 def test_a_connection_is_usable_directly_and_counts_its_tokens() -> None:

@@ -33,7 +33,7 @@ from ..durations import to_seconds
 from ..errors import CircuitOpen, PipelineError, ProviderDown, positive_int
 from .retry import is_retryable, is_throttle
 
-__all__ = ["Circuit", "CircuitOpen"]
+__all__ = ["Circuit", "CircuitOpen", "CircuitState"]
 
 State = Literal["closed", "open", "half-open"]
 
@@ -74,6 +74,46 @@ class Circuit:
         self.max_outage_s = to_seconds(max_outage, option="max_outage")
         self.counts = counts or (lambda error: is_retryable(error) and not is_throttle(error))
         self.clock = _clock
+
+    def new_state(self) -> CircuitState:
+        """A closed circuit of these settings, for one run (the steps and clients of a
+        run that share this ``Circuit`` share the state; the next run starts closed)."""
+        return CircuitState(self)
+
+    def describe(self) -> dict[str, float | int | str]:
+        """The settings as plain data."""
+        return {
+            "failures": self.failures,
+            "reset_s": self.reset_s,
+            "when_open": self.when_open,
+            "max_outage_s": self.max_outage_s,
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"Circuit(failures={self.failures}, reset={self.reset_s}s, "
+            f"when_open={self.when_open!r}, max_outage={self.max_outage_s}s)"
+        )
+
+
+class CircuitState:
+    """One run's circuit: its state (closed, open, half-open), counts and verbs.
+
+    Attributes:
+        settings: the :class:`Circuit` it follows.
+        state: ``"closed"``, ``"open"`` or ``"half-open"``.
+        opened: how many times it opened; ``refused`` calls failed fast
+            (``when_open="fail"``); ``held`` calls waited while it was open.
+    """
+
+    def __init__(self, settings: Circuit) -> None:
+        self.settings = settings
+        self.failures = settings.failures
+        self.when_open = settings.when_open
+        self.reset_s = settings.reset_s
+        self.max_outage_s = settings.max_outage_s
+        self.counts = settings.counts
+        self.clock = settings.clock
         self.state: State = "closed"
         self.in_a_row = 0
         self.opened_at = 0.0
@@ -169,17 +209,5 @@ class Circuit:
         self.opened += 1
         self.in_a_row = 0
 
-    def describe(self) -> dict[str, float | int | str]:
-        """The settings as plain data."""
-        return {
-            "failures": self.failures,
-            "reset_s": self.reset_s,
-            "when_open": self.when_open,
-            "max_outage_s": self.max_outage_s,
-        }
-
     def __repr__(self) -> str:
-        return (
-            f"Circuit(failures={self.failures}, reset={self.reset_s}s, "
-            f"when_open={self.when_open!r}, state={self.state!r})"
-        )
+        return f"CircuitState({self.settings!r}, state={self.state!r}, opened={self.opened})"

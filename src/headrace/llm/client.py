@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from ..errors import MalformedResponse, PipelineError, ProviderError, Throttled, positive_int
-from ..limits.circuit import Circuit
+from ..limits.circuit import Circuit, CircuitState
 from ..limits.rate import Rate
 from ..limits.retry import Retrier, Retry, is_throttle
 from ..metrics import StepMetrics
@@ -221,7 +221,8 @@ class Client:
         """This client's one connection pool in the run ``ctx``, closed when the run ends."""
 
         def make() -> Connection:
-            connection = self.connect(ctx.spend)
+            circuit = ctx.circuit(self.circuit) if self.circuit is not None else None
+            connection = Connection(self, ctx.spend, circuit)
             ctx.on_close_async(connection.close)
             return connection
 
@@ -242,11 +243,18 @@ def _is_loopback(url: str) -> bool:
 class Connection:
     """A client's open connection pool, and its per-run policy state (retry budget)."""
 
-    def __init__(self, client: Client, spend: Spend | None = None) -> None:
+    def __init__(
+        self, client: Client, spend: Spend | None = None, circuit: CircuitState | None = None
+    ) -> None:
         import aiohttp
 
         self.client = client
         self.spend = spend
+        # the run's state of the client's circuit (shared with the run's other users of
+        # it), or a fresh one for a connection opened outside a run
+        if circuit is None and client.circuit is not None:
+            circuit = client.circuit.new_state()
+        self.circuit = circuit
         self.secret = client.api_key()
         headers = {"Content-Type": "application/json", **client.headers}
         if self.secret is not None:
@@ -351,7 +359,7 @@ class Connection:
         if metrics.llm is None:
             metrics.llm = LLMStats(model=model, priced=self.client.price(model) is not None)
         client, rate, buckets, retrier = self.client, self.client.rate, self._buckets, self._retrier
-        circuit, spend = client.circuit, self.spend
+        circuit, spend = self.circuit, self.spend
         counted = prompt_tokens(body) if rate is not None or spend is not None else 0
         if retrier is not None:
             retrier.first_attempt()

@@ -173,8 +173,8 @@ class LLMStep(Step[In, Out]):
             )
         metrics.rate = self.client.rate  # the summary shows the limit and the waits
         metrics.rate_inside_call = True  # the client waits for it inside the step's call
-        metrics.circuit = self.client.circuit
         connection = self.client.connection_in(ctx)
+        metrics.circuit = connection.circuit
         if self.retry is not None:
             connection = connection.retrying(self.retry)
         inner = self._options(self._function(connection, metrics))
