@@ -1,0 +1,153 @@
+"""What every LLM step shares: a client, a model, and the step options (see
+:mod:`headrace.llm.steps`)."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ..cache import Cache
+from ..errors import PipelineError
+from ..limits.policies import Fallback, Timeout
+from ..limits.retry import Retry
+from ..metrics import StepMetrics
+from ..step import Batch, FunctionStep, Step
+from .client import Client, Connection
+from .stats import LLMStats
+
+if TYPE_CHECKING:
+    from ..runtime import Handler, RunContext
+
+__all__ = ["LLMStep"]
+
+In = TypeVar("In", contravariant=True)
+Out = TypeVar("Out", covariant=True)
+
+
+class LLMStep(Step[In, Out]):
+    """What every LLM step shares: a client, a model, and the step options.
+
+    Args:
+        client: the endpoint, with its rate limit, retries and prices.
+        model: a model name or one of the client's aliases.
+        name: the step's name in metrics and errors.
+        version: bump it to mark a change the fingerprint cannot see.
+        concurrency: requests (or packed requests) in flight at once.
+        timeout: the most one item may take in the step (seconds, ``"30s"`` or
+            :class:`~headrace.limits.policies.Timeout`); the client's own
+            ``timeout`` bounds each request.
+        ordered: emit items in the order they entered the step.
+        fallback: a step to run on an item this step failed.
+        retry: how this step's requests are retried, instead of the client's ``retry``
+            (the client's rate limit, circuit and connections are still shared).
+        cache: ``True`` or :class:`~headrace.cache.Cache`: answers are kept under the
+            step's fingerprint (model, prompts, schema, sampling options) and the
+            record, so a changed prompt never gets an old answer.
+    """
+
+    kind = "llm"
+
+    def __init__(
+        self,
+        client: Client,
+        model: str,
+        *,
+        name: str,
+        version: str = "1",
+        concurrency: int = 64,
+        timeout: float | str | Timeout | None = None,
+        ordered: bool = False,
+        fallback: Fallback | Step[Any, Any] | None = None,
+        batch: Batch | None = None,
+        retry: Retry | None = None,
+        cache: bool | Cache | None = None,
+    ) -> None:
+        if not isinstance(client, Client):
+            raise PipelineError(f"step {name!r}: client must be hr.llm.Client, got {client!r}")
+        if not isinstance(model, str) or not model:
+            raise PipelineError(f"step {name!r}: model must be a model name or alias")
+        self.client = client
+        self.model = model
+        self.name = name
+        self.version = str(version)
+        self.concurrency = concurrency
+        self.timeout = timeout
+        self.ordered = ordered
+        self.fallback = fallback
+        self.batch = batch
+        if retry is not None and not isinstance(retry, Retry):
+            raise PipelineError(f"step {name!r}: retry must be hr.Retry(...), got {retry!r}")
+        self.retry = retry
+        self.cache: Cache | bool | None = cache
+        self.cache = self._options(_probe).cache  # checks every option now, where defined
+
+    @property
+    def model_name(self) -> str:
+        """The provider's name of the model."""
+        return self.client.model_name(self.model)
+
+    def _options(self, fn: Callable[..., Any]) -> FunctionStep[Any, Any]:
+        return FunctionStep(
+            fn,
+            name=self.name,
+            concurrency=self.concurrency,
+            timeout=self.timeout,
+            ordered=self.ordered,
+            batch=self.batch,
+            fallback=self.fallback,
+            cache=self.cache,
+        )
+
+    def _slots(self) -> int:
+        return self.concurrency * (self.batch.max_size if self.batch is not None else 1)
+
+    def _identity(self) -> dict[str, Any]:
+        return {
+            "kind": f"llm.{type(self).__name__.lower()}",
+            "name": self.name,
+            "version": self.version,
+            "model": self.model_name,
+            "endpoint": self.client.identity,
+            **self._request_identity(),
+        }
+
+    @abc.abstractmethod
+    def _request_identity(self) -> dict[str, Any]:
+        """What decides the requests this step sends (hashed into its fingerprint)."""
+
+    @abc.abstractmethod
+    def _function(self, connection: Connection, metrics: StepMetrics) -> Callable[..., Any]:
+        """The function the step runs in one run: per item, or per batch when batched."""
+
+    def _output_type(self) -> Any:
+        """What one item's output is (the types the cache may rebuild entries as)."""
+        return None
+
+    def _bind(self, ctx: RunContext) -> Handler:
+        from ..call import bind_function_step
+
+        metrics = ctx.metrics_for(self.name, "llm")
+        priced = self.client.price(self.model) is not None
+        metrics.llm = LLMStats(model=self.model_name, priced=priced)
+        if ctx.spend is not None and ctx.spend.budget.usd is not None and not priced:
+            raise PipelineError(
+                f"step {self.name!r}: the run has a dollar budget but model "
+                f"{self.model_name!r} has no price; give the client prices="
+                "{name: hr.llm.Price(input=..., output=...)} (dollars per million tokens)"
+            )
+        metrics.rate = self.client.rate  # the summary shows the limit and the waits
+        metrics.rate_inside_call = True  # the client waits for it inside the step's call
+        connection = self.client.connection_in(ctx)
+        metrics.circuit = connection.circuit
+        if self.retry is not None:
+            connection = connection.retrying(self.retry)
+        inner = self._options(self._function(connection, metrics))
+        inner.reports_throttles = True  # the client counts each 429 it receives
+        inner._fingerprint = self.fingerprint  # cache keys follow this step's identity
+        inner.output_type = self._output_type()
+        return bind_function_step(inner, ctx, metrics)
+
+
+async def _probe(value: Any) -> Any:
+    return value

@@ -1,0 +1,109 @@
+"""``embed``: vectors from an embeddings endpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..cache import Cache
+from ..executors import ItemFailure
+from ..limits.policies import Fallback, Timeout
+from ..limits.retry import Retry
+from ..metrics import StepMetrics
+from ..step import Batch, Step
+from .base import LLMStep
+from .client import Client, Connection
+from .prompts import record_fields, select_fields
+from .structured import StructuredOutputError
+
+if TYPE_CHECKING:
+    pass
+
+__all__ = ["Embed", "embed"]
+
+
+class Embed(LLMStep[Any, list[float]]):
+    """A step that embeds each record's text: items are batched into requests.
+
+    Args:
+        client: the endpoint.
+        model: an embedding model name or alias.
+        field: the record's text field (a string record is the text itself).
+        dimensions: ask for shorter vectors (models that support it).
+        batch: how items are gathered into one request (default up to 256, waiting
+            20 ms); a batch larger than the client's ``max_embedding_inputs`` is split.
+        name, version, concurrency, timeout, ordered, fallback, retry, cache: as for
+            :class:`LLMStep`
+            (``concurrency`` counts requests in flight).
+    """
+
+    def __init__(
+        self,
+        *,
+        client: Client,
+        model: str,
+        field: str = "text",
+        dimensions: int | None = None,
+        batch: Batch | None = None,
+        name: str | None = None,
+        version: str = "1",
+        concurrency: int = 4,
+        timeout: float | str | Timeout | None = None,
+        ordered: bool = False,
+        fallback: Fallback | Step[Any, Any] | None = None,
+        retry: Retry | None = None,
+        cache: bool | Cache | None = None,
+    ) -> None:
+        self.field = field
+        self.dimensions = dimensions
+        super().__init__(
+            client,
+            model,
+            name=name or "embed",
+            version=version,
+            concurrency=concurrency,
+            timeout=timeout,
+            ordered=ordered,
+            fallback=fallback,
+            batch=batch or Batch(max_size=min(256, client.max_embedding_inputs), max_wait="20ms"),
+            retry=retry,
+            cache=cache,
+        )
+
+    def _request_identity(self) -> dict[str, Any]:
+        return {"field": self.field, "dimensions": self.dimensions}
+
+    def text_of(self, record: Any) -> str:
+        """The text to embed: the record itself (a string) or its ``field``."""
+        if isinstance(record, str):
+            return record
+        value = select_fields(record_fields(record), [self.field])[self.field]
+        if not isinstance(value, str):
+            raise StructuredOutputError(
+                f"field {self.field!r} holds {type(value).__name__}, not text"
+            )
+        return value
+
+    def _function(self, connection: Connection, metrics: StepMetrics) -> Callable[..., Any]:
+        async def many(records: list[Any]) -> list[Any]:
+            outputs: list[Any] = [None] * len(records)
+            texts, places = [], []
+            for index, record in enumerate(records):
+                try:
+                    texts.append(self.text_of(record))
+                    places.append(index)
+                except Exception as exc:
+                    outputs[index] = ItemFailure(exc)
+            if texts:
+                vectors = await connection.embed(
+                    texts, self.model_name, metrics, dimensions=self.dimensions
+                )
+                for index, vector in zip(places, vectors, strict=True):
+                    outputs[index] = vector
+            return outputs
+
+        return many
+
+
+embed = Embed
+"""``hr.llm.embed(client=..., model=...)`` makes an :class:`Embed` step."""
