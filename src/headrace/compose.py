@@ -10,14 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from itertools import pairwise
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, TypeVarTuple, overload
+from typing import Any, Literal, TypeVar, TypeVarTuple, overload
 
 from .errors import PipelineError, positive_int
 from .fingerprint import code_hash
 from .step import Step, as_step
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = [
     "Branches",

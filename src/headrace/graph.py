@@ -44,15 +44,12 @@ import re
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from .errors import GraphError, PipelineError, nearest
 from .fields import fields_of
 from .fingerprint import code_hash
 from .step import Step, as_step
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = [
     "OTHERWISE",

@@ -207,27 +207,17 @@ def dead_allowed(max_dead: int | float | str, items_in: int) -> int:
     """
     from .errors import PipelineError
 
-    share: float | None = None
-    count: int | None = None
-    if isinstance(max_dead, bool):
-        pass
-    elif isinstance(max_dead, int):
-        count = max_dead
-    elif isinstance(max_dead, float):
-        share = max_dead
-    elif isinstance(max_dead, str):
-        text = max_dead.strip()
+    value: object = max_dead
+    if isinstance(value, str):
+        text = value.strip()
         try:
-            if text.endswith("%"):
-                share = float(text[:-1]) / 100
-            else:
-                count = int(text)
+            value = float(text[:-1]) / 100 if text.endswith("%") else int(text)
         except ValueError:
-            pass
-    if count is not None and count >= 0:
-        return count
-    if share is not None and 0 <= share <= 1:
-        return int(share * items_in)
+            value = None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, float) and 0 <= value <= 1:
+        return int(value * items_in)
     raise PipelineError(
         f"max_dead must be a count (10) or a share of the items (0.01, '1%'), got {max_dead!r}"
     )

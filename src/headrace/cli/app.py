@@ -3,14 +3,11 @@ the root callback (``--version``)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from .. import __version__
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["EXIT_DEAD", "EXIT_STOPPED", "MaxDeadOption", "RunStoreOption", "app"]
 

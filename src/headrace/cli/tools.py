@@ -9,16 +9,12 @@ import platform
 import shutil
 import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from .. import __version__
 from ..sim.config import FAULTS
-
-if TYPE_CHECKING:
-    pass
-
 from .app import EXIT_DEAD, EXIT_STOPPED, app
 
 __all__ = ["demo", "info", "sim"]

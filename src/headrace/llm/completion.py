@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..cache import Cache
 from ..limits.policies import Fallback, Timeout
@@ -13,9 +13,6 @@ from ..step import Step
 from .base import LLMStep
 from .client import Client, Connection
 from .prompts import Template, record_fields
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["Complete", "complete"]
 

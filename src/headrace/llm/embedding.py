@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..cache import Cache
 from ..executors import ItemFailure
@@ -15,9 +15,6 @@ from .base import LLMStep
 from .client import Client, Connection
 from .prompts import record_fields, select_fields
 from .structured import StructuredOutputError
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["Embed", "embed"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
@@ -21,9 +21,6 @@ from .base import LLMStep
 from .client import Client, Connection
 from .prompts import Template, compact_json, record_fields, select_fields
 from .structured import Structured, StructuredOutputError
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["Transduce", "transduce"]
 
