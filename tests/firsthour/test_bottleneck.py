@@ -28,9 +28,13 @@ def test_an_llm_step_at_its_rate_limit_is_not_called_busy() -> None:
 
 def test_two_llm_steps_sharing_one_limit_are_named_together() -> None:
     with serve() as sim:
-        llm = hr.llm.Client(base_url=sim.url, rate=hr.Rate(requests=6000, per="minute", burst=1))
-        first = hr.llm.complete(client=llm, model="m", prompt="{text}", name="first")
-        second = hr.llm.complete(client=llm, model="m", prompt="again {text}", name="second")
-        result = hr.run(first >> hr.step(lambda t: {"text": t}) >> second, records(80))
+        # few slots, so they spend the run queued at the limit however slow the machine
+        llm = hr.llm.Client(base_url=sim.url, rate=hr.Rate(requests=3000, per="minute", burst=1))
+        first = hr.llm.complete(client=llm, model="m", prompt="{text}", concurrency=4, name="first")
+        second = hr.llm.complete(
+            client=llm, model="m", prompt="again {text}", concurrency=4, name="second"
+        )
+        pipeline = first >> hr.step(lambda t: {"text": t}) >> second
+        result = hr.run(pipeline, records(60), progress=False)
     said = result.bottleneck()
     assert said.startswith("the rate limit first and second share: at "), said
