@@ -51,7 +51,7 @@ LAYERS: list[list[str]] = [
         "headrace.binding",
         "headrace.imports",
     ],
-    ["headrace.step", "headrace.compose", "headrace.graph", "headrace.keep"],
+    ["headrace.options", "headrace.step", "headrace.compose", "headrace.graph", "headrace.keep"],
     [
         "headrace.call",
         "headrace.batcher",

@@ -1,6 +1,7 @@
-"""Every code block in the README runs as written, or says why it is not run.
+"""Every code block in the README and the docs runs as written, or says why it is not run.
 
-The blocks run in order, in one scratch folder that holds a copy of the
+The blocks run in order (the README's, then each page's in the order of the
+site's contents in ``mkdocs.yml``), in one scratch folder that holds a copy of the
 repository's ``examples/`` (so a block may use what an earlier one wrote), with
 ``OPENAI_BASE_URL`` pointing at a ``headrace sim`` (as the README tells its
 readers to set it). A block preceded by ``<!-- doc: not run (reason) -->`` is
@@ -22,16 +23,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 from headrace.sim import serve
 
 ROOT = Path(__file__).resolve().parents[1]
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```\n", re.S | re.M)
+FIRST_EXAMPLE = "examples/extract/extract.py"
 MARK = re.compile(r"<!-- doc: (not run|file) (.+?) -->\s*\Z")
 
 
 @dataclass(frozen=True)
 class Block:
+    document: str
     line: int
     language: str
     text: str
@@ -39,7 +43,8 @@ class Block:
     file: str | None
 
 
-def readme_blocks(text: str) -> list[Block]:
+def blocks_of(document: str) -> list[Block]:
+    text = (ROOT / document).read_text()
     found = []
     for match in FENCE.finditer(text):
         before = text[: match.start()]
@@ -47,6 +52,7 @@ def readme_blocks(text: str) -> list[Block]:
         kind, value = (mark.group(1), mark.group(2)) if mark else (None, None)
         found.append(
             Block(
+                document=document,
                 line=before.count("\n") + 1,
                 language=match.group(1),
                 text=match.group(2),
@@ -57,14 +63,35 @@ def readme_blocks(text: str) -> list[Block]:
     return found
 
 
-BLOCKS = readme_blocks((ROOT / "README.md").read_text())
+def pages_in_nav(nav: list[object]) -> list[str]:
+    """The site's pages in the order of its contents."""
+    pages: list[str] = []
+    for entry in nav:
+        value = next(iter(entry.values())) if isinstance(entry, dict) else entry
+        pages += pages_in_nav(value) if isinstance(value, list) else [f"docs/{value}"]
+    return pages
 
 
-def test_the_readme_has_code_blocks_and_every_skip_gives_a_reason() -> None:
+PAGES = pages_in_nav(yaml.safe_load((ROOT / "mkdocs.yml").read_text())["nav"])
+DOCUMENTS = ["README.md", *PAGES]
+BLOCKS = [block for document in DOCUMENTS for block in blocks_of(document)]
+
+
+def where(block: Block) -> str:
+    return f"{block.document} line {block.line}"
+
+
+def test_every_page_is_in_the_site_and_the_readme_is_a_front_page() -> None:
+    on_disk = sorted(f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md"))
+    assert sorted(PAGES) == on_disk
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 200
+
+
+def test_the_docs_have_code_blocks_and_every_skip_gives_a_reason() -> None:
     code = [b for b in BLOCKS if b.language]
     assert len(code) >= 15
     for block in code:
-        assert block.skip is None or len(block.skip) > 10, block.line
+        assert block.skip is None or len(block.skip) > 10, where(block)
     assert sum(b.skip is None for b in code) >= 10  # most of them run
 
 
@@ -72,7 +99,10 @@ def test_blocks_that_are_files_are_those_files() -> None:
     files = [b for b in BLOCKS if b.file is not None]
     assert files
     for block in files:
-        assert block.text == (ROOT / block.file).read_text(), f"README line {block.line}"
+        assert block.text == (ROOT / block.file).read_text(), where(block)
+    # where the first example is shown, so is the same output
+    shown = {BLOCKS[BLOCKS.index(b) + 1].text for b in files if b.file == FIRST_EXAMPLE}
+    assert len(shown) == 1
 
 
 @pytest.mark.slow
@@ -96,15 +126,16 @@ def test_every_code_block_runs_as_written(tmp_path: Path) -> None:
             if block.file is not None and block.language == "python":
                 command = [sys.executable, str(ROOT / block.file)]
             elif block.language == "python":
-                script = tmp_path / f"readme_line_{block.line}.py"  # a file: workers import it
+                stem = Path(block.document).stem.replace("-", "_").lower()
+                script = tmp_path / f"{stem}_line_{block.line}.py"  # a file: workers import it
                 script.write_text(block.text)
                 command = [sys.executable, script.name]
             elif block.language == "bash":
                 command = ["bash", "-e", "-c", block.text]
             else:
-                failures.append(f"README line {block.line}: no way to run {block.language!r}")
+                failures.append(f"{where(block)}: no way to run {block.language!r}")
                 continue
-            log = tmp_path / f"block-{block.line}.log"
+            log = tmp_path / f"block-{Path(block.document).stem}-{block.line}.log"
             with log.open("w") as out:
                 job = subprocess.Popen(
                     command,
@@ -125,14 +156,14 @@ def test_every_code_block_runs_as_written(tmp_path: Path) -> None:
                     job.wait()
             if status != 0:
                 output = log.read_text()[-2000:]
-                failures.append(f"README line {block.line} ({block.language}, {status}):\n{output}")
+                failures.append(f"{where(block)} ({block.language}, {status}):\n{output}")
     assert not failures, "\n\n".join(failures)
 
 
 @pytest.mark.slow
 def test_the_first_example_prints_what_the_readme_shows(tmp_path: Path) -> None:
     """The README's two commands (a sim on a free port here), and its output as shown."""
-    index = next(i for i, b in enumerate(BLOCKS) if b.file == "examples/extract/extract.py")
+    index = next(i for i, b in enumerate(BLOCKS) if b.file == FIRST_EXAMPLE)
     shown = BLOCKS[index + 1]
     assert shown.language == ""  # the output block right after the file
     with socket.socket() as probe:

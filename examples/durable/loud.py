@@ -1,4 +1,4 @@
-"""The pipeline the README's durable-run commands run: each paragraph, shouted.
+"""The pipeline docs/durable.md's commands run: each paragraph, shouted.
 
     headrace run examples.durable.loud:pipeline --input examples/sotu/paragraphs.jsonl \\
         --key id --output out/loud.parquet --run-dir .headrace/loud

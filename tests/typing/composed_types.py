@@ -52,6 +52,6 @@ def row(parts: dict[str, Any]) -> str:
     return str(parts)
 
 
-# the README's pattern: named branches into a step that takes their dict
+# the docs' pattern: named branches into a step that takes their dict
 assert_type(hr.parallel(size=length, loud=upper) >> row, hr.Sequence[Any, str])
 assert_type(fetch >> hr.parallel(size=length, loud=upper) >> row, hr.Sequence[str, str])

@@ -1,1 +1,1 @@
-"""The functions and models the README's recipe (``examples/readme/sotu.yaml``) names."""
+"""The functions and models the recipe in docs/recipes.md (``examples/readme/sotu.yaml``) names."""

@@ -1,4 +1,4 @@
-"""The answer the README's recipe asks its LLM for."""
+"""The answer the recipe in docs/recipes.md asks its LLM for."""
 
 from typing import Literal
 

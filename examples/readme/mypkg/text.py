@@ -1,4 +1,4 @@
-"""Text clean-up for the README's recipe."""
+"""Text clean-up for the recipe in docs/recipes.md."""
 
 from typing import Any
 

@@ -12,7 +12,8 @@ from ..errors import PipelineError
 from ..limits.policies import Fallback, Timeout
 from ..limits.retry import Retry
 from ..metrics import StepMetrics
-from ..step import Batch, FunctionStep, Step
+from ..options import Batch, StepOptions
+from ..step import FunctionStep, Step
 from .client import Client, Connection
 from .stats import LLMStats
 
@@ -69,35 +70,33 @@ class LLMStep(Step[In, Out]):
             raise PipelineError(f"step {name!r}: model must be a model name or alias")
         self.client = client
         self.model = model
-        self.name = name
-        self.version = str(version)
-        self.concurrency = concurrency
-        self.timeout = timeout
-        self.ordered = ordered
-        self.fallback = fallback
-        self.batch = batch
+        # retry is the client's retry of this step's requests (packed ones too), not
+        # the function step's per-call retry
         if retry is not None and not isinstance(retry, Retry):
             raise PipelineError(f"step {name!r}: retry must be hr.Retry(...), got {retry!r}")
         self.retry = retry
-        self.cache: Cache | bool | None = cache
-        self.cache = self._options(_probe).cache  # checks every option now, where defined
+        # the options of the function step it runs as, checked here where it is defined
+        self.options = StepOptions.checked(
+            f"step {name!r}",
+            name=name,
+            version=version,
+            concurrency=concurrency,
+            timeout=timeout,
+            ordered=ordered,
+            fallback=fallback,
+            batch=batch,
+            cache=cache,
+        )
+        self.name = name
+        self.version = self.options.version
+        self.concurrency = self.options.slots
+        self.batch = self.options.batch
+        self.cache = self.options.cache
 
     @property
     def model_name(self) -> str:
         """The provider's name of the model."""
         return self.client.model_name(self.model)
-
-    def _options(self, fn: Callable[..., Any]) -> FunctionStep[Any, Any]:
-        return FunctionStep(
-            fn,
-            name=self.name,
-            concurrency=self.concurrency,
-            timeout=self.timeout,
-            ordered=self.ordered,
-            batch=self.batch,
-            fallback=self.fallback,
-            cache=self.cache,
-        )
 
     def _slots(self) -> int:
         return self.concurrency * (self.batch.max_size if self.batch is not None else 1)
@@ -142,12 +141,10 @@ class LLMStep(Step[In, Out]):
         metrics.circuit = connection.circuit
         if self.retry is not None:
             connection = connection.retrying(self.retry)
-        inner = self._options(self._function(connection, metrics))
+        inner: FunctionStep[Any, Any] = FunctionStep(
+            self._function(connection, metrics), options=self.options
+        )
         inner.reports_throttles = True  # the client counts each 429 it receives
         inner._fingerprint = self.fingerprint  # cache keys follow this step's identity
         inner.output_type = self._output_type()
         return bind_function_step(inner, ctx, metrics)
-
-
-async def _probe(value: Any) -> Any:
-    return value

@@ -36,7 +36,7 @@ __all__ = [
 CPU_PASS = 16
 """Texts per forward pass on a CPU. A micro-batch is sorted by length and run in
 passes of this size, so a short text is not padded to the longest of 64; on a CPU,
-bigger passes only add padding (see the README's measured figures)."""
+bigger passes only add padding (see docs/benchmarks.md)."""
 
 _loaded: dict[Hashable, Any] = {}
 _loading = threading.Lock()
