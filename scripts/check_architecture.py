@@ -12,12 +12,13 @@ Imports inside functions are counted.
 The layers, bottom up:
 
 0. the shared vocabulary: ``_types``, ``errors``, ``fields``, ``durations``, ``secrecy``
-1. the foundations: limits, io, store, cache, metrics, budget, the sandbox,
-   fingerprints, the activity count, tasks, the sequencer, the binder registry
-2. declarations: steps, compositions, graphs, ``with_input``
+1. the foundations: limits, io, store (durable sessions and their writer
+   included), cache, metrics, budget, the sandbox, fingerprints, the activity
+   count, tasks, the sequencer, the binder registry, import by name
+2. declarations: step options, steps, compositions, graphs, ``with_input``
 3. the engine: binding steps to a run (``call``, ``graph_run``, ``runtime``),
-   the batcher, executors, lanes, the runner, durable sessions, progress and
-   the result
+   the batcher, executors, the feed, lanes, the runner and its options,
+   progress and the result
 4. the kinds of steps built on the engine: ``llm``, ``models``, ``sim``
 5. applications: ``recipe``, ``demo``
 6. the command line
@@ -54,14 +55,17 @@ LAYERS: list[list[str]] = [
     ["headrace.options", "headrace.step", "headrace.compose", "headrace.graph", "headrace.keep"],
     [
         "headrace.call",
+        "headrace.call_policies",
+        "headrace.outputs",
         "headrace.batcher",
         "headrace.executors",
         "headrace.graph_run",
         "headrace.compose_run",
         "headrace.runtime",
         "headrace.lanes",
+        "headrace.feed",
         "headrace.runner",
-        "headrace.durable",
+        "headrace.run_options",
         "headrace.progress",
         "headrace.result",
         "headrace.bottleneck",

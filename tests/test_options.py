@@ -1,7 +1,8 @@
-"""A step's options are built once, by StepOptions: every way of making a step uses it."""
+"""Options are built once: a step's by StepOptions, a run's by RunOptions."""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import typing
 
@@ -11,7 +12,8 @@ import headrace as hr
 from headrace.errors import PipelineError
 from headrace.limits.policies import Fallback, Timeout
 from headrace.options import PROCESS_CHUNK, StepOptions
-from headrace.recipe.build import POLICIES
+from headrace.recipe.nodes import POLICIES
+from headrace.run_options import RunOptions
 from headrace.step import STEP_OPTIONS, step
 
 
@@ -94,3 +96,37 @@ def test_every_step_kind_builds_its_options_with_step_options() -> None:
     assert isinstance(llm.options, StepOptions) and llm.options.name == llm.name
     with pytest.raises(PipelineError, match=r"step 'say': concurrency must be a positive"):
         hr.llm.complete(client=client, model="m", prompt="{text}", name="say", concurrency=0)
+
+
+def test_run_and_arun_take_exactly_the_run_options_with_their_defaults() -> None:
+    fields = {f.name: f.default for f in dataclasses.fields(RunOptions)}
+    for function in (hr.run, hr.arun):
+        parameters = inspect.signature(function).parameters
+        taken = {n: p.default for n, p in parameters.items() if n not in ("pipeline", "source")}
+        assert taken.pop("sink") is None
+        assert taken == fields, function
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"window": 0}, "window must be a positive integer, got 0"),
+        ({"on_error": "skip"}, "on_error must be 'dead_letter' or 'raise'"),
+        ({"fresh": True, "resume": True, "run_dir": "r"}, "fresh=True starts the run again"),
+        ({"resume": True}, "resume=True, fresh, retry_dead, force and run_store need the run_dir"),
+        ({"max_dead": "lots"}, "max_dead must be a count (10) or a share"),
+    ],
+)
+def test_bad_run_options_are_refused_before_anything_runs(
+    values: dict[str, object], message: str
+) -> None:
+    ran: list[int] = []
+    with pytest.raises(PipelineError) as raised:
+        hr.run(hr.step(ran.append), [1, 2], progress=False, **values)  # type: ignore[arg-type]
+    assert str(raised.value).startswith(message), raised.value
+    assert ran == []
+
+
+@pytest.mark.parametrize("mode", ["new", "auto", "resume", "fresh", "retry_dead"])
+def test_the_command_lines_modes_are_run_options(mode: str) -> None:
+    assert RunOptions.for_mode(mode, run_dir="r").mode == mode  # type: ignore[arg-type]

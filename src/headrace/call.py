@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 from ._types import FILTERED
 from .batcher import BatchCall, MicroBatcher
 from .binding import binds
-from .errors import OutputTypeError, PipelineError, ProviderDown, StepFailed, StepTimeout
+from .call_policies import bounded, falling_back, guarded, in_entry_order, retrying
+from .errors import StepFailed, StepTimeout
 from .executors import (
     ProcessPool,
     apply_batch,
@@ -29,11 +30,11 @@ from .executors import (
     function_ref,
     open_thread_pool,
 )
-from .limits.circuit import CircuitOpen, CircuitState
 from .limits.concurrency import ConcurrencyController, ConcurrencyLimit
 from .limits.rate import current_permit
-from .limits.retry import Retrier, Retry, headers_of, is_throttle
+from .limits.retry import headers_of, is_throttle
 from .metrics import StepMetrics
+from .outputs import declared_output, output_validator
 from .sequencer import Sequencer
 from .step import FunctionStep
 
@@ -52,7 +53,7 @@ def bind_function_step(
     if metrics is None:
         metrics = ctx.metrics_for(step.name, "batch" if step.batch is not None else "function")
     metrics.slots = step.concurrency
-    validator = _output_validator(step) if step.validate else None
+    validator = output_validator(step) if step.validate else None
     if step.call_batch is not None:
         handler = _bind_batched(step, ctx, metrics, validator)
     else:
@@ -60,11 +61,11 @@ def bind_function_step(
         if step.circuit is not None:
             state = ctx.circuit(step.circuit)
             metrics.circuit = state
-            handler = _guarded(handler, state, step.name)
+            handler = guarded(handler, state, step.name)
         if step.retry is not None:
-            handler = _retrying(handler, step.retry, metrics)
+            handler = retrying(handler, step.retry, metrics)
     if step.total_timeout_s is not None:
-        handler = _bounded(handler, step.total_timeout_s, step.name, metrics)
+        handler = bounded(handler, step.total_timeout_s, step.name, metrics)
     if step.cache is not None:
         from .cache.gate import CacheStats, cached
 
@@ -80,9 +81,9 @@ def bind_function_step(
         )
     if step.fallback is not None:
         fallback = step.fallback
-        handler = _falling_back(handler, ctx.bind(fallback.step), fallback.when, metrics)
+        handler = falling_back(handler, ctx.bind(fallback.step), fallback.when, metrics)
     if step.ordered:
-        handler = _in_entry_order(handler, Sequencer(ctx.activity))
+        handler = in_entry_order(handler, Sequencer(ctx.activity))
     return handler
 
 
@@ -280,180 +281,3 @@ async def _with_timeout(
         if deadline.expired():
             raise StepTimeout(name, timeout_s) from exc
         raise
-
-
-def _retrying(handler: Handler, retry: Retry, metrics: StepMetrics) -> Handler:
-    """Call ``handler`` again after a retryable failure, as ``retry`` says.
-
-    The concurrency slot is given back while waiting (the handler takes it per
-    attempt), so a backing-off item does not hold capacity it is not using.
-    """
-    retrier = Retrier(retry)
-
-    async def handle(value: Any) -> Any:
-        retrier.first_attempt()
-        attempt = 1
-        while True:
-            try:
-                return await handler(value)
-            except StepFailed as failure:
-                cause = failure.cause
-                failure.attempts = attempt
-                delay = retrier.retry_delay(attempt, cause, metrics)
-                if delay is None:
-                    failure.add_note(retrier.gave_up(attempt, cause))
-                    raise
-            await asyncio.sleep(delay)
-            attempt += 1
-
-    return handle
-
-
-def _guarded(handler: Handler, circuit: CircuitState, name: str) -> Handler:
-    """Hold (or refuse) calls while ``circuit`` is open; tell it how each call ended.
-
-    An outage-like failure while the circuit is open goes again once it lets calls
-    through, without reaching the retry around this (see :mod:`headrace.limits.circuit`).
-    """
-
-    async def handle(value: Any) -> Any:
-        while True:
-            try:
-                probe = await circuit.wait_turn(f"step {name!r}")
-            except (CircuitOpen, ProviderDown) as error:
-                raise StepFailed(name, error) from None
-            try:
-                out = await handler(value)
-            except StepFailed as failure:
-                circuit.failed(failure.cause)
-                if circuit.holds(failure.cause):
-                    continue
-                raise
-            except BaseException:
-                if probe:
-                    circuit.probing = False  # cancelled: the probe's turn passes on
-                raise
-            circuit.succeeded()
-            return out
-
-    return handle
-
-
-def _bounded(handler: Handler, total_s: float, name: str, metrics: StepMetrics) -> Handler:
-    """Fail the item when its time in the step, all attempts included, passes ``total_s``."""
-
-    async def handle(value: Any) -> Any:
-        deadline = asyncio.timeout(total_s)
-        try:
-            async with deadline:
-                return await handler(value)
-        except TimeoutError as exc:
-            if not deadline.expired():
-                raise
-            metrics.errors += 1
-            raise StepFailed(name, StepTimeout(name, total_s)) from exc
-
-    return handle
-
-
-def _falling_back(
-    handler: Handler,
-    fallback: Handler,
-    when: Callable[[BaseException], bool],
-    metrics: StepMetrics,
-) -> Handler:
-    """Run ``fallback`` on the item when ``handler`` failed in a way ``when`` accepts."""
-
-    async def handle(value: Any) -> Any:
-        try:
-            return await handler(value)
-        except StepFailed as failure:
-            if not when(failure.cause):
-                raise
-            metrics.fallbacks += 1
-            try:
-                return await fallback(value)
-            except StepFailed as second:
-                second.add_note(f"the fallback ran after: {failure}")
-                raise
-
-    return handle
-
-
-def _in_entry_order(handler: Handler, sequencer: Sequencer) -> Handler:
-    """Make items leave a step in the order they entered it."""
-
-    async def handle(value: Any) -> Any:
-        ticket = sequencer.ticket()
-        try:
-            out = await handler(value)
-        except BaseException:
-            sequencer.done(ticket)
-            raise
-        if out is not FILTERED:
-            await sequencer.wait_turn(ticket)
-        sequencer.done(ticket)
-        return out
-
-    return handle
-
-
-def _return_annotation(step: FunctionStep[Any, Any]) -> Any:
-    """The step's resolved return annotation (None without one).
-
-    Raises:
-        Exception: the annotation names something that cannot be resolved.
-    """
-    target = step.fn if callable(step.fn) and hasattr(step.fn, "__annotations__") else None
-    if target is None:
-        target = type(step.fn).__call__
-    return typing.get_type_hints(target).get("return")
-
-
-def declared_output(step: FunctionStep[Any, Any]) -> Any:
-    """What the step declares its outputs to be, for the cache: set by the step itself
-    (LLM steps), else the return annotation; None when neither says."""
-    if step.output_type is not None:
-        return step.output_type
-    try:
-        return _return_annotation(step)
-    except Exception:  # an unresolvable annotation declares nothing
-        return None
-
-
-def _output_validator(step: FunctionStep[Any, Any]) -> Callable[[Any], None]:
-    """Check outputs against the return annotation (the element type, for a batched step)."""
-    try:
-        expected = _return_annotation(step)
-    except Exception as exc:
-        raise PipelineError(
-            f"step {step.name!r} has validate=True but its return annotation cannot be "
-            f"resolved: {exc}"
-        ) from exc
-    if expected is None:
-        raise PipelineError(
-            f"step {step.name!r} has validate=True but its function has no return annotation"
-        )
-    if step.batch is not None:
-        if typing.get_origin(expected) is not list:
-            raise PipelineError(
-                f"step {step.name!r} is batched, so its return annotation must be list[...], "
-                f"got {expected!r}"
-            )
-        (expected,) = typing.get_args(expected) or (Any,)
-
-    from pydantic import TypeAdapter, ValidationError
-
-    adapter: TypeAdapter[Any] = TypeAdapter(expected)
-    shown = getattr(expected, "__name__", repr(expected))
-
-    def check(out: Any) -> None:
-        try:
-            adapter.validate_python(out, strict=True)
-        except ValidationError as exc:
-            first = exc.errors()[0]["msg"] if exc.errors() else str(exc)
-            raise OutputTypeError(
-                f"step {step.name!r} returned {type(out).__name__}, expected {shown}: {first}"
-            ) from None
-
-    return check

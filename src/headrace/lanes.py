@@ -19,8 +19,8 @@ from typing import Any, Literal
 
 from .activity import Activity
 from .budget import Spend, run_stopped
-from .durable import DurableSession
 from .errors import BadInput, SourceError, StepFailed
+from .feed import DUPLICATE, END, Duplicates, Feed
 from .io.records import BadRecord, encode_json
 from .metrics import RunMetrics
 from .progress import Counts, run_progress
@@ -29,13 +29,13 @@ from .runtime import RunContext
 from .sequencer import Sequencer
 from .step import FILTERED, Step
 from .store.base import FinishedItem
+from .store.session import DurableSession
 from .tasks import first_leaf
 
-__all__ = ["Lanes", "OnBadInput", "OnError", "Sink"]
+__all__ = ["Duplicates", "Lanes", "OnBadInput", "OnError", "Sink"]
 
 OnError = Literal["dead_letter", "raise"]
 OnBadInput = Literal["dead_letter", "stop"]
-Duplicates = Literal["error", "first", "suffix"]
 Sink = Callable[[Any], Any]
 
 
@@ -61,23 +61,15 @@ class Lanes:
         places: Any = None,
     ) -> None:
         self.root = root
-        self.places = places  # the Source, whose .place names the record just read
+        self.feed = Feed(items, keyed=keyed, session=session, duplicates=duplicates, places=places)
         self.spend = spend
         self.n_unfinished = 0
         self.stop_reason: str | None = None  # why the run stopped taking items, if it did
-        # keys seen so far, when the source's keys may repeat: memory grows with the
-        # number of distinct keys (about 100 bytes each), the one cost that is not bounded
-        self.duplicates = duplicates
-        self.seen: set[str] | None = set() if duplicates is not None else None
-        self.repeats: dict[str, int] = {}
         self.n_duplicate = 0
         self.keyed = keyed
         self.session = session
         self.on_bad_input = on_bad_input
-        self.position = 0
         self.n_skipped = 0
-        self.items = items
-        self.is_async_source = isinstance(items, AsyncIterator)
         self.sink = sink
         self.window = window
         self.ordered = ordered
@@ -88,9 +80,6 @@ class Lanes:
         self.outputs: list[Any] = []
         self.dead: list[DeadLetter] = []
         self.n_in = self.n_out = self.n_filtered = self.n_dead = 0
-        self.exhausted = False
-        self.source_error: BaseException | None = None
-        self.pull_lock = asyncio.Lock()
         self.lanes_left = window
         self.finished = asyncio.Event()
         self.total = total if total is not None else _length_hint(items)
@@ -130,8 +119,9 @@ class Lanes:
                     if not aborted:
                         self.dead = [_dead_letter(row) for row in session.dead_letters()]
                         self.n_skipped = session.skipped
-                    read_all = self.exhausted and self.source_error is None and not self._stopped
-                    session.close(aborted=aborted, read=self.position if read_all else None)
+                    feed = self.feed
+                    read_all = feed.exhausted and feed.source_error is None and not self._stopped
+                    session.close(aborted=aborted, read=feed.position if read_all else None)
         metrics = RunMetrics(
             items_in=self.n_in,
             items_out=self.n_out,
@@ -145,8 +135,8 @@ class Lanes:
             steps=ctx.metrics if ctx is not None else [],
         )
         result = RunResult(outputs=self.outputs, dead_letters=self.dead, metrics=metrics)
-        if self.source_error is not None:
-            error = self.source_error
+        if self.feed.source_error is not None:
+            error = self.feed.source_error
             if isinstance(error, BadInput):
                 error.result = result
                 raise error
@@ -178,110 +168,6 @@ class Lanes:
             return None
         return self.outputs.append
 
-    async def _next_async(self) -> Any:
-        async with self.pull_lock:
-            if self.exhausted:
-                return _END
-            try:
-                return await anext(self.items)  # type: ignore[arg-type]
-            except StopAsyncIteration:
-                self.exhausted = True
-            except Exception as exc:
-                self.source_error, self.exhausted = exc, True
-            return _END
-
-    def _next_keyed(self) -> Any:
-        """The next record to run as ``(index, key, value or BadRecord)``, skipping
-        what a durable session has finished already."""
-        while not self.exhausted:
-            try:
-                record = next(self.items)  # type: ignore[arg-type]
-            except StopIteration:
-                self._ended()
-                break
-            except Exception as exc:
-                self.source_error, self.exhausted = exc, True
-                break
-            admitted = self._admit(record)
-            if admitted is not None:
-                return admitted
-        return _END
-
-    async def _next_keyed_async(self) -> Any:
-        """:meth:`_next_keyed` for an async source."""
-        async with self.pull_lock:
-            while not self.exhausted:
-                try:
-                    record = await anext(self.items)  # type: ignore[arg-type]
-                except StopAsyncIteration:
-                    self._ended()
-                    break
-                except Exception as exc:
-                    self.source_error, self.exhausted = exc, True
-                    break
-                admitted = self._admit(record)
-                if admitted is not None:
-                    return admitted
-            return _END
-
-    def _ended(self) -> None:
-        self.exhausted = True
-        if self.session is not None:
-            self.session.check_read_all(self.position)
-
-    def _admit(self, record: Any) -> tuple[int, str, Any] | None:
-        """Number a record, apply the duplicate-key policy, and return it to run,
-        or ``None`` if the session skips it."""
-        index = self.position
-        self.position = index + 1
-        if isinstance(record, BadRecord):
-            key, value = f"bad:{index}", record
-        else:
-            key, value = record
-            if self.seen is not None:
-                key, value = self._first_time(index, key, value)
-        if self.session is not None and self.session.skip(index, key):
-            return None
-        return index, key, value
-
-    def _first_time(self, index: int, key: str, value: Any) -> tuple[str, Any]:
-        """Apply the duplicate-key policy to a record: its key and value to run."""
-        seen = self.seen
-        assert seen is not None
-        if key not in seen:
-            seen.add(key)
-            return key, value
-        if self.duplicates == "first":
-            return key, _DUPLICATE
-        if self.duplicates == "error":
-            place = getattr(self.places, "place", None) or f"record {index + 1} of the source"
-            try:
-                shown = encode_json(value).decode()
-            except TypeError:
-                shown = repr(value)
-            return key, BadRecord(
-                place, f"duplicate key {key!r} (an earlier record has it)", shown[:200]
-            )
-        count = self.repeats.get(key, 1)
-        candidate = key
-        while candidate in seen:  # the source may hold a key that looks like a suffixed one
-            count += 1
-            candidate = f"{key}#{count}"
-        self.repeats[key] = count
-        seen.add(candidate)
-        return candidate, value
-
-    def _next_sync(self) -> Any:
-        if self.exhausted:
-            return _END
-        try:
-            return next(self.items)  # type: ignore[arg-type]
-        except StopIteration:
-            self.exhausted = True
-        except Exception as exc:
-            self.source_error, self.exhausted = exc, True
-        return _END
-
     async def _lane(self, handler: Callable[[Any], Any], emit: Callable[[Any], Any] | None) -> None:
         sequencer = self.sequencer
         sink_is_async = self.sink is not None and (
@@ -291,19 +177,18 @@ class Lanes:
         writer = self.session.writer if self.session is not None else None
         encode = self.session.sink.encode if self.session is not None else None
         keyed = self.keyed
-        pull = self._next_keyed if keyed else self._next_sync
-        pull_async = self._next_keyed_async if keyed else self._next_async
-        is_async_source = self.is_async_source
+        feed = self.feed
+        pull, pull_async, is_async_source = feed.pull, feed.pull_async, feed.is_async
         key: str | None = None
         while True:
             # drop the last item before waiting for the next: one item per lane at most
             item = out = None
             item = (await pull_async()) if is_async_source else pull()
-            if item is _END:
+            if item is END:
                 break
             if keyed:
                 index, key, item = item
-                if item is _DUPLICATE:
+                if item is DUPLICATE:
                     self.n_duplicate += 1
                     if writer is not None:
                         wait = writer.duplicate(index, key)
@@ -312,8 +197,7 @@ class Lanes:
                     continue
                 if type(item) is BadRecord:
                     if self.on_bad_input == "stop":
-                        self.source_error = BadInput(f"{item.where}: {item.reason}")
-                        self.exhausted = True
+                        feed.stop(BadInput(f"{item.where}: {item.reason}"))
                         break
                     self.n_in += 1
                     failure = StepFailed("<source>", BadInput(f"{item.where}: {item.reason}"))
@@ -335,7 +219,7 @@ class Lanes:
                 if stopped is not None:
                     # not an outcome: the item is left for a resume, and no new item starts
                     self.n_unfinished += 1
-                    self.exhausted = True
+                    feed.stop()
                     self.stop_reason = self.stop_reason or str(stopped)
                     continue
                 if self.on_error == "raise":
@@ -427,22 +311,6 @@ def _dead_letter(row: FinishedItem) -> DeadLetter:
         message=row.message or "",
         attempts=row.attempts or 1,
     )
-
-
-class _End:
-    def __repr__(self) -> str:
-        return "<end of source>"
-
-
-_END = _End()
-
-
-class _Duplicate:
-    def __repr__(self) -> str:
-        return "<a repeated key, dropped>"
-
-
-_DUPLICATE = _Duplicate()
 
 
 def _spawner(group: asyncio.TaskGroup) -> Callable[[Coroutine[Any, Any, Any]], Any]:

@@ -1,7 +1,7 @@
 """Running a pipeline: ``hr.run`` / ``hr.arun``, and planning a run in memory or durably.
 
 The lanes that carry items are in :mod:`headrace.lanes`; a durable run's store,
-sink and writer are set up by :class:`headrace.durable.DurableSession`.
+sink and writer are set up by :class:`headrace.store.session.DurableSession`.
 """
 
 from __future__ import annotations
@@ -13,17 +13,18 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .budget import Budget, Spend
-from .durable import DurableSession, Mode
-from .errors import HeadraceError, PipelineError, SourceError, TooManyDead, positive_int
+from .errors import HeadraceError, PipelineError, SourceError, TooManyDead
 from .fingerprint import leaf_identities
 from .io.callback import CallbackSink
 from .io.jsonl import write_jsonl
 from .io.records import AsyncKeyedSource, DurableSink, KeyedSource, Source
 from .lanes import Duplicates, Lanes, OnBadInput, OnError, Sink
 from .result import RunResult, dead_allowed
+from .run_options import RunOptions
 from .step import Step, as_step
+from .store.session import DurableSession
 
-__all__ = ["arun", "default_window", "run"]
+__all__ = ["RunOptions", "arun", "default_window", "run", "run_with"]
 
 
 def default_window(pipeline: Step[Any, Any]) -> int:
@@ -66,6 +67,25 @@ def run(
     Raises:
         HeadraceError: called from a running event loop.
     """
+    options = RunOptions(
+        window=window,
+        ordered=ordered,
+        on_error=on_error,
+        progress=progress,
+        run_dir=run_dir,
+        run_store=run_store,
+        resume=resume,
+        fresh=fresh,
+        force=force,
+        overwrite=overwrite,
+        rebuild_sink=rebuild_sink,
+        key=key,
+        on_bad_input=on_bad_input,
+        retry_dead=retry_dead,
+        duplicates=duplicates,
+        budget=budget,
+        max_dead=max_dead,
+    )
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -74,30 +94,7 @@ def run(
         raise HeadraceError(
             "hr.run() was called from a running event loop; use `await hr.arun(...)` there"
         )
-    return asyncio.run(
-        arun(
-            pipeline,
-            source,
-            sink=sink,
-            window=window,
-            ordered=ordered,
-            on_error=on_error,
-            progress=progress,
-            run_dir=run_dir,
-            run_store=run_store,
-            resume=resume,
-            fresh=fresh,
-            force=force,
-            overwrite=overwrite,
-            rebuild_sink=rebuild_sink,
-            key=key,
-            on_bad_input=on_bad_input,
-            retry_dead=retry_dead,
-            duplicates=duplicates,
-            budget=budget,
-            max_dead=max_dead,
-        )
-    )
+    return asyncio.run(run_with(pipeline, source, sink=sink, options=options))
 
 
 async def arun(
@@ -205,62 +202,46 @@ async def arun(
         ResumeMismatch: ``resume`` does not match the run stored in ``run_dir``.
         TooManyDead: more dead letters than ``max_dead``.
     """
-    root = as_step(pipeline, after=None)
-    if on_error not in ("dead_letter", "raise"):
-        raise PipelineError(f"on_error must be 'dead_letter' or 'raise', got {on_error!r}")
-    if duplicates not in ("error", "first", "suffix"):
-        raise PipelineError(f"duplicates must be 'error', 'first' or 'suffix', got {duplicates!r}")
-    if on_bad_input not in ("dead_letter", "stop"):
-        raise PipelineError(f"on_bad_input must be 'dead_letter' or 'stop', got {on_bad_input!r}")
-    if window is None:
-        window = default_window(root)
-    else:
-        positive_int(window, "window")
-    if resume not in (True, False, "auto"):
-        raise PipelineError(f"resume must be True, False or 'auto', got {resume!r}")
-    if fresh and (resume is True or retry_dead or rebuild_sink):
-        raise PipelineError("fresh=True starts the run again: it cannot also resume it")
-    if rebuild_sink and resume is False:
-        raise PipelineError("rebuild_sink=True goes with resuming a stored run")
-    if (resume is True or fresh or force or retry_dead or run_store) and run_dir is None:
-        raise PipelineError(
-            "resume=True, fresh, retry_dead, force and run_store need the run_dir of a run"
-        )
-    if budget is not None and not isinstance(budget, Budget):
-        raise PipelineError(f"budget must be hr.Budget(usd=..., tokens=...), got {budget!r}")
-    if max_dead is not None:
-        dead_allowed(max_dead, 0)  # a bad value is refused before anything runs
-    mode: Mode = (
-        "retry_dead"
-        if retry_dead
-        else "fresh"
-        if fresh
-        else "resume"
-        if resume is True
-        else "auto"
-        if resume == "auto"
-        else "new"
-    )
-    result = await execute(
-        root,
-        source,
-        sink=sink,
+    options = RunOptions(
         window=window,
         ordered=ordered,
         on_error=on_error,
         progress=progress,
         run_dir=run_dir,
         run_store=run_store,
-        mode=mode,
+        resume=resume,
+        fresh=fresh,
         force=force,
         overwrite=overwrite,
         rebuild_sink=rebuild_sink,
         key=key,
         on_bad_input=on_bad_input,
-        pipeline_ref=None,
+        retry_dead=retry_dead,
         duplicates=duplicates,
         budget=budget,
+        max_dead=max_dead,
     )
+    return await run_with(pipeline, source, sink=sink, options=options)
+
+
+async def run_with(
+    pipeline: Step[Any, Any] | Callable[[Any], Any],
+    source: Any,
+    *,
+    sink: Sink | DurableSink | None = None,
+    options: RunOptions,
+    pipeline_ref: str | None = None,
+) -> RunResult:
+    """Run with options already made: :func:`arun`, recipes and the command line call
+    this. ``pipeline_ref`` is the import path the command line loaded the pipeline
+    from (stored, so that a resume can load it again).
+
+    Raises:
+        TooManyDead: more dead letters than ``options.max_dead``.
+    """
+    root = as_step(pipeline, after=None)
+    result = await execute(root, source, sink=sink, options=options, pipeline_ref=pipeline_ref)
+    max_dead = options.max_dead
     if max_dead is not None and result.items_dead > dead_allowed(max_dead, result.items_in):
         error = TooManyDead(
             f"{result.items_dead:,} of {result.items_in:,} items are dead letters "
@@ -283,27 +264,11 @@ async def execute(
     source: Any,
     *,
     sink: Any,
-    window: int,
-    ordered: bool,
-    on_error: OnError,
-    progress: bool,
-    run_dir: str | os.PathLike[str] | None,
-    mode: Mode,
-    run_store: str | None = None,
-    force: bool,
-    overwrite: bool = False,
-    rebuild_sink: bool = False,
-    key: str | Callable[[Any], Any] | None,
-    on_bad_input: OnBadInput,
+    options: RunOptions,
     pipeline_ref: str | None,
-    duplicates: Duplicates = "error",
-    budget: Budget | None = None,
 ) -> RunResult:
-    """Plan the run (in memory or durable) and carry it out; ``arun`` and the CLI call this.
-
-    ``mode`` is ``"new"``, ``"resume"`` or ``"retry_dead"``; ``pipeline_ref`` is the
-    import path the CLI loaded the pipeline from (stored so a resume can load it).
-    """
+    """Plan the run (in memory or durably) and carry it out."""
+    run_dir, key = options.run_dir, options.key
     durable_sink = sink is not None and _is_durable_sink(sink)
     if sink is not None and not durable_sink and not callable(sink):
         raise PipelineError(f"sink must be callable or a headrace sink, got {type(sink).__name__}")
@@ -324,22 +289,22 @@ async def execute(
             "source": records.describe(),
             "sink": store_sink.describe(),
             "options": {
-                "ordered": ordered,
-                "on_error": on_error,
-                "on_bad_input": on_bad_input,
-                "duplicates": duplicates,
+                "ordered": options.ordered,
+                "on_error": options.on_error,
+                "on_bad_input": options.on_bad_input,
+                "duplicates": options.duplicates,
             },
         }
         session = DurableSession(
             run_dir=Path(run_dir) if run_dir is not None else None,
-            run_store=run_store,
+            run_store=options.run_store,
             sink=store_sink,
             definition=definition,
             fingerprint=root.fingerprint,
-            mode=mode,
-            force=force,
-            overwrite=overwrite,
-            rebuild_sink=rebuild_sink,
+            mode=options.mode,
+            force=options.force,
+            overwrite=options.overwrite,
+            rebuild_sink=options.rebuild_sink,
         )
         items: Any = (
             records.arecords() if isinstance(records, AsyncKeyedSource) else iter(records.records())
@@ -365,16 +330,16 @@ async def execute(
         root,
         items,
         callback,
-        window,
-        ordered,
-        on_error,
-        progress,
+        options.window if options.window is not None else default_window(root),
+        options.ordered,
+        options.on_error,
+        options.progress,
         keyed=keyed,
         session=session,
-        on_bad_input=on_bad_input,
+        on_bad_input=options.on_bad_input,
         total=total,
-        duplicates=None if unique else duplicates,
-        spend=Spend(budget) if budget is not None else None,
+        duplicates=None if unique else options.duplicates,
+        spend=Spend(options.budget) if options.budget is not None else None,
         places=places,
     )
     return await engine.execute()

@@ -335,7 +335,7 @@ def test_a_cancelled_run_waits_for_the_commit_in_flight_before_closing(tmp_path:
     import asyncio
     import threading
 
-    from headrace.durable import DurableWriter
+    from headrace.store.writer import DurableWriter
 
     entered, release, finished = threading.Event(), threading.Event(), threading.Event()
 

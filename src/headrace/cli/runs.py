@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
-    from ..durable import Mode
     from ..store import RunStore
+    from ..store.session import Mode
 
 from .app import EXIT_DEAD, EXIT_STOPPED, MaxDeadOption, RunStoreOption, app
 from .recipes import (
@@ -67,7 +67,7 @@ def _carry_out(
 
     from ..errors import HeadraceError
     from ..result import dead_allowed
-    from ..runner import default_window, execute
+    from ..runner import RunOptions, run_with
     from ..step import as_step
 
     try:
@@ -88,27 +88,22 @@ def _carry_out(
     else:
         root = as_step(_load_pipeline(pipeline_ref), after=None)
     try:
+        options = RunOptions.for_mode(
+            mode,
+            window=window or recipe_options.get("window"),
+            ordered=ordered,
+            on_error=recipe_options.get("on_error", "dead_letter"),
+            budget=recipe_options.get("budget"),
+            run_dir=run_dir,
+            run_store=run_store,
+            force=force,
+            overwrite=overwrite,
+            rebuild_sink=rebuild_sink,
+            on_bad_input=on_bad_input,
+            duplicates=duplicates,
+        )
         result = asyncio.run(
-            execute(
-                root,
-                source,
-                sink=sink,
-                window=window or recipe_options.get("window") or default_window(root),
-                ordered=ordered,
-                on_error=recipe_options.get("on_error", "dead_letter"),
-                budget=recipe_options.get("budget"),
-                progress=True,
-                run_dir=run_dir,
-                run_store=run_store,
-                mode=mode,
-                force=force,
-                overwrite=overwrite,
-                rebuild_sink=rebuild_sink,
-                key=None,
-                on_bad_input=on_bad_input,  # type: ignore[arg-type]
-                pipeline_ref=pipeline_ref,
-                duplicates=duplicates,  # type: ignore[arg-type]
-            )
+            run_with(root, source, sink=sink, options=options, pipeline_ref=pipeline_ref)
         )
     except KeyboardInterrupt:
         typer.echo(f"interrupted; finish it with: headrace resume {run_dir}", err=True)

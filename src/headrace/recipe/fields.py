@@ -19,8 +19,8 @@ __all__ = ["declared_fields"]
 
 def declared_fields(step: Step[Any, Any]) -> list[str] | None:
     """The fields of ``step``'s output as it declares them, or ``None`` if unknown."""
-    from ..call import declared_output
     from ..llm.steps import LLMStep
+    from ..outputs import declared_output
     from ..step import FunctionStep
 
     if isinstance(step, LLMStep):

@@ -1,214 +1,35 @@
-"""The writer of a durable run: commits outputs and outcomes together, in batches.
+"""A durable run's session: a run, a resume, or a retry of its dead letters.
 
-Lanes hand each finished item to the writer and go on; one writer task gathers
-them and, every ``flush_items`` items or ``flush_interval_s`` seconds, writes the
-outputs to the sink durably and then records the outcomes, the new watermark and
-the sink's state in one run-store transaction, off the event loop. If the
-writer falls ``max_pending`` items behind, lanes wait: memory stays bounded.
+It opens the run store, checks that a resume matches the stored run, cuts the
+sink back to its committed state, decides which source items to skip, and owns
+the :class:`~headrace.store.writer.DurableWriter`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import os
-import threading
-import time
-import zlib
-from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any, Literal
 
 import orjson
 
-from .errors import HeadraceError, ResumeMismatch, StorageError
-from .fingerprint import identity_changes
-from .io.records import DurableSink, Recovered, encode_json
-from .store import DeadRow, FinishedItem, Row, RunStore, StoreLocation
-from .store.lease import BEAT_S
+from ..errors import HeadraceError, ResumeMismatch
+from ..fingerprint import identity_changes
+from ..io.records import DurableSink, Recovered, encode_json
+from . import StoreLocation
+from .base import FinishedItem, RunStore
+from .writer import DurableWriter, chain_key
 
 _log = logging.getLogger("headrace.run")
 
-__all__ = ["DurableSession", "DurableWriter", "Mode"]
+__all__ = ["DurableSession", "Mode"]
 
 Mode = Literal["new", "resume", "auto", "fresh", "retry_dead"]
 """How a session meets what ``run_dir`` holds: ``new`` (refuse a run there),
 ``resume`` (need one), ``auto`` (resume one if there, else start), ``fresh``
-(discard one if there, its output too, and start), ``retry_dead``."""
-"""What a session does: start a run, resume it, or run its dead letters again."""
-
-
-class DurableWriter:
-    """Commits finished items of one session of a durable run.
-
-    Args:
-        store: the run store; ``None`` writes the sink alone (a run without ``run_dir``).
-        sink: the durable sink, already opened at the committed state.
-        session: this session's number (recorded with each item).
-        finished_above: index -> key of the items at or above the watermark that are
-            already finished.
-        replace: rows of retried dead letters replace their earlier rows.
-    """
-
-    def __init__(
-        self,
-        store: RunStore | None,
-        sink: DurableSink,
-        *,
-        session: int,
-        finished_above: dict[int, str],
-        max_pending: int = 20_000,
-        replace: bool = False,
-    ) -> None:
-        self._store = store
-        self._sink = sink
-        self._session = session
-        self._watermark = store.watermark() if store is not None else 0
-        self._digest = store.key_digest() if store is not None else ""
-        self._finished_above = finished_above
-        self._flush_items = sink.flush_items
-        self._interval = sink.flush_interval_s
-        self._max_pending = max(max_pending, 2 * sink.flush_items)
-        self._replace = replace
-        self._items: list[Row] = []
-        self._dead: list[DeadRow] = []
-        self._records: list[Any] = []
-        self._wake = asyncio.Event()
-        self._room = asyncio.Event()
-        self._room.set()
-        self._closing = False
-        self._commit_lock = threading.Lock()
-        self._beaten = time.monotonic()
-        self.commits = 0
-
-    def output(self, index: int, key: str, record: Any) -> Awaitable[Any] | None:
-        """An item finished with an output (already encoded by the sink).
-
-        Returns something to await only when the writer is too far behind.
-        """
-        self._records.append(record)
-        return self._add((index, key, "done"))
-
-    def dead(
-        self,
-        index: int,
-        key: str,
-        *,
-        step: str,
-        error_type: str,
-        message: str,
-        attempts: int,
-        item: str | None,
-    ) -> Awaitable[Any] | None:
-        """An item failed."""
-        self._dead.append((index, step, error_type, message, attempts, item))
-        return self._add((index, key, "dead"))
-
-    def filtered(self, index: int, key: str) -> Awaitable[Any] | None:
-        """An item was dropped by a step."""
-        return self._add((index, key, "filtered"))
-
-    def duplicate(self, index: int, key: str) -> Awaitable[Any] | None:
-        """A record repeated an earlier key and was dropped (``duplicates="first"``)."""
-        return self._add((index, key, "duplicate"))
-
-    def _add(self, row: Row) -> Awaitable[Any] | None:
-        items = self._items
-        items.append(row)
-        if len(items) >= self._flush_items:
-            self._wake.set()
-            if len(items) >= self._max_pending:
-                self._room.clear()
-                return self._room.wait()
-        return None
-
-    async def run(self) -> None:
-        """Commit batches until :meth:`close` is called and everything is committed."""
-        while True:
-            with contextlib.suppress(TimeoutError):  # commit on time, or sooner when woken
-                async with asyncio.timeout(self._interval):
-                    await self._wake.wait()
-            self._wake.clear()
-            await self._flush()
-            if self._closing and not self._items:
-                return
-            if self._store is not None and time.monotonic() - self._beaten > BEAT_S:
-                await asyncio.to_thread(self._beat)  # idle: keep the lease alive
-
-    def _beat(self) -> None:
-        with self._commit_lock:
-            assert self._store is not None
-            self._store.heartbeat()
-            self._beaten = time.monotonic()
-
-    def close(self) -> None:
-        """Ask the writer to commit what is left and stop."""
-        self._closing = True
-        self._wake.set()
-
-    async def _flush(self) -> None:
-        if not self._items:
-            return
-        items, self._items = self._items, []
-        dead, self._dead = self._dead, []
-        records, self._records = self._records, []
-        self._room.set()
-        await asyncio.to_thread(self._commit, items, dead, records)
-        self.commits += 1
-
-    def _commit(self, items: list[Row], dead: list[DeadRow], records: list[Any]) -> None:
-        with self._commit_lock:
-            self._commit_locked(items, dead, records)
-
-    def _commit_locked(self, items: list[Row], dead: list[DeadRow], records: list[Any]) -> None:
-        finished = self._finished_above
-        mark = self._watermark
-        finished.update((row[0], row[1]) for row in items if row[0] >= mark)
-        digest = self._digest
-        while mark in finished:
-            digest = chain_key(digest, finished.pop(mark))
-            mark += 1
-        self._watermark, self._digest = mark, digest
-        journal = None
-        if self._store is not None and self._sink.keeps_journal:
-            journal = encode_json(
-                {
-                    "rows": items,
-                    "dead": dead,
-                    "watermark": mark,
-                    "key_digest": digest,
-                    "session": self._session,
-                    "replace": self._replace,
-                }
-            )
-        if self._store is not None:  # renew the lease, and stop before writing if it was lost
-            self._store.heartbeat()
-            self._beaten = time.monotonic()
-        try:
-            state = self._sink.write(records, journal)
-        except OSError as exc:  # a full disk, a lost mount: one line, and the run resumes
-            raise StorageError.writing(self._sink.describe().get("path", "the sink"), exc) from exc
-        if self._store is not None:
-            self._store.commit(
-                items,
-                dead,
-                watermark=mark,
-                key_digest=digest,
-                sink_state=state,
-                session=self._session,
-                replace=self._replace,
-            )
-
-    def wait_idle(self) -> None:
-        """Block until no commit is running.
-
-        A cancelled run cancels the writer's coroutine, but the thread doing a
-        commit finishes it; the store and sink must not be closed under it. What
-        was never committed is dropped with the writer and redone on resume.
-        """
-        self._commit_lock.acquire()
-        self._commit_lock.release()
+(discard one if there, its output too, and start), ``retry_dead`` (run its dead
+letters again)."""
 
 
 class DurableSession:
@@ -476,17 +297,6 @@ def _write_dead_file(store: RunStore, path: Path) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
-
-
-def chain_key(digest: str, key: str) -> str:
-    """Fold one more key into the digest of the keys below the watermark, in source order.
-
-    A resume folds the keys it skips and compares: a source edited anywhere
-    below the watermark is refused instead of silently skipped.
-    """
-    # a CRC continues from its last value: the stored digest is the running checksum of
-    # every key below the watermark (detects edits; it is not meant to resist forgery)
-    return str(zlib.crc32((key + "\x00").encode(), int(digest or 0)))
 
 
 def _roll_forward(store: RunStore, recovered: Recovered) -> None:

@@ -1,0 +1,73 @@
+"""What a function step declares its outputs to be: for validation and for the cache."""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Callable
+from typing import Any
+
+from .errors import OutputTypeError, PipelineError
+from .step import FunctionStep
+
+__all__ = ["declared_output", "output_validator", "return_annotation"]
+
+
+def return_annotation(step: FunctionStep[Any, Any]) -> Any:
+    """The step's resolved return annotation (None without one).
+
+    Raises:
+        Exception: the annotation names something that cannot be resolved.
+    """
+    target = step.fn if callable(step.fn) and hasattr(step.fn, "__annotations__") else None
+    if target is None:
+        target = type(step.fn).__call__
+    return typing.get_type_hints(target).get("return")
+
+
+def declared_output(step: FunctionStep[Any, Any]) -> Any:
+    """What the step declares its outputs to be, for the cache: set by the step itself
+    (LLM steps), else the return annotation; None when neither says."""
+    if step.output_type is not None:
+        return step.output_type
+    try:
+        return return_annotation(step)
+    except Exception:  # an unresolvable annotation declares nothing
+        return None
+
+
+def output_validator(step: FunctionStep[Any, Any]) -> Callable[[Any], None]:
+    """Check outputs against the return annotation (the element type, for a batched step)."""
+    try:
+        expected = return_annotation(step)
+    except Exception as exc:
+        raise PipelineError(
+            f"step {step.name!r} has validate=True but its return annotation cannot be "
+            f"resolved: {exc}"
+        ) from exc
+    if expected is None:
+        raise PipelineError(
+            f"step {step.name!r} has validate=True but its function has no return annotation"
+        )
+    if step.batch is not None:
+        if typing.get_origin(expected) is not list:
+            raise PipelineError(
+                f"step {step.name!r} is batched, so its return annotation must be list[...], "
+                f"got {expected!r}"
+            )
+        (expected,) = typing.get_args(expected) or (Any,)
+
+    from pydantic import TypeAdapter, ValidationError
+
+    adapter: TypeAdapter[Any] = TypeAdapter(expected)
+    shown = getattr(expected, "__name__", repr(expected))
+
+    def check(out: Any) -> None:
+        try:
+            adapter.validate_python(out, strict=True)
+        except ValidationError as exc:
+            first = exc.errors()[0]["msg"] if exc.errors() else str(exc)
+            raise OutputTypeError(
+                f"step {step.name!r} returned {type(out).__name__}, expected {shown}: {first}"
+            ) from None
+
+    return check

@@ -1,0 +1,104 @@
+"""How a run goes: every option of :func:`~headrace.run` beside the pipeline, the
+source and the sink, with its default and its check, in one place.
+
+``hr.run`` and ``hr.arun`` take these as keyword arguments (their signatures are
+tested to list exactly these fields, with the same defaults); recipes and the
+command line build a :class:`RunOptions` and hand it to the runner.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .budget import Budget
+from .errors import PipelineError, positive_int
+from .lanes import Duplicates, OnBadInput, OnError
+from .result import dead_allowed
+from .store.session import Mode
+
+__all__ = ["RunOptions"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunOptions:
+    """A run's options, checked where they are made (see :func:`~headrace.arun` for
+    what each means).
+
+    Raises:
+        PipelineError: an option is invalid, or two options contradict each other.
+    """
+
+    window: int | None = None
+    ordered: bool = False
+    on_error: OnError = "dead_letter"
+    progress: bool = True
+    run_dir: str | os.PathLike[str] | None = None
+    run_store: str | None = None
+    resume: bool | Literal["auto"] = "auto"
+    fresh: bool = False
+    force: bool = False
+    overwrite: bool = False
+    rebuild_sink: bool = False
+    key: str | Callable[[Any], Any] | None = None
+    on_bad_input: OnBadInput = "dead_letter"
+    retry_dead: bool = False
+    duplicates: Duplicates = "error"
+    budget: Budget | None = None
+    max_dead: int | float | str | None = None
+
+    def __post_init__(self) -> None:
+        if self.on_error not in ("dead_letter", "raise"):
+            raise PipelineError(f"on_error must be 'dead_letter' or 'raise', got {self.on_error!r}")
+        if self.duplicates not in ("error", "first", "suffix"):
+            raise PipelineError(
+                f"duplicates must be 'error', 'first' or 'suffix', got {self.duplicates!r}"
+            )
+        if self.on_bad_input not in ("dead_letter", "stop"):
+            raise PipelineError(
+                f"on_bad_input must be 'dead_letter' or 'stop', got {self.on_bad_input!r}"
+            )
+        if self.window is not None:
+            positive_int(self.window, "window")
+        if self.resume not in (True, False, "auto"):
+            raise PipelineError(f"resume must be True, False or 'auto', got {self.resume!r}")
+        if self.fresh and (self.resume is True or self.retry_dead or self.rebuild_sink):
+            raise PipelineError("fresh=True starts the run again: it cannot also resume it")
+        if self.rebuild_sink and self.resume is False:
+            raise PipelineError("rebuild_sink=True goes with resuming a stored run")
+        stored = self.resume is True or self.fresh or self.force or self.retry_dead
+        if (stored or self.run_store) and self.run_dir is None:
+            raise PipelineError(
+                "resume=True, fresh, retry_dead, force and run_store need the run_dir of a run"
+            )
+        if self.budget is not None and not isinstance(self.budget, Budget):
+            raise PipelineError(
+                f"budget must be hr.Budget(usd=..., tokens=...), got {self.budget!r}"
+            )
+        if self.max_dead is not None:
+            dead_allowed(self.max_dead, 0)  # a bad value is refused before anything runs
+
+    @classmethod
+    def for_mode(cls, mode: Mode, **values: Any) -> RunOptions:
+        """Options for a run started in one of the command line's modes: ``"new"``,
+        ``"auto"``, ``"resume"``, ``"fresh"`` or ``"retry_dead"``."""
+        resume: bool | Literal["auto"] = {"new": False, "resume": True}.get(mode, "auto")
+        return cls(resume=resume, fresh=mode == "fresh", retry_dead=mode == "retry_dead", **values)
+
+    @property
+    def mode(self) -> Mode:
+        """What to do with a run stored in ``run_dir``, as one word."""
+        if self.retry_dead:
+            return "retry_dead"
+        if self.fresh:
+            return "fresh"
+        if self.resume == "auto":
+            return "auto"
+        return "resume" if self.resume else "new"
+
+    def replace(self, **changes: Any) -> RunOptions:
+        """These options with some changed, checked again."""
+        return dataclasses.replace(self, **changes)
