@@ -6,9 +6,9 @@ Heavy libraries are never imported at start-up: ``headrace --version`` and
 
 from __future__ import annotations
 
-from . import cache, recipes, runs, tools  # noqa: F401  (each registers its commands)
+from . import cache, recipes, runs, status, tools  # noqa: F401  (each registers its commands)
 from .app import EXIT_DEAD, EXIT_STOPPED, app
-from .runs import _pipeline_words
+from .status import _pipeline_words
 
 __all__ = ["EXIT_DEAD", "EXIT_STOPPED", "_pipeline_words", "app", "main"]
 

@@ -1,4 +1,4 @@
-"""Durable runs from the command line: ``run``, ``resume``, ``retry-dead``, ``status``."""
+"""Durable runs from the command line: ``run``, ``resume``, ``retry-dead``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 if TYPE_CHECKING:
-    from ..store import RunStore
     from ..store.session import Mode
 
 from .app import EXIT_DEAD, EXIT_STOPPED, MaxDeadOption, RunStoreOption, app
@@ -21,8 +20,9 @@ from .recipes import (
     _load_pipeline,
     _recipe,
 )
+from .status import _open_store
 
-__all__ = ["resume", "retry_dead", "run", "status"]
+__all__ = ["resume", "retry_dead", "run"]
 
 
 def _sink_for(output: str, table: str | None, key: str | None) -> Any:
@@ -283,21 +283,6 @@ def _run_exists(run_dir: Path, run_store: str | None) -> bool:
         return False  # the run itself reports an unreachable store
 
 
-def _open_store(run_dir: Path, run_store: str | None) -> RunStore:
-    """The store of the run in ``run_dir`` (or named after it in ``run_store``), or exit."""
-    from ..store import StoreLocation
-
-    where = StoreLocation(run_dir, run_store)
-    try:
-        if where.exists():
-            return where.open()
-    except (ConnectionError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
-    typer.echo(f"error: there is no run in {where}", err=True)
-    raise typer.Exit(1)
-
-
 def _stored(run_dir: Path, run_store: str | None) -> tuple[str, Any, Any, dict[str, Any]]:
     from ..io import open_sink, open_source
 
@@ -380,78 +365,3 @@ def _continue_stored(
         rebuild_sink=rebuild_sink,
         max_dead=max_dead,
     )
-
-
-@app.command()
-def status(
-    run_dir: Annotated[Path, typer.Argument(help="the run directory")],
-    run_store: RunStoreOption = None,
-) -> None:
-    """Show a run's progress (works while it runs): done, dead, pending, rate, last errors."""
-    import time
-
-    store = _open_store(run_dir, run_store)
-    try:
-        state = store.status()
-        lease = store.lease()
-        forced = store.forced_sessions()
-    finally:
-        store.close()
-    definition = state.definition
-    typer.echo(f"run       {run_dir}")
-    typer.echo(f"pipeline  {_pipeline_words(definition.get('pipeline'))}")
-    typer.echo(f"source    {_where(definition.get('source', {}))}")
-    typer.echo(f"sink      {_where(definition.get('sink', {}))}")
-    typer.echo(
-        f"finished  {state.finished:,}: done {state.done:,}, dead {state.dead:,}, "
-        f"filtered {state.filtered:,}"
-        + (f", repeated keys dropped {state.duplicate:,}" if state.duplicate else "")
-    )
-    if state.pending is None:
-        typer.echo("pending   unknown until the source has been read to its end once")
-    else:
-        typer.echo(f"pending   {state.pending:,} of {state.total:,}")
-    elapsed = max(state.updated - state.created, 1e-9)
-    typer.echo(
-        f"sessions  {state.sessions} (started {time.ctime(state.created)}, last commit "
-        f"{time.ctime(state.updated)}, {state.finished / elapsed:,.1f} items/s overall)"
-    )
-    if lease is None:
-        typer.echo("running   no: no session holds the run")
-    elif lease.alive():
-        typer.echo(f"running   yes: {lease.describe()}")
-    else:
-        typer.echo(f"running   no: {lease.describe()} (dead; the next session takes over)")
-    for session, note in forced:
-        typer.echo(f"forced    session {session}: {note or 'forced'}")
-    for error in state.last_errors:
-        typer.echo(
-            f"dead in {error.step}: {error.count:,}; last: {error.error_type}: {error.message}"
-        )
-
-
-def _pipeline_words(ref: object) -> str:
-    """A stored pipeline reference, in words: a recipe by its file and settings."""
-    import json
-
-    text = str(ref)
-    if not text.startswith("recipe:"):
-        return text
-    try:
-        settings = json.loads(text.removeprefix("recipe:"))
-        words = f"recipe {settings['path']}"
-    except (ValueError, KeyError, TypeError):
-        return text
-    for name, label in (("set", "--set"), ("allow_paths", "--allow-path")):
-        values = settings.get(name) or []
-        if isinstance(values, list):
-            words += "".join(f" {label} {value}" for value in values)
-    return words
-
-
-def _where(description: dict[str, Any]) -> str:
-    """A stored source or sink, in a few words."""
-    kind = description.get("kind", "?")
-    place = description.get("path") or description.get("url") or "(in memory)"
-    table = f" table {description['table']}" if "table" in description else ""
-    return f"{kind}: {place}{table}"

@@ -17,7 +17,8 @@ from .records import (
     encode_json,
     item_key,
 )
-from .sql import SqlSink, SqlSource, read_sql, write_sql
+from .sql import SqlSink, write_sql
+from .sql_source import SqlSource, read_sql
 
 __all__ = [
     "FORMATS",

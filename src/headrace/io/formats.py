@@ -19,7 +19,8 @@ from .jsonl import read_jsonl, write_jsonl
 from .parquet import read_parquet, write_parquet
 from .parts import write_batches
 from .records import DurableSink, Source
-from .sql import read_sql, write_sql
+from .sql import write_sql
+from .sql_source import read_sql
 
 __all__ = ["FORMATS", "Format", "open_sink", "open_source", "sink_at", "source_at"]
 

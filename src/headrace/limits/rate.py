@@ -40,9 +40,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..durations import parse_compound, to_seconds
+from ..durations import to_seconds
 from ..errors import PipelineError, positive_number
 from .bucket import TokenBucket
+from .learning import Learner, header, lower
 from .pacing import Buckets, LocalBuckets, RedisBuckets
 from .usage import estimate_tokens, max_tokens, usage_tokens
 
@@ -54,20 +55,6 @@ __all__ = ["Permit", "Rate", "estimate_tokens", "observe", "usage_tokens"]
 _PER = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
 
 
-def _header(headers: Mapping[str, str], name: str) -> float | None:
-    raw = headers.get(name)
-    if raw is None:
-        return None
-    try:
-        return float(raw)
-    except (TypeError, ValueError):
-        return parse_compound(str(raw))
-
-
-def _lower(headers: Mapping[str, Any] | None) -> dict[str, str]:
-    return {str(k).lower(): str(v) for k, v in (headers or {}).items()}
-
-
 @dataclass(slots=True)
 class Permit:
     """One call's reservation: its estimated tokens and where it stood in the sequence."""
@@ -77,27 +64,6 @@ class Permit:
     ticket: int
     tokens_before: float
     in_window: bool = False
-
-
-class _Learner:
-    """What :meth:`Rate.auto` knows of the limit, and how it moves it."""
-
-    def __init__(self) -> None:
-        self.source: str | None = None  # "headers" or "429s"
-        self.successes: deque[float] = deque()
-        self.last_change = 0.0
-        self.cut_at = -math.inf
-
-    def success(self, now: float) -> None:
-        self.successes.append(now)
-        while self.successes and self.successes[0] < now - 1.0:
-            self.successes.popleft()
-
-    def getting_through(self, now: float) -> float:
-        """Successes a second over the last second."""
-        while self.successes and self.successes[0] < now - 1.0:
-            self.successes.popleft()
-        return float(len(self.successes))
 
 
 class Rate:
@@ -183,7 +149,7 @@ class Rate:
         self.learns = _auto
         self.clock = _clock
         self.local = LocalBuckets(_clock)
-        self.learner = _Learner() if _auto else None
+        self.learner = Learner(self) if _auto else None
         self.completion: float | None = None  # running mean of completion tokens
         self.tickets = 0
         self.tokens_reserved = 0.0
@@ -192,9 +158,9 @@ class Rate:
         self.in_flight = 0
         self.waiters: deque[asyncio.Future[None]] = deque()
         if requests is not None:
-            self._set_requests(requests / self.per_s)
+            self.set_requests(requests / self.per_s)
         if tokens is not None:
-            self._set_tokens(tokens / self.per_s)
+            self.set_tokens(tokens / self.per_s)
 
     @classmethod
     def auto(
@@ -211,15 +177,18 @@ class Rate:
 
     def _capacity(self, rate: float, burst: float | None) -> float:
         size = burst if burst is not None else max(1.0, rate)  # default: one second's worth
-        return size - self._headroom(rate, size)
+        return size - self.headroom_for(rate, size)
 
-    def _headroom(self, rate: float, size: float) -> float:
+    def headroom_for(self, rate: float, size: float) -> float:
+        """The tokens kept back from a bucket of ``size`` filling at ``rate``."""
         return min(size / 2, rate * self.headroom_s)
 
-    def _set_requests(self, per_second: float, level: float | None = None) -> None:
+    def set_requests(self, per_second: float, level: float | None = None) -> None:
+        """Set (or learn) the request rate, its bucket at ``level`` if given."""
         self._set_bucket("requests", per_second, self.burst, level)
 
-    def _set_tokens(self, per_second: float, level: float | None = None) -> None:
+    def set_tokens(self, per_second: float, level: float | None = None) -> None:
+        """Set (or learn) the token rate, its bucket at ``level`` if given."""
         self._set_bucket("tokens", per_second, self.token_burst, level)
 
     def _set_bucket(
@@ -348,7 +317,7 @@ class Rate:
             except asyncio.CancelledError:
                 if waiter in self.waiters:
                     self.waiters.remove(waiter)
-                self._wake()
+                self.wake()
                 raise
         permit = self.permit(value, prompt_tokens)
         if self._windowed():
@@ -368,9 +337,10 @@ class Rate:
         if permit.in_window:
             permit.in_window = False
             self.in_flight -= 1
-            self._wake()
+            self.wake()
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
+        """Let waiting callers go as far as the window of calls in flight allows."""
         free = math.inf if not self._windowed() else self.window - self.in_flight
         while self.waiters and free > 0:
             waiter = self.waiters.popleft()
@@ -384,7 +354,7 @@ class Rate:
             self.learner.success(self.clock())
             if self._windowed():
                 self.window += 1
-            self._grow()
+            self.learner.grow()
         used = self.usage(output)
         if used is None:
             return
@@ -400,11 +370,11 @@ class Rate:
     ) -> None:
         """The provider answered 429: empty the buckets (or set them from its headers)."""
         self.throttled += 1
-        seen = _lower(headers)
-        if self.learner is not None and not self._learn(seen, permit):
-            self._cut()
+        seen = lower(headers)
+        if self.learner is not None and not self.learner.learn(seen, permit):
+            self.learner.cut()
         remaining = {
-            kind: _header(seen, f"x-ratelimit-remaining-{kind}") for kind in ("requests", "tokens")
+            kind: header(seen, f"x-ratelimit-remaining-{kind}") for kind in ("requests", "tokens")
         }
         if isinstance(buckets, LocalBuckets) and any(v is not None for v in remaining.values()):
             buckets.cap_now(remaining["requests"], remaining["tokens"])
@@ -414,67 +384,7 @@ class Rate:
     def observe(self, permit: Permit | None, headers: Mapping[str, Any]) -> None:
         """Learn from a successful response's headers (only :meth:`auto` limits use them)."""
         if self.learner is not None:
-            self._learn(_lower(headers), permit)
-
-    # -- learning ---------------------------------------------------------------------
-
-    def _learn(self, headers: Mapping[str, str], permit: Permit | None) -> bool:
-        """Take the limit from ``x-ratelimit-*`` headers; whether they named one."""
-        assert self.learner is not None
-        learned = False
-        for kind in ("requests", "tokens"):
-            limit = _header(headers, f"x-ratelimit-limit-{kind}")
-            if limit is None or not limit > 0:
-                continue
-            per_second = limit / 60  # OpenAI's limit headers are per minute
-            bucket = self.local.requests if kind == "requests" else self.local.tokens
-            level = None
-            remaining = _header(headers, f"x-ratelimit-remaining-{kind}")
-            if bucket is None and remaining is not None and permit is not None:
-                # the provider counted up to this call; ours must also count the calls since
-                since = (
-                    self.tickets - permit.ticket
-                    if kind == "requests"
-                    else self.tokens_reserved - permit.tokens_before - permit.tokens
-                )
-                level = remaining - since - self._headroom(per_second, max(1.0, per_second))
-            if bucket is None or not math.isclose(bucket.rate, per_second, rel_tol=1e-6):
-                setter = self._set_requests if kind == "requests" else self._set_tokens
-                setter(per_second, level)
-            learned = True
-        if learned:
-            self.learner.source = "headers"
-            self._wake()
-        return learned
-
-    def _cut(self) -> None:
-        """A 429 said nothing of the limit: lower the rate (or set the first one)."""
-        assert self.learner is not None
-        if self.learner.source == "headers":
-            return
-        now = self.clock()
-        bucket = self.local.requests
-        if bucket is None:
-            through = self.learner.getting_through(now)
-            self._set_requests(max(1.0, through), level=0.0)
-            self.learner.source = "429s"
-            self._wake()
-        elif now - self.learner.cut_at > 1.0 / bucket.rate + 0.2:  # once per burst of 429s
-            self._set_requests(max(0.1, bucket.rate * 0.85))
-        else:
-            return
-        self.learner.cut_at = self.learner.last_change = now
-
-    def _grow(self) -> None:
-        """Healthy for a second since the last change: raise a 429-learned rate by 2%."""
-        assert self.learner is not None
-        bucket = self.local.requests
-        if self.learner.source != "429s" or bucket is None:
-            return
-        now = self.clock()
-        if now - self.learner.last_change >= 1.0:
-            self._set_requests(bucket.rate * 1.02)
-            self.learner.last_change = now
+            self.learner.learn(lower(headers), permit)
 
 
 def _resolve(waiter: asyncio.Future[None]) -> None:

@@ -22,7 +22,6 @@ import ipaddress
 import os
 import time
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -36,8 +35,9 @@ from ..limits.retry import Retrier, Retry, is_throttle
 from ..metrics import StepMetrics
 from ..tasks import run_together
 from .prices import PRICES, Price
+from .replies import Reply, message_content, read_stream
 from .secrets import Secret, load_secret, redact
-from .stats import LLMStats
+from .stats import Costs, LLMStats
 from .tokens import prompt_tokens
 
 if TYPE_CHECKING:
@@ -49,36 +49,6 @@ if TYPE_CHECKING:
 __all__ = ["Client", "Connection", "MalformedResponse", "ProviderError", "Reply"]
 
 DEFAULT_RETRY = Retry(attempts=4)
-
-
-@dataclass(slots=True)
-class Reply:
-    """One answer from the provider.
-
-    Attributes:
-        content: the message text (chat), or ``""`` (embeddings).
-        body: the parsed JSON answer (for a stream: the chunks put together).
-        headers: the response headers, names in lower case.
-        first_token_s: for a stream, seconds from sending to the first token.
-        stream_s: for a stream, seconds from the first token to the last.
-    """
-
-    content: str
-    body: dict[str, Any]
-    headers: dict[str, str] = field(default_factory=dict)
-    first_token_s: float | None = None
-    stream_s: float = 0.0
-
-    @property
-    def usage(self) -> tuple[int, int]:
-        """Prompt and completion tokens, as the provider counted them (0 if it did not)."""
-        usage = self.body.get("usage") or {}
-        prompt = usage.get("prompt_tokens")
-        completion = usage.get("completion_tokens")
-        return (
-            prompt if isinstance(prompt, int) else 0,
-            completion if isinstance(completion, int) else 0,
-        )
 
 
 class Client:
@@ -269,7 +239,7 @@ class Connection:
         self._retrier = Retrier(client.retry) if client.retry is not None else None
         rate = client.rate
         self._buckets = rate.open() if rate is not None else None
-        self._completion: dict[str, float] = {}  # mean completion tokens per model
+        self._costs = Costs(client.price)
 
     def retrying(self, retry: Retry) -> Connection:
         """This pool, with its rate limit and circuit, but retrying by ``retry`` (a step's own)."""
@@ -368,7 +338,8 @@ class Connection:
             probe = False
             if circuit is not None:
                 probe = await circuit.wait_turn(client.base_url)
-            reserved = self._reserve(model, counted, body) if spend is not None else (0, 0.0)
+            costs = self._costs
+            reserved = costs.reserve(spend, model, counted, body) if spend is not None else (0, 0.0)
             permit = None
             reply: Reply | None = None
             try:
@@ -408,45 +379,16 @@ class Connection:
                 if permit is not None and rate is not None:
                     rate.release(permit)
                 if spend is not None:
-                    used = self._account(metrics.llm, model, reply) if reply else (0, 0.0)
+                    used = self._costs.count(metrics.llm, model, reply) if reply else (0, 0.0)
                     spend.settle(*reserved, *used)
                 elif reply is not None:
-                    self._account(metrics.llm, model, reply)
+                    self._costs.count(metrics.llm, model, reply)
             if reply is not None:
                 if circuit is not None:
                     circuit.succeeded()
                 return reply
             await asyncio.sleep(delay)
             attempt += 1
-
-    def _reserve(self, model: str, counted: int, body: dict[str, Any]) -> tuple[int, float]:
-        """Hold the expected cost of one request in the run's budget."""
-        assert self.spend is not None
-        ceiling = body.get("max_completion_tokens") or body.get("max_tokens")
-        expected = self._completion.get(model, float(ceiling) if isinstance(ceiling, int) else 0.0)
-        price = self.client.price(model)
-        tokens = counted + round(expected)
-        usd = price.cost(counted, round(expected)) if price is not None else 0.0
-        self.spend.reserve(tokens, usd)
-        return tokens, usd
-
-    def _account(self, stats: LLMStats | None, model: str, reply: Reply) -> tuple[int, float]:
-        """Count a reply's tokens and cost; return them."""
-        prompt, completion = reply.usage
-        price = self.client.price(model)
-        usd = price.cost(prompt, completion) if price is not None else 0.0
-        mean = self._completion.get(model)
-        self._completion[model] = completion if mean is None else 0.9 * mean + 0.1 * completion
-        if stats is not None:
-            stats.requests += 1
-            stats.prompt_tokens += prompt
-            stats.completion_tokens += completion
-            stats.cost_usd += usd
-            if reply.first_token_s is not None:
-                stats.first_token.record(reply.first_token_s)
-                stats.stream_tokens += completion
-                stats.stream_s += reply.stream_s
-        return prompt + completion, usd
 
     async def _post(self, path: str, body: dict[str, Any], stream: bool) -> Reply:
         started = time.perf_counter()
@@ -457,7 +399,7 @@ class Connection:
             if response.status != 200:
                 raise self._error(response.status, await response.read(), headers)
             if stream:
-                return await _read_stream(response, headers, started)
+                return await read_stream(response, headers, started)
             raw = await response.read()
         try:
             parsed = orjson.loads(raw)
@@ -465,7 +407,7 @@ class Connection:
             raise MalformedResponse(f"the answer is not JSON ({exc})") from None
         if not isinstance(parsed, dict):
             raise MalformedResponse("the answer is not a JSON object")
-        content = _message_content(parsed) if path == "/chat/completions" else ""
+        content = message_content(parsed) if path == "/chat/completions" else ""
         return Reply(content, parsed, headers)
 
     def _error(self, status: int, raw: bytes, headers: dict[str, str]) -> Exception:
@@ -477,56 +419,3 @@ class Connection:
         if status == 429:
             return Throttled(f"HTTP 429: {message}", headers=headers)
         return ProviderError(status, message, headers)
-
-
-def _message_content(body: dict[str, Any]) -> str:
-    try:
-        content = body["choices"][0]["message"]["content"]
-    except (KeyError, IndexError, TypeError):
-        raise MalformedResponse("a chat answer without choices[0].message") from None
-    return content if isinstance(content, str) else ""
-
-
-async def _read_stream(
-    response: aiohttp.ClientResponse, headers: dict[str, str], started: float
-) -> Reply:
-    """Read server-sent events into one reply, timing the first and last tokens."""
-    parts: list[str] = []
-    first = last = None
-    usage: dict[str, Any] | None = None
-    meta: dict[str, Any] = {}
-    done = False
-    async for raw_line in response.content:
-        line = raw_line.strip()
-        if not line.startswith(b"data:"):
-            continue
-        data = line[5:].strip()
-        if data == b"[DONE]":
-            done = True
-            break
-        try:
-            chunk = orjson.loads(data)
-        except orjson.JSONDecodeError as exc:
-            raise MalformedResponse(f"a stream chunk is not JSON ({exc})") from None
-        meta = meta or {k: chunk.get(k) for k in ("id", "model", "created")}
-        if chunk.get("usage"):
-            usage = chunk["usage"]
-        for choice in chunk.get("choices") or []:
-            text = (choice.get("delta") or {}).get("content")
-            if text:
-                last = time.perf_counter()
-                if first is None:
-                    first = last
-                parts.append(text)
-    if not done:
-        raise MalformedResponse("the stream ended before its [DONE] event")
-    content = "".join(parts)
-    body: dict[str, Any] = {
-        **meta,
-        "object": "chat.completion",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}}],
-    }
-    if usage is not None:
-        body["usage"] = usage
-    first_token = (first - started) if first is not None else (time.perf_counter() - started)
-    return Reply(content, body, headers, first_token, (last - first) if first and last else 0.0)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..metrics import Histogram
 
-__all__ = ["LLMStats"]
+if TYPE_CHECKING:
+    from ..budget import Spend
+    from .prices import Price
+    from .replies import Reply
+
+__all__ = ["Costs", "LLMStats"]
 
 
 @dataclass(slots=True, eq=False)
@@ -98,3 +104,46 @@ class LLMStats:
                 f"{self.tokens_per_s:,.0f} tokens/s"
             )
         return line
+
+
+class Costs:
+    """One connection's cost accounting: a request's expected cost held in the run's
+    budget before it is sent, its real tokens and cost counted when it answers.
+
+    The expected completion is the running mean of the model's answers so far
+    (``max_tokens`` before the first).
+    """
+
+    def __init__(self, price_of: Callable[[str], Price | None]) -> None:
+        self.price_of = price_of
+        self.completion: dict[str, float] = {}  # mean completion tokens per model
+
+    def reserve(
+        self, spend: Spend, model: str, counted: int, body: dict[str, Any]
+    ) -> tuple[int, float]:
+        """Hold the expected cost of one request in the run's budget; return it."""
+        ceiling = body.get("max_completion_tokens") or body.get("max_tokens")
+        expected = self.completion.get(model, float(ceiling) if isinstance(ceiling, int) else 0.0)
+        price = self.price_of(model)
+        tokens = counted + round(expected)
+        usd = price.cost(counted, round(expected)) if price is not None else 0.0
+        spend.reserve(tokens, usd)
+        return tokens, usd
+
+    def count(self, stats: LLMStats | None, model: str, reply: Reply) -> tuple[int, float]:
+        """Count a reply's tokens and cost (into ``stats``); return them."""
+        prompt, completion = reply.usage
+        price = self.price_of(model)
+        usd = price.cost(prompt, completion) if price is not None else 0.0
+        mean = self.completion.get(model)
+        self.completion[model] = completion if mean is None else 0.9 * mean + 0.1 * completion
+        if stats is not None:
+            stats.requests += 1
+            stats.prompt_tokens += prompt
+            stats.completion_tokens += completion
+            stats.cost_usd += usd
+            if reply.first_token_s is not None:
+                stats.first_token.record(reply.first_token_s)
+                stats.stream_tokens += completion
+                stats.stream_s += reply.stream_s
+        return prompt + completion, usd
