@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from .budget import Budget
 from .errors import PipelineError, positive_int
@@ -81,6 +81,16 @@ class RunOptions:
         if self.max_dead is not None:
             dead_allowed(self.max_dead, 0)  # a bad value is refused before anything runs
 
+    NAMES: ClassVar[frozenset[str]]
+    """Every option's name."""
+
+    @classmethod
+    def among(cls, arguments: Mapping[str, Any]) -> RunOptions:
+        """The options among a call's arguments: ``RunOptions.among(locals())`` as the
+        first line of :func:`~headrace.run` and :func:`~headrace.arun`, whose
+        signatures list exactly these options."""
+        return cls(**{name: arguments[name] for name in cls.NAMES})
+
     @classmethod
     def for_mode(cls, mode: Mode, **values: Any) -> RunOptions:
         """Options for a run started in one of the command line's modes: ``"new"``,
@@ -102,3 +112,6 @@ class RunOptions:
     def replace(self, **changes: Any) -> RunOptions:
         """These options with some changed, checked again."""
         return dataclasses.replace(self, **changes)
+
+
+RunOptions.NAMES = frozenset(f.name for f in dataclasses.fields(RunOptions))

@@ -67,25 +67,7 @@ def run(
     Raises:
         HeadraceError: called from a running event loop.
     """
-    options = RunOptions(
-        window=window,
-        ordered=ordered,
-        on_error=on_error,
-        progress=progress,
-        run_dir=run_dir,
-        run_store=run_store,
-        resume=resume,
-        fresh=fresh,
-        force=force,
-        overwrite=overwrite,
-        rebuild_sink=rebuild_sink,
-        key=key,
-        on_bad_input=on_bad_input,
-        retry_dead=retry_dead,
-        duplicates=duplicates,
-        budget=budget,
-        max_dead=max_dead,
-    )
+    options = RunOptions.among(locals())
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -202,25 +184,7 @@ async def arun(
         ResumeMismatch: ``resume`` does not match the run stored in ``run_dir``.
         TooManyDead: more dead letters than ``max_dead``.
     """
-    options = RunOptions(
-        window=window,
-        ordered=ordered,
-        on_error=on_error,
-        progress=progress,
-        run_dir=run_dir,
-        run_store=run_store,
-        resume=resume,
-        fresh=fresh,
-        force=force,
-        overwrite=overwrite,
-        rebuild_sink=rebuild_sink,
-        key=key,
-        on_bad_input=on_bad_input,
-        retry_dead=retry_dead,
-        duplicates=duplicates,
-        budget=budget,
-        max_dead=max_dead,
-    )
+    options = RunOptions.among(locals())
     return await run_with(pipeline, source, sink=sink, options=options)
 
 
