@@ -197,3 +197,27 @@ def test_the_first_example_prints_what_the_readme_shows(tmp_path: Path) -> None:
     assert len(stable) >= 8
     for line in stable:
         assert line in printed, line
+
+
+def test_every_hr_name_the_docs_show_exists() -> None:
+    """``hr.x``, ``hr.llm.x``, ``hr.models.x`` and ``hr.recipe.x`` in any page resolve."""
+    import headrace as hr
+
+    shown: set[str] = set()
+    for document in DOCUMENTS:
+        shown |= set(
+            re.findall(r"\bhr\.((?:llm\.|models\.|recipe\.)?[A-Za-z_]\w*)", _text(document))
+        )
+    assert len(shown) >= 50
+    missing = []
+    for name in sorted(shown):
+        target: object = hr
+        for part in name.split("."):
+            target = getattr(target, part, None)
+        if target is None:
+            missing.append(f"hr.{name}")
+    assert not missing, missing
+
+
+def _text(document: str) -> str:
+    return (ROOT / document).read_text()
