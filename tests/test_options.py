@@ -7,6 +7,7 @@ import inspect
 import typing
 
 import pytest
+from pydantic import BaseModel
 
 import headrace as hr
 from headrace.errors import PipelineError
@@ -15,6 +16,10 @@ from headrace.options import PROCESS_CHUNK, StepOptions
 from headrace.recipe.nodes import POLICIES
 from headrace.run_options import RunOptions
 from headrace.step import STEP_OPTIONS, step
+
+
+class Tone(BaseModel):
+    tone: str
 
 
 def double(x: int) -> int:
@@ -130,3 +135,15 @@ def test_bad_run_options_are_refused_before_anything_runs(
 @pytest.mark.parametrize("mode", ["new", "auto", "resume", "fresh", "retry_dead"])
 def test_the_command_lines_modes_are_run_options(mode: str) -> None:
     assert RunOptions.for_mode(mode, run_dir="r").mode == mode  # type: ignore[arg-type]
+
+
+def test_an_llm_steps_option_typo_names_the_nearest_option() -> None:
+    client = hr.llm.Client(base_url="http://127.0.0.1:1/v1")
+    with pytest.raises(
+        PipelineError, match=r"unknown option 'concurency' \(did you mean 'concurrency'"
+    ):
+        hr.llm.complete(client=client, model="m", prompt="{text}", concurency=2)  # type: ignore[call-arg]
+    with pytest.raises(PipelineError, match="unknown option 'executor'"):
+        hr.llm.transduce(Tone, client=client, model="m", executor="thread")  # type: ignore[call-arg]
+    embed = hr.llm.embed(client=client, model="m")
+    assert (embed.concurrency, embed.options.concurrency) == (4, 4)  # embed's own default

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack
 
 from ..cache import Cache
-from ..errors import PipelineError
+from ..errors import PipelineError, check_options
 from ..limits.policies import Fallback, Timeout
 from ..limits.retry import Retry
 from ..metrics import StepMetrics
@@ -20,10 +20,25 @@ from .stats import LLMStats
 if TYPE_CHECKING:
     from ..runtime import Handler, RunContext
 
-__all__ = ["LLMStep"]
+__all__ = ["LLMOptions", "LLMStep"]
 
 In = TypeVar("In", contravariant=True)
 Out = TypeVar("Out", covariant=True)
+
+
+class LLMOptions(TypedDict, total=False):
+    """The options every LLM step takes beside its own (see :class:`LLMStep`)."""
+
+    version: str
+    concurrency: int
+    timeout: float | str | Timeout | None
+    ordered: bool
+    fallback: Fallback | Step[Any, Any] | None
+    retry: Retry | None
+    cache: bool | Cache | None
+
+
+LLM_OPTIONS = frozenset(LLMOptions.__annotations__)
 
 
 class LLMStep(Step[In, Out]):
@@ -34,7 +49,7 @@ class LLMStep(Step[In, Out]):
         model: a model name or one of the client's aliases.
         name: the step's name in metrics and errors.
         version: bump it to mark a change the fingerprint cannot see.
-        concurrency: requests (or packed requests) in flight at once.
+        concurrency: requests (or packed requests) in flight at once (default 64).
         timeout: the most one item may take in the step (seconds, ``"30s"`` or
             :class:`~headrace.limits.policies.Timeout`); the client's own
             ``timeout`` bounds each request.
@@ -55,14 +70,8 @@ class LLMStep(Step[In, Out]):
         model: str,
         *,
         name: str,
-        version: str = "1",
-        concurrency: int = 64,
-        timeout: float | str | Timeout | None = None,
-        ordered: bool = False,
-        fallback: Fallback | Step[Any, Any] | None = None,
         batch: Batch | None = None,
-        retry: Retry | None = None,
-        cache: bool | Cache | None = None,
+        **options: Unpack[LLMOptions],
     ) -> None:
         if not isinstance(client, Client):
             raise PipelineError(f"step {name!r}: client must be hr.llm.Client, got {client!r}")
@@ -70,23 +79,17 @@ class LLMStep(Step[In, Out]):
             raise PipelineError(f"step {name!r}: model must be a model name or alias")
         self.client = client
         self.model = model
+        owner = f"step {name!r}"
+        check_options(options, LLM_OPTIONS, owner)
         # retry is the client's retry of this step's requests (packed ones too), not
         # the function step's per-call retry
+        retry = options.pop("retry", None)
         if retry is not None and not isinstance(retry, Retry):
             raise PipelineError(f"step {name!r}: retry must be hr.Retry(...), got {retry!r}")
         self.retry = retry
         # the options of the function step it runs as, checked here where it is defined
-        self.options = StepOptions.checked(
-            f"step {name!r}",
-            name=name,
-            version=version,
-            concurrency=concurrency,
-            timeout=timeout,
-            ordered=ordered,
-            fallback=fallback,
-            batch=batch,
-            cache=cache,
-        )
+        options.setdefault("concurrency", 64)
+        self.options = StepOptions.checked(owner, name=name, batch=batch, **options)
         self.name = name
         self.version = self.options.version
         self.concurrency = self.options.slots

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Unpack
 
-from ..cache import Cache
-from ..limits.policies import Fallback, Timeout
-from ..limits.retry import Retry
 from ..metrics import StepMetrics
-from ..step import Step
-from .base import LLMStep
+from .base import LLMOptions, LLMStep
 from .client import Client, Connection
 from .prompts import Template, record_fields
 
@@ -45,13 +41,7 @@ class Complete(LLMStep[Any, str]):
         temperature: float | None = None,
         max_tokens: int | None = None,
         name: str | None = None,
-        version: str = "1",
-        concurrency: int = 64,
-        timeout: float | str | Timeout | None = None,
-        ordered: bool = False,
-        fallback: Fallback | Step[Any, Any] | None = None,
-        retry: Retry | None = None,
-        cache: bool | Cache | None = None,
+        **options: Unpack[LLMOptions],
     ) -> None:
         name = name or "complete"
         self.prompt = Template(prompt, where=f"step {name!r} prompt")
@@ -59,18 +49,7 @@ class Complete(LLMStep[Any, str]):
         self.stream = bool(stream)
         self.temperature = temperature
         self.max_tokens = max_tokens
-        super().__init__(
-            client,
-            model,
-            name=name,
-            version=version,
-            concurrency=concurrency,
-            timeout=timeout,
-            ordered=ordered,
-            fallback=fallback,
-            retry=retry,
-            cache=cache,
-        )
+        super().__init__(client, model, name=name, **options)
 
     def _request_identity(self) -> dict[str, Any]:
         return {

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Unpack
 
-from ..cache import Cache
 from ..executors import ItemFailure
-from ..limits.policies import Fallback, Timeout
-from ..limits.retry import Retry
 from ..metrics import StepMetrics
-from ..step import Batch, Step
-from .base import LLMStep
+from ..step import Batch
+from .base import LLMOptions, LLMStep
 from .client import Client, Connection
 from .prompts import record_fields, select_fields
 from .structured import StructuredOutputError
@@ -43,28 +40,17 @@ class Embed(LLMStep[Any, list[float]]):
         dimensions: int | None = None,
         batch: Batch | None = None,
         name: str | None = None,
-        version: str = "1",
-        concurrency: int = 4,
-        timeout: float | str | Timeout | None = None,
-        ordered: bool = False,
-        fallback: Fallback | Step[Any, Any] | None = None,
-        retry: Retry | None = None,
-        cache: bool | Cache | None = None,
+        **options: Unpack[LLMOptions],
     ) -> None:
         self.field = field
         self.dimensions = dimensions
+        options.setdefault("concurrency", 4)
         super().__init__(
             client,
             model,
             name=name or "embed",
-            version=version,
-            concurrency=concurrency,
-            timeout=timeout,
-            ordered=ordered,
-            fallback=fallback,
             batch=batch or Batch(max_size=min(256, client.max_embedding_inputs), max_wait="20ms"),
-            retry=retry,
-            cache=cache,
+            **options,
         )
 
     def _request_identity(self) -> dict[str, Any]:

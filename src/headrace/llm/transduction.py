@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, Unpack
 
 from pydantic import BaseModel
 
-from ..cache import Cache
 from ..errors import positive_int
 from ..executors import ItemFailure
-from ..limits.policies import Fallback, Timeout
-from ..limits.retry import Retry
 from ..limits.usage import estimate_tokens
 from ..metrics import StepMetrics
-from ..step import Batch, Step
+from ..step import Batch
 from ..tasks import run_together
-from .base import LLMStep
+from .base import LLMOptions, LLMStep
 from .client import Client, Connection
 from .prompts import Template, compact_json, record_fields, select_fields
 from .structured import Structured, StructuredOutputError
@@ -96,13 +93,7 @@ class Transduce(LLMStep[Any, M], Generic[M]):
         temperature: float | None = None,
         max_tokens: int | None = None,
         name: str | None = None,
-        version: str = "1",
-        concurrency: int = 64,
-        timeout: float | str | Timeout | None = None,
-        ordered: bool = False,
-        fallback: Fallback | Step[Any, Any] | None = None,
-        retry: Retry | None = None,
-        cache: bool | Cache | None = None,
+        **options: Unpack[LLMOptions],
     ) -> None:
         name = name or f"transduce({getattr(output, '__name__', output)})"
         self.structured = Structured(output, allow_partial=allow_partial, mode=mode)
@@ -118,19 +109,7 @@ class Transduce(LLMStep[Any, M], Generic[M]):
         self.temperature = temperature
         self.max_tokens = max_tokens
         batch = Batch(max_size=pack, max_wait=pack_wait) if pack > 1 else None
-        super().__init__(
-            client,
-            model,
-            name=name,
-            version=version,
-            concurrency=concurrency,
-            timeout=timeout,
-            ordered=ordered,
-            fallback=fallback,
-            batch=batch,
-            retry=retry,
-            cache=cache,
-        )
+        super().__init__(client, model, name=name, batch=batch, **options)
 
     def _request_identity(self) -> dict[str, Any]:
         return {
