@@ -1,9 +1,12 @@
 """How one item's call of a function step runs in a run.
 
-The gate (a concurrency limit), then the body on its executor, timed and
-counted; failures become :class:`~headrace.errors.StepFailed` carrying the step's
-name. This is the engine's hot path: the common case (an async function with no
-timeout or validation) gets a handler with nothing else in it.
+A step with policies calls through a :class:`~headrace.limits.gate.Gate` (its
+circuit, a concurrency slot, its rate limit, then the counting), retried as its
+``retry`` says; the body runs on its executor, under its per-attempt timeout,
+its output validated. Failures become :class:`~headrace.errors.StepFailed`
+carrying the step's name. This is the engine's hot path: the common case (an
+async function with no policy, timeout or validation) gets a handler with
+nothing else in it.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ._types import FILTERED
 from .batcher import BatchCall, MicroBatcher
 from .binding import binds
-from .call_policies import bounded, falling_back, guarded, in_entry_order, retrying
+from .call_policies import bounded, falling_back, in_entry_order
 from .errors import StepFailed, StepTimeout
 from .executors import (
     ProcessPool,
@@ -31,8 +34,8 @@ from .executors import (
     open_thread_pool,
 )
 from .limits.concurrency import ConcurrencyController, ConcurrencyLimit
-from .limits.rate import current_permit
-from .limits.retry import headers_of, is_throttle
+from .limits.gate import Call, Gate, Policy, Slots
+from .limits.retry import Retrier, is_throttle
 from .metrics import StepMetrics
 from .outputs import declared_output, output_validator
 from .sequencer import Sequencer
@@ -58,12 +61,6 @@ def bind_function_step(
         handler = _bind_batched(step, ctx, metrics, validator)
     else:
         handler = _bind_single(step, ctx, metrics, validator)
-        if step.circuit is not None:
-            state = ctx.circuit(step.circuit)
-            metrics.circuit = state
-            handler = guarded(handler, state, step.name)
-        if step.retry is not None:
-            handler = retrying(handler, step.retry, metrics)
     if step.total_timeout_s is not None:
         handler = bounded(handler, step.total_timeout_s, step.name, metrics)
     if step.cache is not None:
@@ -100,8 +97,8 @@ def _bind_single(
     metrics.limiter = limiter
     controller = ConcurrencyController(adaptive, limiter) if adaptive is not None else None
     try_acquire, acquire, release = limiter.try_acquire, limiter.acquire, limiter.release
-    record = metrics.record_call
-    counts_throttles = not step.reports_throttles
+    record = metrics.record_call if not step.reports_requests else metrics.record_untimed_call
+    counts_throttles = not step.reports_requests
 
     if (
         step.is_async
@@ -109,6 +106,8 @@ def _bind_single(
         and validator is None
         and step.rate is None
         and controller is None
+        and step.circuit is None
+        and step.retry is None
     ):
 
         async def handle_async(value: Any) -> Any:
@@ -150,56 +149,64 @@ def _bind_single(
     else:
         call = fn
     awaited = step.is_async or step.executor == "thread"
+    circuit = ctx.circuit(step.circuit) if step.circuit is not None else None
+    metrics.circuit = circuit
+    policies: list[Policy] = [] if circuit is None else [circuit]
+    policies.append(Slots(limiter, controller))
     if rate is not None:
-        metrics.rate = rate
-        buckets = rate.open()
-        if buckets is not rate.local:
-            ctx.on_close_async(buckets.close)
-        permits = current_permit()
+        metrics.rate = ctx.rate(rate)
+        policies.append(metrics.rate)
+    policies.append(StepCalls(metrics, record, counts_throttles))
+    retrier = Retrier(step.retry) if step.retry is not None else None
+    gate = Gate(name, policies, retrier=retrier, circuit=circuit, metrics=metrics)
+
+    async def run(attempt: Call) -> Any:
+        value = attempt.value
+        if timeout_s is not None:
+            out = await _with_timeout(call(value), timeout_s, name)
+        else:
+            out = (await call(value)) if awaited else call(value)
+        if validator is not None and out is not FILTERED:
+            validator(out)
+        return out
 
     async def handle(value: Any) -> Any:
-        started = perf_counter()
-        if not try_acquire():
-            await acquire()
-        admitted = slotted = perf_counter()
-        permit = token = None
         try:
-            if rate is not None:
-                permit = await rate.admit(buckets, value, metrics)
-                admitted = perf_counter()
-                token = permits.set((rate, permit))
-            if timeout_s is not None:
-                out = await _with_timeout(call(value), timeout_s, name)
-            else:
-                out = (await call(value)) if awaited else call(value)
-            if validator is not None and out is not FILTERED:
-                validator(out)
-            if permit is not None:
-                await rate.succeeded(buckets, permit, out)  # type: ignore[union-attr]
+            out = await gate.call(run, value)
         except Exception as exc:
-            metrics.errors += 1
-            if is_throttle(exc):
-                metrics.throttled += 1
-                if controller is not None:
-                    controller.throttled()
-                if permit is not None:
-                    await rate.throttled_by(buckets, permit, headers_of(exc))  # type: ignore[union-attr]
             raise StepFailed(name, exc) from exc
-        finally:
-            release()
-            if token is not None:
-                permits.reset(token)
-            if permit is not None:
-                rate.release(permit)  # type: ignore[union-attr]
-        busy = perf_counter() - admitted
-        record(slotted - started, busy)
-        if controller is not None:
-            controller.finished_call(busy)
         if out is FILTERED:
             metrics.filtered += 1
         return out
 
     return handle
+
+
+class StepCalls:
+    """The innermost policy of a step's gate: counts each attempt into the step's metrics
+    (time waiting for a slot, time working, errors, 429s)."""
+
+    __slots__ = ("counts_throttles", "metrics", "record")
+
+    def __init__(
+        self, metrics: StepMetrics, record: Callable[[float, float], None], counts_throttles: bool
+    ) -> None:
+        self.metrics = metrics
+        self.record = record
+        self.counts_throttles = counts_throttles
+
+    async def enter(self, call: Call) -> None:
+        """Nothing to wait for."""
+
+    async def leave(self, call: Call, error: BaseException | None) -> None:
+        """Record a success's times, or count the failure."""
+        metrics = self.metrics
+        if error is None:
+            self.record(call.slotted - call.started, perf_counter() - call.admitted)
+        elif isinstance(error, Exception):
+            metrics.errors += 1
+            if self.counts_throttles:
+                metrics.throttled += is_throttle(error)
 
 
 def _bind_batched(

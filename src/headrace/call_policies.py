@@ -1,11 +1,12 @@
-"""The policies around one step's call, each a handler wrapping the next.
+"""The policies around one item's whole passage through a step, each a handler
+wrapping the next.
 
 :func:`headrace.call.bind_function_step` puts them together, outermost first:
 the entry order (``ordered``), the fallback, the cache, the item's total time
-limit, the retry, the circuit, then the call itself (its concurrency slot, the
-rate limit and the per-attempt timeout). So a retry waits outside the slot it
-gave back, an open circuit holds an item without spending its attempts, and a
-cache hit takes no slot at all.
+limit, then the step's :class:`~headrace.limits.gate.Gate` (its retries, and per
+attempt the circuit, a concurrency slot, the rate limit and the per-attempt
+timeout). So a retry waits outside the slot it gave back, an open circuit holds
+an item without spending its attempts, and a cache hit takes no slot at all.
 """
 
 from __future__ import annotations
@@ -15,73 +16,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._types import FILTERED
-from .errors import ProviderDown, StepFailed, StepTimeout
-from .limits.circuit import CircuitOpen, CircuitState
-from .limits.retry import Retrier, Retry
+from .errors import StepFailed, StepTimeout
 from .metrics import StepMetrics
 from .sequencer import Sequencer
 
 if TYPE_CHECKING:
     from .runtime import Handler
 
-__all__ = ["bounded", "falling_back", "guarded", "in_entry_order", "retrying"]
-
-
-def retrying(handler: Handler, retry: Retry, metrics: StepMetrics) -> Handler:
-    """Call ``handler`` again after a retryable failure, as ``retry`` says.
-
-    The concurrency slot is given back while waiting (the handler takes it per
-    attempt), so a backing-off item does not hold capacity it is not using.
-    """
-    retrier = Retrier(retry)
-
-    async def handle(value: Any) -> Any:
-        retrier.first_attempt()
-        attempt = 1
-        while True:
-            try:
-                return await handler(value)
-            except StepFailed as failure:
-                cause = failure.cause
-                failure.attempts = attempt
-                delay = retrier.retry_delay(attempt, cause, metrics)
-                if delay is None:
-                    failure.add_note(retrier.gave_up(attempt, cause))
-                    raise
-            await asyncio.sleep(delay)
-            attempt += 1
-
-    return handle
-
-
-def guarded(handler: Handler, circuit: CircuitState, name: str) -> Handler:
-    """Hold (or refuse) calls while ``circuit`` is open; tell it how each call ended.
-
-    An outage-like failure while the circuit is open goes again once it lets calls
-    through, without reaching the retry around this (see :mod:`headrace.limits.circuit`).
-    """
-
-    async def handle(value: Any) -> Any:
-        while True:
-            try:
-                probe = await circuit.wait_turn(f"step {name!r}")
-            except (CircuitOpen, ProviderDown) as error:
-                raise StepFailed(name, error) from None
-            try:
-                out = await handler(value)
-            except StepFailed as failure:
-                circuit.failed(failure.cause)
-                if circuit.holds(failure.cause):
-                    continue
-                raise
-            except BaseException:
-                if probe:
-                    circuit.probing = False  # cancelled: the probe's turn passes on
-                raise
-            circuit.succeeded()
-            return out
-
-    return handle
+__all__ = ["bounded", "falling_back", "in_entry_order"]
 
 
 def bounded(handler: Handler, total_s: float, name: str, metrics: StepMetrics) -> Handler:

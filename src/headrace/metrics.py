@@ -16,7 +16,7 @@ from .limits.concurrency import ConcurrencyLimit
 if TYPE_CHECKING:
     from .cache.gate import CacheStats
     from .limits.circuit import CircuitState
-    from .limits.rate import Rate
+    from .limits.rate import RateState
     from .llm.stats import LLMStats
 
 __all__ = ["Histogram", "StepMetrics", "RunMetrics"]
@@ -93,7 +93,8 @@ class StepMetrics:
         skipped: for maps with ``on_error="skip"``, elements whose step failed and
             were left out of the item's list.
         throttled: calls the provider answered 429 (``hr.Throttled``, or a client's 429).
-        rate: the step's :class:`~headrace.limits.rate.Rate`, whose limit the summary shows.
+        rate: the run's state of the step's :class:`~headrace.limits.rate.Rate`, whose limit
+            and 429s the summary shows.
         rate_waits: calls that waited for the rate limit; ``rate_wait_s`` is their total wait.
         rate_inside_call: the rate limit is waited for inside the step's calls (an LLM
             step's client), so ``busy_s`` holds ``rate_wait_s``; see :meth:`working_s`.
@@ -122,7 +123,7 @@ class StepMetrics:
     retries: int = 0
     throttled: int = 0
     retries_delayed: int = 0
-    rate: Rate | None = None
+    rate: RateState | None = None
     rate_waits: int = 0
     rate_wait_s: float = 0.0
     rate_inside_call: bool = False
@@ -139,6 +140,19 @@ class StepMetrics:
         self.wait_s += wait_s
         self.busy_s += busy_s
         self.latency.record(busy_s)
+
+    def record_untimed_call(self, wait_s: float, busy_s: float) -> None:
+        """Count one successful single-item call whose requests are timed one by one
+        (:meth:`record_request`), so the call's own duration is not a latency."""
+        self.calls += 1
+        self.items += 1
+        self.wait_s += wait_s
+        self.busy_s += busy_s
+
+    def record_request(self, service_s: float) -> None:
+        """Time one request an LLM step's client sent: from the request to its answer,
+        rate-limit waits and retry backoff left out."""
+        self.latency.record(service_s)
 
     def record_batch(
         self, size: int, busy_s: float, reason: str, *, timed_items: bool = False

@@ -16,6 +16,7 @@ from .activity import Activity
 from .binding import binder_for
 from .budget import Spend
 from .limits.circuit import Circuit, CircuitState
+from .limits.rate import Rate, RateState
 from .metrics import StepMetrics
 
 if TYPE_CHECKING:
@@ -73,6 +74,19 @@ class RunContext:
         """The run's state of the circuit ``settings`` (one per run, shared by every step
         and client of the run that carries it; a new run starts closed)."""
         state: CircuitState = self.shared(("circuit", id(settings)), settings.new_state)
+        return state
+
+    def rate(self, settings: Rate) -> RateState:
+        """The run's state of the rate limit ``settings`` (one per run, shared by every
+        step and client of the run that carries it; its Redis connection closes with
+        the run)."""
+
+        def make() -> RateState:
+            state = settings.new_state()
+            self.on_close_async(state.close)
+            return state
+
+        state: RateState = self.shared(("rate", id(settings)), make)
         return state
 
     def metrics_for(self, name: str, kind: str) -> StepMetrics:

@@ -157,9 +157,10 @@ class FunctionStep(Step[In, Out]):
     callable, so that the type checker never mistakes one for a plain function.
     """
 
-    reports_throttles: bool = False
-    """The function counts the 429s it receives in the step's metrics itself (as the
-    LLM client does, retries included), so the call path does not count them again."""
+    reports_requests: bool = False
+    """The function is an LLM client's: it counts the 429s it receives and times each
+    request itself (retries included), so the call path neither counts them again nor
+    puts the whole call, rate-limit waits and retries included, in the latency."""
 
     def __init__(
         self, fn: Callable[..., Any], *, options: StepOptions | None = None, **values: Any

@@ -38,3 +38,16 @@ def test_two_llm_steps_sharing_one_limit_are_named_together() -> None:
         result = hr.run(pipeline, records(60), progress=False)
     said = result.bottleneck()
     assert said.startswith("the rate limit first and second share: at "), said
+
+
+def test_an_llm_steps_latency_is_its_requests_time_not_its_rate_waits() -> None:
+    with serve() as sim:
+        llm = hr.llm.Client(base_url=sim.url, rate=hr.Rate(requests=6000, per="minute", burst=1))
+        say = hr.llm.complete(client=llm, model="m", prompt="{text}", concurrency=64, name="say")
+        result = hr.run(say, records(150), progress=False)
+        requests = sim.stats()["requests"]
+    step = result.metrics.step("say")
+    assert step.latency.count == requests == 150  # one latency per request sent
+    # the calls queued at the limit for much of the run: the whole call, waits
+    # included, would put those waits into the latency; each request's own time does not
+    assert step.rate_wait_s > 0 and step.latency.total < step.rate_wait_s / 4

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -53,6 +54,53 @@ def test_a_down_endpoint_stops_the_run_resumable_with_no_dead_letter(tmp_path: P
     assert done.ok and done.items_out == 200
     lines = (tmp_path / "run" / "outputs.jsonl").read_text().splitlines()
     assert len(lines) == 200
+
+
+def test_at_concurrency_1_the_first_item_of_an_outage_is_held_not_dead(tmp_path: Path) -> None:
+    """Five failures open the circuit and an item has three attempts: the first item
+    spends them before the circuit opens, with nobody answered meanwhile, so it is
+    not blamed for the outage: it goes on until the circuit opens, and is held."""
+    circuit = hr.Circuit(failures=5, reset=0.05, max_outage=0.3)
+    llm = hr.llm.Client(base_url=closed_port(), retry=FAST, circuit=circuit)
+    say = hr.llm.complete(prompt="Say {text}", client=llm, model="m", concurrency=1)
+    result = hr.run(say, records(20), progress=False, run_dir=tmp_path / "run")
+    assert result.items_dead == 0 and result.items_out == 0
+    assert result.stopped is not None and "looks down" in result.stopped
+
+
+def test_a_function_step_at_concurrency_1_holds_its_first_item_through_an_outage() -> None:
+    calls = 0
+
+    @hr.step(concurrency=1, retry=FAST, circuit=hr.Circuit(failures=5, reset=0.02))
+    async def flaky(x: int) -> int:
+        nonlocal calls
+        calls += 1
+        if calls <= 7:  # more failures than the first item's three attempts
+            raise ConnectionError("refused")
+        return x
+
+    result = hr.run(flaky, range(10), progress=False)
+    assert result.ok and sorted(result.outputs) == list(range(10))
+    state = result.metrics.step("flaky").circuit
+    assert state is not None and state.opened >= 1
+
+
+def test_an_item_that_fails_alone_while_others_are_answered_is_still_dead() -> None:
+    calls: dict[int, int] = {}
+
+    @hr.step(concurrency=2, retry=FAST, circuit=hr.Circuit(failures=5, reset=0.02))
+    async def picky(x: int) -> int:
+        calls[x] = calls.get(x, 0) + 1
+        if x == 3:
+            raise ConnectionError("only item 3 breaks the connection")
+        await asyncio.sleep(0.001)
+        return x
+
+    result = hr.run(picky, range(40), progress=False)
+    assert result.items_out == 39 and [d.index for d in result.dead_letters] == [3]
+    assert result.dead_letters[0].attempts == calls[3] >= 3
+    state = result.metrics.step("picky").circuit
+    assert state is not None and state.opened == 0
 
 
 def test_when_open_fail_still_fails_fast_for_a_fallback() -> None:

@@ -67,9 +67,11 @@ def test_tokens_are_estimated_then_reconciled_with_the_usage() -> None:
     item = {"messages": [{"role": "user", "content": "x" * 400}], "max_tokens": 50}
     assert estimate_tokens(item) == 3 + 3 + 100
 
+    state = rate.new_state()
+
     async def call(used: int) -> float:
-        permit = await rate.acquire(rate.local, item)
-        await rate.succeeded(rate.local, permit, {"usage": {"total_tokens": used}})
+        permit = await state.acquire(item)
+        await state.succeeded(permit, {"usage": {"total_tokens": used}})
         return permit.tokens
 
     first = asyncio.run(call(126))
@@ -96,10 +98,11 @@ def test_a_429_empties_the_bucket_or_sets_it_from_the_headers() -> None:
     clock = Clock()
     rate = Rate(requests=600, per="minute", burst=10, headroom=0, _clock=clock)
     assert rate.local.requests is not None
-    asyncio.run(rate.throttled_by(rate.local, None, None))
+    state = rate.new_state()
+    asyncio.run(state.throttled_by(None, None))
     assert rate.local.requests.level == 0.0
     clock.now = 10.0  # refilled
-    asyncio.run(rate.throttled_by(rate.local, None, {"x-ratelimit-remaining-requests": "3"}))
+    asyncio.run(state.throttled_by(None, {"x-ratelimit-remaining-requests": "3"}))
     assert rate.local.requests.level == 3.0
     assert rate.limit()["requests_per_minute"] == 600  # a known limit is never changed
 
@@ -113,7 +116,7 @@ def test_auto_learns_the_limit_from_headers_and_counts_the_calls_in_flight() -> 
         "x-ratelimit-remaining-requests": "90",
         "x-ratelimit-reset-requests": "100ms",
     }
-    rate.observe(permits[0], headers)  # the first call's answer: 90 left when it arrived
+    rate.new_state().observe(permits[0], headers)  # the first answer: 90 left when it arrived
     assert rate.limit() == {
         "requests_per_minute": 6000.0,
         "tokens_per_minute": None,
@@ -131,6 +134,7 @@ def test_auto_without_headers_converges_near_the_limit_from_429s() -> None:
     provider = TokenBucket(100, 100, 0.0)
     sent = throttled = 0
     learned: list[float] = []
+    state = rate.new_state()
 
     async def simulate() -> None:
         nonlocal sent, throttled
@@ -143,10 +147,10 @@ def test_auto_without_headers_converges_near_the_limit_from_429s() -> None:
             clock.now = send_at
             sent += 1
             if provider.try_take(1, send_at):
-                await rate.succeeded(rate.local, permit, None)
+                await state.succeeded(permit, None)
             else:
                 throttled += 1
-                await rate.throttled_by(rate.local, permit, None)
+                await state.throttled_by(permit, None)
             offer = max(offer, send_at)
             if offer > 30:
                 learned.append(rate.limit()["requests_per_minute"] / 60)
@@ -310,5 +314,30 @@ def test_a_redis_outage_behind_a_shared_rate_pauses_nothing_and_kills_nothing(
     assert sorted(calls) == list(range(300))  # each called once: no attempt was spent on it
     assert "is not answering" in caplog.text and "answers again" in caplog.text
     assert sum("is not answering" in r.getMessage() for r in caplog.records) == 1
-    assert rate.outages == 1
     assert "Redis down 1 time(s), paced locally at 25% meanwhile" in result.summary()
+
+
+def test_each_run_has_its_own_state_of_a_rate_and_its_counts() -> None:
+    """What a run did with a limit (its 429s, its connection) is the run's; what is
+    known of the provider (the limit) stays with the Rate."""
+    rate = Rate(requests=6000, per="minute")
+    calls = 0
+
+    @hr.step(rate=rate, retry=hr.Retry(attempts=3, backoff=0.001, budget=None))
+    async def once_throttled(x: int) -> int:
+        nonlocal calls
+        calls += 1
+        if x == 0 and calls % 2:  # the first call of each run is answered 429
+            raise hr.Throttled("slow down")
+        return x
+
+    states = []
+    for _ in range(2):
+        calls = 0
+        result = hr.run(once_throttled, range(1), progress=False)
+        state = result.metrics.step("once_throttled").rate
+        assert result.ok and state is not None and state.settings is rate
+        assert state.throttled == 1  # this run's 429, not the runs' before it
+        states.append(state)
+    assert states[0] is not states[1]
+    assert states[1].limit()["requests_per_minute"] == 6000

@@ -58,7 +58,7 @@ def test_an_llm_step_with_cache_makes_no_request_on_a_warm_run(tmp_path: Path) -
 
 def test_an_llm_steps_own_retry_replaces_the_clients() -> None:
     with serve(faults={"503": 1.0}) as sim:
-        client = hr.llm.Client(base_url=sim.url, retry=hr.Retry(attempts=1))
+        client = hr.llm.Client(base_url=sim.url, retry=hr.Retry(attempts=1), circuit=False)
         own = hr.llm.complete(
             client=client,
             model="m",

@@ -27,11 +27,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from ..durations import to_seconds
 from ..errors import CircuitOpen, PipelineError, ProviderDown, positive_int
 from .retry import is_retryable, is_throttle
+
+if TYPE_CHECKING:
+    from .gate import Call
 
 __all__ = ["Circuit", "CircuitOpen", "CircuitState"]
 
@@ -123,6 +126,34 @@ class CircuitState:
         self.held = 0
         self.outage_s = 0.0  # time spent open in the current outage, before opened_at
         self.last_error = ""
+        self.answers = 0  # calls the provider answered (a success, or an error of the call's own)
+
+    # -- a policy of the gate ---------------------------------------------------------
+
+    async def enter(self, call: Call) -> None:
+        """Wait for the call's turn (see :meth:`wait_turn`)."""
+        call.probe = await self.wait_turn(call.name)
+
+    async def leave(self, call: Call, error: BaseException | None) -> None:
+        """Count how the call ended; a cancelled probe passes its turn on."""
+        if error is None:
+            self.succeeded()
+        elif isinstance(error, Exception):
+            self.failed(error)
+        elif call.probe:
+            self.probing = False
+
+    def undecided(self, error: BaseException, answers_before: int) -> bool:
+        """Whether a call whose attempts ran out on ``error`` cannot be blamed on its
+        item yet: an outage-like failure, and the provider has answered no call since
+        ``answers_before`` (:attr:`answers` when the item's first attempt went).
+
+        Such an item goes on trying (with its backoff) until the provider answers
+        someone (then the failure is the item's own) or the circuit opens (an outage:
+        the item waits for it, see :meth:`holds`). ``failures`` failures in a row
+        open the circuit, so this ends.
+        """
+        return self.when_open == "wait" and self.counts(error) and self.answers == answers_before
 
     async def wait_turn(self, name: str) -> bool:
         """Wait until a call may go; return whether it is the probe.
@@ -177,6 +208,7 @@ class CircuitState:
 
     def succeeded(self) -> None:
         """A call went through: close the circuit, ending the outage."""
+        self.answers += 1
         self.state = "closed"
         self.in_a_row = 0
         self.probing = False
@@ -195,6 +227,7 @@ class CircuitState:
             return
         if not self.counts(error):
             self.in_a_row = 0
+            self.answers += 1
             return
         self.in_a_row += 1
         if self.state == "closed" and self.in_a_row >= self.failures:

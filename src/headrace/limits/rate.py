@@ -45,12 +45,14 @@ from ..errors import PipelineError, positive_number
 from .bucket import TokenBucket
 from .learning import Learner, header, lower
 from .pacing import Buckets, LocalBuckets, RedisBuckets
+from .retry import headers_of, is_throttle
 from .usage import estimate_tokens, max_tokens, usage_tokens
 
 if TYPE_CHECKING:
     from ..metrics import StepMetrics
+    from .gate import Call
 
-__all__ = ["Permit", "Rate", "estimate_tokens", "observe", "usage_tokens"]
+__all__ = ["Permit", "Rate", "RateState", "estimate_tokens", "observe", "usage_tokens"]
 
 _PER = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
 
@@ -135,7 +137,6 @@ class Rate:
         if isinstance(outage_share, bool) or not 0 < outage_share <= 1:
             raise PipelineError(f"Rate outage_share must be in (0, 1], got {outage_share!r}")
         self.outage_share = float(outage_share)
-        self.outages = 0  # Redis outages seen by the runs using this rate
         if shared is not None and not shared.startswith(("redis://", "rediss://", "unix://")):
             raise PipelineError(f"Rate shared= takes a redis:// URL, got {shared!r}")
         self.requests = requests
@@ -153,7 +154,6 @@ class Rate:
         self.completion: float | None = None  # running mean of completion tokens
         self.tickets = 0
         self.tokens_reserved = 0.0
-        self.throttled = 0
         self.window = 1.0  # calls in flight allowed while an auto rate has learned nothing
         self.in_flight = 0
         self.waiters: deque[asyncio.Future[None]] = deque()
@@ -215,7 +215,6 @@ class Rate:
             "requests_per_minute": None if requests is None else round(requests.rate * 60, 3),
             "tokens_per_minute": None if tokens is None else round(tokens.rate * 60, 3),
             "source": source or "not learned yet",
-            **({"redis_outages": self.outages} if self.shared is not None else {}),
         }
 
     def describe(self) -> dict[str, Any]:
@@ -238,26 +237,11 @@ class Rate:
             return f"Rate.auto({self.limit()})"
         return f"Rate(requests={self.requests}, tokens={self.tokens}, per={self.per_s}s)"
 
-    # -- one call ---------------------------------------------------------------------
+    # -- knowledge shared by the runs that use it -----------------------------------
 
-    def open(self) -> Buckets:
-        """The buckets one run uses: this process's, or a Redis connection of its own."""
-        if self.shared is None:
-            return self.local
-        request_rate = self.local.requests.rate if self.local.requests else 0.0
-        token_rate = self.local.tokens.rate if self.local.tokens else 0.0
-        spec = (
-            request_rate,
-            self.local.requests.capacity if self.local.requests else 0.0,
-            token_rate,
-            self.local.tokens.capacity if self.local.tokens else 0.0,
-        )
-        return RedisBuckets(
-            self.shared, self.key, spec, self.outage_share, self.clock, self._count_outage
-        )
-
-    def _count_outage(self) -> None:
-        self.outages += 1
+    def new_state(self) -> RateState:
+        """This limit at work in one run (its buckets' connection, verbs and counts)."""
+        return RateState(self)
 
     def permit(self, value: Any, prompt_tokens: int | None = None) -> Permit:
         """Estimate ``value``'s call: its prompt (``prompt_tokens`` when the caller has
@@ -280,55 +264,144 @@ class Rate:
         self.tokens_reserved += tokens
         return permit
 
-    def _windowed(self) -> bool:
+    def windowed(self) -> bool:
+        """Whether calls are paced by the window of calls in flight (an auto limit that
+        has learned no rate yet)."""
         return self.learner is not None and self.learner.source is None
 
+    def wake(self) -> None:
+        """Let waiting callers go as far as the window of calls in flight allows."""
+        free = math.inf if not self.windowed() else self.window - self.in_flight
+        while self.waiters and free > 0:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.get_loop().call_soon_threadsafe(_resolve, waiter)
+                free -= 1
+
+
+class RateState:
+    """A :class:`Rate` at work in one run: the buckets it reserves from (this process's,
+    or a Redis connection of the run's own), the verbs of one call, and the run's counts.
+
+    What is known of the provider (the limit, given or learned; how full this
+    process's buckets are; the completion size) stays with the ``Rate``, as the
+    provider keeps it between runs; what a run did (its 429s, its Redis outages,
+    its connection) is the state's. As a policy of a
+    :class:`~headrace.limits.gate.Gate` it reserves before the call and reconciles after.
+
+    Attributes:
+        settings: the :class:`Rate`.
+        buckets: where this run reserves.
+        throttled: 429s the run's calls drew.
+        outages: times Redis stopped answering in this run (``shared=``).
+    """
+
+    def __init__(self, settings: Rate) -> None:
+        self.settings = settings
+        self.throttled = 0
+        self.outages = 0
+        local = settings.local
+        if settings.shared is None:
+            self.buckets: Buckets = local
+        else:
+            spec = (
+                local.requests.rate if local.requests else 0.0,
+                local.requests.capacity if local.requests else 0.0,
+                local.tokens.rate if local.tokens else 0.0,
+                local.tokens.capacity if local.tokens else 0.0,
+            )
+            self.buckets = RedisBuckets(
+                settings.shared,
+                settings.key,
+                spec,
+                settings.outage_share,
+                settings.clock,
+                self._count_outage,
+            )
+
+    def _count_outage(self) -> None:
+        self.outages += 1
+
+    def limit(self) -> dict[str, Any]:
+        """The limit in force (:meth:`Rate.limit`), with this run's Redis outages."""
+        limit = self.settings.limit()
+        if self.settings.shared is not None:
+            limit["redis_outages"] = self.outages
+        return limit
+
+    async def close(self) -> None:
+        """Close the run's Redis connection, if it has one."""
+        if self.buckets is not self.settings.local:
+            await self.buckets.close()
+
+    # -- a policy of the gate ---------------------------------------------------------
+
+    async def enter(self, call: Call) -> None:
+        """Reserve the call's request and tokens, waiting until they are paid for."""
+        permit = await self.admit(call.value, call.metrics, prompt_tokens=call.prompt_tokens)
+        call.permit = permit
+        call.observing = _CURRENT.set((self, permit))  # for hr.observe() in the step's function
+
+    async def leave(self, call: Call, error: BaseException | None) -> None:
+        """Reconcile a success's tokens, or empty the buckets after a 429; give the
+        permit back however the call ended."""
+        permit = call.permit
+        if permit is None:
+            return
+        if call.observing is not None:
+            _CURRENT.reset(call.observing)
+        try:
+            if error is None:
+                if call.headers is not None:
+                    self.observe(permit, call.headers)
+                await self.succeeded(permit, call.output if call.usage is None else call.usage)
+            elif isinstance(error, Exception) and is_throttle(error):
+                await self.throttled_by(permit, headers_of(error))
+        finally:
+            self.release(permit)
+
+    # -- the verbs of one call --------------------------------------------------------
+
     async def admit(
-        self,
-        buckets: Buckets,
-        value: Any,
-        metrics: StepMetrics,
-        *,
-        prompt_tokens: int | None = None,
+        self, value: Any, metrics: StepMetrics | None, *, prompt_tokens: int | None = None
     ) -> Permit:
         """:meth:`acquire`, counting a wait (longer than 1 ms) in the step's ``metrics``."""
         started = time.perf_counter()
-        permit = await self.acquire(buckets, value, prompt_tokens=prompt_tokens)
+        permit = await self.acquire(value, prompt_tokens=prompt_tokens)
         waited = time.perf_counter() - started
-        if waited > 1e-3:  # a wait, not just the reservation's bookkeeping
+        if waited > 1e-3 and metrics is not None:  # a wait, not just the bookkeeping
             metrics.rate_waits += 1
             metrics.rate_wait_s += waited
         return permit
 
-    async def acquire(
-        self, buckets: Buckets, value: Any, *, prompt_tokens: int | None = None
-    ) -> Permit:
+    async def acquire(self, value: Any, *, prompt_tokens: int | None = None) -> Permit:
         """Reserve one request and ``value``'s tokens, and wait until they are paid for.
 
         ``prompt_tokens`` replaces the estimate of the prompt when the caller has
         counted it. Every permit must be given back with :meth:`release` when its
         call ends.
         """
-        while self._windowed() and self.in_flight >= self.window:
+        rate = self.settings
+        while rate.windowed() and rate.in_flight >= rate.window:
             waiter = asyncio.get_running_loop().create_future()
-            self.waiters.append(waiter)
+            rate.waiters.append(waiter)
             try:
                 await waiter
             except asyncio.CancelledError:
-                if waiter in self.waiters:
-                    self.waiters.remove(waiter)
-                self.wake()
+                if waiter in rate.waiters:
+                    rate.waiters.remove(waiter)
+                rate.wake()
                 raise
-        permit = self.permit(value, prompt_tokens)
-        if self._windowed():
-            self.in_flight += 1
+        permit = rate.permit(value, prompt_tokens)
+        if rate.windowed():
+            rate.in_flight += 1
             permit.in_window = True
-        wait = await buckets.reserve(1.0, permit.tokens)
+        wait = await self.buckets.reserve(1.0, permit.tokens)
         if wait > 0:
             try:
                 await asyncio.sleep(wait)
             except asyncio.CancelledError:
-                await asyncio.shield(buckets.adjust(1.0, permit.tokens))
+                await asyncio.shield(self.buckets.adjust(1.0, permit.tokens))
                 raise
         return permit
 
@@ -336,43 +409,34 @@ class Rate:
         """The permit's call has ended, however it ended."""
         if permit.in_window:
             permit.in_window = False
-            self.in_flight -= 1
-            self.wake()
+            self.settings.in_flight -= 1
+            self.settings.wake()
 
-    def wake(self) -> None:
-        """Let waiting callers go as far as the window of calls in flight allows."""
-        free = math.inf if not self._windowed() else self.window - self.in_flight
-        while self.waiters and free > 0:
-            waiter = self.waiters.popleft()
-            if not waiter.done():
-                waiter.get_loop().call_soon_threadsafe(_resolve, waiter)
-                free -= 1
-
-    async def succeeded(self, buckets: Buckets, permit: Permit, output: Any) -> None:
+    async def succeeded(self, permit: Permit, output: Any) -> None:
         """Reconcile the estimate with the tokens ``output`` says were used."""
-        if self.learner is not None:
-            self.learner.success(self.clock())
-            if self._windowed():
-                self.window += 1
-            self.learner.grow()
-        used = self.usage(output)
+        rate = self.settings
+        if rate.learner is not None:
+            rate.learner.success(rate.clock())
+            if rate.windowed():
+                rate.window += 1
+            rate.learner.grow()
+        used = rate.usage(output)
         if used is None:
             return
         completion = max(0.0, used - permit.prompt)
-        self.completion = (
-            completion if self.completion is None else 0.9 * self.completion + 0.1 * completion
+        rate.completion = (
+            completion if rate.completion is None else 0.9 * rate.completion + 0.1 * completion
         )
-        if self.local.tokens is not None and used != permit.tokens:
-            await buckets.adjust(0.0, permit.tokens - used)
+        if rate.local.tokens is not None and used != permit.tokens:
+            await self.buckets.adjust(0.0, permit.tokens - used)
 
-    async def throttled_by(
-        self, buckets: Buckets, permit: Permit | None, headers: Mapping[str, Any] | None
-    ) -> None:
+    async def throttled_by(self, permit: Permit | None, headers: Mapping[str, Any] | None) -> None:
         """The provider answered 429: empty the buckets (or set them from its headers)."""
         self.throttled += 1
+        rate, buckets = self.settings, self.buckets
         seen = lower(headers)
-        if self.learner is not None and not self.learner.learn(seen, permit):
-            self.learner.cut()
+        if rate.learner is not None and not rate.learner.learn(seen, permit):
+            rate.learner.cut()
         remaining = {
             kind: header(seen, f"x-ratelimit-remaining-{kind}") for kind in ("requests", "tokens")
         }
@@ -382,9 +446,10 @@ class Rate:
             await buckets.drain()
 
     def observe(self, permit: Permit | None, headers: Mapping[str, Any]) -> None:
-        """Learn from a successful response's headers (only :meth:`auto` limits use them)."""
-        if self.learner is not None:
-            self.learner.learn(lower(headers), permit)
+        """Learn from a successful response's headers (only :meth:`Rate.auto` limits use them)."""
+        learner = self.settings.learner
+        if learner is not None:
+            learner.learn(lower(headers), permit)
 
 
 def _resolve(waiter: asyncio.Future[None]) -> None:
@@ -392,7 +457,7 @@ def _resolve(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
-_CURRENT: contextvars.ContextVar[tuple[Rate, Permit] | None] = contextvars.ContextVar(
+_CURRENT: contextvars.ContextVar[tuple[RateState, Permit] | None] = contextvars.ContextVar(
     "headrace_rate", default=None
 )
 
@@ -410,6 +475,6 @@ def observe(headers: Mapping[str, Any]) -> None:
         rate.observe(permit, headers)
 
 
-def current_permit() -> contextvars.ContextVar[tuple[Rate, Permit] | None]:
+def current_permit() -> contextvars.ContextVar[tuple[RateState, Permit] | None]:
     """The context variable :func:`observe` reads (set by the step's handler)."""
     return _CURRENT

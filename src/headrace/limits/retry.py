@@ -255,6 +255,13 @@ class Retrier:
             return f"not retried: {type(cause).__name__} is not a retryable failure"
         return f"retries stopped: all {attempt} attempts failed"
 
+    def backoff(self, attempt: int, cause: BaseException) -> float | None:
+        """The backoff after failed attempt ``attempt`` whatever the attempts left
+        (``None`` when ``cause`` is not retried at all)."""
+        if not self.retry.retry_on(cause):
+            return None
+        return self.retry.delay(attempt, cause, self.rng)
+
     def retry_delay(self, attempt: int, cause: BaseException, metrics: StepMetrics) -> float | None:
         """After failed attempt ``attempt``: ``None`` when it is not retried (out of
         attempts, or not retryable), else the seconds to wait first — the backoff,

@@ -138,16 +138,16 @@ class LLMStep(Step[In, Out]):
                 f"{self.model_name!r} has no price; give the client prices="
                 "{name: hr.llm.Price(input=..., output=...)} (dollars per million tokens)"
             )
-        metrics.rate = self.client.rate  # the summary shows the limit and the waits
         metrics.rate_inside_call = True  # the client waits for it inside the step's call
         connection = self.client.connection_in(ctx)
+        metrics.rate = connection.rate  # the summary shows the limit and the waits
         metrics.circuit = connection.circuit
         if self.retry is not None:
             connection = connection.retrying(self.retry)
         inner: FunctionStep[Any, Any] = FunctionStep(
             self._function(connection, metrics), options=self.options
         )
-        inner.reports_throttles = True  # the client counts each 429 it receives
+        inner.reports_requests = True  # the client counts each 429 it receives
         inner._fingerprint = self.fingerprint  # cache keys follow this step's identity
         inner.output_type = self._output_type()
         return bind_function_step(inner, ctx, metrics)

@@ -4,19 +4,20 @@ Built on aiohttp: one pooled connection set (HTTP/1.1 keep-alive) per client in
 a run, ``connections`` wide. (httpx 0.28 spends ~13 ms of CPU per request at 64
 pooled connections here; aiohttp ~0.3 ms, see ``bench/llm_latency.py``.)
 
-Every request the client sends goes through the same gate, in this order:
-the run's :class:`~headrace.budget.Budget` (reserve the expected cost, or stop),
-the :class:`~headrace.limits.circuit.Circuit`, the :class:`~headrace.limits.rate.Rate`
+Every request the client sends goes through its :class:`~headrace.limits.gate.Gate`
+(the one a function step's calls pass), in this order: the run's
+:class:`~headrace.budget.Budget` (reserve the expected cost, or stop), the
+:class:`~headrace.limits.circuit.Circuit`, the :class:`~headrace.limits.rate.Rate`
 (one request and the prompt's counted tokens plus the expected completion),
 then the HTTP call; a retryable failure (429, 5xx, timeouts, broken or
 malformed answers) is retried by the :class:`~headrace.limits.retry.Retry`.
+Each request's time, from sending it to its answer, is the step's latency.
 Repair turns and items a packed request sent back are requests like any other,
 so they are paced, retried and paid for the same way.
 """
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import ipaddress
 import os
@@ -30,7 +31,8 @@ import orjson
 
 from ..errors import MalformedResponse, PipelineError, ProviderError, Throttled, positive_int
 from ..limits.circuit import Circuit, CircuitState
-from ..limits.rate import Rate
+from ..limits.gate import Call, Gate, Policy
+from ..limits.rate import Rate, RateState
 from ..limits.retry import Retrier, Retry, is_throttle
 from ..metrics import StepMetrics
 from ..tasks import run_together
@@ -192,7 +194,8 @@ class Client:
 
         def make() -> Connection:
             circuit = ctx.circuit(self.circuit) if self.circuit is not None else None
-            connection = Connection(self, ctx.spend, circuit)
+            rate = ctx.rate(self.rate) if self.rate is not None else None
+            connection = Connection(self, ctx.spend, circuit, rate)
             ctx.on_close_async(connection.close)
             return connection
 
@@ -211,20 +214,28 @@ def _is_loopback(url: str) -> bool:
 
 
 class Connection:
-    """A client's open connection pool, and its per-run policy state (retry budget)."""
+    """A client's open connection pool, and the gate its requests pass in one run."""
 
     def __init__(
-        self, client: Client, spend: Spend | None = None, circuit: CircuitState | None = None
+        self,
+        client: Client,
+        spend: Spend | None = None,
+        circuit: CircuitState | None = None,
+        rate: RateState | None = None,
     ) -> None:
         import aiohttp
 
         self.client = client
         self.spend = spend
-        # the run's state of the client's circuit (shared with the run's other users of
-        # it), or a fresh one for a connection opened outside a run
+        # the run's states of the client's circuit and rate limit (shared with the run's
+        # other users of them), or fresh ones for a connection opened outside a run
         if circuit is None and client.circuit is not None:
             circuit = client.circuit.new_state()
         self.circuit = circuit
+        self._own_rate = rate is None and client.rate is not None
+        if rate is None and client.rate is not None:
+            rate = client.rate.new_state()
+        self.rate = rate
         self.secret = client.api_key()
         headers = {"Content-Type": "application/json", **client.headers}
         if self.secret is not None:
@@ -236,15 +247,28 @@ class Connection:
             ),
             timeout=aiohttp.ClientTimeout(total=client.timeout),
         )
-        self._retrier = Retrier(client.retry) if client.retry is not None else None
-        rate = client.rate
-        self._buckets = rate.open() if rate is not None else None
         self._costs = Costs(client.price)
+        self._gate = self._gate_with(client.retry)
+
+    def _gate_with(self, retry: Retry | None) -> Gate:
+        policies: list[Policy] = [Spending(self._costs, self.spend)]
+        if self.circuit is not None:
+            policies.append(self.circuit)
+        if self.rate is not None:
+            policies.append(self.rate)
+        policies.append(Requests())
+        return Gate(
+            self.client.base_url,
+            policies,
+            retrier=Retrier(retry) if retry is not None else None,
+            circuit=self.circuit,
+            metrics=StepMetrics(name="client", kind="llm"),
+        )
 
     def retrying(self, retry: Retry) -> Connection:
         """This pool, with its rate limit and circuit, but retrying by ``retry`` (a step's own)."""
         view = copy.copy(self)
-        view._retrier = Retrier(retry)
+        view._gate = self._gate_with(retry)
         return view
 
     async def __aenter__(self) -> Connection:
@@ -254,11 +278,10 @@ class Connection:
         await self.close()
 
     async def close(self) -> None:
-        """Close the pool (and a shared rate limit's Redis connection)."""
+        """Close the pool (and the Redis connection of a shared rate limit it opened)."""
         await self._session.close()
-        rate, buckets = self.client.rate, self._buckets
-        if rate is not None and buckets is not None and buckets is not rate.local:
-            await buckets.close()
+        if self._own_rate and self.rate is not None:
+            await self.rate.close()
 
     # -- the requests -----------------------------------------------------------------
 
@@ -313,7 +336,8 @@ class Connection:
         *,
         stream: bool = False,
     ) -> Reply:
-        """POST ``body`` to ``path`` through the budget, circuit, rate limit and retries.
+        """POST ``body`` to ``path`` through the client's gate: the budget, the circuit,
+        the rate limit, then the request, retried (see :mod:`headrace.limits.gate`).
 
         Raises:
             BudgetExhausted: the run's budget is spent (nothing was sent).
@@ -328,67 +352,24 @@ class Connection:
         model = str(body.get("model", ""))
         if metrics.llm is None:
             metrics.llm = LLMStats(model=model, priced=self.client.price(model) is not None)
-        client, rate, buckets, retrier = self.client, self.client.rate, self._buckets, self._retrier
-        circuit, spend = self.circuit, self.spend
-        counted = prompt_tokens(body) if rate is not None or spend is not None else 0
-        if retrier is not None:
-            retrier.first_attempt()
-        attempt = 1
-        while True:
-            probe = False
-            if circuit is not None:
-                probe = await circuit.wait_turn(client.base_url)
-            costs = self._costs
-            reserved = costs.reserve(spend, model, counted, body) if spend is not None else (0, 0.0)
-            permit = None
-            reply: Reply | None = None
+        counted = None
+        if self.rate is not None or self.spend is not None:
+            counted = prompt_tokens(body)
+        client = self.client
+
+        async def request(call: Call) -> Reply:
             try:
-                if rate is not None and buckets is not None:
-                    permit = await rate.admit(buckets, body, metrics, prompt_tokens=counted)
-                try:
-                    reply = await self._post(path, body, stream)
-                except TimeoutError:  # aiohttp's carries no words: say what timed out
-                    raise TimeoutError(
-                        f"{client.base_url}{path}: no answer within {client.timeout:g} s"
-                    ) from None
-                if permit is not None and buckets is not None and rate is not None:
-                    rate.observe(permit, reply.headers)
-                    await rate.succeeded(buckets, permit, reply.body)
-            except Exception as exc:
-                if is_throttle(exc):
-                    metrics.throttled += 1
-                    if permit is not None and buckets is not None and rate is not None:
-                        await rate.throttled_by(buckets, permit, getattr(exc, "headers", None))
-                if circuit is not None:
-                    circuit.failed(exc)
-                    if circuit.holds(exc):  # the provider is down: wait for it, attempts kept
-                        continue
-                next_delay = None if retrier is None else retrier.retry_delay(attempt, exc, metrics)
-                if next_delay is None:
-                    # the item's dead letter counts the requests sent for it, not one step call
-                    exc.headrace_attempts = attempt  # type: ignore[attr-defined]
-                    if retrier is not None:
-                        exc.add_note(retrier.gave_up(attempt, exc))
-                    raise
-                delay = next_delay
-            except BaseException:
-                if probe and circuit is not None:
-                    circuit.probing = False  # cancelled: the probe's turn passes on
-                raise
-            finally:
-                if permit is not None and rate is not None:
-                    rate.release(permit)
-                if spend is not None:
-                    used = self._costs.count(metrics.llm, model, reply) if reply else (0, 0.0)
-                    spend.settle(*reserved, *used)
-                elif reply is not None:
-                    self._costs.count(metrics.llm, model, reply)
-            if reply is not None:
-                if circuit is not None:
-                    circuit.succeeded()
-                return reply
-            await asyncio.sleep(delay)
-            attempt += 1
+                reply = await self._post(path, body, stream)
+            except TimeoutError:  # aiohttp's carries no words: say what timed out
+                raise TimeoutError(
+                    f"{client.base_url}{path}: no answer within {client.timeout:g} s"
+                ) from None
+            call.usage = reply.body
+            call.headers = reply.headers
+            return reply
+
+        reply: Reply = await self._gate.call(request, body, prompt_tokens=counted, metrics=metrics)
+        return reply
 
     async def _post(self, path: str, body: dict[str, Any], stream: bool) -> Reply:
         started = time.perf_counter()
@@ -419,3 +400,54 @@ class Connection:
         if status == 429:
             return Throttled(f"HTTP 429: {message}", headers=headers)
         return ProviderError(status, message, headers)
+
+
+class Spending:
+    """A client's spending as a policy of its gate: reserve a request's expected cost
+    before it (refusing it when the run's budget is spent), and count the tokens and
+    cost of its answer after it."""
+
+    __slots__ = ("costs", "spend")
+
+    def __init__(self, costs: Costs, spend: Spend | None) -> None:
+        self.costs = costs
+        self.spend = spend
+
+    async def enter(self, call: Call) -> None:
+        """Reserve the request's expected cost from the budget, if the run has one."""
+        if self.spend is not None:
+            model = str(call.value.get("model", ""))
+            call.reserved = self.costs.reserve(
+                self.spend, model, call.prompt_tokens or 0, call.value
+            )
+
+    async def leave(self, call: Call, error: BaseException | None) -> None:
+        """Count the answer's tokens and cost; settle the reservation with them."""
+        reply = call.output if error is None else None
+        model = str(call.value.get("model", ""))
+        metrics = call.metrics
+        used = (0, 0.0)
+        if reply is not None and metrics is not None:
+            used = self.costs.count(metrics.llm, model, reply)
+        if self.spend is not None:
+            self.spend.settle(*call.reserved, *used)
+
+
+class Requests:
+    """The innermost policy of a client's gate: each request's time (from sending it to
+    its answer) into the step's latency, and its 429s."""
+
+    __slots__ = ()
+
+    async def enter(self, call: Call) -> None:
+        """Nothing to wait for."""
+
+    async def leave(self, call: Call, error: BaseException | None) -> None:
+        """Time the answered request, or count the 429."""
+        metrics = call.metrics
+        if metrics is None:
+            return
+        if error is None:
+            metrics.record_request(time.perf_counter() - call.admitted)
+        elif isinstance(error, Exception) and is_throttle(error):
+            metrics.throttled += 1

@@ -1,0 +1,230 @@
+"""The gate every guarded call passes: one order, one shape for each policy, one retry loop.
+
+A function step's call (:mod:`headrace.call`) and an LLM client's request
+(:mod:`headrace.llm.client`) both go through a :class:`Gate`. Each attempt
+passes the gate's policies in order: each one's :meth:`~Policy.enter` waits for
+its turn (a budget reservation, the circuit, a concurrency slot, the rate
+limit), then the call runs, then each one's :meth:`~Policy.leave` hears how it
+ended, innermost first, whether it succeeded, failed or was cancelled.
+Around the attempts the gate's loop decides what a failure means:
+
+1. a policy refused the call before it ran (an open circuit set to fail, a
+   provider down past ``max_outage``, a spent budget): raised as it is;
+2. an outage-like failure while the circuit is open or probing: the attempt
+   is not counted, and the call waits for the circuit and goes again;
+3. otherwise the :class:`~headrace.limits.retry.Retrier` says whether, and
+   after how long, to try again;
+4. its attempts spent on an outage-like failure while the provider has
+   answered nobody since the call began (:meth:`CircuitState.undecided
+   <headrace.limits.circuit.CircuitState.undecided>`): not yet the item's fault,
+   so it goes on with its backoff until the provider answers someone or the
+   circuit opens;
+5. else the failure is raised, carrying ``headrace_attempts`` and a note on why
+   the retries stopped.
+
+A new policy is one class with ``enter`` and ``leave``, put in the list where
+it belongs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from contextvars import Token
+from time import perf_counter
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .circuit import CircuitState
+from .concurrency import ConcurrencyController, ConcurrencyLimit
+from .retry import Retrier, is_throttle
+
+if TYPE_CHECKING:
+    from ..metrics import StepMetrics
+    from .rate import Permit
+
+__all__ = ["Call", "Gate", "Policy", "Slots"]
+
+
+class Call:
+    """One attempt's passage through a gate: what the policies need and leave for each other.
+
+    Attributes:
+        name: who calls (a step's name, an endpoint), for messages.
+        value: what the call is made with (an item, a request body).
+        metrics: the step's metrics the policies count into, if any.
+        prompt_tokens: the request's counted prompt tokens (else the rate estimates).
+        started: when the attempt reached the gate (``perf_counter``).
+        slotted: when it had its concurrency slot; ``admitted``: when the call began.
+        called: whether the call itself began (a policy may refuse it before).
+        output: what the call returned; ``usage`` what to read its tokens from, when
+            not the output; ``headers`` the answer's headers, for an auto rate limit.
+    """
+
+    __slots__ = (
+        "admitted",
+        "called",
+        "headers",
+        "metrics",
+        "name",
+        "observing",
+        "output",
+        "permit",
+        "probe",
+        "prompt_tokens",
+        "reserved",
+        "slotted",
+        "started",
+        "usage",
+        "value",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        value: Any,
+        metrics: StepMetrics | None = None,
+        prompt_tokens: int | None = None,
+    ) -> None:
+        self.name = name
+        self.value = value
+        self.metrics = metrics
+        self.prompt_tokens = prompt_tokens
+        self.started = self.slotted = self.admitted = perf_counter()
+        self.called = False
+        self.output: Any = None
+        self.usage: Any = None
+        self.headers: dict[str, str] | None = None
+        self.permit: Permit | None = None
+        self.observing: Token[Any] | None = None
+        self.probe = False
+        self.reserved: tuple[int, float] = (0, 0.0)
+
+
+class Policy(Protocol):
+    """One policy of a gate, at work in one run."""
+
+    async def enter(self, call: Call) -> None:
+        """Wait for this policy's turn for ``call`` (or raise to refuse it)."""
+
+    async def leave(self, call: Call, error: BaseException | None) -> None:
+        """``call`` ended: ``error`` is ``None`` on success (``call.output`` holds the
+        output), the exception, or the cancellation."""
+
+
+class Slots:
+    """A concurrency limit as a policy: a slot per attempt, given back while a retry
+    waits, and the adaptive controller told how each call went."""
+
+    __slots__ = ("controller", "limit")
+
+    def __init__(self, limit: ConcurrencyLimit, controller: ConcurrencyController | None) -> None:
+        self.limit = limit
+        self.controller = controller
+
+    async def enter(self, call: Call) -> None:
+        """Take a slot, waiting for one if none is free."""
+        if not self.limit.try_acquire():
+            await self.limit.acquire()
+        call.slotted = perf_counter()
+
+    async def leave(self, call: Call, error: BaseException | None) -> None:
+        """Give the slot back; tell the controller the call's time, or its 429."""
+        self.limit.release()
+        controller = self.controller
+        if controller is not None:
+            if error is None:
+                controller.finished_call(perf_counter() - call.admitted)
+            elif isinstance(error, Exception) and is_throttle(error):
+                controller.throttled()
+
+
+class Gate:
+    """The policies a kind of call passes in one run, outermost first, and its retries.
+
+    Args:
+        name: who calls, for messages (a step's name, an endpoint).
+        policies: the policies, outermost first.
+        retrier: how failed attempts are retried (``None``: not at all).
+        circuit: the circuit among ``policies``, if any (the loop asks it whether
+            a failure is an outage).
+        metrics: where retries are counted (unless a call names other metrics).
+    """
+
+    __slots__ = ("circuit", "metrics", "name", "policies", "retrier")
+
+    def __init__(
+        self,
+        name: str,
+        policies: Sequence[Policy],
+        *,
+        retrier: Retrier | None = None,
+        circuit: CircuitState | None = None,
+        metrics: StepMetrics,
+    ) -> None:
+        self.name = name
+        self.policies = tuple(policies)
+        self.retrier = retrier
+        self.circuit = circuit
+        self.metrics = metrics
+
+    async def call(
+        self,
+        fn: Callable[[Call], Awaitable[Any]],
+        value: Any,
+        *,
+        prompt_tokens: int | None = None,
+        metrics: StepMetrics | None = None,
+    ) -> Any:
+        """Call ``fn`` through the policies, retrying as the gate's rules say (see the
+        module's notes); return its output.
+
+        ``fn`` gets the :class:`Call` (its ``value`` is ``value``) and may set the
+        call's ``usage`` and ``headers`` for the rate limit.
+        """
+        retrier, circuit = self.retrier, self.circuit
+        if metrics is None:
+            metrics = self.metrics
+        if retrier is not None:
+            retrier.first_attempt()
+        answers = circuit.answers if circuit is not None else 0
+        attempt = 1
+        while True:
+            call = Call(self.name, value, metrics, prompt_tokens)
+            try:
+                return await self.attempt(fn, call)
+            except Exception as error:
+                if not call.called:
+                    raise  # refused before it ran: there is nothing to try again
+                if circuit is not None and circuit.holds(error):
+                    continue  # the provider is down: wait for the circuit, attempt kept
+                delay = None
+                if retrier is not None:
+                    delay = retrier.retry_delay(attempt, error, metrics)
+                    if delay is None and circuit is not None and circuit.undecided(error, answers):
+                        delay = retrier.backoff(attempt, error)
+                if delay is None:
+                    if retrier is not None:  # the dead letter counts the calls made for it
+                        error.headrace_attempts = attempt  # type: ignore[attr-defined]
+                        error.add_note(retrier.gave_up(attempt, error))
+                    raise
+            await asyncio.sleep(delay)
+            attempt += 1
+
+    async def attempt(self, fn: Callable[[Call], Awaitable[Any]], call: Call) -> Any:
+        """One attempt: enter each policy, call ``fn``, and let each leave, innermost first."""
+        policies = self.policies
+        entered = 0
+        try:
+            for policy in policies:
+                await policy.enter(call)
+                entered += 1
+            call.admitted = perf_counter()
+            call.called = True
+            call.output = await fn(call)
+        except BaseException as error:
+            for policy in reversed(policies[:entered]):
+                await policy.leave(call, error)
+            raise
+        for policy in reversed(policies):
+            await policy.leave(call, None)
+        return call.output

@@ -1,0 +1,152 @@
+"""The gate: one order of policies, one shape for each, one retry loop for steps and clients."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from headrace.limits.circuit import Circuit
+from headrace.limits.gate import Call, Gate
+from headrace.limits.retry import Retrier, Retry
+from headrace.metrics import StepMetrics
+
+FAST = Retry(attempts=3, backoff=0.001, max_delay=0.002, budget=None)
+
+
+class Recording:
+    """A policy that writes down what it was told."""
+
+    def __init__(self, name: str, log: list[str], refuse: BaseException | None = None) -> None:
+        self.name, self.log, self.refuse = name, log, refuse
+
+    async def enter(self, call: Call) -> None:
+        self.log.append(f"enter {self.name}")
+        if self.refuse is not None:
+            raise self.refuse
+
+    async def leave(self, call: Call, error: BaseException | None) -> None:
+        self.log.append(f"leave {self.name} {type(error).__name__ if error else 'ok'}")
+
+
+def gate(*policies: Any, retry: Retry | None = None, circuit: Any = None) -> Gate:
+    return Gate(
+        "test",
+        policies,
+        retrier=Retrier(retry) if retry else None,
+        circuit=circuit,
+        metrics=StepMetrics(name="test", kind="function"),
+    )
+
+
+def test_policies_enter_in_order_and_leave_innermost_first() -> None:
+    log: list[str] = []
+
+    async def fn(call: Call) -> int:
+        log.append("call")
+        return 7
+
+    passage = gate(Recording("a", log), Recording("b", log))
+    assert asyncio.run(passage.call(fn, None)) == 7
+    assert log == ["enter a", "enter b", "call", "leave b ok", "leave a ok"]
+
+
+def test_a_failed_attempt_is_heard_by_every_policy_then_retried() -> None:
+    log: list[str] = []
+    calls = 0
+
+    async def fn(call: Call) -> int:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            raise ConnectionError("refused")
+        return calls
+
+    passage = gate(Recording("a", log), retry=FAST)
+    assert asyncio.run(passage.call(fn, None)) == 3
+    assert log.count("leave a ConnectionError") == 2 and log[-1] == "leave a ok"
+    assert passage.metrics.retries == 2
+
+
+def test_a_refusal_before_the_call_is_not_retried_and_inner_policies_never_enter() -> None:
+    log: list[str] = []
+    called = False
+
+    async def fn(call: Call) -> None:
+        nonlocal called
+        called = True
+
+    refused = gate(
+        Recording("a", log), Recording("b", log, refuse=ConnectionError("no")), Recording("c", log)
+    )
+    refused.retrier = Retrier(FAST)
+    with pytest.raises(ConnectionError):
+        asyncio.run(refused.call(fn, None))
+    assert not called
+    assert log == ["enter a", "enter b", "leave a ConnectionError"]
+
+
+def test_a_cancelled_call_is_heard_as_a_cancellation() -> None:
+    log: list[str] = []
+
+    async def fn(call: Call) -> None:
+        await asyncio.sleep(10)
+
+    async def main() -> None:
+        task = asyncio.create_task(gate(Recording("a", log)).call(fn, None))
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert log == ["enter a", "leave a CancelledError"]
+
+
+def test_attempts_spent_with_no_answer_from_anyone_go_on_until_the_circuit_opens() -> None:
+    """At concurrency 1 the first item of an outage is not a dead letter: nobody was
+    answered since it began, so it goes on (with its backoff) until the circuit opens,
+    then waits for the probe like every other call."""
+    circuit = Circuit(failures=5, reset=0.01).new_state()
+    calls = 0
+
+    async def fn(call: Call) -> str:
+        nonlocal calls
+        calls += 1
+        if calls <= 7:  # down for seven calls: more than the item's three attempts
+            raise ConnectionError("refused")
+        return "up"
+
+    passage = gate(circuit, retry=FAST, circuit=circuit)
+    assert asyncio.run(passage.call(fn, None)) == "up"
+    assert calls == 8 and circuit.opened >= 1 and circuit.state == "closed"
+
+
+def test_attempts_spent_after_someone_else_was_answered_end_as_the_items_fault() -> None:
+    circuit = Circuit(failures=5, reset=0.01).new_state()
+    calls = 0
+
+    async def poison(call: Call) -> None:
+        nonlocal calls
+        calls += 1
+        circuit.succeeded()  # meanwhile another item's call was answered
+        raise ConnectionError("refused")
+
+    passage = gate(retry=FAST, circuit=circuit)
+    with pytest.raises(ConnectionError) as failure:
+        asyncio.run(passage.call(poison, None))
+    assert calls == 3 and circuit.opened == 0
+    assert failure.value.headrace_attempts == 3  # type: ignore[attr-defined]
+    assert "retries stopped: all 3 attempts failed" in str(failure.value.__notes__)
+
+
+def test_an_error_of_the_items_own_ends_at_once_whatever_the_circuit() -> None:
+    circuit = Circuit(failures=5, reset=0.01).new_state()
+
+    async def bad(call: Call) -> None:
+        raise ValueError("not retryable")
+
+    with pytest.raises(ValueError):
+        asyncio.run(gate(circuit, retry=FAST, circuit=circuit).call(bad, None))
+    assert circuit.answers == 1 and circuit.in_a_row == 0
