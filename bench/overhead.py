@@ -1,9 +1,11 @@
 """Engine overhead: 100k items through trivial async steps vs. a hand-written worker pool.
 
 (a) one step that awaits asyncio.sleep(0); (b) three such steps in sequence; all
-at concurrency 64. Reference: 64 asyncio workers on a queue doing the same
-awaits, measured in the same process run; for context, also asyncio.gather over
-one coroutine per item under a Semaphore. Prints one JSON line.
+at concurrency 64; (c) for comparison, one step whose calls pass its gate
+(a retry, a circuit and a rate limit it never reaches). Reference: 64 asyncio
+workers on a queue doing the same awaits, measured in the same process run; for
+context, also asyncio.gather over one coroutine per item under a Semaphore.
+Prints one JSON line.
 
     python bench/overhead.py [--items 100000] [--repeats 3]
 """
@@ -64,18 +66,28 @@ async def gather_semaphore(n_items: int, awaits: int) -> float:
     return elapsed
 
 
-def make_step(name: str) -> hr.Step[int, int]:
+def make_step(name: str, guarded: bool = False) -> hr.Step[int, int]:
     async def trivial(x: int) -> int:
         await asyncio.sleep(0)
         return x
 
-    return hr.step(trivial, name=name, concurrency=CONCURRENCY)
+    if not guarded:
+        return hr.step(trivial, name=name, concurrency=CONCURRENCY)
+    # every call through the gate: a retry, a circuit and a rate limit it never reaches
+    return hr.step(
+        trivial,
+        name=name,
+        concurrency=CONCURRENCY,
+        retry=hr.Retry(),
+        circuit=hr.Circuit(),
+        rate=hr.Rate(requests=1e9, per="second", burst=1e9),
+    )
 
 
-async def headrace_run(n_items: int, steps: int) -> float:
-    pipeline: hr.Step[int, int] = make_step("s0")
+async def headrace_run(n_items: int, steps: int, guarded: bool = False) -> float:
+    pipeline: hr.Step[int, int] = make_step("s0", guarded)
     for i in range(1, steps):
-        pipeline = pipeline >> make_step(f"s{i}")
+        pipeline = pipeline >> make_step(f"s{i}", guarded)
     started = time.perf_counter()
     result = await hr.arun(pipeline, range(n_items), progress=False)
     elapsed = time.perf_counter() - started
@@ -104,6 +116,14 @@ async def main(n_items: int, repeats: int) -> dict[str, object]:
             "target_ratio": target,
             "gather_semaphore_ratio": round(gathered / pool, 3),
         }
+    # the policy path: one step whose calls pass its gate (no target: for comparison)
+    pool = await best_of(repeats, worker_pool, n_items, 1)
+    guarded = await best_of(repeats, headrace_run, n_items, 1, True)
+    figures["steps_1_guarded"] = {
+        "pool_us_per_item": round(pool / n_items * 1e6, 3),
+        "headrace_us_per_item": round(guarded / n_items * 1e6, 3),
+        "ratio": round(guarded / pool, 3),
+    }
     return figures
 
 

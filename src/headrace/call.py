@@ -195,10 +195,10 @@ class StepCalls:
         self.record = record
         self.counts_throttles = counts_throttles
 
-    async def enter(self, call: Call) -> None:
+    def enter(self, call: Call) -> None:
         """Nothing to wait for."""
 
-    async def leave(self, call: Call, error: BaseException | None) -> None:
+    def leave(self, call: Call, error: BaseException | None) -> None:
         """Record a success's times, or count the failure."""
         metrics = self.metrics
         if error is None:

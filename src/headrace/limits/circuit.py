@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..durations import to_seconds
 from ..errors import CircuitOpen, PipelineError, ProviderDown, positive_int
@@ -130,11 +130,16 @@ class CircuitState:
 
     # -- a policy of the gate ---------------------------------------------------------
 
-    async def enter(self, call: Call) -> None:
-        """Wait for the call's turn (see :meth:`wait_turn`)."""
+    def enter(self, call: Call) -> Coroutine[Any, Any, None] | None:
+        """Let the call go while closed; else wait for its turn (see :meth:`wait_turn`)."""
+        if self.state == "closed":
+            return None
+        return self._take_turn(call)
+
+    async def _take_turn(self, call: Call) -> None:
         call.probe = await self.wait_turn(call.name)
 
-    async def leave(self, call: Call, error: BaseException | None) -> None:
+    def leave(self, call: Call, error: BaseException | None) -> None:
         """Count how the call ended; a cancelled probe passes its turn on."""
         if error is None:
             self.succeeded()

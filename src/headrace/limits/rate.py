@@ -36,7 +36,7 @@ import contextvars
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -336,27 +336,64 @@ class RateState:
 
     # -- a policy of the gate ---------------------------------------------------------
 
-    async def enter(self, call: Call) -> None:
-        """Reserve the call's request and tokens, waiting until they are paid for."""
+    def enter(self, call: Call) -> Coroutine[Any, Any, None] | None:
+        """Reserve the call's request and tokens: at once when this process's buckets
+        hold them, else wait until they are paid for."""
+        rate = self.settings
+        if self.buckets is not rate.local or rate.windowed():
+            return self._admit(call)
+        permit = rate.permit(call.value, call.prompt_tokens)
+        wait = rate.local.reserve_now(1.0, permit.tokens)
+        if wait > 0:
+            return self._pay(call, permit, wait)
+        self._hold(call, permit)
+        return None
+
+    async def _admit(self, call: Call) -> None:
         permit = await self.admit(call.value, call.metrics, prompt_tokens=call.prompt_tokens)
+        self._hold(call, permit)
+
+    async def _pay(self, call: Call, permit: Permit, wait: float) -> None:
+        started = time.perf_counter()
+        try:
+            await asyncio.sleep(wait)
+        except asyncio.CancelledError:
+            self.settings.local.adjust_now(1.0, permit.tokens)
+            raise
+        waited = time.perf_counter() - started
+        if waited > 1e-3 and call.metrics is not None:
+            call.metrics.rate_waits += 1
+            call.metrics.rate_wait_s += waited
+        self._hold(call, permit)
+
+    def _hold(self, call: Call, permit: Permit) -> None:
         call.permit = permit
         call.observing = _CURRENT.set((self, permit))  # for hr.observe() in the step's function
 
-    async def leave(self, call: Call, error: BaseException | None) -> None:
+    def leave(self, call: Call, error: BaseException | None) -> Coroutine[Any, Any, None] | None:
         """Reconcile a success's tokens, or empty the buckets after a 429; give the
         permit back however the call ended."""
         permit = call.permit
         if permit is None:
-            return
+            return None
         if call.observing is not None:
             _CURRENT.reset(call.observing)
+        if error is None:
+            if call.headers is not None:
+                self.observe(permit, call.headers)
+            give_back = self._reconcile(permit, call.output if call.usage is None else call.usage)
+            if give_back:
+                if self.buckets is not self.settings.local:
+                    return self._finish(permit, self.buckets.adjust(0.0, give_back))
+                self.settings.local.adjust_now(0.0, give_back)
+        elif isinstance(error, Exception) and is_throttle(error):
+            return self._finish(permit, self.throttled_by(permit, headers_of(error)))
+        self.release(permit)
+        return None
+
+    async def _finish(self, permit: Permit, work: Awaitable[None]) -> None:
         try:
-            if error is None:
-                if call.headers is not None:
-                    self.observe(permit, call.headers)
-                await self.succeeded(permit, call.output if call.usage is None else call.usage)
-            elif isinstance(error, Exception) and is_throttle(error):
-                await self.throttled_by(permit, headers_of(error))
+            await work
         finally:
             self.release(permit)
 
@@ -414,6 +451,13 @@ class RateState:
 
     async def succeeded(self, permit: Permit, output: Any) -> None:
         """Reconcile the estimate with the tokens ``output`` says were used."""
+        give_back = self._reconcile(permit, output)
+        if give_back:
+            await self.buckets.adjust(0.0, give_back)
+
+    def _reconcile(self, permit: Permit, output: Any) -> float:
+        """Learn from a success; return the tokens to give back to the buckets (less
+        than 0: to take) now that ``output`` says what the call used."""
         rate = self.settings
         if rate.learner is not None:
             rate.learner.success(rate.clock())
@@ -422,13 +466,14 @@ class RateState:
             rate.learner.grow()
         used = rate.usage(output)
         if used is None:
-            return
+            return 0.0
         completion = max(0.0, used - permit.prompt)
         rate.completion = (
             completion if rate.completion is None else 0.9 * rate.completion + 0.1 * completion
         )
         if rate.local.tokens is not None and used != permit.tokens:
-            await self.buckets.adjust(0.0, permit.tokens - used)
+            return permit.tokens - used
+        return 0.0
 
     async def throttled_by(self, permit: Permit | None, headers: Mapping[str, Any] | None) -> None:
         """The provider answered 429: empty the buckets (or set them from its headers)."""

@@ -413,7 +413,7 @@ class Spending:
         self.costs = costs
         self.spend = spend
 
-    async def enter(self, call: Call) -> None:
+    def enter(self, call: Call) -> None:
         """Reserve the request's expected cost from the budget, if the run has one."""
         if self.spend is not None:
             model = str(call.value.get("model", ""))
@@ -421,7 +421,7 @@ class Spending:
                 self.spend, model, call.prompt_tokens or 0, call.value
             )
 
-    async def leave(self, call: Call, error: BaseException | None) -> None:
+    def leave(self, call: Call, error: BaseException | None) -> None:
         """Count the answer's tokens and cost; settle the reservation with them."""
         reply = call.output if error is None else None
         model = str(call.value.get("model", ""))
@@ -439,10 +439,10 @@ class Requests:
 
     __slots__ = ()
 
-    async def enter(self, call: Call) -> None:
+    def enter(self, call: Call) -> None:
         """Nothing to wait for."""
 
-    async def leave(self, call: Call, error: BaseException | None) -> None:
+    def leave(self, call: Call, error: BaseException | None) -> None:
         """Time the answered request, or count the 429."""
         metrics = call.metrics
         if metrics is None:
