@@ -12,13 +12,15 @@ Imports inside functions are counted.
 The layers, bottom up:
 
 0. the shared vocabulary: ``_types``, ``errors``, ``fields``, ``durations``, ``secrecy``
-1. the foundations: limits, io, store (durable sessions and their writer
-   included), cache, metrics, budget, the sandbox, fingerprints, the activity
-   count, tasks, the sequencer, the binder registry, import by name
-2. declarations: step options, steps, compositions, graphs, ``with_input``
-3. the engine: binding steps to a run (``call``, ``graph_run``, ``runtime``),
-   the batcher, executors, the feed, lanes, the runner and its options,
-   progress and the result
+1. the foundations: limits (the gate included), io, store (durable sessions
+   and their writer included), cache, metrics, budget, the sandbox,
+   fingerprints, the binder registry, import by name
+2. declarations, the ``pipeline`` package: step options, steps, compositions,
+   graphs, ``with_input``
+3. the ``engine`` package: binding steps to a run (``call``, ``graph_run``,
+   ``runtime``), the activity count, tasks, the sequencer, the batcher,
+   executors, the feed, lanes, the runner and its options, progress and the
+   result
 4. the kinds of steps built on the engine: ``llm``, ``models``, ``sim``
 5. applications: ``recipe``, ``demo``
 6. the command line
@@ -46,37 +48,18 @@ LAYERS: list[list[str]] = [
         "headrace.budget",
         "headrace.sandbox",
         "headrace.fingerprint",
-        "headrace.activity",
-        "headrace.tasks",
-        "headrace.sequencer",
         "headrace.binding",
         "headrace.imports",
     ],
-    ["headrace.options", "headrace.step", "headrace.compose", "headrace.graph", "headrace.keep"],
-    [
-        "headrace.call",
-        "headrace.call_policies",
-        "headrace.outputs",
-        "headrace.batcher",
-        "headrace.executors",
-        "headrace.graph_run",
-        "headrace.compose_run",
-        "headrace.runtime",
-        "headrace.lanes",
-        "headrace.feed",
-        "headrace.runner",
-        "headrace.run_options",
-        "headrace.progress",
-        "headrace.result",
-        "headrace.bottleneck",
-    ],
+    ["headrace.pipeline"],
+    ["headrace.engine"],
     ["headrace.llm", "headrace.models", "headrace.sim"],
     ["headrace.recipe", "headrace.demo"],
     ["headrace.cli", "headrace.__main__"],
 ]
 
 ALLOWED_CYCLES: dict[frozenset[str], str] = {
-    frozenset({"headrace.step", "headrace.compose"}): (
+    frozenset({"headrace.pipeline.step", "headrace.pipeline.compose"}): (
         "a step's operators (a >> b, a | b) build the compositions, which are steps: "
         "both are the declaration layer"
     ),

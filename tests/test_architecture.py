@@ -49,8 +49,8 @@ def test_an_upward_import_a_cycle_and_an_unplaced_module_are_each_reported() -> 
 def test_the_one_allowed_cycle_is_allowed() -> None:
     check = checker()
     graph = grimp.ImportGraph()
-    for module in ("headrace.step", "headrace.compose"):
+    for module in ("headrace.pipeline.step", "headrace.pipeline.compose"):
         graph.add_module(module)
-    graph.add_import(importer="headrace.step", imported="headrace.compose")
-    graph.add_import(importer="headrace.compose", imported="headrace.step")
+    graph.add_import(importer="headrace.pipeline.step", imported="headrace.pipeline.compose")
+    graph.add_import(importer="headrace.pipeline.compose", imported="headrace.pipeline.step")
     assert check.problems(graph) == []

@@ -10,9 +10,9 @@ import pytest
 from pydantic import BaseModel
 
 from headrace.fields import fields_of
-from headrace.graph import names_of
 from headrace.io.columns import as_record
 from headrace.llm.prompts import record_fields
+from headrace.pipeline.graph import names_of
 
 
 class Author(BaseModel):

@@ -10,12 +10,12 @@ import pytest
 from pydantic import BaseModel
 
 import headrace as hr
+from headrace.engine.run_options import RunOptions
 from headrace.errors import PipelineError
 from headrace.limits.policies import Fallback, Timeout
-from headrace.options import PROCESS_CHUNK, StepOptions
+from headrace.pipeline.options import PROCESS_CHUNK, StepOptions
+from headrace.pipeline.step import STEP_OPTIONS, step
 from headrace.recipe.nodes import POLICIES
-from headrace.run_options import RunOptions
-from headrace.step import STEP_OPTIONS, step
 
 
 class Tone(BaseModel):

@@ -21,20 +21,8 @@ from typing import Any as _Any
 
 from .budget import Budget
 from .cache import Cache
-from .compose import (
-    Branches,
-    Filter,
-    MapStep,
-    Merge,
-    Parallel,
-    Route,
-    Sequence,
-    filter,
-    map,
-    merge,
-    parallel,
-    route,
-)
+from .engine.result import DeadLetter, RunResult
+from .engine.runner import arun, default_window, run
 from .errors import (
     BadInput,
     BatchMismatch,
@@ -52,7 +40,6 @@ from .errors import (
     Throttled,
     TooManyDead,
 )
-from .graph import OTHERWISE, Edge, Graph, GraphError, Node, edge, graph, node
 from .io import (
     read_csv,
     read_dir,
@@ -65,16 +52,29 @@ from .io import (
     write_parquet,
     write_sql,
 )
-from .keep import with_input
 from .limits.circuit import Circuit, CircuitOpen
 from .limits.concurrency import AdaptiveConcurrency, ConcurrencyLimit, ConcurrencyStatistics
 from .limits.policies import Fallback, Timeout
 from .limits.rate import Rate, observe
 from .limits.retry import Retry
 from .metrics import Histogram, RunMetrics, StepMetrics
-from .result import DeadLetter, RunResult
-from .runner import arun, default_window, run
-from .step import FILTERED, Batch, FunctionStep, Step, step
+from .pipeline.compose import (
+    Branches,
+    Filter,
+    MapStep,
+    Merge,
+    Parallel,
+    Route,
+    Sequence,
+    filter,
+    map,
+    merge,
+    parallel,
+    route,
+)
+from .pipeline.graph import OTHERWISE, Edge, Graph, GraphError, Node, edge, graph, node
+from .pipeline.keep import with_input
+from .pipeline.step import FILTERED, Batch, FunctionStep, Step, step
 
 if _TYPE_CHECKING:
     from . import llm as llm

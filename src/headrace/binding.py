@@ -4,7 +4,7 @@ A step is a declaration; the engine binds it to a run. An engine module says
 which declarations it runs with :func:`binds` (as Ray Data's planner registers
 a plan function per logical operator), so a declaration module never imports
 the engine: ``step.py`` does not know ``call.py``, nor ``graph.py``
-``graph_run.py``. :meth:`~headrace.runtime.RunContext.bind` looks a step's
+``graph_run.py``. :meth:`~headrace.engine.runtime.RunContext.bind` looks a step's
 type up here (its most specific registered base wins) and falls back to the
 step's own ``_bind``, which steps outside the core still define.
 """
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from ._types import Handler
-    from .runtime import RunContext
+    from .engine.runtime import RunContext
 
 __all__ = ["Binder", "binder_for", "binds"]
 

@@ -236,7 +236,7 @@ class TooManyDead(HeadraceError):
     """More items ended as dead letters than ``max_dead`` allows (``hr.run(max_dead=...)``).
 
     Raised after the run ended, everything in it committed; ``result`` holds the
-    run's :class:`~headrace.result.RunResult`.
+    run's :class:`~headrace.engine.result.RunResult`.
     """
 
     result: Any = None

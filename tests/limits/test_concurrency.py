@@ -86,3 +86,22 @@ def test_slot_handed_to_a_waiter_cancelled_before_it_resumes_is_given_back() -> 
 def test_limit_must_be_a_positive_integer(bad: object) -> None:
     with pytest.raises(PipelineError, match="concurrency must be a positive integer"):
         ConcurrencyLimit(bad)  # type: ignore[arg-type]
+
+
+def test_a_waiter_cancelled_as_a_slot_is_released_raises_its_cancellation() -> None:
+    """release() drops a cancelled waiter before its task runs: the task must still end
+    cancelled (a ValueError here once turned Ctrl-C into a dead letter, and the run
+    went on)."""
+
+    async def main() -> None:
+        limit = ConcurrencyLimit(1)
+        await limit.acquire()
+        waiter = asyncio.create_task(limit.acquire())
+        await asyncio.sleep(0)  # it waits for the slot
+        waiter.cancel()
+        limit.release()  # before the waiter's task runs again
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        assert limit.try_acquire()  # the slot went back, not to the cancelled waiter
+
+    asyncio.run(main())

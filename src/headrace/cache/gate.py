@@ -12,7 +12,7 @@ from .envelope import Declared, EncodeError, decode, encode
 from .tiers import Tier
 
 if TYPE_CHECKING:
-    from ..runtime import Handler, RunContext
+    from ..engine.runtime import Handler, RunContext
     from . import Cache
 
 __all__ = ["CacheStats", "cached"]

@@ -65,10 +65,10 @@ def _carry_out(
 ) -> None:
     import asyncio
 
+    from ..engine.result import dead_allowed
+    from ..engine.runner import RunOptions, run_with
     from ..errors import HeadraceError
-    from ..result import dead_allowed
-    from ..runner import RunOptions, run_with
-    from ..step import as_step
+    from ..pipeline.step import as_step
 
     try:
         dead_allowed(max_dead, 0)

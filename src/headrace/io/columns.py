@@ -77,7 +77,7 @@ def _type_of(value: Any) -> str:
 
 def declared_field_types(value: Any) -> dict[str, Any]:
     """The annotations an output declares for its fields: its class's (a pydantic model,
-    a dataclass), or those a :class:`~headrace.keep.TypedRecord` carries."""
+    a dataclass), or those a :class:`~headrace.pipeline.keep.TypedRecord` carries."""
     carried = getattr(value, "field_types", None)
     if isinstance(carried, dict):
         return carried

@@ -93,7 +93,7 @@ class ConcurrencyLimit:
             if future.done() and not future.cancelled():
                 # The slot was handed over just as we were cancelled: give it back.
                 self.release()
-            else:
+            elif future in self._waiters:  # release() may have dropped it already
                 self._waiters.remove(future)
             raise
 

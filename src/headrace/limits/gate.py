@@ -1,6 +1,6 @@
 """The gate every guarded call passes: one order, one shape for each policy, one retry loop.
 
-A function step's call (:mod:`headrace.call`) and an LLM client's request
+A function step's call (:mod:`headrace.engine.call`) and an LLM client's request
 (:mod:`headrace.llm.client`) both go through a :class:`Gate`. Each attempt
 passes the gate's policies in order: each one's :meth:`~Policy.enter` waits for
 its turn (a budget reservation, the circuit, a concurrency slot, the rate

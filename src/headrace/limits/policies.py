@@ -10,7 +10,7 @@ from ..durations import to_seconds
 from ..errors import PipelineError
 
 if TYPE_CHECKING:
-    from ..step import Step
+    from ..pipeline.step import Step
 
 __all__ = ["Fallback", "Timeout"]
 
@@ -71,8 +71,9 @@ class Fallback:
 
 
 def _is_step(value: Any) -> bool:
-    """Whether ``value`` is a :class:`~headrace.step.Step`, told by its class's bases by
+    """Whether ``value`` is a :class:`~headrace.pipeline.step.Step`, told by its class's bases by
     name: the limits sit below the declarations and do not import them."""
     return any(
-        k.__name__ == "Step" and k.__module__ == "headrace.step" for k in type(value).__mro__
+        k.__name__ == "Step" and k.__module__ == "headrace.pipeline.step"
+        for k in type(value).__mro__
     )

@@ -12,13 +12,13 @@ from ..errors import PipelineError, check_options
 from ..limits.policies import Fallback, Timeout
 from ..limits.retry import Retry
 from ..metrics import StepMetrics
-from ..options import Batch, StepOptions
-from ..step import FunctionStep, Step
+from ..pipeline.options import Batch, StepOptions
+from ..pipeline.step import FunctionStep, Step
 from .client import Client, Connection
 from .stats import LLMStats
 
 if TYPE_CHECKING:
-    from ..runtime import Handler, RunContext
+    from ..engine.runtime import Handler, RunContext
 
 __all__ = ["LLMOptions", "LLMStep"]
 
@@ -127,7 +127,7 @@ class LLMStep(Step[In, Out]):
         return None
 
     def _bind(self, ctx: RunContext) -> Handler:
-        from ..call import bind_function_step
+        from ..engine.call import bind_function_step
 
         metrics = ctx.metrics_for(self.name, "llm")
         priced = self.client.price(self.model) is not None

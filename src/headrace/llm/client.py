@@ -29,13 +29,13 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from ..engine.tasks import run_together
 from ..errors import MalformedResponse, PipelineError, ProviderError, Throttled, positive_int
 from ..limits.circuit import Circuit, CircuitState
 from ..limits.gate import Call, Gate, Policy
 from ..limits.rate import Rate, RateState
 from ..limits.retry import Retrier, Retry, is_throttle
 from ..metrics import StepMetrics
-from ..tasks import run_together
 from .prices import PRICES, Price
 from .replies import Reply, message_content, read_stream
 from .secrets import Secret, load_secret, redact
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     import aiohttp
 
     from ..budget import Spend
-    from ..runtime import RunContext
+    from ..engine.runtime import RunContext
 
 __all__ = ["Client", "Connection", "MalformedResponse", "ProviderError", "Reply"]
 

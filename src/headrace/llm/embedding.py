@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Unpack
 
-from ..executors import ItemFailure
+from ..engine.executors import ItemFailure
 from ..metrics import StepMetrics
-from ..step import Batch
+from ..pipeline.step import Batch
 from .base import LLMOptions, LLMStep
 from .client import Client, Connection
 from .prompts import record_fields, select_fields

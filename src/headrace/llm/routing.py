@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 from ..budget import run_stopped
 from ..errors import PipelineError, StepFailed
 from ..fingerprint import code_hash
-from ..step import FILTERED, Step, as_step
+from ..pipeline.step import FILTERED, Step, as_step
 from .prompts import record_fields, select_fields
 
 if TYPE_CHECKING:
-    from ..runtime import Handler, RunContext
+    from ..engine.runtime import Handler, RunContext
 
 __all__ = ["Cascade", "KEYWORDS", "cascade", "complexity"]
 

@@ -8,12 +8,12 @@ from typing import Any, Generic, TypeVar, Unpack
 
 from pydantic import BaseModel
 
+from ..engine.executors import ItemFailure
+from ..engine.tasks import run_together
 from ..errors import positive_int
-from ..executors import ItemFailure
 from ..limits.usage import estimate_tokens
 from ..metrics import StepMetrics
-from ..step import Batch
-from ..tasks import run_together
+from ..pipeline.step import Batch
 from .base import LLMOptions, LLMStep
 from .client import Client, Connection
 from .prompts import Template, compact_json, record_fields, select_fields

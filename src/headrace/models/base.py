@@ -1,7 +1,7 @@
 """What the local-model steps share: loading a model once per process, picking a
 device, taking the text out of an item, and running as a micro-batched step.
 
-A model step is a :class:`~headrace.step.Step` whose function runs one micro-batch
+A model step is a :class:`~headrace.pipeline.step.Step` whose function runs one micro-batch
 on a worker thread (PyTorch releases the GIL while it computes, so the event loop
 keeps reading and batching meanwhile). One batch is in flight at a time: the model
 already uses every core (or the GPU) for it, and the next batch gathers while it
@@ -18,10 +18,10 @@ from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
 from typing import Any
 
+from ..engine.executors import ItemFailure
+from ..engine.runtime import Handler, RunContext
 from ..errors import ModelInputError, PipelineError, positive_int
-from ..executors import ItemFailure
-from ..runtime import Handler, RunContext
-from ..step import Batch, FunctionStep, Step
+from ..pipeline.step import Batch, FunctionStep, Step
 
 __all__ = [
     "CPU_PASS",
@@ -199,7 +199,7 @@ class ModelStep(Step[Any, Any]):
         return [t if isinstance(t, ItemFailure) else next(outputs) for t in texts]
 
     def _bind(self, ctx: RunContext) -> Handler:
-        from ..call import bind_function_step
+        from ..engine.call import bind_function_step
 
         inner: FunctionStep[list[Any], list[Any]] = FunctionStep(
             self._call, name=self.name, executor="thread", concurrency=1, batch=self.batch

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..step import Batch
+from ..pipeline.step import Batch
 from .base import ModelStep, load_once, pick_device, quiet_transformers
 
 __all__ = ["DEFAULT_MODEL", "Embed", "default_model_path", "embed"]

@@ -6,7 +6,7 @@ import os
 from typing import Any
 
 from ..errors import PipelineError
-from ..step import Batch
+from ..pipeline.step import Batch
 from .base import ModelStep, load_once, pick_device, quiet_transformers
 
 __all__ = ["Pipeline", "pipeline"]

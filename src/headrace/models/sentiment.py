@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..step import Batch
+from ..pipeline.step import Batch
 from .base import ModelStep, load_once
 
 __all__ = ["Sentiment", "sentiment", "split_sentences"]

@@ -28,9 +28,9 @@ from .document import Place, Problem, RecipeError
 from .schema import RecipeSpec
 
 if TYPE_CHECKING:
+    from ..engine.result import RunResult
     from ..io.records import DurableSink, Source
-    from ..result import RunResult
-    from ..step import Step
+    from ..pipeline.step import Step
 
 __all__ = ["Place", "Problem", "Recipe", "RecipeError", "RecipeSpec", "load", "load_recipe"]
 
@@ -203,7 +203,7 @@ class Recipe:
         ``.headrace/<name>`` in the current directory (where ``headrace run`` puts it).
         ``resume`` and ``fresh`` are :func:`~headrace.run`'s: by default a run found in
         ``run_dir`` is resumed, and one is started otherwise."""
-        from ..runner import run
+        from ..engine.runner import run
 
         return run(
             self.pipeline,

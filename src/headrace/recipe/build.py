@@ -3,7 +3,7 @@
 Each node becomes the step its Python front end builds (``hr.step``,
 ``hr.llm.transduce``, ``hr.models.embed``, ``hr.map``...), with the node's id as
 the step's name and its policies as the same policy objects; the nodes and
-edges become an :func:`~headrace.graph.graph`, or a plain ``a >> b >> c`` when
+edges become an :func:`~headrace.pipeline.graph.graph`, or a plain ``a >> b >> c`` when
 the recipe is a straight line without conditions. So a recipe and the same
 pipeline written in Python have the same fingerprint, and share caches and runs.
 
@@ -20,10 +20,10 @@ from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..graph import OTHERWISE, RESERVED, Edge, Graph, GraphError, Node
 from ..imports import import_path
+from ..pipeline.graph import OTHERWISE, RESERVED, Edge, Graph, GraphError, Node
+from ..pipeline.step import Step
 from ..sandbox import Expression, fields_used
-from ..step import Step
 from .document import Document, Problem, RecipeError, nearest
 from .fields import declared_fields
 from .nodes import Loc, NodeBuilder
@@ -318,7 +318,7 @@ def build(
         raise RecipeError(builder.problems)
     pipeline: Step[Any, Any] = graph
     if line:
-        from ..compose import Sequence as Line
+        from ..pipeline.compose import Sequence as Line
 
         steps = [s for s in (graph.nodes[n].step for n in graph.order) if s is not None]
         pipeline = steps[0] if len(steps) == 1 else Line(*steps, name=graph.name)

@@ -12,16 +12,16 @@ import dataclasses
 import typing
 from typing import Any
 
-from ..step import Step
+from ..pipeline.step import Step
 
 __all__ = ["declared_fields"]
 
 
 def declared_fields(step: Step[Any, Any]) -> list[str] | None:
     """The fields of ``step``'s output as it declares them, or ``None`` if unknown."""
+    from ..engine.outputs import declared_output
     from ..llm.steps import LLMStep
-    from ..outputs import declared_output
-    from ..step import FunctionStep
+    from ..pipeline.step import FunctionStep
 
     if isinstance(step, LLMStep):
         kind = step._output_type()

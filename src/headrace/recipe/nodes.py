@@ -17,11 +17,11 @@ from pydantic import BaseModel
 from ..cache import Cache
 from ..errors import PipelineError
 from ..imports import resolve
-from ..keep import with_input
 from ..limits.policies import Fallback, Timeout
 from ..limits.rate import Rate
 from ..limits.retry import Retry
-from ..step import Batch, FunctionStep, Step, step
+from ..pipeline.keep import with_input
+from ..pipeline.step import Batch, FunctionStep, Step, step
 from .document import Document, Problem, RecipeError, nearest
 from .schema import (
     KINDS,
@@ -316,7 +316,7 @@ class NodeBuilder(abc.ABC):
         )
 
     def map_step(self, spec: NodeSpec, name: str, loc: Loc) -> Step[Any, Any] | None:
-        from ..compose import map as map_step
+        from ..pipeline.compose import map as map_step
 
         mapping = spec.map
         assert mapping is not None

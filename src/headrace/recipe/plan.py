@@ -18,9 +18,9 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-from ..graph import names_of
 from ..io.records import BadRecord
 from ..limits.usage import estimate_tokens
+from ..pipeline.graph import names_of
 from .schema import RecipeSpec
 
 if TYPE_CHECKING:
@@ -178,8 +178,8 @@ def describe(recipe: Recipe, *, sample: int = 20) -> str:
 def _pack_warnings(recipe: Recipe) -> list[str]:
     """A warning for each packed LLM node the run's window cannot keep full: ``pack``
     items in each of ``concurrency`` requests need that many items in flight."""
+    from ..engine.runner import default_window
     from ..llm import Transduce
-    from ..runner import default_window
 
     graph = recipe.built.graph
     window = recipe.spec.run.concurrency or default_window(recipe.pipeline)

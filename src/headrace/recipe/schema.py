@@ -16,8 +16,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..errors import PipelineError
-from ..graph import NODE_ID, parse_edge
 from ..io.column_types import check_type, nested
+from ..pipeline.graph import NODE_ID, parse_edge
 
 __all__ = [
     "BatchSpec",

@@ -3,7 +3,7 @@
 ``a >> b`` runs in sequence, ``a | b`` fans out (both run on the same item, at the
 same time), ``merge()`` names a fan-out's results, ``route`` picks one branch per
 item, ``map`` runs a step over a list inside an item, ``filter`` drops items.
-Each composition is itself a :class:`~headrace.step.Step` and nests freely.
+Each composition is itself a :class:`~headrace.pipeline.step.Step` and nests freely.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from itertools import pairwise
 from typing import Any, Literal, TypeVar, TypeVarTuple, overload
 
-from .errors import PipelineError, positive_int
-from .fingerprint import code_hash
+from ..errors import PipelineError, positive_int
+from ..fingerprint import code_hash
 from .step import Step, as_step
 
 __all__ = [

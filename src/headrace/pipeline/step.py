@@ -10,20 +10,20 @@ import json
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, overload
 
-from ._types import FILTERED
-from .cache import Cache
-from .errors import PipelineError, check_options
-from .fingerprint import code_hash
-from .limits.circuit import Circuit
-from .limits.concurrency import AdaptiveConcurrency
-from .limits.policies import Fallback, Timeout
-from .limits.rate import Rate
-from .limits.retry import Retry
+from .._types import FILTERED
+from ..cache import Cache
+from ..errors import PipelineError, check_options
+from ..fingerprint import code_hash
+from ..limits.circuit import Circuit
+from ..limits.concurrency import AdaptiveConcurrency
+from ..limits.policies import Fallback, Timeout
+from ..limits.rate import Rate
+from ..limits.retry import Retry
 from .options import PROCESS_CHUNK, Batch, Executor, StepOptions
 
 if TYPE_CHECKING:
+    from ..engine.runtime import Handler, RunContext
     from .compose import Parallel, Sequence
-    from .runtime import Handler, RunContext
 
 __all__ = [
     "FILTERED",
@@ -355,7 +355,7 @@ def step(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
         fn: the function (when used bare, as ``@hr.step``).
         **options: ``name``, ``version``, ``concurrency``, ``executor``, ``timeout``,
             ``ordered``, ``batch``, ``validate``, ``retry``, ``rate``, ``circuit``,
-            ``fallback``, ``cache``: see :class:`~headrace.options.StepOptions` for
+            ``fallback``, ``cache``: see :class:`~headrace.pipeline.options.StepOptions` for
             what each means and its default.
 
     Returns:

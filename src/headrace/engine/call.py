@@ -19,11 +19,16 @@ from functools import partial
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from ._types import FILTERED
+from .._types import FILTERED
+from ..binding import binds
+from ..errors import StepFailed, StepTimeout
+from ..limits.concurrency import ConcurrencyController, ConcurrencyLimit
+from ..limits.gate import Call, Gate, Policy, Slots
+from ..limits.retry import Retrier, is_throttle
+from ..metrics import StepMetrics
+from ..pipeline.step import FunctionStep
 from .batcher import BatchCall, MicroBatcher
-from .binding import binds
 from .call_policies import bounded, falling_back, in_entry_order
-from .errors import StepFailed, StepTimeout
 from .executors import (
     ProcessPool,
     apply_batch,
@@ -33,13 +38,8 @@ from .executors import (
     function_ref,
     open_thread_pool,
 )
-from .limits.concurrency import ConcurrencyController, ConcurrencyLimit
-from .limits.gate import Call, Gate, Policy, Slots
-from .limits.retry import Retrier, is_throttle
-from .metrics import StepMetrics
 from .outputs import declared_output, output_validator
 from .sequencer import Sequencer
-from .step import FunctionStep
 
 if TYPE_CHECKING:
     from .runtime import Handler, RunContext
@@ -64,7 +64,7 @@ def bind_function_step(
     if step.total_timeout_s is not None:
         handler = bounded(handler, step.total_timeout_s, step.name, metrics)
     if step.cache is not None:
-        from .cache.gate import CacheStats, cached
+        from ..cache.gate import CacheStats, cached
 
         metrics.cache = CacheStats()
         handler = cached(

@@ -24,8 +24,8 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from .errors import PipelineError, RemoteError, StepTimeout
-from .imports import import_object
+from ..errors import PipelineError, RemoteError, StepTimeout
+from ..imports import import_object
 
 __all__ = [
     "ItemFailure",

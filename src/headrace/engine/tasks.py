@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
-from .errors import StepFailed
+from ..errors import StepFailed
 
 if TYPE_CHECKING:
     from .activity import Activity

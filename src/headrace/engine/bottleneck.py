@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .metrics import RunMetrics, StepMetrics
+    from ..metrics import RunMetrics, StepMetrics
 
 __all__ = ["bottleneck", "rate_pressure"]
 

@@ -1,20 +1,23 @@
 """How the compositions run: the engine's binders for sequences, fan-outs, merges,
-routers, maps and filters (the declarations are in :mod:`headrace.compose`)."""
+routers, maps and filters (the declarations are in :mod:`headrace.pipeline.compose`)."""
 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from ._types import FILTERED
-from .binding import binds
-from .compose import Branches, Filter, MapStep, Merge, Parallel, Route, Sequence
-from .errors import NoRoute, StepFailed
+from .._types import FILTERED
+from ..binding import binds
+from ..errors import NoRoute, StepFailed
+from ..io.column_types import declared_types
+from ..pipeline.compose import Branches, Filter, MapStep, Merge, Parallel, Route, Sequence
+from ..pipeline.keep import TypedRecord, WithInput, added_fields
 from .tasks import run_together
 
 if TYPE_CHECKING:
-    from ._types import Handler
+    from .._types import Handler
     from .runtime import RunContext
 
 __all__ = [
@@ -24,12 +27,13 @@ __all__ = [
     "bind_parallel",
     "bind_route",
     "bind_sequence",
+    "bind_with_input",
 ]
 
 
 @binds(Sequence)
 def bind_sequence(step: Sequence[Any, Any], ctx: RunContext) -> Handler:
-    """The handler of a :class:`~headrace.compose.Sequence` in one run."""
+    """The handler of a :class:`~headrace.pipeline.compose.Sequence` in one run."""
     if isinstance(step.steps[0], Merge):
         step.steps[0].check_follows(None)
     handlers = tuple(ctx.bind(s) for s in step.steps)
@@ -48,7 +52,7 @@ def bind_sequence(step: Sequence[Any, Any], ctx: RunContext) -> Handler:
 
 @binds(Parallel)
 def bind_parallel(step: Parallel[Any, Any], ctx: RunContext) -> Handler:
-    """The handler of a :class:`~headrace.compose.Parallel` in one run."""
+    """The handler of a :class:`~headrace.pipeline.compose.Parallel` in one run."""
     handlers = tuple(ctx.bind(b) for b in step.branches)
     keys, names = step.keys, step.names
     activity = ctx.activity
@@ -66,7 +70,7 @@ def bind_parallel(step: Parallel[Any, Any], ctx: RunContext) -> Handler:
 
 @binds(Merge)
 def bind_merge(step: Merge, ctx: RunContext) -> Handler:
-    """The handler of a :class:`~headrace.compose.Merge` in one run."""
+    """The handler of a :class:`~headrace.pipeline.compose.Merge` in one run."""
 
     async def handle(value: Any) -> Any:
         return dict(zip(value.names, value, strict=True))
@@ -76,7 +80,7 @@ def bind_merge(step: Merge, ctx: RunContext) -> Handler:
 
 @binds(Route)
 def bind_route(step: Route[Any, Any], ctx: RunContext) -> Handler:
-    """The handler of a :class:`~headrace.compose.Route` in one run."""
+    """The handler of a :class:`~headrace.pipeline.compose.Route` in one run."""
     metrics = ctx.metrics_for(step.name, "route")
     handlers = {key: ctx.bind(s) for key, s in step.branches.items()}
     fallback = ctx.bind(step.default) if step.default is not None else None
@@ -110,7 +114,7 @@ def bind_route(step: Route[Any, Any], ctx: RunContext) -> Handler:
 
 @binds(MapStep)
 def bind_map_step(step: MapStep[Any, Any], ctx: RunContext) -> Handler:
-    """The handler of a :class:`~headrace.compose.MapStep` in one run."""
+    """The handler of a :class:`~headrace.pipeline.compose.MapStep` in one run."""
     metrics = ctx.metrics_for(step.name, "map")
     inner = ctx.bind(step.inner)
     activity = ctx.activity
@@ -151,7 +155,7 @@ def bind_map_step(step: MapStep[Any, Any], ctx: RunContext) -> Handler:
 
 @binds(Filter)
 def bind_filter(step: Filter[Any], ctx: RunContext) -> Handler:
-    """The handler of a :class:`~headrace.compose.Filter` in one run."""
+    """The handler of a :class:`~headrace.pipeline.compose.Filter` in one run."""
     metrics = ctx.metrics_for(step.name, "filter")
     predicate, name = step.predicate, step.name
     is_async = inspect.iscoroutinefunction(predicate)
@@ -168,5 +172,38 @@ def bind_filter(step: Filter[Any], ctx: RunContext) -> Handler:
             return value
         metrics.filtered += 1
         return FILTERED
+
+    return handle
+
+
+@binds(WithInput)
+def bind_with_input(step: WithInput, ctx: RunContext) -> Handler:
+    """Build the handler of a :func:`~headrace.pipeline.keep.with_input` step: the input record
+    with the inner step's output fields added."""
+    inner = ctx.bind(step.inner)
+    name, field = step.name, step.field
+
+    async def handle(value: Any) -> Any:
+        if not isinstance(value, Mapping):
+            raise StepFailed(
+                name,
+                TypeError(
+                    f"with_input keeps the fields of a record (a dict), got {type(value).__name__}"
+                ),
+            )
+        out = await inner(value)
+        if out is FILTERED:
+            return out
+        try:
+            added = added_fields(out) if field is None else {field: out}
+        except TypeError as exc:
+            raise StepFailed(name, exc) from None
+        declared = declared_types(type(out))
+        kinds = {field: type(out)} if field is not None and declared else {}
+        if field is None:
+            kinds = declared
+        record = TypedRecord({**value, **added})
+        record.field_types = {**getattr(value, "field_types", {}), **kinds}
+        return record
 
     return handle

@@ -14,11 +14,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from .budget import Budget
-from .errors import PipelineError, positive_int
+from ..budget import Budget
+from ..errors import PipelineError, positive_int
+from ..store.session import Mode
 from .lanes import Duplicates, OnBadInput, OnError
 from .result import dead_allowed
-from .store.session import Mode
 
 __all__ = ["RunOptions"]
 

@@ -14,8 +14,8 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Literal
 
-from .io.records import BadRecord, encode_json
-from .store.session import DurableSession
+from ..io.records import BadRecord, encode_json
+from ..store.session import DurableSession
 
 __all__ = ["DUPLICATE", "END", "Duplicates", "Feed"]
 

@@ -6,8 +6,8 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from .errors import OutputTypeError, PipelineError
-from .step import FunctionStep
+from ..errors import OutputTypeError, PipelineError
+from ..pipeline.step import FunctionStep
 
 __all__ = ["declared_output", "output_validator", "return_annotation"]
 

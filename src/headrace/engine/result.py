@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .metrics import RunMetrics
+from ..metrics import RunMetrics
 
 __all__ = ["DeadLetter", "RunResult", "dead_allowed"]
 
@@ -98,7 +98,7 @@ class RunResult:
     def bottleneck(self) -> str:
         """Which part set the run's pace, as a sentence with what to do about it: a rate
         limit at its ceiling, a saturated step, or neither (see
-        :mod:`headrace.bottleneck`)."""
+        :mod:`headrace.engine.bottleneck`)."""
         from .bottleneck import bottleneck
 
         return bottleneck(self.metrics)
@@ -205,7 +205,7 @@ def dead_allowed(max_dead: int | float | str, items_in: int) -> int:
     Raises:
         PipelineError: ``max_dead`` is neither.
     """
-    from .errors import PipelineError
+    from ..errors import PipelineError
 
     value: object = max_dead
     if isinstance(value, str):

@@ -1,4 +1,4 @@
-"""One item's way through a :class:`~headrace.graph.Graph` (see its module's notes)."""
+"""One item's way through a :class:`~headrace.pipeline.graph.Graph` (see its module's notes)."""
 
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ import asyncio
 from collections.abc import Callable, Hashable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._types import FILTERED
+from .._types import FILTERED
+from ..binding import binds
+from ..errors import NoRoute, StepFailed
+from ..pipeline.graph import OTHERWISE, Edge, Graph, names_of
 from .activity import Activity
-from .binding import binds
-from .errors import NoRoute, StepFailed
-from .graph import OTHERWISE, Edge, Graph, names_of
 from .tasks import first_leaf
 
 if TYPE_CHECKING:
-    from ._types import Handler
+    from .._types import Handler
     from .runtime import RunContext
 
 __all__ = ["ItemRun"]

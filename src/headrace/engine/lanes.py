@@ -17,19 +17,19 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from time import perf_counter
 from typing import Any, Literal
 
+from ..budget import Spend, run_stopped
+from ..errors import BadInput, SourceError, StepFailed
+from ..io.records import BadRecord, encode_json
+from ..metrics import RunMetrics
+from ..pipeline.step import FILTERED, Step
+from ..store.base import FinishedItem
+from ..store.session import DurableSession
 from .activity import Activity
-from .budget import Spend, run_stopped
-from .errors import BadInput, SourceError, StepFailed
 from .feed import DUPLICATE, END, Duplicates, Feed
-from .io.records import BadRecord, encode_json
-from .metrics import RunMetrics
 from .progress import Counts, run_progress
 from .result import DeadLetter, RunResult
 from .runtime import RunContext
 from .sequencer import Sequencer
-from .step import FILTERED, Step
-from .store.base import FinishedItem
-from .store.session import DurableSession
 from .tasks import first_leaf
 
 __all__ = ["Duplicates", "Lanes", "OnBadInput", "OnError", "Sink"]

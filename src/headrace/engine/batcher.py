@@ -3,7 +3,7 @@
 A batch is sent when it is full (``size``), when its first item has waited
 ``max_wait`` and no call of the step is in flight (``timer``), or at once when
 no unit of the run can bring another item (``idle``, see
-:mod:`headrace.activity`) — so the tail of a run never waits for a timer. While
+:mod:`headrace.engine.activity`) — so the tail of a run never waits for a timer. While
 calls are in flight a partial batch waits for them: each brings its items'
 lanes back with new items, so the next call leaves full instead of half empty
 (at high concurrency, with the window the run's limit, the timer used to send
@@ -24,12 +24,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from ..errors import BatchMismatch, RunStopped
+from ..limits.circuit import CircuitOpen
+from ..limits.retry import is_retryable
+from ..metrics import StepMetrics
 from .activity import Activity
-from .errors import BatchMismatch, RunStopped
 from .executors import ItemFailure
-from .limits.circuit import CircuitOpen
-from .limits.retry import is_retryable
-from .metrics import StepMetrics
 
 __all__ = ["MicroBatcher", "BatchCall"]
 

@@ -1,6 +1,6 @@
 """The per-run state that binds a step graph to running code.
 
-A :class:`~headrace.step.Step` is configuration; binding it to a
+A :class:`~headrace.pipeline.step.Step` is configuration; binding it to a
 :class:`RunContext` makes its *handler*: the coroutine function that carries one
 item through it in this run, with this run's limiters, pools and metrics.
 """
@@ -10,17 +10,17 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
+from .._types import Handler
+from ..binding import binder_for
+from ..budget import Spend
+from ..limits.circuit import Circuit, CircuitState
+from ..limits.rate import Rate, RateState
+from ..metrics import StepMetrics
 from . import call, compose_run, graph_run  # noqa: F401  (the core engine registers its binders)
-from ._types import Handler
 from .activity import Activity
-from .binding import binder_for
-from .budget import Spend
-from .limits.circuit import Circuit, CircuitState
-from .limits.rate import Rate, RateState
-from .metrics import StepMetrics
 
 if TYPE_CHECKING:
-    from .step import Step
+    from ..pipeline.step import Step
 
 __all__ = ["Handler", "RunContext"]
 

@@ -46,9 +46,9 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any, Literal
 
-from .errors import GraphError, PipelineError, nearest
-from .fields import fields_of
-from .fingerprint import code_hash
+from ..errors import GraphError, PipelineError, nearest
+from ..fields import fields_of
+from ..fingerprint import code_hash
 from .step import Step, as_step
 
 __all__ = [

@@ -8,20 +8,17 @@ output is the input record with the output's fields added.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .errors import PipelineError, StepFailed
-from .fields import fields_of
-from .io.column_types import declared_types
-from .step import FILTERED, Step, as_step
+from ..errors import PipelineError
+from ..fields import fields_of
+from .step import Step, as_step
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from .runtime import Handler, RunContext
 
-__all__ = ["TypedRecord", "WithInput", "with_input"]
+__all__ = ["TypedRecord", "WithInput", "added_fields", "with_input"]
 
 
 class TypedRecord(dict[str, Any]):
@@ -60,38 +57,8 @@ class WithInput(Step[dict[str, Any], dict[str, Any]]):
     def _identity(self) -> dict[str, Any]:
         return {"kind": "with_input", "inner": self.inner.fingerprint, "field": self.field}
 
-    def _bind(self, ctx: RunContext) -> Handler:
-        inner = ctx.bind(self.inner)
-        name, field = self.name, self.field
 
-        async def handle(value: Any) -> Any:
-            if not isinstance(value, Mapping):
-                raise StepFailed(
-                    name,
-                    TypeError(
-                        f"with_input keeps the fields of a record (a dict), got "
-                        f"{type(value).__name__}"
-                    ),
-                )
-            out = await inner(value)
-            if out is FILTERED:
-                return out
-            try:
-                added = _added(out) if field is None else {field: out}
-            except TypeError as exc:
-                raise StepFailed(name, exc) from None
-            declared = declared_types(type(out))
-            kinds = {field: type(out)} if field is not None and declared else {}
-            if field is None:
-                kinds = declared
-            record = TypedRecord({**value, **added})
-            record.field_types = {**getattr(value, "field_types", {}), **kinds}
-            return record
-
-        return handle
-
-
-def _added(output: Any) -> dict[str, Any]:
+def added_fields(output: Any) -> dict[str, Any]:
     """The fields an output adds to its record (:func:`~headrace.fields.fields_of`).
 
     Raises:

@@ -1,6 +1,6 @@
 """Running a pipeline: ``hr.run`` / ``hr.arun``, and planning a run in memory or durably.
 
-The lanes that carry items are in :mod:`headrace.lanes`; a durable run's store,
+The lanes that carry items are in :mod:`headrace.engine.lanes`; a durable run's store,
 sink and writer are set up by :class:`headrace.store.session.DurableSession`.
 """
 
@@ -12,17 +12,17 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, It
 from pathlib import Path
 from typing import Any, Literal
 
-from .budget import Budget, Spend
-from .errors import HeadraceError, PipelineError, SourceError, TooManyDead
-from .fingerprint import leaf_identities
-from .io.callback import CallbackSink
-from .io.jsonl import write_jsonl
-from .io.records import AsyncKeyedSource, DurableSink, KeyedSource, Source
+from ..budget import Budget, Spend
+from ..errors import HeadraceError, PipelineError, SourceError, TooManyDead
+from ..fingerprint import leaf_identities
+from ..io.callback import CallbackSink
+from ..io.jsonl import write_jsonl
+from ..io.records import AsyncKeyedSource, DurableSink, KeyedSource, Source
+from ..pipeline.step import Step, as_step
+from ..store.session import DurableSession
 from .lanes import Duplicates, Lanes, OnBadInput, OnError, Sink
 from .result import RunResult, dead_allowed
 from .run_options import RunOptions
-from .step import Step, as_step
-from .store.session import DurableSession
 
 __all__ = ["RunOptions", "arun", "default_window", "run", "run_with"]
 

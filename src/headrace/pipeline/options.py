@@ -1,6 +1,6 @@
 """A step's options, their defaults and their checks, in one place.
 
-:class:`StepOptions` is what ``@hr.step(...)``, :class:`~headrace.step.FunctionStep`,
+:class:`StepOptions` is what ``@hr.step(...)``, :class:`~headrace.pipeline.step.FunctionStep`,
 ``with_options``, the LLM and model steps and the recipe builder all build a step's
 options with: each option is checked and normalised once, here (``"500ms"``
 becomes a :class:`~headrace.limits.policies.Timeout`, ``cache=True`` a
@@ -19,14 +19,14 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 
-from .cache import Cache
-from .durations import to_seconds
-from .errors import PipelineError, check_options, positive_int
-from .limits.circuit import Circuit
-from .limits.concurrency import AdaptiveConcurrency
-from .limits.policies import Fallback, Timeout
-from .limits.rate import Rate
-from .limits.retry import Retry
+from ..cache import Cache
+from ..durations import to_seconds
+from ..errors import PipelineError, check_options, positive_int
+from ..limits.circuit import Circuit
+from ..limits.concurrency import AdaptiveConcurrency
+from ..limits.policies import Fallback, Timeout
+from ..limits.rate import Rate
+from ..limits.retry import Retry
 
 if TYPE_CHECKING:
     from .step import Step
