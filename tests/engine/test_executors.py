@@ -268,7 +268,7 @@ def test_an_interrupted_process_run_leaves_no_child_process(
     tmp_path: Path, signum: signal.Signals
 ) -> None:
     script = tmp_path / "interrupted.py"
-    script.write_text(SCRIPT.format(tests=str(Path(__file__).parent)))
+    script.write_text(SCRIPT.format(tests=str(Path(__file__).parent.parent)))
     pid_dir = tmp_path / "pids"
     pid_dir.mkdir()
     marker = f"{os.getpid()}-{time.monotonic_ns()}"
