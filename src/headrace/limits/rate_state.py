@@ -1,0 +1,262 @@
+"""A :class:`~headrace.limits.rate.Rate` at work in one run: :class:`RateState`, and
+:func:`observe` for a step's function to report its answer's headers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import time
+from collections.abc import Awaitable, Coroutine, Mapping
+from typing import TYPE_CHECKING, Any
+
+from .learning import header, lower
+from .pacing import Buckets, LocalBuckets, RedisBuckets
+from .retry import headers_of, is_throttle
+
+if TYPE_CHECKING:
+    from ..metrics import StepMetrics
+    from .gate import Call
+    from .rate import Permit, Rate
+
+__all__ = ["RateState", "current_permit", "observe"]
+
+
+class RateState:
+    """A :class:`Rate` at work in one run: the buckets it reserves from (this process's,
+    or a Redis connection of the run's own), the verbs of one call, and the run's counts.
+
+    What is known of the provider (the limit, given or learned; how full this
+    process's buckets are; the completion size) stays with the ``Rate``, as the
+    provider keeps it between runs; what a run did (its 429s, its Redis outages,
+    its connection) is the state's. As a policy of a
+    :class:`~headrace.limits.gate.Gate` it reserves before the call and reconciles after.
+
+    Attributes:
+        settings: the :class:`Rate`.
+        buckets: where this run reserves.
+        throttled: 429s the run's calls drew.
+        outages: times Redis stopped answering in this run (``shared=``).
+    """
+
+    def __init__(self, settings: Rate) -> None:
+        self.settings = settings
+        self.throttled = 0
+        self.outages = 0
+        local = settings.local
+        if settings.shared is None:
+            self.buckets: Buckets = local
+        else:
+            spec = (
+                local.requests.rate if local.requests else 0.0,
+                local.requests.capacity if local.requests else 0.0,
+                local.tokens.rate if local.tokens else 0.0,
+                local.tokens.capacity if local.tokens else 0.0,
+            )
+            self.buckets = RedisBuckets(
+                settings.shared,
+                settings.key,
+                spec,
+                settings.outage_share,
+                settings.clock,
+                self._count_outage,
+            )
+
+    def _count_outage(self) -> None:
+        self.outages += 1
+
+    def limit(self) -> dict[str, Any]:
+        """The limit in force (:meth:`Rate.limit`), with this run's Redis outages."""
+        limit = self.settings.limit()
+        if self.settings.shared is not None:
+            limit["redis_outages"] = self.outages
+        return limit
+
+    async def close(self) -> None:
+        """Close the run's Redis connection, if it has one."""
+        if self.buckets is not self.settings.local:
+            await self.buckets.close()
+
+    # -- a policy of the gate ---------------------------------------------------------
+
+    def enter(self, call: Call) -> Coroutine[Any, Any, None] | None:
+        """Reserve the call's request and tokens: at once when this process's buckets
+        hold them, else wait until they are paid for."""
+        rate = self.settings
+        if self.buckets is not rate.local or rate.windowed():
+            return self._admit(call)
+        permit = rate.permit(call.value, call.prompt_tokens)
+        wait = rate.local.reserve_now(1.0, permit.tokens)
+        if wait > 0:
+            return self._pay(call, permit, wait)
+        self._hold(call, permit)
+        return None
+
+    async def _admit(self, call: Call) -> None:
+        permit = await self.admit(call.value, call.metrics, prompt_tokens=call.prompt_tokens)
+        self._hold(call, permit)
+
+    async def _pay(self, call: Call, permit: Permit, wait: float) -> None:
+        started = time.perf_counter()
+        try:
+            await asyncio.sleep(wait)
+        except asyncio.CancelledError:
+            self.settings.local.adjust_now(1.0, permit.tokens)
+            raise
+        waited = time.perf_counter() - started
+        if waited > 1e-3 and call.metrics is not None:
+            call.metrics.rate_waits += 1
+            call.metrics.rate_wait_s += waited
+        self._hold(call, permit)
+
+    def _hold(self, call: Call, permit: Permit) -> None:
+        call.permit = permit
+        call.observing = _CURRENT.set((self, permit))  # for hr.observe() in the step's function
+
+    def leave(self, call: Call, error: BaseException | None) -> Coroutine[Any, Any, None] | None:
+        """Reconcile a success's tokens, or empty the buckets after a 429; give the
+        permit back however the call ended."""
+        permit = call.permit
+        if permit is None:
+            return None
+        if call.observing is not None:
+            _CURRENT.reset(call.observing)
+        if error is None:
+            if call.headers is not None:
+                self.observe(permit, call.headers)
+            give_back = self._reconcile(permit, call.output if call.usage is None else call.usage)
+            if give_back:
+                if self.buckets is not self.settings.local:
+                    return self._finish(permit, self.buckets.adjust(0.0, give_back))
+                self.settings.local.adjust_now(0.0, give_back)
+        elif isinstance(error, Exception) and is_throttle(error):
+            return self._finish(permit, self.throttled_by(permit, headers_of(error)))
+        self.release(permit)
+        return None
+
+    async def _finish(self, permit: Permit, work: Awaitable[None]) -> None:
+        try:
+            await work
+        finally:
+            self.release(permit)
+
+    # -- the verbs of one call --------------------------------------------------------
+
+    async def admit(
+        self, value: Any, metrics: StepMetrics | None, *, prompt_tokens: int | None = None
+    ) -> Permit:
+        """:meth:`acquire`, counting a wait (longer than 1 ms) in the step's ``metrics``."""
+        started = time.perf_counter()
+        permit = await self.acquire(value, prompt_tokens=prompt_tokens)
+        waited = time.perf_counter() - started
+        if waited > 1e-3 and metrics is not None:  # a wait, not just the bookkeeping
+            metrics.rate_waits += 1
+            metrics.rate_wait_s += waited
+        return permit
+
+    async def acquire(self, value: Any, *, prompt_tokens: int | None = None) -> Permit:
+        """Reserve one request and ``value``'s tokens, and wait until they are paid for.
+
+        ``prompt_tokens`` replaces the estimate of the prompt when the caller has
+        counted it. Every permit must be given back with :meth:`release` when its
+        call ends.
+        """
+        rate = self.settings
+        while rate.windowed() and rate.in_flight >= rate.window:
+            waiter = asyncio.get_running_loop().create_future()
+            rate.waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter in rate.waiters:
+                    rate.waiters.remove(waiter)
+                rate.wake()
+                raise
+        permit = rate.permit(value, prompt_tokens)
+        if rate.windowed():
+            rate.in_flight += 1
+            permit.in_window = True
+        wait = await self.buckets.reserve(1.0, permit.tokens)
+        if wait > 0:
+            try:
+                await asyncio.sleep(wait)
+            except asyncio.CancelledError:
+                await asyncio.shield(self.buckets.adjust(1.0, permit.tokens))
+                raise
+        return permit
+
+    def release(self, permit: Permit) -> None:
+        """The permit's call has ended, however it ended."""
+        if permit.in_window:
+            permit.in_window = False
+            self.settings.in_flight -= 1
+            self.settings.wake()
+
+    async def succeeded(self, permit: Permit, output: Any) -> None:
+        """Reconcile the estimate with the tokens ``output`` says were used."""
+        give_back = self._reconcile(permit, output)
+        if give_back:
+            await self.buckets.adjust(0.0, give_back)
+
+    def _reconcile(self, permit: Permit, output: Any) -> float:
+        """Learn from a success; return the tokens to give back to the buckets (less
+        than 0: to take) now that ``output`` says what the call used."""
+        rate = self.settings
+        if rate.learner is not None:
+            rate.learner.success(rate.clock())
+            if rate.windowed():
+                rate.window += 1
+            rate.learner.grow()
+        used = rate.usage(output)
+        if used is None:
+            return 0.0
+        completion = max(0.0, used - permit.prompt)
+        rate.completion = (
+            completion if rate.completion is None else 0.9 * rate.completion + 0.1 * completion
+        )
+        if rate.local.tokens is not None and used != permit.tokens:
+            return permit.tokens - used
+        return 0.0
+
+    async def throttled_by(self, permit: Permit | None, headers: Mapping[str, Any] | None) -> None:
+        """The provider answered 429: empty the buckets (or set them from its headers)."""
+        self.throttled += 1
+        rate, buckets = self.settings, self.buckets
+        seen = lower(headers)
+        if rate.learner is not None and not rate.learner.learn(seen, permit):
+            rate.learner.cut()
+        remaining = {
+            kind: header(seen, f"x-ratelimit-remaining-{kind}") for kind in ("requests", "tokens")
+        }
+        if isinstance(buckets, LocalBuckets) and any(v is not None for v in remaining.values()):
+            buckets.cap_now(remaining["requests"], remaining["tokens"])
+        else:
+            await buckets.drain()
+
+    def observe(self, permit: Permit | None, headers: Mapping[str, Any]) -> None:
+        """Learn from a successful response's headers (only :meth:`Rate.auto` limits use them)."""
+        learner = self.settings.learner
+        if learner is not None:
+            learner.learn(lower(headers), permit)
+
+
+_CURRENT: contextvars.ContextVar[tuple[RateState, Permit] | None] = contextvars.ContextVar(
+    "headrace_rate", default=None
+)
+
+
+def observe(headers: Mapping[str, Any]) -> None:
+    """Report a successful response's headers to the running step's :class:`Rate`.
+
+    Call it from a step's function with the provider's response headers: an
+    :meth:`Rate.auto` limit learns the limit from ``x-ratelimit-limit-*`` at once
+    instead of waiting for a 429. Outside a rate-limited step it does nothing.
+    """
+    current = _CURRENT.get()
+    if current is not None:
+        rate, permit = current
+        rate.observe(permit, headers)
+
+
+def current_permit() -> contextvars.ContextVar[tuple[RateState, Permit] | None]:
+    """The context variable :func:`observe` reads (set by the step's handler)."""
+    return _CURRENT
