@@ -61,6 +61,9 @@ class Call:
         called: whether the call itself began (a policy may refuse it before).
         output: what the call returned; ``usage`` what to read its tokens from, when
             not the output; ``headers`` the answer's headers, for an auto rate limit.
+        permit: the rate limit's reservation (``observing``: its ``hr.observe()``
+            context); ``probe``: whether the circuit let it go as its probe;
+            ``reserved``: the budget's reservation (tokens, dollars).
     """
 
     __slots__ = (
