@@ -90,12 +90,15 @@ def test_a_refusal_before_the_call_is_not_retried_and_inner_policies_never_enter
 def test_a_cancelled_call_is_heard_as_a_cancellation() -> None:
     log: list[str] = []
 
-    async def fn(call: Call) -> None:
-        await asyncio.sleep(10)
-
     async def main() -> None:
+        started = asyncio.Event()
+
+        async def fn(call: Call) -> None:
+            started.set()
+            await asyncio.Event().wait()  # never set: only the cancellation ends it
+
         task = asyncio.create_task(gate(Recording("a", log)).call(fn, None))
-        await asyncio.sleep(0.01)
+        await started.wait()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
