@@ -97,16 +97,18 @@ class RateState:
 
     async def _pay(self, call: Call, permit: Permit, wait: float) -> None:
         started = time.perf_counter()
+        await self._wait_paid(permit, wait)
+        _count_wait(call.metrics, time.perf_counter() - started)
+        self._hold(call, permit)
+
+    async def _wait_paid(self, permit: Permit, wait: float) -> None:
+        """Sleep until the permit's reservation is paid for; a cancelled wait gives
+        the reservation back."""
         try:
             await asyncio.sleep(wait)
         except asyncio.CancelledError:
-            self.settings.local.adjust_now(1.0, permit.tokens)
+            await asyncio.shield(self.buckets.adjust(1.0, permit.tokens))
             raise
-        waited = time.perf_counter() - started
-        if waited > 1e-3 and call.metrics is not None:
-            call.metrics.rate_waits += 1
-            call.metrics.rate_wait_s += waited
-        self._hold(call, permit)
 
     def _hold(self, call: Call, permit: Permit) -> None:
         call.permit = permit
@@ -147,10 +149,7 @@ class RateState:
         """:meth:`acquire`, counting a wait (longer than 1 ms) in the step's ``metrics``."""
         started = time.perf_counter()
         permit = await self.acquire(value, prompt_tokens=prompt_tokens)
-        waited = time.perf_counter() - started
-        if waited > 1e-3 and metrics is not None:  # a wait, not just the bookkeeping
-            metrics.rate_waits += 1
-            metrics.rate_wait_s += waited
+        _count_wait(metrics, time.perf_counter() - started)
         return permit
 
     async def acquire(self, value: Any, *, prompt_tokens: int | None = None) -> Permit:
@@ -177,11 +176,7 @@ class RateState:
             permit.in_window = True
         wait = await self.buckets.reserve(1.0, permit.tokens)
         if wait > 0:
-            try:
-                await asyncio.sleep(wait)
-            except asyncio.CancelledError:
-                await asyncio.shield(self.buckets.adjust(1.0, permit.tokens))
-                raise
+            await self._wait_paid(permit, wait)
         return permit
 
     def release(self, permit: Permit) -> None:
@@ -237,6 +232,14 @@ class RateState:
         learner = self.settings.learner
         if learner is not None:
             learner.learn(lower(headers), permit)
+
+
+def _count_wait(metrics: StepMetrics | None, waited: float) -> None:
+    """Count a wait for the rate limit in the step's metrics (one longer than 1 ms: a
+    wait, not just the reservation's bookkeeping)."""
+    if waited > 1e-3 and metrics is not None:
+        metrics.rate_waits += 1
+        metrics.rate_wait_s += waited
 
 
 _CURRENT: contextvars.ContextVar[tuple[RateState, Permit] | None] = contextvars.ContextVar(
