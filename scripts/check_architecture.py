@@ -21,7 +21,8 @@ The layers, bottom up:
    ``runtime``), the activity count, tasks, the sequencer, the batcher,
    executors, the feed, lanes, the runner and its options, progress and the
    result
-4. the kinds of steps built on the engine: ``llm``, ``models``, ``sim``
+4. what is built on the engine: the kinds of steps (``llm``, ``models``, ``sim``)
+   and the ``cluster`` backend that runs the engine in workers
 5. applications: ``recipe``, ``demo``
 6. the command line
 """
@@ -53,7 +54,7 @@ LAYERS: list[list[str]] = [
     ],
     ["headrace.pipeline"],
     ["headrace.engine"],
-    ["headrace.llm", "headrace.models", "headrace.sim"],
+    ["headrace.llm", "headrace.models", "headrace.sim", "headrace.cluster"],
     ["headrace.recipe", "headrace.demo"],
     ["headrace.cli", "headrace.__main__"],
 ]

@@ -21,6 +21,7 @@ from typing import Any as _Any
 
 from .budget import Budget
 from .cache import Cache
+from .cluster import Ray
 from .engine.result import DeadLetter, RunResult
 from .engine.runner import arun, default_window, run
 from .errors import (
@@ -176,6 +177,7 @@ __all__ = [
     "Throttled",
     "Retry",
     "Rate",
+    "Ray",
     "observe",
     "AdaptiveConcurrency",
     "Circuit",

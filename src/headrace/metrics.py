@@ -6,6 +6,7 @@ list of samples), so a ten-million-item run costs the same memory as a small one
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from .limits.rate import RateState
     from .llm.stats import LLMStats
 
-__all__ = ["Histogram", "StepMetrics", "RunMetrics"]
+__all__ = ["Histogram", "RunMetrics", "StepMetrics", "merge_counts"]
 
 _FLOOR_S = 1e-7
 _GROWTH = 1.02  # each bucket is 2% wider than the one before: quantiles within ~1%
@@ -70,6 +71,34 @@ class Histogram:
     def mean(self) -> float:
         """The mean duration in seconds; 0.0 when empty."""
         return self.total / self.count if self.count else 0.0
+
+    def merge(self, other: Histogram) -> None:
+        """Add ``other``'s durations (histograms of several workers make one)."""
+        self.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
+        self.count += other.count
+        self.total += other.total
+        self.max = max(self.max, other.max)
+
+
+def merge_counts(target: Any, other: Any) -> None:
+    """Add the counters of dataclass ``other`` into ``target`` (of the same class):
+    numbers and per-key counts add up, histograms merge, nested counters (LLM and
+    cache statistics) merge the same way; names, flags and states stay ``target``'s."""
+    for spec in dataclasses.fields(target):
+        mine, theirs = getattr(target, spec.name), getattr(other, spec.name)
+        if isinstance(mine, bool) or theirs is None:
+            continue
+        if isinstance(mine, int | float):
+            setattr(target, spec.name, mine + theirs)
+        elif isinstance(mine, dict):
+            for key, value in theirs.items():
+                mine[key] = mine.get(key, 0) + value
+        elif isinstance(mine, Histogram):
+            mine.merge(theirs)
+        elif mine is None and spec.name in ("llm", "cache"):
+            setattr(target, spec.name, dataclasses.replace(theirs))
+        elif dataclasses.is_dataclass(mine):
+            merge_counts(mine, theirs)
 
 
 @dataclass(slots=True, eq=False)
@@ -168,6 +197,11 @@ class StepMetrics:
             self.latency.record(busy_s)
         self.batch_sizes[size] = self.batch_sizes.get(size, 0) + 1
         self.flushes[reason] = self.flushes.get(reason, 0) + 1
+
+    def detached(self) -> StepMetrics:
+        """A copy that holds counters only (no limiter, rate or circuit of a live run):
+        what a worker sends back to be merged with :func:`merge_counts`."""
+        return dataclasses.replace(self, limiter=None, rate=None, circuit=None)
 
     def working_s(self) -> float:
         """Time the step's calls spent working: ``busy_s`` less the rate limit's waits
@@ -276,6 +310,31 @@ class RunMetrics:
         """Items finished (any outcome) per second of wall time."""
         finished = self.items_out + self.items_dead + self.items_filtered
         return finished / self.wall_s if self.wall_s > 0 else 0.0
+
+    def detached(self) -> RunMetrics:
+        """A copy with every step :meth:`StepMetrics.detached` (to send between processes)."""
+        return dataclasses.replace(self, steps=[m.detached() for m in self.steps])
+
+    def merge(self, other: RunMetrics) -> None:
+        """Add another part of the same run (a shard): item counts add up, and each step
+        merges with the step of the same name (a step only ``other`` has is added)."""
+        for name in (
+            "items_in",
+            "items_out",
+            "items_dead",
+            "items_filtered",
+            "items_skipped",
+            "items_duplicate",
+            "items_unfinished",
+        ):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.stopped = self.stopped or other.stopped
+        mine = {m.name: m for m in self.steps}
+        for theirs in other.steps:
+            if theirs.name in mine:
+                merge_counts(mine[theirs.name], theirs)
+            else:
+                self.steps.append(theirs.detached())
 
     def step(self, name: str) -> StepMetrics:
         """Return the metrics of the step called ``name``.

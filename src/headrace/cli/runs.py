@@ -62,6 +62,7 @@ def _carry_out(
     overwrite: bool = False,
     rebuild_sink: bool = False,
     max_dead: str = "0",
+    backend: Any = None,
 ) -> None:
     import asyncio
 
@@ -101,6 +102,7 @@ def _carry_out(
             rebuild_sink=rebuild_sink,
             on_bad_input=on_bad_input,
             duplicates=duplicates,
+            backend=recipe_options.get("backend") if backend is None else backend or None,
         )
         result = asyncio.run(
             run_with(root, source, sink=sink, options=options, pipeline_ref=pipeline_ref)
@@ -190,11 +192,29 @@ def run(
         ),
     ] = False,
     max_dead: MaxDeadOption = "0",
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            help="where the items run: 'local' (this process) or 'ray' (workers of a Ray "
+            "cluster; a recipe's run.backend by default)"
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="with --backend ray: worker actors (default 2)")
+    ] = None,
+    shard_size: Annotated[
+        int | None, typer.Option(help="with --backend ray: items a shard holds")
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="with --backend ray: the cluster to join ('auto'; default: local)"),
+    ] = None,
 ) -> None:
     """Run a recipe or a pipeline over a file, durably: kill it at any moment, then run
     the same command again (or `headrace resume DIR`) to finish it; --fresh starts over.
     A recipe's run: section sets the window, order and error handling (change them with
     --set run.concurrency=16)."""
+    chosen = _backend(backend, workers, shard_size, ray_address)
     if _is_recipe(pipeline):
         given = [
             flag
@@ -241,6 +261,7 @@ def run(
             duplicates=options.duplicates,
             overwrite=overwrite,
             max_dead=max_dead,
+            backend=chosen,
         )
         return
     if set_ or allow or allow_path or trusted or dry_run:
@@ -271,7 +292,38 @@ def run(
         duplicates=duplicates,
         overwrite=overwrite,
         max_dead=max_dead,
+        backend=chosen,
     )
+
+
+def _backend(
+    backend: str | None, workers: int | None, shard_size: int | None, address: str | None
+) -> Any:
+    """The ``hr.Ray`` that --backend ray and its flags name, ``False`` for --backend local
+    (this process even where a recipe says ray), ``None`` when not given."""
+    from ..errors import HeadraceError
+
+    if backend not in (None, "local", "ray"):
+        raise typer.BadParameter(f"{backend!r}: use 'local' or 'ray'", param_hint="--backend")
+    given = [
+        flag
+        for flag, value in (
+            ("--workers", workers),
+            ("--shard-size", shard_size),
+            ("--ray-address", address),
+        )
+        if value is not None
+    ]
+    if given and backend != "ray":
+        raise typer.BadParameter(f"{', '.join(given)} go with --backend ray")
+    if backend != "ray":
+        return False if backend == "local" else None
+    from ..cluster import Ray
+
+    try:
+        return Ray(address=address, workers=workers or 2, shard_size=shard_size)
+    except HeadraceError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--backend") from None
 
 
 def _run_exists(run_dir: Path, run_store: str | None) -> bool:
@@ -364,4 +416,19 @@ def _continue_stored(
         duplicates=str(options.get("duplicates", "error")),
         rebuild_sink=rebuild_sink,
         max_dead=max_dead,
+        backend=_stored_backend(options.get("backend")),
     )
+
+
+def _stored_backend(description: Any) -> Any:
+    """The backend a stored run was started with (``None``: this process)."""
+    if description is None:
+        return None
+    from ..cluster import Ray
+    from ..errors import HeadraceError
+
+    try:
+        return Ray.from_description(description)
+    except HeadraceError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None

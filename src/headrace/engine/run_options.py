@@ -12,7 +12,7 @@ import dataclasses
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from ..budget import Budget
 from ..errors import PipelineError, positive_int
@@ -20,7 +20,31 @@ from ..store.session import Mode
 from .lanes import Duplicates, OnBadInput, OnError
 from .result import dead_allowed
 
-__all__ = ["RunOptions"]
+if TYPE_CHECKING:
+    from ..io.records import DurableSink, Source
+    from ..pipeline.step import Step
+    from .result import RunResult
+
+__all__ = ["Backend", "RunOptions"]
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Where a durable run's items run when not in this process (``hr.Ray``): it splits
+    the source into shards and runs each through this same local runner elsewhere."""
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON description, stored with the run (a resume runs it the same way)."""
+
+    async def execute(
+        self,
+        root: Step[Any, Any],
+        source: Source,
+        sink: DurableSink,
+        options: RunOptions,
+        pipeline_ref: str | None,
+    ) -> RunResult:
+        """Carry out the run; the same result as the local runner's."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -49,6 +73,7 @@ class RunOptions:
     duplicates: Duplicates = "error"
     budget: Budget | None = None
     max_dead: int | float | str | None = None
+    backend: Backend | None = None
 
     def __post_init__(self) -> None:
         if self.on_error not in ("dead_letter", "raise"):
@@ -80,6 +105,22 @@ class RunOptions:
             )
         if self.max_dead is not None:
             dead_allowed(self.max_dead, 0)  # a bad value is refused before anything runs
+        if self.backend is not None:
+            self._check_backend()
+
+    def _check_backend(self) -> None:
+        if not isinstance(self.backend, Backend):
+            raise PipelineError(
+                f"backend must be hr.Ray(...) or None (this process), got {self.backend!r}"
+            )
+        if self.run_dir is None:
+            raise PipelineError(
+                "a run on a cluster (backend=...) is durable: give run_dir=... for its store"
+            )
+        if self.budget is not None:
+            raise PipelineError(
+                "budget= holds within one process; a run with backend=... cannot keep it yet"
+            )
 
     NAMES: ClassVar[frozenset[str]]
     """Every option's name."""

@@ -22,9 +22,9 @@ from ..pipeline.step import Step, as_step
 from ..store.session import DurableSession
 from .lanes import Duplicates, Lanes, OnBadInput, OnError, Sink
 from .result import RunResult, dead_allowed
-from .run_options import RunOptions
+from .run_options import Backend, RunOptions
 
-__all__ = ["RunOptions", "arun", "default_window", "run", "run_with"]
+__all__ = ["RunOptions", "arun", "default_window", "run", "run_definition", "run_with"]
 
 
 def default_window(pipeline: Step[Any, Any]) -> int:
@@ -58,6 +58,7 @@ def run(
     duplicates: Duplicates = "error",
     budget: Budget | None = None,
     max_dead: int | float | str | None = None,
+    backend: Backend | None = None,
 ) -> RunResult:
     """Run ``pipeline`` over every item of ``source`` and wait for the result.
 
@@ -101,6 +102,7 @@ async def arun(
     duplicates: Duplicates = "error",
     budget: Budget | None = None,
     max_dead: int | float | str | None = None,
+    backend: Backend | None = None,
 ) -> RunResult:
     """Run ``pipeline`` over every item of ``source``.
 
@@ -171,6 +173,9 @@ async def arun(
             letter), or a share of the items read (``0.01`` or ``"1%"``). The run
             itself is not cut short: every item is tried and committed first.
             Default ``None``: never raise; ``result.ok`` tells whether all went well.
+        backend: where the items run: ``None`` (this process) or ``hr.Ray(...)``, which
+            splits the source into shards run by workers of a Ray cluster, each shard
+            a durable run of its own under ``run_dir`` (see ``docs/scale.md``).
 
     Returns:
         A :class:`RunResult` with outputs, dead letters and metrics.
@@ -236,6 +241,17 @@ async def execute(
     durable_sink = sink is not None and _is_durable_sink(sink)
     if sink is not None and not durable_sink and not callable(sink):
         raise PipelineError(f"sink must be callable or a headrace sink, got {type(sink).__name__}")
+    if options.backend is not None:
+        if sink is not None and not durable_sink:
+            raise PipelineError(
+                "a run with backend=... runs its items in workers, which cannot call a "
+                "function of this process: give a file, Parquet or SQL sink"
+            )
+        records = _open_records(source, key)
+        _check_source(records)
+        assert run_dir is not None  # RunOptions checked it
+        target = sink if sink is not None else write_jsonl(Path(run_dir) / "outputs.jsonl")
+        return await options.backend.execute(root, records, target, options, pipeline_ref)
     session: DurableSession | None = None
     callback: Sink | None = None if durable_sink else sink
     if run_dir is not None or durable_sink:
@@ -247,23 +263,11 @@ async def execute(
             store_sink = write_jsonl(Path(run_dir or ".") / "outputs.jsonl")
         else:
             store_sink = sink
-        definition = {
-            "pipeline": pipeline_ref or root.name,
-            "steps": leaf_identities(root),
-            "source": records.describe(),
-            "sink": store_sink.describe(),
-            "options": {
-                "ordered": options.ordered,
-                "on_error": options.on_error,
-                "on_bad_input": options.on_bad_input,
-                "duplicates": options.duplicates,
-            },
-        }
         session = DurableSession(
             run_dir=Path(run_dir) if run_dir is not None else None,
             run_store=options.run_store,
             sink=store_sink,
-            definition=definition,
+            definition=run_definition(root, records, store_sink, options, pipeline_ref),
             fingerprint=root.fingerprint,
             mode=options.mode,
             force=options.force,
@@ -307,6 +311,33 @@ async def execute(
         places=places,
     )
     return await engine.execute()
+
+
+def run_definition(
+    root: Step[Any, Any],
+    source: Source,
+    sink: DurableSink,
+    options: RunOptions,
+    pipeline_ref: str | None,
+) -> dict[str, Any]:
+    """What a durable run stores about itself: the pipeline (its import path, or its
+    name), its steps' identities, the source, the sink and the options a resume
+    keeps (the backend's too)."""
+    kept: dict[str, Any] = {
+        "ordered": options.ordered,
+        "on_error": options.on_error,
+        "on_bad_input": options.on_bad_input,
+        "duplicates": options.duplicates,
+    }
+    if options.backend is not None:
+        kept["backend"] = options.backend.describe()
+    return {
+        "pipeline": pipeline_ref or root.name,
+        "steps": leaf_identities(root),
+        "source": source.describe(),
+        "sink": sink.describe(),
+        "options": kept,
+    }
 
 
 def _is_durable_sink(sink: Any) -> bool:

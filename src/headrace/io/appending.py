@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import abc
+import copy
 import os
+import shutil
 import time
 import zlib
 from pathlib import Path
@@ -139,3 +141,53 @@ class AppendingFileSink(abc.ABC):
         if self._handle is not None:
             self._handle.close()
             self._handle = None
+
+    header_lines = 0
+    """How many lines :meth:`header` writes (each shard's file starts with them)."""
+
+    @property
+    def shards_dir(self) -> Path:
+        """Where the files of a run split into shards go: ``<file>.shards/``."""
+        return self.path.with_name(f"{self.path.name}.shards")
+
+    def for_shard(self, index: int) -> AppendingFileSink:
+        """The sink of one shard of a run split across workers: the same format in
+        ``<file>.shards/<index><suffix>``, joined into the file by :meth:`join_shards`."""
+        shard = copy.copy(self)
+        shard.path = self.shards_dir / f"{index:05d}{self.path.suffix}"
+        shard._handle, shard._offset, shard._crc = None, 0, 0
+        return shard
+
+    def clear_shards(self) -> None:
+        """Remove the shard files of an earlier run (a new run starts without them)."""
+        shutil.rmtree(self.shards_dir, ignore_errors=True)
+
+    def join_shards(self, count: int) -> None:
+        """Write the file as shards ``0 .. count-1`` in order (one header), replacing it
+        at once: a kill leaves the old file or the whole new one, and joining again
+        gives the same file.
+
+        Raises:
+            SinkDamaged: two shards' files start with different headers.
+        """
+        temporary = self.path.with_name(f".{self.path.name}.joining")
+        header: bytes | None = None
+        with temporary.open("wb") as out:
+            for index in range(count):
+                path = self.for_shard(index).path
+                if not path.exists():
+                    continue
+                with path.open("rb") as handle:
+                    head = b"".join(handle.readline() for _ in range(self.header_lines))
+                    if header is None:
+                        header = head
+                        out.write(head)
+                    elif head != header:
+                        raise SinkDamaged(
+                            f"{path} starts with {head!r}, but the shards before it with "
+                            f"{header!r}: the shards wrote different columns"
+                        )
+                    shutil.copyfileobj(handle, out, 1 << 20)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, self.path)

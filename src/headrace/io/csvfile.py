@@ -148,6 +148,7 @@ class CsvSink(AppendingFileSink):
     """Appends outputs to one CSV file with a header row; see :func:`write_csv`."""
 
     kind = "csv"
+    header_lines = 1
 
     def __init__(self, path: str | os.PathLike[str], columns: dict[str, str] | None) -> None:
         super().__init__(path)

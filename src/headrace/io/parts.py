@@ -10,6 +10,7 @@ names) are left alone.
 from __future__ import annotations
 
 import abc
+import copy
 import os
 import time
 from pathlib import Path
@@ -48,11 +49,14 @@ class PartDirectorySink(abc.ABC):
 
     def describe(self) -> dict[str, Any]:
         """A JSON description, stored with the run."""
-        return {
+        described = {
             "kind": self.kind,
             "path": str(self.directory.resolve()),
             "items_per_file": self.items_per_file,
         }
+        if self.prefix != type(self).prefix:  # a shard's sink
+            described["prefix"] = self.prefix
+        return described
 
     @abc.abstractmethod
     def encode(self, key: str, value: Any) -> Any:
@@ -155,6 +159,23 @@ class PartDirectorySink(abc.ABC):
 
     def close(self) -> None:
         """Nothing stays open between writes."""
+        return None
+
+    def for_shard(self, index: int) -> PartDirectorySink:
+        """The sink of one shard of a run split across workers: parts in the same
+        directory, named ``<prefix>s<index>-NNNNN<suffix>`` so that each shard keeps
+        (and on a resume cleans) only its own; the directory is the whole output."""
+        shard = copy.copy(self)
+        shard.prefix = f"{self.prefix}s{index:05d}-"
+        shard._parts, shard._sizes = [], {}
+        return shard
+
+    def clear_shards(self) -> None:
+        """Nothing: a new run's :meth:`open` already removed every part of an earlier one."""
+        return None
+
+    def join_shards(self, count: int) -> None:
+        """Nothing: the shards' parts are the directory's parts."""
         return None
 
 

@@ -14,6 +14,7 @@ so even a batch written twice leaves one row per key.
 
 from __future__ import annotations
 
+import copy
 import sqlite3
 import uuid
 from pathlib import Path
@@ -211,6 +212,7 @@ class SqlSink:
         self._created = False
         self._token = ""
         self._seq = 0
+        self.shard: int | None = None
 
     def describe(self) -> dict[str, Any]:
         """A JSON description, stored with the run (the URL with any password removed)."""
@@ -221,6 +223,7 @@ class SqlSink:
             "key": self.key,
             "columns": self.given,
             "batch_size": self.flush_items,
+            **({} if self.shard is None else {"shard": self.shard}),
         }
 
     def encode(self, key: str, value: Any) -> list[Any]:
@@ -326,6 +329,22 @@ class SqlSink:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+    def for_shard(self, index: int) -> SqlSink:
+        """The sink of one shard of a run split across workers: the same table, with a
+        commit record of its own (shards hold different keys, so upserts never meet)."""
+        shard = copy.copy(self)
+        shard.shard = index
+        shard._db, shard._created, shard._token, shard._seq = None, False, "", 0
+        return shard
+
+    def clear_shards(self) -> None:
+        """Nothing: a table has no shard files."""
+        return None
+
+    def join_shards(self, count: int) -> None:
+        """Nothing: the shards upserted into the table itself."""
+        return None
 
 
 def upsert_rows(

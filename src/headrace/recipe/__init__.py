@@ -188,6 +188,10 @@ class Recipe:
         }
         if run.budget_usd is not None or run.budget_tokens is not None:
             options["budget"] = Budget(usd=run.budget_usd, tokens=run.budget_tokens)
+        if run.backend == "ray":
+            from ..cluster import Ray
+
+            options["backend"] = Ray(workers=run.workers, shard_size=run.shard_size)
         return options
 
     def run(

@@ -378,7 +378,8 @@ class EdgeSpec(Strict):
 
 
 class RunSpec(Strict):
-    """How the run goes: items in flight, order, errors, and a spending limit."""
+    """How the run goes: items in flight, order, errors, a spending limit, and where it
+    runs (``backend: ray`` with ``workers`` and ``shard_size``, as ``hr.Ray`` takes them)."""
 
     concurrency: int | None = Field(None, ge=1)
     ordered: bool = False
@@ -387,6 +388,9 @@ class RunSpec(Strict):
     duplicates: Literal["error", "first", "suffix"] = "error"
     budget_usd: float | None = Field(None, gt=0)
     budget_tokens: int | None = Field(None, gt=0)
+    backend: Literal["local", "ray"] = "local"
+    workers: int = Field(2, ge=1)
+    shard_size: int | None = Field(None, ge=1)
 
 
 class RecipeSpec(Strict):

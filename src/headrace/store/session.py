@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,7 +24,7 @@ from .writer import DurableWriter, chain_key
 
 _log = logging.getLogger("headrace.run")
 
-__all__ = ["DurableSession", "Mode"]
+__all__ = ["DurableSession", "Mode", "write_dead_file"]
 
 Mode = Literal["new", "resume", "auto", "fresh", "retry_dead"]
 """How a session meets what ``run_dir`` holds: ``new`` (refuse a run there),
@@ -276,24 +277,30 @@ class DurableSession:
 
 
 def _write_dead_file(store: RunStore, path: Path) -> None:
-    """All dead letters of the run, one JSON object a line, replaced atomically."""
+    """All dead letters of the run, from its store."""
+    write_dead_file(
+        (
+            {
+                "index": dead.index,
+                "key": dead.key,
+                "step": dead.step,
+                "error_type": dead.error_type,
+                "message": dead.message,
+                "attempts": dead.attempts,
+                "item": dead.decoded_item(),
+            }
+            for dead in store.dead_letters()
+        ),
+        path,
+    )
+
+
+def write_dead_file(rows: Iterable[dict[str, Any]], path: Path) -> None:
+    """Dead letters, one JSON object a line, replacing ``path`` atomically."""
     temporary = path.with_name(f".{path.name}.tmp")
     with temporary.open("wb") as handle:
-        for dead in store.dead_letters():
-            handle.write(
-                encode_json(
-                    {
-                        "index": dead.index,
-                        "key": dead.key,
-                        "step": dead.step,
-                        "error_type": dead.error_type,
-                        "message": dead.message,
-                        "attempts": dead.attempts,
-                        "item": dead.decoded_item(),
-                    }
-                )
-                + b"\n"
-            )
+        for row in rows:
+            handle.write(encode_json(row) + b"\n")
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)

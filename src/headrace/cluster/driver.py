@@ -1,0 +1,307 @@
+"""The driver of a run on a cluster: plans the shards, hands them to workers, takes a
+shard back from a worker that died, shows one progress bar, and joins the result.
+
+The driver holds the parent run's lease (one driver at a time); each shard's child
+run has its own (one worker at a time). A worker that dies mid-shard leaves its
+lease to the next worker that takes the shard, which resumes it: what the dead one
+committed is kept, what it had in flight runs again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..engine.progress import Counts, run_progress
+from ..engine.result import DeadLetter, RunResult
+from ..engine.run_options import RunOptions
+from ..engine.runner import run_definition
+from ..errors import HeadraceError, PipelineError, ResumeMismatch, SinkDamaged
+from ..io.ranges import SourceRange
+from ..io.records import AsyncKeyedSource, Source
+from ..metrics import RunMetrics
+from ..pipeline.step import Step
+from ..store import StoreLocation
+from ..store.lease import BEAT_S
+from ..store.session import DurableSession, Mode, write_dead_file
+from .plan import ShardedSink, ShardPlan, shard_location, shard_states, sharded
+from .shipping import shippable
+from .worker import ShardOutcome, ShardTask, ShardWorker
+
+if TYPE_CHECKING:
+    from .backend import Ray
+
+__all__ = ["run_sharded"]
+
+_log = logging.getLogger("headrace.run")
+
+DEATHS_PER_SHARD = 3
+"""A shard whose worker died this many times stops the run (it may be what kills it)."""
+
+
+async def run_sharded(
+    backend: Ray,
+    root: Step[Any, Any],
+    source: Source,
+    sink: Any,
+    options: RunOptions,
+    pipeline_ref: str | None,
+) -> RunResult:
+    """Run ``root`` over ``source`` on the workers ``backend`` names; see :class:`Ray`."""
+    started = time.perf_counter()
+    if not sharded(sink):
+        raise PipelineError(
+            f"a {type(sink).__name__} cannot be split across workers: give write_jsonl, "
+            "write_csv, write_batches, write_parquet or write_sql"
+        )
+    if isinstance(source, AsyncKeyedSource):
+        raise PipelineError(
+            "an async iterable cannot be split across workers: write it to a file first, "
+            "or pass a list"
+        )
+    total = source.count()
+    if total is None:
+        raise PipelineError(
+            "a run on a cluster splits its source by position, so its size must be known: "
+            "read a file (hr.read_jsonl, ...) or pass a list, not a generator"
+        )
+    blob = shippable(root)
+    run_dir = Path(str(options.run_dir))
+    planned = ShardPlan.split(total, backend.shard_size_for(total))
+    definition = run_definition(root, source, sink, options, pipeline_ref)
+    definition["shards"] = planned.to_json()
+    session = DurableSession(
+        run_dir=run_dir,
+        run_store=options.run_store,
+        sink=ShardedSink(sink),
+        definition=definition,
+        fingerprint=root.fingerprint,
+        mode=options.mode,
+        force=options.force,
+        overwrite=options.overwrite,
+        rebuild_sink=options.rebuild_sink,
+    )
+    session.open(total=total)
+    store = session.store
+    assert store is not None and session.location is not None
+    parent = session.location
+    ended = False
+    try:
+        plan = ShardPlan.from_json((store.definition() or {}).get("shards"), str(parent))
+        if plan.total != total:
+            raise ResumeMismatch(
+                f"the source changed: it holds {total:,} records, but the run in {parent} "
+                f"was split over {plan.total:,}"
+            )
+        if not session.resumed:
+            store.commit([], [], watermark=0, sink_state={"sharded": True}, session=session.session)
+        driver = Driver(backend, blob, source, sink, options, parent, plan)
+        result = await driver.run(session.mode, store.heartbeat)
+        sink.join_shards(len(plan.bounds))
+        ended = True
+    finally:
+        session.close(aborted=not ended)
+    write_dead_file(driver.dead_letter_rows(), run_dir / "dead.jsonl")
+    result.metrics.wall_s = time.perf_counter() - started
+    return result
+
+
+class Driver:
+    """Hands the shards of one session to a pool of workers until each has finished."""
+
+    def __init__(
+        self,
+        backend: Ray,
+        blob: bytes,
+        source: Source,
+        sink: Any,
+        options: RunOptions,
+        parent: StoreLocation,
+        plan: ShardPlan,
+    ) -> None:
+        self.backend = backend
+        self.blob = blob
+        self.source = source
+        self.sink = sink
+        self.options = options
+        self.parent = parent
+        self.plan = plan
+        self.metrics = RunMetrics()
+        self.dead: list[DeadLetter] = []
+        self.deaths: dict[int, int] = {}
+        self.rebuilding: set[int] = set()  # shards whose part of the sink is damaged
+        self.slots: dict[str, int] = {}
+        self.done_before = 0
+        self.finished_now: dict[int, tuple[int, int]] = {}  # shard -> (finished, dead)
+
+    def task(self, index: int, mode: Mode) -> ShardTask:
+        """Shard ``index``'s task, to run in ``mode``."""
+        start, stop = self.plan.bounds[index]
+        options = self.options
+        return ShardTask(
+            index=index,
+            start=start,
+            source=SourceRange(self.source, start, stop),
+            sink=self.sink.for_shard(index),
+            run_dir=str(shard_location(self.parent, index).run_dir),
+            run_store=options.run_store,
+            mode=mode,
+            force=options.force,
+            rebuild_sink=index in self.rebuilding,
+            window=options.window,
+            ordered=options.ordered,
+            on_error=options.on_error,
+            on_bad_input=options.on_bad_input,
+            duplicates=options.duplicates,
+        )
+
+    def todo(self, mode: Mode) -> deque[tuple[int, Mode]]:
+        """The shards this session runs, each with the mode of its first attempt."""
+        states = shard_states(self.parent, self.plan)
+        if mode in ("new", "fresh"):
+            return deque((s.index, "fresh") for s in states)
+        if mode == "retry_dead":
+            return deque((s.index, "retry_dead") for s in states if s.dead)
+        self.done_before = sum(s.finished for s in states if s.complete)
+        self.metrics.items_skipped = self.done_before
+        return deque((s.index, "auto") for s in states if not s.complete)
+
+    async def run(self, mode: Mode, heartbeat: Any) -> RunResult:
+        """Run every shard that is not finished; return the merged result."""
+        import ray
+        from ray.exceptions import RayActorError
+
+        pending = self.todo(mode)
+        self.backend.connect()
+        remote: Any = ray.remote(ShardWorker).options(
+            num_cpus=self.backend.num_cpus, num_gpus=self.backend.num_gpus, max_restarts=0
+        )
+        idle = [remote.remote(self.blob) for _ in range(min(self.backend.workers, len(pending)))]
+        running: dict[Any, tuple[Any, int, Mode]] = {}
+        finished = asyncio.Event()
+        shown = (
+            asyncio.create_task(run_progress(self.counts, finished))
+            if self.options.progress
+            else None
+        )
+        beat = time.monotonic()
+        try:
+            while pending or running:
+                while idle and pending:
+                    actor = idle.pop()
+                    index, shard_mode = pending.popleft()
+                    ref = actor.run.remote(self.task(index, shard_mode))
+                    running[ref] = (actor, index, shard_mode)
+                ready, _ = await asyncio.to_thread(
+                    ray.wait, list(running), num_returns=1, timeout=1.0
+                )
+                if time.monotonic() - beat >= BEAT_S:
+                    heartbeat()
+                    beat = time.monotonic()
+                for ref in ready:
+                    actor, index, shard_mode = running.pop(ref)
+                    try:
+                        outcome: ShardOutcome = ray.get(ref)
+                    except RayActorError as exc:
+                        idle.append(remote.remote(self.blob))
+                        pending.appendleft((index, self.after_death(index, shard_mode, exc)))
+                        continue
+                    idle.append(actor)
+                    again = self.take(outcome, shard_mode)
+                    if again is not None:
+                        pending.append(again)
+                        if outcome.state == "busy":
+                            await asyncio.sleep(1.0)
+        finally:
+            finished.set()
+            if shown is not None:
+                await shown
+            for actor, _, _ in running.values():
+                ray.kill(actor)
+            for actor in idle:
+                ray.kill(actor)
+        for step in self.metrics.steps:
+            step.slots = self.slots.get(step.name, 0) * self.backend.workers
+        return RunResult([], self.dead, self.metrics)
+
+    def after_death(self, index: int, mode: Mode, error: BaseException) -> Mode:
+        """A worker died running shard ``index``: the mode to run it again in.
+
+        Raises:
+            HeadraceError: its workers died :data:`DEATHS_PER_SHARD` times.
+        """
+        deaths = self.deaths[index] = self.deaths.get(index, 0) + 1
+        if deaths >= DEATHS_PER_SHARD:
+            raise HeadraceError(
+                f"shard {index} (items {self.plan.bounds[index][0]:,} to "
+                f"{self.plan.bounds[index][1] - 1:,}) lost its worker {deaths} times; the run "
+                f"stops, what finished is kept (last: {str(error).splitlines()[0][:200]})"
+            )
+        _log.warning(
+            "headrace: a worker died running shard %s; it runs again on another worker "
+            "(what was committed is kept)",
+            index,
+        )
+        return "auto" if mode == "fresh" else mode
+
+    def take(self, outcome: ShardOutcome, mode: Mode) -> tuple[int, Mode] | None:
+        """Record a shard's outcome; return the shard to run again, if it must.
+
+        Raises:
+            BaseException: the shard failed (the error raised in the worker).
+        """
+        index = outcome.index
+        if outcome.state == "busy":
+            return index, "auto" if mode == "fresh" else mode
+        error = outcome.error
+        if outcome.state == "failed":
+            if (
+                isinstance(error, SinkDamaged)
+                and self.options.rebuild_sink
+                and index not in self.rebuilding
+            ):
+                self.rebuilding.add(index)  # its next attempt sets its part aside
+                return index, "auto"
+            assert error is not None
+            raise error
+        metrics = outcome.metrics
+        assert metrics is not None
+        for step in metrics.steps:
+            self.slots[step.name] = max(self.slots.get(step.name, 0), step.slots)
+        self.metrics.merge(metrics)
+        self.dead.extend(outcome.dead_letters)
+        finished = metrics.items_out + metrics.items_dead + metrics.items_filtered
+        self.finished_now[index] = (finished, metrics.items_dead)
+        return None
+
+    def counts(self) -> Counts:
+        """What the progress bar shows: shards finished this session, plus those before."""
+        done = sum(f for f, _ in self.finished_now.values())
+        dead = sum(d for _, d in self.finished_now.values())
+        return Counts(done, dead, self.plan.total, self.done_before)
+
+    def dead_letter_rows(self) -> Iterator[dict[str, Any]]:
+        """Every dead letter of the run, read from the shards' stores, in source order."""
+        for index, (start, _) in enumerate(self.plan.bounds):
+            location = shard_location(self.parent, index)
+            if not location.exists():
+                continue
+            store = location.open()
+            try:
+                for dead in store.dead_letters():
+                    yield {
+                        "index": dead.index + start,
+                        "key": dead.key,
+                        "step": dead.step,
+                        "error_type": dead.error_type,
+                        "message": dead.message,
+                        "attempts": dead.attempts,
+                        "item": dead.decoded_item(),
+                    }
+            finally:
+                store.close()

@@ -1,0 +1,120 @@
+"""A worker of a run on a cluster: runs one shard at a time through the local runner.
+
+A worker is a Ray actor that keeps the pipeline between shards (a model loads once
+per worker). Each shard is a durable run of its own (see :mod:`headrace.cluster.plan`):
+the worker takes the shard's lease, runs what the shard has not finished, commits
+outcomes and its part of the sink, and sends back counters and dead letters.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ..engine.result import DeadLetter
+from ..engine.run_options import RunOptions
+from ..engine.runner import run_with
+from ..errors import HeadraceError, RunBusy
+from ..io.records import Source
+from ..metrics import RunMetrics
+from ..pipeline.step import Step
+from ..store.session import Mode
+
+__all__ = ["ShardOutcome", "ShardTask", "ShardWorker", "run_shard"]
+
+
+@dataclass(frozen=True, slots=True)
+class ShardTask:
+    """What a worker needs to run one shard: its range of the source, its part of the
+    sink, its child run's directory and store, and the run's options."""
+
+    index: int
+    start: int
+    source: Source
+    sink: Any
+    run_dir: str
+    run_store: str | None
+    mode: Mode
+    force: bool = False
+    rebuild_sink: bool = False
+    window: int | None = None
+    ordered: bool = False
+    on_error: Any = "dead_letter"
+    on_bad_input: Any = "dead_letter"
+    duplicates: Any = "error"
+
+
+@dataclass(slots=True)
+class ShardOutcome:
+    """How a shard ended on a worker: ``finished`` (with its counters and this session's
+    dead letters, indexed as in the whole source), ``busy`` (a live session of another
+    worker holds the shard) or ``failed`` (with the error)."""
+
+    index: int
+    state: Literal["finished", "busy", "failed"]
+    metrics: RunMetrics | None = None
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    error: BaseException | None = None
+    worker: str = ""
+
+
+def run_shard(root: Step[Any, Any], task: ShardTask) -> ShardOutcome:
+    """Run one shard to its end in this process (a fresh event loop)."""
+    worker = f"pid {os.getpid()} on {socket.gethostname()}"
+    options = RunOptions.for_mode(
+        task.mode,
+        run_dir=Path(task.run_dir),
+        run_store=task.run_store,
+        progress=False,
+        overwrite=True,  # the driver checked the sink once for the whole run
+        force=task.force,
+        rebuild_sink=task.rebuild_sink,
+        window=task.window,
+        ordered=task.ordered,
+        on_error=task.on_error,
+        on_bad_input=task.on_bad_input,
+        duplicates=task.duplicates,
+    )
+    try:
+        result = asyncio.run(run_with(root, task.source, sink=task.sink, options=options))
+    except RunBusy as exc:
+        return ShardOutcome(task.index, "busy", error=exc, worker=worker)
+    except Exception as exc:
+        return ShardOutcome(task.index, "failed", error=_portable(exc), worker=worker)
+    dead = [
+        dataclasses.replace(letter, index=letter.index + task.start, error=None)
+        for letter in result.dead_letters
+    ]
+    return ShardOutcome(task.index, "finished", result.metrics.detached(), dead, worker=worker)
+
+
+def _portable(error: Exception) -> BaseException:
+    """The error itself when it can travel back to the driver, else its words."""
+    from ray import cloudpickle as pickler
+
+    cloudpickle: Any = pickler
+
+    try:
+        cloudpickle.loads(cloudpickle.dumps(error))
+    except Exception:
+        return HeadraceError(f"{type(error).__name__}: {error}")
+    return error
+
+
+class ShardWorker:
+    """The Ray actor: holds the pipeline (unpickled once) and runs shards one by one."""
+
+    def __init__(self, pipeline: bytes) -> None:
+        from ray import cloudpickle as pickler
+
+        cloudpickle: Any = pickler
+        self.root: Step[Any, Any] = cloudpickle.loads(pipeline)
+
+    def run(self, task: ShardTask) -> ShardOutcome:
+        """Run one shard (see :func:`run_shard`)."""
+        return run_shard(self.root, task)

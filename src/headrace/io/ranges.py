@@ -1,0 +1,60 @@
+"""A range of a source's records: the unit of work of a run split across workers.
+
+A run on a cluster splits its source by position: shard ``i`` holds the records at
+positions ``start .. stop-1``, in order, with the keys the whole source gives them,
+so the shards together are the source and an item has one key wherever it runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from itertools import islice
+from typing import Any
+
+from .records import BadRecord, KeyedSource, Source, keyed
+
+__all__ = ["SourceRange"]
+
+
+class SourceRange(Source):
+    """The records of ``source`` at positions ``start`` (included) to ``stop`` (excluded).
+
+    A list (or other sequence) is sliced; any other source is read from its start
+    and the records before ``start`` are passed over.
+    """
+
+    def __init__(self, source: Source, start: int, stop: int) -> None:
+        if not 0 <= start <= stop:
+            raise ValueError(f"a source range needs 0 <= start <= stop, got {start}, {stop}")
+        self.source = source
+        self.start = start
+        self.stop = stop
+        self._items: Sequence[Any] | None = None
+        if isinstance(source, KeyedSource) and isinstance(source.items, Sequence):
+            # keep only this range's items, so that a shard sent to a worker is small
+            self._items = source.items[start:stop]
+            self.source = KeyedSource((), source.key)
+
+    def records(self) -> Iterator[tuple[str, Any] | BadRecord]:
+        if self._items is not None:
+            key = getattr(self.source, "key", None)
+            for offset, value in enumerate(self._items):
+                yield keyed(self.start + offset, value, key)
+            return
+        for record in islice(self.source.records(), self.start, self.stop):
+            self.place = self.source.place  # where it sits, as the whole source names it
+            yield record
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.source.describe(), "range": [self.start, self.stop]}
+
+    def check(self) -> None:
+        self.source.check()
+
+    def count(self) -> int:
+        """The range's length (the planner cut it to the source's size)."""
+        return self.stop - self.start
+
+    @property
+    def keys_unique(self) -> bool:
+        return self.source.keys_unique

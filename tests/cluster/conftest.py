@@ -1,0 +1,61 @@
+"""One local Ray for the module's tests (``ray.init(num_cpus=2)``), with this
+directory on the workers' path so that they can import the tests' pipelines."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+
+
+@pytest.fixture(scope="session")
+def local_ray() -> Iterator[None]:
+    """A local Ray with 2 CPUs, shut down after the session."""
+    import ray
+
+    path = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH", "")]))
+    ray.init(
+        num_cpus=2,
+        include_dashboard=False,
+        logging_level="ERROR",
+        runtime_env={"env_vars": {"PYTHONPATH": path}},
+    )
+    yield
+    ray.shutdown()
+
+
+def write_items(path: Path, count: int) -> Path:
+    """A JSON Lines file of ``count`` items ``{"id": "item-00007", "n": 7}``."""
+    with path.open("w") as handle:
+        for n in range(count):
+            handle.write(json.dumps({"id": f"item-{n:05d}", "n": n}) + "\n")
+    return path
+
+
+def jsonl_ids(path: Path) -> list[str]:
+    """The ``id`` of every line of a JSON Lines file, in file order."""
+    return [json.loads(line)["id"] for line in path.read_text().splitlines() if line]
+
+
+@pytest.fixture
+def shard_runs(run_name: str, postgres_url: str) -> Iterator[str]:
+    """A fresh run name whose shards' runs (``<name>.00003``) are deleted from the test
+    PostgreSQL afterwards, as ``run_name`` deletes the run's own rows."""
+    yield run_name
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        for table in (
+            "headrace_runs",
+            "headrace_items",
+            "headrace_dead",
+            "headrace_sessions",
+            "headrace_leases",
+        ):
+            if connection.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0]:
+                connection.execute(f"DELETE FROM {table} WHERE run LIKE %s", (f"{run_name}.%",))
