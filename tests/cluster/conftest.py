@@ -1,10 +1,8 @@
-"""One local Ray for the module's tests (``ray.init(num_cpus=2)``), with this
-directory on the workers' path so that they can import the tests' pipelines."""
+"""One local Ray for the tests (``ray.init(num_cpus=2)``), and their input files."""
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,13 +16,7 @@ def local_ray() -> Iterator[None]:
     """A local Ray with 2 CPUs, shut down after the session."""
     import ray
 
-    path = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH", "")]))
-    ray.init(
-        num_cpus=2,
-        include_dashboard=False,
-        logging_level="ERROR",
-        runtime_env={"env_vars": {"PYTHONPATH": path}},
-    )
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
     yield
     ray.shutdown()
 

@@ -1,5 +1,5 @@
-"""Pipelines the Ray tests ship to workers (importable there: the tests put this
-directory on the workers' PYTHONPATH)."""
+"""Pipelines the Ray tests ship to workers (which import this module as the tests do:
+a cluster started here gives its workers the driver's import path)."""
 
 from __future__ import annotations
 

@@ -116,3 +116,41 @@ def test_a_shard_whose_holder_stopped_beating_is_taken_over(
         store.close()
     assert lease is None  # taken over from the silent holder, then given back at the end
     assert status.total == 50 and status.pending == 0
+
+
+RECIPE = """
+name: tripled
+paths: ["."]
+source: {jsonl: in.jsonl, key: id}
+sink: {jsonl: out.jsonl}
+nodes:
+  - id: triple
+    function: triple_steps:triple
+run: {backend: ray, workers: 2, shard_size: 40}
+"""
+
+
+def test_a_recipe_runs_on_ray_and_status_shows_its_shards(tmp_path: Path) -> None:
+    write_items(tmp_path / "in.jsonl", 150)
+    (tmp_path / "recipe.yaml").write_text(RECIPE)
+    (tmp_path / "triple_steps.py").write_text(
+        "def triple(item):\n    return {'id': item['id'], 'triple': item['n'] * 3}\n"
+    )
+    ran = _headrace("run", "recipe.yaml", "--run-dir", "runs/tripled", cwd=tmp_path)
+    try:
+        output, _ = ran.communicate(timeout=240)
+    finally:
+        _reap(ran.pid)
+    assert ran.returncode == 0, output.decode()[-3000:]
+    ids = jsonl_ids(tmp_path / "out.jsonl")
+    assert ids == sorted(ids) and len(set(ids)) == 150
+    shown = subprocess.run(
+        [sys.executable, "-m", "headrace", "status", "runs/tripled"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "finished  150: done 150, dead 0" in shown
+    assert "pending   0 of 150" in shown
+    assert "shards    4: 4 finished, 0 running, 0 waiting" in shown

@@ -10,7 +10,7 @@ import typer
 from .app import RunStoreOption, app
 
 if TYPE_CHECKING:
-    from ..store import RunStore
+    from ..store import RunStatus, RunStore, StepError
 
 __all__ = ["status"]
 
@@ -46,6 +46,9 @@ def status(
     finally:
         store.close()
     definition = state.definition
+    shards: list[Any] = []
+    if "shards" in definition:  # a run split across workers: its shards hold the items
+        state, shards = _with_shards(state, run_dir, run_store)
     typer.echo(f"run       {run_dir}")
     typer.echo(f"pipeline  {_pipeline_words(definition.get('pipeline'))}")
     typer.echo(f"source    {_where(definition.get('source', {}))}")
@@ -70,6 +73,8 @@ def status(
         typer.echo(f"running   yes: {lease.describe()}")
     else:
         typer.echo(f"running   no: {lease.describe()} (dead; the next session takes over)")
+    if shards:
+        _show_shards(shards)
     for session, note in forced:
         typer.echo(f"forced    session {session}: {note or 'forced'}")
     for error in state.last_errors:
@@ -103,3 +108,56 @@ def _where(description: dict[str, Any]) -> str:
     place = description.get("path") or description.get("url") or "(in memory)"
     table = f" table {description['table']}" if "table" in description else ""
     return f"{kind}: {place}{table}"
+
+
+def _with_shards(state: RunStatus, run_dir: Path, run_store: str | None) -> tuple[RunStatus, Any]:
+    """The run's counts as the sum of its shards' (their runs hold the items)."""
+    import dataclasses
+
+    from ..cluster.plan import ShardPlan, shard_states
+    from ..errors import HeadraceError
+    from ..store import StoreLocation
+
+    location = StoreLocation(run_dir, run_store)
+    try:
+        plan = ShardPlan.from_json(state.definition.get("shards"), str(location))
+    except HeadraceError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    shards = shard_states(location, plan)
+    seen = [s.status for s in shards if s.status is not None]
+    errors: dict[str, StepError] = {}
+    for shard in seen:
+        for error in shard.last_errors:
+            before = errors.get(error.step)
+            count = error.count + (before.count if before else 0)
+            errors[error.step] = dataclasses.replace(error, count=count)
+    merged = dataclasses.replace(
+        state,
+        done=sum(s.done for s in seen),
+        dead=sum(s.dead for s in seen),
+        filtered=sum(s.filtered for s in seen),
+        duplicate=sum(s.duplicate for s in seen),
+        total=plan.total,
+        updated=max([state.updated, *(s.updated for s in seen)]),
+        last_errors=list(errors.values()),
+    )
+    return merged, shards
+
+
+def _show_shards(shards: list[Any]) -> None:
+    """One line for the shards, then one for each shard a worker holds now."""
+    complete = sum(s.complete for s in shards)
+    running = [s for s in shards if s.lease is not None and s.lease.alive()]
+    typer.echo(
+        f"shards    {len(shards):,}: {complete:,} finished, {len(running):,} running, "
+        f"{len(shards) - complete - len(running):,} waiting"
+    )
+    for shard in running:
+        status = shard.status
+        rate = status.finished / max(status.updated - status.created, 1e-9) if status else 0.0
+        typer.echo(
+            f"  shard {shard.index}: items {shard.start:,} to {shard.stop - 1:,}, "
+            f"{shard.finished:,} of {shard.stop - shard.start:,} finished, {rate:,.1f} items/s; "
+            f"{shard.lease.describe()}"
+        )

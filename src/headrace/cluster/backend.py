@@ -38,6 +38,9 @@ class Ray:
             lost with its worker is small.
         num_cpus: CPUs Ray reserves for each worker.
         num_gpus: GPUs Ray reserves for each worker (for model steps; 0 for none).
+        runtime_env: Ray's runtime environment for joining a remote cluster (``pip``,
+            ``py_modules``, ``env_vars`` ...), so that its nodes can import the
+            pipeline's modules; a cluster started here gets this process's import path.
 
     Raises:
         PipelineError: a setting is out of range.
@@ -49,6 +52,7 @@ class Ray:
     shard_size: int | None = None
     num_cpus: float = 1.0
     num_gpus: float = 0.0
+    runtime_env: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         positive_int(self.workers, "workers")
@@ -80,6 +84,7 @@ class Ray:
             "shard_size": self.shard_size,
             "num_cpus": self.num_cpus,
             "num_gpus": self.num_gpus,
+            "runtime_env": self.runtime_env,
         }
 
     @classmethod
@@ -102,7 +107,12 @@ class Ray:
         import ray
 
         if not ray.is_initialized():
-            ray.init(address=self.address, logging_level=logging.WARNING, log_to_driver=True)
+            ray.init(
+                address=self.address,
+                runtime_env=self.runtime_env,
+                logging_level=logging.WARNING,
+                log_to_driver=True,
+            )
 
     async def execute(
         self,

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import sys
 import time
 from collections import deque
 from collections.abc import Iterator
@@ -111,6 +113,16 @@ async def run_sharded(
     return result
 
 
+def _import_path(backend: Ray) -> dict[str, Any]:
+    """On a cluster of this machine, workers import what this process imports (the
+    pipeline's modules, a recipe's ``paths:``): its ``sys.path`` is their PYTHONPATH.
+    A remote cluster's nodes have their own (``hr.Ray(runtime_env=...)``)."""
+    if backend.address is not None:
+        return {}
+    paths = [os.path.abspath(entry or ".") for entry in sys.path]
+    return {"runtime_env": {"env_vars": {"PYTHONPATH": os.pathsep.join(paths)}}}
+
+
 class Driver:
     """Hands the shards of one session to a pool of workers until each has finished."""
 
@@ -179,7 +191,10 @@ class Driver:
         pending = self.todo(mode)
         self.backend.connect()
         remote: Any = ray.remote(ShardWorker).options(
-            num_cpus=self.backend.num_cpus, num_gpus=self.backend.num_gpus, max_restarts=0
+            num_cpus=self.backend.num_cpus,
+            num_gpus=self.backend.num_gpus,
+            max_restarts=0,
+            **_import_path(self.backend),
         )
         idle = [remote.remote(self.blob) for _ in range(min(self.backend.workers, len(pending)))]
         running: dict[Any, tuple[Any, int, Mode]] = {}
