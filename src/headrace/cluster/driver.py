@@ -15,7 +15,7 @@ import os
 import sys
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +30,7 @@ from ..metrics import RunMetrics
 from ..pipeline.step import Step
 from ..store import StoreLocation
 from ..store.lease import BEAT_S
-from ..store.session import DurableSession, Mode, write_dead_file
+from ..store.session import DurableSession, Mode, dead_row, write_dead_file
 from .plan import ShardedSink, ShardPlan, shard_location, shard_states, sharded
 from .shipping import shippable
 from .worker import ShardOutcome, ShardTask, ShardWorker
@@ -183,7 +183,7 @@ class Driver:
         self.metrics.items_skipped = self.done_before
         return deque((s.index, "auto") for s in states if not s.complete)
 
-    async def run(self, mode: Mode, heartbeat: Any) -> RunResult:
+    async def run(self, mode: Mode, heartbeat: Callable[[], None]) -> RunResult:
         """Run every shard that is not finished; return the merged result."""
         import ray
         from ray.exceptions import RayActorError
@@ -309,14 +309,6 @@ class Driver:
             store = location.open()
             try:
                 for dead in store.dead_letters():
-                    yield {
-                        "index": dead.index + start,
-                        "key": dead.key,
-                        "step": dead.step,
-                        "error_type": dead.error_type,
-                        "message": dead.message,
-                        "attempts": dead.attempts,
-                        "item": dead.decoded_item(),
-                    }
+                    yield dead_row(dead, start)
             finally:
                 store.close()

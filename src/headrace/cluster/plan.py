@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ..errors import HeadraceError
-from ..io.records import DurableSink, Recovered
+from ..io.records import Recovered
 from ..store import StoreLocation
 from ..store.base import RunStatus
 from ..store.lease import Lease
 
-__all__ = ["ShardPlan", "ShardedSink", "ShardState", "shard_states", "sharded"]
+__all__ = ["ShardPlan", "ShardState", "ShardedSink", "shard_location", "shard_states", "sharded"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,14 +167,3 @@ class ShardedSink:
     def close(self) -> None:
         """Nothing stays open."""
         return None
-
-
-def as_durable(sink: Any) -> DurableSink:
-    """``sink`` typed as the run store's sink (it was checked by :func:`sharded`)."""
-    durable: DurableSink = sink
-    return durable
-
-
-def shard_dir(parent_run_dir: Path, parent: StoreLocation, index: int) -> Path:
-    """The child run directory of shard ``index``."""
-    return shard_location(StoreLocation(parent_run_dir, parent.url), index).run_dir

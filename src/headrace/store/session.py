@@ -24,7 +24,7 @@ from .writer import DurableWriter, chain_key
 
 _log = logging.getLogger("headrace.run")
 
-__all__ = ["DurableSession", "Mode", "write_dead_file"]
+__all__ = ["DurableSession", "Mode", "dead_row", "write_dead_file"]
 
 Mode = Literal["new", "resume", "auto", "fresh", "retry_dead"]
 """How a session meets what ``run_dir`` holds: ``new`` (refuse a run there),
@@ -278,21 +278,21 @@ class DurableSession:
 
 def _write_dead_file(store: RunStore, path: Path) -> None:
     """All dead letters of the run, from its store."""
-    write_dead_file(
-        (
-            {
-                "index": dead.index,
-                "key": dead.key,
-                "step": dead.step,
-                "error_type": dead.error_type,
-                "message": dead.message,
-                "attempts": dead.attempts,
-                "item": dead.decoded_item(),
-            }
-            for dead in store.dead_letters()
-        ),
-        path,
-    )
+    write_dead_file((dead_row(dead) for dead in store.dead_letters()), path)
+
+
+def dead_row(dead: FinishedItem, offset: int = 0) -> dict[str, Any]:
+    """A dead letter as a line of ``dead.jsonl``; ``offset`` is added to its index (a
+    shard's items are numbered from its start)."""
+    return {
+        "index": dead.index + offset,
+        "key": dead.key,
+        "step": dead.step,
+        "error_type": dead.error_type,
+        "message": dead.message,
+        "attempts": dead.attempts,
+        "item": dead.decoded_item(),
+    }
 
 
 def write_dead_file(rows: Iterable[dict[str, Any]], path: Path) -> None:
