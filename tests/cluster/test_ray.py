@@ -220,3 +220,15 @@ def test_the_plan_read_back_is_checked() -> None:
         ShardPlan.from_json([[0, 4], [5, 10]], "here")
     with pytest.raises(hr.HeadraceError, match="not a list of ranges"):
         ShardPlan.from_json([[0, "4"]], "here")
+
+
+def test_a_run_resumes_only_on_the_backend_it_was_started_on(
+    local_ray: None, tmp_path: Path
+) -> None:
+    source = hr.read_jsonl(write_items(tmp_path / "in.jsonl", 60), key="id")
+    for started, then in ((None, hr.Ray(workers=2)), (hr.Ray(workers=2, shard_size=20), None)):
+        run_dir = tmp_path / f"run-{started is None}"
+        options: dict[str, Any] = {"run_dir": run_dir, "progress": False}
+        hr.run(ray_pipelines.double, source, backend=started, **options)
+        with pytest.raises(hr.ResumeMismatch, match="resume it the same way"):
+            hr.run(ray_pipelines.double, source, backend=then, **options)

@@ -174,6 +174,12 @@ class DurableSession:
 
     def _check_matches(self, store: RunStore) -> str | None:
         stored = store.definition() or {}
+        if ("shards" in stored) != ("shards" in self.definition):
+            how = "split across workers" if "shards" in stored else "run in one process"
+            raise ResumeMismatch(
+                f"the run in {self.location} was {how}; resume it the same way "
+                "(`headrace resume` does; in Python, with the backend= it was started with)"
+            )
         for part in ("source", "sink"):
             if stored.get(part) != self.definition.get(part):
                 raise ResumeMismatch(
