@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -60,12 +58,10 @@ class ShardOutcome:
     metrics: RunMetrics | None = None
     dead_letters: list[DeadLetter] = field(default_factory=list)
     error: BaseException | None = None
-    worker: str = ""
 
 
 def run_shard(root: Step[Any, Any], task: ShardTask) -> ShardOutcome:
     """Run one shard to its end in this process (a fresh event loop)."""
-    worker = f"pid {os.getpid()} on {socket.gethostname()}"
     options = RunOptions.for_mode(
         task.mode,
         run_dir=Path(task.run_dir),
@@ -83,14 +79,14 @@ def run_shard(root: Step[Any, Any], task: ShardTask) -> ShardOutcome:
     try:
         result = asyncio.run(run_with(root, task.source, sink=task.sink, options=options))
     except RunBusy as exc:
-        return ShardOutcome(task.index, "busy", error=exc, worker=worker)
+        return ShardOutcome(task.index, "busy", error=exc)
     except Exception as exc:
-        return ShardOutcome(task.index, "failed", error=_portable(exc), worker=worker)
+        return ShardOutcome(task.index, "failed", error=_portable(exc))
     dead = [
         dataclasses.replace(letter, index=letter.index + task.start, error=None)
         for letter in result.dead_letters
     ]
-    return ShardOutcome(task.index, "finished", result.metrics.detached(), dead, worker=worker)
+    return ShardOutcome(task.index, "finished", result.metrics.detached(), dead)
 
 
 def _portable(error: Exception) -> BaseException:
