@@ -68,3 +68,14 @@ def test_an_llm_steps_own_retry_replaces_the_clients() -> None:
         result = hr.run(own, [{"text": "x"}], progress=False)
         requests = sim.stats()["requests"]
     assert result.items_dead == 1 and requests == 3
+
+
+def test_a_learned_rate_in_a_recipe_can_be_shared_and_refuses_a_burst() -> None:
+    from headrace.recipe.nodes import NodeBuilder
+    from headrace.recipe.schema import RateSpec
+
+    spec = RateSpec.model_validate({"auto": True, "shared": "redis://127.0.0.1:6379/0", "key": "k"})
+    rate = NodeBuilder.rate(spec)
+    assert rate is not None and rate.learns and rate.shared == "redis://127.0.0.1:6379/0"
+    with pytest.raises(ValueError, match="without burst"):
+        RateSpec.model_validate({"auto": True, "burst": 5})

@@ -56,8 +56,18 @@ class Learner:
 
     def learn(self, headers: Mapping[str, str], permit: Permit | None) -> bool:
         """Take the limit from ``x-ratelimit-*`` headers; whether they named one."""
+        readings = self.read(headers, permit)
+        if readings:
+            self.apply(readings)
+        return bool(readings)
+
+    def read(
+        self, headers: Mapping[str, str], permit: Permit | None
+    ) -> dict[str, tuple[float, float | None]]:
+        """What the headers say: per kind (``requests``, ``tokens``) the rate per
+        second, and the level the bucket should start at when it is new."""
         rate = self.rate
-        learned = False
+        readings: dict[str, tuple[float, float | None]] = {}
         for kind in ("requests", "tokens"):
             limit = header(headers, f"x-ratelimit-limit-{kind}")
             if limit is None or not limit > 0:
@@ -74,14 +84,19 @@ class Learner:
                     else rate.tokens_reserved - permit.tokens_before - permit.tokens
                 )
                 level = remaining - since - rate.headroom_for(per_second, max(1.0, per_second))
+            readings[kind] = (per_second, level)
+        return readings
+
+    def apply(self, readings: Mapping[str, tuple[float, float | None]]) -> None:
+        """Set this process's buckets to a limit learned from headers."""
+        rate = self.rate
+        for kind, (per_second, level) in readings.items():
+            bucket = rate.local.requests if kind == "requests" else rate.local.tokens
             if bucket is None or not math.isclose(bucket.rate, per_second, rel_tol=1e-6):
                 setter = rate.set_requests if kind == "requests" else rate.set_tokens
                 setter(per_second, level)
-            learned = True
-        if learned:
-            self.source = "headers"
-            rate.wake()
-        return learned
+        self.source = "headers"
+        rate.wake()
 
     def cut(self) -> None:
         """A 429 said nothing of the limit: lower the rate (or set the first one)."""

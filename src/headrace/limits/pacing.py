@@ -82,12 +82,12 @@ class LocalBuckets:
         return None
 
 
-_LUA = """
+# One bucket's step at Redis's ``now``: refill, then reserve, adjust or drain; the
+# wait it asks for. Shared by the script for a given limit and the one for a learned one.
+LUA_STEP = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local mode = ARGV[7]
-local ttl = tonumber(ARGV[8])
-local function step(key, rate, cap, amount)
+local function step(key, rate, cap, amount, mode, ttl)
   if rate <= 0 then return 0 end
   local v = redis.call('HMGET', key, 'level', 'at')
   local level = tonumber(v[1]) or cap
@@ -101,10 +101,18 @@ local function step(key, rate, cap, amount)
   if level < 0 then return -level / rate end
   return 0
 end
-local a = step(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]))
-local b = step(KEYS[2], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]))
+"""
+
+_LUA = (
+    LUA_STEP
+    + """
+local mode = ARGV[7]
+local ttl = tonumber(ARGV[8])
+local a = step(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), mode, ttl)
+local b = step(KEYS[2], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), mode, ttl)
 return tostring(math.max(a, b))
 """
+)
 
 
 class RedisBuckets:
@@ -116,6 +124,7 @@ class RedisBuckets:
     """
 
     retry_s = 1.0
+    lua = _LUA
 
     def __init__(
         self,
@@ -137,6 +146,7 @@ class RedisBuckets:
         self.shown = scrub_url(url)
         self.clock = clock
         self.fallback = LocalBuckets(clock)
+        self.outage_share = outage_share
         now = clock()
         rq_rate, rq_cap, tk_rate, tk_cap = spec
         if rq_rate > 0:
@@ -148,11 +158,13 @@ class RedisBuckets:
         self.answered_at = -self.retry_s  # when Redis last came back
         self.outages = 0
         self.on_outage = on_outage
-        self.script = self.client.register_script(_LUA)
+        self.script = self.client.register_script(self.lua)
         self.keys = [f"headrace:rate:{key}:requests", f"headrace:rate:{key}:tokens"]
         self.spec = spec  # request rate, request capacity, token rate, token capacity
         per_second = min((r for r in (spec[0], spec[2]) if r > 0), default=1.0)
-        longest = max(c / r for r, c in ((spec[0], spec[1]), (spec[2], spec[3])) if r > 0)
+        longest = max(
+            (c / r for r, c in ((spec[0], spec[1]), (spec[2], spec[3])) if r > 0), default=0.0
+        )
         # a full bucket is the same as no key: let Redis forget it a while after that
         self.ttl_ms = str(int((longest + 60 + 1 / per_second) * 1000))
 
@@ -161,11 +173,10 @@ class RedisBuckets:
 
         if self.down_until and self.clock() < self.down_until:
             return self._locally(mode, requests, tokens)
-        rq_rate, rq_cap, tk_rate, tk_cap = self.spec
-        args: list[str | float] = [rq_rate, rq_cap, requests, tk_rate, tk_cap, tokens, mode]
-        args.append(self.ttl_ms)
         try:
-            wait = float(await self.script(keys=self.keys, args=args))
+            wait = self.answered(
+                await self.script(keys=self.keys, args=self.arguments(mode, requests, tokens))
+            )
         except (RedisError, OSError) as exc:
             now = self.clock()
             # a failure just after Redis came back (a stale pooled connection) belongs to
@@ -190,6 +201,15 @@ class RedisBuckets:
                 self.warned = False
                 _log.warning("headrace rate: Redis at %s answers again", self.shown)
         return wait
+
+    def arguments(self, mode: str, requests: float, tokens: float) -> list[str | float]:
+        """The script's arguments for one call."""
+        rq_rate, rq_cap, tk_rate, tk_cap = self.spec
+        return [rq_rate, rq_cap, requests, tk_rate, tk_cap, tokens, mode, self.ttl_ms]
+
+    def answered(self, raw: bytes | str) -> float:
+        """The wait in the script's answer."""
+        return float(raw)
 
     def _locally(self, mode: str, requests: float, tokens: float) -> float:
         if mode == "reserve":

@@ -45,6 +45,7 @@ from .bucket import TokenBucket
 from .learning import Learner
 from .pacing import LocalBuckets
 from .rate_state import RateState, observe
+from .shared_learning import SharedLearner
 from .usage import estimate_tokens, max_tokens, usage_tokens
 
 __all__ = ["Permit", "Rate", "RateState", "estimate_tokens", "observe", "usage_tokens"]
@@ -145,7 +146,23 @@ class Rate:
         self.learns = _auto
         self.clock = _clock
         self.local = LocalBuckets(_clock)
-        self.learner = Learner(self) if _auto else None
+        self.learner = None if not _auto else (SharedLearner if shared else Learner)(self)
+        # what a worker process rebuilds this limit from (a lock and waiters do not travel)
+        self._given: dict[str, Any] = {
+            "requests": requests,
+            "tokens": tokens,
+            "per": self.per_s,
+            "burst": burst,
+            "token_burst": token_burst,
+            "estimate": estimate,
+            "usage": usage,
+            "headroom": self.headroom_s,
+            "shared": shared,
+            "key": key,
+            "outage_share": self.outage_share,
+            "_auto": _auto,
+            "_clock": _clock,
+        }
         self.completion: float | None = None  # running mean of completion tokens
         self.tickets = 0
         self.tokens_reserved = 0.0
@@ -164,9 +181,25 @@ class Rate:
         estimate: Callable[[Any], int] | None = None,
         usage: Callable[[Any], int | None] | None = None,
         headroom: float | str = 0.05,
+        shared: str | None = None,
+        key: str = "default",
+        outage_share: float = 0.25,
     ) -> Rate:
-        """A limit learned while running (see the module's notes); it starts unlimited."""
-        return cls(estimate=estimate, usage=usage, headroom=headroom, _auto=True)
+        """A limit learned while running (see the module's notes); it starts unlimited.
+
+        With ``shared="redis://..."`` the limit learned is one for every process
+        using the same ``key`` (see :mod:`headrace.limits.shared_learning`): the
+        first to learn it teaches the others, and 429s cut it once for all.
+        """
+        return cls(
+            estimate=estimate,
+            usage=usage,
+            headroom=headroom,
+            shared=shared,
+            key=key,
+            outage_share=outage_share,
+            _auto=True,
+        )
 
     # -- the limit itself -------------------------------------------------------------
 
@@ -215,7 +248,10 @@ class Rate:
     def describe(self) -> dict[str, Any]:
         """The settings as plain data (part of a step's definition)."""
         if self.learns:
-            return {"auto": True, "headroom_s": self.headroom_s}
+            described: dict[str, Any] = {"auto": True, "headroom_s": self.headroom_s}
+            if self.shared is not None:
+                described.update(shared=True, key=self.key)
+            return described
         return {
             "requests": self.requests,
             "tokens": self.tokens,
@@ -226,6 +262,11 @@ class Rate:
             "shared": self.shared is not None,
             "key": self.key,
         }
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as its settings: a process it is sent to (a Ray worker) starts with
+        empty buckets of its own, or the shared ones in Redis, and learns afresh."""
+        return (_rebuilt, (self._given,))
 
     def __repr__(self) -> str:
         if self.learns:
@@ -272,6 +313,10 @@ class Rate:
             if not waiter.done():
                 waiter.get_loop().call_soon_threadsafe(_resolve, waiter)
                 free -= 1
+
+
+def _rebuilt(given: dict[str, Any]) -> Rate:
+    return Rate(**given)
 
 
 def _resolve(waiter: asyncio.Future[None]) -> None:

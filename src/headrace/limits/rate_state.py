@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from .learning import header, lower
 from .pacing import Buckets, LocalBuckets, RedisBuckets
 from .retry import headers_of, is_throttle
+from .shared_learning import LearnedRedisBuckets, SharedLearner
 
 if TYPE_CHECKING:
     from ..metrics import StepMetrics
@@ -45,6 +46,8 @@ class RateState:
         local = settings.local
         if settings.shared is None:
             self.buckets: Buckets = local
+        elif isinstance(settings.learner, SharedLearner):
+            self.buckets = LearnedRedisBuckets(settings, settings.learner, self._count_outage)
         else:
             spec = (
                 local.requests.rate if local.requests else 0.0,

@@ -88,6 +88,8 @@ class RateSpec(Strict):
             raise ValueError("a rate needs requests:, tokens:, or the value auto")
         if self.auto and (self.requests is not None or self.tokens is not None):
             raise ValueError("auto learns the limit; give it without requests: or tokens:")
+        if self.auto and (self.burst is not None or self.token_burst is not None):
+            raise ValueError("auto learns the limit; give it without burst: or token_burst:")
         return self
 
 
