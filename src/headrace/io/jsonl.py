@@ -66,8 +66,20 @@ class JsonlSource(Source):
         return lines + (last != b"\n")
 
     def records(self) -> Iterator[tuple[str, Any] | BadRecord]:
+        return self.records_between(0, None)
+
+    def records_between(
+        self, start: int, stop: int | None
+    ) -> Iterator[tuple[str, Any] | BadRecord]:
+        """The records on the lines at positions ``start`` to ``stop`` (excluded; ``None``:
+        to the end), counted from 0 as :meth:`count` counts them. The lines before
+        ``start`` are passed over by counting newlines, without parsing them, so a
+        worker's shard of a large file costs a scan of the bytes before it."""
         with self._open() as handle:
-            for number, raw in enumerate(handle, start=1):
+            _skip_lines(handle, start)
+            for number, raw in enumerate(handle, start=start + 1):
+                if stop is not None and number > stop:
+                    return
                 where = f"{self.path}:{number}"
                 if number == 1 and raw.startswith(_BOM):  # a byte-order mark, not data
                     raw = raw[len(_BOM) :]
@@ -93,6 +105,25 @@ class JsonlSource(Source):
                     yield BadRecord(where, f"missing key field {self.key!r}", _shown(line))
                 else:
                     yield str(value[self.key]), value
+
+
+def _skip_lines(handle: Any, lines: int) -> None:
+    """Move ``handle`` to the start of the line after the first ``lines`` newlines."""
+    if lines <= 0:
+        return
+    at = 0
+    while chunk := handle.read(1 << 20):
+        found = chunk.count(b"\n")
+        if found < lines:
+            lines -= found
+            at += len(chunk)
+            continue
+        position = -1
+        for _ in range(lines):
+            position = chunk.index(b"\n", position + 1)
+        handle.seek(at + position + 1)
+        return
+    # fewer lines than asked for: the range is empty (the handle is at the end)
 
 
 def _why_not_json(raw: bytes, exc: Exception) -> str:

@@ -19,8 +19,12 @@ __all__ = ["SourceRange"]
 class SourceRange(Source):
     """The records of ``source`` at positions ``start`` (included) to ``stop`` (excluded).
 
-    A list (or other sequence) is sliced; any other source is read from its start
-    and the records before ``start`` are passed over.
+    A list (or other sequence) is sliced. A source that can reach a position
+    without reading what lies before it reads the range itself: a JSON Lines file
+    (:meth:`~headrace.io.jsonl.JsonlSource.records_between`) counts newlines to
+    its first line, and its positions are lines, as its ``count`` counts them. Any
+    other source is read from its start and the records before ``start`` are
+    passed over.
     """
 
     def __init__(self, source: Source, start: int, stop: int) -> None:
@@ -41,7 +45,13 @@ class SourceRange(Source):
             for offset, value in enumerate(self._items):
                 yield keyed(self.start + offset, value, key)
             return
-        for record in islice(self.source.records(), self.start, self.stop):
+        between = getattr(self.source, "records_between", None)
+        records = (
+            between(self.start, self.stop)
+            if between is not None
+            else islice(self.source.records(), self.start, self.stop)
+        )
+        for record in records:
             self.place = self.source.place  # where it sits, as the whole source names it
             yield record
 
