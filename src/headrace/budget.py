@@ -7,15 +7,30 @@ sent: the item that wanted it is left unfinished (:class:`~headrace.errors.Budge
 the run stops reading its source, lets the calls in flight finish, and ends
 cleanly. A durable run is then resumed like any interrupted run; the resumed
 run has the budget it is given, not what was left of the last one.
+
+``shared="redis://..."`` keeps the spending in Redis (:class:`SharedSpend`), so
+every process of a run (the workers of a run on Ray) spends from one budget:
+each reservation is one atomic script that checks the limits and holds the
+call's expected cost, each answer one more that settles it. A Redis that does
+not answer cannot say what is left, so the call is refused and the run stops,
+resumable, as when the budget is spent: a budget is never overspent for an
+outage. The reservations of a worker that was killed mid-call stay held until
+the session ends (the budget errs on the side of spending less).
 """
 
 from __future__ import annotations
 
+import logging
+import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import BudgetExhausted, PipelineError, RunStopped, StepFailed, positive_number
+from .secrecy import scrub_text, scrub_url
 
-__all__ = ["Budget", "Spend", "run_stopped"]
+_log = logging.getLogger("headrace.run")
+
+__all__ = ["Budget", "RunSpend", "SharedSpend", "Spend", "run_stopped", "spend_for"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +40,11 @@ class Budget:
     Args:
         usd: US dollars, priced by each model's :class:`~headrace.llm.prices.Price`.
         tokens: prompt plus completion tokens, over all models.
+        shared: ``"redis://host:port/db"`` to keep the spending in Redis, one budget
+            for every process of the run (needed for a run with ``backend=``).
+        key: with ``shared``, a name for the budget: every run and process giving
+            it spends from one budget, across sessions (a team's budget for the
+            day). Default: one budget for each session of the run.
 
     Raises:
         PipelineError: neither limit, or one that is not positive.
@@ -32,10 +52,18 @@ class Budget:
 
     usd: float | None = None
     tokens: int | None = None
+    shared: str | None = None
+    key: str | None = None
 
     def __post_init__(self) -> None:
         if self.usd is None and self.tokens is None:
             raise PipelineError("Budget needs usd=, tokens= or both")
+        if self.shared is not None and not self.shared.startswith(
+            ("redis://", "rediss://", "unix://")
+        ):
+            raise PipelineError(f"Budget shared= takes a redis:// URL, got {self.shared!r}")
+        if self.key is not None and self.shared is None:
+            raise PipelineError("Budget key= names a budget kept in Redis: give shared= too")
         for name in ("usd", "tokens"):
             value = getattr(self, name)
             if value is not None:
@@ -77,6 +105,125 @@ class Spend:
 
     def _stop(self, reason: str) -> None:
         raise BudgetExhausted(reason)
+
+
+_SCRIPT = """
+local v = redis.call('HMGET', KEYS[1], 'usd', 'tokens', 'reserved_usd', 'reserved_tokens')
+local usd, tokens = tonumber(v[1]) or 0, tonumber(v[2]) or 0
+local reserved_usd, reserved_tokens = tonumber(v[3]) or 0, tonumber(v[4]) or 0
+if ARGV[1] == 'reserve' then
+  local most_usd, most_tokens = tonumber(ARGV[4]), tonumber(ARGV[5])
+  if most_usd >= 0 and usd + reserved_usd >= most_usd then return 'usd ' .. usd end
+  if most_tokens >= 0 and tokens + reserved_tokens >= most_tokens then
+    return 'tokens ' .. tokens
+  end
+  redis.call('HINCRBY', KEYS[1], 'reserved_tokens', ARGV[2])
+  redis.call('HINCRBYFLOAT', KEYS[1], 'reserved_usd', ARGV[3])
+else
+  redis.call('HINCRBY', KEYS[1], 'reserved_tokens', -tonumber(ARGV[2]))
+  redis.call('HINCRBYFLOAT', KEYS[1], 'reserved_usd', -tonumber(ARGV[3]))
+  redis.call('HINCRBY', KEYS[1], 'tokens', ARGV[4])
+  redis.call('HINCRBYFLOAT', KEYS[1], 'usd', ARGV[5])
+end
+redis.call('PEXPIRE', KEYS[1], 604800000)
+return 'ok'
+"""
+
+
+class SharedSpend:
+    """What every process of a run has spent against its :class:`Budget`, kept in Redis
+    under ``key`` (see the module's notes). Same verbs as :class:`Spend`, awaited."""
+
+    def __init__(self, budget: Budget, key: str) -> None:
+        assert budget.shared is not None
+        try:
+            import redis.asyncio as aioredis
+        except ImportError as exc:  # pragma: no cover - depends on the extras installed
+            raise PipelineError(
+                "hr.Budget(shared='redis://...') needs the redis package: "
+                "pip install 'headrace[redis]'"
+            ) from exc
+        self.budget = budget
+        self.key = f"headrace:budget:{key}"
+        self.shown = scrub_url(budget.shared)
+        self.client = aioredis.from_url(
+            budget.shared, socket_timeout=2.0, socket_connect_timeout=2.0
+        )
+        self.script = self.client.register_script(_SCRIPT)
+
+    async def _call(self, *args: str | int | float) -> str:
+        answer: Any = await self.script(keys=[self.key], args=list(args))
+        return answer.decode() if isinstance(answer, bytes) else str(answer)
+
+    async def reserve(self, tokens: int, usd: float) -> None:
+        """Hold a call's expected cost in Redis; refuse it once the budget is reached.
+
+        Raises:
+            BudgetExhausted: spent plus reserved (by every process) has reached a
+                limit, or Redis does not answer.
+        """
+        from redis.exceptions import RedisError
+
+        budget = self.budget
+        most_usd = -1.0 if budget.usd is None else budget.usd
+        most_tokens = -1 if budget.tokens is None else budget.tokens
+        try:
+            answer = await self._call("reserve", tokens, repr(usd), repr(most_usd), most_tokens)
+        except (RedisError, OSError) as exc:
+            raise BudgetExhausted(
+                f"the budget cannot be checked: Redis at {self.shown} is not answering "
+                f"({scrub_text(str(exc))[:200]})"
+            ) from None
+        if answer.startswith("usd "):
+            spent = float(answer.split()[1])
+            raise BudgetExhausted(
+                f"the budget of ${budget.usd:g} is spent (${spent:.4f} so far, all workers)"
+            )
+        if answer.startswith("tokens "):
+            spent = int(float(answer.split()[1]))
+            raise BudgetExhausted(
+                f"the budget of {budget.tokens:,} tokens is spent ({spent:,} so far, all workers)"
+            )
+
+    async def settle(
+        self, reserved_tokens: int, reserved_usd: float, tokens: int, usd: float
+    ) -> None:
+        """A call ended: drop its reservation and add what it really cost."""
+        from redis.exceptions import RedisError
+
+        try:
+            await self._call("settle", reserved_tokens, repr(reserved_usd), tokens, repr(usd))
+        except (RedisError, OSError) as exc:
+            # the reservation stays held: what is left looks smaller, never larger
+            _log.warning(
+                "headrace budget: Redis at %s did not take a call's cost (%s); its "
+                "reservation stays held",
+                self.shown,
+                scrub_text(str(exc))[:200],
+            )
+
+    async def spent(self) -> tuple[float, int]:
+        """Dollars and tokens spent so far by every process."""
+        usd, tokens = await self.client.hmget(self.key, ["usd", "tokens"])
+        return float(usd or 0), int(float(tokens or 0))
+
+    async def close(self) -> None:
+        """Close the connection to Redis."""
+        await self.client.aclose()
+
+
+RunSpend = Spend | SharedSpend
+"""What a run spends against its budget: in this process, or in Redis."""
+
+
+def spend_for(budget: Budget | None) -> RunSpend | None:
+    """The spending a run keeps against ``budget``: in this process, or in Redis
+    (under the budget's ``key``, or one of this session's own)."""
+    if budget is None:
+        return None
+    if budget.shared is None:
+        return Spend(budget)
+    return SharedSpend(budget, budget.key or f"session:{uuid.uuid4().hex}")
 
 
 def run_stopped(failure: BaseException) -> RunStopped | None:

@@ -65,3 +65,53 @@ def test_four_actors_sharing_one_redis_limit_stay_under_the_providers_limit(
         assert stats["throttled"] <= 20
     else:
         assert stats["throttled"] <= 4
+
+
+def test_a_budget_holds_across_four_actors_and_a_resume_finishes_the_run(
+    local_ray: None, redis_url: str, tmp_path: Path
+) -> None:
+    budget = hr.Budget(tokens=3000, shared=redis_url)
+    with serve(process=True) as sim:
+        client = hr.llm.Client(base_url=sim.url)
+        step = hr.llm.complete(client=client, model="m", prompt="{text}", concurrency=2)
+        source = tmp_path / "records.jsonl"
+        source.write_text(
+            "".join(
+                json.dumps({"id": f"r{i:04d}", "text": f"record {i}"}) + "\n" for i in range(ITEMS)
+            )
+        )
+
+        def run(**options: Any) -> hr.RunResult:
+            return hr.run(
+                step,
+                hr.read_jsonl(source, key="id"),
+                run_dir=tmp_path / "run",
+                backend=hr.Ray(workers=4, num_cpus=0.5, shard_size=ITEMS // 8),
+                progress=False,
+                **options,
+            )
+
+        first = run(budget=budget)
+        stats = sim.stats()
+        spent = stats["prompt_tokens"] + stats["completion_tokens"]
+        per_call = spent / stats["requests"]
+        second = run(resume=True)
+        calls = sim.stats()["requests"]
+    assert first.stopped is not None and "3,000 tokens" in first.stopped
+    # one budget for the four actors: at most the calls in flight (two an actor) cross it
+    assert 3000 - 8 * per_call <= spent <= 3000 + 8 * per_call
+    assert first.items_out == stats["requests"] < ITEMS
+    assert second.stopped is None
+    assert calls == ITEMS  # nothing computed twice
+    assert len((tmp_path / "run" / "outputs.jsonl").read_text().splitlines()) == ITEMS
+
+
+def test_a_budget_kept_in_one_process_is_refused_on_a_cluster(tmp_path: Path) -> None:
+    with pytest.raises(hr.PipelineError, match="keeps its budget in Redis"):
+        hr.run(
+            hr.step(lambda x: x),
+            [1, 2],
+            run_dir=tmp_path / "run",
+            backend=hr.Ray(),
+            budget=hr.Budget(usd=1),
+        )

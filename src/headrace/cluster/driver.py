@@ -10,10 +10,12 @@ committed is kept, what it had in flight runs again.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import sys
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -150,6 +152,11 @@ class Driver:
         self.slots: dict[str, int] = {}
         self.done_before = 0
         self.finished_now: dict[int, tuple[int, int]] = {}  # shard -> (finished, dead)
+        budget = options.budget
+        if budget is not None and budget.key is None:
+            # one budget for this session's workers (a resumed run has the budget it is given)
+            budget = dataclasses.replace(budget, key=f"session:{uuid.uuid4().hex}")
+        self.budget = budget
 
     def task(self, index: int, mode: Mode) -> ShardTask:
         """Shard ``index``'s task, to run in ``mode``."""
@@ -170,6 +177,7 @@ class Driver:
             on_error=options.on_error,
             on_bad_input=options.on_bad_input,
             duplicates=options.duplicates,
+            budget=self.budget,
         )
 
     def todo(self, mode: Mode) -> deque[tuple[int, Mode]]:
@@ -228,6 +236,8 @@ class Driver:
                         continue
                     idle.append(actor)
                     again = self.take(outcome, shard_mode)
+                    if self.metrics.stopped:
+                        pending.clear()  # the budget is spent: no shard starts after it
                     if again is not None:
                         pending.append(again)
                         if outcome.state == "busy":

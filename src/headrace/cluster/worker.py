@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ..budget import Budget
 from ..engine.result import DeadLetter
 from ..engine.run_options import RunOptions
 from ..engine.runner import run_with
@@ -45,6 +46,7 @@ class ShardTask:
     on_error: Any = "dead_letter"
     on_bad_input: Any = "dead_letter"
     duplicates: Any = "error"
+    budget: Budget | None = None
 
 
 @dataclass(slots=True)
@@ -75,6 +77,7 @@ def run_shard(root: Step[Any, Any], task: ShardTask) -> ShardOutcome:
         on_error=task.on_error,
         on_bad_input=task.on_bad_input,
         duplicates=task.duplicates,
+        budget=task.budget,
     )
     try:
         result = asyncio.run(run_with(root, task.source, sink=task.sink, options=options))

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from time import perf_counter
 from typing import Any, Literal
 
-from ..budget import Spend, run_stopped
+from ..budget import RunSpend, run_stopped
 from ..errors import BadInput, SourceError, StepFailed
 from ..io.records import BadRecord, encode_json
 from ..metrics import RunMetrics
@@ -57,7 +57,7 @@ class Lanes:
         on_bad_input: OnBadInput = "dead_letter",
         total: int | None = None,
         duplicates: Duplicates | None = None,
-        spend: Spend | None = None,
+        spend: RunSpend | None = None,
         places: Any = None,
     ) -> None:
         self.root = root

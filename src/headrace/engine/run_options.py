@@ -117,9 +117,10 @@ class RunOptions:
             raise PipelineError(
                 "a run on a cluster (backend=...) is durable: give run_dir=... for its store"
             )
-        if self.budget is not None:
+        if self.budget is not None and self.budget.shared is None:
             raise PipelineError(
-                "budget= holds within one process; a run with backend=... cannot keep it yet"
+                "a run on a cluster (backend=...) keeps its budget in Redis, one for every "
+                "worker: give hr.Budget(..., shared='redis://...')"
             )
 
     NAMES: ClassVar[frozenset[str]]

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, It
 from pathlib import Path
 from typing import Any, Literal
 
-from ..budget import Budget, Spend
+from ..budget import Budget, SharedSpend, spend_for
 from ..errors import HeadraceError, PipelineError, SourceError, TooManyDead
 from ..fingerprint import leaf_identities
 from ..io.callback import CallbackSink
@@ -294,6 +294,7 @@ async def execute(
         items = _open_source(source)
         total, unique, places = None, True, None
     keyed = session is not None or isinstance(source, Source)
+    spend = spend_for(options.budget)
     engine = Lanes(
         root,
         items,
@@ -307,10 +308,14 @@ async def execute(
         on_bad_input=options.on_bad_input,
         total=total,
         duplicates=None if unique else options.duplicates,
-        spend=Spend(options.budget) if options.budget is not None else None,
+        spend=spend,
         places=places,
     )
-    return await engine.execute()
+    try:
+        return await engine.execute()
+    finally:
+        if isinstance(spend, SharedSpend):
+            await spend.close()
 
 
 def run_definition(

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._types import Handler
 from ..binding import binder_for
-from ..budget import Spend
+from ..budget import RunSpend
 from ..limits.circuit import Circuit, CircuitState
 from ..limits.rate import Rate, RateState
 from ..metrics import StepMetrics
@@ -38,7 +38,7 @@ class RunContext:
         self,
         activity: Activity,
         spawn: Callable[[Coroutine[Any, Any, Any]], Any],
-        spend: Spend | None = None,
+        spend: RunSpend | None = None,
     ) -> None:
         self.activity = activity
         self.spawn = spawn

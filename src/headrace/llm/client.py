@@ -34,7 +34,7 @@ from .replies import Reply
 from .secrets import Secret, load_secret
 
 if TYPE_CHECKING:
-    from ..budget import Spend
+    from ..budget import RunSpend
     from ..engine.runtime import RunContext
 
 __all__ = ["Client", "Connection", "MalformedResponse", "ProviderError", "Reply"]
@@ -173,7 +173,7 @@ class Client:
             )
         return secret
 
-    def connect(self, spend: Spend | None = None) -> Connection:
+    def connect(self, spend: RunSpend | None = None) -> Connection:
         """Open a connection pool (call it inside a running event loop); close it with
         ``await conn.close()`` or use ``async with client.connect() as conn``."""
         return Connection(self, spend)

@@ -29,9 +29,11 @@ from .stats import Costs, LLMStats
 from .tokens import prompt_tokens
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     import aiohttp
 
-    from ..budget import Spend
+    from ..budget import RunSpend
     from .client import Client
 
 __all__ = ["Connection", "Requests", "Spending"]
@@ -43,7 +45,7 @@ class Connection:
     def __init__(
         self,
         client: Client,
-        spend: Spend | None = None,
+        spend: RunSpend | None = None,
         circuit: CircuitState | None = None,
         rate: RateState | None = None,
     ) -> None:
@@ -233,19 +235,22 @@ class Spending:
 
     __slots__ = ("costs", "spend")
 
-    def __init__(self, costs: Costs, spend: Spend | None) -> None:
+    def __init__(self, costs: Costs, spend: RunSpend | None) -> None:
         self.costs = costs
         self.spend = spend
 
-    def enter(self, call: Call) -> None:
-        """Reserve the request's expected cost from the budget, if the run has one."""
-        if self.spend is not None:
-            model = str(call.value.get("model", ""))
-            call.reserved = self.costs.reserve(
-                self.spend, model, call.prompt_tokens or 0, call.value
-            )
+    def enter(self, call: Call) -> Awaitable[None] | None:
+        """Reserve the request's expected cost from the budget, if the run has one
+        (awaited when the budget is kept in Redis)."""
+        if self.spend is None:
+            return None
+        model = str(call.value.get("model", ""))
+        expected = self.costs.expected(model, call.prompt_tokens or 0, call.value)
+        reserving = self.spend.reserve(*expected)
+        call.reserved = expected
+        return reserving
 
-    def leave(self, call: Call, error: BaseException | None) -> None:
+    def leave(self, call: Call, error: BaseException | None) -> Awaitable[None] | None:
         """Count the answer's tokens and cost; settle the reservation with them."""
         reply = call.output if error is None else None
         model = str(call.value.get("model", ""))
@@ -253,8 +258,9 @@ class Spending:
         used = (0, 0.0)
         if reply is not None and metrics is not None:
             used = self.costs.count(metrics.llm, model, reply)
-        if self.spend is not None:
-            self.spend.settle(*call.reserved, *used)
+        if self.spend is None:
+            return None
+        return self.spend.settle(*call.reserved, *used)
 
 
 class Requests:

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 from ..metrics import Histogram
 
 if TYPE_CHECKING:
-    from ..budget import Spend
     from .prices import Price
     from .replies import Reply
 
@@ -118,16 +117,13 @@ class Costs:
         self.price_of = price_of
         self.completion: dict[str, float] = {}  # mean completion tokens per model
 
-    def reserve(
-        self, spend: Spend, model: str, counted: int, body: dict[str, Any]
-    ) -> tuple[int, float]:
-        """Hold the expected cost of one request in the run's budget; return it."""
+    def expected(self, model: str, counted: int, body: dict[str, Any]) -> tuple[int, float]:
+        """The expected tokens and cost of one request, to hold in the run's budget."""
         ceiling = body.get("max_completion_tokens") or body.get("max_tokens")
         expected = self.completion.get(model, float(ceiling) if isinstance(ceiling, int) else 0.0)
         price = self.price_of(model)
         tokens = counted + round(expected)
         usd = price.cost(counted, round(expected)) if price is not None else 0.0
-        spend.reserve(tokens, usd)
         return tokens, usd
 
     def count(self, stats: LLMStats | None, model: str, reply: Reply) -> tuple[int, float]:

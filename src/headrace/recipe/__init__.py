@@ -187,7 +187,9 @@ class Recipe:
             "duplicates": run.duplicates,
         }
         if run.budget_usd is not None or run.budget_tokens is not None:
-            options["budget"] = Budget(usd=run.budget_usd, tokens=run.budget_tokens)
+            options["budget"] = Budget(
+                usd=run.budget_usd, tokens=run.budget_tokens, shared=run.budget_shared
+            )
         if run.backend == "ray":
             from ..cluster import Ray
 

@@ -390,9 +390,22 @@ class RunSpec(Strict):
     duplicates: Literal["error", "first", "suffix"] = "error"
     budget_usd: float | None = Field(None, gt=0)
     budget_tokens: int | None = Field(None, gt=0)
+    budget_shared: str | None = Field(None, pattern=r"^(redis|rediss|unix)://")
     backend: Literal["local", "ray"] = "local"
     workers: int = Field(2, ge=1)
     shard_size: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _shared_budget(self) -> RunSpec:
+        if (
+            self.budget_shared is not None
+            and self.budget_usd is None
+            and self.budget_tokens is None
+        ):
+            raise ValueError(
+                "budget_shared keeps a budget in Redis: give budget_usd or budget_tokens"
+            )
+        return self
 
 
 class RecipeSpec(Strict):
