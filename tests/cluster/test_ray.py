@@ -232,3 +232,33 @@ def test_a_run_resumes_only_on_the_backend_it_was_started_on(
         hr.run(ray_pipelines.double, source, backend=started, **options)
         with pytest.raises(hr.ResumeMismatch, match="resume it the same way"):
             hr.run(ray_pipelines.double, source, backend=then, **options)
+
+
+def test_the_progress_bar_moves_with_what_running_shards_commit(
+    local_ray: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two shards of 400 items, each about two seconds of work: the bar shows counts
+    between the shards' ends (read from the running shards' stores), never going back."""
+    import asyncio
+
+    from headrace.cluster import driver
+
+    samples: list[int] = []
+
+    async def sample(counts: Any, finished: asyncio.Event, **_: Any) -> None:
+        while not finished.is_set():
+            samples.append(counts().done)
+            await asyncio.sleep(0.1)
+        samples.append(counts().done)
+
+    monkeypatch.setattr(driver, "run_progress", sample)
+    hr.run(
+        ray_pipelines.slow_double,
+        hr.read_jsonl(write_items(tmp_path / "in.jsonl", 800), key="id"),
+        run_dir=tmp_path / "run",
+        backend=hr.Ray(workers=2, shard_size=400),
+        progress=True,
+    )
+    assert samples[-1] == 800
+    assert samples == sorted(samples)
+    assert set(samples) - {0, 400, 800}, samples  # moved while the shards ran

@@ -19,19 +19,24 @@ pytestmark = pytest.mark.slow
 RPM, BURST, ITEMS = 1200, 5, 160
 
 
-def _run_on_four_actors(tmp_path: Path, url: str, rate: hr.Rate) -> hr.RunResult:
-    client = hr.llm.Client(base_url=url, rate=rate, retry=hr.Retry(attempts=20, backoff=0.05))
-    step = hr.llm.complete(client=client, model="m", prompt="{text}", concurrency=40)
+def _on_four_actors(
+    tmp_path: Path, step: Any, shard_size: int = ITEMS // 4, **options: Any
+) -> hr.RunResult:
+    """Run ``step`` over ITEMS records on four actors (half a CPU each)."""
     source = tmp_path / "records.jsonl"
-    source.write_text(
-        "".join(json.dumps({"id": f"r{i:04d}", "text": f"record {i}"}) + "\n" for i in range(ITEMS))
-    )
+    if not source.exists():
+        source.write_text(
+            "".join(
+                json.dumps({"id": f"r{i:04d}", "text": f"record {i}"}) + "\n" for i in range(ITEMS)
+            )
+        )
     return hr.run(
         step,
         hr.read_jsonl(source, key="id"),
         run_dir=tmp_path / "run",
-        backend=hr.Ray(workers=4, num_cpus=0.5, shard_size=ITEMS // 4),
+        backend=hr.Ray(workers=4, num_cpus=0.5, shard_size=shard_size),
         progress=False,
+        **options,
     )
 
 
@@ -52,7 +57,11 @@ def test_four_actors_sharing_one_redis_limit_stay_under_the_providers_limit(
         else hr.Rate(requests=RPM, per="minute", burst=BURST, shared=redis_url, key=key)
     )
     with serve(rpm=RPM, burst=BURST, process=True) as sim:
-        result = _run_on_four_actors(tmp_path, sim.url, rate)
+        client = hr.llm.Client(
+            base_url=sim.url, rate=rate, retry=hr.Retry(attempts=20, backoff=0.05)
+        )
+        step = hr.llm.complete(client=client, model="m", prompt="{text}", concurrency=40)
+        result = _on_four_actors(tmp_path, step)
         stats = sim.stats()
     lines = (tmp_path / "run" / "outputs.jsonl").read_text().splitlines()
     assert len(lines) == ITEMS and result.metrics.items_out == ITEMS
@@ -74,28 +83,11 @@ def test_a_budget_holds_across_four_actors_and_a_resume_finishes_the_run(
     with serve(process=True) as sim:
         client = hr.llm.Client(base_url=sim.url)
         step = hr.llm.complete(client=client, model="m", prompt="{text}", concurrency=2)
-        source = tmp_path / "records.jsonl"
-        source.write_text(
-            "".join(
-                json.dumps({"id": f"r{i:04d}", "text": f"record {i}"}) + "\n" for i in range(ITEMS)
-            )
-        )
-
-        def run(**options: Any) -> hr.RunResult:
-            return hr.run(
-                step,
-                hr.read_jsonl(source, key="id"),
-                run_dir=tmp_path / "run",
-                backend=hr.Ray(workers=4, num_cpus=0.5, shard_size=ITEMS // 8),
-                progress=False,
-                **options,
-            )
-
-        first = run(budget=budget)
+        first = _on_four_actors(tmp_path, step, ITEMS // 8, budget=budget)
         stats = sim.stats()
         spent = stats["prompt_tokens"] + stats["completion_tokens"]
         per_call = spent / stats["requests"]
-        second = run(resume=True)
+        second = _on_four_actors(tmp_path, step, ITEMS // 8, resume=True)
         calls = sim.stats()["requests"]
     assert first.stopped is not None and "3,000 tokens" in first.stopped
     # one budget for the four actors: at most the calls in flight (two an actor) cross it

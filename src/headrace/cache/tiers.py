@@ -60,6 +60,11 @@ class MemoryTier:
         self.max_items = max_items
         self.entries: OrderedDict[str, tuple[bytes, float | None]] = OrderedDict()
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled empty: a process the cache is sent to (a Ray worker) fills its own
+        memory tier, the entries of this one stay here."""
+        return (MemoryTier, (self.max_items,))
+
     async def get(self, key: str, now: float) -> bytes | None:
         found = self.entries.get(key)
         if found is None:

@@ -152,6 +152,8 @@ class Driver:
         self.slots: dict[str, int] = {}
         self.done_before = 0
         self.finished_now: dict[int, tuple[int, int]] = {}  # shard -> (finished, dead)
+        self.running_now: dict[int, tuple[int, int]] = {}  # the same, so far, of running ones
+        self.before: dict[int, tuple[int, int]] = {}  # what a shard had finished before
         budget = options.budget
         if budget is not None and budget.key is None:
             # one budget for this session's workers (a resumed run has the budget it is given)
@@ -183,6 +185,9 @@ class Driver:
     def todo(self, mode: Mode) -> deque[tuple[int, Mode]]:
         """The shards this session runs, each with the mode of its first attempt."""
         states = shard_states(self.parent, self.plan)
+        # the progress bar counts what a running shard commits beyond this (a fresh
+        # shard's old store counts until its worker empties it: never more than the truth)
+        self.before = {s.index: (s.finished, s.dead) for s in states}
         if mode in ("new", "fresh"):
             return deque((s.index, "fresh") for s in states)
         if mode == "retry_dead":
@@ -226,6 +231,9 @@ class Driver:
                 if time.monotonic() - beat >= BEAT_S:
                     heartbeat()
                     beat = time.monotonic()
+                if shown is not None:
+                    now_running = [index for _, index, _ in running.values()]
+                    self.running_now = await asyncio.to_thread(self.progress_of, now_running)
                 for ref in ready:
                     actor, index, shard_mode = running.pop(ref)
                     try:
@@ -304,10 +312,33 @@ class Driver:
         self.finished_now[index] = (finished, metrics.items_dead)
         return None
 
+    def progress_of(self, indexes: list[int]) -> dict[int, tuple[int, int]]:
+        """Items finished (and of them dead) in this session so far by the running
+        shards ``indexes``, read from their stores (what their workers committed)."""
+        seen: dict[int, tuple[int, int]] = {}
+        for index in indexes:
+            location = shard_location(self.parent, index)
+            try:
+                if not location.exists():
+                    continue
+                store = location.open()
+                try:
+                    status = store.status()
+                finally:
+                    store.close()
+            except Exception:  # a store its worker is creating: read it next time
+                continue
+            done, dead = self.before.get(index, (0, 0))
+            seen[index] = (max(0, status.finished - done), max(0, status.dead - dead))
+        return seen
+
     def counts(self) -> Counts:
-        """What the progress bar shows: shards finished this session, plus those before."""
-        done = sum(f for f, _ in self.finished_now.values())
-        dead = sum(d for _, d in self.finished_now.values())
+        """What the progress bar shows: the shards finished this session, what the
+        running ones have committed so far, and the shards finished before."""
+        finished = dict(self.running_now)
+        finished.update(self.finished_now)
+        done = sum(f for f, _ in finished.values())
+        dead = sum(d for _, d in finished.values())
         return Counts(done, dead, self.plan.total, self.done_before)
 
     def dead_letter_rows(self) -> Iterator[dict[str, Any]]:

@@ -12,6 +12,7 @@ filtered.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from time import perf_counter
@@ -37,6 +38,13 @@ __all__ = ["Duplicates", "Lanes", "OnBadInput", "OnError", "Sink"]
 OnError = Literal["dead_letter", "raise"]
 OnBadInput = Literal["dead_letter", "stop"]
 Sink = Callable[[Any], Any]
+
+
+TICK_S = 0.01
+"""How often the run's ticker notes that the event loop is running other tasks."""
+HOGGED_S = 0.05
+"""After this long without the ticker running, a lane gives the loop up after each item
+(so every lane does, in turn, until the ticker and the writer have run)."""
 
 
 class Lanes:
@@ -82,6 +90,7 @@ class Lanes:
         self.n_in = self.n_out = self.n_filtered = self.n_dead = 0
         self.lanes_left = window
         self.finished = asyncio.Event()
+        self.loop_ran = perf_counter()  # when the ticker last ran (see _tick)
         self.total = total if total is not None else _length_hint(items)
 
     async def execute(self) -> RunResult:
@@ -99,6 +108,7 @@ class Lanes:
                 self.activity.enter(self.window)
                 for _ in range(self.window):
                     group.create_task(self._lane(handler, emit))
+                group.create_task(self._tick())
                 if session is not None and session.writer is not None:
                     group.create_task(session.writer.run())
                 if self.progress:
@@ -181,6 +191,11 @@ class Lanes:
         pull, pull_async, is_async_source = feed.pull, feed.pull_async, feed.is_async
         key: str | None = None
         while True:
+            if perf_counter() - self.loop_ran > HOGGED_S:
+                # a step that never suspends (a sync function called inline, a source read
+                # without waiting) would otherwise hold the loop for the whole run: the
+                # writer could not commit, nor the lease be renewed, until the end
+                await asyncio.sleep(0)
             # drop the last item before waiting for the next: one item per lane at most
             item = out = None
             item = (await pull_async()) if is_async_source else pull()
@@ -262,6 +277,15 @@ class Lanes:
             if writer is not None:
                 writer.close()
         self.activity.leave()
+
+    async def _tick(self) -> None:
+        """Note, every :data:`TICK_S`, that the loop runs other tasks than the lanes."""
+        finished = self.finished
+        while not finished.is_set():
+            self.loop_ran = perf_counter()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(TICK_S):
+                    await finished.wait()
 
     async def _record_dead(
         self, index: int, key: str | None, item: Any, failure: StepFailed
