@@ -68,7 +68,7 @@ async def run_sharded(
             "an async iterable cannot be split across workers: write it to a file first, "
             "or pass a list"
         )
-    total = source.count()
+    total = source.positions()
     if total is None:
         raise PipelineError(
             "a run on a cluster splits its source by position, so its size must be known: "

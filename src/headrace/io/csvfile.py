@@ -12,6 +12,7 @@ import io
 import os
 import re
 from collections.abc import Iterator
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -60,14 +61,38 @@ class CsvSource(Source):
             )
 
     def records(self) -> Iterator[tuple[str, Any] | BadRecord]:
+        return self.records_between(0, None)
+
+    def positions(self) -> int:
+        """The number of records (rows that are not blank, bad ones included): a
+        parse of the whole file, to split it across workers."""
+        return sum(1 for _ in self._rows(None))
+
+    def records_between(
+        self, start: int, stop: int | None
+    ) -> Iterator[tuple[str, Any] | BadRecord]:
+        """The records at positions ``start`` to ``stop`` (excluded; ``None``: to the end),
+        counted as :meth:`positions` counts them. The rows before ``start`` are parsed
+        as CSV (a quoted field may hold a newline) but not checked or built."""
+        rows = self._rows(stop)
+        for _ in islice(rows, start):
+            pass
+        for line, fields, header in rows:
+            if isinstance(fields, BadRecord):
+                yield fields
+            else:
+                yield from self._record(line, fields, header)
+
+    def _rows(self, stop: int | None) -> Iterator[tuple[int, list[str] | BadRecord, list[str]]]:
+        """Each record's first line and fields (or why it is not CSV), with the header."""
         with _open(self.path) as handle:
             reader = csv.reader(handle, delimiter=self.delimiter, strict=True)
             header = next(reader, None)
             if header is None:
                 return
-            width = len(header)
             last_line = reader.line_num
-            while True:
+            position = 0
+            while stop is None or position < stop:
                 try:
                     fields = next(reader)
                 except StopIteration:
@@ -81,38 +106,45 @@ class CsvSource(Source):
                         )
                     else:
                         reason = f"not valid CSV ({exc})"
-                    yield BadRecord(f"{self.path}:{start}", reason)
                     last_line = reader.line_num
+                    position += 1
+                    yield start, BadRecord(f"{self.path}:{start}", reason), header
                     continue
                 line = last_line + 1  # where the row starts (a quoted field may span lines)
                 last_line = reader.line_num
-                if not fields:
-                    continue
-                where = f"{self.path}:{line}"
-                if len(fields) != width:
-                    shown = self.delimiter.join(fields)
-                    if len(fields) < width:
-                        missing = ", ".join(repr(c) for c in header[len(fields) :])
-                        reason = f"missing column(s) {missing}: {len(fields)} of {width} fields"
-                    else:
-                        reason = f"{len(fields)} fields, but the header has {width}"
-                    yield BadRecord(where, reason, shown[:200])
-                    continue
-                if not "".join(fields).isascii():
-                    broken = next((i for i, f in enumerate(fields) if _SURROGATES.search(f)), None)
-                    if broken is not None:
-                        at = _SURROGATES.search(fields[broken])
-                        assert at is not None
-                        yield BadRecord(
-                            where,
-                            f"field {header[broken]!r} is not valid UTF-8 (at character "
-                            f"{at.start() + 1})",
-                            self.delimiter.join(fields).encode("utf-8", "replace").decode()[:200],
-                        )
-                        continue
-                value = dict(zip(header, fields, strict=True))
-                self.place = where
-                yield (f"line:{line}" if self.key is None else value[self.key]), value
+                if fields:
+                    position += 1
+                    yield line, fields, header
+
+    def _record(
+        self, line: int, fields: list[str], header: list[str]
+    ) -> Iterator[tuple[str, Any] | BadRecord]:
+        """The row as a record, or why it is bad (its width, a field not UTF-8)."""
+        width = len(header)
+        where = f"{self.path}:{line}"
+        if len(fields) != width:
+            shown = self.delimiter.join(fields)
+            if len(fields) < width:
+                missing = ", ".join(repr(c) for c in header[len(fields) :])
+                reason = f"missing column(s) {missing}: {len(fields)} of {width} fields"
+            else:
+                reason = f"{len(fields)} fields, but the header has {width}"
+            yield BadRecord(where, reason, shown[:200])
+            return
+        if not "".join(fields).isascii():
+            broken = next((i for i, f in enumerate(fields) if _SURROGATES.search(f)), None)
+            if broken is not None:
+                at = _SURROGATES.search(fields[broken])
+                assert at is not None
+                yield BadRecord(
+                    where,
+                    f"field {header[broken]!r} is not valid UTF-8 (at character {at.start() + 1})",
+                    self.delimiter.join(fields).encode("utf-8", "replace").decode()[:200],
+                )
+                return
+        value = dict(zip(header, fields, strict=True))
+        self.place = where
+        yield (f"line:{line}" if self.key is None else value[self.key]), value
 
 
 # bytes that are not UTF-8 come through as lone surrogates (surrogateescape), so a bad

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 import os
 from collections.abc import Iterator
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +54,24 @@ class DirectorySource(Source):
             elif entry.is_file() and fnmatch.fnmatchcase(entry.name, self.pattern):
                 yield Path(entry.path)
 
-    def records(self) -> Iterator[tuple[str, Any] | BadRecord]:
+    def count(self) -> int:
+        """The number of matching files (a listing; nothing is read)."""
         self.check()
-        for path in self._files(self.directory):
+        return sum(1 for _ in self._files(self.directory))
+
+    def records(self) -> Iterator[tuple[str, Any] | BadRecord]:
+        return self.records_between(0, None)
+
+    def records_between(
+        self, start: int, stop: int | None
+    ) -> Iterator[tuple[str, Any] | BadRecord]:
+        """The files at positions ``start`` to ``stop`` (excluded; ``None``: to the end)
+        of the sorted listing; only those files are read."""
+        self.check()
+        chosen = islice(self._files(self.directory), start, stop)
+        for path in chosen:
             relative = path.relative_to(self.directory).as_posix()
+            self.place = str(path)
             try:
                 data = path.read_bytes()
             except OSError as exc:

@@ -72,25 +72,56 @@ class ParquetSource(Source):
             yield batch
 
     def records(self) -> Iterator[tuple[str, Any] | BadRecord]:
+        return self.records_between(0, None)
+
+    def records_between(
+        self, start: int, stop: int | None
+    ) -> Iterator[tuple[str, Any] | BadRecord]:
+        """The rows at positions ``start`` to ``stop`` (excluded; ``None``: to the end),
+        counted from 0 across the row groups. Row groups wholly before ``start`` or
+        from ``stop`` on are never read (their sizes are in the footer), so a
+        worker's shard of a large file reads only the row groups it overlaps."""
         parquet = self._file()
         columns = self.columns
         if columns is not None and self.key is not None and self.key not in columns:
             columns = [*columns, self.key]
+        first = 0  # the position of the current row group's first row
         for group in range(parquet.num_row_groups):
+            size = parquet.metadata.row_group(group).num_rows
+            if stop is not None and first >= stop:
+                return
+            if first + size <= start:
+                first += size
+                continue
             row = 0
             for batch in self._batches(parquet, group, columns):
-                for value in batch.to_pylist():
-                    if self.key is None:
-                        yield f"row_group:{group}:{row}", value
-                    elif value.get(self.key) is None:
-                        yield BadRecord(
-                            f"{self.path} row group {group} row {row}",
-                            f"the key column {self.key!r} is empty",
-                            repr(value)[:200],
-                        )
-                    else:
-                        yield str(value[self.key]), value
-                    row += 1
+                if stop is not None and first + row >= stop:
+                    return
+                low = max(0, start - first - row)
+                high = batch.num_rows if stop is None else min(batch.num_rows, stop - first - row)
+                if low < high:
+                    # rows outside the range are sliced off before they become Python objects
+                    chosen = batch.slice(low, high - low).to_pylist()
+                    yield from self._keyed(chosen, group, row + low)
+                row += batch.num_rows
+            first += size
+
+    def _keyed(
+        self, values: list[Any], group: int, row: int
+    ) -> Iterator[tuple[str, Any] | BadRecord]:
+        """Each row with its key; ``row`` is the first one's row in row group ``group``."""
+        for value in values:
+            if self.key is None:
+                yield f"row_group:{group}:{row}", value
+            elif value.get(self.key) is None:
+                yield BadRecord(
+                    f"{self.path} row group {group} row {row}",
+                    f"the key column {self.key!r} is empty",
+                    repr(value)[:200],
+                )
+            else:
+                yield str(value[self.key]), value
+            row += 1
 
 
 def read_parquet(

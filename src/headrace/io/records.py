@@ -152,6 +152,12 @@ class Source:
         """The number of records if it is cheap to know (for progress), else ``None``."""
         return None
 
+    def positions(self) -> int | None:
+        """The number of records, reading the whole source if that is the only way
+        (to split it across workers); ``None`` if it cannot be known (a generator).
+        Default: :meth:`count`."""
+        return self.count()
+
     @property
     def keys_unique(self) -> bool:
         """Whether keys cannot repeat (they are positions or paths): no need to check."""
