@@ -30,3 +30,9 @@ def busy(item: dict[str, Any]) -> dict[str, Any]:
     for n in range(60_000):
         total += n * n % 7
     return {"id": item["id"], "work": total}
+
+
+@hr.step
+def echo(item: dict[str, Any]) -> dict[str, Any]:
+    """The item itself (a source's records, as the sink writes them)."""
+    return item

@@ -66,8 +66,11 @@ def test_four_actors_sharing_one_redis_limit_stay_under_the_providers_limit(
     lines = (tmp_path / "run" / "outputs.jsonl").read_text().splitlines()
     assert len(lines) == ITEMS and result.metrics.items_out == ITEMS
     # the sum of the four actors' rates at the sim: one second holds at most the
-    # limit and the burst (four actors pacing alone would send four times that)
-    assert _busiest_second(stats) <= RPM / 60 + BURST + 2, stats["windows"]["arrived"]
+    # limit and the burst (four actors pacing alone would send four times that). A
+    # learned limit does not know the provider's burst: its shared bucket holds one
+    # second of the rate, which actors that start late may spend at once
+    most = RPM / 60 + (RPM / 60 if learned else BURST) + 2
+    assert _busiest_second(stats) <= most, str(stats["windows"]["arrived"])
     if learned:
         # before the first answer taught the limit, each actor sends a window of calls
         # that grows by one per success: a few 429s, never one per call past the burst

@@ -154,6 +154,8 @@ class Driver:
         self.finished_now: dict[int, tuple[int, int]] = {}  # shard -> (finished, dead)
         self.running_now: dict[int, tuple[int, int]] = {}  # the same, so far, of running ones
         self.before: dict[int, tuple[int, int]] = {}  # what a shard had finished before
+        # per shard, its positions whose key an earlier record of the source has
+        self.repeats: list[dict[int, str]] | None = None
         budget = options.budget
         if budget is not None and budget.key is None:
             # one budget for this session's workers (a resumed run has the budget it is given)
@@ -167,7 +169,9 @@ class Driver:
         return ShardTask(
             index=index,
             start=start,
-            source=SourceRange(self.source, start, stop),
+            source=SourceRange(
+                self.source, start, stop, self.repeats[index] if self.repeats else None
+            ),
             sink=self.sink.for_shard(index),
             run_dir=str(shard_location(self.parent, index).run_dir),
             run_store=options.run_store,
@@ -210,6 +214,8 @@ class Driver:
             **_import_path(self.backend),
         )
         idle = [remote.remote(self.blob) for _ in range(min(self.backend.workers, len(pending)))]
+        if idle and not self.source.keys_unique and len(self.plan.bounds) > 1:
+            self.repeats = self.plan.split_repeats(await self.scan(idle[0], heartbeat))
         running: dict[Any, tuple[Any, int, Mode]] = {}
         finished = asyncio.Event()
         shown = (
@@ -261,6 +267,20 @@ class Driver:
         for step in self.metrics.steps:
             step.slots = self.slots.get(step.name, 0) * self.backend.workers
         return RunResult([], self.dead, self.metrics)
+
+    async def scan(self, worker: Any, heartbeat: Callable[[], None]) -> dict[int, str]:
+        """The positions of the source whose key repeats an earlier one, found by one
+        worker reading the whole source: a shard sees only its own records, so a key
+        that repeats across shards is caught here, and the duplicate-key policy
+        treats it as a run on one machine would."""
+        import ray
+
+        _log.info("headrace: reading the keys of the whole source for repeats")
+        ref = worker.scan.remote(self.source, self.options.duplicates)
+        while not (await asyncio.to_thread(ray.wait, [ref], num_returns=1, timeout=BEAT_S))[0]:
+            heartbeat()
+        repeats: dict[int, str] = ray.get(ref)
+        return repeats
 
     def after_death(self, index: int, mode: Mode, error: BaseException) -> Mode:
         """A worker died running shard ``index``: the mode to run it again in.

@@ -11,6 +11,7 @@ dies leaves it to be taken over, and what the worker committed stays committed.
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,16 @@ class ShardPlan:
     def total(self) -> int:
         """The number of source positions the plan covers."""
         return self.bounds[-1][1] if self.bounds else 0
+
+    def split_repeats(self, repeats: dict[int, str]) -> list[dict[int, str]]:
+        """The repeated positions of the whole source (see
+        :func:`~headrace.engine.feed.scan_repeats`), per shard, counted from its start."""
+        shards: list[dict[int, str]] = [{} for _ in self.bounds]
+        starts = [start for start, _ in self.bounds]
+        for position, key in repeats.items():
+            index = bisect.bisect_right(starts, position) - 1
+            shards[index][position - starts[index]] = key
+        return shards
 
     def to_json(self) -> list[list[int]]:
         """The plan as stored in the parent run's definition."""

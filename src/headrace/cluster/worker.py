@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..budget import Budget
+from ..engine.feed import Duplicates, scan_repeats
 from ..engine.result import DeadLetter
 from ..engine.run_options import RunOptions
 from ..engine.runner import run_with
@@ -117,3 +118,8 @@ class ShardWorker:
     def run(self, task: ShardTask) -> ShardOutcome:
         """Run one shard (see :func:`run_shard`)."""
         return run_shard(self.root, task)
+
+    def scan(self, source: Source, policy: Duplicates) -> dict[int, str]:
+        """The positions of the whole source whose key repeats an earlier one (see
+        :func:`~headrace.engine.feed.scan_repeats`)."""
+        return scan_repeats(source.records(), policy)

@@ -11,13 +11,13 @@ items already read have finished.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from typing import Any, Literal
 
 from ..io.records import BadRecord, encode_json
 from ..store.session import DurableSession
 
-__all__ = ["DUPLICATE", "END", "Duplicates", "Feed"]
+__all__ = ["DUPLICATE", "END", "Duplicates", "Feed", "KeyLedger", "scan_repeats"]
 
 Duplicates = Literal["error", "first", "suffix"]
 
@@ -51,6 +51,7 @@ class Feed:
         session: DurableSession | None,
         duplicates: Duplicates | None,
         places: Any,
+        repeats: Mapping[int, str] | None = None,
     ) -> None:
         self.items = items
         self.is_async = isinstance(items, AsyncIterator)
@@ -60,8 +61,14 @@ class Feed:
         # keys seen so far, when the source's keys may repeat: memory grows with the
         # number of distinct keys (about 100 bytes each), the one cost that is not bounded
         self.duplicates = duplicates
-        self.seen: set[str] | None = set() if duplicates is not None else None
-        self.repeats: dict[str, int] = {}
+        # positions found beforehand to repeat a key, with the key the policy gives them
+        # (a shard of a run on a cluster: the whole source was scanned once)
+        self.repeats = repeats
+        self.ledger = (
+            KeyLedger(suffix=duplicates == "suffix")
+            if duplicates is not None and repeats is None
+            else None
+        )
         self.position = 0  # records read, bad ones included
         self.exhausted = False
         self.source_error: BaseException | None = None
@@ -124,19 +131,19 @@ class Feed:
             key, value = f"bad:{index}", record
         else:
             key, value = record
-            if self.seen is not None:
-                key, value = self._first_time(index, key, value)
+            if self.ledger is not None:
+                given = self.ledger.admit(key)
+                if given is not None:
+                    key, value = self._repeated(index, key, given, value)
+            elif self.repeats is not None and index in self.repeats:
+                key, value = self._repeated(index, key, self.repeats[index], value)
         if self.session is not None and self.session.skip(index, key):
             return None
         return index, key, value
 
-    def _first_time(self, index: int, key: str, value: Any) -> tuple[str, Any]:
-        """Apply the duplicate-key policy to a record: its key and value to run."""
-        seen = self.seen
-        assert seen is not None
-        if key not in seen:
-            seen.add(key)
-            return key, value
+    def _repeated(self, index: int, key: str, given: str, value: Any) -> tuple[str, Any]:
+        """A record whose key an earlier one has, as the duplicate-key policy treats it
+        (``given``: the key ``"suffix"`` gives it)."""
         if self.duplicates == "first":
             return key, DUPLICATE
         if self.duplicates == "error":
@@ -148,11 +155,51 @@ class Feed:
             return key, BadRecord(
                 place, f"duplicate key {key!r} (an earlier record has it)", shown[:200]
             )
-        count = self.repeats.get(key, 1)
+        return given, value
+
+
+class KeyLedger:
+    """The keys of a source seen so far, to find the ones that repeat.
+
+    Memory grows with the number of distinct keys (about 100 bytes each), the one
+    cost of a run that is not bounded; a source whose keys cannot repeat skips it.
+    """
+
+    def __init__(self, *, suffix: bool) -> None:
+        self.suffix = suffix
+        self.seen: set[str] = set()
+        self.counts: dict[str, int] = {}
+
+    def admit(self, key: str) -> str | None:
+        """``None`` for a key seen for the first time; else, with ``suffix``, the key
+        this repeat is given (``key#2``, ``key#3`` ..., passing over any the source
+        holds, and taken from then on), without, the key itself."""
+        seen = self.seen
+        if key not in seen:
+            seen.add(key)
+            return None
+        if not self.suffix:
+            return key
+        count = self.counts.get(key, 1)
         candidate = key
         while candidate in seen:  # the source may hold a key that looks like a suffixed one
             count += 1
             candidate = f"{key}#{count}"
-        self.repeats[key] = count
+        self.counts[key] = count
         seen.add(candidate)
-        return candidate, value
+        return candidate
+
+
+def scan_repeats(records: Iterable[Any], policy: Duplicates) -> dict[int, str]:
+    """The positions of ``records`` (a source's ``records()``) whose key repeats an
+    earlier one under ``policy``, each with the key ``"suffix"`` gives it: what a
+    run's feed decides record by record, decided for the whole source at once (a
+    run on a cluster, whose shards each see only their part)."""
+    ledger = KeyLedger(suffix=policy == "suffix")
+    repeats: dict[int, str] = {}
+    for position, record in enumerate(records):
+        if not isinstance(record, BadRecord):
+            given = ledger.admit(record[0])
+            if given is not None:
+                repeats[position] = given
+    return repeats

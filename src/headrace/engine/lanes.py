@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from time import perf_counter
 from typing import Any, Literal
 
@@ -67,9 +67,17 @@ class Lanes:
         duplicates: Duplicates | None = None,
         spend: RunSpend | None = None,
         places: Any = None,
+        repeats: Mapping[int, str] | None = None,
     ) -> None:
         self.root = root
-        self.feed = Feed(items, keyed=keyed, session=session, duplicates=duplicates, places=places)
+        self.feed = Feed(
+            items,
+            keyed=keyed,
+            session=session,
+            duplicates=duplicates,
+            places=places,
+            repeats=repeats,
+        )
         self.spend = spend
         self.n_unfinished = 0
         self.stop_reason: str | None = None  # why the run stopped taking items, if it did

@@ -310,6 +310,7 @@ async def execute(
         duplicates=None if unique else options.duplicates,
         spend=spend,
         places=places,
+        repeats=None if unique else getattr(places, "repeats", None),
     )
     try:
         return await engine.execute()

@@ -25,14 +25,23 @@ class SourceRange(Source):
     its first line, and its positions are lines, as its ``count`` counts them. Any
     other source is read from its start and the records before ``start`` are
     passed over.
+
+    ``repeats``, when given, names the positions of the range (counted from its
+    start) whose key an earlier record of the *whole* source has, with the key
+    ``duplicates="suffix"`` gives each (see :func:`~headrace.engine.feed.scan_repeats`):
+    a run over the range applies its duplicate-key policy to those, and only
+    those, as a run over the whole source would.
     """
 
-    def __init__(self, source: Source, start: int, stop: int) -> None:
+    def __init__(
+        self, source: Source, start: int, stop: int, repeats: dict[int, str] | None = None
+    ) -> None:
         if not 0 <= start <= stop:
             raise ValueError(f"a source range needs 0 <= start <= stop, got {start}, {stop}")
         self.source = source
         self.start = start
         self.stop = stop
+        self.repeats = repeats
         self._items: Sequence[Any] | None = None
         if isinstance(source, KeyedSource) and isinstance(source.items, Sequence):
             # keep only this range's items, so that a shard sent to a worker is small
