@@ -39,6 +39,7 @@ LAYERS: list[list[str]] = [
         "headrace.durations",
         "headrace.secrecy",
         "headrace.fields",
+        "headrace.redis_link",
     ],
     [
         "headrace.limits",

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import BudgetExhausted, PipelineError, RunStopped, StepFailed, positive_number
+from .redis_link import redis_script
 from .secrecy import scrub_text, scrub_url
 
 _log = logging.getLogger("headrace.run")
@@ -136,20 +137,12 @@ class SharedSpend:
 
     def __init__(self, budget: Budget, key: str) -> None:
         assert budget.shared is not None
-        try:
-            import redis.asyncio as aioredis
-        except ImportError as exc:  # pragma: no cover - depends on the extras installed
-            raise PipelineError(
-                "hr.Budget(shared='redis://...') needs the redis package: "
-                "pip install 'headrace[redis]'"
-            ) from exc
         self.budget = budget
         self.key = f"headrace:budget:{key}"
         self.shown = scrub_url(budget.shared)
-        self.client = aioredis.from_url(
-            budget.shared, socket_timeout=2.0, socket_connect_timeout=2.0
+        self.client, self.script = redis_script(
+            budget.shared, _SCRIPT, "hr.Budget(shared='redis://...')"
         )
-        self.script = self.client.register_script(_SCRIPT)
 
     async def _call(self, *args: str | int | float) -> str:
         answer: Any = await self.script(keys=[self.key], args=list(args))

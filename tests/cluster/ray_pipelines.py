@@ -3,6 +3,7 @@ a cluster started here gives its workers the driver's import path)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -36,3 +37,30 @@ def busy(item: dict[str, Any]) -> dict[str, Any]:
 def echo(item: dict[str, Any]) -> dict[str, Any]:
     """The item itself (a source's records, as the sink writes them)."""
     return item
+
+
+def counted(url: str, key: str, shared: bool) -> hr.Step[Any, Any]:
+    """A 30 ms call under ``hr.AdaptiveConcurrency(initial=8, max=8)`` (shared in Redis or
+    not) that counts the calls in flight across every process in Redis, keeping the
+    peak under ``<key>:peak``."""
+    import redis.asyncio as aioredis
+
+    policy = hr.AdaptiveConcurrency(initial=8, max=8, shared=url if shared else None, key=key)
+    clients: dict[int, Any] = {}
+
+    @hr.step(concurrency=policy)
+    async def call(item: dict[str, Any]) -> dict[str, Any]:
+        client = clients.setdefault(id(asyncio.get_running_loop()), aioredis.from_url(url))
+        now = await client.incr(f"{key}:in_flight")
+        await client.eval(_PEAK, 1, f"{key}:peak", now)
+        await asyncio.sleep(0.03)
+        await client.decr(f"{key}:in_flight")
+        return {"id": item["id"]}
+
+    return call
+
+
+_PEAK = (
+    "if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then "
+    "redis.call('SET', KEYS[1], ARGV[1]) end"
+)

@@ -110,3 +110,31 @@ def test_a_budget_kept_in_one_process_is_refused_on_a_cluster(tmp_path: Path) ->
             backend=hr.Ray(),
             budget=hr.Budget(usd=1),
         )
+
+
+def test_four_actors_share_one_adaptive_concurrency_limit(
+    local_ray: None, redis_url: str, tmp_path: Path
+) -> None:
+    """Calls in flight across four actors, counted in Redis: one shared limit of 8 holds
+    them to 8 (and one slot an actor that the others' shares leave none for)."""
+    import ray_pipelines
+    import redis
+
+    key = f"test-{uuid.uuid4().hex[:8]}"
+    step = ray_pipelines.counted(redis_url, key, shared=True)
+    result = hr.run(
+        step,
+        [{"id": f"r{i}"} for i in range(400)],
+        key="id",
+        run_dir=tmp_path / "run",
+        backend=hr.Ray(workers=4, num_cpus=0.5, shard_size=50),
+        progress=False,
+    )
+    assert result.items_out == 400
+    client = redis.Redis.from_url(redis_url)
+    try:
+        peak = int(client.get(f"{key}:peak") or 0)
+        assert 2 <= peak <= 8 + 3
+        assert client.zcard(f"headrace:concurrency:{key}:members") == 0  # every shard left
+    finally:
+        client.close()

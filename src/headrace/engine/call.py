@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, Any
 from .._types import FILTERED
 from ..binding import binds
 from ..errors import StepFailed, StepTimeout
-from ..limits.concurrency import ConcurrencyController, ConcurrencyLimit
+from ..limits.concurrency import ConcurrencyLimit
 from ..limits.gate import Call, Gate, Policy, Slots
 from ..limits.retry import Retrier, is_throttle
+from ..limits.shared_concurrency import controller_for
 from ..metrics import StepMetrics
 from ..pipeline.step import FunctionStep
 from .batcher import BatchCall, MicroBatcher
@@ -95,7 +96,9 @@ def _bind_single(
     adaptive = step.adaptive
     limiter = ConcurrencyLimit(adaptive.initial if adaptive is not None else step.concurrency)
     metrics.limiter = limiter
-    controller = ConcurrencyController(adaptive, limiter) if adaptive is not None else None
+    controller = controller_for(adaptive, limiter, name) if adaptive is not None else None
+    if controller is not None:
+        ctx.on_close_async(controller.close)
     try_acquire, acquire, release = limiter.try_acquire, limiter.acquire, limiter.release
     record = metrics.record_call if not step.reports_requests else metrics.record_untimed_call
     counts_throttles = not step.reports_requests

@@ -149,13 +149,26 @@ class AdaptiveConcurrency:
         max: the highest limit (also the step's thread pool size, and what
             sizes the run's window).
         tolerance: how much slower than the best latency counts as queueing.
+        shared: a Redis URL (``redis://host:6379/0``): every process of a run on a
+            cluster moves one limit for the whole group (``initial``, ``min`` and
+            ``max`` are the group's), each holding its share of it; see
+            :mod:`headrace.limits.shared_concurrency`.
+        key: the name of the shared limit in Redis (default: the step's name);
+            steps that call one provider give the same key.
 
     Raises:
         PipelineError: an invalid value.
     """
 
     def __init__(
-        self, initial: int = 8, *, min: int = 1, max: int = 256, tolerance: float = 2.0
+        self,
+        initial: int = 8,
+        *,
+        min: int = 1,
+        max: int = 256,
+        tolerance: float = 2.0,
+        shared: str | None = None,
+        key: str | None = None,
     ) -> None:
         for name, value in (("initial", initial), ("min", min), ("max", max)):
             positive_int(value, f"AdaptiveConcurrency {name}")
@@ -165,17 +178,28 @@ class AdaptiveConcurrency:
             )
         if not tolerance > 1:
             raise PipelineError(f"AdaptiveConcurrency tolerance must be > 1, got {tolerance!r}")
+        if shared is not None and not shared.startswith(("redis://", "rediss://", "unix://")):
+            raise PipelineError(
+                f"AdaptiveConcurrency shared must be a Redis URL (redis://...), got {shared!r}"
+            )
+        if key is not None and (not isinstance(key, str) or not key):
+            raise PipelineError(f"AdaptiveConcurrency key must be a non-empty string, got {key!r}")
         self.initial = initial
         self.min = min
         self.max = max
         self.tolerance = tolerance
+        self.shared = shared
+        self.key = key
 
     def describe(self) -> dict[str, float]:
         """The settings as plain data."""
         return {"initial": self.initial, "min": self.min, "max": self.max}
 
     def __repr__(self) -> str:
-        return f"AdaptiveConcurrency(initial={self.initial}, min={self.min}, max={self.max})"
+        shared = "" if self.shared is None else ", shared=..."
+        return (
+            f"AdaptiveConcurrency(initial={self.initial}, min={self.min}, max={self.max}{shared})"
+        )
 
 
 class ConcurrencyController:
@@ -202,7 +226,7 @@ class ConcurrencyController:
         if not self.throttled_this_round:
             self.throttled_this_round = True
             self.slow_start = False
-            self._set(int(self.limit.limit * 0.75))
+            self._cut()
         self._round()
 
     def _round(self) -> None:
@@ -213,8 +237,20 @@ class ConcurrencyController:
         if self.throttled_this_round:
             self.throttled_this_round = False
             return
+        self._end_round()
+
+    def queueing(self) -> bool:
+        """Whether recent calls are slower than the best by more than the tolerance."""
+        return self.recent is not None and self.recent > self.policy.tolerance * self.best
+
+    def _cut(self) -> None:
+        """The first 429 of a round: cut the limit by 25%."""
+        self._set(int(self.limit.limit * 0.75))
+
+    def _end_round(self) -> None:
+        """A round without a 429: cut when calls queue, else grow."""
         current = self.limit.limit
-        if self.recent is not None and self.recent > self.policy.tolerance * self.best:
+        if self.queueing():
             self.slow_start = False
             self._set(int(current * 0.9))
         elif self.slow_start:
@@ -227,3 +263,6 @@ class ConcurrencyController:
         if limit != self.limit.limit:
             self.limit.set_limit(limit)
             self.changes += 1
+
+    async def close(self) -> None:
+        """Nothing to let go of (a shared controller leaves its group)."""

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from ..errors import PipelineError
+from ..redis_link import redis_script
 from ..secrecy import scrub_text, scrub_url
 from .bucket import TokenBucket
 
@@ -135,14 +135,7 @@ class RedisBuckets:
         clock: Callable[[], float] = time.monotonic,
         on_outage: Callable[[], None] | None = None,
     ) -> None:
-        try:
-            import redis.asyncio as aioredis
-        except ImportError as exc:  # pragma: no cover - depends on the extras installed
-            raise PipelineError(
-                "hr.Rate(shared='redis://...') needs the redis package: "
-                "pip install 'headrace[redis]'"
-            ) from exc
-        self.client = aioredis.from_url(url, socket_timeout=2.0, socket_connect_timeout=2.0)
+        self.client, self.script = redis_script(url, self.lua, "hr.Rate(shared='redis://...')")
         self.shown = scrub_url(url)
         self.clock = clock
         self.fallback = LocalBuckets(clock)
@@ -158,7 +151,6 @@ class RedisBuckets:
         self.answered_at = -self.retry_s  # when Redis last came back
         self.outages = 0
         self.on_outage = on_outage
-        self.script = self.client.register_script(self.lua)
         self.keys = [f"headrace:rate:{key}:requests", f"headrace:rate:{key}:tokens"]
         self.spec = spec  # request rate, request capacity, token rate, token capacity
         per_second = min((r for r in (spec[0], spec[2]) if r > 0), default=1.0)
