@@ -37,3 +37,11 @@ def test_the_console_script_runs_without_importing_heavy_libraries() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip().endswith("heavy: []")
+
+
+def test_ray_flags_go_with_backend_ray() -> None:
+    result = runner.invoke(
+        app, ["run", "examples.durable.loud:pipeline", "--input", "x.jsonl", "--num-gpus", "1"]
+    )
+    assert result.exit_code != 0
+    assert "--num-gpus go with --backend ray" in result.output

@@ -262,3 +262,17 @@ def test_the_progress_bar_moves_with_what_running_shards_commit(
     assert samples[-1] == 800
     assert samples == sorted(samples)
     assert set(samples) - {0, 400, 800}, samples  # moved while the shards ran
+
+
+def test_a_step_pinned_to_a_gpu_is_refused_when_the_workers_get_none(tmp_path: Path) -> None:
+    pinned = hr.models.embed(device="cuda")  # nothing loads until a run binds it
+    with pytest.raises(PipelineError, match=r"step 'embed' runs on 'cuda', but the workers"):
+        hr.run(
+            pinned,
+            [{"id": "a", "text": "hello"}],
+            key="id",
+            run_dir=tmp_path / "run",
+            progress=False,
+            backend=hr.Ray(workers=1),
+        )
+    assert not (tmp_path / "run").exists()  # refused before anything was written

@@ -84,3 +84,12 @@ def test_csv_parquet_and_directory_sources_split_as_one_machine_reads_them(
         local, on_ray = _both(ray_pipelines.echo, source, tmp_path / name)
         assert on_ray == local, name
         assert len(on_ray[0]) == {"csv": 90, "parquet": 100, "dir": 70}[name]
+
+
+def test_a_list_whose_keys_repeat_across_shards_is_scanned_by_the_driver(
+    local_ray: None, tmp_path: Path
+) -> None:
+    rows = [{"id": f"k{n % 45}", "n": n} for n in range(100)]
+    local, on_ray = _both(ray_pipelines.double, rows, tmp_path, key="id", duplicates="first")
+    assert on_ray == local
+    assert on_ray[3] == 55  # dropped: every repeat, across the four shards

@@ -13,6 +13,7 @@ import pytest
 import recipe_helpers as helpers
 
 import headrace as hr
+from headrace.errors import RecipeError
 from headrace.sandbox import Expression
 from headrace.sim import serve
 
@@ -291,3 +292,20 @@ def test_the_sotu_example_runs_local_models_and_the_judge() -> None:
     table = pq.read_table(out)
     assert table.num_rows == 48
     assert {"theme", "sentiment", "tone", "decade"} <= set(table.column_names)
+
+
+def test_the_run_section_names_the_ray_workers_and_their_gpus() -> None:
+    write(
+        "r.yaml",
+        """
+source: {jsonl: items.jsonl, key: id}
+sink: {jsonl: out.jsonl}
+nodes:
+  - {id: clean, function: recipe_helpers:clean}
+run: {backend: ray, workers: 3, shard_size: 40, num_gpus: 0.5}
+""",
+    )
+    backend = hr.recipe.load("r.yaml").run_options()["backend"]
+    assert (backend.workers, backend.shard_size, backend.num_gpus) == (3, 40, 0.5)
+    with pytest.raises(RecipeError, match="num_gpus"):
+        hr.recipe.load("r.yaml", overrides=["run.num_gpus=-1"])

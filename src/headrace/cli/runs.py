@@ -209,12 +209,16 @@ def run(
         str | None,
         typer.Option(help="with --backend ray: the cluster to join ('auto'; default: local)"),
     ] = None,
+    num_gpus: Annotated[
+        float | None,
+        typer.Option(help="with --backend ray: GPUs Ray reserves for each worker (default 0)"),
+    ] = None,
 ) -> None:
     """Run a recipe or a pipeline over a file, durably: kill it at any moment, then run
     the same command again (or `headrace resume DIR`) to finish it; --fresh starts over.
     A recipe's run: section sets the window, order and error handling (change them with
     --set run.concurrency=16)."""
-    chosen = _backend(backend, workers, shard_size, ray_address)
+    chosen = _backend(backend, workers, shard_size, ray_address, num_gpus)
     if _is_recipe(pipeline):
         given = [
             flag
@@ -297,7 +301,11 @@ def run(
 
 
 def _backend(
-    backend: str | None, workers: int | None, shard_size: int | None, address: str | None
+    backend: str | None,
+    workers: int | None,
+    shard_size: int | None,
+    address: str | None,
+    num_gpus: float | None,
 ) -> Any:
     """The ``hr.Ray`` that --backend ray and its flags name, ``False`` for --backend local
     (this process even where a recipe says ray), ``None`` when not given."""
@@ -311,6 +319,7 @@ def _backend(
             ("--workers", workers),
             ("--shard-size", shard_size),
             ("--ray-address", address),
+            ("--num-gpus", num_gpus),
         )
         if value is not None
     ]
@@ -321,7 +330,9 @@ def _backend(
     from ..cluster import Ray
 
     try:
-        return Ray(address=address, workers=workers or 2, shard_size=shard_size)
+        return Ray(
+            address=address, workers=workers or 2, shard_size=shard_size, num_gpus=num_gpus or 0.0
+        )
     except HeadraceError as exc:
         raise typer.BadParameter(str(exc), param_hint="--backend") from None
 

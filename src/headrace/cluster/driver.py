@@ -17,24 +17,25 @@ import sys
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..engine.feed import scan_repeats
 from ..engine.progress import Counts, run_progress
 from ..engine.result import DeadLetter, RunResult
 from ..engine.run_options import RunOptions
 from ..engine.runner import run_definition
 from ..errors import HeadraceError, PipelineError, ResumeMismatch, SinkDamaged
 from ..io.ranges import SourceRange
-from ..io.records import AsyncKeyedSource, Source
+from ..io.records import AsyncKeyedSource, KeyedSource, Source
 from ..metrics import RunMetrics
 from ..pipeline.step import Step
 from ..store import StoreLocation
 from ..store.lease import BEAT_S
 from ..store.session import DurableSession, Mode, dead_row, write_dead_file
 from .plan import ShardedSink, ShardPlan, shard_location, shard_states, sharded
-from .shipping import shippable
+from .shipping import check_placement, shippable
 from .worker import ShardOutcome, ShardTask, ShardWorker
 
 if TYPE_CHECKING:
@@ -74,6 +75,7 @@ async def run_sharded(
             "a run on a cluster splits its source by position, so its size must be known: "
             "read a file (hr.read_jsonl, ...) or pass a list, not a generator"
         )
+    check_placement(root, backend.num_gpus)
     blob = shippable(root)
     run_dir = Path(str(options.run_dir))
     planned = ShardPlan.split(total, backend.shard_size_for(total))
@@ -215,7 +217,13 @@ class Driver:
         )
         idle = [remote.remote(self.blob) for _ in range(min(self.backend.workers, len(pending)))]
         if idle and not self.source.keys_unique and len(self.plan.bounds) > 1:
-            self.repeats = self.plan.split_repeats(await self.scan(idle[0], heartbeat))
+            source = self.source
+            if isinstance(source, KeyedSource) and isinstance(source.items, Sequence):
+                # a list is in this process already: scan it here rather than ship it
+                found = scan_repeats(source.records(), self.options.duplicates)
+            else:
+                found = await self.scan(idle[0], heartbeat)
+            self.repeats = self.plan.split_repeats(found)
         running: dict[Any, tuple[Any, int, Mode]] = {}
         finished = asyncio.Event()
         shown = (

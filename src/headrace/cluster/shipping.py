@@ -47,3 +47,26 @@ def _first_unpicklable(step: Step[Any, Any]) -> Step[Any, Any] | None:
         except Exception:
             return _first_unpicklable(child) or child
     return None
+
+
+def check_placement(root: Step[Any, Any], num_gpus: float) -> None:
+    """Refuse a step pinned to a GPU (``device="cuda..."``) when the workers get none:
+    Ray hides every GPU from a worker that did not ask for one, so the step would
+    fail in every shard.
+
+    Raises:
+        PipelineError: names the step and the option to give.
+    """
+    if num_gpus > 0:
+        return
+    pending = [root]
+    while pending:
+        step = pending.pop()
+        device = getattr(step, "device", None)
+        if isinstance(device, str) and device.startswith("cuda"):
+            raise PipelineError(
+                f"step {step.name!r} runs on {device!r}, but the workers get no GPU: give "
+                "hr.Ray(num_gpus=...) (--num-gpus), or leave device unset to use a GPU "
+                "where a worker has one"
+            )
+        pending.extend(step.children())

@@ -193,7 +193,9 @@ class Recipe:
         if run.backend == "ray":
             from ..cluster import Ray
 
-            options["backend"] = Ray(workers=run.workers, shard_size=run.shard_size)
+            options["backend"] = Ray(
+                workers=run.workers, shard_size=run.shard_size, num_gpus=run.num_gpus
+            )
         return options
 
     def run(

@@ -381,7 +381,8 @@ class EdgeSpec(Strict):
 
 class RunSpec(Strict):
     """How the run goes: items in flight, order, errors, a spending limit, and where it
-    runs (``backend: ray`` with ``workers`` and ``shard_size``, as ``hr.Ray`` takes them)."""
+    runs (``backend: ray`` with ``workers``, ``shard_size`` and ``num_gpus``, as ``hr.Ray``
+    takes them)."""
 
     concurrency: int | None = Field(None, ge=1)
     ordered: bool = False
@@ -394,6 +395,7 @@ class RunSpec(Strict):
     backend: Literal["local", "ray"] = "local"
     workers: int = Field(2, ge=1)
     shard_size: int | None = Field(None, ge=1)
+    num_gpus: float = Field(0.0, ge=0)
 
     @model_validator(mode="after")
     def _shared_budget(self) -> RunSpec:
