@@ -72,6 +72,39 @@ class Histogram:
         """The mean duration in seconds; 0.0 when empty."""
         return self.total / self.count if self.count else 0.0
 
+    def sparse(self) -> dict[str, Any]:
+        """The histogram as plain data: count, sum, max and the counts of the buckets
+        that have any (how the run store keeps it)."""
+        buckets = {str(i): n for i, n in enumerate(self.counts) if n}
+        return {"n": self.count, "sum": self.total, "max": self.max, "b": buckets}
+
+    @classmethod
+    def from_sparse(cls, data: Any) -> Histogram:
+        """A histogram from :meth:`sparse`'s data, read back from a store: what is not
+        a bucket of a count is left out."""
+        histogram = cls()
+        if not isinstance(data, dict):
+            return histogram
+        buckets = data.get("b")
+        for index, n in (buckets if isinstance(buckets, dict) else {}).items():
+            if isinstance(index, str) and index.isdigit() and type(n) is int and n > 0:
+                histogram.counts[min(int(index), _BUCKETS - 1)] += n
+                histogram.count += n
+        for name in ("sum", "max"):
+            value = data.get(name)
+            if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+                setattr(histogram, "total" if name == "sum" else "max", float(value))
+        return histogram
+
+    def minus(self, earlier: Histogram) -> Histogram:
+        """The durations recorded since ``earlier`` (a past state of this histogram)."""
+        since = Histogram()
+        since.counts = [max(0, a - b) for a, b in zip(self.counts, earlier.counts, strict=True)]
+        since.count = sum(since.counts)
+        since.total = max(0.0, self.total - earlier.total)
+        since.max = self.max
+        return since
+
     def merge(self, other: Histogram) -> None:
         """Add ``other``'s durations (histograms of several workers make one)."""
         self.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
@@ -86,7 +119,7 @@ def merge_counts(target: Any, other: Any) -> None:
     cache statistics) merge the same way; names, flags and states stay ``target``'s."""
     for spec in dataclasses.fields(target):
         mine, theirs = getattr(target, spec.name), getattr(other, spec.name)
-        if isinstance(mine, bool) or theirs is None:
+        if isinstance(mine, bool) or theirs is None or spec.metadata.get("kept"):
             continue
         if isinstance(mine, int | float):
             setattr(target, spec.name, mine + theirs)
@@ -132,6 +165,13 @@ class StepMetrics:
         slots: the step's concurrency: calls (or batch calls) it may have in flight.
         llm: an LLM step's requests, tokens, cost, repairs and packing.
         cache: a cached step's hits per tier, misses, joins and back-fills.
+        executor: where a function step's calls run: ``"async"``, ``"thread"`` or
+            ``"process"`` (empty for other steps).
+        cpu_s: for a step run in threads, the CPU time its calls used (approximate: the
+            threads add to it without a lock); with ``busy_s`` it tells a step bound by
+            the GIL from one waiting on I/O.
+        batch_max: a batched step's largest batch (``Batch.max_size``); 0 otherwise.
+        batch_max_wait_s: how long a partial batch may wait for more items.
     """
 
     name: str
@@ -161,6 +201,10 @@ class StepMetrics:
     slots: int = 0
     llm: LLMStats | None = None
     cache: CacheStats | None = None
+    executor: str = ""
+    cpu_s: float = 0.0
+    batch_max: int = field(default=0, metadata={"kept": True})
+    batch_max_wait_s: float = field(default=0.0, metadata={"kept": True})
 
     def record_call(self, wait_s: float, busy_s: float) -> None:
         """Count one successful single-item call."""
@@ -220,11 +264,13 @@ class StepMetrics:
             return 0.0
         return self.working_s() / (wall_s * self.slots)
 
-    def to_dict(self) -> dict[str, Any]:
-        """The counters as plain data (latencies in milliseconds)."""
+    def to_dict(self, *, histograms: bool = False) -> dict[str, Any]:
+        """The counters as plain data (latencies in milliseconds); with ``histograms``
+        the latency histogram too (``latency_hist``, see :meth:`Histogram.sparse`)."""
         data: dict[str, Any] = {
             "name": self.name,
             "kind": self.kind,
+            "slots": self.slots,
             "calls": self.calls,
             "items": self.items,
             "errors": self.errors,
@@ -239,6 +285,13 @@ class StepMetrics:
                 "max": round(self.latency.max * 1e3, 4),
             },
         }
+        if self.executor:
+            data["executor"] = self.executor
+        if self.cpu_s:
+            data["cpu_s"] = round(self.cpu_s, 6)
+        if self.batch_max:
+            data["batch_max"] = self.batch_max
+            data["batch_max_wait_s"] = self.batch_max_wait_s
         if self.batch_sizes:
             data["batch_sizes"] = dict(sorted(self.batch_sizes.items()))
             data["flushes"] = dict(sorted(self.flushes.items()))
@@ -273,7 +326,14 @@ class StepMetrics:
             data["cache"] = self.cache.to_dict()
         if self.limiter is not None:
             stats = self.limiter.statistics()
-            data["concurrency"] = {"limit": stats.limit, "peak": stats.peak}
+            data["concurrency"] = {
+                "limit": stats.limit,
+                "peak": stats.peak,
+                "in_use": stats.in_use,
+                "waiting": stats.waiting,
+            }
+        if histograms:
+            data["latency_hist"] = self.latency.sparse()
         return data
 
 
@@ -287,6 +347,10 @@ class RunMetrics:
     ``items_skipped`` counts source items a resume found already finished, and
     ``items_duplicate`` those dropped for repeating an earlier key
     (``duplicates="first"``); neither is in ``items_in``.
+
+    A durable run also measures its writer: ``sink_busy_s``, the time spent writing
+    outputs to the sink and committing them, and ``sink_blocked_s``, the time lanes
+    waited for the writer to catch up (the sink held the run back).
     """
 
     items_in: int = 0
@@ -299,6 +363,8 @@ class RunMetrics:
     stopped: str | None = None
     wall_s: float = 0.0
     steps: list[StepMetrics] = field(default_factory=list)
+    sink_busy_s: float = 0.0
+    sink_blocked_s: float = 0.0
 
     @property
     def cost_usd(self) -> float:
@@ -326,6 +392,8 @@ class RunMetrics:
             "items_skipped",
             "items_duplicate",
             "items_unfinished",
+            "sink_busy_s",
+            "sink_blocked_s",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.stopped = self.stopped or other.stopped
@@ -347,8 +415,8 @@ class RunMetrics:
                 return metrics
         raise KeyError(f"no step named {name!r}; steps: {[m.name for m in self.steps]}")
 
-    def to_dict(self) -> dict[str, Any]:
-        """The metrics as plain data."""
+    def to_dict(self, *, histograms: bool = False) -> dict[str, Any]:
+        """The metrics as plain data (with each step's latency histogram if asked)."""
         return {
             "items": {
                 "in": self.items_in,
@@ -362,8 +430,23 @@ class RunMetrics:
             "stopped": self.stopped,
             "wall_s": round(self.wall_s, 6),
             "items_per_s": round(self.items_per_s, 3),
-            "steps": [m.to_dict() for m in self.steps],
+            "sink_busy_s": round(self.sink_busy_s, 6),
+            "sink_blocked_s": round(self.sink_blocked_s, 6),
+            "cost_usd": round(self.cost_usd, 6),
+            "steps": self._steps_data(histograms),
         }
+
+    def _steps_data(self, histograms: bool) -> list[dict[str, Any]]:
+        """Each step's data; steps sharing one rate limit name its first step as
+        ``rate["group"]`` (so that a reader of the data can tell which share one)."""
+        data: list[dict[str, Any]] = []
+        groups: dict[int, str] = {}
+        for metrics in self.steps:
+            step = metrics.to_dict(histograms=histograms)
+            if metrics.rate is not None and "rate" in step:
+                step["rate"]["group"] = groups.setdefault(id(metrics.rate), metrics.name)
+            data.append(step)
+        return data
 
     def to_json(self) -> str:
         """The metrics as one JSON document."""

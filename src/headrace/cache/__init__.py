@@ -103,13 +103,17 @@ class Cache:
             return f"{step_name}\0version\0{self.version}".encode()
         return fingerprint.encode()
 
+    def material(self, value: Any) -> Any:
+        """What one input's key is made of: ``key(value)``, or the input itself."""
+        return self.key(value) if self.key is not None else value
+
     def key_of(self, prefix: bytes, value: Any) -> str:
         """The cache key of one input.
 
         Raises:
             TypeError: the input (after ``key=``) has no canonical form.
         """
-        material = self.key(value) if self.key is not None else value
+        material = self.material(value)
         return hashlib.sha256(prefix + b"\0" + canonical(material)).hexdigest()
 
     def open_tiers(self) -> list[Tier]:

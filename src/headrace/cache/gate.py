@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import StepFailed
 from .envelope import Declared, EncodeError, decode, encode
+from .keys import timestamp_field
 from .tiers import Tier
 
 if TYPE_CHECKING:
@@ -35,6 +36,8 @@ class CacheStats:
         unreadable: entries found but not readable here (damaged, or naming a class
             the step did not declare); counted as misses, with one warning a run.
         tiers_down: outages of a tier that stopped answering (Redis).
+        timestamp_field: a field of the key's material that looks like a moment in time
+            (see :func:`~headrace.cache.keys.timestamp_field`), seen on the first misses.
     """
 
     hits: dict[str, int] = field(default_factory=dict)
@@ -45,6 +48,7 @@ class CacheStats:
     bytes: int = 0
     unreadable: int = 0
     tiers_down: int = 0
+    timestamp_field: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The counts as plain data."""
@@ -57,6 +61,7 @@ class CacheStats:
             "bytes": self.bytes,
             "unreadable": self.unreadable,
             "tiers_down": self.tiers_down,
+            "timestamp_field": self.timestamp_field,
         }
 
     def summary(self) -> str:
@@ -167,6 +172,8 @@ def cached(
             finally:
                 activity.enter()
         stats.misses += 1
+        if stats.misses <= 3 and stats.timestamp_field is None:
+            stats.timestamp_field = timestamp_field(cache.material(value))
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         in_flight[key] = future
         try:

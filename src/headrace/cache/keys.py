@@ -17,10 +17,16 @@ from typing import Any
 
 import orjson
 
-__all__ = ["canonical", "normalise_text"]
+__all__ = ["canonical", "normalise_text", "timestamp_field"]
 
 _SPACES = re.compile(r"\s+")
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
+_TIME_NAME = re.compile(
+    r"(^|_)(ts|time|timestamp|datetime|date|created|updated|modified|fetched|seen)(_at)?$"
+    r"|_at$|^at$",
+    re.IGNORECASE,
+)
+_ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
 
 
 def canonical(value: Any) -> bytes:
@@ -85,3 +91,26 @@ def normalise_text(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [normalise_text(v) for v in value]
     return value
+
+
+def timestamp_field(material: Any) -> str | None:
+    """The first field of a cache key's material that looks like a moment in time (named
+    ``ts``, ``created_at``, ``fetched``..., or holding an ISO date and time), or ``None``.
+
+    A key that includes one changes with every item, so the cache never answers.
+    """
+    dump = getattr(material, "model_dump", None)
+    if callable(dump):
+        material = dump()
+    elif dataclasses.is_dataclass(material) and not isinstance(material, type):
+        material = {f.name: getattr(material, f.name) for f in dataclasses.fields(material)}
+    if not isinstance(material, Mapping):
+        return None
+    for name, value in material.items():
+        if not isinstance(name, str):
+            continue
+        if _TIME_NAME.search(name) or (isinstance(value, str) and _ISO_TIME.match(value)):
+            return name
+        if type(value).__name__ in ("datetime", "Timestamp"):
+            return name
+    return None

@@ -16,7 +16,7 @@ import contextvars
 import typing
 from collections.abc import Callable
 from functools import partial
-from time import perf_counter
+from time import perf_counter, thread_time
 from typing import TYPE_CHECKING, Any
 
 from .._types import FILTERED
@@ -57,6 +57,10 @@ def bind_function_step(
     if metrics is None:
         metrics = ctx.metrics_for(step.name, "batch" if step.batch is not None else "function")
     metrics.slots = step.concurrency
+    metrics.executor = step.executor
+    if step.call_batch is not None and step.batch is not None:
+        metrics.batch_max = step.call_batch.max_size
+        metrics.batch_max_wait_s = step.call_batch.max_wait_s
     validator = output_validator(step) if step.validate else None
     if step.call_batch is not None:
         handler = _bind_batched(step, ctx, metrics, validator)
@@ -143,6 +147,7 @@ def _bind_single(
         pool = open_thread_pool(step.concurrency, name)
         ctx.on_close(partial(close_thread_pool, pool))
         loop = asyncio.get_running_loop()
+        fn = cpu_timed(fn, metrics)
         if rate is None:
             call = partial(loop.run_in_executor, pool, fn)
         else:  # the thread sees the context, so that hr.observe() finds the step's rate
@@ -183,6 +188,20 @@ def _bind_single(
         return out
 
     return handle
+
+
+def cpu_timed(fn: Callable[..., Any], metrics: StepMetrics) -> Callable[..., Any]:
+    """``fn`` counting the CPU time of its thread into ``metrics.cpu_s`` (a thread step's
+    calls that use as much CPU as they take time are bound by the GIL)."""
+
+    def timed(value: Any) -> Any:
+        started = thread_time()
+        try:
+            return fn(value)
+        finally:
+            metrics.cpu_s += thread_time() - started
+
+    return timed
 
 
 class StepCalls:
@@ -237,6 +256,7 @@ def _bind_batched(
         pool_t = open_thread_pool(step.concurrency, name)
         ctx.on_close(partial(close_thread_pool, pool_t))
         loop = asyncio.get_running_loop()
+        fn = cpu_timed(fn, metrics)
 
         def call(values: list[Any]) -> Any:
             return _with_timeout(loop.run_in_executor(pool_t, fn, values), timeout_s, name)

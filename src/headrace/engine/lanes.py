@@ -32,6 +32,7 @@ from .result import DeadLetter, RunResult
 from .runtime import RunContext
 from .sequencer import Sequencer
 from .tasks import first_leaf
+from .timeline import Timeline
 
 __all__ = ["Duplicates", "Lanes", "OnBadInput", "OnError", "Sink"]
 
@@ -85,7 +86,6 @@ class Lanes:
         self.keyed = keyed
         self.session = session
         self.on_bad_input = on_bad_input
-        self.n_skipped = 0
         self.sink = sink
         self.window = window
         self.ordered = ordered
@@ -99,10 +99,12 @@ class Lanes:
         self.lanes_left = window
         self.finished = asyncio.Event()
         self.loop_ran = perf_counter()  # when the ticker last ran (see _tick)
+        self.started = perf_counter()
+        self.ctx: RunContext | None = None
         self.total = total if total is not None else _length_hint(items)
 
     async def execute(self) -> RunResult:
-        started = perf_counter()
+        self.started = perf_counter()
         ctx: RunContext | None = None
         session = self.session
         aborted = True
@@ -110,7 +112,7 @@ class Lanes:
             session.open(total=self.total)
         try:
             async with asyncio.TaskGroup() as group:
-                ctx = RunContext(self.activity, _spawner(group), self.spend)
+                ctx = self.ctx = RunContext(self.activity, _spawner(group), self.spend)
                 handler = ctx.bind(self.root)
                 emit = self._emitter()
                 self.activity.enter(self.window)
@@ -119,6 +121,9 @@ class Lanes:
                 group.create_task(self._tick())
                 if session is not None and session.writer is not None:
                     group.create_task(session.writer.run())
+                    if session.store is not None:
+                        timeline = Timeline(self._sample, session.writer)
+                        group.create_task(timeline.run(self.finished))
                 if self.progress:
                     group.create_task(run_progress(self._counts, self.finished))
             aborted = False
@@ -136,22 +141,10 @@ class Lanes:
                 if session is not None:
                     if not aborted:
                         self.dead = [_dead_letter(row) for row in session.dead_letters()]
-                        self.n_skipped = session.skipped
                     feed = self.feed
                     read_all = feed.exhausted and feed.source_error is None and not self._stopped
                     session.close(aborted=aborted, read=feed.position if read_all else None)
-        metrics = RunMetrics(
-            items_in=self.n_in,
-            items_out=self.n_out,
-            items_dead=self.n_dead,
-            items_filtered=self.n_filtered,
-            items_skipped=self.n_skipped,
-            items_duplicate=self.n_duplicate,
-            items_unfinished=self.n_unfinished,
-            stopped=self.stop_reason,
-            wall_s=perf_counter() - started,
-            steps=ctx.metrics if ctx is not None else [],
-        )
+        metrics = self.metrics_now()
         result = RunResult(outputs=self.outputs, dead_letters=self.dead, metrics=metrics)
         if self.feed.source_error is not None:
             error = self.feed.source_error
@@ -164,6 +157,37 @@ class Lanes:
                 result=result,
             ) from error
         return result
+
+    def metrics_now(self) -> RunMetrics:
+        """The run's metrics as they stand (at the end: the run's)."""
+        metrics = RunMetrics(
+            items_in=self.n_in,
+            items_out=self.n_out,
+            items_dead=self.n_dead,
+            items_filtered=self.n_filtered,
+            items_skipped=self.session.skipped if self.session is not None else 0,
+            items_duplicate=self.n_duplicate,
+            items_unfinished=self.n_unfinished,
+            stopped=self.stop_reason,
+            wall_s=perf_counter() - self.started,
+            steps=self.ctx.metrics if self.ctx is not None else [],
+        )
+        writer = self.session.writer if self.session is not None else None
+        if writer is not None:
+            metrics.sink_busy_s = writer.busy_s
+            metrics.sink_blocked_s = writer.blocked_s
+        return metrics
+
+    def _sample(self) -> dict[str, Any]:
+        """The metrics now as a row of the run's time series (:mod:`.timeline`)."""
+        data = self.metrics_now().to_dict(histograms=True)
+        finished = self.n_out + self.n_dead + self.n_filtered + self.n_unfinished
+        data["in_flight"] = self.n_in - finished
+        data["total"] = self.total
+        if self.spend is not None:
+            budget = self.spend.budget
+            data["budget"] = {"usd": budget.usd, "tokens": budget.tokens}
+        return data
 
     @property
     def _stopped(self) -> bool:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..metrics import RunMetrics
+
+if TYPE_CHECKING:
+    from .verdicts import Verdict
 
 __all__ = ["DeadLetter", "RunResult", "dead_allowed"]
 
@@ -103,8 +106,19 @@ class RunResult:
 
         return bottleneck(self.metrics)
 
+    def verdicts(self) -> list[Verdict]:
+        """What to change, each found by one rule (see :mod:`headrace.engine.verdicts`);
+        empty for a healthy run."""
+        from .verdicts import verdicts
+
+        return verdicts(self.metrics)
+
     def summary(self) -> str:
-        """A human-readable report: counts, wall time, items/s, and a table of steps."""
+        """A human-readable report: counts, wall time, items/s, the bottleneck, what to
+        change, and a table of steps."""
+        from .bottleneck import bottleneck
+        from .verdicts import verdicts
+
         m = self.metrics
         lines = [
             f"items: in {m.items_in:,} = out {m.items_out:,} + dead {m.items_dead:,} "
@@ -114,7 +128,9 @@ class RunResult:
             + (f" (dropped {m.items_duplicate:,} repeated keys)" if m.items_duplicate else ""),
             f"wall time {m.wall_s:.3f}s, {m.items_per_s:,.1f} items/s",
         ]
-        lines.append(f"bottleneck: {self.bottleneck()}")
+        data = m.to_dict()
+        lines.append(f"bottleneck: {bottleneck(data)}")
+        lines.extend(f"to change: {verdict}" for verdict in verdicts(data))
         if m.stopped:
             lines.append(f"stopped early: {m.stopped}; resume the run to finish it")
         if any(s.llm is not None for s in m.steps):

@@ -8,7 +8,16 @@ from typing import Any, Protocol
 
 from .lease import Lease
 
-__all__ = ["DeadRow", "FinishedItem", "Row", "RunStatus", "RunStore", "StepError"]
+__all__ = [
+    "DeadRow",
+    "FinishedItem",
+    "Row",
+    "RunStatus",
+    "RunStore",
+    "Sample",
+    "StepError",
+    "decode_samples",
+]
 
 Row = tuple[int, str, str]
 """A finished item as the writer commits it: source index, key, status."""
@@ -38,6 +47,41 @@ class FinishedItem:
     def decoded_item(self) -> Any:
         """The stored input item (JSON), decoded."""
         return None if self.item is None else json.loads(self.item)
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One point of a run's time series: its metrics (``RunMetrics.to_dict()``'s data,
+    with histograms) as they stood at ``t`` (seconds since the epoch) in ``session``;
+    counters count from the start of that session."""
+
+    session: int
+    seq: int
+    t: float
+    data: dict[str, Any]
+
+
+THIN_SAMPLES = (
+    "DELETE FROM {table} WHERE {run}session = {p} AND seq IN ("
+    "SELECT seq FROM (SELECT seq, row_number() OVER (ORDER BY seq) AS r, "
+    "count(*) OVER () AS n FROM {table} WHERE {run}session = {p}) AS ranked "
+    "WHERE r = (r / 2) * 2 AND r < n)"
+)
+"""Every other sample of one session, keeping its first and its last (both stores)."""
+
+
+def decode_samples(rows: list[Any]) -> list[Sample]:
+    """Samples from ``(session, seq, t, data)`` rows; a row that is not what the run
+    wrote (damaged JSON, not an object) is left out: a report shows what it can."""
+    found = []
+    for session, seq, t, text in rows:
+        try:
+            data = json.loads(text)
+        except (TypeError, ValueError):
+            continue
+        if isinstance(data, dict):
+            found.append(Sample(int(session), int(seq), float(t), data))
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,6 +226,18 @@ class RunStore(Protocol):
 
     def status(self) -> RunStatus:
         """Counts, the last error of each step, timing and the source's size."""
+
+    def record_sample(self, session: int, seq: int, t: float, data: dict[str, Any]) -> None:
+        """Write (or overwrite) one sample of the run's time series."""
+
+    def thin_samples(self, session: int) -> None:
+        """Drop every other sample of ``session``, keeping its first and its last."""
+
+    def samples(self) -> list[Sample]:
+        """The run's time series, every session's, in order."""
+
+    def sessions(self) -> list[tuple[int, float, bool, str | None]]:
+        """Every session: its number, when it started, whether it was forced, its note."""
 
     def close(self) -> None:
         """Release the connection."""

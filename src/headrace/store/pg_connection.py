@@ -75,6 +75,14 @@ CREATE TABLE IF NOT EXISTS headrace_sessions (
     note TEXT,
     PRIMARY KEY (run, n)
 );
+CREATE TABLE IF NOT EXISTS headrace_samples (
+    run TEXT NOT NULL,
+    session INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    t DOUBLE PRECISION NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (run, session, seq)
+);
 """
 
 

@@ -18,7 +18,16 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ..secrecy import scrub_url
-from .base import DeadRow, FinishedItem, Row, RunStatus, StepError
+from .base import (
+    THIN_SAMPLES,
+    DeadRow,
+    FinishedItem,
+    Row,
+    RunStatus,
+    Sample,
+    StepError,
+    decode_samples,
+)
 from .lease import Lease, check_free, check_held, end_holder, new_holder, start_holder
 from .pg_connection import open_pool, outlasting
 
@@ -347,8 +356,48 @@ class PostgresRunStore:
     def discard(self) -> None:
         """Forget this run entirely (see :meth:`SqliteRunStore.discard`)."""
         with self._pool.connection() as connection:
-            for table in ("headrace_items", "headrace_dead", "headrace_sessions", "headrace_runs"):
+            for table in (
+                "headrace_items",
+                "headrace_dead",
+                "headrace_sessions",
+                "headrace_samples",
+                "headrace_runs",
+            ):
                 connection.execute(f"DELETE FROM {table} WHERE run = %s", (self.name,))
+
+    # --- the time series -------------------------------------------------------
+
+    def record_sample(self, session: int, seq: int, t: float, data: dict[str, Any]) -> None:
+        """Write (or overwrite) one sample of the run's time series."""
+        with self._pool.connection() as connection:
+            connection.execute(
+                "INSERT INTO headrace_samples (run, session, seq, t, data) "
+                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (run, session, seq) "
+                "DO UPDATE SET t = EXCLUDED.t, data = EXCLUDED.data",
+                (self.name, session, seq, t, json.dumps(data)),
+            )
+
+    def thin_samples(self, session: int) -> None:
+        """Drop every other sample of ``session``, keeping its first and its last."""
+        query = THIN_SAMPLES.format(table="headrace_samples", run="run = %s AND ", p="%s")
+        with self._pool.connection() as connection:
+            connection.execute(query, (self.name, session, self.name, session))
+
+    def samples(self) -> list[Sample]:
+        """The run's time series, every session's, in order."""
+        return decode_samples(
+            self._all(
+                "SELECT session, seq, t, data FROM headrace_samples WHERE run = %s "
+                "ORDER BY session, seq"
+            )
+        )
+
+    def sessions(self) -> list[tuple[int, float, bool, str | None]]:
+        """Every session: its number, when it started, whether it was forced, its note."""
+        rows = self._all(
+            "SELECT n, started, forced, note FROM headrace_sessions WHERE run = %s ORDER BY n"
+        )
+        return [(int(n), float(t), bool(f), note) for n, t, f, note in rows]
 
     # --- status --------------------------------------------------------------
 

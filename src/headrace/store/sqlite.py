@@ -25,7 +25,16 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StorageError
-from .base import DeadRow, FinishedItem, Row, RunStatus, StepError
+from .base import (
+    THIN_SAMPLES,
+    DeadRow,
+    FinishedItem,
+    Row,
+    RunStatus,
+    Sample,
+    StepError,
+    decode_samples,
+)
 from .lease import Lease, check_free, check_held, end_holder, new_holder, start_holder
 
 __all__ = ["SqliteRunStore"]
@@ -74,6 +83,13 @@ CREATE TABLE IF NOT EXISTS sessions (
     started REAL NOT NULL,
     forced INTEGER NOT NULL DEFAULT 0,
     note TEXT
+);
+CREATE TABLE IF NOT EXISTS samples (
+    session INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    t REAL NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (session, seq)
 );
 """
 
@@ -402,7 +418,7 @@ class SqliteRunStore:
         """Forget this run entirely (a new run whose first session was refused before
         anything ran), so the run directory holds no run again."""
         with self._transaction():
-            for table in ("items", "dead", "sessions", "run"):
+            for table in ("items", "dead", "sessions", "samples", "run"):
                 self._db.execute(f"DELETE FROM {table}")
 
     def _transaction(self) -> _Transaction:
@@ -430,6 +446,29 @@ class SqliteRunStore:
             ).fetchone()
             errors.append(StepError(str(step), int(count), str(error_type), str(message)))
         return RunStatus.from_rows(counts, run, int(sessions), errors)
+
+    # --- the time series -------------------------------------------------------
+
+    def record_sample(self, session: int, seq: int, t: float, data: dict[str, Any]) -> None:
+        """Write (or overwrite) one sample of the run's time series."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO samples (session, seq, t, data) VALUES (?, ?, ?, ?)",
+            (session, seq, t, json.dumps(data)),
+        )
+
+    def thin_samples(self, session: int) -> None:
+        """Drop every other sample of ``session``, keeping its first and its last."""
+        self._db.execute(THIN_SAMPLES.format(table="samples", run="", p="?"), (session, session))
+
+    def samples(self) -> list[Sample]:
+        """The run's time series, every session's, in order."""
+        rows = self._db.execute("SELECT session, seq, t, data FROM samples ORDER BY session, seq")
+        return decode_samples(rows.fetchall())
+
+    def sessions(self) -> list[tuple[int, float, bool, str | None]]:
+        """Every session: its number, when it started, whether it was forced, its note."""
+        rows = self._db.execute("SELECT n, started, forced, note FROM sessions ORDER BY n")
+        return [(int(n), float(t), bool(f), note) for n, t, f, note in rows.fetchall()]
 
 
 class _Transaction:

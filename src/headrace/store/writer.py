@@ -70,6 +70,15 @@ class DurableWriter:
         self._commit_lock = threading.Lock()
         self._beaten = time.monotonic()
         self.commits = 0
+        self.busy_s = 0.0  # time spent writing the sink and committing
+        self._blocked_since: float | None = None
+        self._blocked_s = 0.0
+
+    @property
+    def blocked_s(self) -> float:
+        """How long lanes have waited, in all, for the writer to catch up."""
+        since = self._blocked_since
+        return self._blocked_s + (time.perf_counter() - since if since is not None else 0.0)
 
     def output(self, index: int, key: str, record: Any) -> Awaitable[Any] | None:
         """An item finished with an output (already encoded by the sink).
@@ -108,6 +117,8 @@ class DurableWriter:
         if len(items) >= self._flush_items:
             self._wake.set()
             if len(items) >= self._max_pending:
+                if self._blocked_since is None:
+                    self._blocked_since = time.perf_counter()
                 self._room.clear()
                 return self._room.wait()
         return None
@@ -143,7 +154,12 @@ class DurableWriter:
         dead, self._dead = self._dead, []
         records, self._records = self._records, []
         self._room.set()
+        if self._blocked_since is not None:
+            self._blocked_s += time.perf_counter() - self._blocked_since
+            self._blocked_since = None
+        started = time.perf_counter()
         await asyncio.to_thread(self._commit, items, dead, records)
+        self.busy_s += time.perf_counter() - started
         self.commits += 1
 
     def _commit(self, items: list[Row], dead: list[DeadRow], records: list[Any]) -> None:
@@ -188,6 +204,19 @@ class DurableWriter:
                 session=self._session,
                 replace=self._replace,
             )
+
+    async def sample(self, seq: int, t: float, data: dict[str, Any], *, thin: bool) -> None:
+        """Write one row of the run's time series (and thin the session's rows first if
+        asked), off the event loop, between commits."""
+        if self._store is not None:
+            await asyncio.to_thread(self._sample, seq, t, data, thin)
+
+    def _sample(self, seq: int, t: float, data: dict[str, Any], thin: bool) -> None:
+        assert self._store is not None
+        with self._commit_lock:
+            if thin:
+                self._store.thin_samples(self._session)
+            self._store.record_sample(self._session, seq, t, data)
 
     def wait_idle(self) -> None:
         """Block until no commit is running.

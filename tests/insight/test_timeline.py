@@ -1,0 +1,199 @@
+"""A durable run's time series: written while it runs, kept across a kill and a resume,
+bounded for a long run, and readable when damaged."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import headrace as hr
+from headrace.engine.timeline import Timeline
+from headrace.metrics import Histogram
+from headrace.store import SqliteRunStore, StoreLocation
+
+JOB = """
+import asyncio, sys
+import headrace as hr
+
+@hr.step(concurrency=4)
+async def slow(x):
+    await asyncio.sleep(0.01)
+    return {"x": x}
+
+hr.run(slow, range(int(sys.argv[2])), run_dir=sys.argv[1], progress=False)
+"""
+
+
+def test_a_durable_run_records_its_metrics_over_time(tmp_path: Path) -> None:
+    @hr.step(concurrency=2)
+    async def slow(x: int) -> int:
+        await asyncio.sleep(0.01)
+        return x
+
+    seen: list[Any] = []
+
+    def look(out: int) -> None:  # a look at the store while the run goes on
+        if out == 250:
+            store = SqliteRunStore.in_dir(tmp_path)
+            seen.extend(store.samples())
+            store.close()
+
+    result = hr.run(slow, range(300), sink=look, run_dir=tmp_path, progress=False)
+    assert seen and 0 < seen[-1].data["items"]["out"] < 300  # a row written while it ran
+    store = SqliteRunStore.in_dir(tmp_path)
+    try:
+        samples = store.samples()
+    finally:
+        store.close()
+    assert {s.session for s in samples} == {1}
+    last = samples[-1].data
+    assert last["items"]["out"] == result.items_out == 300
+    assert last["total"] == 300 and last["in_flight"] == 0
+    step = last["steps"][0]
+    assert step["name"] == "slow" and step["calls"] == 300
+    histogram = Histogram.from_sparse(step["latency_hist"])
+    assert histogram.count == 300
+    median = result.metrics.step("slow").latency.quantile(0.5)
+    assert histogram.quantile(0.5) == pytest.approx(median)
+    times = [s.t for s in samples]
+    assert times == sorted(times)
+
+
+def test_an_in_memory_run_writes_no_series(tmp_path: Path) -> None:
+    hr.run(lambda x: x, range(10), progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_series_survives_a_kill_and_goes_on_in_the_resumed_session(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    job = subprocess.Popen(
+        [sys.executable, "-c", JOB, str(run_dir), "2000"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # until two rows are in (the run takes ~5 s)
+            if (run_dir / "run.sqlite").exists():
+                store = SqliteRunStore.in_dir(run_dir)
+                try:
+                    rows = store.samples()
+                finally:
+                    store.close()
+                if len(rows) >= 2 and rows[-1].data["items"]["out"] > 0:
+                    break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("the job wrote no time series")
+        assert job.poll() is None, "the job ended before it was killed"
+        os.kill(job.pid, signal.SIGKILL)
+    finally:
+        job.wait(timeout=30)
+
+    @hr.step(concurrency=4)
+    async def slow(x: int) -> dict[str, int]:
+        return {"x": x}
+
+    # the resume is a new session of the same run (same step name and code identity
+    # are not required here: force accepts the changed function)
+    hr.run(slow, range(2000), run_dir=run_dir, progress=False, resume=True, force=True)
+    store = SqliteRunStore.in_dir(run_dir)
+    try:
+        samples = store.samples()
+        sessions = store.sessions()
+    finally:
+        store.close()
+    first = [s for s in samples if s.session == 1]
+    second = [s for s in samples if s.session == 2]
+    assert first and second and [n for n, *_ in sessions] == [1, 2]
+    assert first[-1].t < second[0].t  # one time axis
+    end = second[-1].data["items"]
+    # the resumed session's last row accounts for every item: finished before, or now
+    assert end["skipped"] + end["out"] + end["dead"] + end["filtered"] == 2000
+    assert end["skipped"] > 0
+
+
+class StoreWriter:
+    """The part of the run's writer the timeline uses, straight onto a store."""
+
+    def __init__(self, store: SqliteRunStore) -> None:
+        self.store = store
+
+    async def sample(self, seq: int, t: float, data: dict[str, Any], *, thin: bool) -> None:
+        if thin:
+            self.store.thin_samples(1)
+        self.store.record_sample(1, seq, t, data)
+
+
+def test_a_long_run_keeps_a_bounded_evenly_spread_series(tmp_path: Path) -> None:
+    store = SqliteRunStore.in_dir(tmp_path)
+    now = [1_000_000.0]
+    done = [0]
+
+    def snapshot() -> dict[str, Any]:
+        return {"items": {"out": done[0]}, "steps": []}
+
+    timeline = Timeline(
+        snapshot, StoreWriter(store), interval_s=2.0, max_rows=100, clock=lambda: now[0]
+    )  # type: ignore[arg-type]
+
+    async def hours(n: float) -> None:
+        for _ in range(int(n * 3600)):  # a tick a second
+            done[0] += 10
+            now[0] += 1.0
+            await timeline.tick()
+
+    asyncio.run(hours(6))
+    samples = store.samples()
+    store.close()
+    assert len(samples) <= 100
+    assert len(samples) >= 50
+    gaps = [b.t - a.t for a, b in itertools.pairwise(samples)]
+    assert max(gaps) <= 2 * timeline.interval_s
+    assert min(gaps[:-1]) >= timeline.interval_s / 2  # evenly spread, the last row aside
+    assert samples[0].data["items"]["out"] == 20  # the first row: its first interval's end
+    assert samples[-1].data["items"]["out"] == 6 * 3600 * 10  # the last is the latest state
+    outs = [s.data["items"]["out"] for s in samples]
+    assert outs == sorted(outs)
+
+
+def test_damaged_rows_are_left_out_of_the_series(tmp_path: Path) -> None:
+    hr.run(lambda x: x, range(20), run_dir=tmp_path, progress=False)
+    db = SqliteRunStore.in_dir(tmp_path)
+    db._db.execute("INSERT INTO samples VALUES (1, 90, 1.0, '{not json')")
+    db._db.execute("INSERT INTO samples VALUES (1, 91, 2.0, '[1, 2]')")
+    db._db.execute("INSERT INTO samples VALUES (1, 92, 3.0, ?)", (json.dumps({"steps": 5}),))
+    samples = db.samples()
+    db.close()
+    assert [s.seq for s in samples][-1] == 92  # the two that are not objects are left out
+    assert all(isinstance(s.data, dict) for s in samples)
+    assert not any(s.seq in (90, 91) for s in samples)
+
+
+def test_a_postgres_run_keeps_its_series_there(
+    tmp_path: Path, postgres_url: str, run_name: str
+) -> None:
+    run_dir = tmp_path / run_name
+    hr.run(lambda x: x, range(50), run_dir=run_dir, run_store=postgres_url, progress=False)
+    store = StoreLocation(run_dir, postgres_url).open()
+    try:
+        samples = store.samples()
+        store.thin_samples(1)
+        assert [s.seq for s in store.samples()] == [s.seq for s in samples][::2] + (
+            [samples[-1].seq] if len(samples) % 2 == 0 else []
+        )
+        assert store.sessions()[0][0] == 1
+    finally:
+        store.discard()
+        store.close()
+    assert samples and samples[-1].data["items"]["out"] == 50
