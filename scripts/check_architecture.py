@@ -21,8 +21,9 @@ The layers, bottom up:
    ``runtime``), the activity count, tasks, the sequencer, the batcher,
    executors, the feed, lanes, the runner and its options, progress and the
    result
-4. what is built on the engine: the kinds of steps (``llm``, ``models``, ``sim``)
-   and the ``cluster`` backend that runs the engine in workers
+4. what is built on the engine: the kinds of steps (``llm``, ``models``, ``sim``),
+   the ``cluster`` backend that runs the engine in workers, and the ``report``
+   that reads a run back (its page and live page)
 5. applications: ``recipe``, ``demo``
 6. the command line
 """
@@ -55,7 +56,7 @@ LAYERS: list[list[str]] = [
     ],
     ["headrace.pipeline"],
     ["headrace.engine"],
-    ["headrace.llm", "headrace.models", "headrace.sim", "headrace.cluster"],
+    ["headrace.llm", "headrace.models", "headrace.sim", "headrace.cluster", "headrace.report"],
     ["headrace.recipe", "headrace.demo"],
     ["headrace.cli", "headrace.__main__"],
 ]

@@ -96,6 +96,13 @@ class Histogram:
                 setattr(histogram, "total" if name == "sum" else "max", float(value))
         return histogram
 
+    def count_at_most(self, seconds: float) -> int:
+        """How many durations were at most ``seconds`` (to the histogram's ~2% buckets)."""
+        if seconds < _FLOOR_S:
+            return 0
+        last = min(_BUCKETS - 1, int(math.log(seconds / _FLOOR_S) / _LOG_GROWTH + 1e-9))
+        return sum(self.counts[: last + 1])
+
     def minus(self, earlier: Histogram) -> Histogram:
         """The durations recorded since ``earlier`` (a past state of this histogram)."""
         since = Histogram()

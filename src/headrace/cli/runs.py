@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -63,6 +65,8 @@ def _carry_out(
     rebuild_sink: bool = False,
     max_dead: str = "0",
     backend: Any = None,
+    ui: bool = False,
+    metrics_port: int | None = None,
 ) -> None:
     import asyncio
 
@@ -103,10 +107,12 @@ def _carry_out(
             on_bad_input=on_bad_input,
             duplicates=duplicates,
             backend=recipe_options.get("backend") if backend is None else backend or None,
+            metrics_port=metrics_port,
         )
-        result = asyncio.run(
-            run_with(root, source, sink=sink, options=options, pipeline_ref=pipeline_ref)
-        )
+        with _live_page(run_dir, run_store, ui):
+            result = asyncio.run(
+                run_with(root, source, sink=sink, options=options, pipeline_ref=pipeline_ref)
+            )
     except KeyboardInterrupt:
         typer.echo(f"interrupted; finish it with: headrace resume {run_dir}", err=True)
         raise typer.Exit(130) from None
@@ -129,6 +135,46 @@ def _carry_out(
             err=True,
         )
         raise typer.Exit(EXIT_DEAD)
+
+
+@contextlib.contextmanager
+def _live_page(run_dir: Path, run_store: str | None, ui: bool) -> Iterator[None]:
+    """With ``ui``: serve the run's live page while the command runs (``--ui``)."""
+    if not ui:
+        yield
+        return
+    from ..report.live import LivePage
+    from ..store import StoreLocation
+
+    page = LivePage(StoreLocation(run_dir, run_store))
+    try:
+        url = page.start()
+    except OSError as exc:
+        typer.echo(f"error: the live page cannot listen: {exc.strerror or exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(
+        f"live page: {url} (while this command runs; later: headrace ui {run_dir})", err=True
+    )
+    try:
+        yield
+    finally:
+        page.stop()
+
+
+MetricsPortOption = Annotated[
+    int | None,
+    typer.Option(
+        help="serve the run's metrics for Prometheus on http://127.0.0.1:PORT/metrics "
+        "while it runs (needs headrace[metrics])",
+        min=0,
+        max=65535,
+    ),
+]
+
+UiOption = Annotated[
+    bool,
+    typer.Option("--ui", help="serve a live page of the run on 127.0.0.1 (its URL is printed)"),
+]
 
 
 @app.command()
@@ -213,6 +259,8 @@ def run(
         float | None,
         typer.Option(help="with --backend ray: GPUs Ray reserves for each worker (default 0)"),
     ] = None,
+    ui: UiOption = False,
+    metrics_port: MetricsPortOption = None,
 ) -> None:
     """Run a recipe or a pipeline over a file, durably: kill it at any moment, then run
     the same command again (or `headrace resume DIR`) to finish it; --fresh starts over.
@@ -266,6 +314,8 @@ def run(
             overwrite=overwrite,
             max_dead=max_dead,
             backend=chosen,
+            ui=ui,
+            metrics_port=metrics_port,
         )
         return
     if set_ or allow or allow_path or trusted or dry_run:
@@ -297,6 +347,8 @@ def run(
         overwrite=overwrite,
         max_dead=max_dead,
         backend=chosen,
+        ui=ui,
+        metrics_port=metrics_port,
     )
 
 
@@ -383,10 +435,19 @@ def resume(
         ),
     ] = False,
     max_dead: MaxDeadOption = "0",
+    ui: UiOption = False,
+    metrics_port: MetricsPortOption = None,
 ) -> None:
     """Finish an interrupted run: nothing finished is computed or written again."""
     _continue_stored(
-        run_dir, "resume", force, run_store, rebuild_sink=rebuild_sink, max_dead=max_dead
+        run_dir,
+        "resume",
+        force,
+        run_store,
+        rebuild_sink=rebuild_sink,
+        max_dead=max_dead,
+        ui=ui,
+        metrics_port=metrics_port,
     )
 
 
@@ -411,6 +472,8 @@ def _continue_stored(
     *,
     rebuild_sink: bool = False,
     max_dead: str = "0",
+    ui: bool = False,
+    metrics_port: int | None = None,
 ) -> None:
     """Resume a stored run, or retry its dead letters, with the options it was started with."""
     ref, source, sink, options = _stored(run_dir, run_store)
@@ -428,6 +491,8 @@ def _continue_stored(
         rebuild_sink=rebuild_sink,
         max_dead=max_dead,
         backend=_stored_backend(options.get("backend")),
+        ui=ui,
+        metrics_port=metrics_port,
     )
 
 

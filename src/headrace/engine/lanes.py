@@ -26,6 +26,7 @@ from ..pipeline.step import FILTERED, Step
 from ..store.base import FinishedItem
 from ..store.session import DurableSession
 from .activity import Activity
+from .exporter import MetricsExporter
 from .feed import DUPLICATE, END, Duplicates, Feed
 from .progress import Counts, run_progress
 from .result import DeadLetter, RunResult
@@ -69,6 +70,7 @@ class Lanes:
         spend: RunSpend | None = None,
         places: Any = None,
         repeats: Mapping[int, str] | None = None,
+        metrics_port: int | None = None,
     ) -> None:
         self.root = root
         self.feed = Feed(
@@ -102,14 +104,24 @@ class Lanes:
         self.started = perf_counter()
         self.ctx: RunContext | None = None
         self.total = total if total is not None else _length_hint(items)
+        self.exporter = (
+            MetricsExporter(self._sample, metrics_port) if metrics_port is not None else None
+        )
 
     async def execute(self) -> RunResult:
         self.started = perf_counter()
         ctx: RunContext | None = None
         session = self.session
         aborted = True
+        if self.exporter is not None:
+            self.exporter.start()  # before the session: a port in use leaves nothing behind
         if session is not None:
-            session.open(total=self.total)
+            try:
+                session.open(total=self.total)
+            except BaseException:
+                if self.exporter is not None:
+                    self.exporter.stop()
+                raise
         try:
             async with asyncio.TaskGroup() as group:
                 ctx = self.ctx = RunContext(self.activity, _spawner(group), self.spend)
@@ -131,6 +143,8 @@ class Lanes:
             first = first_leaf(group_error)
             raise first from first.__cause__
         finally:
+            if self.exporter is not None:
+                self.exporter.stop()
             try:
                 if ctx is not None:
                     try:

@@ -74,6 +74,7 @@ class RunOptions:
     budget: Budget | None = None
     max_dead: int | float | str | None = None
     backend: Backend | None = None
+    metrics_port: int | None = None
 
     def __post_init__(self) -> None:
         if self.on_error not in ("dead_letter", "raise"):
@@ -105,6 +106,10 @@ class RunOptions:
             )
         if self.max_dead is not None:
             dead_allowed(self.max_dead, 0)  # a bad value is refused before anything runs
+        if self.metrics_port is not None:
+            port = self.metrics_port
+            if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+                raise PipelineError(f"metrics_port must be a port (0 to 65535), got {port!r}")
         if self.backend is not None:
             self._check_backend()
 
@@ -116,6 +121,11 @@ class RunOptions:
         if self.run_dir is None:
             raise PipelineError(
                 "a run on a cluster (backend=...) is durable: give run_dir=... for its store"
+            )
+        if self.metrics_port is not None:
+            raise PipelineError(
+                "metrics_port serves one process's metrics; a run on a cluster (backend=...) "
+                "cannot export them yet: see its report (headrace report) instead"
             )
         if self.budget is not None and self.budget.shared is None:
             raise PipelineError(

@@ -59,6 +59,7 @@ def run(
     budget: Budget | None = None,
     max_dead: int | float | str | None = None,
     backend: Backend | None = None,
+    metrics_port: int | None = None,
 ) -> RunResult:
     """Run ``pipeline`` over every item of ``source`` and wait for the result.
 
@@ -103,6 +104,7 @@ async def arun(
     budget: Budget | None = None,
     max_dead: int | float | str | None = None,
     backend: Backend | None = None,
+    metrics_port: int | None = None,
 ) -> RunResult:
     """Run ``pipeline`` over every item of ``source``.
 
@@ -176,6 +178,9 @@ async def arun(
         backend: where the items run: ``None`` (this process) or ``hr.Ray(...)``, which
             splits the source into shards run by workers of a Ray cluster, each shard
             a durable run of its own under ``run_dir`` (see ``docs/scale.md``).
+        metrics_port: serve the run's metrics for Prometheus on
+            ``http://127.0.0.1:<port>/metrics`` while it runs (0: any free port), read
+            at each scrape; needs ``headrace[metrics]`` (see ``docs/observe.md``).
 
     Returns:
         A :class:`RunResult` with outputs, dead letters and metrics.
@@ -311,6 +316,7 @@ async def execute(
         spend=spend,
         places=places,
         repeats=None if unique else getattr(places, "repeats", None),
+        metrics_port=options.metrics_port,
     )
     try:
         return await engine.execute()

@@ -1,0 +1,92 @@
+"""Seeing a run: ``headrace report`` (one HTML file) and ``headrace ui`` (a live page)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .app import RunStoreOption, app
+
+__all__ = ["report", "ui"]
+
+PortOption = Annotated[
+    int, typer.Option(help="the live page's port (0: any free one)", min=0, max=65535)
+]
+HostOption = Annotated[
+    str,
+    typer.Option(help="the address the live page listens on (127.0.0.1: this machine only)"),
+]
+
+
+def _location(run_dir: Path, run_store: str | None) -> object:
+    from ..store import StoreLocation
+
+    where = StoreLocation(run_dir, run_store)
+    try:
+        if where.exists():
+            return where
+    except (ConnectionError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"error: there is no run in {where}", err=True)
+    raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="the run directory")],
+    run_store: RunStoreOption = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="where to write it (default: RUN_DIR/report.html)"),
+    ] = None,
+) -> None:
+    """Write a run's report, one self-contained HTML file that works offline (throughput
+    against the limits, latency, the rate limit, cost, dead letters, what to change), and
+    print its path. Works while the run goes on, after it, and after a resume."""
+    from ..report.page import write_report
+    from ..store import StoreLocation
+
+    where = _location(run_dir, run_store)
+    assert isinstance(where, StoreLocation)
+    target = output if output is not None else run_dir / "report.html"
+    try:
+        written = write_report(where, target)
+    except OSError as exc:
+        typer.echo(f"error: cannot write {target}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(str(written))
+
+
+@app.command()
+def ui(
+    run_dir: Annotated[Path, typer.Argument(help="the run directory")],
+    run_store: RunStoreOption = None,
+    port: PortOption = 0,
+    host: HostOption = "127.0.0.1",
+) -> None:
+    """Serve a run's live page (its report, refreshed every 1.5 s from its store) until
+    Ctrl-C: for a run going on in another process or machine, or one that ended."""
+    import time
+
+    from ..report.live import LivePage
+    from ..store import StoreLocation
+
+    where = _location(run_dir, run_store)
+    assert isinstance(where, StoreLocation)
+    page = LivePage(where, host=host, port=port)
+    try:
+        url = page.start()
+    except OSError as exc:
+        typer.echo(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"live page of {where}: {url} (Ctrl-C stops it)")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        page.stop()

@@ -1,0 +1,132 @@
+"""The live page of a run: its report, served over HTTP and refreshed every 1.5 s.
+
+Each request reads the run's store again (the run writes its metrics there every
+second, see :mod:`headrace.engine.timeline`), so the page works for a run in this
+process (``headrace run --ui``), in another process or on another machine
+(``headrace ui RUN_DIR``, with ``--run-store`` for PostgreSQL), and goes on
+across a kill and a resume. The server answers ``GET`` only, reads and never
+writes, listens on 127.0.0.1 unless told otherwise, and shows what the report
+shows (no secrets: credentials in URLs are scrubbed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from html import escape
+
+from aiohttp import web
+
+from ..store import StoreLocation
+from .page import RunRecord, document, render_body, render_page
+
+__all__ = ["LivePage"]
+
+_WAITING = '<p class="where">Waiting for the run in {} to start…</p>'
+
+
+class LivePage:
+    """Serves the live page of the run at ``location`` from a thread of its own.
+
+    Args:
+        location: where the run's store is.
+        host: the address to listen on (127.0.0.1: this machine only).
+        port: the port; 0 picks a free one (see :attr:`url`).
+    """
+
+    def __init__(self, location: StoreLocation, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.location = location
+        self.host = host
+        self.port = port
+        self.url = ""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+
+    def _record(self) -> RunRecord | None:
+        if not self.location.exists():
+            return None
+        return RunRecord.load(self.location)
+
+    async def _page(self, request: web.Request) -> web.Response:
+        record = await asyncio.to_thread(self._record)
+        if record is None:
+            html = document("headrace", _WAITING.format(escape(str(self.location))), live=True)
+        else:
+            html = render_page(record, live=True)
+        return web.Response(text=html, content_type="text/html", headers=_NO_CACHE)
+
+    async def _body(self, request: web.Request) -> web.Response:
+        record = await asyncio.to_thread(self._record)
+        body = (
+            _WAITING.format(escape(str(self.location))) if record is None else render_body(record)
+        )
+        return web.Response(text=body, content_type="text/html", headers=_NO_CACHE)
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/", self._page)
+        app.router.add_get("/body", self._body)
+        app.router.add_get("/favicon.ico", _no_icon)
+        runner = self._runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else self.port
+        self.url = f"http://{self.host}:{self.port}/"
+
+    def start(self) -> str:
+        """Start serving in a background thread; return the page's URL.
+
+        Raises:
+            OSError: the port cannot be listened on.
+        """
+        loop = self._loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        failed: list[BaseException] = []
+
+        def serve() -> None:
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self._start())
+            except BaseException as exc:
+                failed.append(exc)
+                ready.set()
+                return
+            ready.set()
+            loop.run_forever()
+
+        self._thread = threading.Thread(target=serve, name="headrace-live-page", daemon=True)
+        self._thread.start()
+        ready.wait()
+        if failed:
+            raise failed[0]
+        return self.url
+
+    def stop(self) -> None:
+        """Stop serving and wait for the thread to end."""
+        loop, runner = self._loop, self._runner
+        if loop is None or self._thread is None:
+            return
+        if runner is not None:
+            asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        self._thread.join(timeout=10)
+        loop.close()
+        self._loop = None
+
+    def __enter__(self) -> LivePage:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+async def _no_icon(request: web.Request) -> web.Response:
+    return web.Response(status=204)
+
+
+_NO_CACHE = {"Cache-Control": "no-store"}

@@ -1,0 +1,429 @@
+"""The report of a run: one self-contained HTML page, from what its store holds.
+
+It opens with the numbers a reader looks for (done, rate, time left, share of the
+limit used, cost and where it is heading), then the bottleneck and the verdicts,
+then charts over the run's time: throughput against what the limits allow, each
+rate limit (limit in force, requests sent, 429s, retries), cost and tokens, and
+per step its latency percentiles, its slots working vs waiting, its batch sizes
+and its cache hit rate; then the dead letters grouped by step and cause, and the
+run's definition and sessions. Everything shown is escaped, and credentials in
+URLs are scrubbed from the whole page.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from ..engine.bottleneck import bottleneck, rate_groups
+from ..engine.progress import clock
+from ..engine.verdicts import verdicts
+from ..secrecy import scrub_text
+from ..store import StoreLocation
+from ..store.base import FinishedItem, RunStatus, Sample
+from .charts import Line, line_chart
+from .series import RunSeries
+
+__all__ = ["RunRecord", "document", "render_body", "render_page", "write_report"]
+
+EXAMPLES = 3
+"""Dead letters shown for each step and cause."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """What a report is made of, read from a run's store at one moment."""
+
+    where: str
+    run_dir: str
+    definition: dict[str, Any]
+    status: RunStatus
+    sessions: list[tuple[int, float, bool, str | None]]
+    samples: list[Sample]
+    dead: list[FinishedItem]
+    running: bool
+
+    @classmethod
+    def load(cls, location: StoreLocation) -> RunRecord:
+        """Read the run at ``location`` (which must exist)."""
+        store = location.open()
+        try:
+            lease = store.lease()
+            return cls(
+                where=str(location),
+                run_dir=str(location.run_dir),
+                definition=store.definition() or {},
+                status=store.status(),
+                sessions=store.sessions(),
+                samples=store.samples(),
+                dead=store.dead_letters(),
+                running=lease is not None and lease.alive(),
+            )
+        finally:
+            store.close()
+
+
+def render_page(record: RunRecord, *, live: bool = False) -> str:
+    """The whole page; ``live`` adds the script that refreshes it from the server."""
+    title = str(record.definition.get("pipeline", "run"))
+    return document(title, render_body(record), live=live)
+
+
+def document(title: str, body: str, *, live: bool) -> str:
+    """An HTML document around ``body`` (already escaped), with the report's style."""
+    refresh = _LIVE_SCRIPT if live else ""
+    return scrub_text(
+        "<!DOCTYPE html>\n"
+        f'<html lang="en"><head><meta charset="utf-8"><title>headrace: {escape(title)}</title>'
+        f'<meta name="viewport" content="width=device-width"><style>{_STYLE}</style></head>'
+        f'<body><main id="report">{body}</main>{refresh}</body></html>\n'
+    )
+
+
+def render_body(record: RunRecord) -> str:
+    """The page's content (what the live page swaps in on each refresh)."""
+    series = RunSeries.of(record.samples)
+    parts = [_header(record, series), _advice(series), _charts(series)]
+    parts += [_steps(series), _dead(record), _definition(record, series)]
+    return scrub_text("".join(parts))
+
+
+def _key(name: str, label: str, value: str) -> str:
+    return (
+        f'<div class="key-number"><span class="label">{escape(label)}</span>'
+        f'<span class="value" data-key="{name}">{escape(value)}</span></div>'
+    )
+
+
+def _header(record: RunRecord, series: RunSeries) -> str:
+    status = record.status
+    total = status.total
+    finished = status.finished
+    state = "running" if record.running else "not running"
+    latest = series.latest
+    rate = series.throughput()
+    recent = rate.points[-1][1] if rate.points else 0.0
+    keys = [
+        _key("finished", "finished", f"{finished:,}" + (f" of {total:,}" if total else "")),
+        _key("done", "outputs", f"{status.done:,}"),
+        _key("dead", "dead letters", f"{status.dead:,}"),
+        _key("filtered", "filtered", f"{status.filtered:,}"),
+        _key("rate", "items/s now", f"{recent:,.1f}"),
+    ]
+    if total:
+        keys.append(_key("percent", "done", f"{finished / total:.1%}"))
+        if record.running and recent > 0:
+            keys.append(_key("eta", "time left", clock(max(0, total - finished) / recent)))
+    if latest is not None:
+        used = _limit_used(series)
+        if used is not None:
+            keys.append(_key("limit-used", "of the rate limit", f"{used:.0%}"))
+    cost = series.totals("cost_usd")
+    if cost or (latest is not None and latest.number("budget", "usd")):
+        keys.append(_key("cost", "cost", f"${cost:,.4f}"))
+        if total and finished:
+            keys.append(_key("projected", "projected cost", f"${cost / finished * total:,.4f}"))
+        budget = latest.number("budget", "usd") if latest is not None else 0.0
+        if budget:
+            keys.append(_key("budget", "budget", f"${budget:,.2f}"))
+    name = escape(str(record.definition.get("pipeline", "?")))
+    return (
+        f'<header><h1>{name}</h1><p class="where">{escape(record.where)}: '
+        f'<b data-key="state">{state}</b>, {len(record.sessions)} session(s)</p>'
+        f'<div class="keys">{"".join(keys)}</div></header>'
+    )
+
+
+def _limit_used(series: RunSeries) -> float | None:
+    """The share of the tightest rate limit used in the last interval."""
+    *_, last = [None, *series.intervals()]
+    if last is None:
+        return None
+    best = None
+    for group in rate_groups(last.after):
+        per_minute = group[0].number("rate", "requests_per_minute")
+        if per_minute <= 0:
+            continue
+        sent = sum(
+            last.step_delta(s.name, "llm", "requests") or last.step_delta(s.name, "calls")
+            for s in group
+        )
+        share = sent / last.dt * 60 / per_minute
+        best = share if best is None else max(best, share)
+    return best
+
+
+def _advice(series: RunSeries) -> str:
+    latest = series.latest
+    if latest is None:
+        return '<section class="advice"><p>No measurements yet.</p></section>'
+    found = verdicts(latest.data)
+    items = "".join(f'<li class="verdict">{escape(v.says)}</li>' for v in found)
+    return (
+        '<section class="advice"><h2>What set the pace</h2>'
+        f'<p class="bottleneck">{escape(bottleneck(latest.data))}</p>'
+        + (f"<h3>What to change</h3><ul>{items}</ul>" if found else "<p>Nothing to change.</p>")
+        + "</section>"
+    )
+
+
+def _charts(series: RunSeries) -> str:
+    marks = series.session_marks()
+    ideal = [*_ideal_lines(series)]
+    charts = [line_chart("Throughput", [series.throughput(), *ideal], unit="items/s", marks=marks)]
+    latest = series.latest
+    for group in rate_groups(latest) if latest is not None else []:
+        name = group[0].name
+        lines = [
+            series.step_rate(name, "llm", "requests", label="requests/min", per=60)
+            if group[0].part("llm")
+            else series.step_rate(name, "calls", label="calls/min", per=60),
+            series.step_value(name, "rate", "requests_per_minute", label="limit", dashed=True),
+            series.step_rate(name, "throttled", label="429s/min", per=60),
+            series.step_rate(name, "retries", "retries", label="retries/min", per=60),
+        ]
+        charts.append(
+            line_chart(
+                f"Rate limit of {name}", lines, unit="per minute", marks=marks, slug=f"limit-{name}"
+            )
+        )
+    cost = series.cumulative("cost_usd")
+    if any(y for _, y in cost.points):
+        cost.label = "spent"
+        budget = latest.number("budget", "usd") if latest is not None else 0.0
+        lines = [cost]
+        if budget:
+            lines.append(
+                Line(
+                    "budget",
+                    [(cost.points[0][0], budget), (cost.points[-1][0], budget)],
+                    dashed=True,
+                )
+            )
+        charts.append(line_chart("Cost", lines, unit="USD", marks=marks))
+    tokens = [
+        series.step_value(n, "llm", "prompt_tokens", label=f"{n} prompt")
+        for n in series.step_names()
+    ]
+    tokens = [t for t in tokens if any(y for _, y in t.points)]
+    if tokens:
+        charts.append(line_chart("Tokens", tokens, unit="tokens", marks=marks))
+    return f'<section class="charts"><h2>Over time</h2>{"".join(charts)}</section>'
+
+
+def _ideal_lines(series: RunSeries) -> Iterable[Line]:
+    """What the limits allow, in items/s: each rate limit (times the items a request
+    carries), and each step's call slots over its mean latency."""
+    latest = series.latest
+    if latest is None:
+        return
+    for group in rate_groups(latest):
+        step = group[0]
+        per_minute = step.number("rate", "requests_per_minute")
+        requests = step.requests()
+        if per_minute > 0 and requests > 0:
+            per_request = max(1.0, step.number("items") / requests)
+            line = series.step_value(
+                step.name,
+                "rate",
+                "requests_per_minute",
+                label=f"{step.name}'s rate limit",
+                dashed=True,
+            )
+            line.points = [(x, y / 60 * per_request) for x, y in line.points]
+            yield line
+    steps = [s for s in latest.steps if s.slots and s.calls and s.number("latency_ms", "mean") > 0]
+    if steps:
+        tight = min(steps, key=lambda s: s.slots / s.number("latency_ms", "mean"))
+        per_s = tight.slots / (tight.number("latency_ms", "mean") / 1e3)
+        per_call = max(1.0, tight.number("items") / max(1, tight.calls))
+        xs = [x for x, _ in series.throughput().points]
+        if xs:
+            yield Line(
+                f"{tight.name}'s {tight.slots} slots",
+                [(xs[0], per_s * per_call), (xs[-1], per_s * per_call)],
+                dashed=True,
+            )
+
+
+def _steps(series: RunSeries) -> str:
+    steps = series.last_steps()
+    if not steps:
+        return ""
+    marks = series.session_marks()
+    latest = " (counts of the latest session)" if len(series.sessions) > 1 else ""
+    header = (
+        "<tr><th>step</th><th>kind</th><th>slots</th><th>calls</th><th>items</th>"
+        "<th>errors</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th></tr>"
+    )
+    rows, sections = [], []
+    for name, step in steps.items():
+        cells = [
+            name,
+            step.text("kind"),
+            f"{step.slots}",
+            f"{step.calls:,}",
+            f"{step.number('items'):,.0f}",
+            f"{step.number('errors'):,.0f}",
+        ]
+        cells += [f"{step.number('latency_ms', q):,.2f}" for q in ("p50", "p95", "p99")]
+        rows.append(
+            f'<tr data-step="{escape(name, quote=True)}">'
+            + "".join(f"<td>{escape(c)}</td>" for c in cells)
+            + "</tr>"
+        )
+        charts = []
+        if step.calls:
+            charts.append(
+                line_chart(
+                    f"{name}: latency",
+                    series.latency(name),
+                    unit="ms",
+                    marks=marks,
+                    slug=f"latency-{name}",
+                )
+            )
+            charts.append(
+                line_chart(
+                    f"{name}: working vs waiting",
+                    series.slots(name),
+                    unit="on average",
+                    marks=marks,
+                    slug=f"slots-{name}",
+                )
+            )
+        if step.sizes("batch_sizes"):
+            charts.append(
+                line_chart(
+                    f"{name}: batch size",
+                    [series.batch_sizes(name)],
+                    unit="items",
+                    marks=marks,
+                    slug=f"batches-{name}",
+                )
+            )
+        if step.part("cache") is not None:
+            charts.append(
+                line_chart(
+                    f"{name}: cache",
+                    [series.cache_hit_rate(name)],
+                    unit="%",
+                    marks=marks,
+                    slug=f"cache-{name}",
+                )
+            )
+        if charts:
+            sections.append(
+                f'<div class="step-charts"><h3>{escape(name)}</h3>{"".join(charts)}</div>'
+            )
+    return (
+        f'<section class="steps"><h2>Steps{latest}</h2><table>{header}{"".join(rows)}</table>'
+        f"{''.join(sections)}</section>"
+    )
+
+
+def _dead(record: RunRecord) -> str:
+    if not record.dead:
+        return '<section class="dead"><h2>Dead letters</h2><p>None.</p></section>'
+    groups: dict[tuple[str, str], list[FinishedItem]] = {}
+    for row in record.dead:
+        groups.setdefault((row.step or "?", row.error_type or "?"), []).append(row)
+    rows = []
+    for (step, error), items in sorted(groups.items(), key=lambda g: -len(g[1])):
+        examples = "".join(
+            f"<li><code>{escape(item.key)}</code>: {escape((item.message or '')[:300])}"
+            f"<pre>{escape((item.item or '')[:500])}</pre></li>"
+            for item in items[:EXAMPLES]
+        )
+        rows.append(
+            f'<div class="dead-group" data-step="{escape(step, quote=True)}">'
+            f'<h3>{escape(step)}: {escape(error)} <span data-key="dead-{escape(step, quote=True)}">'
+            f"{len(items):,}</span></h3><ul>{examples}</ul></div>"
+        )
+    command = f"headrace retry-dead {record.run_dir}"
+    return (
+        f'<section class="dead"><h2>Dead letters</h2>{"".join(rows)}'
+        f"<p>After a fix, run them again: <code>{escape(command)}</code></p></section>"
+    )
+
+
+def _definition(record: RunRecord, series: RunSeries) -> str:
+    definition = record.definition
+    boxes = '<span class="arrow">→</span>'.join(
+        f'<div class="box"><b>{escape(name)}</b><small>{escape(step.text("kind"))}'
+        f"{', ' + escape(step.text('executor')) if step.text('executor') else ''}"
+        f", {step.slots} slot(s)</small></div>"
+        for name, step in series.last_steps().items()
+    )
+    sessions = "".join(
+        f"<tr><td>{n}</td><td>{escape(_when(started))}</td>"
+        f"<td>{'forced' if forced else ''} {escape(note or '')}</td></tr>"
+        for n, started, forced, note in record.sessions
+    )
+    described = {k: definition.get(k) for k in ("source", "sink", "options")}
+    return (
+        f'<section class="definition"><h2>The run</h2><div class="graph">{boxes}</div>'
+        f"<p><code>{escape(str(definition.get('pipeline', '?')))}</code></p>"
+        f"<pre>{escape(json.dumps(described, indent=2, sort_keys=True, default=str))}</pre>"
+        f"<table><tr><th>session</th><th>started</th><th></th></tr>{sessions}</table></section>"
+    )
+
+
+def _when(seconds: float) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
+
+
+def write_report(location: StoreLocation, path: Path) -> Path:
+    """Write the report of the run at ``location`` to ``path``, atomically."""
+    page = render_page(RunRecord.load(location))
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(page, encoding="utf-8")
+    partial.replace(path)
+    return path
+
+
+_STYLE = """
+body{font:14px/1.45 system-ui,sans-serif;margin:0;background:#f8fafc;color:#0f172a}
+main{max-width:1340px;margin:auto;padding:16px 24px}
+h1{font-size:22px;margin:4px 0}h2{font-size:17px;margin:24px 0 8px}h3{font-size:14px}
+.where{color:#475569;margin:0 0 12px}
+.keys{display:flex;flex-wrap:wrap;gap:10px}
+.key-number{background:#fff;border:1px solid #e2e8f0;border-radius:6px;padding:8px 12px}
+.key-number .label{display:block;color:#64748b;font-size:12px}
+.key-number .value{font-size:18px;font-weight:600}
+.advice{background:#fff;border-left:4px solid #2563eb;padding:4px 16px;margin-top:16px}
+.verdict{margin:4px 0}
+.charts,.step-charts{display:flex;flex-wrap:wrap;gap:12px}
+.charts h2,.step-charts h3{flex-basis:100%;margin-bottom:0}
+figure.chart{background:#fff;border:1px solid #e2e8f0;border-radius:6px;margin:0;padding:6px}
+figcaption{font-weight:600;font-size:13px}
+.grid{stroke:#e2e8f0}.tick{font-size:10px;fill:#64748b}
+.mark{stroke:#94a3b8;stroke-dasharray:2 3}.mark-label{font-size:10px;fill:#64748b}
+.legend{font-size:11px;color:#334155}.key{margin-right:10px}
+.key i{display:inline-block;width:10px;height:3px;margin-right:4px;vertical-align:middle}
+.empty{color:#94a3b8;width:628px}
+table{border-collapse:collapse;background:#fff}td,th{border:1px solid #e2e8f0;padding:3px 8px}
+td{text-align:right}td:first-child{text-align:left}
+pre{background:#f1f5f9;padding:6px;overflow:auto;max-width:1200px;white-space:pre-wrap}
+.graph{display:flex;align-items:center;flex-wrap:wrap;gap:6px}
+.box{background:#fff;border:1px solid #94a3b8;border-radius:6px;padding:6px 10px}
+.box small{display:block;color:#64748b}.arrow{color:#64748b;font-size:18px}
+"""
+
+_LIVE_SCRIPT = """<script>
+(function () {
+  async function refresh() {
+    try {
+      const answer = await fetch("body", {cache: "no-store"});
+      if (answer.ok) { document.getElementById("report").innerHTML = await answer.text(); }
+    } catch (error) { /* the run's server went away: keep what is shown */ }
+  }
+  setInterval(refresh, 1500);
+})();
+</script>"""
