@@ -28,17 +28,7 @@ pytestmark = pytest.mark.slow
 CHROMIUM = os.environ.get("HEADRACE_CHROMIUM", "/usr/bin/chromium")
 MAX_BYTES = 1_000_000
 
-JOB = """
-import asyncio, sys
-import headrace as hr
-
-@hr.step(concurrency=4)
-async def slow(x):
-    await asyncio.sleep(0.01)
-    return {"x": x}
-
-hr.run(slow, range(int(sys.argv[2])), run_dir=sys.argv[1], progress=False)
-"""
+JOB = str(Path(__file__).with_name("slow_job.py"))
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +102,7 @@ def test_the_live_page_follows_a_run_through_a_kill_and_a_resume(
     browser: Any, tmp_path: Path
 ) -> None:
     run_dir = tmp_path / "run"
-    command = [sys.executable, "-c", JOB, str(run_dir), "3000"]
+    command = [sys.executable, JOB, str(run_dir), "3000"]
     with LivePage(StoreLocation(run_dir)) as live:
         page, errors = open_page(browser, live.url)  # before the run exists: it waits
         assert "Waiting for the run" in page.inner_text("main")

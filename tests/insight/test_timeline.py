@@ -21,17 +21,7 @@ from headrace.engine.timeline import Timeline
 from headrace.metrics import Histogram
 from headrace.store import SqliteRunStore, StoreLocation
 
-JOB = """
-import asyncio, sys
-import headrace as hr
-
-@hr.step(concurrency=4)
-async def slow(x):
-    await asyncio.sleep(0.01)
-    return {"x": x}
-
-hr.run(slow, range(int(sys.argv[2])), run_dir=sys.argv[1], progress=False)
-"""
+JOB = str(Path(__file__).with_name("slow_job.py"))
 
 
 def test_a_durable_run_records_its_metrics_over_time(tmp_path: Path) -> None:
@@ -77,7 +67,7 @@ def test_an_in_memory_run_writes_no_series(tmp_path: Path) -> None:
 def test_the_series_survives_a_kill_and_goes_on_in_the_resumed_session(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     job = subprocess.Popen(
-        [sys.executable, "-c", JOB, str(run_dir), "2000"],
+        [sys.executable, JOB, str(run_dir), "2000"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from .app import RunStoreOption, app
+from .status import _location
 
 __all__ = ["report", "ui"]
 
@@ -18,20 +19,6 @@ HostOption = Annotated[
     str,
     typer.Option(help="the address the live page listens on (127.0.0.1: this machine only)"),
 ]
-
-
-def _location(run_dir: Path, run_store: str | None) -> object:
-    from ..store import StoreLocation
-
-    where = StoreLocation(run_dir, run_store)
-    try:
-        if where.exists():
-            return where
-    except (ConnectionError, ValueError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
-    typer.echo(f"error: there is no run in {where}", err=True)
-    raise typer.Exit(1)
 
 
 @app.command()
@@ -47,10 +34,8 @@ def report(
     against the limits, latency, the rate limit, cost, dead letters, what to change), and
     print its path. Works while the run goes on, after it, and after a resume."""
     from ..report.page import write_report
-    from ..store import StoreLocation
 
     where = _location(run_dir, run_store)
-    assert isinstance(where, StoreLocation)
     target = output if output is not None else run_dir / "report.html"
     try:
         written = write_report(where, target)
@@ -72,10 +57,8 @@ def ui(
     import time
 
     from ..report.live import LivePage
-    from ..store import StoreLocation
 
     where = _location(run_dir, run_store)
-    assert isinstance(where, StoreLocation)
     page = LivePage(where, host=host, port=port)
     try:
         url = page.start()

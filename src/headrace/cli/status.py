@@ -10,24 +10,35 @@ import typer
 from .app import RunStoreOption, app
 
 if TYPE_CHECKING:
-    from ..store import RunStatus, RunStore, StepError
+    from ..store import RunStatus, RunStore, StepError, StoreLocation
 
 __all__ = ["status"]
 
 
-def _open_store(run_dir: Path, run_store: str | None) -> RunStore:
-    """The store of the run in ``run_dir`` (or named after it in ``run_store``), or exit."""
+def _location(run_dir: Path, run_store: str | None) -> StoreLocation:
+    """Where the run in ``run_dir`` (or named after it in ``run_store``) is kept, or exit
+    with one line when there is none."""
     from ..store import StoreLocation
 
     where = StoreLocation(run_dir, run_store)
     try:
         if where.exists():
-            return where.open()
+            return where
     except (ConnectionError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"error: there is no run in {where}", err=True)
     raise typer.Exit(1)
+
+
+def _open_store(run_dir: Path, run_store: str | None) -> RunStore:
+    """The store of the run in ``run_dir`` (or named after it in ``run_store``), or exit."""
+    where = _location(run_dir, run_store)
+    try:
+        return where.open()
+    except (ConnectionError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 @app.command()
