@@ -24,6 +24,7 @@ from .cache import Cache
 from .cluster import Ray
 from .engine.result import DeadLetter, RunResult
 from .engine.runner import arun, default_window, run
+from .engine.verdicts import Verdict
 from .errors import (
     BadInput,
     BatchMismatch,
@@ -168,6 +169,7 @@ __all__ = [
     "Route",
     "RunMetrics",
     "RunResult",
+    "Verdict",
     "Sequence",
     "SourceError",
     "Step",
