@@ -1,7 +1,10 @@
-"""Seeing a run: ``headrace report`` (one HTML file) and ``headrace ui`` (a live page)."""
+"""Seeing a run: ``headrace report`` (one HTML file), ``headrace ui`` (a live page), and
+the ``--ui`` and ``--metrics-port`` options of ``run`` and ``resume``."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -10,7 +13,7 @@ import typer
 from .app import RunStoreOption, app
 from .status import _location
 
-__all__ = ["report", "ui"]
+__all__ = ["MetricsPortOption", "UiOption", "live_page", "report", "ui"]
 
 PortOption = Annotated[
     int, typer.Option(help="the live page's port (0: any free one)", min=0, max=65535)
@@ -67,9 +70,48 @@ def ui(
         raise typer.Exit(1) from None
     typer.echo(f"live page of {where}: {url} (Ctrl-C stops it)")
     try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
+        with contextlib.suppress(KeyboardInterrupt):
+            while True:
+                time.sleep(3600)
     finally:
         page.stop()
+
+
+@contextlib.contextmanager
+def live_page(run_dir: Path, run_store: str | None, ui: bool) -> Iterator[None]:
+    """With ``ui``: serve the run's live page while the command runs (``--ui``)."""
+    if not ui:
+        yield
+        return
+    from ..report.live import LivePage
+    from ..store import StoreLocation
+
+    page = LivePage(StoreLocation(run_dir, run_store))
+    try:
+        url = page.start()
+    except OSError as exc:
+        typer.echo(f"error: the live page cannot listen: {exc.strerror or exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(
+        f"live page: {url} (while this command runs; later: headrace ui {run_dir})", err=True
+    )
+    try:
+        yield
+    finally:
+        page.stop()
+
+
+MetricsPortOption = Annotated[
+    int | None,
+    typer.Option(
+        help="serve the run's metrics for Prometheus on http://127.0.0.1:PORT/metrics "
+        "while it runs (needs headrace[metrics])",
+        min=0,
+        max=65535,
+    ),
+]
+
+UiOption = Annotated[
+    bool,
+    typer.Option("--ui", help="serve a live page of the run on 127.0.0.1 (its URL is printed)"),
+]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -13,6 +11,7 @@ if TYPE_CHECKING:
     from ..store.session import Mode
 
 from .app import EXIT_DEAD, EXIT_STOPPED, MaxDeadOption, RunStoreOption, app
+from .observe import MetricsPortOption, UiOption, live_page
 from .recipes import (
     AllowOption,
     AllowPathOption,
@@ -109,7 +108,7 @@ def _carry_out(
             backend=recipe_options.get("backend") if backend is None else backend or None,
             metrics_port=metrics_port,
         )
-        with _live_page(run_dir, run_store, ui):
+        with live_page(run_dir, run_store, ui):
             result = asyncio.run(
                 run_with(root, source, sink=sink, options=options, pipeline_ref=pipeline_ref)
             )
@@ -135,46 +134,6 @@ def _carry_out(
             err=True,
         )
         raise typer.Exit(EXIT_DEAD)
-
-
-@contextlib.contextmanager
-def _live_page(run_dir: Path, run_store: str | None, ui: bool) -> Iterator[None]:
-    """With ``ui``: serve the run's live page while the command runs (``--ui``)."""
-    if not ui:
-        yield
-        return
-    from ..report.live import LivePage
-    from ..store import StoreLocation
-
-    page = LivePage(StoreLocation(run_dir, run_store))
-    try:
-        url = page.start()
-    except OSError as exc:
-        typer.echo(f"error: the live page cannot listen: {exc.strerror or exc}", err=True)
-        raise typer.Exit(1) from None
-    typer.echo(
-        f"live page: {url} (while this command runs; later: headrace ui {run_dir})", err=True
-    )
-    try:
-        yield
-    finally:
-        page.stop()
-
-
-MetricsPortOption = Annotated[
-    int | None,
-    typer.Option(
-        help="serve the run's metrics for Prometheus on http://127.0.0.1:PORT/metrics "
-        "while it runs (needs headrace[metrics])",
-        min=0,
-        max=65535,
-    ),
-]
-
-UiOption = Annotated[
-    bool,
-    typer.Option("--ui", help="serve a live page of the run on 127.0.0.1 (its URL is printed)"),
-]
 
 
 @app.command()

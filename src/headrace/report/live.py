@@ -72,9 +72,7 @@ class LivePage:
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port)
         await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.port = sockets[0].getsockname()[1] if sockets else self.port
+        self.port = runner.addresses[0][1]
         self.url = f"http://{self.host}:{self.port}/"
 
     def start(self) -> str:

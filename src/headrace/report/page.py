@@ -13,6 +13,7 @@ URLs are scrubbed from the whole page.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from html import escape
@@ -70,7 +71,7 @@ class RunRecord:
 def render_page(record: RunRecord, *, live: bool = False) -> str:
     """The whole page; ``live`` adds the script that refreshes it from the server."""
     title = str(record.definition.get("pipeline", "run"))
-    return document(title, render_body(record), live=live)
+    return document(title, _content(record), live=live)
 
 
 def document(title: str, body: str, *, live: bool) -> str:
@@ -86,10 +87,14 @@ def document(title: str, body: str, *, live: bool) -> str:
 
 def render_body(record: RunRecord) -> str:
     """The page's content (what the live page swaps in on each refresh)."""
+    return scrub_text(_content(record))
+
+
+def _content(record: RunRecord) -> str:
     series = RunSeries.of(record.samples)
     parts = [_header(record, series), _advice(series), _charts(series)]
     parts += [_steps(series), _dead(record), _definition(record, series)]
-    return scrub_text("".join(parts))
+    return "".join(parts)
 
 
 def _key(name: str, label: str, value: str) -> str:
@@ -139,22 +144,22 @@ def _header(record: RunRecord, series: RunSeries) -> str:
 
 
 def _limit_used(series: RunSeries) -> float | None:
-    """The share of the tightest rate limit used in the last interval."""
-    *_, last = [None, *series.intervals()]
-    if last is None:
+    """The share of the tightest rate limit used in the last interval (requests)."""
+    if not series.intervals():
         return None
-    best = None
+    last = series.intervals()[-1]
+    shares = []
     for group in rate_groups(last.after):
         per_minute = group[0].number("rate", "requests_per_minute")
-        if per_minute <= 0:
-            continue
-        sent = sum(
-            last.step_delta(s.name, "llm", "requests") or last.step_delta(s.name, "calls")
-            for s in group
-        )
-        share = sent / last.dt * 60 / per_minute
-        best = share if best is None else max(best, share)
-    return best
+        if per_minute > 0:
+            sent = sum(
+                last.step_delta(s.name, "llm", "requests")
+                if s.part("llm") is not None
+                else last.step_delta(s.name, "calls")
+                for s in group
+            )
+            shares.append(sent / last.dt * 60 / per_minute)
+    return max(shares, default=None)
 
 
 def _advice(series: RunSeries) -> str:
@@ -374,8 +379,6 @@ def _definition(record: RunRecord, series: RunSeries) -> str:
 
 
 def _when(seconds: float) -> str:
-    import time
-
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
 
 

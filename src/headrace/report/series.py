@@ -69,6 +69,7 @@ class RunSeries:
 
     sessions: dict[int, list[Sample]] = field(default_factory=dict)
     start: float = 0.0
+    _intervals: list[Interval] = field(default_factory=list)
 
     @classmethod
     def of(cls, samples: list[Sample]) -> RunSeries:
@@ -78,6 +79,7 @@ class RunSeries:
             series.sessions.setdefault(sample.session, []).append(sample)
         starts = [rows[0].t - number(rows[0].data, "wall_s") for rows in series.sessions.values()]
         series.start = min(starts, default=0.0)
+        series._intervals = list(series._between_rows())
         return series
 
     @property
@@ -95,8 +97,11 @@ class RunSeries:
             marks.append((began, f"session {session}"))
         return marks
 
-    def intervals(self) -> Iterator[Interval]:
+    def intervals(self) -> list[Interval]:
         """Every interval between two rows, and from each session's start to its first."""
+        return self._intervals
+
+    def _between_rows(self) -> Iterator[Interval]:
         for rows in self.sessions.values():
             before = RunView({"wall_s": 0.0})
             for sample in rows:
