@@ -24,7 +24,7 @@ The layers, bottom up:
 4. what is built on the engine: the kinds of steps (``llm``, ``models``, ``sim``),
    the ``cluster`` backend that runs the engine in workers, and the ``report``
    that reads a run back (its page and live page)
-5. applications: ``recipe``, ``demo``
+5. applications: ``recipe``, ``demo``, ``tune`` (``headrace profile`` and ``bench``)
 6. the command line
 """
 
@@ -57,7 +57,7 @@ LAYERS: list[list[str]] = [
     ["headrace.pipeline"],
     ["headrace.engine"],
     ["headrace.llm", "headrace.models", "headrace.sim", "headrace.cluster", "headrace.report"],
-    ["headrace.recipe", "headrace.demo"],
+    ["headrace.recipe", "headrace.demo", "headrace.tune"],
     ["headrace.cli", "headrace.__main__"],
 ]
 

@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 from services import PrivateRedis
 
+pytest_plugins = ["browsing"]  # the browser fixture, for the browser tests
+
 POSTGRES_URL = os.environ.get("HEADRACE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
 

@@ -12,12 +12,12 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
+from browsing import open_page
 
 import headrace as hr
 from headrace.report.live import LivePage
@@ -25,31 +25,9 @@ from headrace.store import StoreLocation
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = os.environ.get("HEADRACE_CHROMIUM", "/usr/bin/chromium")
 MAX_BYTES = 1_000_000
 
 JOB = str(Path(__file__).with_name("slow_job.py"))
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"no Chromium at {CHROMIUM}: run scripts/install (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
-
-
-def open_page(browser: Any, url: str) -> tuple[Any, list[str]]:
-    page = browser.new_page(viewport={"width": 1340, "height": 900})
-    errors: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(url)
-    return page, errors
 
 
 def key(page: Any, name: str) -> str:

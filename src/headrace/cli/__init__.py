@@ -6,7 +6,7 @@ Heavy libraries are never imported at start-up: ``headrace --version`` and
 
 from __future__ import annotations
 
-from . import cache, observe, recipes, runs, status, tools  # noqa: F401  (each registers its commands)
+from . import cache, observe, recipes, runs, status, tools, tune  # noqa: F401  (each registers its commands)
 from .app import EXIT_DEAD, EXIT_STOPPED, app
 from .status import _pipeline_words
 

@@ -17,6 +17,7 @@ from ..errors import nearest
 __all__ = [
     "BadRecord",
     "DurableSink",
+    "Head",
     "KeyedSource",
     "Recovered",
     "Source",
@@ -169,6 +170,37 @@ class Source:
             if isinstance(record, BadRecord):
                 raise ValueError(f"{record.where}: {record.reason}")
             yield record[1]
+
+
+class Head(Source):
+    """The first ``n`` records of another source (bad ones count): a sample of it."""
+
+    def __init__(self, source: Source, n: int) -> None:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"a sample needs n >= 1 records, got {n!r}")
+        self.source = source
+        self.n = n
+
+    def records(self) -> Iterator[tuple[str, Any] | BadRecord]:
+        for taken, record in enumerate(self.source.records()):
+            if taken >= self.n:
+                return
+            self.place = self.source.place
+            yield record
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "Head", "n": self.n, "source": self.source.describe()}
+
+    def check(self) -> None:
+        self.source.check()
+
+    def count(self) -> int | None:
+        whole = self.source.count()
+        return None if whole is None else min(whole, self.n)
+
+    @property
+    def keys_unique(self) -> bool:
+        return self.source.keys_unique
 
 
 class KeyedSource(Source):

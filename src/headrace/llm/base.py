@@ -104,6 +104,25 @@ class LLMStep(Step[In, Out]):
     def _slots(self) -> int:
         return self.concurrency * (self.batch.max_size if self.batch is not None else 1)
 
+    def knobs(self) -> frozenset[str]:
+        return frozenset({"concurrency", "batch"} if self.batch else {"concurrency"})
+
+    def _tune(self, knob: str, value: int) -> None:
+        if knob not in self.knobs():
+            super()._tune(knob, value)
+        batch = self.batch
+        if knob == "batch" and batch is not None:
+            batch = Batch(max_size=value, max_wait=batch.max_wait_s)
+        concurrency = value if knob == "concurrency" else self.options.concurrency
+        self._set_calls(batch, concurrency)
+
+    def _set_calls(self, batch: Batch | None, concurrency: Any) -> None:
+        """Change how this step's requests are grouped and how many are in flight."""
+        owner = f"step {self.name!r}"
+        self.options = self.options.replace(owner, batch=batch, concurrency=concurrency)
+        self.batch = self.options.batch
+        self.concurrency = self.options.slots
+
     def _identity(self) -> dict[str, Any]:
         return {
             "kind": f"llm.{type(self).__name__.lower()}",

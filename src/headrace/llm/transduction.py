@@ -30,6 +30,8 @@ SYSTEM = (
 """The default system prompt of :func:`transduce`."""
 
 USER = "{{ input_json }}"
+PACK_WAIT = 0.02
+"""How long a partly filled pack waits for more items, in seconds (``pack_wait=``)."""
 """The default user prompt of :func:`transduce`: the chosen fields as compact JSON."""
 
 PACKED = (
@@ -86,7 +88,7 @@ class Transduce(LLMStep[Any, M], Generic[M]):
         template: str | None = None,
         system: str | None = None,
         pack: int = 1,
-        pack_wait: float | str = "20ms",
+        pack_wait: float | str = PACK_WAIT,
         allow_partial: bool = False,
         repair: bool = True,
         mode: str = "json_schema",
@@ -110,6 +112,20 @@ class Transduce(LLMStep[Any, M], Generic[M]):
         self.max_tokens = max_tokens
         batch = Batch(max_size=pack, max_wait=pack_wait) if pack > 1 else None
         super().__init__(client, model, name=name, batch=batch, **options)
+
+    def knobs(self) -> frozenset[str]:
+        return frozenset({"concurrency", "pack"})
+
+    def _tune(self, knob: str, value: int) -> None:
+        if knob != "pack":
+            super()._tune(knob, value)
+            return
+        positive_int(value, f"step {self.name!r}: pack")
+        wait = self.batch.max_wait_s if self.batch is not None else PACK_WAIT
+        self.pack = value
+        self._fingerprint = None  # the pack is in the requests
+        batch = Batch(max_size=value, max_wait=wait) if value > 1 else None
+        self._set_calls(batch, self.options.concurrency)
 
     def _request_identity(self) -> dict[str, Any]:
         return {

@@ -146,6 +146,14 @@ class ModelStep(Step[Any, Any]):
         self.device = device
         self.pass_size = pass_size
 
+    def knobs(self) -> frozenset[str]:
+        return frozenset({"batch"})
+
+    def _tune(self, knob: str, value: int) -> None:
+        if knob != "batch":
+            super()._tune(knob, value)
+        self.batch = Batch(max_size=value, max_wait=self.batch.max_wait_s)
+
     def local_directory(self, model: str | os.PathLike[str]) -> Path:
         """``model`` as an absolute path, checked to be a local directory.
 

@@ -133,6 +133,20 @@ class Step(abc.ABC, Generic[In, Out]):
     def _slots(self) -> int:
         return 0
 
+    def knobs(self) -> frozenset[str]:
+        """The settings ``headrace bench`` may sweep on this step itself (not the steps
+        inside it): ``concurrency``, ``batch`` (the most items per call), ``pack``."""
+        return frozenset()
+
+    def _tune(self, knob: str, value: int) -> None:
+        """Set one of :meth:`knobs` to ``value``, in place (``headrace bench`` tunes a
+        pipeline it loaded for itself). A knob changes no fingerprint.
+
+        Raises:
+            PipelineError: not one of this step's knobs, or a bad value.
+        """
+        raise PipelineError(f"step {self.name!r} has no setting {knob!r} to tune")
+
     @abc.abstractmethod
     def _identity(self) -> dict[str, Any]:
         """What identifies this step's results: hashed into :attr:`fingerprint`."""
@@ -220,6 +234,19 @@ class FunctionStep(Step[In, Out]):
         """
         options = self.options.replace(f"step {self.name!r}", **{"name": self.name, **changes})
         return FunctionStep(self.fn, options=options)
+
+    def knobs(self) -> frozenset[str]:
+        return frozenset({"concurrency", "batch"} if self.batch else {"concurrency"})
+
+    def _tune(self, knob: str, value: int) -> None:
+        if knob not in self.knobs():
+            super()._tune(knob, value)
+        change: dict[str, Any] = {knob: value}
+        if knob == "batch" and self.batch is not None:
+            change["batch"] = Batch(max_size=value, max_wait=self.batch.max_wait_s)
+        tuned = self.with_options(**change)
+        self.options, self.batch, self.concurrency = tuned.options, tuned.batch, tuned.concurrency
+        self.adaptive = tuned.adaptive
 
     @property
     def call_batch(self) -> Batch | None:

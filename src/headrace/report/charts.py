@@ -58,9 +58,11 @@ def line_chart(
     unit: str = "",
     slug: str = "",
     marks: Sequence[tuple[float, str]] = (),
+    ticks: Sequence[tuple[float, str]] | None = None,
 ) -> str:
     """A chart of ``lines`` over time (seconds from the run's start); ``marks`` are
-    ``(seconds, label)`` drawn as dotted vertical lines (sessions)."""
+    ``(seconds, label)`` drawn as dotted vertical lines (sessions). ``ticks`` are
+    ``(x, label)`` for an x axis that is not time (a sweep's values)."""
     drawn = [line for line in lines if line.points]
     name = escape(slug or title.lower().replace(" ", "-"), quote=True)
     caption = f"<figcaption>{escape(title)}{f' ({escape(unit)})' if unit else ''}</figcaption>"
@@ -94,12 +96,13 @@ def line_chart(
             f'<text class="tick" x="{LEFT - 6}" y="{py + 4:.1f}" text-anchor="end">'
             f"{number(y)}</text>"
         )
-    for i in range(5):  # the time axis
-        x = x0 + (x1 - x0) * i / 4
-        px = LEFT + plot_w * i / 4
+    if ticks is None:  # the time axis
+        ticks = [(x0 + (x1 - x0) * i / 4, "") for i in range(5)]
+    for x, label in ticks:
+        px = LEFT + (x - x0) / (x1 - x0) * plot_w
         parts.append(
             f'<text class="tick" x="{px:.1f}" y="{HEIGHT - 8}" text-anchor="middle">'
-            f"{clock(x)}</text>"
+            f"{escape(label or clock(x))}</text>"
         )
     for x, label in marks:
         px = LEFT + (x - x0) / (x1 - x0) * plot_w

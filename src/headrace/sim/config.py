@@ -80,6 +80,37 @@ class SimConfig:
         if any(not 0 <= p <= 1 for p in self.faults.values()) or sum(self.faults.values()) > 1:
             raise ValueError("sim fault rates must lie in 0..1 and add up to at most 1")
 
+    @classmethod
+    def from_text(cls, text: str) -> SimConfig:
+        """``"rpm=6000,latency_ms=150,fault_503=0.05"`` (``headrace bench --sim``) as a config:
+        this class's numeric settings by name, and ``fault_KIND=RATE`` for a fault.
+
+        Raises:
+            ValueError: an unknown setting, a value that is not a number, or a bad value.
+        """
+        numbers = {"rpm", "tpm", "burst", "token_burst", "latency_ms", "latency_sigma"}
+        numbers |= {"storm_every", "storm_for", "hang_s"}
+        whole = {"concurrency", "seed", "embedding_dim"}
+        values: dict[str, Any] = {}
+        faults: dict[str, float] = {}
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            name, sep, value = part.partition("=")
+            name = name.strip()
+            known_name = name in numbers | whole | {"repeatable"} or name.startswith("fault_")
+            if not sep or not known_name:
+                known = ", ".join(sorted(numbers | whole | {"repeatable", "fault_KIND"}))
+                raise ValueError(f"sim setting {part!r}: expected NAME=VALUE, NAME one of {known}")
+            try:
+                if name.startswith("fault_"):
+                    faults[name.removeprefix("fault_")] = float(value)
+                elif name == "repeatable":
+                    values[name] = value.strip().lower() in ("1", "true", "yes")
+                else:
+                    values[name] = int(value) if name in whole else float(value)
+            except ValueError:
+                raise ValueError(f"sim setting {name}: {value!r} is not a number") from None
+        return cls(**values, faults=faults)
+
     @property
     def request_burst(self) -> float | None:
         """The request bucket's size, or ``None`` without an rpm limit."""
