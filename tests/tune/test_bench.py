@@ -34,7 +34,7 @@ def test_the_knee_is_the_smallest_value_near_the_best() -> None:
     assert result.knee() is result.points[2]
     verdict = result.verdict()
     assert "knee at concurrency=32: 95.0 items/s, 95% of the best (concurrency=64)" in verdict
-    assert "going to 64 adds +5% throughput, p95 latency 100 -> 300 ms, 429s 0 -> 50" in verdict
+    assert "at 64: throughput +5%, p95 latency 100 -> 300 ms, 429s 0 -> 50" in verdict
     table = result.table().splitlines()
     assert table[3].endswith("<- knee") and table[3].split()[0] == "32"
     assert len(table) == 5

@@ -134,6 +134,8 @@ def profile(
         f"every {interval_ms:g} ms"
     )
     typer.echo(done.profile.table())
+    if done.measured():
+        typer.echo(done.measured())
     processes = [s.name for s in result.metrics.steps if s.executor == "process"]
     if processes:
         typer.echo(

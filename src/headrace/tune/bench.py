@@ -103,10 +103,8 @@ class BenchResult:
             costs = [f"p95 latency {knee.p95_ms:,.0f} -> {last.p95_ms:,.0f} ms"]
             if last.throttled > knee.throttled:
                 costs.append(f"429s {knee.throttled:,} -> {last.throttled:,}")
-            said += (
-                f"; going to {last.value} adds "
-                f"{last.items_per_s / knee.items_per_s - 1:+.0%} throughput, " + ", ".join(costs)
-            )
+            change = last.items_per_s / knee.items_per_s - 1
+            said += f"; at {last.value}: throughput {change:+.0%}, " + ", ".join(costs)
         if knee is last and len(self.points) > 1:
             said += f"; throughput was still rising: try {self.knob} above {last.value}"
         if min(p.wall_s for p in self.points) < 1.0:
