@@ -131,3 +131,17 @@ def test_run_with_ui_serves_the_live_page_while_it_runs(
         r"live page: http://127\.0\.0\.1:\d+/ \(while this command runs", answer.output
     )
     assert "later: headrace ui r" in answer.output
+
+
+def test_the_steps_table_of_a_resumed_run_counts_every_session(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    first = hr.run(judge, range(500), run_dir=run_dir, progress=False)
+    again = hr.run(judge, range(500), run_dir=run_dir, progress=False, retry_dead=True)
+    assert first.metrics.steps[0].errors == again.metrics.steps[0].errors == 10
+    html = render_page(RunRecord.load(StoreLocation(run_dir)))
+    row = re.search(r'<tr data-step="judge">(.*?)</tr>', html)
+    assert row is not None
+    cells = re.findall(r"<td>([^<]*)</td>", row.group(1))
+    # step, kind, slots, calls, items, errors, p50, p95, p99
+    assert cells[3:6] == ["490", "490", "20"]  # both sessions' errors, not the last one's
+    assert float(cells[6]) > 0  # latencies of the first session's calls

@@ -256,11 +256,10 @@ def _ideal_lines(series: RunSeries) -> Iterable[Line]:
 
 
 def _steps(series: RunSeries) -> str:
-    steps = series.last_steps()
+    steps = series.whole_steps()
     if not steps:
         return ""
     marks = series.session_marks()
-    latest = " (counts of the latest session)" if len(series.sessions) > 1 else ""
     header = (
         "<tr><th>step</th><th>kind</th><th>slots</th><th>calls</th><th>items</th>"
         "<th>errors</th><th>p50 ms</th><th>p95 ms</th><th>p99 ms</th></tr>"
@@ -326,7 +325,7 @@ def _steps(series: RunSeries) -> str:
                 f'<div class="step-charts"><h3>{escape(name)}</h3>{"".join(charts)}</div>'
             )
     return (
-        f'<section class="steps"><h2>Steps{latest}</h2><table>{header}{"".join(rows)}</table>'
+        f'<section class="steps"><h2>Steps</h2><table>{header}{"".join(rows)}</table>'
         f"{''.join(sections)}</section>"
     )
 

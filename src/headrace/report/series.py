@@ -127,6 +127,28 @@ class RunSeries:
                 found[step.name] = step
         return found
 
+    def whole_steps(self) -> dict[str, StepView]:
+        """Each step over the whole run: its counters summed over the sessions' last
+        rows, its latency percentiles from their histograms merged; the rest (kind,
+        slots) from the latest session that has it."""
+        found: dict[str, dict[str, Any]] = {}
+        latencies: dict[str, Histogram] = {}
+        for _, rows in sorted(self.sessions.items()):
+            for step in RunView(rows[-1].data).steps:
+                whole = found.setdefault(step.name, {"calls": 0.0, "items": 0.0, "errors": 0.0})
+                for counter in ("calls", "items", "errors"):
+                    whole[counter] += step.number(counter)
+                whole.update(name=step.name, kind=step.text("kind"), slots=step.slots)
+                merged = latencies.setdefault(step.name, Histogram())
+                merged.merge(Histogram.from_sparse(step.data.get("latency_hist")))
+        for name, whole in found.items():
+            merged = latencies[name]
+            whole["latency_ms"] = {
+                q: merged.quantile(f) * 1e3 if merged.count else 0.0
+                for q, f in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
+            }
+        return {name: StepView(whole) for name, whole in found.items()}
+
     def totals(self, *path: str) -> float:
         """A run-level counter summed over sessions (each session's last row)."""
         return sum(number(rows[-1].data, *path) for rows in self.sessions.values())
