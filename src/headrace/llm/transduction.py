@@ -30,9 +30,10 @@ SYSTEM = (
 """The default system prompt of :func:`transduce`."""
 
 USER = "{{ input_json }}"
+"""The default user prompt of :func:`transduce`: the chosen fields as compact JSON."""
+
 PACK_WAIT = 0.02
 """How long a partly filled pack waits for more items, in seconds (``pack_wait=``)."""
-"""The default user prompt of :func:`transduce`: the chosen fields as compact JSON."""
 
 PACKED = (
     "\nThe input lists several items, each as [n] followed by the item. Answer every item: "
