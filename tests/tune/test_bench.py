@@ -99,6 +99,7 @@ def test_bench_from_the_command_line_writes_the_table_json_and_page(
     data = json.loads((out / "bench.json").read_text())
     assert data["knob"] == "concurrency" and data["steps"] == ["label"]
     assert [p["items"] for p in data["points"]] == [12, 12]  # --limit 12 of 20
+    assert not list(out.glob("*.partial"))  # each file written whole, then renamed
     page = (out / "report.html").read_text()
     for chart in ("throughput", "latency", "throttled"):
         assert f'data-chart="{chart}"' in page

@@ -90,5 +90,6 @@ def test_profile_from_the_command_line(tmp_path: Path, monkeypatch: pytest.Monke
     assert "the event loop's" in answer.output and WAITING in answer.output
     assert f"written: {run_dir / 'profile.svg'}" in answer.output
     assert (run_dir / "output.jsonl").read_text().count("\n") == 20
+    assert not list(run_dir.glob("*.partial"))  # each file written whole, then renamed
     again = CliRunner().invoke(app, args, catch_exceptions=False)  # started afresh each time
     assert again.exit_code == 0 and (run_dir / "output.jsonl").read_text().count("\n") == 20

@@ -383,9 +383,14 @@ def _when(seconds: float) -> str:
 
 def write_report(location: StoreLocation, path: Path) -> Path:
     """Write the report of the run at ``location`` to ``path``, atomically."""
-    page = render_page(RunRecord.load(location))
+    return write_atomically(path, render_page(RunRecord.load(location)).encode())
+
+
+def write_atomically(path: Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a ``.partial`` file renamed over it, so that a
+    kill leaves the old file or the new one, never half of one."""
     partial = path.with_name(path.name + ".partial")
-    partial.write_text(page, encoding="utf-8")
+    partial.write_bytes(data)
     partial.replace(path)
     return path
 

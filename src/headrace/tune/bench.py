@@ -23,7 +23,7 @@ from ..io.records import Source
 from ..metrics import Histogram, RunMetrics, StepMetrics
 from ..pipeline.step import Step
 from ..report.charts import Line, line_chart
-from ..report.page import document
+from ..report.page import document, write_atomically
 from ..sim import SimConfig
 from .knobs import Sweep, point_at, simulated, tune, tuned_steps, without_caches
 
@@ -182,17 +182,11 @@ class BenchResult:
     def write(self, directory: Path, title: str) -> tuple[Path, Path]:
         """Write ``bench.json`` and ``report.html`` into ``directory``; their paths."""
         directory.mkdir(parents=True, exist_ok=True)
-        written = []
-        for name, data in (
-            ("bench.json", orjson.dumps(self.to_dict(), option=orjson.OPT_INDENT_2)),
-            ("report.html", self.page(title).encode()),
-        ):
-            target = directory / name
-            partial = target.with_name(name + ".partial")
-            partial.write_bytes(data)
-            partial.replace(target)
-            written.append(target)
-        return written[0], written[1]
+        data = orjson.dumps(self.to_dict(), option=orjson.OPT_INDENT_2)
+        return (
+            write_atomically(directory / "bench.json", data),
+            write_atomically(directory / "report.html", self.page(title).encode()),
+        )
 
 
 def _settings_of(sim: SimConfig | None) -> dict[str, Any] | None:

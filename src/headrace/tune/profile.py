@@ -261,6 +261,7 @@ def profile_run(
     place: give a pipeline loaded for this."""
     from ..engine.runner import run
     from ..io import sink_at
+    from ..report.page import write_atomically
     from .flame import flame_svg, speedscope
 
     without_caches(root)
@@ -273,12 +274,10 @@ def profile_run(
             result = run(
                 root, source, sink=sink, run_dir=run_dir, fresh=True, overwrite=True, progress=False
             )
-    files = []
-    for name, data in (
-        ("profile.speedscope.json", speedscope(seen, title)),
-        ("profile.svg", flame_svg(seen, f"headrace profile: {title}").encode()),
-    ):
-        target = run_dir / name
-        target.write_bytes(data)
-        files.append(target)
+    files = [
+        write_atomically(run_dir / "profile.speedscope.json", speedscope(seen, title)),
+        write_atomically(
+            run_dir / "profile.svg", flame_svg(seen, f"headrace profile: {title}").encode()
+        ),
+    ]
     return ProfiledRun(seen, result, files)
