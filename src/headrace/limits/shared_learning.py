@@ -86,7 +86,9 @@ if ARGV[11] == '1' and src == '429s' and now - changed >= 1 then
   rq, changed, dirty = rq * 1.02, now, true
 end
 if dirty then
-  redis.call('HSET', limit_key, 'rq', tostring(rq), 'tk', tostring(tk), 'src', src,
+  -- %.17g, not tostring's 14 digits: the limit read back is the limit written
+  redis.call('HSET', limit_key, 'rq', string.format('%.17g', rq),
+             'tk', string.format('%.17g', tk), 'src', src,
              'changed', tostring(now), 'cut', tostring(cut_at))
   redis.call('PEXPIRE', limit_key, 86400000)
 end
