@@ -21,12 +21,12 @@ from ..metrics import Histogram
 from ..secrecy import scrub_url
 from .run_data import RunView, StepView
 
-__all__ = ["LATENCY_BUCKETS_S", "MetricsExporter", "families"]
+__all__ = ["LATENCY_BUCKETS_S", "STEP_COUNTERS", "STEP_GAUGES", "MetricsExporter", "families"]
 
 LATENCY_BUCKETS_S = (0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 """The ``le`` bounds of the exported latency histograms (headrace keeps finer ones)."""
 
-_STEP_COUNTERS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+STEP_COUNTERS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("calls", ("calls",), "calls of the step's function (a batch counts once)"),
     ("items", ("items",), "items that passed through the step"),
     ("errors", ("errors",), "items that failed in the step"),
@@ -41,12 +41,14 @@ _STEP_COUNTERS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("cost_usd", ("llm", "cost_usd"), "what the step's LLM calls cost, in US dollars"),
     ("cache_misses", ("cache", "misses"), "cache lookups no tier answered"),
 )
-_STEP_GAUGES: tuple[tuple[str, tuple[str, ...], str], ...] = (
+"""Each step's counters: the exported name, where it lies in a step's data, what it counts."""
+STEP_GAUGES: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("slots", ("slots",), "calls the step may have in flight"),
     ("in_flight", ("concurrency", "in_use"), "calls in flight now"),
     ("rate_limit_requests_per_minute", ("rate", "requests_per_minute"), "the limit in force"),
     ("rate_limit_tokens_per_minute", ("rate", "tokens_per_minute"), "the limit in force"),
 )
+"""Each step's gauges, as :data:`STEP_COUNTERS`."""
 
 
 def families(data: dict[str, Any]) -> Iterator[Any]:
@@ -83,12 +85,12 @@ def families(data: dict[str, Any]) -> Iterator[Any]:
     ):
         yield CounterMetricFamily(f"headrace_{name}", text, value=run.number(key))
     steps = run.steps
-    for name, path, text in _STEP_COUNTERS:
+    for name, path, text in STEP_COUNTERS:
         family = CounterMetricFamily(f"headrace_step_{name}", text, labels=["step"])
         for step in steps:
             family.add_metric([step.name], step.number(*path))
         yield family
-    for name, path, text in _STEP_GAUGES:
+    for name, path, text in STEP_GAUGES:
         gauge = GaugeMetricFamily(f"headrace_step_{name}", text, labels=["step"])
         for step in steps:
             gauge.add_metric([step.name], step.number(*path))

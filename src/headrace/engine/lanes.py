@@ -28,6 +28,7 @@ from ..store.session import DurableSession
 from .activity import Activity
 from .exporter import MetricsExporter
 from .feed import DUPLICATE, END, Duplicates, Feed
+from .otel import OtlpExporter
 from .progress import Counts, run_progress
 from .result import DeadLetter, RunResult
 from .runtime import RunContext
@@ -113,6 +114,10 @@ class Lanes:
         ctx: RunContext | None = None
         session = self.session
         aborted = True
+        failure: BaseException | None = None
+        otlp = OtlpExporter.from_environment(self._sample)
+        if otlp is not None:
+            otlp.start()
         if self.exporter is not None:
             self.exporter.start()  # before the session: a port in use leaves nothing behind
         if session is not None:
@@ -138,26 +143,18 @@ class Lanes:
                         group.create_task(timeline.run(self.finished))
                 if self.progress:
                     group.create_task(run_progress(self._counts, self.finished))
+                if otlp is not None:
+                    group.create_task(otlp.run(self.finished))
             aborted = False
         except BaseExceptionGroup as group_error:
-            first = first_leaf(group_error)
+            failure = first = first_leaf(group_error)
             raise first from first.__cause__
         finally:
-            if self.exporter is not None:
-                self.exporter.stop()
             try:
-                if ctx is not None:
-                    try:
-                        await ctx.aclose()
-                    finally:
-                        ctx.close(aborted=aborted)
+                await self._close(ctx, aborted)
             finally:
-                if session is not None:
-                    if not aborted:
-                        self.dead = [_dead_letter(row) for row in session.dead_letters()]
-                    feed = self.feed
-                    read_all = feed.exhausted and feed.source_error is None and not self._stopped
-                    session.close(aborted=aborted, read=feed.position if read_all else None)
+                if otlp is not None:
+                    await otlp.close(failure, aborted=aborted)
         metrics = self.metrics_now()
         result = RunResult(outputs=self.outputs, dead_letters=self.dead, metrics=metrics)
         if self.feed.source_error is not None:
@@ -171,6 +168,25 @@ class Lanes:
                 result=result,
             ) from error
         return result
+
+    async def _close(self, ctx: RunContext | None, aborted: bool) -> None:
+        """Stop serving metrics, close the steps' resources, then the session."""
+        if self.exporter is not None:
+            self.exporter.stop()
+        session = self.session
+        try:
+            if ctx is not None:
+                try:
+                    await ctx.aclose()
+                finally:
+                    ctx.close(aborted=aborted)
+        finally:
+            if session is not None:
+                if not aborted:
+                    self.dead = [_dead_letter(row) for row in session.dead_letters()]
+                feed = self.feed
+                read_all = feed.exhausted and feed.source_error is None and not self._stopped
+                session.close(aborted=aborted, read=feed.position if read_all else None)
 
     def metrics_now(self) -> RunMetrics:
         """The run's metrics as they stand (at the end: the run's)."""

@@ -1,0 +1,187 @@
+"""OpenTelemetry export: a real OTLP/HTTP receiver on this machine decodes what a run
+sends (metrics while it goes on, a trace when the session ends)."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+import headrace as hr
+from headrace.engine.otel import _observations, otlp_signals
+from headrace.errors import PipelineError
+
+
+class Receiver:
+    """An OTLP/HTTP collector: keeps every metrics and trace request it is sent."""
+
+    def __init__(self) -> None:
+        self.metrics: list[ExportMetricsServiceRequest] = []
+        self.traces: list[ExportTraceServiceRequest] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if self.headers.get("Content-Encoding") == "gzip":
+                    body = gzip.decompress(body)
+                if self.path == "/v1/metrics":
+                    receiver.metrics.append(ExportMetricsServiceRequest.FromString(body))
+                elif self.path == "/v1/traces":
+                    receiver.traces.append(ExportTraceServiceRequest.FromString(body))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
+    found = Receiver()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", found.endpoint)
+    monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "100")
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "tone-job")
+    yield found
+    found.close()
+
+
+def points(request: ExportMetricsServiceRequest, name: str) -> dict[tuple[Any, ...], float]:
+    """Every data point of metric ``name``: its attributes -> its value."""
+    found: dict[tuple[Any, ...], float] = {}
+    for resource in request.resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                if metric.name != name:
+                    continue
+                data = metric.sum if metric.HasField("sum") else metric.gauge
+                for point in data.data_points:
+                    at = tuple(sorted((a.key, a.value.string_value) for a in point.attributes))
+                    value = point.as_double if point.HasField("as_double") else point.as_int
+                    found[at] = float(value)
+    return found
+
+
+def attributes(holder: Any) -> dict[str, Any]:
+    """A span's or a resource's attributes."""
+    values = {}
+    for a in holder.attributes:
+        kind = a.value.WhichOneof("value")
+        values[a.key] = getattr(a.value, kind)
+    return values
+
+
+def spans(receiver: Receiver) -> list[Any]:
+    return [
+        span
+        for request in receiver.traces
+        for resource in request.resource_spans
+        for scope in resource.scope_spans
+        for span in scope.spans
+    ]
+
+
+def test_metrics_go_out_while_the_run_goes_on_and_a_trace_when_it_ends(
+    receiver: Receiver, tmp_path: Path
+) -> None:
+    seen: list[int] = []
+
+    @hr.step(concurrency=1)
+    async def work(x: int) -> int:
+        if x == 100:  # the item waits for two exports; the loop stays free to send them
+            # (exports never overlap: the second's snapshot was taken after this began)
+            seen.append(len(receiver.metrics) + 1)
+            while len(receiver.metrics) <= seen[0]:
+                await asyncio.sleep(0.01)
+        return x
+
+    result = hr.run(work, range(400), run_dir=tmp_path, progress=False)
+    assert result.metrics.items_out == 400
+    mid = receiver.metrics[seen[0]]  # taken while item 100 was in its call
+    assert attributes(mid.resource_metrics[0].resource)["service.name"] == "tone-job"
+    read = points(mid, "headrace.items.read")[()]
+    assert 101 <= read <= 100 + 16  # window 16
+    assert points(mid, "headrace.step.calls") == {(("step", "work"),): 100.0}
+    assert points(mid, "headrace.step.in_flight") == {(("step", "work"),): 1.0}
+    last = receiver.metrics[-1]  # sent as the session ended
+    assert points(last, "headrace.items.finished")[(("outcome", "out"),)] == 400
+    assert points(last, "headrace.step.calls") == {(("step", "work"),): 400.0}
+    median = points(last, "headrace.step.latency_seconds")[(("quantile", "0.5"), ("step", "work"))]
+    assert median > 0
+    root, step = sorted(spans(receiver), key=lambda s: s.name)
+    assert root.name == "headrace run" and step.name == "step work"
+    assert step.parent_span_id == root.span_id and step.trace_id == root.trace_id
+    assert attributes(root)["headrace.items.out"] == 400
+    assert attributes(step)["headrace.step.calls"] == 400.0
+    assert root.status.code == 0  # unset: the session ended well
+    assert root.end_time_unix_nano > root.start_time_unix_nano
+
+
+def test_a_failed_session_sends_its_trace_with_an_error_status(
+    receiver: Receiver, tmp_path: Path
+) -> None:
+    @hr.step
+    def work(x: int) -> int:
+        if x == 5:
+            raise ValueError("no five")
+        return x
+
+    with pytest.raises(hr.StepFailed):
+        hr.run(work, range(20), run_dir=tmp_path, on_error="raise", progress=False)
+    (root,) = [s for s in spans(receiver) if s.name == "headrace run"]
+    assert root.status.code == 2  # error
+    assert root.status.message == "StepFailed"
+
+
+def test_a_collector_that_is_down_costs_the_run_nothing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
+    monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "50")
+    result = hr.run(lambda x: x * 2, range(300), ordered=True, progress=False)
+    assert result.outputs == [x * 2 for x in range(300)]
+    durable = hr.run(lambda x: x * 2, range(300), run_dir=tmp_path, progress=False)
+    assert durable.metrics.items_out == 300
+
+
+def test_the_environment_chooses_what_is_exported() -> None:
+    endpoint = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}
+    assert otlp_signals({}) == (False, False)
+    assert otlp_signals(endpoint) == (True, True)
+    assert otlp_signals({**endpoint, "OTEL_SDK_DISABLED": "true"}) == (False, False)
+    assert otlp_signals({**endpoint, "OTEL_TRACES_EXPORTER": "none"}) == (True, False)
+    only = {"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": "http://collector:4318/v1/metrics"}
+    assert otlp_signals(only) == (True, False)
+    with pytest.raises(PipelineError, match="http/protobuf"):
+        otlp_signals({**endpoint, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"})
+
+
+def test_no_credential_reaches_the_exported_attributes() -> None:
+    data = {"steps": [{"name": "s", "cache": {"hits": {"redis://:s3cret-pw@cache:6379/0": 3}}}]}
+    tiers = [at for _, name, _, at in _observations(data) if name == "step_cache_hits"]
+    assert tiers == [{"step": "s", "tier": "redis://:***@cache:6379/0"}]
