@@ -117,14 +117,16 @@ async def run_sharded(
     return result
 
 
-def _import_path(backend: Ray) -> dict[str, Any]:
-    """On a cluster of this machine, workers import what this process imports (the
-    pipeline's modules, a recipe's ``paths:``): its ``sys.path`` is their PYTHONPATH.
-    A remote cluster's nodes have their own (``hr.Ray(runtime_env=...)``)."""
-    if backend.address is not None:
-        return {}
-    paths = [os.path.abspath(entry or ".") for entry in sys.path]
-    return {"runtime_env": {"env_vars": {"PYTHONPATH": os.pathsep.join(paths)}}}
+def _worker_env(backend: Ray) -> dict[str, Any]:
+    """What the workers' environment takes from this process: on a cluster of this
+    machine, what this process imports (the pipeline's modules, a recipe's ``paths:``:
+    its ``sys.path`` is their PYTHONPATH; a remote cluster's nodes have their own,
+    ``hr.Ray(runtime_env=...)``); on any cluster, the ``OTEL_*`` settings, so each
+    shard exports to the collector this run was told of."""
+    env = {name: value for name, value in os.environ.items() if name.startswith("OTEL_")}
+    if backend.address is None:
+        env["PYTHONPATH"] = os.pathsep.join(os.path.abspath(entry or ".") for entry in sys.path)
+    return {"runtime_env": {"env_vars": env}} if env else {}
 
 
 class Driver:
@@ -213,7 +215,7 @@ class Driver:
             num_cpus=self.backend.num_cpus,
             num_gpus=self.backend.num_gpus,
             max_restarts=0,
-            **_import_path(self.backend),
+            **_worker_env(self.backend),
         )
         idle = [remote.remote(self.blob) for _ in range(min(self.backend.workers, len(pending)))]
         if idle and not self.source.keys_unique and len(self.plan.bounds) > 1:

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from ..budget import Budget
 from ..engine.feed import Duplicates, scan_repeats
+from ..engine.otel import SHARD
 from ..engine.result import DeadLetter
 from ..engine.run_options import RunOptions
 from ..engine.runner import run_with
@@ -80,12 +81,15 @@ def run_shard(root: Step[Any, Any], task: ShardTask) -> ShardOutcome:
         duplicates=task.duplicates,
         budget=task.budget,
     )
+    shard = SHARD.set(task.index)
     try:
         result = asyncio.run(run_with(root, task.source, sink=task.sink, options=options))
     except RunBusy as exc:
         return ShardOutcome(task.index, "busy", error=exc)
     except Exception as exc:
         return ShardOutcome(task.index, "failed", error=_portable(exc))
+    finally:
+        SHARD.reset(shard)
     dead = [
         dataclasses.replace(letter, index=letter.index + task.start, error=None)
         for letter in result.dead_letters

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 import threading
@@ -36,12 +37,16 @@ from ..secrecy import scrub_url
 from .exporter import STEP_COUNTERS, STEP_GAUGES
 from .run_data import RunView
 
-__all__ = ["OtlpExporter", "otlp_signals"]
+__all__ = ["SHARD", "OtlpExporter", "otlp_signals"]
 
 _log = logging.getLogger("headrace.run")
 
 QUANTILES = (0.5, 0.95, 0.99)
 """The latency percentiles exported per step."""
+SHARD: contextvars.ContextVar[int | None] = contextvars.ContextVar("headrace_shard", default=None)
+"""The shard of a cluster run this worker runs now, if it does: its exports carry it
+as the resource attribute ``headrace.shard``, so the collector keeps each shard's
+series apart."""
 CLOSE_WAIT_S = 15.0
 """The longest a session's end waits for its last export."""
 _OUTCOMES = ("out", "dead", "filtered", "duplicate")
@@ -158,6 +163,8 @@ class OtlpExporter:
         resource = Resource.create({})
         if str(resource.attributes.get("service.name", "")).startswith("unknown_service"):
             resource = resource.merge(Resource({"service.name": "headrace"}))
+        if (shard := SHARD.get()) is not None:
+            resource = resource.merge(Resource({"headrace.shard": shard}))
         self._resource = resource
         if self.metrics:
             # an infinite interval: the reader has no thread; the run collects (see run)
