@@ -112,6 +112,16 @@ class Histogram:
         since.max = self.max
         return since
 
+    def milliseconds(self) -> dict[str, float]:
+        """The mean, median, p95, p99 and max in milliseconds (0.0 when empty)."""
+        return {
+            "mean": round(self.mean * 1e3, 4),
+            "p50": round(self.quantile(0.50) * 1e3, 4),
+            "p95": round(self.quantile(0.95) * 1e3, 4),
+            "p99": round(self.quantile(0.99) * 1e3, 4),
+            "max": round(self.max * 1e3, 4),
+        }
+
     def merge(self, other: Histogram) -> None:
         """Add ``other``'s durations (histograms of several workers make one)."""
         self.counts = [a + b for a, b in zip(self.counts, other.counts, strict=True)]
@@ -284,13 +294,7 @@ class StepMetrics:
             "filtered": self.filtered,
             "wait_s": round(self.waiting_s(), 6),
             "busy_s": round(self.working_s(), 6),
-            "latency_ms": {
-                "mean": round(self.latency.mean * 1e3, 4),
-                "p50": round(self.latency.quantile(0.50) * 1e3, 4),
-                "p95": round(self.latency.quantile(0.95) * 1e3, 4),
-                "p99": round(self.latency.quantile(0.99) * 1e3, 4),
-                "max": round(self.latency.max * 1e3, 4),
-            },
+            "latency_ms": self.latency.milliseconds(),
         }
         if self.executor:
             data["executor"] = self.executor

@@ -10,7 +10,7 @@ import typer
 from .app import RunStoreOption, app
 
 if TYPE_CHECKING:
-    from ..store import RunStatus, RunStore, StepError, StoreLocation
+    from ..store import RunStatus, RunStore, StoreLocation
 
 __all__ = ["status"]
 
@@ -123,9 +123,7 @@ def _where(description: dict[str, Any]) -> str:
 
 def _with_shards(state: RunStatus, run_dir: Path, run_store: str | None) -> tuple[RunStatus, Any]:
     """The run's counts as the sum of its shards' (their runs hold the items)."""
-    import dataclasses
-
-    from ..cluster.plan import ShardPlan, shard_states
+    from ..cluster.plan import ShardPlan, joined_status, shard_states
     from ..errors import HeadraceError
     from ..store import StoreLocation
 
@@ -136,23 +134,7 @@ def _with_shards(state: RunStatus, run_dir: Path, run_store: str | None) -> tupl
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     shards = shard_states(location, plan)
-    seen = [s.status for s in shards if s.status is not None]
-    errors: dict[str, StepError] = {}
-    for shard in seen:
-        for error in shard.last_errors:
-            before = errors.get(error.step)
-            count = error.count + (before.count if before else 0)
-            errors[error.step] = dataclasses.replace(error, count=count)
-    merged = dataclasses.replace(
-        state,
-        done=sum(s.done for s in seen),
-        dead=sum(s.dead for s in seen),
-        filtered=sum(s.filtered for s in seen),
-        duplicate=sum(s.duplicate for s in seen),
-        total=plan.total,
-        updated=max([state.updated, *(s.updated for s in seen)]),
-        last_errors=list(errors.values()),
-    )
+    merged = joined_status(state, plan, shards)
     return merged, shards
 
 

@@ -12,6 +12,7 @@ dies leaves it to be taken over, and what the worker committed stays committed.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -19,10 +20,18 @@ from typing import Any
 from ..errors import HeadraceError
 from ..io.records import Recovered
 from ..store import StoreLocation
-from ..store.base import RunStatus
+from ..store.base import RunStatus, StepError
 from ..store.lease import Lease
 
-__all__ = ["ShardPlan", "ShardState", "ShardedSink", "shard_location", "shard_states", "sharded"]
+__all__ = [
+    "ShardPlan",
+    "ShardState",
+    "ShardedSink",
+    "joined_status",
+    "shard_location",
+    "shard_states",
+    "sharded",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +138,28 @@ def shard_states(parent: StoreLocation, plan: ShardPlan) -> list[ShardState]:
                 store.close()
         states.append(ShardState(index, start, stop, status, lease))
     return states
+
+
+def joined_status(parent: RunStatus, plan: ShardPlan, shards: list[ShardState]) -> RunStatus:
+    """The run's status with the counts of its shards added up (their runs hold the
+    items; the parent's store holds the plan)."""
+    seen = [s.status for s in shards if s.status is not None]
+    errors: dict[str, StepError] = {}
+    for shard in seen:
+        for error in shard.last_errors:
+            before = errors.get(error.step)
+            count = error.count + (before.count if before else 0)
+            errors[error.step] = dataclasses.replace(error, count=count)
+    return dataclasses.replace(
+        parent,
+        done=sum(s.done for s in seen),
+        dead=sum(s.dead for s in seen),
+        filtered=sum(s.filtered for s in seen),
+        duplicate=sum(s.duplicate for s in seen),
+        total=plan.total,
+        updated=max([parent.updated, *(s.updated for s in seen)]),
+        last_errors=list(errors.values()),
+    )
 
 
 def sharded(sink: Any) -> bool:

@@ -12,6 +12,7 @@ URLs are scrubbed from the whole page.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Iterable
@@ -28,6 +29,7 @@ from ..store import StoreLocation
 from ..store.base import FinishedItem, RunStatus, Sample
 from .charts import Line, line_chart
 from .series import RunSeries
+from .shards import read_shards
 
 __all__ = ["RunRecord", "document", "render_body", "render_page", "write_report"]
 
@@ -54,7 +56,7 @@ class RunRecord:
         store = location.open()
         try:
             lease = store.lease()
-            return cls(
+            record = cls(
                 where=str(location),
                 run_dir=str(location.run_dir),
                 definition=store.definition() or {},
@@ -66,6 +68,16 @@ class RunRecord:
             )
         finally:
             store.close()
+        if "shards" not in record.definition:
+            return record
+        shards = read_shards(location, record.status)  # a run on a cluster
+        return dataclasses.replace(
+            record,
+            status=shards.status,
+            samples=shards.samples,
+            dead=shards.dead,
+            running=record.running or shards.running,
+        )
 
 
 def render_page(record: RunRecord, *, live: bool = False) -> str:

@@ -142,11 +142,7 @@ class RunSeries:
                 merged = latencies.setdefault(step.name, Histogram())
                 merged.merge(Histogram.from_sparse(step.data.get("latency_hist")))
         for name, whole in found.items():
-            merged = latencies[name]
-            whole["latency_ms"] = {
-                q: merged.quantile(f) * 1e3 if merged.count else 0.0
-                for q, f in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
-            }
+            whole["latency_ms"] = latencies[name].milliseconds()
         return {name: StepView(whole) for name, whole in found.items()}
 
     def totals(self, *path: str) -> float:
