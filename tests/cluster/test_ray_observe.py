@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 import headrace as hr
 from headrace.cli import app
+from headrace.cluster.plan import shard_location
 from headrace.report.page import RunRecord
 from headrace.report.series import RunSeries
 from headrace.store import StoreLocation
@@ -70,3 +71,10 @@ def test_the_report_of_a_run_on_ray_joins_its_shards(local_ray: None, tmp_path: 
     assert series.whole_steps()["double"].calls == result.metrics.step("double").calls > 0
     assert sum(i.delta("items", "out") for i in series.intervals()) == 197
     assert 'data-chart="throughput"' in html and 'data-chart="latency-double"' in html
+    shard = shard_location(StoreLocation(run_dir), 2).run_dir
+    (shard / "run.sqlite").write_bytes(
+        b"not a database" * 100
+    )  # damaged between the run and its report
+    answer = CliRunner().invoke(app, ["report", str(run_dir)])
+    assert answer.exit_code == 1
+    assert len(answer.output.strip().splitlines()) == 1 and str(shard) in answer.output

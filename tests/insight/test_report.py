@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from typer.testing import CliRunner
 
 import headrace as hr
 from headrace.cli import app
+from headrace.report.live import LivePage
 from headrace.report.page import RunRecord, render_page
 from headrace.store import SqliteRunStore, StoreLocation
 
@@ -145,3 +147,15 @@ def test_the_steps_table_of_a_resumed_run_counts_every_session(tmp_path: Path) -
     # step, kind, slots, calls, items, errors, p50, p95, p99
     assert cells[3:6] == ["490", "490", "20"]  # both sessions' errors, not the last one's
     assert float(cells[6]) > 0  # latencies of the first session's calls
+
+
+def test_a_damaged_store_is_one_line_in_the_report_and_on_the_live_page(tmp_path: Path) -> None:
+    hr.run(judge, range(20), run_dir=tmp_path, progress=False)
+    (tmp_path / "run.sqlite").write_bytes(b"not a database" * 100)
+    answer = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert answer.exit_code == 1
+    assert answer.output.strip().startswith("error: the run store ")
+    assert len(answer.output.strip().splitlines()) == 1
+    with LivePage(StoreLocation(tmp_path)) as live:
+        body = urllib.request.urlopen(live.url + "body", timeout=10).read().decode()
+    assert body.startswith('<p class="error">the run store ') and "damaged" in body

@@ -36,12 +36,16 @@ def report(
     """Write a run's report, one self-contained HTML file that works offline (throughput
     against the limits, latency, the rate limit, cost, dead letters, what to change), and
     print its path. Works while the run goes on, after it, and after a resume."""
+    from ..errors import HeadraceError
     from ..report.page import write_report
 
     where = _location(run_dir, run_store)
     target = output if output is not None else run_dir / "report.html"
     try:
         written = write_report(where, target)
+    except HeadraceError as exc:  # a damaged store (a shard's included)
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
     except OSError as exc:
         typer.echo(f"error: cannot write {target}: {exc.strerror or exc}", err=True)
         raise typer.Exit(1) from None

@@ -18,13 +18,14 @@ __all__ = ["status"]
 def _location(run_dir: Path, run_store: str | None) -> StoreLocation:
     """Where the run in ``run_dir`` (or named after it in ``run_store``) is kept, or exit
     with one line when there is none."""
+    from ..errors import HeadraceError
     from ..store import StoreLocation
 
     where = StoreLocation(run_dir, run_store)
     try:
         if where.exists():
             return where
-    except (ConnectionError, ValueError) as exc:
+    except (ConnectionError, ValueError, HeadraceError) as exc:  # unreachable, or damaged
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"error: there is no run in {where}", err=True)

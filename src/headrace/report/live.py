@@ -17,6 +17,7 @@ from html import escape
 
 from aiohttp import web
 
+from ..errors import HeadraceError
 from ..store import StoreLocation
 from .page import RunRecord, document, render_body, render_page
 
@@ -43,24 +44,26 @@ class LivePage:
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
 
-    def _record(self) -> RunRecord | None:
-        if not self.location.exists():
-            return None
-        return RunRecord.load(self.location)
+    def _record(self) -> RunRecord | str:
+        """The run now, or what to say instead (none yet, or its store cannot be read)."""
+        try:
+            if not self.location.exists():
+                return _WAITING.format(escape(str(self.location)))
+            return RunRecord.load(self.location)
+        except HeadraceError as exc:  # a damaged store: say so, and try again next time
+            return f'<p class="error">{escape(str(exc))}</p>'
 
     async def _page(self, request: web.Request) -> web.Response:
         record = await asyncio.to_thread(self._record)
-        if record is None:
-            html = document("headrace", _WAITING.format(escape(str(self.location))), live=True)
+        if isinstance(record, str):
+            html = document("headrace", record, live=True)
         else:
             html = render_page(record, live=True)
         return web.Response(text=html, content_type="text/html", headers=_NO_CACHE)
 
     async def _body(self, request: web.Request) -> web.Response:
         record = await asyncio.to_thread(self._record)
-        body = (
-            _WAITING.format(escape(str(self.location))) if record is None else render_body(record)
-        )
+        body = record if isinstance(record, str) else render_body(record)
         return web.Response(text=body, content_type="text/html", headers=_NO_CACHE)
 
     async def _start(self) -> None:

@@ -119,8 +119,16 @@ def join_shard_samples(shards: Iterable[list[Sample]], *, total: int | None) -> 
         return []
     began = min(piece.times[0] - _number(piece.rows[0].get("wall_s")) for piece in pieces)
     joined = []
+    # a piece that has ended counts its last row from then on: those are folded into
+    # one row as they end, so each moment joins the running pieces and that row only
+    by_end = sorted(pieces, key=lambda piece: piece.times[-1])
+    ended: list[dict[str, Any]] = []
     for seq, moment in enumerate(_moments(pieces)):
-        found = [now for piece in pieces if (now := piece.at(moment)) is not None]
+        while by_end and by_end[0].times[-1] < moment:
+            last = by_end.pop(0).rows[-1]
+            ended = [_join([*ended, last], [False] * (len(ended) + 1))]
+        found = [now for piece in by_end if (now := piece.at(moment)) is not None]
+        found += [(row, False) for row in ended]
         data = _join([row for row, _ in found], [running for _, running in found])
         data["wall_s"] = moment - began
         data["t"] = moment
