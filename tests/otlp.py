@@ -20,6 +20,7 @@ class Receiver:
     def __init__(self) -> None:
         self.metrics: list[ExportMetricsServiceRequest] = []
         self.traces: list[ExportTraceServiceRequest] = []
+        self.arrived = threading.Condition()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -28,7 +29,9 @@ class Receiver:
                 if self.headers.get("Content-Encoding") == "gzip":
                     body = gzip.decompress(body)
                 if self.path == "/v1/metrics":
-                    receiver.metrics.append(ExportMetricsServiceRequest.FromString(body))
+                    with receiver.arrived:
+                        receiver.metrics.append(ExportMetricsServiceRequest.FromString(body))
+                        receiver.arrived.notify_all()
                 elif self.path == "/v1/traces":
                     receiver.traces.append(ExportTraceServiceRequest.FromString(body))
                 self.send_response(200)
@@ -42,6 +45,11 @@ class Receiver:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait_for_metrics(self, count: int, timeout: float = 30.0) -> bool:
+        """Wait until ``count`` metrics exports have arrived; whether they did."""
+        with self.arrived:
+            return self.arrived.wait_for(lambda: len(self.metrics) >= count, timeout)
 
     def close(self) -> None:
         self.server.shutdown()

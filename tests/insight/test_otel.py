@@ -36,8 +36,7 @@ def test_metrics_go_out_while_the_run_goes_on_and_a_trace_when_it_ends(
         if x == 100:  # the item waits for two exports; the loop stays free to send them
             # (exports never overlap: the second's snapshot was taken after this began)
             seen.append(len(receiver.metrics) + 1)
-            while len(receiver.metrics) <= seen[0]:
-                await asyncio.sleep(0.01)
+            assert await asyncio.to_thread(receiver.wait_for_metrics, seen[0] + 1)
         return x
 
     result = hr.run(work, range(400), run_dir=tmp_path, progress=False)
