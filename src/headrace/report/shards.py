@@ -7,8 +7,8 @@ recorded, every shard (each session of it) counts as its latest row then. Counte
 and histograms add up (a shard that ended keeps its final counts, one not started
 yet counts nothing), so the joined counters grow as the run's did; what is a state
 rather than a count (items and calls in flight, slots) adds up over the shards
-running at that moment only; a rate limit in force is the highest any running
-shard had (a limit shared through Redis is one limit, not one per shard). Rows are
+running at that moment only; a rate limit in force is the highest any shard had
+in its latest row (a limit shared through Redis is one limit, not one per shard). Rows are
 untrusted data: a value of the wrong type counts as absent.
 """
 
