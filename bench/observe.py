@@ -157,8 +157,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--report-items", type=int, default=1_000_000)
     args = parser.parse_args()
-    times: dict[str, list[float]] = {"off": [], "series": [], "series_and_exporter": []}
-    times["series_and_otlp"] = []
+    arms = ("off", "series", "series_and_exporter", "series_and_otlp")
+    times: dict[str, list[float]] = {arm: [] for arm in arms}
     for _ in range(args.repeats):
         times["off"].append(durable(args.items, series=False))
         times["series"].append(durable(args.items, series=True))
