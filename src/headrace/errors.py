@@ -7,6 +7,7 @@ position, attempts, the chained cause) rather than only a message.
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ __all__ = [
     "PipelineError",
     "SourceError",
     "StepFailed",
+    "StepRaisedControl",
     "StepTimeout",
     "OutputTypeError",
     "NoRoute",
@@ -48,6 +50,18 @@ __all__ = [
     "StoreUnavailable",
     "StorageError",
 ]
+
+
+def error_text(error: BaseException) -> str:
+    """``str(error)``, or words saying it could not be shown: an exception whose
+    ``__str__`` raises must fail its item, not the run."""
+    try:
+        return str(error)
+    except Exception as failed:
+        return (
+            f"<the {type(error).__name__}'s message cannot be shown: its __str__ raised "
+            f"{type(failed).__name__}>"
+        )
 
 
 def nearest(name: str, candidates: Iterable[str]) -> str:
@@ -137,7 +151,7 @@ class StepFailed(HeadraceError):
     """
 
     def __init__(self, step: str, cause: BaseException, *, attempts: int | None = None) -> None:
-        super().__init__(f"step {step!r} failed: {type(cause).__name__}: {cause}")
+        super().__init__(f"step {step!r} failed: {type(cause).__name__}: {error_text(cause)}")
         self.step = step
         self.cause = cause
         # a cause that retried inside (an LLM client's requests) says how often it tried
@@ -146,6 +160,39 @@ class StepFailed(HeadraceError):
 
     def __reduce__(self) -> Any:
         return (_rebuild_step_failed, (self.step, self.cause, self.attempts, self.index))
+
+
+class StepRaisedControl(HeadraceError):
+    """A step raised an exception meant to stop a program or a task, not to fail an
+    item (``SystemExit``, ``KeyboardInterrupt``, ``asyncio.CancelledError`` while
+    nothing cancelled it, or ``StopIteration``, which cannot cross a thread's
+    future): it is that item's failure, so the run goes on and ends. A real Ctrl-C
+    of the run still stops it. The original is the ``__cause__``.
+    """
+
+    def __init__(self, raised: BaseException) -> None:
+        text = error_text(raised)
+        super().__init__(
+            f"the step raised {type(raised).__name__}{f': {text}' if text else ''}, which "
+            "stops a program or a task rather than failing an item; taken as this item's failure"
+        )
+
+
+def control_failure(raised: BaseException) -> StepRaisedControl | None:
+    """The item's failure for ``raised`` when a step raised it, or ``None`` when it must go
+    on up: a real cancellation of the running task (Ctrl-C, a stopped run), or an
+    exception that is neither a control one nor an ordinary one (``GeneratorExit``)."""
+    if isinstance(raised, asyncio.CancelledError):
+        try:
+            task = asyncio.current_task()
+        except RuntimeError:  # no loop: raised in a thread, where nothing cancels it
+            task = None
+        if task is not None and task.cancelling():
+            return None
+        return StepRaisedControl(raised)
+    if isinstance(raised, KeyboardInterrupt | SystemExit | StopIteration | StopAsyncIteration):
+        return StepRaisedControl(raised)
+    return None
 
 
 class StepTimeout(HeadraceError, TimeoutError):

@@ -4,13 +4,18 @@
 
 Every call of the step appends "<pid> <key>" to CALLS_LOG (unbuffered), and the
 job first appends "session <pid> <n>" with the session number it will get.
+With ``HEADRACE_FREEZE_AT_WRITE=N`` the job stops itself (SIGSTOP) at its Nth
+write to the sink, after the writer renewed its lease and before the write:
+the moment a frozen session is most dangerous.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import headrace as hr
@@ -61,7 +66,9 @@ def main() -> None:
     run_dir, source, sink_kind, output, calls = sys.argv[1:6]
     CALLS = os.open(calls, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     # the PostgreSQL sink's case keeps its run store in PostgreSQL too
-    run_store = output.split(" ")[0] if sink_kind == "postgresql" else None
+    run_store = os.environ.get("HEADRACE_CHAOS_RUN_STORE") or (
+        output.split(" ")[0] if sink_kind == "postgresql" else None
+    )
     where = StoreLocation(Path(run_dir), run_store)
     existing = where.exists()
     sessions = 0
@@ -71,6 +78,18 @@ def main() -> None:
         store.close()
     _log(f"session {os.getpid()} {sessions + 1}")
     sink = make_sink(sink_kind, output)
+    freeze_at = int(os.environ.get("HEADRACE_FREEZE_AT_WRITE", "0"))
+    if freeze_at:
+        write, writes = sink.write, [0]
+
+        def frozen_write(records: list[object], journal: bytes | None) -> dict[str, object]:
+            writes[0] += 1
+            if writes[0] == freeze_at:  # this thread stops before it returns (os.kill's
+                # process-wide signal may be taken by another thread, this one going on)
+                signal.pthread_kill(threading.get_ident(), signal.SIGSTOP)
+            return write(records, journal)
+
+        sink.write = frozen_write  # type: ignore[method-assign]
     hr.run(
         pipeline,
         hr.read_jsonl(source, key="id"),

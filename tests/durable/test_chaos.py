@@ -209,6 +209,7 @@ def test_two_sessions_at_once_with_kills_never_double_a_key(
             if job.returncode not in (0, -9):
                 refusals = (
                     "is running in another session",  # the lease
+                    "is being written by another headrace session",  # the sink's lock
                     "was started by another session just now",  # two new runs raced
                     "already holds a run",  # a new run after the other created it
                 )

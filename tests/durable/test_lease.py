@@ -182,23 +182,65 @@ def test_resume_while_the_run_is_going_is_refused_and_nothing_doubles(tmp_path: 
     assert "running   no: no session holds the run" in status.stdout
 
 
-def test_a_lease_whose_process_is_gone_on_this_host_is_free_at_once() -> None:
+def test_a_lease_whose_process_is_gone_on_this_machine_is_free_at_once() -> None:
     import socket
 
-    from headrace.store.lease import Lease
+    from headrace.store.lease import Lease, machine_id
 
+    here = machine_id()
+    assert here  # Linux says its boot id and pid namespace
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     now = time.time()
-    here, elsewhere = socket.gethostname(), "another-host"
-    assert not Lease("h", 1, here, gone.pid, now, now).alive(now)
+    host = socket.gethostname()
+    assert not Lease("h", 1, host, gone.pid, now, now, here).alive(now)
     running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        assert Lease("h", 1, here, running.pid, now, now).alive(now)
+        assert Lease("h", 1, host, running.pid, now, now, here).alive(now)
     finally:
         running.kill()
         running.wait()
     # a session of this very process that ended without giving its lease back is dead
-    assert not Lease("ended", 1, here, os.getpid(), now, now).alive(now)
-    assert Lease("h", 1, elsewhere, gone.pid, now, now).alive(now)  # only its heartbeat tells
-    assert not Lease("h", 1, elsewhere, gone.pid, now, now - 31).alive(now)
+    assert not Lease("ended", 1, host, os.getpid(), now, now, here).alive(now)
+    assert not Lease("h", 1, host, gone.pid, now, now - 31, "elsewhere:1").alive(now)
+
+
+def test_the_same_host_name_in_another_pid_namespace_is_judged_by_its_heartbeat() -> None:
+    """A container with this host's name (or another boot of it) whose pid is not one
+    this process can see: its pid says nothing; only its heartbeat tells."""
+    import socket
+
+    from headrace.store.lease import Lease, machine_id
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    now = time.time()
+    host = socket.gethostname()
+    boot, _, namespace = machine_id().partition(":")
+    for other in (f"{boot}:{int(namespace) + 1}", f"another-boot:{namespace}", ""):
+        assert Lease("h", 1, host, gone.pid, now, now - 1, other).alive(now)
+        assert not Lease("h", 1, host, gone.pid, now, now - 31, other).alive(now)
+
+
+def test_a_live_holder_on_a_host_whose_clock_is_behind_is_not_taken_over(
+    postgres_url: str, run_name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader whose clock is 60 s ahead of the store's saw a live holder's 1 s old
+    heartbeat as 61 s old and took over: the age is judged on the store's clock (a
+    shared PostgreSQL store's; a SQLite store is on the reader's own host)."""
+    where = StoreLocation(tmp_path / run_name, postgres_url)
+    run(where, tmp_path)
+    holder = where.open()
+    holder.acquire_lease()
+    holder.heartbeat()
+    try:
+        real = time.time
+        monkeypatch.setattr(time, "time", lambda: real() + 60)  # this reader runs ahead
+        with pytest.raises(RunBusy, match="is running in another session"):
+            run(where, tmp_path, resume=True)
+        monkeypatch.setattr(time, "time", lambda: real() - 60)  # or behind: a dead one is
+        age_lease(holder, where, 40)  # still seen dead
+        assert run(where, tmp_path, resume=True).metrics.items_skipped == 20
+    finally:
+        monkeypatch.undo()
+        holder.close()

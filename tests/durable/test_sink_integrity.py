@@ -77,8 +77,29 @@ def damage(kind: str, tmp_path: Path, how: str) -> None:
             parts[0].unlink()
         elif how == "shortened":
             parts[0].write_bytes(parts[0].read_bytes()[:10])
+        elif kind == "batches":  # edited in place, same size
+            parts[0].write_bytes(parts[0].read_bytes().replace(b"k0", b"x0", 1))
         else:
-            parts[0].write_bytes(parts[0].read_bytes() + b"\n")
+            _same_size_parquet(parts[0])
+
+
+def _same_size_parquet(part: Path) -> None:
+    """Replace ``part`` by a valid Parquet file of the same size with a wrong value."""
+    import pyarrow as pa
+
+    size = part.stat().st_size
+    table = pq.read_table(part)
+    column = table.schema.get_field_index("square")
+    field = table.schema.field(column)
+    original = table.column(column).to_pylist()
+    for wrong in range(original[0] + 1, original[0] + 200):
+        edited = table.set_column(column, field, pa.array([wrong, *original[1:]], field.type))
+        candidate = part.with_name("candidate")
+        pq.write_table(edited, candidate)
+        if candidate.stat().st_size == size:
+            candidate.replace(part)
+            return
+    raise AssertionError("no same-size edit found")
 
 
 @pytest.mark.parametrize("kind", SINKS)
@@ -114,8 +135,42 @@ def test_a_resume_refuses_a_damaged_sink_and_rebuild_recomputes_it(
     again = go(kind, tmp_path, resume=True)  # and the rebuilt sink verifies
     assert again.metrics.items_skipped == ITEMS
     if how != "deleted":
-        aside = [p.name for p in tmp_path.rglob("*damaged-*")]
-        assert aside, "the damaged output was set aside, not deleted"
+        aside = [p.name for p in tmp_path.glob("*damaged-*")]
+        assert aside, "the damaged output was set aside beside the output, not deleted"
+    if kind in ("batches", "parquet"):  # the output reads as users read it: nothing inside
+        assert [p for p in (tmp_path / "out").iterdir() if p.is_dir()] == []
+    if kind == "parquet":
+        import pyarrow.dataset as ds
+
+        assert pq.read_table(tmp_path / "out").num_rows == ITEMS
+        assert ds.dataset(tmp_path / "out").count_rows() == ITEMS
+
+
+@pytest.mark.parametrize("kind", SINKS)
+def test_a_resume_moves_what_it_did_not_commit_aside_and_deletes_nothing(
+    kind: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    go(kind, tmp_path)
+    if kind in ("jsonl", "csv"):
+        path = tmp_path / f"out.{kind}"
+        stray = b'{"id": "users-own-line"}\n'
+        path.write_bytes(path.read_bytes() + stray)
+    else:
+        first = sorted((tmp_path / "out").iterdir())[0]
+        name = "part-99999.parquet" if kind == "parquet" else "batch_9999.jsonl"
+        stray = first.read_bytes()
+        (tmp_path / "out" / name).write_bytes(stray)
+    with caplog.at_level("WARNING", logger="headrace.run"):
+        again = go(kind, tmp_path, resume=True)
+    assert again.metrics.items_skipped == ITEMS
+    assert sorted(keys_in(kind, tmp_path)) == [f"k{n:02d}" for n in range(ITEMS)]
+    (aside,) = tmp_path.glob("out*.uncommitted-*")
+    held = (
+        aside.read_bytes() if aside.is_file() else b"".join(p.read_bytes() for p in aside.iterdir())
+    )
+    assert held == stray  # kept, byte for byte
+    (line,) = [r.getMessage() for r in caplog.records if "uncommitted" in r.getMessage()]
+    assert str(aside) in line
 
 
 def test_rebuild_keeps_dead_letters_finished(tmp_path: Path) -> None:

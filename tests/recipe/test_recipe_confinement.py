@@ -32,13 +32,69 @@ def keys(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_recipe_cannot_send_the_openai_key_to_another_host(tmp_path: Path) -> None:
-    path = recipe(tmp_path, "{model: gpt, base_url: 'http://evil.example/v1'}")
+    path = recipe(tmp_path, "{model: gpt, base_url: 'https://evil.example/v1'}")
     with pytest.raises(RecipeError) as refused:
         hr.recipe.load(path)
     assert (
         "llm.model: the key OPENAI_API_KEY is bound to api.openai.com, so it is not sent to "
         "evil.example: bind it with OPENAI_API_KEY_HOSTS=evil.example" in str(refused.value)
     )
+
+
+@pytest.mark.parametrize(
+    ("base_url", "shown"),
+    [
+        ("http://api.openai.com/v1", "http://api.openai.com:80"),  # the bound host, in clear
+        ("https://api.openai.com:8443/v1", "https://api.openai.com:8443"),  # another port
+    ],
+)
+def test_a_key_is_bound_to_an_origin_not_a_host(tmp_path: Path, base_url: str, shown: str) -> None:
+    with pytest.raises(RecipeError, match=f"so it is not sent to {shown}: bind it"):
+        hr.recipe.load(recipe(tmp_path, f"{{model: gpt, base_url: '{base_url}'}}"))
+
+
+def test_a_key_crosses_plain_http_only_to_loopback_or_a_bound_http_origin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with pytest.raises(PipelineError, match="is plain http: the key OPENAI_API_KEY would cross"):
+        Client("http://api.openai.com/v1")  # Python: base_url alone does not allow http
+    with pytest.raises(PipelineError, match=r"not sent to http://10\.0\.0\.5:8000"):
+        Client("http://10.0.0.5:8000/v1", key_hosts={"10.0.0.5"})  # https:443 was bound
+    inside = Client("http://10.0.0.5:8000/v1", key_hosts={"http://10.0.0.5:8000"})
+    assert inside.sends_key  # bound with its scheme and port: the user's own network
+    assert Client("http://127.0.0.1:9/v1").sends_key  # this machine
+    monkeypatch.delenv("OPENAI_API_KEY")
+    Client("http://10.0.0.5:8000/v1")  # no key in the environment: nothing to leak
+
+
+@pytest.mark.parametrize(
+    "base_url", ["http://user:PASSWORD@127.0.0.1:9/v1", "https://:PASSWORD@gw.example/v1"]
+)
+def test_a_base_url_with_a_password_is_refused_in_one_line(
+    base_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(PipelineError, match="holds a user name or password") as refused:
+        Client(base_url)
+    assert "PASSWORD" not in str(refused.value)
+    monkeypatch.setenv("OPENAI_BASE_URL", base_url)
+    with pytest.raises(PipelineError, match="holds a user name or password") as refused:
+        Client()
+    assert "PASSWORD" not in str(refused.value)
+
+
+def test_a_key_echoed_in_an_encoding_is_redacted() -> None:
+    import base64
+
+    from headrace.llm.secrets import Secret, redact
+
+    key = "sk-user-openai-key-123456"
+    for prefix in ("", "a", "ab", "user:"):
+        echoed = base64.b64encode((prefix + key).encode()).decode()
+        text = redact(f"bad credentials {echoed}", Secret(key))
+        assert echoed not in text and "***" in text
+        urlsafe = base64.urlsafe_b64encode((prefix + key).encode()).decode()
+        assert urlsafe not in redact(urlsafe, Secret(key))
+    assert key.encode().hex() not in redact(f"x {key.encode().hex()} y", Secret(key))
 
 
 def test_a_recipe_cannot_send_any_other_variable(tmp_path: Path) -> None:
@@ -70,7 +126,7 @@ def test_a_binding_in_the_environment_or_secrets_file_lets_the_key_go(
 def test_a_loopback_endpoint_the_key_is_not_bound_to_gets_no_key() -> None:
     local = Client("http://127.0.0.1:9/v1", key_hosts={"api.openai.com"})
     assert local.api_key() is None  # a local listener never sees the user's key
-    bound = Client("http://127.0.0.1:9/v1", key_hosts={"127.0.0.1"})
+    bound = Client("http://127.0.0.1:9/v1", key_hosts={"http://127.0.0.1:9"})
     key = bound.api_key()
     assert key is not None and key.reveal() == "sk-user-openai-key-123456"
     with pytest.raises(PipelineError, match=r"not sent to evil\.example"):

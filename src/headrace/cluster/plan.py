@@ -185,6 +185,11 @@ class ShardedSink:
         described: dict[str, Any] = self.sink.describe()
         return described
 
+    def lock_path(self) -> Any:
+        """The real sink's lock file, if it has one: the driver holds it for the run."""
+        locate = getattr(self.sink, "lock_path", None)
+        return locate() if callable(locate) else None
+
     def encode(self, key: str, value: Any) -> Any:
         """Never called: the shards encode their outputs."""
         raise HeadraceError("the parent of a sharded run writes nothing itself")

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._types import FILTERED
 from ..binding import binds
-from ..errors import StepFailed, StepTimeout
+from ..errors import StepFailed, StepRaisedControl, StepTimeout, control_failure
 from ..limits.concurrency import ConcurrencyLimit
 from ..limits.gate import Call, Gate, Policy, Slots
 from ..limits.retry import Retrier, is_throttle
@@ -129,6 +129,12 @@ def _bind_single(
                 if counts_throttles:
                     metrics.throttled += is_throttle(exc)
                 raise StepFailed(name, exc) from exc
+            except BaseException as raised:  # SystemExit, a CancelledError of its own ...
+                failure = control_failure(raised)
+                if failure is None:
+                    raise  # a real cancellation
+                metrics.errors += 1
+                raise StepFailed(name, failure) from raised
             finally:
                 release()
             record(admitted - started, perf_counter() - admitted)
@@ -198,6 +204,12 @@ def cpu_timed(fn: Callable[..., Any], metrics: StepMetrics) -> Callable[..., Any
         started = thread_time()
         try:
             return fn(value)
+        except (StopIteration, StopAsyncIteration) as raised:  # cannot cross a future
+            raise StepRaisedControl(raised) from None
+        except Exception:
+            raise
+        except BaseException as raised:  # SystemExit, KeyboardInterrupt ... in a thread
+            raise StepRaisedControl(raised) from None
         finally:
             metrics.cpu_s += thread_time() - started
 

@@ -16,9 +16,12 @@ import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from aiohttp import web
+
 from ..errors import PipelineError
 from ..metrics import Histogram
 from ..secrecy import scrub_url
+from .local_http import LocalSite
 from .run_data import RunView, StepView
 
 __all__ = ["LATENCY_BUCKETS_S", "STEP_COUNTERS", "STEP_GAUGES", "MetricsExporter", "families"]
@@ -137,7 +140,7 @@ class MetricsExporter:
         self._snapshot = snapshot
         self.port = port
         self.host = host
-        self._server: Any = None
+        self._server: LocalSite | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def collect(self) -> Iterator[Any]:
@@ -156,9 +159,10 @@ class MetricsExporter:
         return families(data)
 
     def start(self) -> None:
-        """Start serving from a thread of its own (call it on the run's loop)."""
+        """Start serving from a thread of its own (call it on the run's loop): one thread
+        and one event loop however many scrapers connect (see :mod:`.local_http`)."""
         try:
-            from prometheus_client import start_http_server
+            from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
             from prometheus_client.registry import CollectorRegistry
         except ImportError:
             raise PipelineError(
@@ -167,14 +171,21 @@ class MetricsExporter:
         self._loop = asyncio.get_running_loop()
         registry = CollectorRegistry(auto_describe=False)
         registry.register(self)
-        server, _ = start_http_server(self.port, addr=self.host, registry=registry)
-        self._server = server
-        self.port = server.server_address[1]
+
+        async def scrape(request: web.Request) -> web.Response:
+            # collect() waits on the run's loop: off this server's loop, in its small pool
+            body = await asyncio.to_thread(generate_latest, registry)
+            return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+        site = LocalSite(
+            {"/": scrape, "/metrics": scrape}, self.host, self.port, "headrace-metrics"
+        )
+        self.port = site.start()
+        self._server = site
 
     def stop(self) -> None:
         """Stop serving."""
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
         self._loop = None

@@ -19,7 +19,7 @@ from time import perf_counter
 from typing import Any, Literal
 
 from ..budget import RunSpend, run_stopped
-from ..errors import BadInput, SourceError, StepFailed
+from ..errors import BadInput, SourceError, StepFailed, error_text
 from ..io.records import BadRecord, encode_json
 from ..metrics import RunMetrics
 from ..pipeline.step import FILTERED, Step
@@ -354,7 +354,8 @@ class Lanes:
     ) -> None:
         cause = failure.cause
         notes = [*getattr(cause, "__notes__", ()), *getattr(failure, "__notes__", ())]
-        message = f"{cause} ({'; '.join(notes)})" if notes else str(cause)
+        text = error_text(cause)
+        message = f"{text} ({'; '.join(notes)})" if notes else text
         error_type = type(cause).__name__
         self.n_dead += 1
         writer = self.session.writer if self.session is not None else None

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import abc
 import copy
+import logging
 import os
 import shutil
-import time
 import zlib
 from pathlib import Path
 from typing import Any
 
 from ..errors import OutputExists, SinkDamaged
+from .parts import aside
 from .records import Recovered
+
+_log = logging.getLogger("headrace.run")
 
 __all__ = ["AppendingFileSink"]
 
@@ -24,7 +27,8 @@ class AppendingFileSink(abc.ABC):
     length and a running CRC-32 of the content, and a resume first checks that
     the file still holds that content (refusing a deleted, shortened or edited
     file), then cuts it back to the recorded length, removing output of items
-    that were not committed (they run again). A new run refuses a non-empty file
+    that were not committed (they run again; the bytes cut are kept in
+    ``<file>.uncommitted-<time>`` beside it). A new run refuses a non-empty file
     unless asked to overwrite it.
     Subclasses say how an output becomes bytes (:meth:`encode`) and may write a
     header before the first line (:meth:`header`).
@@ -48,6 +52,10 @@ class AppendingFileSink(abc.ABC):
     @abc.abstractmethod
     def encode(self, key: str, value: Any) -> bytes:
         """One output as the bytes of its line(s), ending with a newline."""
+
+    def lock_path(self) -> Path:
+        """The file whose OS lock the writing session holds (see :mod:`headrace.io.locking`)."""
+        return self.path.with_name(f".{self.path.name}.lock")
 
     def header(self) -> bytes:
         """What a new file starts with (nothing by default)."""
@@ -77,9 +85,32 @@ class AppendingFileSink(abc.ABC):
             )
         self.restore(state)
         self._handle = self.path.open("a+b")
+        if "offset" in state:
+            self._keep_tail()
         self._handle.truncate(self._offset)
         self._handle.seek(self._offset)
         return None
+
+    def _keep_tail(self) -> None:
+        """Copy what the file holds beyond the committed length into a file beside it
+        before the cut, saying where: a resume never deletes bytes (the run's own
+        uncommitted lines, or lines someone appended)."""
+        handle = self._handle
+        end = handle.seek(0, os.SEEK_END)
+        if end <= self._offset:
+            return
+        target = aside(self.path, "uncommitted")
+        handle.seek(self._offset)
+        with target.open("xb") as out:
+            shutil.copyfileobj(handle, out, 1 << 20)
+            out.flush()
+            os.fsync(out.fileno())
+        _log.warning(
+            "headrace: %s held %s bytes beyond what the run committed; moved them to %s",
+            self.path,
+            f"{end - self._offset:,}",
+            target,
+        )
 
     def write(self, records: list[bytes], journal: bytes | None = None) -> dict[str, Any]:
         """Write ``records`` durably; return the state to commit with them."""
@@ -132,7 +163,7 @@ class AppendingFileSink(abc.ABC):
         """Rename the file to ``<name>.damaged-<time>``; return the new name."""
         if not self.path.exists():
             return None
-        target = self.path.with_name(f"{self.path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
+        target = aside(self.path, "damaged")
         os.replace(self.path, target)
         return str(target)
 

@@ -1,25 +1,32 @@
-"""Sinks that write a directory of part files, each written whole and renamed into place.
+"""Sinks that write a directory of part files, each written whole and linked into place.
 
-Each part is written to a hidden temporary name, fsynced and renamed, and only
-then recorded in the run store; a resume deletes any part the store does not
-list (renamed but not committed when the run was killed) and any temporary
-file, so the directory holds each item once. Files that are not parts (other
-names) are left alone.
+Each part is written to a hidden temporary name, fsynced and linked to its
+name (a link never replaces a file already there), and only then recorded in
+the run store with its size and CRC-32. A resume checks every committed part
+against both, and moves any part the store does not list (linked but not
+committed when the run was killed, or put there by someone else) into a
+sibling folder ``<dir>.uncommitted-<time>/``, saying where in one line; it never
+deletes a file it did not write. The directory then holds each item once. Files
+that are not parts (other names) are left alone.
 """
 
 from __future__ import annotations
 
 import abc
 import copy
+import logging
 import os
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
-from ..errors import OutputExists, SinkDamaged, positive_int
+from ..errors import HeadraceError, OutputExists, SinkDamaged, positive_int
 from .records import Recovered, encode_json
 
-__all__ = ["BatchDirSink", "PartDirectorySink", "write_batches"]
+__all__ = ["BatchDirSink", "PartDirectorySink", "aside", "file_crc", "write_batches"]
+
+_log = logging.getLogger("headrace.run")
 
 
 class PartDirectorySink(abc.ABC):
@@ -46,6 +53,7 @@ class PartDirectorySink(abc.ABC):
         self.flush_items = items_per_file
         self._parts: list[str] = []
         self._sizes: dict[str, int] = {}
+        self._crcs: dict[str, int] = {}
 
     def describe(self) -> dict[str, Any]:
         """A JSON description, stored with the run."""
@@ -58,6 +66,11 @@ class PartDirectorySink(abc.ABC):
             described["prefix"] = self.prefix
         return described
 
+    def lock_path(self) -> Path:
+        """The file whose OS lock the writing session holds, beside the directory (not in
+        it: readers of the directory never meet it); a shard's parts have their own."""
+        return self.directory.with_name(f".{self.directory.name}.{self.prefix}lock")
+
     @abc.abstractmethod
     def encode(self, key: str, value: Any) -> Any:
         """One output as a part's writer takes it."""
@@ -67,20 +80,22 @@ class PartDirectorySink(abc.ABC):
         """Write one part file at ``path`` (flushed; the caller fsyncs and renames it)."""
 
     def state(self) -> dict[str, Any]:
-        """The state to commit: the committed parts and their sizes (subclasses add to it)."""
-        return {"parts": list(self._parts), "sizes": dict(self._sizes)}
+        """The state to commit: the committed parts, their sizes and CRC-32s (subclasses
+        add to it)."""
+        return {"parts": list(self._parts), "sizes": dict(self._sizes), "crcs": dict(self._crcs)}
 
     def restore(self, state: dict[str, Any]) -> None:
         """Take back what :meth:`state` recorded, beyond the parts (nothing by default)."""
         return None
 
     def open(self, state: dict[str, Any], *, overwrite: bool = False) -> Recovered | None:
-        """Check that every committed part is there whole, then remove every part that
-        the committed ``state`` does not list. A new run refuses a directory that
-        already holds parts unless asked to overwrite them."""
+        """Check that every committed part is there whole, then move aside every part
+        that the committed ``state`` does not list (see the module notes). A new run
+        refuses a directory that already holds parts unless asked to overwrite them."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._parts = list(state.get("parts", []))
+        self._parts = [str(name) for name in state.get("parts", [])]
         self._sizes = {str(k): int(v) for k, v in dict(state.get("sizes", {})).items()}
+        self._crcs = {str(k): int(v) for k, v in dict(state.get("crcs", {})).items()}
         resumed = "parts" in state
         if resumed:
             self._verify()
@@ -94,11 +109,22 @@ class PartDirectorySink(abc.ABC):
                 )
         self.restore(state)
         committed = set(self._parts)
+        stray = []
         for path in self.directory.iterdir():
             name = path.name
-            torn = name.startswith(f".{self.prefix}") and name.endswith(".tmp")
-            if torn or (self._is_part(name) and name not in committed):
-                path.unlink()
+            if name.startswith(f".{self.prefix}") and name.endswith(".tmp"):
+                path.unlink()  # this sink's own torn write: never a whole part
+            elif self._is_part(name) and name not in committed:
+                stray.append(path)
+        if stray:
+            where = self._move_aside(stray, "uncommitted")
+            _log.warning(
+                "headrace: %s held %d part file(s) the run never committed (%s); moved them to %s",
+                self.directory,
+                len(stray),
+                ", ".join(sorted(p.name for p in stray)[:3]) + (", ..." if len(stray) > 3 else ""),
+                where,
+            )
         return None
 
     def _is_part(self, name: str) -> bool:
@@ -113,13 +139,15 @@ class PartDirectorySink(abc.ABC):
         problems = []
         for name in self._parts:
             path = self.directory / name
-            if not path.exists():
+            if not path.is_file():
                 problems.append(f"{name} is gone")
             elif name in self._sizes and path.stat().st_size != self._sizes[name]:
                 problems.append(
                     f"{name} holds {path.stat().st_size:,} bytes, not the {self._sizes[name]:,} "
                     "committed"
                 )
+            elif name in self._crcs and file_crc(path) != self._crcs[name]:
+                problems.append(f"{name} is not the file committed (its checksum differs)")
         if problems:
             shown = "; ".join(problems[:3])
             if len(problems) > 3:
@@ -129,16 +157,20 @@ class PartDirectorySink(abc.ABC):
                 "in Python) to set the parts aside and compute their items again"
             )
 
+    def _move_aside(self, paths: list[Path], why: str) -> Path:
+        target = aside(self.directory, why)
+        target.mkdir(parents=True)
+        for path in paths:
+            os.replace(path, target / path.name)
+        return target
+
     def set_aside(self) -> str | None:
-        """Move the part files into ``damaged-<time>/`` inside the directory; return it."""
+        """Move the part files into ``<dir>.damaged-<time>/`` beside the directory (outside
+        it, so that the dataset reads without them); return where."""
         parts = self._part_files()
         if not parts:
             return None
-        target = self.directory / f"damaged-{time.strftime('%Y%m%d-%H%M%S')}"
-        target.mkdir(exist_ok=True)
-        for path in parts:
-            os.replace(path, target / path.name)
-        return str(target)
+        return str(self._move_aside(parts, "damaged"))
 
     def write(self, records: list[Any], journal: bytes | None = None) -> dict[str, Any]:
         """Write ``records`` as the next part, durably; return the state to commit."""
@@ -151,10 +183,20 @@ class PartDirectorySink(abc.ABC):
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            os.replace(temporary, self.directory / name)
+            crc = file_crc(temporary)
+            try:  # a link never replaces a part already there (another writer's)
+                os.link(temporary, self.directory / name)
+            except FileExistsError:
+                raise HeadraceError(
+                    f"{self.directory / name} appeared while this session was writing it: "
+                    "another process writes this directory; this session stops"
+                ) from None
+            finally:
+                temporary.unlink(missing_ok=True)
             _fsync_dir(self.directory)
             self._parts.append(name)
             self._sizes[name] = (self.directory / name).stat().st_size
+            self._crcs[name] = crc
         return self.state()
 
     def close(self) -> None:
@@ -167,7 +209,7 @@ class PartDirectorySink(abc.ABC):
         (and on a resume cleans) only its own; the directory is the whole output."""
         shard = copy.copy(self)
         shard.prefix = f"{self.prefix}s{index:05d}-"
-        shard._parts, shard._sizes = [], {}
+        shard._parts, shard._sizes, shard._crcs = [], {}, {}
         return shard
 
     def clear_shards(self) -> None:
@@ -177,6 +219,25 @@ class PartDirectorySink(abc.ABC):
     def join_shards(self, count: int) -> None:
         """Nothing: the shards' parts are the directory's parts."""
         return None
+
+
+def file_crc(path: Path) -> int:
+    """The CRC-32 of a file's bytes."""
+    crc = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            crc = zlib.crc32(chunk, crc)
+    return crc
+
+
+def aside(path: Path, why: str) -> Path:
+    """A free name beside ``path`` for output set aside: ``<name>.<why>-<time>``."""
+    stem = f"{path.name}.{why}-{time.strftime('%Y%m%d-%H%M%S')}"
+    target, n = path.with_name(stem), 1
+    while target.exists() or target.is_symlink():
+        n += 1
+        target = path.with_name(f"{stem}-{n}")
+    return target
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ..errors import HeadraceError, OutputExists, positive_int
+from ..errors import HeadraceError, LeaseLost, OutputExists, RunBusy, positive_int
 from ..secrecy import scrub_text, scrub_url
 from .columns import Columns, ColumnType
 from .records import Recovered
@@ -181,6 +181,9 @@ def _psycopg() -> Any:
 
 
 MARKER_TABLE = "headrace_sink_commits"
+CLAIM_WAIT_S = 30
+"""How long a session waits for the commit record that another session holds in an
+open transaction (PostgreSQL) before it stops."""
 
 
 class SqlSink:
@@ -212,6 +215,7 @@ class SqlSink:
         self._created = False
         self._token = ""
         self._seq = 0
+        self._holder = ""
         self.shard: int | None = None
 
     def describe(self) -> dict[str, Any]:
@@ -225,6 +229,16 @@ class SqlSink:
             "batch_size": self.flush_items,
             **({} if self.shard is None else {"shard": self.shard}),
         }
+
+    def lock_path(self) -> Path | None:
+        """For a SQLite database (a local file), the file whose OS lock the writing
+        session holds, per table (and shard); ``None`` for PostgreSQL, where the commit
+        record's holder fences a session in its own transaction."""
+        if not self.url.startswith("sqlite:///"):
+            return None
+        path = Path(self.url.removeprefix("sqlite:///"))
+        shard = "" if self.shard is None else f".s{self.shard:05d}"
+        return path.with_name(f".{path.name}.{self.table}{shard}.lock")
 
     def encode(self, key: str, value: Any) -> list[Any]:
         """The output as one row of the table (the key column holds the item's key)."""
@@ -242,8 +256,10 @@ class SqlSink:
         db = self._db = connect(self.url)
         db.execute(
             f"CREATE TABLE IF NOT EXISTS {MARKER_TABLE} "
-            "(token TEXT PRIMARY KEY, seq BIGINT NOT NULL, journal TEXT NOT NULL)"
+            "(token TEXT PRIMARY KEY, seq BIGINT NOT NULL, journal TEXT NOT NULL, holder TEXT)"
         )
+        if "holder" not in (db.table_columns(MARKER_TABLE) or {}):  # made by an older headrace
+            db.execute(f"ALTER TABLE {MARKER_TABLE} ADD COLUMN holder TEXT")
         existing = db.table_columns(self.table)
         if existing is not None:
             self._created = True
@@ -268,9 +284,7 @@ class SqlSink:
                     )
         self._token = str(state.get("token") or uuid.uuid4().hex)
         self._seq = int(state.get("seq", 0))
-        row = db.execute(
-            f"SELECT seq, journal FROM {MARKER_TABLE} WHERE token = ?", (self._token,)
-        ).fetchone()
+        row = self._claim(db)
         held = int(row[0]) if row is not None else 0
         if held == self._seq:
             return None
@@ -281,6 +295,35 @@ class SqlSink:
             f"table {self.table}: its commit record ({MARKER_TABLE}, commit {held}) does not "
             f"match the run store's (commit {self._seq}); was the table changed by hand?"
         )
+
+    def _claim(self, db: Database) -> Any:
+        """Make this session the commit record's holder and read the record, in one
+        transaction: from now on a write by an earlier session (one that was frozen
+        and lost its lease) finds another holder in its own transaction and is undone."""
+        self._holder = uuid.uuid4().hex
+        db.begin()
+        try:
+            if db.dialect == "postgresql":  # a frozen session's open transaction: wait, bounded
+                db.execute(f"SET LOCAL lock_timeout = '{CLAIM_WAIT_S}s'")
+            db.execute(
+                f"INSERT INTO {MARKER_TABLE} (token, seq, journal, holder) VALUES (?, 0, '', ?) "
+                "ON CONFLICT (token) DO UPDATE SET holder = excluded.holder",
+                (self._token, self._holder),
+            )
+            row = db.execute(
+                f"SELECT seq, journal FROM {MARKER_TABLE} WHERE token = ?", (self._token,)
+            ).fetchone()
+        except BaseException as exc:
+            db.rollback()
+            if "lock timeout" in str(exc):
+                raise RunBusy(
+                    f"table {self.table}: another session of this run holds its commit record "
+                    f"in an open transaction (for over {CLAIM_WAIT_S} s: frozen?); this "
+                    "session stops without writing"
+                ) from None
+            raise
+        db.commit()
+        return row
 
     def _state(self) -> dict[str, Any]:
         return {"token": self._token, "seq": self._seq}
@@ -310,12 +353,17 @@ class SqlSink:
         try:
             upsert_rows(db, self.table, self.columns.names, self.key, records)
             if journal is not None:
-                db.execute(
-                    f"INSERT INTO {MARKER_TABLE} (token, seq, journal) VALUES (?, ?, ?) "
-                    "ON CONFLICT (token) DO UPDATE SET seq = excluded.seq, "
-                    "journal = excluded.journal",
-                    (self._token, self._seq + 1, journal.decode()),
+                done = db.execute(
+                    f"UPDATE {MARKER_TABLE} SET seq = ?, journal = ? "
+                    "WHERE token = ? AND holder = ? AND seq = ?",
+                    (self._seq + 1, journal.decode(), self._token, self._holder, self._seq),
                 )
+                if done.rowcount != 1:  # the fence: another session holds the table now
+                    raise LeaseLost(
+                        f"table {self.table} is written by another session of this run now "
+                        "(this one's lease was taken over); this session stops and its last "
+                        "batch is not written"
+                    )
         except BaseException:
             db.rollback()
             raise
@@ -336,6 +384,7 @@ class SqlSink:
         shard = copy.copy(self)
         shard.shard = index
         shard._db, shard._created, shard._token, shard._seq = None, False, "", 0
+        shard._holder = ""
         return shard
 
     def clear_shards(self) -> None:

@@ -37,6 +37,7 @@ from contextvars import Token
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..errors import control_failure
 from .circuit import CircuitState
 from .concurrency import ConcurrencyController, ConcurrencyLimit
 from .retry import Retrier, is_throttle
@@ -230,8 +231,13 @@ class Gate:
                         error.add_note(retrier.gave_up(attempt, error))
                     raise
             except BaseException as cancelled:
-                await _leave(policies[:entered], call, cancelled)
-                raise
+                failure = control_failure(cancelled) if call.called else None
+                if failure is None:  # a real cancellation (or before the step ran): go on up
+                    await _leave(policies[:entered], call, cancelled)
+                    raise
+                # the step itself raised SystemExit, CancelledError ...: this item's failure
+                await _leave(policies[:entered], call, failure)
+                raise failure from cancelled
             else:
                 for policy in reversed(policies):
                     finishing = policy.leave(call, None)

@@ -28,10 +28,11 @@ from ..errors import MalformedResponse, PipelineError, ProviderError, positive_i
 from ..limits.circuit import Circuit
 from ..limits.rate import Rate
 from ..limits.retry import Retry
+from ..secrecy import scrub_url
 from .connection import Connection
 from .prices import PRICES, Price
 from .replies import Reply
-from .secrets import Secret, load_secret
+from .secrets import Secret, load_secret, origin, shown_origin
 
 if TYPE_CHECKING:
     from ..budget import RunSpend
@@ -102,19 +103,33 @@ class Client:
         identity: str | None = None,
     ) -> None:
         url = base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
-        if urlsplit(url).scheme not in ("http", "https"):
-            raise PipelineError(f"Client base_url must be an http(s) URL, got {url!r}")
+        target = _checked_origin(url)
         self.base_url = url.rstrip("/")
         self.identity = identity or self.base_url
-        host = (urlsplit(url).hostname or "").lower()
-        self.sends_key = key_hosts is None or host in {h.lower() for h in key_hosts}
-        if not self.sends_key and not _is_loopback(url):
-            bound = ", ".join(sorted(key_hosts or ())) or "no host"
+        loopback = _is_loopback(url)
+        try:
+            bound = None if key_hosts is None else {origin(h) for h in key_hosts}
+        except ValueError as exc:
+            raise PipelineError(f"Client key_hosts: {exc}") from None
+        self.sends_key = bound is None or target in bound
+        shown = shown_origin(target)
+        if not self.sends_key and not loopback:
+            listed = ", ".join(sorted(shown_origin(b) for b in bound or ())) or "no host"
             raise PipelineError(
-                f"the key {api_key_env} is bound to {bound}, so it is not sent to {host}: "
-                f"bind it with {api_key_env}_HOSTS={host} in the environment or the secrets "
+                f"the key {api_key_env} is bound to {listed}, so it is not sent to {shown}: "
+                f"bind it with {api_key_env}_HOSTS={shown} in the environment or the secrets "
                 "file if that endpoint should have it"
             )
+        if self.sends_key and target.startswith("http://") and not loopback:
+            # a key crosses plain http only to this machine, or where the user bound that
+            # very http origin; in Python, base_url alone is not enough for it
+            explicit = bound is not None and target in bound
+            if not explicit and load_secret(api_key_env, secrets_file) is not None:
+                raise PipelineError(
+                    f"{self.base_url} is plain http: the key {api_key_env} would cross the "
+                    f"network in clear. Use https, or, on a network you trust, bind that origin "
+                    f"with {api_key_env}_HOSTS={shown} (key_hosts= in Python)"
+                )
         self.api_key_env = api_key_env
         self.secrets_file = secrets_file
         self.models = dict(models or {})
@@ -190,6 +205,28 @@ class Client:
 
         connection: Connection = ctx.shared(("headrace.llm.Client", id(self)), make)
         return connection
+
+
+def _checked_origin(url: str) -> str:
+    """The origin of a base URL, refusing what no request should go to.
+
+    Raises:
+        PipelineError: not http(s), a port that is not a number, or a user name or
+            password inside it (they would be stored with the run and shown).
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise PipelineError(f"Client base_url must be an http(s) URL, got {scrub_url(url)!r}")
+    if parts.username is not None or parts.password is not None:
+        raise PipelineError(
+            f"Client base_url holds a user name or password ({scrub_url(url)}): it would be "
+            "stored with the run and sent with every request; put the key in the variable "
+            "api_key_env names (OPENAI_API_KEY by default) or the secrets file instead"
+        )
+    try:
+        return origin(url)
+    except ValueError as exc:
+        raise PipelineError(f"Client base_url: {exc}") from None
 
 
 def _is_loopback(url: str) -> bool:

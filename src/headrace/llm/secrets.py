@@ -7,14 +7,15 @@ by accident; only the HTTP ``Authorization`` header reads it, with :meth:`Secret
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from ..errors import PipelineError
 
-__all__ = ["Secret", "bound_hosts", "load_secret", "redact"]
+__all__ = ["Secret", "bound_hosts", "load_secret", "origin", "redact", "shown_origin"]
 
 _KEY_LIKE = re.compile(r"\b(sk-|key-|Bearer\s+)[A-Za-z0-9_\-\.\*]{6,}")
 
@@ -83,27 +84,82 @@ def load_secret(name: str, secrets_file: str | os.PathLike[str] | None = None) -
 
 OPENAI_HOST = "api.openai.com"
 
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+def origin(url_or_host: str) -> str:
+    """The origin ``scheme://host:port`` a key is bound to; a bare host name means https
+    on its default port (``api.openai.com`` is ``https://api.openai.com:443``).
+
+    Raises:
+        ValueError: not an http(s) URL or host, or a port that is not a number.
+    """
+    text = url_or_host.strip()
+    parts = urlsplit(text if "://" in text else f"https://{text}")
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if scheme not in _DEFAULT_PORTS or not host:
+        raise ValueError(f"{url_or_host!r} is not an http(s) URL or a host name")
+    port = parts.port or _DEFAULT_PORTS[scheme]  # ValueError for a port that is no number
+    return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+def shown_origin(bound: str) -> str:
+    """An origin as a user writes it: the bare host for https on port 443."""
+    if bound.startswith("https://") and bound.endswith(":443"):
+        return bound.removeprefix("https://").removesuffix(":443")
+    return bound
+
 
 def bound_hosts(name: str, secrets_file: str | os.PathLike[str] | None = None) -> set[str]:
-    """The hosts the key ``name`` may be sent to, as the user configured them.
+    """The origins (``scheme://host:port``) the key ``name`` may be sent to, as the user
+    configured them.
 
-    ``<name>_HOSTS`` (comma-separated host names, in the environment or the secrets
-    file) binds a key to its endpoints. ``OPENAI_API_KEY`` is also bound to the host
+    ``<name>_HOSTS`` (comma-separated host names, meaning https on port 443, or
+    origins such as ``http://10.0.0.5:8000``, in the environment or the secrets file)
+    binds a key to its endpoints. ``OPENAI_API_KEY`` is also bound to the origin
     of ``$OPENAI_BASE_URL``, or to OpenAI's own when that is unset.
+
+    Raises:
+        PipelineError: an entry that is not a host or an http(s) origin.
     """
-    hosts: set[str] = set()
+    entries: list[str] = []
     listed = load_secret(f"{name}_HOSTS", secrets_file)
     if listed is not None:
-        hosts.update(h.strip().lower() for h in listed.reveal().split(",") if h.strip())
+        entries.extend(h for h in listed.reveal().split(",") if h.strip())
     if name == "OPENAI_API_KEY":
-        base = os.environ.get("OPENAI_BASE_URL")
-        hosts.add((urlsplit(base).hostname or "").lower() if base else OPENAI_HOST)
-    hosts.discard("")
-    return hosts
+        entries.append(os.environ.get("OPENAI_BASE_URL") or OPENAI_HOST)
+    bound = set()
+    for entry in entries:
+        try:
+            bound.add(origin(entry))
+        except ValueError as exc:
+            raise PipelineError(f"{name}_HOSTS or OPENAI_BASE_URL: {exc}") from None
+    return bound
 
 
 def redact(text: str, secret: Secret | None) -> str:
-    """``text`` with the secret, and anything shaped like an API key, replaced by ``***``."""
+    """``text`` with the secret, its common encodings (base64 at any alignment, as in a
+    ``Basic`` header; hex; percent-encoding), and anything shaped like an API key,
+    replaced by ``***``."""
     if secret is not None and secret.reveal():
-        text = text.replace(secret.reveal(), "***")
+        for form in encodings(secret.reveal()):
+            text = text.replace(form, "***")
     return _KEY_LIKE.sub(lambda m: m.group(1) + "***", text)
+
+
+def encodings(value: str) -> list[str]:
+    """``value`` and the forms a server may echo it in, longest first. A base64 form is
+    taken at each of the three alignments the value can have inside a longer encoded
+    text, without the characters its neighbours change (only where 8 or more stay)."""
+    raw = value.encode()
+    forms = {value, raw.hex(), quote(value, safe="")}
+    for offset in range(3):
+        encoded = base64.b64encode(b"\0" * offset + raw).decode()
+        start = -(-offset * 4 // 3)  # characters that hold a byte of the prefix
+        end = len(encoded) - (4 if (offset + len(raw)) % 3 else 0)  # the last, padded group
+        middle = encoded[start:end].rstrip("=")
+        if len(middle) >= 8:
+            forms.add(middle)
+            forms.add(middle.replace("+", "-").replace("/", "_"))
+    return sorted(forms, key=len, reverse=True)

@@ -5,18 +5,19 @@ second, see :mod:`headrace.engine.timeline`), so the page works for a run in thi
 process (``headrace run --ui``), in another process or on another machine
 (``headrace ui RUN_DIR``, with ``--run-store`` for PostgreSQL), and goes on
 across a kill and a resume. The server answers ``GET`` only, reads and never
-writes, listens on 127.0.0.1 unless told otherwise, and shows what the report
-shows (no secrets: credentials in URLs are scrubbed).
+writes, listens on 127.0.0.1 unless told otherwise, answers only requests that
+name this machine (see :mod:`headrace.engine.local_http`), and shows what the
+report shows (no secrets: credentials in URLs are scrubbed).
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 from html import escape
 
 from aiohttp import web
 
+from ..engine.local_http import LocalSite
 from ..errors import HeadraceError
 from ..store import StoreLocation
 from .page import RunRecord, document, render_body, render_page
@@ -40,9 +41,7 @@ class LivePage:
         self.host = host
         self.port = port
         self.url = ""
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
+        self._site: LocalSite | None = None
 
     def _record(self) -> RunRecord | str:
         """The run now, or what to say instead (none yet, or its store cannot be read)."""
@@ -66,57 +65,24 @@ class LivePage:
         body = record if isinstance(record, str) else render_body(record)
         return web.Response(text=body, content_type="text/html", headers=_NO_CACHE)
 
-    async def _start(self) -> None:
-        app = web.Application()
-        app.router.add_get("/", self._page)
-        app.router.add_get("/body", self._body)
-        app.router.add_get("/favicon.ico", _no_icon)
-        runner = self._runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port)
-        await site.start()
-        self.port = runner.addresses[0][1]
-        self.url = f"http://{self.host}:{self.port}/"
-
     def start(self) -> str:
         """Start serving in a background thread; return the page's URL.
 
         Raises:
             OSError: the port cannot be listened on.
         """
-        loop = self._loop = asyncio.new_event_loop()
-        ready = threading.Event()
-        failed: list[BaseException] = []
-
-        def serve() -> None:
-            asyncio.set_event_loop(loop)
-            try:
-                loop.run_until_complete(self._start())
-            except BaseException as exc:
-                failed.append(exc)
-                ready.set()
-                return
-            ready.set()
-            loop.run_forever()
-
-        self._thread = threading.Thread(target=serve, name="headrace-live-page", daemon=True)
-        self._thread.start()
-        ready.wait()
-        if failed:
-            raise failed[0]
+        routes = {"/": self._page, "/body": self._body, "/favicon.ico": _no_icon}
+        site = LocalSite(routes, self.host, self.port, "headrace-live-page")
+        self.port = site.start()
+        self._site = site
+        self.url = f"http://{self.host}:{self.port}/"
         return self.url
 
     def stop(self) -> None:
         """Stop serving and wait for the thread to end."""
-        loop, runner = self._loop, self._runner
-        if loop is None or self._thread is None:
-            return
-        if runner is not None:
-            asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=10)
-        loop.call_soon_threadsafe(loop.stop)
-        self._thread.join(timeout=10)
-        loop.close()
-        self._loop = None
+        site, self._site = self._site, None
+        if site is not None:
+            site.stop()
 
     def __enter__(self) -> LivePage:
         self.start()

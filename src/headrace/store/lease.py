@@ -4,7 +4,11 @@ A session takes the lease before it opens the sink and gives it back when it
 ends. While it runs it beats (every commit, and every :data:`BEAT_S` seconds
 while idle); a lease whose last beat is older than :data:`STALE_S` belongs to a
 session that died (SIGKILL, a lost machine) and the next session takes it over.
-On the holder's own host, a holder whose process is gone is dead at once.
+A lease's age is judged on the store's clock (PostgreSQL's ``clock_timestamp()``;
+a SQLite store's host), never the reader's, so hosts whose clocks disagree agree
+on it. A holder whose process is gone is dead at once, but only when it is
+provably on this very machine and in this pid namespace (the same boot id and
+namespace, not merely the same host name: containers share names and pids).
 Every commit checks, in its own transaction, that the lease is still this
 session's, so a session that was only frozen (not dead) and lost its lease
 stops instead of writing over its successor: the lease is also a fence.
@@ -17,11 +21,13 @@ import socket
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..errors import LeaseLost, RunBusy
 
 __all__ = [
     "BEAT_S",
+    "machine_id",
     "STALE_S",
     "Lease",
     "check_free",
@@ -40,9 +46,32 @@ STALE_S = 30.0
 _LIVE: set[str] = set()  # holders of sessions still open in this process
 
 
+def _read_machine_id() -> str:
+    """This kernel's boot id and this process's pid namespace, or ``""`` if unknown."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return ""
+    return f"{boot}:{namespace}"
+
+
+_MACHINE = _read_machine_id()
+
+
+def machine_id() -> str:
+    """Which pids this process can see: its kernel's boot id and its pid namespace
+    (``""`` where the system does not say: then a holder's pid is never judged)."""
+    return _MACHINE
+
+
 @dataclass(frozen=True, slots=True)
 class Lease:
-    """Who holds a run: a session of a process on a host, and when it last beat."""
+    """Who holds a run: a session of a process on a host, and when it last beat.
+
+    ``machine`` is the holder's :func:`machine_id`; ``read_at`` is the store's clock
+    when the lease was read (its age is judged on that clock, not this host's).
+    """
 
     holder: str
     session: int
@@ -50,22 +79,29 @@ class Lease:
     pid: int
     acquired: float
     heartbeat: float
+    machine: str = ""
+    read_at: float | None = None
 
     def alive(self, now: float | None = None) -> bool:
-        """Whether the holder is taken as running: it beat within :data:`STALE_S`, and,
-        when it ran on this host, its process still exists (a killed session's lease
-        is free at once, not after the stale time)."""
-        if ((time.time() if now is None else now) - self.heartbeat) >= STALE_S:
+        """Whether the holder is taken as running: it beat within :data:`STALE_S` (on the
+        store's clock), and, when it provably runs on this machine and pid namespace,
+        its process still exists (a killed session's lease is free at once)."""
+        if (self._now(now) - self.heartbeat) >= STALE_S:
             return False
-        if self.host != socket.gethostname():
-            return True
+        if not self.machine or self.machine != machine_id():
+            return True  # another machine, namespace or an unknown one: only the beat tells
         if self.pid == os.getpid():  # this process: alive while that session is open
             return self.holder in _LIVE
         return _process_exists(self.pid)
 
+    def _now(self, now: float | None) -> float:
+        if now is not None:
+            return now
+        return time.time() if self.read_at is None else self.read_at
+
     def describe(self, now: float | None = None) -> str:
         """``session 3 (pid 412 on host-a) since 10:02:11, last heartbeat 2 s ago``."""
-        now = time.time() if now is None else now
+        now = self._now(now)
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.acquired))
         return (
             f"session {self.session} (pid {self.pid} on {self.host}) since {since}, "
@@ -83,9 +119,9 @@ def _process_exists(pid: int) -> bool:
     return True
 
 
-def new_holder() -> tuple[str, str, int]:
-    """A fresh holder id for this session, with the host and pid it names."""
-    return uuid.uuid4().hex, socket.gethostname(), os.getpid()
+def new_holder() -> tuple[str, str, int, str]:
+    """A fresh holder id for this session, with the host, pid and machine it names."""
+    return uuid.uuid4().hex, socket.gethostname(), os.getpid(), machine_id()
 
 
 def start_holder(holder: str) -> None:

@@ -67,6 +67,8 @@ CREATE TABLE IF NOT EXISTS headrace_leases (
     acquired DOUBLE PRECISION NOT NULL,
     heartbeat DOUBLE PRECISION NOT NULL
 );
+-- which pids the holder could see (boot id and pid namespace); added after the table
+ALTER TABLE headrace_leases ADD COLUMN IF NOT EXISTS machine TEXT NOT NULL DEFAULT '';
 CREATE TABLE IF NOT EXISTS headrace_sessions (
     run TEXT NOT NULL,
     n INTEGER NOT NULL,

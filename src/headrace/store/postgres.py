@@ -108,7 +108,11 @@ class PostgresRunStore:
 
     # --- the lease (one session at a time; see headrace.store.lease) ----------
 
-    _LEASE = "SELECT holder, session, host, pid, acquired, heartbeat FROM headrace_leases "
+    # read with the database's clock: a lease's age is judged on it, not on this host's
+    _LEASE = (
+        "SELECT holder, session, host, pid, acquired, heartbeat, machine, "
+        "extract(epoch from clock_timestamp())::double precision FROM headrace_leases "
+    )
 
     def lease(self) -> Lease | None:
         """The run's lease as stored (its holder may be dead: see :meth:`Lease.alive`)."""
@@ -121,20 +125,23 @@ class PostgresRunStore:
         Raises:
             RunBusy: a live session holds it.
         """
-        holder, host, pid = new_holder()
+        holder, host, pid, machine = new_holder()
         with self._pool.connection() as connection:
             # one taker at a time, even while no lease row exists yet
             connection.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.name,))
             row = connection.execute(self._LEASE + "WHERE run = %s", (self.name,)).fetchone()
             current = None if row is None else Lease(*row)
-            now = time.time()
+            now = float(
+                connection.execute("SELECT extract(epoch from clock_timestamp())").fetchone()[0]
+            )
             check_free(current, holder, str(self), now)
             connection.execute(
                 "INSERT INTO headrace_leases (run, holder, session, host, pid, acquired, "
-                "heartbeat) VALUES (%s, %s, 0, %s, %s, %s, %s) ON CONFLICT (run) DO UPDATE SET "
-                "holder = excluded.holder, session = 0, host = excluded.host, "
-                "pid = excluded.pid, acquired = excluded.acquired, heartbeat = excluded.heartbeat",
-                (self.name, holder, host, pid, now, now),
+                "heartbeat, machine) VALUES (%s, %s, 0, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (run) DO UPDATE SET holder = excluded.holder, session = 0, "
+                "host = excluded.host, pid = excluded.pid, acquired = excluded.acquired, "
+                "heartbeat = excluded.heartbeat, machine = excluded.machine",
+                (self.name, holder, host, pid, now, now, machine),
             )
         self._holder = holder
         start_holder(holder)
@@ -153,8 +160,9 @@ class PostgresRunStore:
         def once(retried: bool) -> None:
             with self._pool.connection() as connection:
                 done = connection.execute(
-                    "UPDATE headrace_leases SET heartbeat = %s WHERE run = %s AND holder = %s",
-                    (time.time(), self.name, holder),
+                    "UPDATE headrace_leases SET heartbeat = extract(epoch from clock_timestamp()) "
+                    "WHERE run = %s AND holder = %s",
+                    (self.name, holder),
                 )
                 check_held(holder if done.rowcount else None, holder, str(self))
 

@@ -17,6 +17,7 @@ import orjson
 
 from ..errors import HeadraceError, ResumeMismatch
 from ..fingerprint import identity_changes
+from ..io.locking import SinkLock
 from ..io.records import DurableSink, Recovered, encode_json
 from . import StoreLocation
 from .base import FinishedItem, RunStore
@@ -76,12 +77,42 @@ class DurableSession:
         self._finished: dict[int, str] = {}
         self._retry: dict[int, str] = {}
         self.writer: DurableWriter | None = None
+        self._lock: SinkLock | None = None
+
+    def _lock_sink(self) -> None:
+        """Hold the sink's OS lock for this session's life, before anything else: a
+        session that still exists (frozen or not) keeps its sink, so no other session
+        can write under it (see :mod:`headrace.io.locking`)."""
+        locate = getattr(self.sink, "lock_path", None)
+        path = locate() if callable(locate) else None
+        if path is None:
+            return
+        described = self.sink.describe()
+        what = described.get("path") or (
+            f"table {described['table']}" if "table" in described else str(path)
+        )
+        lock = SinkLock(Path(path), str(what))
+        lock.acquire()
+        self._lock = lock
+
+    def _unlock_sink(self) -> None:
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.release()
 
     def open(self, *, total: int | None = None) -> None:
         """Open store and sink; afterwards :meth:`skip` and :attr:`writer` are ready.
 
         ``total`` is the source's size where it is cheap to know (shown by ``status``).
         """
+        self._lock_sink()
+        try:
+            self._open_locked(total)
+        except BaseException:
+            self._unlock_sink()
+            raise
+
+    def _open_locked(self, total: int | None) -> None:
         where = self.location
         if where is None:
             self.sink.open({}, overwrite=self.overwrite)
@@ -273,13 +304,16 @@ class DurableSession:
             if self.store is not None and not aborted and self.run_dir is not None:
                 _write_dead_file(self.store, self.run_dir / "dead.jsonl")
         finally:
-            if self.store is not None:
-                try:
-                    self.store.release_lease()
-                except Exception as exc:  # an unreachable store: the lease goes stale instead
-                    _log.warning("headrace: could not give back the run's lease: %s", exc)
-                finally:
-                    self.store.close()
+            try:
+                if self.store is not None:
+                    try:
+                        self.store.release_lease()
+                    except Exception as exc:  # an unreachable store: the lease goes stale
+                        _log.warning("headrace: could not give back the run's lease: %s", exc)
+                    finally:
+                        self.store.close()
+            finally:
+                self._unlock_sink()  # last: no other session writes until this one is done
 
 
 def _write_dead_file(store: RunStore, path: Path) -> None:

@@ -76,7 +76,8 @@ CREATE TABLE IF NOT EXISTS lease (
     host TEXT NOT NULL,
     pid INTEGER NOT NULL,
     acquired REAL NOT NULL,
-    heartbeat REAL NOT NULL
+    heartbeat REAL NOT NULL,
+    machine TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS sessions (
     n INTEGER PRIMARY KEY,
@@ -129,6 +130,9 @@ class SqliteRunStore:
                 # the last commits, and then the sink is cut back to the state it recorded.
                 db.execute("PRAGMA synchronous=NORMAL")
                 db.executescript(SCHEMA)
+                lease_columns = {row[1] for row in db.execute("PRAGMA table_info(lease)")}
+                if "machine" not in lease_columns:  # a store made by an older headrace
+                    db.execute("ALTER TABLE lease ADD COLUMN machine TEXT NOT NULL DEFAULT ''")
                 return db
             except sqlite3.OperationalError as exc:
                 db.close()
@@ -241,9 +245,14 @@ class SqliteRunStore:
     def lease(self) -> Lease | None:
         """The run's lease as stored (its holder may be dead: see :meth:`Lease.alive`)."""
         row = self._db.execute(
-            "SELECT holder, session, host, pid, acquired, heartbeat FROM lease WHERE id = 1"
+            "SELECT holder, session, host, pid, acquired, heartbeat, machine FROM lease "
+            "WHERE id = 1"
         ).fetchone()
-        return None if row is None else Lease(*row)
+        # a SQLite store lives on this host: its clock is this host's
+        if row is None:
+            return None
+        holder, session, host, pid, acquired, heartbeat, machine = row
+        return Lease(holder, session, host, pid, acquired, heartbeat, machine, time.time())
 
     def acquire_lease(self) -> Lease | None:
         """Take the run for this session; return the dead holder's lease if taken over.
@@ -251,15 +260,15 @@ class SqliteRunStore:
         Raises:
             RunBusy: a live session holds it.
         """
-        holder, host, pid = new_holder()
+        holder, host, pid, machine = new_holder()
         with self._transaction():
             current = self.lease()
             now = time.time()
             check_free(current, holder, str(self.path.parent), now)
             self._db.execute(
                 "INSERT OR REPLACE INTO lease (id, holder, session, host, pid, acquired, "
-                "heartbeat) VALUES (1, ?, 0, ?, ?, ?, ?)",
-                (holder, host, pid, now, now),
+                "heartbeat, machine) VALUES (1, ?, 0, ?, ?, ?, ?, ?)",
+                (holder, host, pid, now, now, machine),
             )
         self._holder = holder
         start_holder(holder)
