@@ -197,3 +197,62 @@ def test_a_recipe_from_outside_the_project_needs_allow_or_trusted(tmp_path: Path
     narrowed = validate("--allow", "json")
     assert narrowed.returncode == 1 and "module 'os' is not allowed here" in narrowed.stderr
     assert validate("--trusted").returncode == 0
+
+
+@pytest.mark.parametrize("name", ["/abs/dir", "../../x", "a/b", "..", ".hidden"])
+def test_a_recipe_name_is_a_plain_name(tmp_path: Path, name: str) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text(f"name: '{name}'\nnodes:\n  - {{id: f, function: json:dumps}}\n")
+    with pytest.raises(RecipeError, match=r"r.yaml:1:\d+: name: .* must be a plain name"):
+        hr.recipe.load(path)
+
+
+def test_fresh_never_discards_a_run_another_recipe_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for folder in ("mine", "downloaded"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "in.jsonl").write_text("".join(f'{{"id": {n}}}\n' for n in range(30)))
+        (tmp_path / folder / "r.yaml").write_text(
+            "name: project\nsource: {jsonl: in.jsonl, key: id}\nsink: {jsonl: out.jsonl}\n"
+            "nodes:\n  - {id: f, function: json:dumps}\n"
+        )
+    mine = hr.recipe.load(tmp_path / "mine" / "r.yaml")
+    assert mine.run(progress=False).items_out == 30
+    store = tmp_path / ".headrace" / "project" / "run.sqlite"
+    before = store.read_bytes()
+    other = hr.recipe.load(tmp_path / "downloaded" / "r.yaml")
+    with pytest.raises(hr.HeadraceError, match=r"holds a run made by recipe .*mine/r\.yaml") as no:
+        other.run(fresh=True, progress=False)
+    assert "30 items finished" in str(no.value) and "remove" in str(no.value)
+    assert store.read_bytes() == before  # not discarded
+    assert mine.run(fresh=True, progress=False).items_out == 30  # its own: starts over
+
+
+def test_a_dir_source_does_not_follow_a_link_out_of_its_directory(tmp_path: Path) -> None:
+    secret = tmp_path / "outside" / "secret.txt"
+    secret.parent.mkdir()
+    secret.write_text("the secret")
+    docs = tmp_path / "recipe" / "docs"
+    docs.mkdir(parents=True)
+    (docs / "a.txt").write_text("mine")
+    (docs / "b.txt").symlink_to(secret)
+    (docs / "c.txt").symlink_to(docs / "a.txt")  # a link inside is read
+    result = hr.run(lambda r: r, hr.read_dir(docs), progress=False)
+    assert sorted(r["text"] for r in result.outputs) == ["mine", "mine"]
+    (dead,) = result.dead_letters
+    assert "outside the directory" in dead.message and "the secret" not in str(dead)
+
+
+def test_include_cannot_reach_outside_the_recipe_folder(tmp_path: Path) -> None:
+    outside = tmp_path / "outside.yaml"
+    outside.write_text("models:\n  m: {model: gpt}\n")
+    folder = tmp_path / "recipe"
+    folder.mkdir()
+    (folder / "linked.yaml").symlink_to(outside)
+    for name in ("../outside.yaml", "linked.yaml"):
+        path = folder / "r.yaml"
+        path.write_text(f"include: ['{name}']\nnodes:\n  - {{id: f, function: json:dumps}}\n")
+        with pytest.raises(RecipeError, match="leads out of the recipe's folder"):
+            hr.recipe.load(path)

@@ -68,10 +68,18 @@ class DirectorySource(Source):
         """The files at positions ``start`` to ``stop`` (excluded; ``None``: to the end)
         of the sorted listing; only those files are read."""
         self.check()
+        home = self.directory.resolve()
         chosen = islice(self._files(self.directory), start, stop)
         for path in chosen:
             relative = path.relative_to(self.directory).as_posix()
             self.place = str(path)
+            if path.is_symlink() and not path.resolve().is_relative_to(home):
+                yield BadRecord(
+                    str(path),
+                    "a link to a file outside the directory; a directory source reads only "
+                    "the files inside it",
+                )
+                continue
             try:
                 data = path.read_bytes()
             except OSError as exc:
@@ -107,6 +115,7 @@ def read_dir(
 
     Each item is ``{"path": <path relative to directory>, "text": <content>}``
     and its key is that relative path. A file that is not UTF-8 (without
-    ``binary``) or cannot be read is a :class:`BadRecord` naming it.
+    ``binary``), cannot be read, or is a symbolic link to a file outside the
+    directory (never followed there) is a :class:`BadRecord` naming it.
     """
     return DirectorySource(directory, pattern, recursive, binary)

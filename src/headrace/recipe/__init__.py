@@ -211,12 +211,11 @@ class Recipe:
         ``.headrace/<name>`` in the current directory (where ``headrace run`` puts it).
         ``resume`` and ``fresh`` are :func:`~headrace.run`'s: by default a run found in
         ``run_dir`` is resumed, and one is started otherwise."""
-        from ..engine.runner import run
+        import asyncio
 
-        return run(
-            self.pipeline,
-            self.source(),
-            sink=self.sink(),
+        from ..engine.runner import RunOptions, run_with
+
+        options = RunOptions(
             run_dir=run_dir if run_dir is not None else self.default_run_dir(),
             resume=resume,
             fresh=fresh,
@@ -224,6 +223,12 @@ class Recipe:
             progress=progress,
             **self.run_options(),
         )
+        # stored as the recipe's ref, as `headrace run` stores it: `headrace resume` can
+        # build it again, and a fresh start knows which recipe made the run it meets
+        run = run_with(
+            self.pipeline, self.source(), sink=self.sink(), options=options, pipeline_ref=self.ref
+        )
+        return asyncio.run(run)
 
     def default_run_dir(self) -> Path:
         """``.headrace/<recipe name>`` in the current directory."""

@@ -256,7 +256,11 @@ def _aliases(
     problems: list[Problem] = []
     for index, name in enumerate(spec.include):
         loc: Loc = ("include", index)
-        target = (doc.path.parent / name).resolve()
+        target = (doc.path.parent / name).resolve()  # symlinks followed, then confined
+        home = (chain[0] if chain else doc.path).parent.resolve()
+        if not target.is_relative_to(home):
+            problems.append(doc.problem(loc, f"{name!r} leads out of the recipe's folder"))
+            continue
         if target in chain:
             cycle = " -> ".join(p.name for p in (*chain, target))
             problems.append(doc.problem(loc, f"the files include each other: {cycle}"))

@@ -11,6 +11,7 @@ are not offered.
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -424,5 +425,19 @@ class RecipeSpec(Strict):
     output: str | list[str] | None = None
     run: RunSpec = Field(default_factory=lambda: RunSpec.model_validate({}))
 
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str | None) -> str | None:
+        # the run directory is .headrace/<name>: a path here would place the run store
+        # (and what --fresh discards) anywhere
+        if value is not None and (not RUN_NAME.fullmatch(value) or ".." in value):
+            raise ValueError(
+                f"name {value!r} must be a plain name (letters, digits, '.', '_', '-'; no "
+                "'/' or '..'): it names the run's directory, .headrace/<name>"
+            )
+        return value
+
+
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 MapSpec.model_rebuild()

@@ -155,6 +155,7 @@ class DurableSession:
         if not exists and store.definition() is not None:
             raise HeadraceError(f"{where} was started by another session just now")
         if exists and self.mode == "fresh":  # held now: no session of it is running
+            self._check_fresh_discards_its_own(store, where)
             store.discard()
             (where.run_dir / "dead.jsonl").unlink(missing_ok=True)
             exists = False
@@ -201,6 +202,26 @@ class DurableSession:
             session=self.session,
             finished_above=dict(self._finished),
             replace=self.mode == "retry_dead",
+        )
+
+    def _check_fresh_discards_its_own(self, store: RunStore, where: StoreLocation) -> None:
+        """Refuse to discard, for a fresh start, a run that another recipe created (a
+        downloaded recipe's ``name:`` may be another project's run directory).
+
+        Raises:
+            HeadraceError: the stored run was made by another recipe, or this recipe
+                meets a run that no recipe made.
+        """
+        stored = _recipe_path((store.definition() or {}).get("pipeline"))
+        given = _recipe_path(self.definition.get("pipeline"))
+        if stored == given:
+            return
+        done = store.status().finished
+        made_by = f"recipe {stored}" if stored else "a pipeline that is not a recipe"
+        raise HeadraceError(
+            f"{where} holds a run made by {made_by} ({done:,} items finished), not by this "
+            f"one: --fresh (fresh=True) discards only this recipe's own runs. To discard "
+            f"it, remove {where.run_dir} yourself; or give this run another --run-dir"
         )
 
     def _check_matches(self, store: RunStore) -> str | None:
@@ -314,6 +335,17 @@ class DurableSession:
                         self.store.close()
             finally:
                 self._unlock_sink()  # last: no other session writes until this one is done
+
+
+def _recipe_path(pipeline: Any) -> str | None:
+    """The recipe file a stored pipeline reference names (``recipe:{"path": ...}``)."""
+    if not isinstance(pipeline, str) or not pipeline.startswith("recipe:"):
+        return None
+    try:
+        path = orjson.loads(pipeline.removeprefix("recipe:")).get("path")
+    except (orjson.JSONDecodeError, AttributeError):
+        return "<unreadable>"
+    return str(path)
 
 
 def _write_dead_file(store: RunStore, path: Path) -> None:
