@@ -12,6 +12,7 @@ import os
 import random
 import subprocess
 import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -180,6 +181,18 @@ def test_sigkill_at_random_moments_then_resume_is_exactly_once(
     assert set(called_in) == set(committed_in)
 
 
+def _wait_for_a_call(jobs: list[subprocess.Popen[bytes]], calls: Path, mark: int) -> None:
+    """Wait until the calls log gains a step's call after byte ``mark``, or every job ended."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and any(job.poll() is None for job in jobs):
+        if calls.exists():
+            with calls.open("rb") as handle:
+                handle.seek(mark)
+                if any(not line.startswith(b"session") for line in handle.read().splitlines()):
+                    return
+        time.sleep(0.01)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["jsonl", "csv", "parquet"])
 def test_two_sessions_at_once_with_kills_never_double_a_key(
@@ -197,8 +210,12 @@ def test_two_sessions_at_once_with_kills_never_double_a_key(
     _write_input(source)
     refused = 0
     for _ in range(max(KILLS // 2, 5)):
+        mark = calls.stat().st_size if calls.exists() else 0
         pair = [_launch(run_dir, source, kind, output, calls) for _ in range(2)]
-        deadline = rng.uniform(0.3, 0.8)
+        # both started: wait until one of them works (a step was called), however long
+        # starting takes on a busy machine, then kill at a random moment after that
+        _wait_for_a_call(pair, calls, mark)
+        deadline = rng.uniform(0.05, 0.5)
         for job in pair:
             try:
                 job.wait(timeout=deadline)

@@ -170,7 +170,10 @@ def test_resume_while_the_run_is_going_is_refused_and_nothing_doubles(tmp_path: 
         [*cli, "resume", "state"], cwd=tmp_path, env=env, capture_output=True, text=True
     )
     assert second.returncode == 1
-    assert "is running in another session: session 1" in second.stderr
+    # the sink's OS lock refuses it first, naming the live holder's pid
+    assert f"out.jsonl is being written by another headrace session (pid {first.pid})" in (
+        second.stderr
+    )
     assert len(second.stderr.strip().splitlines()) == 1  # one line, no traceback
     _, stderr = first.communicate(timeout=120)
     assert first.returncode == 0, stderr
