@@ -15,12 +15,16 @@ call's expected cost, each answer one more that settles it. A Redis that does
 not answer cannot say what is left, so the call is refused and the run stops,
 resumable, as when the budget is spent: a budget is never overspent for an
 outage. The reservations of a worker that was killed mid-call stay held until
-the session ends (the budget errs on the side of spending less).
+the session ends (the budget errs on the side of spending less). What Redis holds
+is untrusted: a spend that is not a finite, non-negative number, or a record that
+vanished while this process was spending from it (a ``FLUSHALL``, a restart without
+persistence), stops the run, resumable, instead of resetting the budget.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -109,9 +113,25 @@ class Spend:
 
 
 _SCRIPT = """
-local v = redis.call('HMGET', KEYS[1], 'usd', 'tokens', 'reserved_usd', 'reserved_tokens')
-local usd, tokens = tonumber(v[1]) or 0, tonumber(v[2]) or 0
-local reserved_usd, reserved_tokens = tonumber(v[3]) or 0, tonumber(v[4]) or 0
+local v = redis.call('HMGET', KEYS[1], 'usd', 'tokens', 'reserved_usd', 'reserved_tokens', 'since')
+if v[5] == false then
+  -- no record: a new budget, unless this process has spent from it already (a flush, a
+  -- restart without persistence, an expiry): then what was spent is unknown
+  if ARGV[6] == '1' then return 'lost' end
+  redis.call('HSET', KEYS[1], 'since', ARGV[7])
+end
+local names = {'usd', 'tokens', 'reserved_usd', 'reserved_tokens'}
+local n = {}
+for i = 1, 4 do
+  local x = 0
+  if v[i] ~= false then x = tonumber(v[i]) end
+  -- untrusted: a spend is a finite number, never below zero (a float's rounding aside)
+  if x == nil or x ~= x or x == math.huge or x == -math.huge or x < -1e-6 then
+    return 'invalid ' .. names[i]
+  end
+  n[i] = x
+end
+local usd, tokens, reserved_usd, reserved_tokens = n[1], n[2], n[3], n[4]
 if ARGV[1] == 'reserve' then
   local most_usd, most_tokens = tonumber(ARGV[4]), tonumber(ARGV[5])
   if most_usd >= 0 and usd + reserved_usd >= most_usd then return 'usd ' .. usd end
@@ -143,9 +163,11 @@ class SharedSpend:
         self.client, self.script = redis_script(
             budget.shared, _SCRIPT, "hr.Budget(shared='redis://...')"
         )
+        self.seen = False  # whether this process has found the budget's record in Redis
 
     async def _call(self, *args: str | int | float) -> str:
-        answer: Any = await self.script(keys=[self.key], args=list(args))
+        seen = "1" if self.seen else "0"
+        answer: Any = await self.script(keys=[self.key], args=[*args, seen, repr(time.time())])
         return answer.decode() if isinstance(answer, bytes) else str(answer)
 
     async def reserve(self, tokens: int, usd: float) -> None:
@@ -167,6 +189,20 @@ class SharedSpend:
                 f"the budget cannot be checked: Redis at {self.shown} is not answering "
                 f"({scrub_text(str(exc))[:200]})"
             ) from None
+        if answer == "lost":
+            raise BudgetExhausted(
+                f"the shared budget's record in Redis at {self.shown} ({self.key}) is gone "
+                "while this run spends from it (flushed, or Redis restarted without its "
+                "data): what was spent is unknown, so no call is sent; the run stops, "
+                "resumable"
+            )
+        if answer.startswith("invalid "):
+            raise BudgetExhausted(
+                f"the shared budget's {answer.split()[1]} in Redis at {self.shown} "
+                f"({self.key}) is not a spend (tampered?): no call is sent; the run stops, "
+                "resumable"
+            )
+        self.seen = True
         if answer.startswith("usd "):
             spent = float(answer.split()[1])
             raise BudgetExhausted(

@@ -221,3 +221,43 @@ def test_four_runs_sharing_one_limit_hold_no_more_than_it_in_flight(redis_url: s
 
     assert peak_of(redis_url) <= 8 + 3
     assert peak_of(None) > 8 + 3
+
+
+@pytest.mark.parametrize("score", [math.inf, 1e18])
+def test_a_ghost_member_that_never_expires_is_dropped(redis_url: str, score: float) -> None:
+    """A member with a last report in the future (its key's TTL does not matter) and a
+    huge share used to starve the group to one slot for as long as it stayed."""
+
+    async def scenario() -> None:
+        (one,) = _group(redis_url, 1, initial=12, max=12)
+        await _settled(one)
+        client = redis.Redis.from_url(redis_url)
+        try:
+            client.zadd(one.keys[1], {"ghost": score})
+            client.hset(one.keys[2], mapping={"ghost": 12})
+            client.persist(one.keys[1])
+        finally:
+            client.close()
+        await _rebalanced(one)
+        assert (one.group_size, one.limit.limit) == (1, 12)
+        await one.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("share", ["inf", "nan", "1e300", "-1e300", "abc"])
+def test_a_tampered_share_of_a_live_member_is_not_held(redis_url: str, share: str) -> None:
+    async def scenario() -> None:
+        one, two = _group(redis_url, 2, initial=12, max=12)
+        await _settled(one, two)
+        client = redis.Redis.from_url(redis_url)
+        try:
+            client.hset(one.keys[2], mapping={two.member: share})
+        finally:
+            client.close()
+        await one._report("none")
+        assert one.limit.limit == 6  # its fair part: the tampered share is not held
+        for controller in (one, two):
+            await controller.close()
+
+    asyncio.run(scenario())

@@ -91,3 +91,52 @@ def test_a_budget_key_needs_shared_and_shared_needs_redis() -> None:
         hr.Budget(usd=1, key="team")
     with pytest.raises(hr.PipelineError, match="takes a redis:// URL"):
         hr.Budget(usd=1, shared="postgresql://x")
+
+
+def test_a_flushed_budget_stops_the_run_instead_of_starting_again(redis_url: str) -> None:
+    """FLUSHALL half-way (a Redis restart without persistence) served 31,043 tokens
+    against a budget of 20,000: the record's loss is noticed, and no call is sent."""
+    import redis
+
+    budget = hr.Budget(tokens=100, shared=redis_url, key=uuid.uuid4().hex)
+
+    async def scenario() -> None:
+        spend = SharedSpend(budget, budget.key or "")
+        await spend.reserve(60, 0.0)
+        await spend.settle(60, 0.0, 60, 0.0)
+        client = redis.Redis.from_url(redis_url)
+        try:
+            client.delete(spend.key)  # what FLUSHALL does to it
+        finally:
+            client.close()
+        with pytest.raises(BudgetExhausted, match=r"record in Redis at .* is gone"):
+            await spend.reserve(60, 0.0)
+        await spend.close()
+        fresh = SharedSpend(budget, budget.key or "")  # a new session starts a new record
+        await fresh.reserve(10, 0.0)
+        await fresh.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("field", ["tokens", "usd", "reserved_tokens", "reserved_usd"])
+@pytest.mark.parametrize("value", ["-1e6", "nan", "abc", "inf", "-inf"])
+def test_a_tampered_spend_stops_the_run(redis_url: str, field: str, value: str) -> None:
+    """tokens set to -1e6, nan or abc served the whole dataset against the budget."""
+    import redis
+
+    budget = hr.Budget(tokens=100, usd=1.0, shared=redis_url, key=uuid.uuid4().hex)
+
+    async def scenario() -> None:
+        spend = SharedSpend(budget, budget.key or "")
+        await spend.reserve(10, 0.01)
+        client = redis.Redis.from_url(redis_url)
+        try:
+            client.hset(spend.key, field, value)
+        finally:
+            client.close()
+        with pytest.raises(BudgetExhausted, match=f"budget's {field} in Redis .* not a spend"):
+            await spend.reserve(10, 0.01)
+        await spend.close()
+
+    asyncio.run(scenario())

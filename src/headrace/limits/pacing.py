@@ -13,6 +13,7 @@ when it answers again.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from .bucket import TokenBucket
 
 _log = logging.getLogger("headrace.rate")
 
-__all__ = ["Buckets", "LocalBuckets", "RedisBuckets"]
+__all__ = ["MAX_DEBT_S", "Buckets", "LocalBuckets", "RedisBuckets", "bounded_wait"]
 
 
 class Buckets(Protocol):
@@ -82,37 +83,67 @@ class LocalBuckets:
         return None
 
 
+MAX_DEBT_S = 600.0
+"""The longest wait a bucket can ask for. A debt deeper than this much refill is taken
+as tampered (calls queued ten minutes ahead of a limit is no pacing anyone asked for)
+and the bucket as empty; no call sleeps longer."""
+
 # One bucket's step at Redis's ``now``: refill, then reserve, adjust or drain; the
 # wait it asks for. Shared by the script for a given limit and the one for a learned one.
+# What Redis holds is untrusted: a level that is not a finite number between
+# MAX_DEBT_S of debt and the capacity is taken as an empty bucket (never a full one),
+# and a time that is not a finite one in the past is taken as now. A key
+# that is missing is a full bucket, except just after an outage (``missing_full`` is
+# then false): Redis restarted empty while this process paced alone.
 LUA_STEP = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local missing_full = true
+local function finite(x)
+  return x ~= nil and x == x and x > -math.huge and x < math.huge
+end
 local function step(key, rate, cap, amount, mode, ttl)
-  if rate <= 0 then return 0 end
+  if not finite(rate) or rate <= 0 then return 0 end
   local v = redis.call('HMGET', key, 'level', 'at')
-  local level = tonumber(v[1]) or cap
-  local at = tonumber(v[2]) or now
+  local level, at = tonumber(v[1]), tonumber(v[2])
+  if v[1] == false then
+    if missing_full then level = cap else level = 0 end
+  elseif not finite(level) or level > cap or level < -rate * MAX_DEBT then level = 0 end
+  if not finite(at) or at > now then at = now end
   if now > at then level = math.min(cap, level + (now - at) * rate) end
   if mode == 'reserve' then level = level - amount
   elseif mode == 'adjust' then level = math.min(cap, level + amount)
   else level = math.min(level, 0) end
-  redis.call('HSET', key, 'level', tostring(level), 'at', tostring(now))
+  redis.call('HSET', key, 'level', string.format('%.17g', level), 'at', string.format('%.17g', now))
   redis.call('PEXPIRE', key, ttl)
-  if level < 0 then return -level / rate end
+  if level < 0 then return math.min(-level / rate, MAX_DEBT) end
   return 0
 end
-"""
+""".replace("MAX_DEBT", repr(MAX_DEBT_S))
 
 _LUA = (
     LUA_STEP
     + """
 local mode = ARGV[7]
 local ttl = tonumber(ARGV[8])
+missing_full = ARGV[9] == '1'
 local a = step(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), mode, ttl)
 local b = step(KEYS[2], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), mode, ttl)
 return tostring(math.max(a, b))
 """
 )
+
+
+def bounded_wait(raw: bytes | str | float) -> float:
+    """A wait read from Redis as a number of seconds in ``[0, MAX_DEBT_S]`` (anything
+    else, a tampered answer, is the longest wait: never a free pass, never for ever)."""
+    try:
+        wait = float(raw)
+    except (TypeError, ValueError):
+        return MAX_DEBT_S
+    if not math.isfinite(wait):
+        return MAX_DEBT_S
+    return min(max(wait, 0.0), MAX_DEBT_S)
 
 
 class RedisBuckets:
@@ -159,6 +190,7 @@ class RedisBuckets:
         )
         # a full bucket is the same as no key: let Redis forget it a while after that
         self.ttl_ms = str(int((longest + 60 + 1 / per_second) * 1000))
+        self.recovery_s = longest + 1 / per_second  # a bucket's time to fill up
 
     async def _call(self, mode: str, requests: float, tokens: float) -> float:
         from redis.exceptions import RedisError
@@ -197,11 +229,19 @@ class RedisBuckets:
     def arguments(self, mode: str, requests: float, tokens: float) -> list[str | float]:
         """The script's arguments for one call."""
         rq_rate, rq_cap, tk_rate, tk_cap = self.spec
-        return [rq_rate, rq_cap, requests, tk_rate, tk_cap, tokens, mode, self.ttl_ms]
+        full = self.missing_full()
+        return [rq_rate, rq_cap, requests, tk_rate, tk_cap, tokens, mode, self.ttl_ms, full]
+
+    def missing_full(self) -> str:
+        """``"1"`` when a missing key is a full bucket; ``"0"`` for a while after this
+        process paced alone through an outage (Redis may have restarted empty, and the
+        calls made meanwhile were not counted there)."""
+        recovering = self.outages and self.clock() - self.answered_at < self.recovery_s
+        return "0" if recovering else "1"
 
     def answered(self, raw: bytes | str) -> float:
-        """The wait in the script's answer."""
-        return float(raw)
+        """The wait in the script's answer, bounded (see :data:`MAX_DEBT_S`)."""
+        return bounded_wait(raw)
 
     def _locally(self, mode: str, requests: float, tokens: float) -> float:
         if mode == "reserve":

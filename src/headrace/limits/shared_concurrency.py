@@ -30,7 +30,9 @@ Redis does not answer, a process keeps its share and only cuts it (by 25% on a
 and says so once.
 
 Everything read back from Redis is untrusted: a limit that is not a number in
-``[min, max]`` is replaced by ``initial``.
+``[min, max]`` is replaced by ``initial``, a share that is not one in ``[0, max]``
+counts as none, and a member whose last report is in the future (a score no
+process writes, ``+inf`` included) is dropped like one that went silent.
 """
 
 from __future__ import annotations
@@ -68,10 +70,16 @@ local member, signal = ARGV[1], ARGV[2]
 local recent, seen_best = tonumber(ARGV[3]), tonumber(ARGV[4])
 local initial, lo, hi = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local tolerance, expiry, in_use = tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
+-- members expire by their last report, on Redis's clock: one reported in the future
+-- (a tampered score, +inf included) is as stale as one that stopped reporting
 for _, gone in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now - expiry)) do
   redis.call('HDEL', KEYS[3], gone)
 end
+for _, gone in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. (now + 1), '+inf')) do
+  redis.call('HDEL', KEYS[3], gone)
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - expiry)
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '(' .. (now + 1), '+inf')
 if signal == 'leave' then
   redis.call('ZREM', KEYS[2], member)
   redis.call('HDEL', KEYS[3], member)
@@ -104,7 +112,10 @@ redis.call('HSET', KEYS[1], 'limit', string.format('%.17g', limit),
 local others = 0
 for _, m in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
   if m ~= member then
-    others = others + math.max(0, tonumber(redis.call('HGET', KEYS[3], m) or '') or 0)
+    -- a share that is not a number between 0 and the most is not held (tampered)
+    local held = tonumber(redis.call('HGET', KEYS[3], m) or '')
+    if held == nil or held ~= held or held < 0 or held > hi then held = 0 end
+    others = others + held
   end
 end
 local share = math.max(1, math.min(math.floor(limit / n), math.floor(limit - others)))

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from .bucket import TokenBucket
 from .learning import Learner
-from .pacing import LUA_STEP, RedisBuckets
+from .pacing import LUA_STEP, RedisBuckets, bounded_wait
 
 if TYPE_CHECKING:
     from .rate import Permit, Rate
@@ -43,9 +43,19 @@ _LUA = (
     + """
 local limit_key, ok_key = KEYS[3], KEYS[4]
 local mode, headroom = ARGV[1], tonumber(ARGV[4])
+missing_full = ARGV[12] == '1'
 local held = redis.call('HMGET', limit_key, 'rq', 'tk', 'src', 'changed', 'cut')
-local rq, tk, src = tonumber(held[1]) or 0, tonumber(held[2]) or 0, held[3] or ''
+-- untrusted: a limit that is not a finite, non-negative number is not known (0)
+local function limit_of(x)
+  local n = tonumber(x)
+  if not finite(n) or n < 0 then return 0 end
+  return n
+end
+local rq, tk, src = limit_of(held[1]), limit_of(held[2]), held[3] or ''
+if src ~= 'headers' and src ~= '429s' then src = '' end
 local changed, cut_at = tonumber(held[4]) or 0, tonumber(held[5]) or -1e18
+if not finite(changed) then changed = 0 end
+if not finite(cut_at) then cut_at = -1e18 end
 local dirty = false
 local sec = math.floor(now)
 local function capacity(rate)
@@ -190,14 +200,15 @@ class LearnedRedisBuckets(RedisBuckets):
         self.keys += [f"headrace:rate:{rate.key}:limit", f"headrace:rate:{rate.key}:ok"]
 
     def arguments(self, mode: str, requests: float, tokens: float) -> list[str | float]:
-        return [mode, requests, tokens, self.rate.headroom_s, *self.learner.take()]
+        learned = self.learner.take()
+        return [mode, requests, tokens, self.rate.headroom_s, *learned, self.missing_full()]
 
     def answered(self, raw: bytes | str) -> float:
         text = raw.decode() if isinstance(raw, bytes) else raw
         wait, requests, tokens, *source = text.split(" ")
         if self.learner.answered(float(requests), float(tokens), source[0] if source else ""):
             self._follow(float(requests), float(tokens))
-        return float(wait)
+        return bounded_wait(wait)
 
     def _follow(self, requests: float, tokens: float) -> None:
         """Pace the fallback for an outage at its share of the limit now in force."""
