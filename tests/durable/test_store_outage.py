@@ -109,3 +109,43 @@ def test_a_long_store_outage_stops_the_run_in_one_line_and_it_resumes(
     resumed = go(resume=True)
     assert resumed.items_dead == 0
     assert sorted(keys(tmp_path)) == sorted(set(keys(tmp_path))) and len(keys(tmp_path)) == ITEMS
+
+
+@pytest.mark.slow
+def test_a_sink_table_restart_mid_run_is_waited_out(
+    tmp_path: Path, private_postgres: PrivatePostgres, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The PostgreSQL server holding the sink's table restarts (the run store is SQLite):
+    it used to end the run with a ~200-line traceback; now it is waited out."""
+    from headrace.io.sql import connect
+
+    calls: list[str] = []
+
+    @hr.step(concurrency=4)
+    async def work(row: dict[str, Any]) -> dict[str, Any]:
+        calls.append(row["id"])
+        if len(calls) == 60:
+            private_postgres.stop()
+        if len(calls) == 120:
+            await asyncio.sleep(1.0)
+            private_postgres.start()
+        await asyncio.sleep(0.01)
+        return {"id": row["id"], "n": len(row["id"])}
+
+    caplog.set_level(logging.WARNING, logger="headrace.run")
+    result = hr.run(
+        work,
+        source(tmp_path),
+        sink=hr.write_sql(private_postgres.url, "results", key="id", batch_size=20),
+        run_dir=tmp_path / "run",
+        progress=False,
+    )
+    assert result.items_out == ITEMS and result.items_dead == 0
+    assert "the sink's database (table results) at" in caplog.text
+    assert "answers again" in caplog.text
+    db = connect(private_postgres.url)
+    try:
+        rows = db.execute('SELECT id FROM "results"').fetchall()
+    finally:
+        db.close()
+    assert sorted(r[0] for r in rows) == sorted(f"k{n:03d}" for n in range(ITEMS))

@@ -14,6 +14,7 @@ so even a batch written twice leaves one row per key.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import sqlite3
 import uuid
@@ -342,11 +343,39 @@ class SqlSink:
         self._created = True
 
     def write(self, records: list[list[Any]], journal: bytes | None = None) -> dict[str, Any]:
-        """Upsert ``records`` (and the journal) in one transaction; return the state."""
-        db = self._db
-        assert db is not None, "open() first"
+        """Upsert ``records`` (and the journal) in one transaction; return the state.
+
+        A PostgreSQL server that restarts or stops answering is waited out as the run
+        store waits (``$HEADRACE_STORE_OUTAGE_S``): the transaction is tried again on a
+        new connection, unless it had committed before the connection broke.
+
+        Raises:
+            LeaseLost: another session holds the table's commit record.
+            StoreUnavailable: the database did not answer for that long.
+        """
+        assert self._db is not None, "open() first"
         if not records:
             return self._state()
+        if self._db.dialect != "postgresql":
+            self._write_once(self._db, records, journal)
+        else:
+            from ..store.pg_connection import outlasting
+
+            def once(retried: bool) -> None:
+                if retried:
+                    self._reconnect()
+                    if journal is not None and self._landed():
+                        return  # committed just before the connection broke
+                assert self._db is not None
+                self._write_once(self._db, records, journal)
+
+            role = f"the sink's database (table {self.table})"
+            outlasting(self.url, "sink write", once, role=role)
+        if journal is not None:
+            self._seq += 1
+        return self._state()
+
+    def _write_once(self, db: Database, records: list[list[Any]], journal: bytes | None) -> None:
         if not self._created:
             self._create(db)
         db.begin()
@@ -365,12 +394,29 @@ class SqlSink:
                         "batch is not written"
                     )
         except BaseException:
-            db.rollback()
+            with contextlib.suppress(Exception):  # a broken connection has nothing to undo
+                db.rollback()
             raise
         db.commit()
-        if journal is not None:
-            self._seq += 1
-        return self._state()
+
+    def _reconnect(self) -> None:
+        """A new connection; an unreachable server is the outage's error, waited out."""
+        if self._db is not None:
+            with contextlib.suppress(Exception):
+                self._db.close()
+            self._db = None
+        try:
+            self._db = connect(self.url)
+        except ConnectionError as exc:
+            raise _psycopg().OperationalError(str(exc)) from None
+
+    def _landed(self) -> bool:
+        """Whether this session's next commit is already in the table's commit record."""
+        assert self._db is not None
+        row = self._db.execute(
+            f"SELECT seq, holder FROM {MARKER_TABLE} WHERE token = ?", (self._token,)
+        ).fetchone()
+        return row is not None and int(row[0]) == self._seq + 1 and row[1] == self._holder
 
     def close(self) -> None:
         """Close the connection."""

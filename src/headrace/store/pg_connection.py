@@ -129,9 +129,10 @@ def open_pool(url: str) -> Any:
     return pool
 
 
-def outlasting(url: str, what: str, once: Callable[[bool], T]) -> T:
+def outlasting(url: str, what: str, once: Callable[[bool], T], *, role: str = "the run store") -> T:
     """``once(retried)``, again while the database does not answer, for up to
     :func:`outage_bound_s`; one warning when the outage starts, one when it ends.
+    ``role`` names the database in those lines (the run store, or a sink's).
 
     Raises:
         StoreUnavailable: the outage lasted longer than that.
@@ -148,8 +149,8 @@ def outlasting(url: str, what: str, once: Callable[[bool], T]) -> T:
         except (psycopg.OperationalError, PoolTimeout) as exc:
             if failed is None:
                 _log.warning(
-                    "headrace: the run store at %s is not answering (%s); waiting up to "
-                    "%.0f s for it",
+                    "headrace: %s at %s is not answering (%s); waiting up to %.0f s for it",
+                    role,
                     scrub_url(url),
                     scrub_text(str(exc)).strip().splitlines()[0][:200] if str(exc) else "",
                     outage_bound_s(),
@@ -157,7 +158,7 @@ def outlasting(url: str, what: str, once: Callable[[bool], T]) -> T:
             failed = exc
             if time.monotonic() - started > outage_bound_s():
                 raise StoreUnavailable(
-                    f"the run store at {scrub_url(url)} did not answer for "
+                    f"{role} at {scrub_url(url)} did not answer for "
                     f"{outage_bound_s():.0f} s (during a {what}); the run stopped and "
                     "resumes where it was with `headrace resume`"
                 ) from None
@@ -165,5 +166,5 @@ def outlasting(url: str, what: str, once: Callable[[bool], T]) -> T:
             pause = min(pause * 2, 5.0)
             continue
         if failed is not None:
-            _log.warning("headrace: the run store at %s answers again", scrub_url(url))
+            _log.warning("headrace: %s at %s answers again", role, scrub_url(url))
         return result
