@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import re
 import sqlite3
 import uuid
 from pathlib import Path
@@ -181,6 +182,19 @@ def _psycopg() -> Any:
     return psycopg
 
 
+# a NUL in JSON text: \u0000 after an even number of backslashes (an odd number
+# escapes the backslash instead)
+_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def _holds_nul(cell: Any) -> bool:
+    if isinstance(cell, str):
+        return "\x00" in cell
+    if isinstance(cell, bytes):
+        return b"\x00" in cell or _JSON_NUL.search(cell) is not None
+    return False
+
+
 MARKER_TABLE = "headrace_sink_commits"
 CLAIM_WAIT_S = 30
 """How long a session waits for the commit record that another session holds in an
@@ -242,8 +256,21 @@ class SqlSink:
         return path.with_name(f".{path.name}.{self.table}{shard}.lock")
 
     def encode(self, key: str, value: Any) -> list[Any]:
-        """The output as one row of the table (the key column holds the item's key)."""
-        return self.columns.row(key, value)
+        """The output as one row of the table (the key column holds the item's key).
+
+        Raises:
+            ValueError: a field does not fit its column, or holds U+0000, which
+                PostgreSQL's text and JSON cannot hold (the item's dead letter).
+        """
+        row = self.columns.row(key, value)
+        if self._db is not None and self._db.dialect == "postgresql":
+            for name, cell in zip(self.columns.names, row, strict=True):
+                if _holds_nul(cell):
+                    raise ValueError(
+                        f"field {name!r} holds the character U+0000, which PostgreSQL "
+                        "cannot store in text or JSON"
+                    )
+        return row
 
     def open(self, state: dict[str, Any], *, overwrite: bool = False) -> Recovered | None:
         """Connect, check the table, and find a commit that the run store missed.

@@ -37,6 +37,27 @@ T = TypeVar("T")
 _log = logging.getLogger("headrace.run")
 
 
+# PostgreSQL's text cannot hold U+0000. A key holding it is stored with each NUL as the
+# noncharacter U+FFFE and U+FFFE in front (no real text holds one), and read back exact;
+# every other key is stored as it is. Dead letters' words lose their NULs (shown as U+FFFD).
+_NUL, _MARK = "\x00", "\ufffe"
+
+
+def key_to_store(key: str) -> str:
+    """``key`` as PostgreSQL can hold it (see above)."""
+    return _MARK + key.replace(_NUL, _MARK) if _NUL in key else key
+
+
+def stored_key(stored: Any) -> str:
+    """The key :func:`key_to_store` stored."""
+    text = str(stored)
+    return text[1:].replace(_MARK, _NUL) if text.startswith(_MARK) else text
+
+
+def _holdable(row: DeadRow) -> tuple[Any, ...]:
+    return tuple(v.replace(_NUL, "\ufffd") if isinstance(v, str) else v for v in row)
+
+
 class PostgresRunStore:
     """The run named ``name`` in the PostgreSQL database at ``url``.
 
@@ -253,12 +274,12 @@ class PostgresRunStore:
     def finished_sessions(self) -> dict[str, int]:
         """Key -> the session that committed it, for every finished item."""
         rows = self._all("SELECT key, session FROM headrace_items WHERE run = %s")
-        return {str(k): int(n) for k, n in rows}
+        return {stored_key(k): int(n) for k, n in rows}
 
     def dead_items(self) -> dict[int, str]:
         """Source index -> key of every dead item (for ``retry-dead``)."""
         rows = self._all("SELECT idx, key FROM headrace_items WHERE run = %s AND status = 'dead'")
-        return {int(idx): str(key) for idx, key in rows}
+        return {int(idx): stored_key(key) for idx, key in rows}
 
     def dead_letters(self, *, session: int | None = None) -> list[FinishedItem]:
         """Every dead item with its error in source order; only one session's if given."""
@@ -271,7 +292,7 @@ class PostgresRunStore:
             rows = self._all(query + " AND i.session = %s ORDER BY i.idx", session)
         else:
             rows = self._all(query + " ORDER BY i.idx")
-        return [FinishedItem(*row) for row in rows]
+        return [FinishedItem(row[0], stored_key(row[1]), *row[2:]) for row in rows]
 
     # --- commit --------------------------------------------------------------
 
@@ -333,13 +354,13 @@ class PostgresRunStore:
                 "COPY headrace_items (run, idx, key, status, session) FROM STDIN"
             ) as copy:
                 for index, key, status in rows:
-                    copy.write_row((name, index, key, status, session))
+                    copy.write_row((name, index, key_to_store(key), status, session))
             if dead:
                 cursor.executemany(
                     "INSERT INTO headrace_dead "
                     "(run, idx, step, error_type, message, attempts, item, finished) "
                     "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                    [(name, *row, now) for row in dead],
+                    [(name, *_holdable(row), now) for row in dead],
                 )
             cursor.execute(
                 "UPDATE headrace_runs SET watermark = %s, "
