@@ -2,7 +2,12 @@
 
 A column type is text, so that it is stored with a sink's committed state and
 given in recipes: one of the scalars ``string``, ``int64``, ``float64``,
-``bool``, ``json``, or ``list<T>`` of any type, or ``struct<a: T, b: U>``.
+``bool``, ``json``, the Arrow types ``decimal128(P, S)``, ``timestamp[UNIT]``
+or ``timestamp[UNIT, tz=ZONE]`` (UNIT one of s, ms, us, ns) and ``binary``, or
+``list<T>`` of any type, or ``struct<a: T, b: U>``. The Arrow types are stored
+natively by Parquet (and SQL: ``NUMERIC``, ``TIMESTAMP``, ``BYTEA``/``BLOB``);
+CSV writes a decimal as its digits, a timestamp in ISO 8601 and bytes in
+base64, as JSON does.
 Parquet stores nested types natively (pandas, Polars, DuckDB and Ray read
 ``list<string>`` as lists); CSV and SQL sinks, which have no such columns, store
 them as JSON text.
@@ -15,14 +20,29 @@ else (``dict``, ``Any``, unions) is ``json``.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
+import datetime as dt
+import decimal
 import enum
+import re
 import types
 import typing
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["SCALARS", "arrow_type", "check_type", "coerce", "parse", "type_of_annotation"]
+__all__ = [
+    "SCALARS",
+    "arrow_type",
+    "check_type",
+    "coerce",
+    "family",
+    "native_type_of",
+    "parse",
+    "text_cell",
+    "type_of_annotation",
+]
 
 SCALARS = ("string", "int64", "float64", "bool", "json")
 _INT64 = (-(2**63), 2**63 - 1)
@@ -47,9 +67,48 @@ def parse(text: str) -> Any:
     return tree
 
 
+# the Arrow types carried natively: (family, pattern); a match is one scalar's text
+_NATIVE = (
+    ("decimal", re.compile(r"decimal128\(\s*(\d{1,2})\s*,\s*(\d{1,2})\s*\)")),
+    ("timestamp", re.compile(r"timestamp\[\s*(s|ms|us|ns)\s*(?:,\s*tz\s*=\s*([^\]\s]+)\s*)?\]")),
+    ("binary", re.compile(r"binary(?![A-Za-z0-9_])")),
+)
+
+
+def _native(text: str) -> tuple[str, str] | None:
+    """A native Arrow type at the start of ``text``: its normalised text, and the rest."""
+    for kind, pattern in _NATIVE:
+        found = pattern.match(text)
+        if found is None:
+            continue
+        if kind == "decimal":
+            precision, scale = int(found[1]), int(found[2])
+            if not 1 <= precision <= 38 or scale > precision:
+                raise ValueError("decimal128(P, S) needs 1 <= P <= 38 and S <= P")
+            name = f"decimal128({precision}, {scale})"
+        elif kind == "timestamp":
+            name = f"timestamp[{found[1]}" + (f", tz={found[2]}]" if found[2] else "]")
+        else:
+            name = "binary"
+        return name, text[found.end() :]
+    return None
+
+
+def family(tree: Any) -> str | None:
+    """``"decimal"``, ``"timestamp"`` or ``"binary"`` for a native Arrow type, else ``None``."""
+    if isinstance(tree, str):
+        for kind, _ in _NATIVE:
+            if tree.startswith(kind if kind != "decimal" else "decimal128("):
+                return kind
+    return None
+
+
 def _parse(text: str, depth: int) -> tuple[Any, str]:
     if depth > _MAX_DEPTH:
         raise ValueError("a column type nested more than 8 deep")
+    native = _native(text)
+    if native is not None:
+        return native
     for scalar in SCALARS:
         if text.startswith(scalar) and not text[len(scalar) : len(scalar) + 1].isalnum():
             return scalar, text[len(scalar) :]
@@ -112,6 +171,9 @@ def coerce(name: str, tree: Any, value: Any, encode: Any) -> Any:
         return None
     if tree == "json":
         return encode(value).decode()
+    kind = family(tree)
+    if kind is not None:
+        return _coerce_native(name, kind, tree, value)
     if isinstance(tree, tuple):
         kind, inner = tree
         if kind == "list":
@@ -141,6 +203,89 @@ def coerce(name: str, tree: Any, value: Any, encode: Any) -> Any:
     return value
 
 
+def _coerce_native(name: str, kind: str, tree: str, value: Any) -> Any:
+    """A value for a native Arrow column: a ``Decimal`` that fits, a ``datetime``, bytes;
+    or the text JSON made of one (digits, ISO 8601, base64)."""
+    if kind == "decimal":
+        try:
+            number = value if isinstance(value, decimal.Decimal) else decimal.Decimal(str(value))
+        except (decimal.InvalidOperation, ValueError):
+            _refuse(name, tree, value)
+        if isinstance(value, bool) or not number.is_finite():
+            _refuse(name, tree, value)
+        precision, scale = _decimal_args(tree)
+        exponent = number.as_tuple().exponent
+        places = -exponent if isinstance(exponent, int) and exponent < 0 else 0
+        digits = len(number.as_tuple().digits) - places
+        if places > scale or max(digits, 0) > precision - scale:
+            raise ValueError(f"field {name!r}: {number} does not fit in {tree}")
+        return number
+    if kind == "timestamp":
+        if isinstance(value, dt.datetime):
+            return value
+        if isinstance(value, str):
+            try:
+                return dt.datetime.fromisoformat(value)
+            except ValueError:
+                pass
+        _refuse(name, tree, value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    if isinstance(value, str):
+        try:
+            return base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            pass
+    _refuse(name, tree, value)
+
+
+def _decimal_args(tree: str) -> tuple[int, int]:
+    precision, _, scale = tree[len("decimal128(") : -1].partition(",")
+    return int(precision), int(scale)
+
+
+def native_type_of(value: Any) -> str | None:
+    """The native Arrow column type a Python value asks for (``Decimal``, ``datetime``,
+    bytes), or ``None``: a decimal gets precision 38 and at least 9 places, a timestamp
+    microseconds (nanoseconds for a pandas ``Timestamp``) and its zone if it has one."""
+    if isinstance(value, decimal.Decimal) and value.is_finite():
+        exponent = value.as_tuple().exponent
+        places = -exponent if isinstance(exponent, int) and exponent < 0 else 0
+        return f"decimal128(38, {min(max(places, 9), 38)})"
+    if isinstance(value, dt.datetime):
+        unit = "ns" if hasattr(value, "nanosecond") else "us"
+        zone = _zone_name(value.tzinfo, value)
+        return f"timestamp[{unit}" + (f", tz={zone}]" if zone else "]")
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "binary"
+    return None
+
+
+def _zone_name(zone: Any, at: dt.datetime) -> str | None:
+    if zone is None:
+        return None
+    named = getattr(zone, "key", None) or getattr(zone, "zone", None)  # zoneinfo, pytz
+    if isinstance(named, str):
+        return named
+    offset = zone.utcoffset(at)
+    if offset is None:
+        return None
+    if not offset:
+        return "UTC"
+    minutes = int(offset.total_seconds()) // 60
+    sign = "+" if minutes >= 0 else "-"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+def text_cell(value: Any) -> Any:
+    """A cell as CSV writes it: a timestamp in ISO 8601, bytes in base64, others as is."""
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    return value
+
+
 def _refuse(name: str, expected: str, value: Any) -> typing.NoReturn:
     shown = repr(value)
     shown = shown if len(shown) <= 60 else shown[:60] + "…"
@@ -156,6 +301,15 @@ def arrow_type(tree: Any) -> Any:
         if kind == "list":
             return pa.list_(arrow_type(inner))
         return pa.struct([(n, arrow_type(t)) for n, t in inner.items()])
+    kind = family(tree)
+    if kind == "decimal":
+        precision, scale = _decimal_args(tree)
+        return pa.decimal128(precision, scale)
+    if kind == "timestamp":
+        unit, _, zone = tree[len("timestamp[") : -1].partition(", tz=")
+        return pa.timestamp(unit, tz=zone or None)
+    if kind == "binary":
+        return pa.binary()
     return {
         "string": pa.string(),
         "int64": pa.int64(),

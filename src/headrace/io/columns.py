@@ -77,11 +77,44 @@ def _type_of(value: Any) -> str:
 
 def declared_field_types(value: Any) -> dict[str, Any]:
     """The annotations an output declares for its fields: its class's (a pydantic model,
-    a dataclass), or those a :class:`~headrace.pipeline.keep.TypedRecord` carries."""
+    a dataclass), or those a :class:`TypedRecord` carries."""
     carried = getattr(value, "field_types", None)
     if isinstance(carried, dict):
         return carried
     return column_types.declared_types(type(value))
+
+
+def _declared_type(declared: Any) -> str:
+    """A declared field's column type: an annotation's, or a column type's own text (as
+    a Parquet source declares ``decimal128(10, 2)``)."""
+    if isinstance(declared, str):
+        try:
+            return column_types.check_type(declared)
+        except ValueError:
+            return "json"
+    return column_types.type_of_annotation(declared)
+
+
+class TypedRecord(dict[str, Any]):
+    """A record that knows the types of some of its fields (``field_types``: name -> a
+    Python annotation, or a column type's text), so that a Parquet sink writes
+    ``keywords: list[str]`` as a ``list<string>`` column, and a Parquet source's
+    ``decimal128(10, 2)`` column as that again. A plain ``dict`` in every other way."""
+
+    field_types: dict[str, Any]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.field_types = {}
+
+    def __reduce__(self) -> Any:
+        return (_typed_record, (dict(self), self.field_types))
+
+
+def _typed_record(fields: dict[str, Any], field_types: dict[str, Any]) -> TypedRecord:
+    record = TypedRecord(fields)
+    record.field_types = field_types
+    return record
 
 
 class Columns:
@@ -106,6 +139,7 @@ class Columns:
         self.nested = nested
         self.types: dict[str, str] | None = None
         self._trees: dict[str, Any] = {}
+        self._native: list[str] = []  # the columns of native Arrow types
         if given is not None:
             self.fix(dict(given))
 
@@ -134,6 +168,7 @@ class Columns:
                 raise ValueError(f"the key column {self.key_column!r} must be of type string")
         self.types = fixed
         self._trees = {name: column_types.parse(kind) for name, kind in fixed.items()}
+        self._native = [n for n, t in self._trees.items() if column_types.family(t) is not None]
 
     @property
     def names(self) -> list[str]:
@@ -175,7 +210,8 @@ class Columns:
             ValueError: a field is not a column, or has the wrong type.
         """
         # as JSON sees it: numpy numbers, datetimes, UUIDs, nested models become plain values
-        record = decode_json(encode_json(as_record(value)))
+        fields = as_record(value)
+        record = decode_json(encode_json(fields))
         key_column = self.key_column
         if key_column is not None:
             given = record.get(key_column)
@@ -187,9 +223,12 @@ class Columns:
             record[key_column] = key
         types = self.types
         if types is None:
-            self.fix(self._inferred(value, record))
+            self.fix(self._inferred(value, record, fields))
             types = self.types
             assert types is not None
+        for name in self._native:  # a Decimal, a datetime, bytes: kept as they are, not text
+            if name in fields and name != key_column:
+                record[name] = fields[name]
         extra = record.keys() - types.keys()
         if extra:
             raise ValueError(
@@ -198,15 +237,18 @@ class Columns:
         trees, encode = self._trees, encode_json
         return [column_types.coerce(name, trees[name], record.get(name), encode) for name in types]
 
-    def _inferred(self, value: Any, record: dict[str, Any]) -> dict[str, str]:
-        """Column types for the first output: declared where its class says, else by value."""
+    def _inferred(
+        self, value: Any, record: dict[str, Any], fields: dict[str, Any]
+    ) -> dict[str, str]:
+        """Column types for the first output: declared where its class (or its source)
+        says, else by value (``fields``: before JSON made text of a Decimal or a date)."""
         declared = declared_field_types(value)
         found: dict[str, str] = {}
         for name, field_value in record.items():
-            kind = _type_of(field_value)
+            kind = column_types.native_type_of(fields.get(name)) or _type_of(field_value)
             # a declared type where it says more than the value (a list<...>, an int
             # field whose first value is None); "json" (a datetime, a dict) says less
-            said = column_types.type_of_annotation(declared[name]) if name in declared else "json"
+            said = _declared_type(declared[name]) if name in declared else "json"
             if said != "json" and (self.nested or not column_types.nested(said)):
                 kind = said
             found[name] = kind

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .appending import AppendingFileSink
+from .column_types import text_cell
 from .columns import Columns
 from .records import BadRecord, Source
 
@@ -192,7 +193,7 @@ class CsvSink(AppendingFileSink):
 
     def encode(self, key: str, value: Any) -> bytes:
         """The output as one CSV row."""
-        return _csv_line(self.columns.row(key, value))
+        return _csv_line([text_cell(cell) for cell in self.columns.row(key, value)])
 
     def header(self) -> bytes:
         """The column names."""

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from .column_types import arrow_type, parse
-from .columns import Columns
+from .columns import Columns, TypedRecord
 from .parts import PartDirectorySink
 from .records import BadRecord, Source
 
@@ -25,6 +25,7 @@ class ParquetSource(Source):
         self.path = Path(path)
         self.key = key
         self.columns = list(columns) if columns is not None else None
+        self._native: dict[str, str] = {}  # the columns JSON has no type for (see below)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -85,6 +86,7 @@ class ParquetSource(Source):
         columns = self.columns
         if columns is not None and self.key is not None and self.key not in columns:
             columns = [*columns, self.key]
+        self._native = _native_columns(parquet.schema_arrow, columns)
         first = 0  # the position of the current row group's first row
         for group in range(parquet.num_row_groups):
             size = parquet.metadata.row_group(group).num_rows
@@ -110,7 +112,11 @@ class ParquetSource(Source):
         self, values: list[Any], group: int, row: int
     ) -> Iterator[tuple[str, Any] | BadRecord]:
         """Each row with its key; ``row`` is the first one's row in row group ``group``."""
+        native = self._native
         for value in values:
+            if native:  # its decimal, timestamp and binary columns go to a sink as they are
+                value = TypedRecord(value)
+                value.field_types = native
             if self.key is None:
                 yield f"row_group:{group}:{row}", value
             elif value.get(self.key) is None:
@@ -122,6 +128,24 @@ class ParquetSource(Source):
             else:
                 yield str(value[self.key]), value
             row += 1
+
+
+def _native_columns(schema: Any, columns: list[str] | None) -> dict[str, str]:
+    """The columns of Arrow types that JSON has no type for, as column types' text."""
+    pa, _ = _pyarrow()
+    found = {}
+    for field in schema:
+        if columns is not None and field.name not in columns:
+            continue
+        kind = field.type
+        if pa.types.is_decimal128(kind):
+            found[field.name] = f"decimal128({kind.precision}, {kind.scale})"
+        elif pa.types.is_timestamp(kind):
+            zone = f", tz={kind.tz}" if kind.tz else ""
+            found[field.name] = f"timestamp[{kind.unit}{zone}]"
+        elif pa.types.is_binary(kind) or pa.types.is_large_binary(kind):
+            found[field.name] = "binary"
+    return found
 
 
 def read_parquet(

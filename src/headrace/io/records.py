@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import decimal
 import hashlib
 import json
 import re
@@ -48,6 +50,15 @@ def _default(value: Any) -> Any:
     tolist = getattr(value, "tolist", None)  # numpy arrays and scalars
     if callable(tolist):
         return tolist()
+    # Arrow's types as Python gives them (a Parquet source's decimal128, timestamp[ns],
+    # binary columns): a decimal as its digits, a time in ISO 8601, bytes in base64
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    isoformat = getattr(value, "isoformat", None)  # a pandas Timestamp (orjson takes datetime)
+    if callable(isoformat):
+        return isoformat()
+    if isinstance(value, bytes | bytearray | memoryview):
+        return base64.b64encode(bytes(value)).decode("ascii")
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import datetime
+import decimal
 import re
 import sqlite3
 import uuid
@@ -24,7 +26,8 @@ from typing import Any
 
 from ..errors import HeadraceError, LeaseLost, OutputExists, RunBusy, positive_int
 from ..secrecy import scrub_text, scrub_url
-from .columns import Columns, ColumnType
+from . import column_types
+from .columns import Columns
 from .records import Recovered
 
 __all__ = [
@@ -89,7 +92,7 @@ class Database:
         """Roll the transaction back."""
         self.execute("ROLLBACK")
 
-    def table_columns(self, table: str) -> dict[str, ColumnType] | None:
+    def table_columns(self, table: str) -> dict[str, str] | None:
         """The columns of ``table`` as headrace column types, or ``None`` if it does not exist."""
         if self.dialect == "sqlite":
             rows = self.execute(f"PRAGMA table_info({quote(table)})").fetchall()
@@ -97,12 +100,13 @@ class Database:
         else:
             schema, _, name = table.rpartition(".")
             rows = self.execute(
-                "SELECT column_name, data_type FROM information_schema.columns "
+                "SELECT column_name, data_type, numeric_precision, numeric_scale "
+                "FROM information_schema.columns "
                 "WHERE table_name = ? AND table_schema = coalesce(nullif(?, ''), current_schema()) "
                 "ORDER BY ordinal_position",
                 (name, schema),
             ).fetchall()
-            found = [(str(r[0]), str(r[1]).upper()) for r in rows]
+            found = [(str(r[0]), _with_digits(str(r[1]).upper(), r[2], r[3])) for r in rows]
         if not found:
             return None
         return {name: _column_type(kind) for name, kind in found}
@@ -161,7 +165,14 @@ _SQL_TYPES: dict[str, dict[str, str]] = {
 }
 
 
-def _column_type(sql_type: str) -> ColumnType:
+def _with_digits(data_type: str, precision: Any, scale: Any) -> str:
+    """PostgreSQL's ``numeric`` with its digits, as ``NUMERIC(10, 2)``."""
+    if data_type == "NUMERIC" and isinstance(precision, int) and isinstance(scale, int):
+        return f"NUMERIC({precision}, {scale})"
+    return data_type
+
+
+def _column_type(sql_type: str) -> str:
     """The headrace column type that an existing SQL column takes."""
     if "JSON" in sql_type:
         return "json"
@@ -169,9 +180,31 @@ def _column_type(sql_type: str) -> ColumnType:
         return "bool"
     if "INT" in sql_type:
         return "int64"
+    if sql_type.startswith("TIMESTAMP"):
+        return "timestamp[us, tz=UTC]" if "WITH TIME ZONE" in sql_type else "timestamp[us]"
+    if sql_type in ("BYTEA", "BLOB"):
+        return "binary"
+    digits = re.fullmatch(r"(?:NUMERIC|DECIMAL)\((\d+), ?(\d+)\)", sql_type)
+    if digits is not None and 1 <= int(digits[1]) <= 38:
+        return f"decimal128({int(digits[1])}, {int(digits[2])})"
     if any(word in sql_type for word in ("REAL", "FLOA", "DOUB", "NUMERIC", "DECIMAL")):
         return "float64"
     return "string"
+
+
+def _sql_type(dialect: str, kind: str) -> str:
+    """The SQL type a column of ``kind`` is created with. SQLite keeps a decimal and a
+    timestamp as text (its NUMERIC would make a decimal a float)."""
+    family = column_types.family(kind)
+    if family is None:
+        return _SQL_TYPES[dialect][kind]
+    if dialect == "sqlite":
+        return "BLOB" if family == "binary" else "TEXT"
+    if family == "decimal":
+        return "NUMERIC" + kind[len("decimal128") :]
+    if family == "timestamp":
+        return "TIMESTAMPTZ" if ", tz=" in kind else "TIMESTAMP"
+    return "BYTEA"
 
 
 def _psycopg() -> Any:
@@ -187,12 +220,20 @@ def _psycopg() -> Any:
 _JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 
-def _holds_nul(cell: Any) -> bool:
-    if isinstance(cell, str):
-        return "\x00" in cell
-    if isinstance(cell, bytes):
-        return b"\x00" in cell or _JSON_NUL.search(cell) is not None
-    return False
+def _sqlite_cell(cell: Any) -> Any:
+    if isinstance(cell, decimal.Decimal):
+        return str(cell)
+    if isinstance(cell, datetime.datetime):
+        return cell.isoformat()
+    return cell
+
+
+def _holds_nul(cell: Any, json_text: bool) -> bool:
+    """Whether a text cell holds U+0000 (in a JSON column, also as the escape ``\\u0000``);
+    bytes (a ``BYTEA`` column) may hold any byte."""
+    if not isinstance(cell, str):
+        return False
+    return "\x00" in cell or (json_text and _JSON_NUL.search(cell.encode()) is not None)
 
 
 MARKER_TABLE = "headrace_sink_commits"
@@ -263,9 +304,12 @@ class SqlSink:
                 PostgreSQL's text and JSON cannot hold (the item's dead letter).
         """
         row = self.columns.row(key, value)
+        if self._db is not None and self._db.dialect == "sqlite":  # text, as it stores them
+            return [_sqlite_cell(cell) for cell in row]
         if self._db is not None and self._db.dialect == "postgresql":
+            kinds = self.columns.types or {}
             for name, cell in zip(self.columns.names, row, strict=True):
-                if _holds_nul(cell):
+                if _holds_nul(cell, kinds.get(name) == "json"):
                     raise ValueError(
                         f"field {name!r} holds the character U+0000, which PostgreSQL "
                         "cannot store in text or JSON"
@@ -361,9 +405,9 @@ class SqlSink:
         return None
 
     def _create(self, db: Database) -> None:
-        types = _SQL_TYPES[db.dialect]  # scalars only: the sink has nested=False
-        definitions = [
-            f"{quote(name)} {types[kind]}" + (" PRIMARY KEY" if name == self.key else "")
+        definitions = [  # no nested types: the sink has nested=False
+            f"{quote(name)} {_sql_type(db.dialect, kind)}"
+            + (" PRIMARY KEY" if name == self.key else "")
             for name, kind in (self.columns.types or {}).items()
         ]
         db.execute(f"CREATE TABLE IF NOT EXISTS {quote(self.table)} ({', '.join(definitions)})")

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import PipelineError
 from ..fields import fields_of
+from ..io.columns import TypedRecord
 from .step import Step, as_step
 
 if TYPE_CHECKING:
@@ -19,27 +20,6 @@ if TYPE_CHECKING:
 
 
 __all__ = ["TypedRecord", "WithInput", "added_fields", "with_input"]
-
-
-class TypedRecord(dict[str, Any]):
-    """A record that knows the declared types of some of its fields (``field_types``:
-    name -> annotation), so that a Parquet sink writes ``keywords: list[str]`` as a
-    ``list<string>`` column. It is a plain ``dict`` in every other way."""
-
-    field_types: dict[str, Any]
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.field_types = {}
-
-    def __reduce__(self) -> Any:
-        return (_typed_record, (dict(self), self.field_types))
-
-
-def _typed_record(fields: dict[str, Any], field_types: dict[str, Any]) -> TypedRecord:
-    record = TypedRecord(fields)
-    record.field_types = field_types
-    return record
 
 
 class WithInput(Step[dict[str, Any], dict[str, Any]]):
