@@ -3,7 +3,7 @@
 A tabular sink takes outputs that are flat records: a ``dict``, a pydantic model
 or a dataclass. Its columns are given by the user or fixed by the first output
 written, and stay fixed for the whole run (they are stored with the sink's
-committed state, so a resume writes the same columns). A column has one of five
+committed state, so a resume writes the same columns). A column has one of these
 scalar types, or (Parquet) a nested one:
 
 ===================== ============================= ===================================
@@ -14,6 +14,9 @@ type                  takes                         stored as
 ``float64``           ``float`` or ``int``          a double
 ``bool``              ``bool``                      a boolean
 ``json``              anything JSON can encode      JSON text (lists, nested objects)
+``decimal128(P, S)``  a ``Decimal`` that fits       a decimal (see column_types)
+``timestamp[UNIT]``   a ``datetime``                a timestamp, with ``, tz=ZONE``
+``binary``            ``bytes``                     bytes
 ``list<T>``           a list of T                   Parquet: a list column
 ``struct<a: T, ...>`` an object with those fields   Parquet: a struct column
 ===================== ============================= ===================================
