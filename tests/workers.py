@@ -64,3 +64,19 @@ def die_on_5_and_23(x: int) -> int:
     if x in (5, 23):
         os.kill(os.getpid(), 9)
     return x
+
+
+def control_on_some(x: int) -> int:
+    """SystemExit for x % 4 == 1, StopIteration (as real code meets it) for x % 4 == 2."""
+    if x % 4 == 1:
+        raise SystemExit(3)
+    if x % 4 == 2:
+        next(iter([]))
+    return x * 10
+
+
+def batch_exits_on_five(xs: list[int]) -> list[int]:
+    """A batched function that raises KeyboardInterrupt for a batch holding 5."""
+    if 5 in xs:
+        raise KeyboardInterrupt
+    return [x * 10 for x in xs]

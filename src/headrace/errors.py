@@ -177,6 +177,15 @@ class StepRaisedControl(HeadraceError):
             "stops a program or a task rather than failing an item; taken as this item's failure"
         )
 
+    def __reduce__(self) -> Any:  # from a worker process: the words, not the original
+        return (_rebuild_control, (str(self),))
+
+
+def _rebuild_control(message: str) -> StepRaisedControl:
+    rebuilt = StepRaisedControl.__new__(StepRaisedControl)
+    HeadraceError.__init__(rebuilt, message)
+    return rebuilt
+
 
 def control_failure(raised: BaseException) -> StepRaisedControl | None:
     """The item's failure for ``raised`` when a step raised it, or ``None`` when it must go

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+import workers
 
 import headrace as hr
 
@@ -124,3 +125,35 @@ def test_a_real_cancellation_still_stops_the_run() -> None:
             await task
 
     asyncio.run(main())
+
+
+@pytest.mark.slow
+def test_in_a_process_worker_too() -> None:
+    step = hr.step(workers.control_on_some, executor="process", concurrency=2)
+    result = hr.run(step, list(range(12)), progress=False)
+    assert sorted(result.outputs) == [n * 10 for n in range(12) if n % 4 not in (1, 2)]
+    dead = {d.index: d for d in result.dead_letters}
+    assert sorted(dead) == [n for n in range(12) if n % 4 in (1, 2)]
+    assert "raised SystemExit: 3" in dead[1].message
+    assert "raised StopIteration" in dead[2].message
+
+
+@pytest.mark.parametrize("executor", ["async", "inline", "thread", "process"])
+def test_a_batched_step_fails_only_its_items(executor: str) -> None:
+    if executor == "process":
+        step = hr.step(workers.batch_exits_on_five, executor="process", batch=hr.Batch(max_size=4))
+    elif executor == "async":
+
+        async def batch(xs: list[int]) -> list[int]:
+            if 5 in xs:
+                raise asyncio.CancelledError  # its own: nothing cancelled it
+            return [x * 10 for x in xs]
+
+        step = hr.step(batch, batch=hr.Batch(max_size=4, max_wait=0.01))
+    else:
+        options: dict[str, Any] = {"executor": "thread"} if executor == "thread" else {}
+        step = hr.step(workers.batch_exits_on_five, batch=hr.Batch(max_size=4), **options)
+    result = hr.run(step, list(range(12)), progress=False)
+    assert 5 in {d.index for d in result.dead_letters}
+    assert {d.error_type for d in result.dead_letters} == {"StepRaisedControl"}
+    assert len(result.outputs) + len(result.dead_letters) == 12

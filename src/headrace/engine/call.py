@@ -274,12 +274,27 @@ def _bind_batched(
             return _with_timeout(loop.run_in_executor(pool_t, fn, values), timeout_s, name)
     elif step.is_async:
 
+        async def guarded(values: list[Any]) -> Any:
+            try:
+                return await fn(values)
+            except BaseException as raised:  # its own CancelledError, SystemExit ...
+                failure = control_failure(raised)
+                if failure is None:
+                    raise
+                raise failure from None
+
         def call(values: list[Any]) -> Any:
-            return _with_timeout(fn(values), timeout_s, name)
+            return _with_timeout(guarded(values), timeout_s, name)
     else:
 
         async def call(values: list[Any]) -> Any:
-            return fn(values)
+            try:
+                return fn(values)
+            except BaseException as raised:  # SystemExit, KeyboardInterrupt ...
+                failure = control_failure(raised)
+                if failure is None:
+                    raise
+                raise failure from None
 
     assert batch is not None  # set above for every batched path
     batcher = MicroBatcher(

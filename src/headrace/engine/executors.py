@@ -24,7 +24,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
-from ..errors import PipelineError, RemoteError, StepTimeout
+from ..errors import PipelineError, RemoteError, StepRaisedControl, StepTimeout
 from ..imports import import_object
 
 __all__ = [
@@ -170,8 +170,12 @@ def apply_each(
                     signal.setitimer(signal.ITIMER_REAL, 0)
         except _AlarmTimeout:
             value = ItemFailure(StepTimeout(step, timeout_s or 0.0))
+        except (StopIteration, StopAsyncIteration) as exc:  # cannot cross a future
+            value = ItemFailure(StepRaisedControl(exc))
         except Exception as exc:
             value = ItemFailure(_transportable(exc))
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt: this item's failure
+            value = ItemFailure(StepRaisedControl(exc))
         results.append((value, time.perf_counter() - started))
     return results
 
@@ -181,15 +185,21 @@ def apply_batch(
 ) -> Any:
     """Run in a worker: call a batched function on the whole list, within ``timeout_s``."""
     fn = _callable(target)
-    if timeout_s is None:
-        return fn(items)
-    signal.setitimer(signal.ITIMER_REAL, timeout_s)
+    if timeout_s is not None:
+        signal.setitimer(signal.ITIMER_REAL, timeout_s)
     try:
         return fn(items)
     except _AlarmTimeout:
-        raise StepTimeout(step, timeout_s) from None
+        raise StepTimeout(step, timeout_s or 0.0) from None
+    except (StopIteration, StopAsyncIteration) as exc:  # cannot cross a future
+        raise StepRaisedControl(exc) from None
+    except Exception:
+        raise
+    except BaseException as exc:  # SystemExit, KeyboardInterrupt: the batch's failure
+        raise StepRaisedControl(exc) from None
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
+        if timeout_s is not None:
+            signal.setitimer(signal.ITIMER_REAL, 0)
 
 
 def _init_worker(owner_pid: int) -> None:
