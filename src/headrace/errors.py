@@ -49,6 +49,7 @@ __all__ = [
     "SinkDamaged",
     "StoreUnavailable",
     "StorageError",
+    "NotAFile",
 ]
 
 
@@ -467,3 +468,9 @@ class GraphError(PipelineError):
 
 class ExpressionError(HeadraceError, ValueError):
     """An expression broke a sandbox rule, or failed on the values it was given."""
+
+
+class NotAFile(HeadraceError, ValueError):
+    """A source or sink path is a FIFO, a device or a socket, not a regular file: a
+    source is read more than once and a durable sink is checked and cut back, which
+    neither can be. Refused before anything opens it (a FIFO would wait for ever)."""

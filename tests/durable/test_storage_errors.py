@@ -96,3 +96,61 @@ def test_a_damaged_parquet_row_group_is_named(tmp_path: Path) -> None:
     path.write_bytes(bytes(data))
     with pytest.raises(SourceError, match=rf"{path}: row group 2 of 4 cannot be read"):
         hr.run(lambda r: r, hr.read_parquet(path, key="id"), progress=False)
+
+
+DEAD_JOB = """
+import headrace as hr
+@hr.step
+def fail(row):
+    raise ValueError("x" * 3000)
+pipeline = fail
+"""
+
+
+@pytest.mark.slow
+def test_dead_letters_filling_the_disk_are_one_line_naming_it(
+    tmp_path: Path, small_disk: Path
+) -> None:
+    """It used to end with "cannot rollback - no transaction is active", which hid the
+    full disk."""
+    (tmp_path / "job.py").write_text(DEAD_JOB)
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps({"id": n}) + "\n" for n in range(400)))
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    command = [sys.executable, "-m", "headrace", "run", "job:pipeline", "--input", "in.jsonl"]
+    command += ["--key", "id", "--output", "out.jsonl", "--run-dir", str(small_disk / "state")]
+    full = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert full.returncode == 1
+    [line] = full.stderr.strip().splitlines()
+    assert "run.sqlite: database or disk is full (" in line and "bytes free on its disk" in line
+    assert "rollback" not in line
+
+
+@pytest.mark.slow
+def test_report_of_a_run_on_a_full_disk_names_the_free_space(
+    tmp_path: Path, small_disk: Path
+) -> None:
+    """It used to ask whether the store was damaged."""
+    hr.run(
+        lambda r: r,
+        [{"id": n} for n in range(50)],
+        key="id",
+        sink=hr.write_jsonl(tmp_path / "out.jsonl"),
+        run_dir=small_disk / "run",
+        progress=False,
+    )
+    fd = os.open(small_disk / "filler", os.O_WRONLY | os.O_CREAT)
+    try:  # fill what is left
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    done = subprocess.run(
+        [sys.executable, "-m", "headrace", "report", str(small_disk / "run")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 1
+    [line] = done.stderr.strip().splitlines()
+    assert "bytes free" in line and "damaged" not in line

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import OutputExists, SinkDamaged
 from .parts import aside
-from .records import Recovered
+from .records import Recovered, refuse_special_file
 
 _log = logging.getLogger("headrace.run")
 
@@ -72,6 +72,7 @@ class AppendingFileSink(abc.ABC):
     def open(self, state: dict[str, Any], *, overwrite: bool = False) -> Recovered | None:
         """Open for appending, after checking the file against the committed ``state``
         and cutting it back to it (see the class notes)."""
+        refuse_special_file(self.path, "sink")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._offset = int(state.get("offset", 0))
         self._crc = int(state.get("crc", 0))

@@ -19,7 +19,7 @@ from typing import Any
 from .appending import AppendingFileSink
 from .column_types import text_cell
 from .columns import Columns
-from .records import BadRecord, Source
+from .records import BadRecord, Source, refuse_special_file
 
 __all__ = ["CsvSink", "CsvSource", "read_csv", "write_csv"]
 
@@ -153,6 +153,7 @@ _SURROGATES = re.compile("[\udc80-\udcff]")
 
 
 def _open(path: Path) -> io.TextIOWrapper:
+    refuse_special_file(path, "source")  # a FIFO would wait for a writer
     try:
         return path.open(newline="", encoding="utf-8-sig", errors="surrogateescape")
     except OSError as exc:

@@ -18,7 +18,7 @@ from .directory import read_dir
 from .jsonl import read_jsonl, write_jsonl
 from .parquet import read_parquet, write_parquet
 from .parts import write_batches
-from .records import DurableSink, Source
+from .records import DurableSink, Source, refuse_special_file
 from .sql import write_sql
 from .sql_source import read_sql
 
@@ -63,6 +63,7 @@ def source_at(path: Path, **options: Any) -> Source:
     """
     if path.is_dir():
         return read_dir(path)
+    refuse_special_file(path, "source")
     for candidate in FORMATS:
         if candidate.suffix == path.suffix and candidate.read is not None:
             return candidate.read(path, **options)
@@ -84,6 +85,7 @@ def sink_at(output: str, *, table: str | None = None, key: str | None = None) ->
     if table is not None:
         raise ValueError("a table is for a database output")
     path = Path(output)
+    refuse_special_file(path, "sink")
     for candidate in FORMATS:
         if candidate.suffix == path.suffix and candidate.write is not None:
             return candidate.write(path)

@@ -10,7 +10,14 @@ from typing import Any
 import orjson
 
 from .appending import AppendingFileSink
-from .records import BadRecord, Source, decode_json, encode_json, missing_key_field
+from .records import (
+    BadRecord,
+    Source,
+    decode_json,
+    encode_json,
+    missing_key_field,
+    refuse_special_file,
+)
 
 __all__ = ["JsonlSink", "JsonlSource", "read_jsonl", "write_jsonl"]
 
@@ -28,6 +35,7 @@ class JsonlSource(Source):
         return {"kind": "jsonl", "path": str(self.path.resolve()), "key": self.key}
 
     def _open(self) -> Any:
+        refuse_special_file(self.path, "source")  # a FIFO would wait for a writer
         try:
             return self.path.open("rb")
         except OSError as exc:

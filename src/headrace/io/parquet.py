@@ -10,7 +10,7 @@ from typing import Any
 from .column_types import arrow_type, parse
 from .columns import Columns, TypedRecord
 from .parts import PartDirectorySink
-from .records import BadRecord, Source
+from .records import BadRecord, Source, refuse_special_file
 
 __all__ = ["ParquetSink", "ParquetSource", "read_parquet", "write_parquet"]
 
@@ -37,6 +37,7 @@ class ParquetSource(Source):
 
     def _file(self) -> Any:
         _, pq = _pyarrow()
+        refuse_special_file(self.path, "source")
         if not self.path.is_file():
             raise FileNotFoundError(f"cannot read {self.path}: No such file")
         try:

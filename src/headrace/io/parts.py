@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import HeadraceError, OutputExists, SinkDamaged, positive_int
-from .records import Recovered, encode_json
+from .records import Recovered, encode_json, refuse_special_file
 
 __all__ = ["BatchDirSink", "PartDirectorySink", "aside", "file_crc", "write_batches"]
 
@@ -92,6 +92,12 @@ class PartDirectorySink(abc.ABC):
         """Check that every committed part is there whole, then move aside every part
         that the committed ``state`` does not list (see the module notes). A new run
         refuses a directory that already holds parts unless asked to overwrite them."""
+        refuse_special_file(self.directory, "sink")
+        if self.directory.exists() and not self.directory.is_dir():
+            raise ValueError(
+                f"{self.directory} is a file, not a directory: a {self.kind} sink writes a "
+                "directory of part files"
+            )
         self.directory.mkdir(parents=True, exist_ok=True)
         self._parts = [str(name) for name in state.get("parts", [])]
         self._sizes = {str(k): int(v) for k, v in dict(state.get("sizes", {})).items()}

@@ -6,7 +6,9 @@ import base64
 import decimal
 import hashlib
 import json
+import os
 import re
+import stat
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Sized
 from collections.abc import Sequence as SequenceABC
 from dataclasses import dataclass
@@ -14,10 +16,11 @@ from typing import Any, Protocol
 
 import orjson
 
-from ..errors import nearest
+from ..errors import NotAFile, nearest
 
 __all__ = [
     "BadRecord",
+    "refuse_special_file",
     "DurableSink",
     "Head",
     "KeyedSource",
@@ -119,6 +122,38 @@ def decode_json(data: bytes) -> Any:
         ValueError: not JSON (``orjson.JSONDecodeError`` or ``json.JSONDecodeError``).
     """
     return json.loads(data) if _LONG_NUMBER.search(data) else orjson.loads(data)
+
+
+_SPECIAL = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def refuse_special_file(path: str | os.PathLike[str], role: str) -> None:
+    """Refuse a path that exists and is a FIFO, a device or a socket, before anything
+    opens it (opening a FIFO waits for a writer: the run would hang).
+
+    Raises:
+        NotAFile: it is one (a ``ValueError`` too), with why ``role`` (``"source"``,
+            ``"sink"``) needs a regular file.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # missing (a sink creates it; a source is refused as missing elsewhere)
+    for test, kind in _SPECIAL:
+        if test(mode):
+            why = (
+                "a source is read more than once (its size, its records, again on a "
+                "resume): copy it to a regular file first"
+                if role == "source"
+                else "a durable sink must be a regular file or a directory that it can "
+                "check and cut back on resume; write to a file and read that"
+            )
+            raise NotAFile(f"{path} is {kind}, not a regular file: {why}")
 
 
 def item_key(index: int, value: Any) -> str:

@@ -257,6 +257,8 @@ class SqlSink:
         batch_size: int = 1000,
     ) -> None:
         positive_int(batch_size, "batch_size")
+        scheme, sep, rest = url.partition("://")
+        url = scheme.lower() + sep + rest  # a URL's scheme is case-insensitive (SQLITE:///)
         if not url.startswith(("sqlite:///", "postgresql://", "postgres://")):
             raise ValueError(
                 f"unsupported database URL {scrub_url(url)!r}: use sqlite:///path.db or postgresql://..."

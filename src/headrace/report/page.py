@@ -24,6 +24,7 @@ from typing import Any
 from ..engine.bottleneck import bottleneck, rate_groups
 from ..engine.progress import clock
 from ..engine.verdicts import verdicts
+from ..errors import StorageError
 from ..secrecy import scrub_text
 from ..store import StoreLocation
 from ..store.base import FinishedItem, RunStatus, Sample
@@ -402,8 +403,12 @@ def write_atomically(path: Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` through a ``.partial`` file renamed over it, so that a
     kill leaves the old file or the new one, never half of one."""
     partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(data)
-    partial.replace(path)
+    try:
+        partial.write_bytes(data)
+        partial.replace(path)
+    except OSError as exc:  # a full disk: one line with the free space, nothing half-written
+        partial.unlink(missing_ok=True)
+        raise StorageError.writing(path, exc) from None
     return path
 
 

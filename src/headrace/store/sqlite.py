@@ -17,7 +17,9 @@ both or, on the sink side only, output that the next resume removes.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import shutil
 import sqlite3
 import time
 import uuid
@@ -109,6 +111,12 @@ class SqliteRunStore:
         try:
             self._db = self._connect(path)
         except sqlite3.Error as exc:
+            free = _free_bytes(path)
+            if free is not None and free < _LOW_DISK:  # not damaged: no room to open it
+                raise StorageError(
+                    f"the run store {path} cannot be opened: {exc}; its disk has {free:,} "
+                    "bytes free (SQLite needs room to open it): make room and try again"
+                ) from None
             raise StorageError(
                 f"the run store {path} cannot be opened: {exc} (is it damaged? a copy of the "
                 "run directory from before the damage can be resumed)"
@@ -480,6 +488,19 @@ class SqliteRunStore:
         return [(int(n), float(t), bool(f), note) for n, t, f, note in rows.fetchall()]
 
 
+_LOW_DISK = 1 << 20  # under this much free space, an unopenable store is a full disk's
+
+
+def _free_bytes(path: Path) -> int | None:
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
 class _Transaction:
     """``BEGIN IMMEDIATE`` ... ``COMMIT``, or ``ROLLBACK`` on an exception."""
 
@@ -490,4 +511,18 @@ class _Transaction:
         self._db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, kind: object, error: object, tb: object) -> None:
-        self._db.execute("COMMIT" if kind is None else "ROLLBACK")
+        if kind is None:
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error:
+                self._undo()  # a COMMIT that failed (a full disk) may leave it open
+                raise
+        else:
+            self._undo()
+
+    def _undo(self) -> None:
+        # SQLite may have rolled back already (SQLITE_FULL does): a ROLLBACK then fails
+        # with "no transaction is active", which must not hide the error that matters
+        if self._db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
