@@ -50,6 +50,7 @@ LAYERS: list[list[str]] = [
         "headrace.metrics",
         "headrace.budget",
         "headrace.sandbox",
+        "headrace.sandbox_bounds",
         "headrace.fingerprint",
         "headrace.binding",
         "headrace.imports",

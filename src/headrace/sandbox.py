@@ -10,11 +10,16 @@ It is Jinja2's immutable sandboxed environment, narrowed further:
 - no ``%`` formatting of strings, and ``*`` and ``**`` refuse results larger than
   :data:`MAX_SIZE` items or :data:`MAX_BITS` bits, so ``'a' * 10**9`` and
   ``9 ** 9 ** 9`` fail at once instead of eating the machine;
-- work is bounded by counts, never by time: a filter that walks its value
-  (``|join``, ``|sum``, ``|tojson``...) refuses one larger than :data:`MAX_WORK`
-  items and characters before it starts; a template's ``{% for %}`` loops run at
-  most :data:`MAX_LOOPS` iterations in all, and its text is at most
-  :data:`MAX_OUTPUT` characters;
+- work and size are bounded by counts, never by time, and measured before
+  anything is built (:mod:`headrace.sandbox_bounds`): a filter that walks its
+  value (``|join``, ``|sum``, ``|tojson``...) refuses one larger than
+  :data:`MAX_WORK` items and characters, or a result larger than
+  :data:`MAX_OUTPUT` characters (``|join`` with a long separator,
+  ``|tojson(indent=...)``), before it starts; ``~``, ``+`` and ``{% set %}``
+  blocks refuse text longer than :data:`MAX_OUTPUT`; a template's ``{% for %}``
+  loops run at most :data:`MAX_LOOPS` iterations in all, its text is at most
+  :data:`MAX_OUTPUT` characters, and everything one rendering walks and builds
+  is at most :data:`MAX_TEMPLATE_WORK`;
 - undefined names are errors, not silently empty.
 
 An expression that breaks a rule is refused where it is defined when the rule can
@@ -24,17 +29,33 @@ when it runs, with :class:`ExpressionError` naming the rule.
 
 from __future__ import annotations
 
-import contextvars
-import math
 import operator
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError, nodes
+from jinja2.compiler import CodeGenerator, Frame, optimizeconst
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .errors import ExpressionError, PipelineError
+from .sandbox_bounds import (
+    MAX_BITS,
+    MAX_LOOPS,
+    MAX_OUTPUT,
+    MAX_SIZE,
+    MAX_TEMPLATE_WORK,
+    MAX_WORK,
+    bounded_add,
+    bounded_concat,
+    bounded_filter,
+    bounded_finalize,
+    bounded_join,
+    bounded_power,
+    bounded_product,
+    counted_loop,
+    metered,
+)
 
 __all__ = [
     "FILTERS",
@@ -42,6 +63,7 @@ __all__ = [
     "MAX_LOOPS",
     "MAX_OUTPUT",
     "MAX_SIZE",
+    "MAX_TEMPLATE_WORK",
     "MAX_WORK",
     "Expression",
     "ExpressionError",
@@ -50,28 +72,10 @@ __all__ = [
     "render",
 ]
 
-MAX_SIZE = 100_000
-"""The longest string or list ``*`` may build."""
-
-MAX_BITS = 4_096
-"""The largest integer ``**`` or ``*`` may build, in bits."""
-
-MAX_WORK = 10_000_000
-"""The most items and characters a walking filter (``|join``, ``|sum``...) may take."""
-
-MAX_LOOPS = 1_000_000
-"""The most ``{% for %}`` iterations one rendering of a template may run, nested or not."""
-
-MAX_OUTPUT = 10_000_000
-"""The longest text one rendering of a template may produce, in characters."""
-
 _WALKING_FILTERS = frozenset(
     {"join", "sum", "string", "tojson", "list", "sort", "unique", "wordcount", "max", "min"}
 )
 _LOOP_FILTER = "headrace_counted_loop"  # put on every loop by compile_checked
-_LOOPS: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
-    "headrace_sandbox_loops", default=None
-)
 
 FILTERS = frozenset(
     {
@@ -106,45 +110,35 @@ FILTERS = frozenset(
 """The filters a recipe expression or template may use."""
 
 
-def _bounded_power(left: Any, right: Any) -> Any:
-    if (
-        isinstance(left, int)
-        and isinstance(right, int)
-        and right > 0
-        and abs(left) > 1
-        and right * math.log2(abs(left)) > MAX_BITS
-    ):
-        raise SecurityError(f"{left} ** {right} is larger than {MAX_BITS} bits")
-    return operator.pow(left, right)
-
-
-def _bounded_product(left: Any, right: Any) -> Any:
-    for seq, times in ((left, right), (right, left)):
-        size = len(seq) * times if isinstance(seq, str | list | tuple) else 0
-        if isinstance(times, int) and size > MAX_SIZE:
-            raise SecurityError(f"a repeat of {size:,} items (at most {MAX_SIZE:,})")
-    if (
-        isinstance(left, int)
-        and isinstance(right, int)
-        and left.bit_length() + right.bit_length() > MAX_BITS
-    ):
-        raise SecurityError(f"a product larger than {MAX_BITS} bits")
-    return operator.mul(left, right)
-
-
 def _no_string_formatting(left: Any, right: Any) -> Any:
     if isinstance(left, str):
         raise SecurityError("string formatting with % is not allowed; join text with ~")
     return operator.mod(left, right)
 
 
+class _BoundedCodeGenerator(CodeGenerator):
+    """Jinja's code generator, with ``a ~ b`` measured before its text is made."""
+
+    @optimizeconst
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        self.write("environment.bounded_concat((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
+
+
 class _RecipeSandbox(ImmutableSandboxedEnvironment):
-    intercepted_binops = frozenset({"*", "**", "%"})
+    code_generator_class = _BoundedCodeGenerator
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
     _BINOPS: Mapping[str, Callable[[Any, Any], Any]] = {
-        "*": _bounded_product,
-        "**": _bounded_power,
+        "*": bounded_product,
+        "**": bounded_power,
         "%": _no_string_formatting,
+        "+": bounded_add,
     }
+    bounded_concat = staticmethod(bounded_concat)
+    concat = staticmethod(bounded_join)  # a {% set %} block's text
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
         return not attr.startswith("_") and super().is_safe_attribute(obj, attr, value)
@@ -159,86 +153,20 @@ class _RecipeSandbox(ImmutableSandboxedEnvironment):
         )
 
 
-_CONTAINERS = (list, tuple, set, frozenset, Mapping)
-
-
-def _children(value: Any) -> list[Any]:
-    if isinstance(value, Mapping):
-        return [*value.keys(), *value.values()]
-    return list(value)
-
-
-def _size_within(value: Any, budget: int) -> bool:
-    """Whether ``value`` holds at most ``budget`` items and characters, nested ones
-    counted as often as they appear (``[big] * 1000`` counts ``big`` 1,000 times).
-
-    Each distinct container is walked once (its size is remembered), so a value
-    built of one list repeated costs the walk of that list, not of the repeats.
-    """
-
-    def leaf(item: Any) -> int:
-        return len(item) + 1 if isinstance(item, str | bytes) else 1
-
-    if not isinstance(value, _CONTAINERS):
-        return leaf(value) <= budget
-    sizes: dict[int, int] = {}
-    stack: list[tuple[Any, bool]] = [(value, False)]
-    while stack:
-        item, combine = stack.pop()
-        key = id(item)
-        if key in sizes:
-            continue
-        children = _children(item)
-        if not combine:
-            stack.append((item, True))
-            stack.extend((c, False) for c in children if isinstance(c, _CONTAINERS))
-            continue
-        total = 1
-        for child in children:
-            nested = isinstance(child, _CONTAINERS)
-            total += sizes.get(id(child), budget + 1) if nested else leaf(child)
-            if total > budget:
-                return False
-        sizes[key] = total
-    return sizes[id(value)] <= budget
-
-
-def _bounded_filter(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-    # Jinja passes the environment or context first to a filter marked so
-    passed = getattr(fn, "jinja_pass_arg", None)
-    at = 1 if passed is not None else 0
-
-    def bounded(*args: Any, **kwargs: Any) -> Any:
-        walked = [*args[at:], *kwargs.values()]
-        if not _size_within(walked, MAX_WORK):
-            raise SecurityError(f"|{name} of more than {MAX_WORK:,} items and characters")
-        return fn(*args, **kwargs)
-
-    if passed is not None:
-        bounded.jinja_pass_arg = passed  # type: ignore[attr-defined]
-    return bounded
-
-
-def _counted_loop(iterable: Iterable[Any]) -> Iterator[Any]:
-    counter = _LOOPS.get()
-    if counter is None:
-        raise SecurityError("a template with loops is rendered only through sandbox.render")
-    for item in iterable:
-        counter[0] += 1
-        if counter[0] > MAX_LOOPS:
-            raise SecurityError(f"loops ran more than {MAX_LOOPS:,} times")
-        yield item
-
-
 def _make_environment() -> _RecipeSandbox:
-    env = _RecipeSandbox(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+    env = _RecipeSandbox(
+        undefined=StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        finalize=bounded_finalize,
+    )
     env.globals.clear()
     env.filters = {
-        name: _bounded_filter(name, f) if name in _WALKING_FILTERS else f
+        name: bounded_filter(name, f) if name in _WALKING_FILTERS else f
         for name, f in env.filters.items()
         if name in FILTERS
     }
-    env.filters[_LOOP_FILTER] = _counted_loop
+    env.filters[_LOOP_FILTER] = counted_loop
     return env
 
 
@@ -249,8 +177,7 @@ def render(template: Any, names: Mapping[str, Any]) -> str:
     Raises:
         SecurityError: a bound was reached (a :class:`jinja2.TemplateError`).
     """
-    token = _LOOPS.set([0])
-    try:
+    with metered():
         parts: list[str] = []
         size = 0
         for chunk in template.generate(**names):
@@ -259,8 +186,6 @@ def render(template: Any, names: Mapping[str, Any]) -> str:
                 raise SecurityError(f"the text is longer than {MAX_OUTPUT:,} characters")
             parts.append(chunk)
         return "".join(parts)
-    finally:
-        _LOOPS.reset(token)
 
 
 _ENVIRONMENT = _make_environment()
@@ -356,7 +281,8 @@ class Expression:
             ExpressionError: a sandbox rule was broken, or a name is undefined.
         """
         try:
-            value = self._compiled(**names)
+            with metered():
+                value = self._compiled(**names)
         except (SecurityError, TemplateError) as exc:
             raise ExpressionError(f"{self.where}: {self.source!r}: {exc}") from None
         except (ArithmeticError, TypeError, ValueError, LookupError) as exc:

@@ -379,7 +379,7 @@ class Driver:
                 continue
             store = location.open()
             try:
-                for dead in store.dead_letters():
+                for dead in store.iter_dead_letters():
                     yield dead_row(dead, start)
             finally:
                 store.close()

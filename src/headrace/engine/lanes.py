@@ -30,7 +30,7 @@ from .exporter import MetricsExporter
 from .feed import DUPLICATE, END, Duplicates, Feed
 from .otel import OtlpExporter
 from .progress import Counts, run_progress
-from .result import DeadLetter, RunResult
+from .result import RESULT_DEAD_LETTERS, DeadLetter, RunResult
 from .runtime import RunContext
 from .sequencer import Sequencer
 from .tasks import first_leaf
@@ -183,7 +183,9 @@ class Lanes:
         finally:
             if session is not None:
                 if not aborted:
-                    self.dead = [_dead_letter(row) for row in session.dead_letters()]
+                    # the first ones: dead.jsonl and the store hold every one of them
+                    kept = session.dead_letters(limit=RESULT_DEAD_LETTERS)
+                    self.dead = [_dead_letter(row) for row in kept]
                 feed = self.feed
                 read_all = feed.exhausted and feed.source_error is None and not self._stopped
                 session.close(aborted=aborted, read=feed.position if read_all else None)

@@ -10,7 +10,12 @@ from ..metrics import RunMetrics
 if TYPE_CHECKING:
     from .verdicts import Verdict
 
-__all__ = ["DeadLetter", "RunResult", "dead_allowed"]
+__all__ = ["RESULT_DEAD_LETTERS", "DeadLetter", "RunResult", "dead_allowed"]
+
+RESULT_DEAD_LETTERS = 10_000
+"""The most dead letters a durable run's result holds (the first, in source order):
+200,000 of them would hold most of a gigabyte. ``dead.jsonl`` and the run store hold
+every one; :attr:`RunResult.items_dead` counts them all."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +59,9 @@ class RunResult:
     Attributes:
         outputs: the outputs, when the run had no sink (empty otherwise); in input
             order when the run was ``ordered``.
-        dead_letters: items that failed, in the order they failed.
+        dead_letters: items that failed, in the order they failed; for a durable run
+            (``run_dir``), this session's first :data:`RESULT_DEAD_LETTERS` in source
+            order (``dead.jsonl`` in the run directory holds every one).
         metrics: counts, wall time and per-step measurements.
     """
 

@@ -27,7 +27,7 @@ from ..engine.verdicts import verdicts
 from ..errors import StorageError
 from ..secrecy import scrub_text
 from ..store import StoreLocation
-from ..store.base import FinishedItem, RunStatus, Sample
+from ..store.base import DeadGroup, RunStatus, Sample
 from .charts import Line, line_chart
 from .series import RunSeries
 from .shards import read_shards
@@ -48,7 +48,7 @@ class RunRecord:
     status: RunStatus
     sessions: list[tuple[int, float, bool, str | None]]
     samples: list[Sample]
-    dead: list[FinishedItem]
+    dead: list[DeadGroup]  # grouped, with a few examples each: never every dead letter
     running: bool
 
     @classmethod
@@ -64,14 +64,14 @@ class RunRecord:
                 status=store.status(),
                 sessions=store.sessions(),
                 samples=store.samples(),
-                dead=store.dead_letters(),
+                dead=store.dead_letter_groups(EXAMPLES),
                 running=lease is not None and lease.alive(),
             )
         finally:
             store.close()
         if "shards" not in record.definition:
             return record
-        shards = read_shards(location, record.status)  # a run on a cluster
+        shards = read_shards(location, record.status, EXAMPLES)  # a run on a cluster
         return dataclasses.replace(
             record,
             status=shards.status,
@@ -346,20 +346,18 @@ def _steps(series: RunSeries) -> str:
 def _dead(record: RunRecord) -> str:
     if not record.dead:
         return '<section class="dead"><h2>Dead letters</h2><p>None.</p></section>'
-    groups: dict[tuple[str, str], list[FinishedItem]] = {}
-    for row in record.dead:
-        groups.setdefault((row.step or "?", row.error_type or "?"), []).append(row)
     rows = []
-    for (step, error), items in sorted(groups.items(), key=lambda g: -len(g[1])):
+    for group in record.dead:
+        step, error = group.step or "?", group.error_type or "?"
         examples = "".join(
             f"<li><code>{escape(item.key)}</code>: {escape((item.message or '')[:300])}"
             f"<pre>{escape((item.item or '')[:500])}</pre></li>"
-            for item in items[:EXAMPLES]
+            for item in group.examples[:EXAMPLES]
         )
         rows.append(
             f'<div class="dead-group" data-step="{escape(step, quote=True)}">'
             f'<h3>{escape(step)}: {escape(error)} <span data-key="dead-{escape(step, quote=True)}">'
-            f"{len(items):,}</span></h3><ul>{examples}</ul></div>"
+            f"{group.count:,}</span></h3><ul>{examples}</ul></div>"
         )
     command = f"headrace retry-dead {record.run_dir}"
     return (

@@ -23,7 +23,7 @@ from ..cluster.plan import ShardPlan, joined_status, shard_location, shard_state
 from ..engine.timeline import MAX_ROWS
 from ..metrics import Histogram
 from ..store import StoreLocation
-from ..store.base import FinishedItem, RunStatus, Sample
+from ..store.base import DeadGroup, RunStatus, Sample, merge_groups
 
 __all__ = ["ShardedParts", "join_shard_samples", "read_shards"]
 
@@ -41,12 +41,13 @@ class ShardedParts:
 
     status: RunStatus
     samples: list[Sample]
-    dead: list[FinishedItem]
+    dead: list[DeadGroup]
     running: bool
 
 
-def read_shards(parent: StoreLocation, status: RunStatus) -> ShardedParts:
-    """Read every shard of the run at ``parent`` (whose status is ``status``).
+def read_shards(parent: StoreLocation, status: RunStatus, examples: int) -> ShardedParts:
+    """Read every shard of the run at ``parent`` (whose status is ``status``), its dead
+    letters grouped with ``examples`` of each group.
 
     Raises:
         HeadraceError: the stored shard plan is damaged.
@@ -54,20 +55,20 @@ def read_shards(parent: StoreLocation, status: RunStatus) -> ShardedParts:
     plan = ShardPlan.from_json(status.definition.get("shards"), str(parent))
     states = shard_states(parent, plan)
     series: list[list[Sample]] = []
-    dead: list[FinishedItem] = []
+    groups: list[DeadGroup] = []
     for state in states:
         if state.status is None:
             continue  # not started yet
         store = shard_location(parent, state.index).open()
         try:
             series.append(store.samples())
-            dead += store.dead_letters()
+            groups += store.dead_letter_groups(examples)
         finally:
             store.close()
     return ShardedParts(
         status=joined_status(status, plan, states),
         samples=join_shard_samples(series, total=plan.total),
-        dead=dead,
+        dead=merge_groups(groups, examples),
         running=any(s.lease is not None and s.lease.alive() for s in states),
     )
 

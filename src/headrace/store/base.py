@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .lease import Lease
 
 __all__ = [
+    "DeadGroup",
     "DeadRow",
     "FinishedItem",
     "Row",
@@ -17,6 +19,7 @@ __all__ = [
     "Sample",
     "StepError",
     "decode_samples",
+    "merge_groups",
 ]
 
 Row = tuple[int, str, str]
@@ -47,6 +50,35 @@ class FinishedItem:
     def decoded_item(self) -> Any:
         """The stored input item (JSON), decoded."""
         return None if self.item is None else json.loads(self.item)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadGroup:
+    """The dead letters of one step with one error type: how many, and a few of them."""
+
+    step: str
+    error_type: str
+    count: int
+    examples: list[FinishedItem]
+
+
+def merge_groups(groups: Iterable[DeadGroup], examples: int) -> list[DeadGroup]:
+    """Groups of several stores (a run's shards) as one list: counts added, the first
+    examples kept, most first."""
+    merged: dict[tuple[str, str], DeadGroup] = {}
+    for group in groups:
+        key = (group.step, group.error_type)
+        before = merged.get(key)
+        if before is None:
+            merged[key] = DeadGroup(group.step, group.error_type, group.count, group.examples)
+        else:
+            merged[key] = DeadGroup(
+                group.step,
+                group.error_type,
+                before.count + group.count,
+                (before.examples + group.examples)[:examples],
+            )
+    return sorted(merged.values(), key=lambda g: (-g.count, g.step, g.error_type))
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,8 +234,19 @@ class RunStore(Protocol):
     def dead_items(self) -> dict[int, str]:
         """Source index -> key of every dead item."""
 
-    def dead_letters(self, *, session: int | None = None) -> list[FinishedItem]:
-        """Every dead item with its error in source order; only one session's if given."""
+    def dead_letters(
+        self, *, session: int | None = None, limit: int | None = None
+    ) -> list[FinishedItem]:
+        """Every dead item with its error in source order; only one session's if given,
+        and the first ``limit`` of them if given."""
+
+    def iter_dead_letters(self) -> Iterator[FinishedItem]:
+        """Every dead item in source order, read a few at a time (memory stays flat)."""
+
+    def dead_letter_groups(self, examples: int) -> list[DeadGroup]:
+        """The dead letters grouped by step and error type, most first, each with its
+        count and its first ``examples`` items: what a report shows, without reading
+        every dead letter."""
 
     def commit(
         self,

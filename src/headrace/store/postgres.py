@@ -14,12 +14,13 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from ..secrecy import scrub_url
 from .base import (
     THIN_SAMPLES,
+    DeadGroup,
     DeadRow,
     FinishedItem,
     Row,
@@ -27,6 +28,7 @@ from .base import (
     Sample,
     StepError,
     decode_samples,
+    merge_groups,
 )
 from .lease import Lease, check_free, check_held, end_holder, new_holder, start_holder
 from .pg_connection import open_pool, outlasting
@@ -52,6 +54,10 @@ def stored_key(stored: Any) -> str:
     """The key :func:`key_to_store` stored."""
     text = str(stored)
     return text[1:].replace(_MARK, _NUL) if text.startswith(_MARK) else text
+
+
+def _dead_item(row: Any) -> FinishedItem:
+    return FinishedItem(row[0], stored_key(row[1]), *row[2:])
 
 
 def _holdable(row: DeadRow) -> tuple[Any, ...]:
@@ -281,18 +287,56 @@ class PostgresRunStore:
         rows = self._all("SELECT idx, key FROM headrace_items WHERE run = %s AND status = 'dead'")
         return {int(idx): stored_key(key) for idx, key in rows}
 
-    def dead_letters(self, *, session: int | None = None) -> list[FinishedItem]:
-        """Every dead item with its error in source order; only one session's if given."""
-        query = (
-            "SELECT i.idx, i.key, i.status, d.step, d.error_type, d.message, d.attempts, d.item "
-            "FROM headrace_items i JOIN headrace_dead d ON d.run = i.run AND d.idx = i.idx "
-            "WHERE i.run = %s AND i.status = 'dead'"
-        )
+    _DEAD = (
+        "SELECT i.idx, i.key, i.status, d.step, d.error_type, d.message, d.attempts, d.item "
+        "FROM headrace_items i JOIN headrace_dead d ON d.run = i.run AND d.idx = i.idx "
+        "WHERE i.run = %s AND i.status = 'dead'"
+    )
+
+    def dead_letters(
+        self, *, session: int | None = None, limit: int | None = None
+    ) -> list[FinishedItem]:
+        """Every dead item with its error in source order; only one session's if given,
+        and the first ``limit`` of them if given."""
+        query, parameters = self._DEAD, []
         if session is not None:
-            rows = self._all(query + " AND i.session = %s ORDER BY i.idx", session)
-        else:
-            rows = self._all(query + " ORDER BY i.idx")
-        return [FinishedItem(row[0], stored_key(row[1]), *row[2:]) for row in rows]
+            query, parameters = query + " AND i.session = %s", [session]
+        query += " ORDER BY i.idx" + ("" if limit is None else f" LIMIT {int(limit)}")
+        return [_dead_item(row) for row in self._all(query, *parameters)]
+
+    def iter_dead_letters(self) -> Iterator[FinishedItem]:
+        """Every dead item in source order, read a few at a time (a server-side cursor)."""
+        name = f"dead_{uuid.uuid4().hex}"
+        with (
+            self._pool.connection() as connection,
+            connection.transaction(),
+            connection.cursor(name=name) as cursor,
+        ):
+            cursor.itersize = 500
+            cursor.execute(self._DEAD + " ORDER BY i.idx", (self.name,))
+            for row in cursor:
+                yield _dead_item(row)
+
+    def dead_letter_groups(self, examples: int) -> list[DeadGroup]:
+        """The dead letters grouped by step and error type, each with a few examples."""
+        groups = self._all(
+            "SELECT d.step, d.error_type, count(*) FROM headrace_items i JOIN headrace_dead d "
+            "ON d.run = i.run AND d.idx = i.idx WHERE i.run = %s AND i.status = 'dead' "
+            "GROUP BY d.step, d.error_type"
+        )
+        query = self._DEAD + " AND d.step = %s AND d.error_type = %s ORDER BY i.idx LIMIT %s"
+        return merge_groups(
+            (
+                DeadGroup(
+                    str(step),
+                    str(error_type),
+                    int(count),
+                    [_dead_item(row) for row in self._all(query, step, error_type, examples)],
+                )
+                for step, error_type, count in groups
+            ),
+            examples,
+        )
 
     # --- commit --------------------------------------------------------------
 

@@ -305,11 +305,12 @@ class DurableSession:
                 f"{self.location} finished key {stored!r} there"
             )
 
-    def dead_letters(self) -> list[FinishedItem]:
-        """The items that failed in this session (read back from the store)."""
+    def dead_letters(self, limit: int | None = None) -> list[FinishedItem]:
+        """The items that failed in this session (read back from the store), the first
+        ``limit`` of them if given."""
         if self.store is None:
             return []
-        return self.store.dead_letters(session=self.session)
+        return self.store.dead_letters(session=self.session, limit=limit)
 
     def close(self, *, aborted: bool, read: int | None = None) -> None:
         """Close the sink and store; after a clean end, write ``dead.jsonl`` from the store.
@@ -350,7 +351,7 @@ def _recipe_path(pipeline: Any) -> str | None:
 
 def _write_dead_file(store: RunStore, path: Path) -> None:
     """All dead letters of the run, from its store."""
-    write_dead_file((dead_row(dead) for dead in store.dead_letters()), path)
+    write_dead_file((dead_row(dead) for dead in store.iter_dead_letters()), path)
 
 
 def dead_row(dead: FinishedItem, offset: int = 0) -> dict[str, Any]:

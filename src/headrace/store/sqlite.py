@@ -23,12 +23,14 @@ import shutil
 import sqlite3
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ..errors import StorageError
 from .base import (
     THIN_SAMPLES,
+    DeadGroup,
     DeadRow,
     FinishedItem,
     Row,
@@ -36,6 +38,7 @@ from .base import (
     Sample,
     StepError,
     decode_samples,
+    merge_groups,
 )
 from .lease import Lease, check_free, check_held, end_holder, new_holder, start_holder
 
@@ -348,17 +351,53 @@ class SqliteRunStore:
         rows = self._db.execute("SELECT idx, key FROM items WHERE status = 'dead'")
         return {int(idx): str(key) for idx, key in rows}
 
-    def dead_letters(self, *, session: int | None = None) -> list[FinishedItem]:
-        """Every dead item with its error in source order; only one session's if given."""
-        query = (
-            "SELECT i.idx, i.key, i.status, d.step, d.error_type, d.message, d.attempts, d.item "
-            "FROM items i JOIN dead d ON d.idx = i.idx WHERE i.status = 'dead'"
-        )
+    _DEAD = (
+        "SELECT i.idx, i.key, i.status, d.step, d.error_type, d.message, d.attempts, d.item "
+        "FROM items i JOIN dead d ON d.idx = i.idx WHERE i.status = 'dead'"
+    )
+
+    def dead_letters(
+        self, *, session: int | None = None, limit: int | None = None
+    ) -> list[FinishedItem]:
+        """Every dead item with its error in source order; only one session's if given,
+        and the first ``limit`` of them if given."""
+        query, parameters = self._DEAD, []
         if session is not None:
-            rows = self._db.execute(query + " AND i.session = ? ORDER BY i.idx", (session,))
-        else:
-            rows = self._db.execute(query + " ORDER BY i.idx")
-        return [FinishedItem(*row) for row in rows]
+            query, parameters = query + " AND i.session = ?", [session]
+        query += " ORDER BY i.idx" + ("" if limit is None else f" LIMIT {int(limit)}")
+        return [FinishedItem(*row) for row in self._db.execute(query, parameters)]
+
+    def iter_dead_letters(self) -> Iterator[FinishedItem]:
+        """Every dead item in source order, read a few at a time."""
+        cursor = self._db.execute(self._DEAD + " ORDER BY i.idx")
+        while rows := cursor.fetchmany(500):
+            yield from (FinishedItem(*row) for row in rows)
+
+    def dead_letter_groups(self, examples: int) -> list[DeadGroup]:
+        """The dead letters grouped by step and error type, each with a few examples."""
+        groups = self._db.execute(
+            "SELECT d.step, d.error_type, count(*) FROM items i JOIN dead d ON d.idx = i.idx "
+            "WHERE i.status = 'dead' GROUP BY d.step, d.error_type"
+        ).fetchall()
+        return merge_groups(
+            (
+                DeadGroup(
+                    str(step),
+                    str(error_type),
+                    int(count),
+                    [
+                        FinishedItem(*row)
+                        for row in self._db.execute(
+                            self._DEAD + " AND d.step = ? AND d.error_type = ? ORDER BY i.idx "
+                            f"LIMIT {int(examples)}",
+                            (step, error_type),
+                        )
+                    ],
+                )
+                for step, error_type, count in groups
+            ),
+            examples,
+        )
 
     # --- commit --------------------------------------------------------------
 
