@@ -79,3 +79,18 @@ def test_a_database_url_scheme_in_capitals(tmp_path: Path, source: Path) -> None
         progress=False,
     )
     assert result.items_out == 3
+
+
+def test_a_link_planted_at_the_sinks_lock_is_not_followed(tmp_path: Path, source: Path) -> None:
+    target = tmp_path / "elsewhere.txt"
+    target.write_text("not ours")
+    (tmp_path / ".out.jsonl.lock").symlink_to(target)
+    with pytest.raises(hr.HeadraceError, match=r"cannot lock .*\.out\.jsonl\.lock"):
+        hr.run(
+            lambda r: r,
+            hr.read_jsonl(source),
+            sink=hr.write_jsonl(tmp_path / "out.jsonl"),
+            run_dir=tmp_path / "r",
+            progress=False,
+        )
+    assert target.read_text() == "not ours" and not (tmp_path / "out.jsonl").exists()

@@ -22,7 +22,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from ..errors import RunBusy
+from ..errors import RunBusy, StorageError
 
 __all__ = ["SinkLock", "process_state"]
 
@@ -44,9 +44,14 @@ class SinkLock:
 
         Raises:
             RunBusy: another process (alive, perhaps frozen) holds it.
+            StorageError: the lock file cannot be made or opened.
         """
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC  # never through a link
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, flags, 0o644)
+        except OSError as exc:  # read-only, a link planted there, a full disk
+            raise StorageError.writing(self.path, exc, "lock") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -59,11 +64,6 @@ class SinkLock:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
-
-    @property
-    def held(self) -> bool:
-        """Whether this object holds the lock now."""
-        return self._fd is not None
 
     def release(self) -> None:
         """Give the lock back (closing the file releases it)."""
