@@ -15,16 +15,19 @@ call's expected cost, each answer one more that settles it. A Redis that does
 not answer cannot say what is left, so the call is refused and the run stops,
 resumable, as when the budget is spent: a budget is never overspent for an
 outage. The reservations of a worker that was killed mid-call stay held until
-the session ends (the budget errs on the side of spending less). What Redis holds
-is untrusted: a spend that is not a finite, non-negative number, or a record that
-vanished while this process was spending from it (a ``FLUSHALL``, a restart without
-persistence), stops the run, resumable, instead of resetting the budget.
+the session ends (the budget errs on the side of spending less).
+
+Redis only coordinates. Each process keeps what it has spent and what it holds,
+and adds them to each record it spends from, once: a record that vanished (a
+``FLUSHALL``, a restart without persistence) is rebuilt, before each process's
+next call goes out, from what every process of the run has spent, instead of
+starting again from zero. What Redis holds is untrusted: a spend that is not a
+finite, non-negative number stops the run, resumable.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -114,12 +117,6 @@ class Spend:
 
 _SCRIPT = """
 local v = redis.call('HMGET', KEYS[1], 'usd', 'tokens', 'reserved_usd', 'reserved_tokens', 'since')
-if v[5] == false then
-  -- no record: a new budget, unless this process has spent from it already (a flush, a
-  -- restart without persistence, an expiry): then what was spent is unknown
-  if ARGV[6] == '1' then return 'lost' end
-  redis.call('HSET', KEYS[1], 'since', ARGV[7])
-end
 local names = {'usd', 'tokens', 'reserved_usd', 'reserved_tokens'}
 local n = {}
 for i = 1, 4 do
@@ -131,23 +128,45 @@ for i = 1, 4 do
   end
   n[i] = x
 end
+local since = v[5]
+if since == false then
+  -- no record: a new budget, or one lost (a flush, a restart without persistence)
+  since = ARGV[11]
+  redis.call('HSET', KEYS[1], 'since', since)
+end
+-- each process adds what it spent and holds, once to each record: a lost record is
+-- rebuilt by every process that spends from it, before its next call goes out
+local mine = 'm:' .. ARGV[6]
+if redis.call('HGET', KEYS[1], mine) ~= since then
+  n[1] = n[1] + tonumber(ARGV[8])
+  n[2] = n[2] + tonumber(ARGV[7])
+  n[3] = n[3] + tonumber(ARGV[10])
+  n[4] = n[4] + tonumber(ARGV[9])
+  redis.call('HSET', KEYS[1], mine, since)
+end
 local usd, tokens, reserved_usd, reserved_tokens = n[1], n[2], n[3], n[4]
+local answer = 'ok'
 if ARGV[1] == 'reserve' then
   local most_usd, most_tokens = tonumber(ARGV[4]), tonumber(ARGV[5])
-  if most_usd >= 0 and usd + reserved_usd >= most_usd then return 'usd ' .. usd end
-  if most_tokens >= 0 and tokens + reserved_tokens >= most_tokens then
-    return 'tokens ' .. tokens
+  if most_usd >= 0 and usd + reserved_usd >= most_usd then answer = 'usd ' .. usd
+  elseif most_tokens >= 0 and tokens + reserved_tokens >= most_tokens then
+    answer = 'tokens ' .. tokens
+  else
+    reserved_tokens = reserved_tokens + tonumber(ARGV[2])
+    reserved_usd = reserved_usd + tonumber(ARGV[3])
   end
-  redis.call('HINCRBY', KEYS[1], 'reserved_tokens', ARGV[2])
-  redis.call('HINCRBYFLOAT', KEYS[1], 'reserved_usd', ARGV[3])
 else
-  redis.call('HINCRBY', KEYS[1], 'reserved_tokens', -tonumber(ARGV[2]))
-  redis.call('HINCRBYFLOAT', KEYS[1], 'reserved_usd', -tonumber(ARGV[3]))
-  redis.call('HINCRBY', KEYS[1], 'tokens', ARGV[4])
-  redis.call('HINCRBYFLOAT', KEYS[1], 'usd', ARGV[5])
+  reserved_tokens = math.max(0, reserved_tokens - tonumber(ARGV[2]))
+  reserved_usd = math.max(0, reserved_usd - tonumber(ARGV[3]))
+  tokens = tokens + tonumber(ARGV[4])
+  usd = usd + tonumber(ARGV[5])
 end
+redis.call('HSET', KEYS[1], 'usd', string.format('%.17g', usd),
+  'tokens', string.format('%.17g', tokens),
+  'reserved_usd', string.format('%.17g', reserved_usd),
+  'reserved_tokens', string.format('%.17g', reserved_tokens))
 redis.call('PEXPIRE', KEYS[1], 604800000)
-return 'ok'
+return answer
 """
 
 
@@ -163,11 +182,15 @@ class SharedSpend:
         self.client, self.script = redis_script(
             budget.shared, _SCRIPT, "hr.Budget(shared='redis://...')"
         )
-        self.seen = False  # whether this process has found the budget's record in Redis
+        # what this process spent and holds: what it adds to a record rebuilt after a loss
+        self.member = uuid.uuid4().hex
+        self.spent_tokens = self.held_tokens = 0
+        self.spent_usd = self.held_usd = 0.0
 
     async def _call(self, *args: str | int | float) -> str:
-        seen = "1" if self.seen else "0"
-        answer: Any = await self.script(keys=[self.key], args=[*args, seen, repr(time.time())])
+        mine = [self.member, self.spent_tokens, repr(self.spent_usd)]
+        mine += [self.held_tokens, repr(self.held_usd), uuid.uuid4().hex]
+        answer: Any = await self.script(keys=[self.key], args=[*args, *mine])
         return answer.decode() if isinstance(answer, bytes) else str(answer)
 
     async def reserve(self, tokens: int, usd: float) -> None:
@@ -189,20 +212,16 @@ class SharedSpend:
                 f"the budget cannot be checked: Redis at {self.shown} is not answering "
                 f"({scrub_text(str(exc))[:200]})"
             ) from None
-        if answer == "lost":
-            raise BudgetExhausted(
-                f"the shared budget's record in Redis at {self.shown} ({self.key}) is gone "
-                "while this run spends from it (flushed, or Redis restarted without its "
-                "data): what was spent is unknown, so no call is sent; the run stops, "
-                "resumable"
-            )
         if answer.startswith("invalid "):
             raise BudgetExhausted(
                 f"the shared budget's {answer.split()[1]} in Redis at {self.shown} "
                 f"({self.key}) is not a spend (tampered?): no call is sent; the run stops, "
                 "resumable"
             )
-        self.seen = True
+        if answer == "ok":
+            self.held_tokens += tokens
+            self.held_usd += usd
+            return
         if answer.startswith("usd "):
             spent = float(answer.split()[1])
             raise BudgetExhausted(
@@ -221,7 +240,9 @@ class SharedSpend:
         from redis.exceptions import RedisError
 
         try:
-            await self._call("settle", reserved_tokens, repr(reserved_usd), tokens, repr(usd))
+            answer = await self._call(
+                "settle", reserved_tokens, repr(reserved_usd), tokens, repr(usd)
+            )
         except (RedisError, OSError) as exc:
             # the reservation stays held: what is left looks smaller, never larger
             _log.warning(
@@ -230,6 +251,18 @@ class SharedSpend:
                 self.shown,
                 scrub_text(str(exc))[:200],
             )
+            return
+        if answer.startswith("invalid "):  # the next reservation stops the run
+            _log.warning(
+                "headrace budget: the shared budget's %s in Redis at %s is not a spend",
+                answer.split()[1],
+                self.shown,
+            )
+            return
+        self.held_tokens = max(0, self.held_tokens - reserved_tokens)
+        self.held_usd = max(0.0, self.held_usd - reserved_usd)
+        self.spent_tokens += tokens
+        self.spent_usd += usd
 
     async def spent(self) -> tuple[float, int]:
         """Dollars and tokens spent so far by every process."""

@@ -93,28 +93,33 @@ def test_a_budget_key_needs_shared_and_shared_needs_redis() -> None:
         hr.Budget(usd=1, shared="postgresql://x")
 
 
-def test_a_flushed_budget_stops_the_run_instead_of_starting_again(redis_url: str) -> None:
+def test_a_flushed_budget_is_rebuilt_from_what_each_process_spent(redis_url: str) -> None:
     """FLUSHALL half-way (a Redis restart without persistence) served 31,043 tokens
-    against a budget of 20,000: the record's loss is noticed, and no call is sent."""
+    against a budget of 20,000: each process adds what it spent and holds to the new
+    record before its next call, so the budget goes on from where it was."""
     import redis
 
     budget = hr.Budget(tokens=100, shared=redis_url, key=uuid.uuid4().hex)
 
     async def scenario() -> None:
-        spend = SharedSpend(budget, budget.key or "")
-        await spend.reserve(60, 0.0)
-        await spend.settle(60, 0.0, 60, 0.0)
+        one, two = SharedSpend(budget, budget.key or ""), SharedSpend(budget, budget.key or "")
+        await one.reserve(50, 0.0)
+        await one.settle(50, 0.0, 50, 0.0)  # one spent 50
+        await two.reserve(20, 0.0)  # two holds 20 (a call in flight)
         client = redis.Redis.from_url(redis_url)
         try:
-            client.delete(spend.key)  # what FLUSHALL does to it
+            client.delete(one.key)  # what FLUSHALL does to it
         finally:
             client.close()
-        with pytest.raises(BudgetExhausted, match=r"record in Redis at .* is gone"):
-            await spend.reserve(60, 0.0)
-        await spend.close()
-        fresh = SharedSpend(budget, budget.key or "")  # a new session starts a new record
-        await fresh.reserve(10, 0.0)
-        await fresh.close()
+        await one.reserve(10, 0.0)  # the record: one's 50 spent + 10 held
+        assert await one.spent() == (0.0, 50)
+        await two.settle(20, 0.0, 25, 0.0)  # two adds its 20 held, then settles: 75 spent
+        assert await one.spent() == (0.0, 75)
+        await two.reserve(20, 0.0)  # 75 spent + 10 held: still under 100
+        with pytest.raises(BudgetExhausted, match=r"spent \(75 so far, all workers\)"):
+            await one.reserve(1, 0.0)  # 75 spent + 30 held >= 100 (without the rebuild: 30)
+        await one.close()
+        await two.close()
 
     asyncio.run(scenario())
 
