@@ -67,8 +67,18 @@ CREATE TABLE IF NOT EXISTS headrace_leases (
     acquired DOUBLE PRECISION NOT NULL,
     heartbeat DOUBLE PRECISION NOT NULL
 );
--- which pids the holder could see (boot id and pid namespace); added after the table
-ALTER TABLE headrace_leases ADD COLUMN IF NOT EXISTS machine TEXT NOT NULL DEFAULT '';
+-- which pids the holder could see (boot id and pid namespace), added after the table.
+-- Altered only when missing: ALTER TABLE takes an exclusive lock even with IF NOT
+-- EXISTS, and a session opening its pool while another commits (the lease row locked,
+-- then items written) would deadlock with it
+DO $$ BEGIN
+  IF NOT EXISTS (
+    SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()
+      AND table_name = 'headrace_leases' AND column_name = 'machine'
+  ) THEN
+    ALTER TABLE headrace_leases ADD COLUMN machine TEXT NOT NULL DEFAULT '';
+  END IF;
+END $$;
 CREATE TABLE IF NOT EXISTS headrace_sessions (
     run TEXT NOT NULL,
     n INTEGER NOT NULL,
