@@ -172,10 +172,17 @@ def _second_session_meets_the_frozen_one(
     second = trial.launch()
     if trial.kind in LOCKED_SINKS:
         holds_lock = f" {frozen.pid} " in Path("/proc/locks").read_text()
-        _, stderr = second.communicate(timeout=120)
-        if not holds_lock:  # frozen while starting, before it took anything: the second runs
+        if not holds_lock:
+            # frozen while starting, before it took its sink: the second runs, unless the
+            # frozen one holds the store's schema lock (it was opening its pool), when the
+            # second waits for it; either way it is waited for once the first goes on
+            try:
+                _, stderr = second.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                return second
             assert second.returncode == 0, f"seed {seed}: {stderr.decode()}"
             return None
+        _, stderr = second.communicate(timeout=120)
         assert second.returncode == 1, f"seed {seed}: the second session was not refused"
         line = _one_line(stderr)
         assert "is being written by another headrace session" in line, stderr.decode()
@@ -191,9 +198,10 @@ def _continue_frozen(frozen: subprocess.Popen[bytes], trial: Trial, seed: int) -
     frozen.send_signal(signal.SIGCONT)
     _, stderr = frozen.communicate(timeout=240)
     said = stderr.decode()
-    if frozen.returncode != 0 and "already holds a run" not in said:
-        # (that one: frozen while starting, before it looked for a run, it meant to start
-        # a new one; the second session made the run meanwhile, and it is refused)
+    started_late = ("already holds a run", "is being written by another headrace session")
+    if frozen.returncode != 0 and not any(late in said for late in started_late):
+        # (those: frozen while starting, before it looked for a run or took its sink, it
+        # meant to start a new run, or the second session took the sink first; refused)
         assert trial.kind not in LOCKED_SINKS, f"seed {seed}: {said}"
         assert "LeaseLost" in said or "taken over" in said, said
 

@@ -133,10 +133,25 @@ def open_pool(url: str) -> Any:
             f"cannot connect to the run store at {scrub_url(url)}: {scrub_text(str(exc))}"
         ) from None
     with pool.connection() as connection:
+        if connection.execute(_SCHEMA_IS_CURRENT).fetchone()[0]:
+            return pool  # no lock taken: a session frozen while opening blocks no other
         # a transaction-scoped advisory lock: two first runs must not race on CREATE
         connection.execute("SELECT pg_advisory_xact_lock(7391)")
         connection.execute(SCHEMA)
     return pool
+
+
+# every table of SCHEMA, and the columns added to them since they were first made
+_SCHEMA_IS_CURRENT = """
+SELECT (SELECT count(*) FROM information_schema.columns
+        WHERE table_schema = current_schema() AND (table_name, column_name) IN (
+          ('headrace_runs', 'key_digest'), ('headrace_runs', 'total'),
+          ('headrace_leases', 'machine'))) = 3
+   AND to_regclass('headrace_items') IS NOT NULL
+   AND to_regclass('headrace_dead') IS NOT NULL
+   AND to_regclass('headrace_sessions') IS NOT NULL
+   AND to_regclass('headrace_samples') IS NOT NULL
+"""
 
 
 def outlasting(url: str, what: str, once: Callable[[bool], T], *, role: str = "the run store") -> T:
