@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import dataclasses
 import datetime as dt
 import decimal
@@ -224,18 +225,14 @@ def _coerce_native(name: str, kind: str, tree: str, value: Any) -> Any:
         if isinstance(value, dt.datetime):
             return value
         if isinstance(value, str):
-            try:
+            with contextlib.suppress(ValueError):  # not ISO 8601: refused below
                 return dt.datetime.fromisoformat(value)
-            except ValueError:
-                pass
         _refuse(name, tree, value)
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value)
     if isinstance(value, str):
-        try:
+        with contextlib.suppress(binascii.Error, ValueError):  # not base64: refused below
             return base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            pass
     _refuse(name, tree, value)
 
 
