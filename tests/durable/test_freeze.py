@@ -38,7 +38,7 @@ from headrace.store.lease import STALE_S
 HERE = Path(__file__).parent
 JOB = HERE / "chaos_job.py"
 ITEMS = 1500
-TRIALS = int(os.environ.get("HEADRACE_FREEZE_TRIALS", "4"))
+TRIALS = int(os.environ.get("HEADRACE_FREEZE_TRIALS", "0"))
 
 LOCKED_SINKS = ["jsonl", "csv", "batches", "parquet", "sqlite"]  # local files
 CASES = [(kind, store) for kind in LOCKED_SINKS for store in ("sqlite", "postgresql")]
@@ -228,6 +228,7 @@ def test_frozen_between_the_lease_check_and_the_write(
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(TRIALS == 0, reason="random freezes: set HEADRACE_FREEZE_TRIALS=4")
 @pytest.mark.parametrize(("kind", "store"), CASES)
 def test_frozen_at_random_moments(
     tmp_path: Path, kind: str, store: str, request: pytest.FixtureRequest
