@@ -142,3 +142,14 @@ def private_redis() -> Iterator[PrivateRedis]:
     server.wait_until_up()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def local_ray() -> Iterator[None]:
+    """A local Ray with 2 CPUs, shut down after the session (one per pytest process:
+    the cluster tests and the combination matrix share it)."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
+    yield
+    ray.shutdown()

@@ -274,6 +274,13 @@ class Expression:
         except PipelineError as exc:
             raise PipelineError(f"{where}: {source!r} {exc}") from None
 
+    def __getstate__(self) -> dict[str, Any]:
+        # compiled code does not unpickle: the text travels and compiles again
+        return {"source": self.source, "where": self.where}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["source"], where=state["where"])  # type: ignore[misc]
+
     def __call__(self, names: Mapping[str, Any]) -> Any:
         """The expression's value with ``names`` defined.
 

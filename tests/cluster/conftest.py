@@ -1,4 +1,4 @@
-"""One local Ray for the tests (``ray.init(num_cpus=2)``), and their input files."""
+"""The cluster tests' input files and run names (the local Ray is in the top conftest)."""
 
 from __future__ import annotations
 
@@ -9,16 +9,6 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).parent
-
-
-@pytest.fixture(scope="session")
-def local_ray() -> Iterator[None]:
-    """A local Ray with 2 CPUs, shut down after the session."""
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
-    yield
-    ray.shutdown()
 
 
 def write_items(path: Path, count: int) -> Path:

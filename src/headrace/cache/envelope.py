@@ -69,6 +69,8 @@ class Declared:
             ValueError: the fields do not validate.
         """
         kind = self.classes.get(path) if isinstance(path, str) else None
+        if kind is None and isinstance(path, str):  # an entry named the older way
+            kind = next((k for k in self.classes.values() if _legacy_path(k) == path), None)
         if kind is None or model != callable(getattr(kind, "model_validate", None)):
             raise LookupError(f"{path!r} is not a type this step declared")
         if model:
@@ -81,6 +83,20 @@ class Declared:
 
 
 def _path_of(kind: type) -> str:
+    """A class's name in an entry: its qualified name and field names, never its module,
+    so that ``python enrich.py`` (module ``__main__``) and ``headrace run enrich:...``
+    (module ``enrich``) read each other's entries. Validation decides the rest."""
+    fields = getattr(kind, "model_fields", None)
+    if isinstance(fields, dict):
+        names = list(fields)
+    elif dataclasses.is_dataclass(kind):
+        names = [field.name for field in dataclasses.fields(kind)]
+    else:
+        names = []
+    return f"{kind.__qualname__}({','.join(names)})"
+
+
+def _legacy_path(kind: type) -> str:
     return f"{kind.__module__}:{kind.__qualname__}"
 
 

@@ -1,9 +1,11 @@
 """Cache keys: ``sha256(fingerprint + canonical encoding of the input)``.
 
 The canonical encoding gives equal inputs equal bytes: dicts by sorted keys,
-Pydantic models and dataclasses by their class and fields, sets sorted, numpy
-arrays by dtype, shape and data; and different inputs different bytes (every
-value is tagged with its kind, so ``1``, ``1.0``, ``"1"`` and ``True`` differ).
+Pydantic models and dataclasses by their class name (never its module, so a
+script run as ``__main__`` and the same file imported share keys) and fields,
+sets sorted, numpy arrays by dtype, shape and data; and different inputs different
+bytes (every value is tagged with its kind, so ``1``, ``1.0``, ``"1"`` and ``True``
+differ).
 """
 
 from __future__ import annotations
@@ -59,11 +61,11 @@ def _plain(value: Any) -> Any:
     dump = getattr(value, "model_dump", None)
     if callable(dump):
         kind = type(value)
-        return ["model", f"{kind.__module__}.{kind.__qualname__}", _plain(dump(mode="json"))]
+        return ["model", kind.__qualname__, _plain(dump(mode="json"))]
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         kind = type(value)
         fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-        return ["dataclass", f"{kind.__module__}.{kind.__qualname__}", _plain(fields)]
+        return ["dataclass", kind.__qualname__, _plain(fields)]
     if type(value).__module__ == "numpy" and hasattr(value, "tobytes"):
         digest = hashlib.sha256(value.tobytes()).hexdigest()
         return ["ndarray", str(value.dtype), list(value.shape), digest]

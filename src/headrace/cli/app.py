@@ -39,6 +39,8 @@ app = typer.Typer(
     help="Push large datasets through pipelines of AI and data steps, without losing work.",
     no_args_is_help=True,
     add_completion=False,
+    # plain help wraps option names at any width; the Rich panels cut them at 80 columns
+    rich_markup_mode=None,
 )
 
 

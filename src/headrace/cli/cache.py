@@ -14,6 +14,7 @@ __all__ = ["cache_app"]
 cache_app = typer.Typer(
     help="Look after the project's cache file (.headrace/cache.sqlite, or $HEADRACE_CACHE_DIR).",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(cache_app, name="cache")
 

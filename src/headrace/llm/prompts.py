@@ -90,6 +90,15 @@ class Template:
             except PipelineError as exc:
                 raise PipelineError(f"{where}: the template {exc}") from None
 
+    def __getstate__(self) -> dict[str, Any]:
+        # A compiled Jinja template does not unpickle (jinja2's Template.__new__ wants
+        # its source), so a step shipped to Ray workers carries the text and compiles
+        # it again where it lands.
+        return {"source": self.source, "where": self.where}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["source"], where=state["where"])  # type: ignore[misc]
+
     def render(self, variables: Mapping[str, Any]) -> str:
         """The template filled from ``variables``.
 

@@ -54,19 +54,38 @@ def _is_packed(schema: dict[str, Any]) -> bool:
     return {"id", "output"} <= set((item.get("properties") or {}).keys())
 
 
-def structured_answer(schema: dict[str, Any], messages: list[Any], rng: random.Random) -> Any:
-    """An answer to a ``json_schema`` request: an instance of ``schema``."""
+def structured_answer(
+    schema: dict[str, Any], messages: list[Any], rng: random.Random, model: Any = None
+) -> Any:
+    """An answer to a ``json_schema`` request: an instance of ``schema``.
+
+    An item's answer depends on the model and the item's own text alone: the same
+    whether it was sent alone (the last user message) or packed with others (its
+    ``[n]`` line), so a run's outputs do not depend on how its items were grouped.
+    """
     defs = schema.get("$defs") or schema.get("definitions") or {}
     if _is_packed(schema):
-        # each item's answer depends on the item alone, not on its place or its neighbours
         item_schema = schema["properties"]["results"]["items"]["properties"]["output"]
         return {
             "results": [
-                {"id": n, "output": instance(item_schema, random.Random(text), defs)}
+                {"id": n, "output": instance(item_schema, _item_rng(model, text), defs)}
                 for n, text in numbered_items(messages)
             ]
         }
-    return instance(schema, rng, defs)
+    text = _last_user_text(messages)
+    return instance(schema, rng if text is None else _item_rng(model, text), defs)
+
+
+def _item_rng(model: Any, text: str) -> random.Random:
+    return random.Random(f"{model}\n{text.strip()}")
+
+
+def _last_user_text(messages: list[Any]) -> str | None:
+    for message in reversed(messages):
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content")
+            return content if isinstance(content, str) else None
+    return None
 
 
 def instance(schema: Any, rng: random.Random, defs: dict[str, Any], depth: int = 0) -> Any:

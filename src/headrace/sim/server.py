@@ -157,7 +157,7 @@ def _chat_reply(body: dict[str, Any], fault: str | None) -> tuple[str, int, int]
         schema = spec.get("schema") if isinstance(spec, dict) else None
         if not isinstance(schema, dict):
             raise ValueError("'response_format.json_schema.schema' must be a JSON schema object")
-        answer = structured_answer(schema, messages, rng)
+        answer = structured_answer(schema, messages, rng, body.get("model"))
         if fault in _STRUCTURED_FAULTS:
             answer = spoil(answer, fault, rng)
         text = orjson.dumps(answer).decode()
