@@ -119,3 +119,54 @@ def test_annotations_map_to_column_types() -> None:
     for bad in ("list<", "struct<a int64>", "struct<a: int64, a: bool>", "lists<string>"):
         with pytest.raises(ValueError):
             column_types.check_type(bad)
+
+
+@hr.step(batch=hr.Batch(max_size=4, max_wait=0.01))
+def vectors(texts: list[dict[str, Any]]) -> list[list[float]]:
+    """What an embedding step returns: one list of floats per item."""
+    return [[float(len(t["name"])), 0.5] for t in texts]
+
+
+@hr.step
+def scored(record: dict[str, Any]) -> Info:
+    return describe.fn(record)
+
+
+def test_with_input_under_a_field_keeps_the_step_s_declared_type(tmp_path: Path) -> None:
+    hr.run(
+        hr.with_input(vectors, field="embedding") >> hr.with_input(scored, field="info"),
+        RECORDS,
+        key="id",
+        sink=hr.write_parquet(tmp_path / "out"),
+        run_dir=tmp_path / "run",
+        progress=False,
+    )
+    schema = table(tmp_path / "out").schema
+    assert schema.field("embedding").type == pa.list_(pa.float64())
+    assert pa.types.is_struct(schema.field("info").type)
+
+
+def test_the_cli_takes_columns_for_its_output(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from headrace.cli import app
+
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(f'{{"id": {n}, "v": [{n}, 1.5]}}\n' for n in range(4)))
+    runner = CliRunner()
+
+    def run(output: str, run_dir: str, *columns: str) -> Any:
+        given = [part for column in columns for part in ("--columns", column)]
+        paths = ["--output", str(tmp_path / output), "--run-dir", str(tmp_path / run_dir)]
+        return runner.invoke(
+            app, ["run", "first_jobs:passes", "--input", str(source), "--key", "id", *given, *paths]
+        )
+
+    ran = run("out.parquet", "run", "id=int64", "v=list<float64>")
+    assert ran.exit_code == 0, ran.output
+    assert table(tmp_path / "out.parquet").schema.field("v").type == pa.list_(pa.float64())
+    wrong = run("o.jsonl", "run2", "v=list<float64>")
+    assert wrong.exit_code == 2 and "columns are for .csv, .parquet" in wrong.output
+    assert not (tmp_path / "run2").exists()
+    bad = run("o.csv", "run3", "v=lits<int64>")
+    assert bad.exit_code == 2 and "--columns" in bad.output

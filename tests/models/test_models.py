@@ -33,6 +33,26 @@ def _cosine(a: list[float], b: list[float]) -> float:
 # -- embeddings ---------------------------------------------------------------------
 
 
+def test_an_embedding_kept_with_its_record_is_a_list_of_doubles_in_parquet(
+    tmp_path: Path,
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    records = [{"id": n, "text": f"sentence number {n}"} for n in range(6)]
+    hr.run(
+        hr.with_input(hr.models.embed(field="text"), field="embedding"),
+        records,
+        key="id",
+        sink=hr.write_parquet(tmp_path / "out"),
+        run_dir=tmp_path / "run",
+        progress=False,
+    )
+    table = pq.read_table(tmp_path / "out")
+    assert table.schema.field("embedding").type == pa.list_(pa.float64())
+    assert all(len(v) == 384 for v in table.column("embedding").to_pylist())
+
+
 def test_embeddings_have_the_models_shape_and_identical_texts_a_cosine_of_one() -> None:
     texts = ["The economy is growing.", "The economy is growing.", "Jobs are plentiful."]
     result = _run(hr.models.embed(), texts)

@@ -26,15 +26,41 @@ from .status import _open_store
 __all__ = ["resume", "retry_dead", "run"]
 
 
-def _sink_for(output: str, table: str | None, key: str | None) -> Any:
-    """The sink an ``--output`` names (see :func:`headrace.io.sink_at`)."""
+def _sink_for(
+    output: str, table: str | None, key: str | None, columns: list[str] | None = None
+) -> Any:
+    """The sink an ``--output`` names (see :func:`headrace.io.sink_at`), with the
+    ``--columns name=type`` given."""
     from ..io import sink_at
 
+    typed = _column_types(columns)
     try:
-        return sink_at(output, table=table, key=key)
+        return sink_at(output, table=table, key=key, columns=typed)
     except ValueError as exc:
-        hint = "--output" if table is None else "--table"
-        raise typer.BadParameter(str(exc), param_hint=hint) from None
+        hint = "--columns" if typed and "column" in str(exc) else "--output"
+        raise typer.BadParameter(
+            str(exc), param_hint=hint if table is None else "--table"
+        ) from None
+
+
+def _column_types(columns: list[str] | None) -> dict[str, str] | None:
+    """``["embedding=list<float64>", ...]`` as a dict, each type checked."""
+    if not columns:
+        return None
+    from ..io.column_types import check_type
+
+    typed: dict[str, str] = {}
+    for given in columns:
+        name, equals, kind = given.partition("=")
+        if not equals or not name.strip():
+            raise typer.BadParameter(
+                f"{given!r}: give name=type, e.g. embedding=list<float64>", param_hint="--columns"
+            )
+        try:
+            typed[name.strip()] = check_type(kind.strip())
+        except ValueError as exc:
+            raise typer.BadParameter(f"{name.strip()}: {exc}", param_hint="--columns") from None
+    return typed
 
 
 def _source_for(path: Path, key: str | None) -> Any:
@@ -166,6 +192,15 @@ def run(
     ] = None,
     key: Annotated[str | None, typer.Option(help="the field that identifies a record")] = None,
     table: Annotated[str | None, typer.Option(help="the table of a database --output")] = None,
+    columns: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--columns",
+            help="the columns of a .csv, .parquet or database --output, each as name=type, "
+            "every one named as a recipe's columns: (--columns id=int64 --columns "
+            "embedding=list<float64>; default: fixed by the first output)",
+        ),
+    ] = None,
     run_store: RunStoreOption = None,
     window: Annotated[int | None, typer.Option(help="items in flight at most")] = None,
     ordered: Annotated[bool, typer.Option(help="write outputs in input order")] = False,
@@ -254,7 +289,12 @@ def run(
 
         try:
             source = _source_for(input, key) if input is not None else recipe.source()
-            sink = _sink_for(output, table, key) if output is not None else recipe.sink()
+            if columns and output is None:
+                raise typer.BadParameter(
+                    "--columns goes with --output (a recipe's sink has its own columns:)",
+                    param_hint="--columns",
+                )
+            sink = _sink_for(output, table, key, columns) if output is not None else recipe.sink()
         except RecipeError as exc:
             typer.echo(f"{exc} (or give --input/--output)", err=True)
             raise typer.Exit(1) from None
@@ -294,7 +334,7 @@ def run(
     _carry_out(
         pipeline,
         _source_for(input, key),
-        _sink_for(output, table, key),
+        _sink_for(output, table, key, columns),
         run_dir,
         "fresh" if fresh else "auto",
         False,

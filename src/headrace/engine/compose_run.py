@@ -14,6 +14,7 @@ from ..errors import NoRoute, StepFailed
 from ..io.column_types import declared_types
 from ..pipeline.compose import Branches, Filter, MapStep, Merge, Parallel, Route, Sequence
 from ..pipeline.keep import TypedRecord, WithInput, added_fields
+from .outputs import declared_item_type
 from .tasks import run_together
 
 if TYPE_CHECKING:
@@ -182,6 +183,9 @@ def bind_with_input(step: WithInput, ctx: RunContext) -> Handler:
     with the inner step's output fields added."""
     inner = ctx.bind(step.inner)
     name, field = step.name, step.field
+    # what the inner step declares one output to be (an embedding: list[float]), so
+    # that a sink's column is a list<double>, not JSON text
+    item_type = declared_item_type(step.inner) if field is not None else None
 
     async def handle(value: Any) -> Any:
         if not isinstance(value, Mapping):
@@ -198,10 +202,12 @@ def bind_with_input(step: WithInput, ctx: RunContext) -> Handler:
             added = added_fields(out) if field is None else {field: out}
         except TypeError as exc:
             raise StepFailed(name, exc) from None
-        declared = declared_types(type(out))
-        kinds = {field: type(out)} if field is not None and declared else {}
         if field is None:
-            kinds = declared
+            kinds = declared_types(type(out))
+        elif item_type is not None and item_type is not Any:
+            kinds = {field: item_type}
+        else:
+            kinds = {field: type(out)} if declared_types(type(out)) else {}
         record = TypedRecord({**value, **added})
         record.field_types = {**getattr(value, "field_types", {}), **kinds}
         return record

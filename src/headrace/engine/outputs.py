@@ -9,7 +9,7 @@ from typing import Any
 from ..errors import OutputTypeError, PipelineError
 from ..pipeline.step import FunctionStep
 
-__all__ = ["declared_output", "output_validator", "return_annotation"]
+__all__ = ["declared_item_type", "declared_output", "output_validator", "return_annotation"]
 
 
 def return_annotation(step: FunctionStep[Any, Any]) -> Any:
@@ -33,6 +33,36 @@ def declared_output(step: FunctionStep[Any, Any]) -> Any:
         return return_annotation(step)
     except Exception:  # an unresolvable annotation declares nothing
         return None
+
+
+def declared_item_type(step: Any) -> Any:
+    """The type one item's output is declared to be, or ``None`` when the step does not
+    say: an LLM step's output model, a function step's return annotation (its element
+    type when batched), a model step's (``run_batch``'s element type: an embedding
+    is ``list[float]``). ``with_input(step, field=...)`` gives it to the sink's columns.
+    """
+    own = getattr(step, "_output_type", None)
+    if callable(own):
+        return own()
+    if isinstance(step, FunctionStep):
+        kind = declared_output(step)
+        if step.batch is not None:
+            return _element_type(kind)
+        return kind
+    run_batch = getattr(type(step), "run_batch", None)
+    if callable(run_batch):
+        try:
+            return _element_type(typing.get_type_hints(run_batch).get("return"))
+        except Exception:  # an unresolvable annotation declares nothing
+            return None
+    return None
+
+
+def _element_type(kind: Any) -> Any:
+    if typing.get_origin(kind) is list:
+        (element,) = typing.get_args(kind) or (None,)
+        return None if element is Any else element
+    return None
 
 
 def output_validator(step: FunctionStep[Any, Any]) -> Callable[[Any], None]:

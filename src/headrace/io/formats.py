@@ -71,24 +71,41 @@ def source_at(path: Path, **options: Any) -> Source:
     raise ValueError(f"{path}: give a {readable} file, or a directory")
 
 
-def sink_at(output: str, *, table: str | None = None, key: str | None = None) -> DurableSink:
+def sink_at(
+    output: str,
+    *,
+    table: str | None = None,
+    key: str | None = None,
+    columns: dict[str, str] | None = None,
+) -> DurableSink:
     """The sink an output names: a database URL (with ``table``), a file by its suffix,
-    or any other path as a directory of batch files.
+    or any other path as a directory of batch files. ``columns`` (name -> column type,
+    as a recipe's ``columns:``) is for CSV, Parquet and database outputs.
 
     Raises:
-        ValueError: a database URL without a table, or a table for a file.
+        ValueError: a database URL without a table, a table for a file, or columns
+            for an output that has none.
     """
     if "://" in output:
         if table is None:
             raise ValueError("a database output needs a table")
-        return write_sql(output, table, key=key or "key")
+        return write_sql(output, table, key=key or "key", columns=columns)
     if table is not None:
         raise ValueError("a table is for a database output")
     path = Path(output)
     refuse_special_file(path, "sink")
     for candidate in FORMATS:
         if candidate.suffix == path.suffix and candidate.write is not None:
-            return candidate.write(path)
+            if columns is None:
+                return candidate.write(path)
+            if candidate.suffix not in (".csv", ".parquet"):
+                raise ValueError(
+                    f"a {candidate.suffix} output has no columns; columns are for .csv, "
+                    ".parquet and database outputs"
+                )
+            return candidate.write(path, columns=columns)
+    if columns is not None:
+        raise ValueError("a directory of batch files has no columns")
     return write_batches(path)
 
 

@@ -19,18 +19,9 @@ __all__ = ["declared_fields"]
 
 def declared_fields(step: Step[Any, Any]) -> list[str] | None:
     """The fields of ``step``'s output as it declares them, or ``None`` if unknown."""
-    from ..engine.outputs import declared_output
-    from ..llm.steps import LLMStep
-    from ..pipeline.step import FunctionStep
+    from ..engine.outputs import declared_item_type
 
-    if isinstance(step, LLMStep):
-        kind = step._output_type()
-    elif isinstance(step, FunctionStep):
-        kind = declared_output(step)
-        if step.batch is not None and typing.get_origin(kind) is list:
-            (kind,) = typing.get_args(kind) or (None,)
-    else:
-        return None
+    kind = declared_item_type(step)
     return fields_of_type(kind)
 
 
