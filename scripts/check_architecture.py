@@ -37,6 +37,7 @@ LAYERS: list[list[str]] = [
     [
         "headrace._types",
         "headrace.errors",
+        "headrace.extras",
         "headrace.durations",
         "headrace.secrecy",
         "headrace.fields",

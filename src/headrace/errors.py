@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 __all__ = [
     "HeadraceError",
     "PipelineError",
+    "MissingExtra",
     "SourceError",
     "StepFailed",
     "StepRaisedControl",
@@ -119,6 +120,11 @@ class PipelineError(HeadraceError, TypeError):
     function that cannot be pickled, a merge after a step that is not a fan-out,
     or an invalid option value.
     """
+
+
+class MissingExtra(PipelineError):
+    """A part of the run needs an optional library that is not installed; the message
+    names the part, the module and the extra to install. Raised before the run starts."""
 
 
 class SourceError(HeadraceError, TypeError):

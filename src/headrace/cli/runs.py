@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ..errors import MissingExtra
+
 if TYPE_CHECKING:
     from ..store.session import Mode
 
@@ -36,6 +38,9 @@ def _sink_for(
     typed = _column_types(columns)
     try:
         return sink_at(output, table=table, key=key, columns=typed)
+    except MissingExtra as exc:
+        typer.echo(f"error: --output {output}: {exc}", err=True)
+        raise typer.Exit(2) from None
     except ValueError as exc:
         hint = "--columns" if typed and "column" in str(exc) else "--output"
         raise typer.BadParameter(
@@ -69,6 +74,9 @@ def _source_for(path: Path, key: str | None) -> Any:
 
     try:
         return source_at(path, key=key)
+    except MissingExtra as exc:
+        typer.echo(f"error: --input {path}: {exc}", err=True)
+        raise typer.Exit(2) from None
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--input") from None
 
@@ -141,6 +149,9 @@ def _carry_out(
     except KeyboardInterrupt:
         typer.echo(f"interrupted; finish it with: headrace resume {run_dir}", err=True)
         raise typer.Exit(130) from None
+    except MissingExtra as exc:  # refused before anything was created
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     except (HeadraceError, ConnectionError) as exc:
         hint = (
             f"; finish it with: headrace resume {run_dir}" if getattr(exc, "resumable", 0) else ""

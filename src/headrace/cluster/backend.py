@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import HeadraceError, PipelineError, positive_int
+from ..extras import require
 
 if TYPE_CHECKING:
     from ..engine.result import RunResult
@@ -44,7 +45,7 @@ class Ray:
 
     Raises:
         PipelineError: a setting is out of range.
-        HeadraceError: Ray is not installed (``pip install 'headrace[ray]'``).
+        MissingExtra: Ray is not installed (``pip install 'headrace[ray]'``).
     """
 
     address: str | None = None
@@ -62,12 +63,7 @@ class Ray:
             raise PipelineError(f"num_cpus must be a number >= 0, got {self.num_cpus!r}")
         if not (isinstance(self.num_gpus, int | float) and self.num_gpus >= 0):
             raise PipelineError(f"num_gpus must be a number >= 0, got {self.num_gpus!r}")
-        try:
-            import ray  # noqa: F401
-        except ImportError:
-            raise HeadraceError(
-                "backend=hr.Ray(...) needs Ray: pip install 'headrace[ray]'"
-            ) from None
+        require({"backend=hr.Ray(...)": ("ray",)})
 
     def shard_size_for(self, total: int) -> int:
         """The shard size for a source of ``total`` items."""

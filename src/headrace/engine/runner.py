@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from ..budget import Budget, SharedSpend, spend_for
 from ..errors import HeadraceError, PipelineError, SourceError, TooManyDead
+from ..extras import needed_by_run, require
 from ..fingerprint import leaf_identities
 from ..io.callback import CallbackSink
 from ..io.jsonl import write_jsonl
@@ -242,6 +243,16 @@ async def execute(
     pipeline_ref: str | None,
 ) -> RunResult:
     """Plan the run (in memory or durably) and carry it out."""
+    require(
+        needed_by_run(
+            root,
+            source=source,
+            sink=sink,
+            run_store=options.run_store,
+            backend=options.backend,
+            metrics_port=options.metrics_port,
+        )
+    )
     run_dir, key = options.run_dir, options.key
     durable_sink = sink is not None and _is_durable_sink(sink)
     if sink is not None and not durable_sink and not callable(sink):

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..extras import require
 from .column_types import arrow_type, parse
 from .columns import Columns, TypedRecord
 from .parts import PartDirectorySink
@@ -17,6 +18,8 @@ __all__ = ["ParquetSink", "ParquetSource", "read_parquet", "write_parquet"]
 
 class ParquetSource(Source):
     """Reads a Parquet file a slice of a row group at a time; see :func:`read_parquet`."""
+
+    requires = ("pyarrow",)
 
     def __init__(
         self, path: str | os.PathLike[str], key: str | None, columns: list[str] | None
@@ -170,6 +173,7 @@ class ParquetSink(PartDirectorySink):
     """``part-00000.parquet``, ...: one Parquet file per commit; see :func:`write_parquet`."""
 
     kind = "parquet"
+    requires = ("pyarrow",)
     prefix = "part-"
     suffix = ".parquet"
 
@@ -213,13 +217,11 @@ class ParquetSink(PartDirectorySink):
 
 
 def _pyarrow() -> tuple[Any, Any]:
-    try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError as exc:  # pragma: no cover - pyarrow is installed with the extra
-        raise ImportError(
-            "Parquet needs pyarrow: pip install 'headrace[parquet]' (or pip install pyarrow)"
-        ) from exc
+    """pyarrow, or :class:`~headrace.errors.MissingExtra` naming the extra."""
+    require({"Parquet": ("pyarrow",)})
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     return pa, pq
 
 

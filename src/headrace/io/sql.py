@@ -99,6 +99,7 @@ class SqlSink:
                 f"unsupported database URL {scrub_url(url)!r}: use sqlite:///path.db or postgresql://..."
             )
         self.url = url
+        self.requires = ("psycopg",) if url.startswith(("postgresql://", "postgres://")) else ()
         self.table = table
         self.key = key
         self.given = dict(columns) if columns is not None else None

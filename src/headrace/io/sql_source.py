@@ -17,6 +17,7 @@ class SqlSource(Source):
 
     def __init__(self, url: str, query: str, key: str | None, fetch: int = 1000) -> None:
         self.url = url
+        self.requires = ("psycopg",) if url.startswith(("postgresql://", "postgres://")) else ()
         self.query = query
         self.key = key
         self.fetch = fetch

@@ -122,6 +122,12 @@ class ModelStep(Step[Any, Any]):
     """
 
     kind = "model"
+    needs: tuple[str, ...] = ("torch",)
+    """The optional modules the model needs (checked before a run starts)."""
+
+    def requires(self) -> tuple[str, ...]:
+        """The model's libraries (:attr:`needs`) and the step's own (a cache's Redis)."""
+        return (*self.needs, *super().requires())
 
     def __init__(
         self,

@@ -57,6 +57,8 @@ class Embed(ModelStep):
         PipelineError: ``model`` is not a local directory, or an option is out of range.
     """
 
+    needs = ("torch", "sentence_transformers")
+
     def __init__(
         self,
         model: str | os.PathLike[str] | None = None,

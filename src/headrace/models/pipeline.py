@@ -34,6 +34,8 @@ class Pipeline(ModelStep):
         PipelineError: ``model`` is not a local directory, or an option is out of range.
     """
 
+    needs = ("torch", "transformers")
+
     def __init__(
         self,
         task: str,

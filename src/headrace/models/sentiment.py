@@ -49,6 +49,8 @@ class Sentiment(ModelStep):
         version: bump it to mark a change the fingerprint cannot see.
     """
 
+    needs = ("vaderSentiment",)
+
     def __init__(
         self,
         *,

@@ -116,6 +116,14 @@ class Step(abc.ABC, Generic[In, Out]):
         """The steps this step is made of (empty for a leaf)."""
         return ()
 
+    def requires(self) -> tuple[str, ...]:
+        """The optional modules this step itself needs (``("torch", ...)``), checked
+        before a run starts (see :mod:`headrace.extras`); its children say their own."""
+        cache = getattr(self, "cache", None)
+        tiers = getattr(cache, "tiers", ())
+        uses_redis = any(isinstance(tier, str) and tier.startswith("redis") for tier in tiers)
+        return ("redis",) if uses_redis else ()
+
     def max_concurrency(self) -> int:
         """The largest number of items this step (or one inside it) may hold at once."""
         own = self._slots()
