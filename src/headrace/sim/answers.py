@@ -1,8 +1,9 @@
 """What the simulated provider says: text, or JSON that follows the request's schema.
 
 A request with ``response_format`` ``{"type": "json_schema", ...}`` gets an
-instance of the schema drawn from a generator seeded by the request, so the
-same request always gets the same answer. ``{"type": "json_object"}`` gets
+instance of the schema drawn from a generator seeded by the model and the item's
+text (the last user message, or a packed request's numbered line), so an item
+always gets the same answer, sent alone or packed with any others. ``{"type": "json_object"}`` gets
 ``{"answer": <text>}``.
 
 **Packed requests.** headrace's ``pack=`` puts several items in one request, one
