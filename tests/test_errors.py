@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+from typing import Any
 
+import headrace as hr
 import headrace.errors as errors
 
 SRC = Path(errors.__file__).parent
@@ -61,3 +63,20 @@ def test_one_format_registry_serves_the_cli_recipes_and_resumes(tmp_path: Path) 
     # a description read back from a run store is untrusted: one line, no TypeError
     with pytest.raises(ValueError, match="the run store's 'csv' description"):
         open_source({"kind": "csv", "path": "x.csv", "evil": 1})
+
+
+def test_a_key_error_with_a_sentence_reads_as_the_sentence_in_a_dead_letter() -> None:
+    @hr.step
+    def lookup(item: dict[str, Any]) -> Any:
+        if "depz" not in item:
+            raise KeyError("the item has no field 'depz'")
+        return item
+
+    @hr.step
+    def plain(item: dict[str, Any]) -> Any:
+        return item["depz"]
+
+    for step, message in ((lookup, "the item has no field 'depz'"), (plain, "'depz'")):
+        result = hr.run(step, [{"id": 1}], progress=False)
+        (dead,) = result.dead_letters
+        assert (dead.error_type, dead.message) == ("KeyError", message)

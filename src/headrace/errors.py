@@ -56,8 +56,16 @@ __all__ = [
 
 def error_text(error: BaseException) -> str:
     """``str(error)``, or words saying it could not be shown: an exception whose
-    ``__str__`` raises must fail its item, not the run."""
+    ``__str__`` raises must fail its item, not the run. A ``KeyError`` raised with a
+    sentence reads as that sentence (``str()`` would quote it as a key)."""
     try:
+        if (
+            isinstance(error, KeyError)
+            and len(error.args) == 1
+            and isinstance(error.args[0], str)
+            and " " in error.args[0]
+        ):  # a sentence, which str() would show quoted as the key it is not
+            return error.args[0]
         return str(error)
     except Exception as failed:
         return (

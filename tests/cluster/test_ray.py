@@ -110,6 +110,48 @@ def test_a_finished_run_resumes_to_nothing(local_ray: None, tmp_path: Path) -> N
     assert (tmp_path / "out.jsonl").read_bytes() == before
 
 
+@pytest.mark.parametrize("kind", ["jsonl", "csv"])
+def test_a_joined_file_leaves_no_shard_files_and_is_checked_after(
+    local_ray: None, tmp_path: Path, kind: str
+) -> None:
+    source = hr.read_jsonl(write_items(tmp_path / "in.jsonl", 120), key="id")
+    out = tmp_path / f"out.{kind}"
+    sink = hr.write_jsonl(out) if kind == "jsonl" else hr.write_csv(out)
+    options: dict[str, Any] = {
+        "sink": sink,
+        "run_dir": tmp_path / "run",
+        "progress": False,
+        "backend": hr.Ray(workers=2, shard_size=40),
+    }
+    hr.run(ray_pipelines.echo, source, **options)
+    assert not (tmp_path / f"out.{kind}.shards").exists()  # joined with no dead letter
+    before = out.read_bytes()
+    again = hr.run(ray_pipelines.echo, source, **options)
+    assert again.items_in == 0 and out.read_bytes() == before  # not joined from nothing
+    out.write_bytes(before[:-10])
+    with pytest.raises(hr.errors.SinkDamaged, match="not the file this finished run joined"):
+        hr.run(ray_pipelines.echo, source, **options)
+
+
+def test_a_run_with_dead_letters_keeps_its_shard_files_for_retry_dead(
+    local_ray: None, tmp_path: Path
+) -> None:
+    source = hr.read_jsonl(write_items(tmp_path / "in.jsonl", 200), key="id")
+    options: dict[str, Any] = {
+        "sink": hr.write_jsonl(tmp_path / "out.jsonl"),
+        "run_dir": tmp_path / "run",
+        "progress": False,
+        "backend": hr.Ray(workers=2, shard_size=50),
+    }
+    first = hr.run(ray_pipelines.double, source, **options)
+    assert first.items_dead == 3
+    assert (tmp_path / "out.jsonl.shards").is_dir()  # retry-dead writes the shards again
+    fixed = hr.run(ray_pipelines.echo, source, retry_dead=True, force=True, **options)
+    assert fixed.items_dead == 0
+    assert not (tmp_path / "out.jsonl.shards").exists()
+    assert sorted(jsonl_ids(tmp_path / "out.jsonl")) == [f"item-{n:05d}" for n in range(200)]
+
+
 def _live_shard_holders(parent: StoreLocation, shards: int) -> list[int]:
     """The pids of the workers holding a shard's lease right now."""
     pids = []

@@ -80,7 +80,7 @@ def test_a_durable_run_records_every_outcome_and_writes_dead_letters(tmp_path: P
         (
             "<source>",
             "BadInput",
-            f"{source}:23: expected a JSON object with a 'id' field, got list",
+            f"{source}:23: expected a JSON object with the key field 'id', got list",
         ),
     ]
     assert dead[0]["item"] == "{truncated"  # the raw line, as a JSON string

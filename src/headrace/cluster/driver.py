@@ -17,7 +17,7 @@ import sys
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -108,13 +108,30 @@ async def run_sharded(
             store.commit([], [], watermark=0, sink_state={"sharded": True}, session=session.session)
         driver = Driver(backend, blob, source, sink, options, parent, plan)
         result = await driver.run(session.mode, store.heartbeat)
-        sink.join_shards(len(plan.bounds))
+        _join(sink, store, session.session, len(plan.bounds), driver.has_dead())
         ended = True
     finally:
         session.close(aborted=not ended)
     write_dead_file(driver.dead_letter_rows(), run_dir / "dead.jsonl")
     result.metrics.wall_s = time.perf_counter() - started
     return result
+
+
+def _join(sink: Any, store: Any, session: Any, count: int, dead: bool) -> None:
+    """Join the shards' output into the sink, once. A file joined with no dead letter
+    left (so no retry-dead will write its shards again) is committed as ``joined``
+    with its size and CRC, and its shard files (``out.jsonl.shards/``) are removed:
+    a later session checks the file instead of joining again."""
+    state = store.sink_state()
+    if state.get("joined"):
+        sink.clear_shards()  # a kill may have come between the commit and the removal
+        return
+    joined = sink.join_shards(count)
+    if not joined or dead:
+        return
+    state = {"sharded": True, "joined": True, **joined}
+    store.commit([], [], watermark=store.watermark(), sink_state=state, session=session)
+    sink.clear_shards()
 
 
 def _worker_env(backend: Ray) -> dict[str, Any]:
@@ -371,7 +388,15 @@ class Driver:
         dead = sum(d for _, d in finished.values())
         return Counts(done, dead, self.plan.total, self.done_before)
 
-    def dead_letter_rows(self) -> Iterator[dict[str, Any]]:
+    def has_dead(self) -> bool:
+        """Whether any shard holds a dead letter."""
+        rows = self.dead_letter_rows()
+        try:
+            return next(rows, None) is not None
+        finally:
+            rows.close()  # the shard store it opened is closed now, not when collected
+
+    def dead_letter_rows(self) -> Generator[dict[str, Any], None, None]:
         """Every dead letter of the run, read from the shards' stores, in source order."""
         for index, (start, _) in enumerate(self.plan.bounds):
             location = shard_location(self.parent, index)

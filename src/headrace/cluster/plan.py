@@ -196,11 +196,18 @@ class ShardedSink:
 
     def open(self, state: dict[str, Any], *, overwrite: bool = False) -> Recovered | None:
         """A new run: refuse output already there (unless ``overwrite``) and remove what
-        an earlier run's shards left; a resumed one (``sharded`` committed): nothing."""
+        an earlier run's shards left; a resumed one (``sharded`` committed): nothing,
+        but a finished one whose shard files are gone (``joined``) checks its file.
+
+        Raises:
+            SinkDamaged: the joined file is missing or changed.
+        """
         if not state.get("sharded"):
             self.sink.open({}, overwrite=overwrite)
             self.sink.close()
             self.sink.clear_shards()
+        elif state.get("joined"):
+            self.sink.check_joined(state)
         return None
 
     def set_aside(self) -> str | None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import OutputExists, SinkDamaged
-from .parts import aside
+from .parts import aside, file_crc
 from .records import Recovered, refuse_special_file
 
 _log = logging.getLogger("headrace.run")
@@ -194,17 +194,19 @@ class AppendingFileSink(abc.ABC):
         """Remove the shard files of an earlier run (a new run starts without them)."""
         shutil.rmtree(self.shards_dir, ignore_errors=True)
 
-    def join_shards(self, count: int) -> None:
+    def join_shards(self, count: int) -> dict[str, Any]:
         """Write the file as shards ``0 .. count-1`` in order (one header), replacing it
         at once: a kill leaves the old file or the whole new one, and joining again
-        gives the same file.
+        gives the same file. Returns the joined file's size and CRC-32 (what
+        :meth:`check_joined` checks once the shard files are gone).
 
         Raises:
             SinkDamaged: two shards' files start with different headers.
         """
         temporary = self.path.with_name(f".{self.path.name}.joining")
         header: bytes | None = None
-        with temporary.open("wb") as out:
+        out: Any
+        with _Counting(temporary.open("wb")) as out:
             for index in range(count):
                 path = self.for_shard(index).path
                 if not path.exists():
@@ -223,3 +225,46 @@ class AppendingFileSink(abc.ABC):
             out.flush()
             os.fsync(out.fileno())
         os.replace(temporary, self.path)
+        return {"joined_size": out.size, "joined_crc": out.crc}
+
+    def check_joined(self, state: dict[str, Any]) -> None:
+        """Check the joined file against what :meth:`join_shards` returned (its shards
+        are gone, so it cannot be joined again).
+
+        Raises:
+            SinkDamaged: the file is missing or not the one joined.
+        """
+        size, crc = state.get("joined_size"), state.get("joined_crc")
+        found = self.path.stat().st_size if self.path.is_file() else None
+        if found is None or found != size or file_crc(self.path) != crc:
+            raise SinkDamaged(
+                f"{self.path} is not the file this finished run joined from its shards "
+                f"({'missing' if found is None else 'changed'} since): run it again with "
+                "--fresh (or fresh=True)"
+            )
+
+
+class _Counting:
+    """A binary file that counts the bytes written to it and their CRC-32."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle, self.size, self.crc = handle, 0, 0
+
+    def __enter__(self) -> _Counting:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.handle.close()
+
+    def write(self, data: bytes) -> int:
+        self.size += len(data)
+        self.crc = zlib.crc32(data, self.crc)
+        written: int = self.handle.write(data)
+        return written
+
+    def flush(self) -> None:
+        self.handle.flush()
+
+    def fileno(self) -> int:
+        number: int = self.handle.fileno()
+        return number

@@ -105,7 +105,7 @@ class JsonlSource(Source):
                 elif not isinstance(value, dict):
                     yield BadRecord(
                         where,
-                        f"expected a JSON object with a {self.key!r} field, "
+                        f"expected a JSON object with the key field {self.key!r}, "
                         f"got {type(value).__name__}",
                         _shown(line),
                     )
