@@ -1,5 +1,5 @@
-"""A real headless Chromium for browser tests (Debian's, which ``scripts/install``
-installs), through Playwright: the ``browser`` fixture and :func:`open_page`."""
+"""A real headless Chromium for browser tests (Debian's, which
+``scripts/install --browser`` installs), through Playwright: the ``browser`` fixture and :func:`open_page`."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ CHROMIUM = os.environ.get("HEADRACE_CHROMIUM", "/usr/bin/chromium")
 def browser() -> Iterator[Any]:
     """A headless Chromium for the module's tests."""
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"no Chromium at {CHROMIUM}: run scripts/install (apt-get install chromium)")
+        pytest.fail(f"no Chromium at {CHROMIUM}: run ./scripts/install --browser (as root)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

@@ -1,5 +1,5 @@
 """The report and the live page in a real headless Chromium (Debian's, which
-``scripts/install`` installs): no console error, every chart drawn, the numbers of
+``scripts/install --browser`` installs): no console error, every chart drawn, the numbers of
 the run, a bounded size; the live page follows a run through a kill and a resume.
 
 Screenshots are saved in each test's temporary directory (the path is printed).
