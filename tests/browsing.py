@@ -1,5 +1,6 @@
 """A real headless Chromium for browser tests (Debian's, which
-``scripts/install --browser`` installs), through Playwright: the ``browser`` fixture and :func:`open_page`."""
+``scripts/install --browser`` installs), through Playwright: the ``browser`` fixture
+and :func:`open_page`."""
 
 from __future__ import annotations
 
