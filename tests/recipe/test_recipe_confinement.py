@@ -149,10 +149,43 @@ def test_source_and_sink_stay_inside_the_recipe_folder(tmp_path: Path, section: 
     folder.mkdir()
     path = folder / "r.yaml"
     path.write_text(f"{section}\nnodes:\n  - {{id: f, function: json:dumps}}\n")
+    loaded = hr.recipe.load(path)  # confined where used, not where loaded
     with pytest.raises(
         RecipeError, match=r"r.yaml:1:\d+: (source|sink)\.\w+: .* is outside the recipe's folder"
     ):
-        hr.recipe.load(path)
+        loaded.source() if section.startswith("source") else loaded.sink()
+    with pytest.raises(RecipeError, match="is outside the recipe's folder"):
+        loaded.check_paths()  # what headrace validate checks
+
+
+def test_a_section_outside_the_folder_replaced_on_the_command_line_is_not_refused(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "recipe"
+    folder.mkdir()
+    (folder / "in.jsonl").write_text('{"id": 1, "text": "a"}\n')
+    path = folder / "r.yaml"
+    path.write_text(
+        "source: {jsonl: ../../elsewhere.jsonl, key: id}\nsink: {jsonl: /tmp/notes.jsonl}\n"
+        "nodes:\n  - {id: f, function: json:dumps}\n"
+    )
+    command = [sys.executable, "-m", "headrace", "run", str(path)]
+    given = ["--input", str(folder / "in.jsonl")]
+    ran = subprocess.run(
+        [*command, *given, "--output", str(folder / "out.jsonl"), "--run-dir", str(folder / "run")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert (folder / "out.jsonl").read_text().count("\n") == 1
+    half = subprocess.run(
+        [*command, *given, "--run-dir", str(folder / "run2")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert half.returncode == 1 and "sink.jsonl: '/tmp/notes.jsonl' is outside" in half.stderr
 
 
 def test_allow_path_lets_a_recipe_reach_a_named_folder(tmp_path: Path) -> None:

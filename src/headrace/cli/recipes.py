@@ -39,8 +39,10 @@ def _recipe(
     allow: list[str] | None = None,
     allow_paths: list[Path] | None = None,
     trusted: bool = False,
+    check_paths: bool = False,
 ) -> Any:
-    """Load a recipe (from its file, or from a stored run's ref), or exit with its problems.
+    """Load a recipe (from its file, or from a stored run's ref), or exit with its problems
+    (with ``check_paths``, a source or sink outside its folder among them).
 
     A recipe file outside the current directory (a downloaded one) is loaded only
     with ``--allow`` (the packages it may import) or ``--trusted``: its import paths
@@ -61,12 +63,15 @@ def _recipe(
     try:
         if ref is not None:
             return Recipe.from_ref(ref)
-        return Recipe(
+        loaded = Recipe(
             path or "",
             overrides=overrides or (),
             allow=allow or None,
             allow_paths=allow_paths or (),
         )
+        if check_paths:
+            loaded.check_paths()
+        return loaded
     except RecipeError as exc:
         typer.echo(str(exc), err=True)
         count = len(exc.problems)
@@ -114,7 +119,12 @@ def validate(
 ) -> None:
     """Check a recipe without running it: every problem names file:line:column and the field."""
     loaded = _recipe(
-        str(recipe), overrides=set_, allow=allow, allow_paths=allow_path, trusted=trusted
+        str(recipe),
+        overrides=set_,
+        allow=allow,
+        allow_paths=allow_path,
+        trusted=trusted,
+        check_paths=True,
     )
     graph = loaded.built.graph
     edges = len(graph.edges)

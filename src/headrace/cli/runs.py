@@ -294,7 +294,14 @@ def run(
             pipeline, overrides=set_, allow=allow, allow_paths=allow_path, trusted=trusted
         )
         if dry_run:
-            typer.echo(recipe.plan())
+            replaced = _source_for(input, key) if input is not None else None
+            typer.echo(
+                recipe.plan(
+                    source=replaced,
+                    source_text=f"--input {input}" if input is not None else None,
+                    sink_text=f"--output {output}" if output is not None else None,
+                )
+            )
             return
         from ..recipe import RecipeError
 

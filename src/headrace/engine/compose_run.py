@@ -182,7 +182,7 @@ def bind_with_input(step: WithInput, ctx: RunContext) -> Handler:
     """Build the handler of a :func:`~headrace.pipeline.keep.with_input` step: the input record
     with the inner step's output fields added."""
     inner = ctx.bind(step.inner)
-    name, field = step.name, step.field
+    name, field, keeps = step.name, step.field, step.keeps
     # what the inner step declares one output to be (an embedding: list[float]), so
     # that a sink's column is a list<double>, not JSON text
     item_type = declared_item_type(step.inner) if field is not None else None
@@ -198,6 +198,16 @@ def bind_with_input(step: WithInput, ctx: RunContext) -> Handler:
         out = await inner(value)
         if out is FILTERED:
             return out
+        if keeps is not None:
+            value = value.get(keeps)
+            if not isinstance(value, Mapping):
+                raise StepFailed(
+                    name,
+                    TypeError(
+                        f"keep_input keeps the fields of a record (a dict), got "
+                        f"{type(value).__name__}"
+                    ),
+                )
         try:
             added = added_fields(out) if field is None else {field: out}
         except TypeError as exc:

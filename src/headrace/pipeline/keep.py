@@ -24,18 +24,32 @@ __all__ = ["TypedRecord", "WithInput", "added_fields", "with_input"]
 
 class WithInput(Step[dict[str, Any], dict[str, Any]]):
     """A step whose output is its input record plus its inner step's output fields;
-    see :func:`with_input`."""
+    see :func:`with_input`.
 
-    def __init__(self, inner: Step[Any, Any], field: str | None) -> None:
+    Args:
+        inner: the step run on the record.
+        field: put the whole output under this field instead of adding its fields.
+        keeps: keep the record found under this name of the input instead of the input
+            itself (a recipe's prompt node is handed its template's names, its own
+            input under ``"input"``).
+    """
+
+    def __init__(
+        self, inner: Step[Any, Any], field: str | None, *, keeps: str | None = None
+    ) -> None:
         self.inner = inner
         self.field = field
+        self.keeps = keeps
         self.name = inner.name
 
     def children(self) -> tuple[Step[Any, Any], ...]:
         return (self.inner,)
 
     def _identity(self) -> dict[str, Any]:
-        return {"kind": "with_input", "inner": self.inner.fingerprint, "field": self.field}
+        identity = {"kind": "with_input", "inner": self.inner.fingerprint, "field": self.field}
+        if self.keeps is not None:  # absent otherwise: fingerprints of older runs stay
+            identity["keeps"] = self.keeps
+        return identity
 
 
 def added_fields(output: Any) -> dict[str, Any]:

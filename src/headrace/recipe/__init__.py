@@ -64,7 +64,6 @@ class Recipe:
         self.allow_paths = tuple(str(Path(p).expanduser().resolve()) for p in allow_paths)
         self.built: Built = build(self.path, overrides=self.overrides, allow=self.allow)
         self.spec: RecipeSpec = self.built.spec
-        self._check_paths()
         self.pipeline: Step[Any, Any] = self.built.pipeline
         self.name = self.spec.name or self.path.stem
 
@@ -106,11 +105,19 @@ class Recipe:
         path = Path(relative)
         return path if path.is_absolute() else self.path.parent / path
 
-    def _check_paths(self) -> None:
-        """Refuse a source or sink path outside the recipe's folder and the allowed ones."""
+    def check_paths(self, sections: Sequence[str] = ("source", "sink")) -> None:
+        """Refuse a source or sink path outside the recipe's folder and the allowed ones.
+
+        Checked where the section is used (:meth:`source`, :meth:`sink`), so a section
+        that ``--input`` or ``--output`` replaces is not confined; ``headrace validate``
+        checks both.
+
+        Raises:
+            RecipeError: a path outside, each one named with its place in the file.
+        """
         folders = [self.path.parent, *(Path(p) for p in self.allow_paths)]
         problems = []
-        for section in ("source", "sink"):
+        for section in sections:
             spec = getattr(self.spec, section)
             if spec is None:
                 continue
@@ -146,6 +153,7 @@ class Recipe:
         spec = self.spec.source
         if spec is None:
             raise self._missing("source")
+        self.check_paths(("source",))
         name = next(n for n in ("jsonl", "csv", "parquet", "dir") if getattr(spec, n))
         reader = by_name(name).read
         assert reader is not None
@@ -164,6 +172,7 @@ class Recipe:
         spec = self.spec.sink
         if spec is None:
             raise self._missing("sink")
+        self.check_paths(("sink",))
         columns: dict[str, str] | None = dict(spec.columns) if spec.columns else None
         name = next(n for n in ("jsonl", "csv", "parquet", "dir", "sql") if getattr(spec, n))
         writer = by_name(name).write
@@ -234,11 +243,27 @@ class Recipe:
         """``.headrace/<recipe name>`` in the current directory."""
         return Path(".headrace") / self.name
 
-    def plan(self, *, sample: int = 20) -> str:
-        """What would run, and an estimate of requests, tokens and cost; no call is made."""
+    def plan(
+        self,
+        *,
+        sample: int = 20,
+        source: Source | None = None,
+        source_text: str | None = None,
+        sink_text: str | None = None,
+    ) -> str:
+        """What would run, and an estimate of requests, tokens and cost; no call is made.
+
+        Args:
+            sample: records read to estimate prompt sizes.
+            source: what the run reads in place of the recipe's source (``--input``),
+                shown as ``source_text``.
+            sink_text: what the run writes to in place of the recipe's sink (``--output``).
+        """
         from .plan import describe
 
-        return describe(self, sample=sample)
+        return describe(
+            self, sample=sample, source=source, source_text=source_text, sink_text=sink_text
+        )
 
 
 def load(

@@ -155,6 +155,17 @@ class _Builder(NodeBuilder):
                     origin.append(loc)
         self.check_fields(nodes, edges, conditions, seen)
         if self.problems:
+            # the graph is not built, so say here what it would have said of the edges
+            for edge, loc in zip(edges, origin, strict=True):
+                for end in dict.fromkeys((edge.source, edge.target)):
+                    if end not in seen:
+                        self.problems.append(
+                            self.doc.problem(
+                                loc,
+                                f"edge {edge.source} -> {edge.target} names node {end!r}, "
+                                f"which is not defined{nearest(end, seen)}",
+                            )
+                        )
             return None, False
         try:
             graph = Graph(nodes, edges, output=spec.output, name=spec.name or self.doc.path.stem)

@@ -7,6 +7,7 @@ objects. :mod:`headrace.recipe.build` joins them into a graph.
 from __future__ import annotations
 
 import abc
+import re
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
@@ -20,7 +21,7 @@ from ..imports import resolve
 from ..limits.policies import Fallback, Timeout
 from ..limits.rate import Rate
 from ..limits.retry import Retry
-from ..pipeline.keep import with_input
+from ..pipeline.keep import WithInput, with_input
 from ..pipeline.step import Batch, FunctionStep, Step, step
 from .document import Document, Problem, RecipeError, nearest
 from .schema import (
@@ -61,6 +62,8 @@ TAKES: Mapping[str, frozenset[str]] = {
 
 INSIDE_MAP = ("function", "llm", "model", "recipe")
 
+_CANNOT_IMPORT = re.compile(r"cannot import '([A-Za-z_][\w.]*)'")
+
 
 class NodeBuilder(abc.ABC):
     """Builds one recipe file's steps, collecting its problems."""
@@ -89,8 +92,22 @@ class NodeBuilder(abc.ABC):
         except RecipeError as exc:
             self.problems.extend(exc.problems)
         except (PipelineError, ValueError, TypeError) as exc:
-            self.problems.append(self.doc.problem(loc, str(exc), key=key))
+            self.problems.append(self.doc.problem(loc, self.with_hint(str(exc)), key=key))
         return None
+
+    def with_hint(self, message: str) -> str:
+        """``message``, with the line to add when it is a module of the recipe's own
+        folder that could not be imported because ``paths:`` does not name the folder."""
+        found = _CANNOT_IMPORT.match(message)
+        if found is None or "." in self.spec.paths:
+            return message
+        top = found.group(1).split(".")[0]
+        if not ((self.folder / f"{top}.py").is_file() or (self.folder / top).is_dir()):
+            return message
+        return (
+            f"{message}; {top!r} is in the recipe's folder, which is importable only through "
+            f'paths: add the line paths: ["."] to {self.doc.path.name}'
+        )
 
     def path(self, text: str) -> Path:
         """A path the recipe gives, relative to its folder."""
@@ -173,6 +190,12 @@ class NodeBuilder(abc.ABC):
         if built is None or keep is False or "keep_input" not in TAKES[kind]:
             return built
         field = keep if isinstance(keep, str) else None
+        if spec.llm is not None and spec.llm.prompt is not None:
+            # a prompt node is handed the names its template reads (the record's fields,
+            # record, input, the nodes above): keep only its input's fields, once
+            return self.attempt(
+                (*loc, "keep_input"), lambda: WithInput(built, field, keeps="input")
+            )
         return self.attempt((*loc, "keep_input"), lambda: with_input(built, field=field))
 
     def function_step(self, spec: NodeSpec, name: str, loc: Loc) -> Step[Any, Any] | None:

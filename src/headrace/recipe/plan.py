@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ..io.records import BadRecord
 from ..limits.usage import estimate_tokens
 from ..pipeline.graph import names_of
+from ..pipeline.keep import WithInput
 from .schema import RecipeSpec
 
 if TYPE_CHECKING:
@@ -52,9 +53,9 @@ def _kinds(spec: RecipeSpec) -> dict[str, str]:
     return shown
 
 
-def _sample(recipe: Recipe, size: int) -> tuple[int | None, list[Any]]:
+def _sample(recipe: Recipe, size: int, given: Any = None) -> tuple[int | None, list[Any]]:
     try:
-        source = recipe.source()
+        source = given if given is not None else recipe.source()
     except Exception:
         return None, []
     records: list[Any] = []
@@ -80,19 +81,39 @@ def _prompt_tokens(step: Any, records: list[Any], context: bool) -> int | None:
     return math.ceil(sum(counts) / len(counts)) if counts else None
 
 
-def describe(recipe: Recipe, *, sample: int = 20) -> str:
-    """The plan of ``recipe`` as text (see the module's notes)."""
+def _llm_step(step: Any) -> Any:
+    """The LLM step inside a node's step (under ``keep_input:``), or the step itself."""
+    while isinstance(step, WithInput):
+        step = step.inner
+    return step
+
+
+def describe(
+    recipe: Recipe,
+    *,
+    sample: int = 20,
+    source: Any = None,
+    source_text: str | None = None,
+    sink_text: str | None = None,
+) -> str:
+    """The plan of ``recipe`` as text (see the module's notes). ``source`` (shown as
+    ``source_text``) and ``sink_text`` are what the command line put in place of the
+    recipe's own (``--input``, ``--output``)."""
     from ..llm import Embed, LLMStep, Transduce
 
     graph = recipe.built.graph
     spec = recipe.spec
     lines = [f"recipe {recipe.name} ({recipe.path})"]
-    total, records = _sample(recipe, sample)
-    if spec.source is not None:
-        what = spec.source.model_dump(exclude_none=True)
-        count = f", {total:,} items" if total is not None else ", not readable now"
-        lines.append(f"source: {what}{count}")
-    if spec.sink is not None:
+    total, records = _sample(recipe, sample, source)
+    count = f", {total:,} items" if total is not None else ", not readable now"
+    if source is not None:
+        shown = source_text or type(source).__name__
+        lines.append(f"source: {shown} (in place of the recipe's){count}")
+    elif spec.source is not None:
+        lines.append(f"source: {spec.source.model_dump(exclude_none=True)}{count}")
+    if sink_text is not None:
+        lines.append(f"sink:   {sink_text} (in place of the recipe's)")
+    elif spec.sink is not None:
         lines.append(f"sink:   {spec.sink.model_dump(exclude_none=True, exclude_defaults=True)}")
     run = spec.run.model_dump(exclude_defaults=True)
     lines.append(f"run:    {run or 'defaults'}")
@@ -123,7 +144,7 @@ def describe(recipe: Recipe, *, sample: int = 20) -> str:
     dollars = 0.0
     priced_all = True
     for node_id in graph.order:
-        step = graph.nodes[node_id].step
+        step = _llm_step(graph.nodes[node_id].step)
         if not isinstance(step, LLMStep):
             continue
         if isinstance(step, Transduce):
@@ -185,7 +206,7 @@ def _pack_warnings(recipe: Recipe) -> list[str]:
     window = recipe.spec.run.concurrency or default_window(recipe.pipeline)
     warnings = []
     for node_id in graph.order:
-        step = graph.nodes[node_id].step
+        step = _llm_step(graph.nodes[node_id].step)
         if not isinstance(step, Transduce) or step.pack < 2:
             continue
         needed = step.pack * step.concurrency
