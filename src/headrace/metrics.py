@@ -328,6 +328,9 @@ class StepMetrics:
                 "state": self.circuit.state,
                 "opened": self.circuit.opened,
                 "refused": self.circuit.refused,
+                "down_s": round(self.circuit.down_s(), 3),
+                "max_outage_s": self.circuit.max_outage_s,
+                "last_error": self.circuit.last_error,
             }
         if self.fallbacks:
             data["fallbacks"] = self.fallbacks
@@ -462,3 +465,15 @@ class RunMetrics:
     def to_json(self) -> str:
         """The metrics as one JSON document."""
         return json.dumps(self.to_dict(), sort_keys=False)
+
+
+def outage_line(step: str, state: str, down_s: float, max_outage_s: float, error: str) -> str:
+    """One line on an outage: what is down, for how long, and how long until the run
+    stops (``ProviderDown``) if it stays down; shown by the progress line, the live
+    page and the report the moment a step's circuit opens."""
+    left = max(0.0, max_outage_s - down_s)
+    why = f": {error[:120]}" if error else ""
+    return (
+        f"provider of step {step!r} down for {down_s:,.0f} s (circuit {state}); the run "
+        f"stops if it stays down {left:,.0f} s more{why}"
+    )

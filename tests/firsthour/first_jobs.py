@@ -39,6 +39,21 @@ def _down_llm() -> hr.llm.Complete:
 down_llm = _down_llm()
 
 
+def _long_down_llm() -> hr.llm.Complete:
+    import os
+
+    llm = hr.llm.Client(
+        base_url=os.environ.get("DOWN_URL", "http://127.0.0.1:9/v1"),
+        retry=hr.Retry(attempts=2, backoff=0.001),
+        circuit=hr.Circuit(failures=2, reset=0.05, max_outage=2.0),
+    )
+    return hr.llm.complete(prompt="Say {text}", client=llm, model="m")
+
+
+long_down_llm = _long_down_llm()
+"""An endpoint that stays down for the whole 2 s the run waits for it."""
+
+
 class Info(BaseModel):
     """What the first-hour recipes ask an LLM for."""
 

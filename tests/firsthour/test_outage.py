@@ -199,3 +199,47 @@ def test_the_cli_exits_4_and_names_the_resume_when_the_provider_is_down(tmp_path
     assert job.returncode == 4, job.stderr
     assert "stopped early: " in job.stdout and "looks down" in job.stdout
     assert "finish it with: headrace resume state" in job.stderr
+
+
+def test_an_outage_is_on_the_progress_line_and_in_the_report_while_it_lasts(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "in.jsonl").write_text(
+        "".join(json.dumps({"id": n, "text": f"t{n}"}) + "\n" for n in range(50))
+    )
+    env = {**os.environ, "DOWN_URL": closed_port(), "CI": "1", "PYTHONPATH": str(HERE)}
+    files = ["--input", "in.jsonl", "--output", "out.jsonl", "--run-dir", "run"]
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "headrace",
+            "run",
+            "first_jobs:long_down_llm",
+            "--key",
+            "id",
+            *files,
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 4, done.stderr  # stopped early, resumable
+    # the progress line said so while the run waited, not only at the end
+    progress = [line for line in done.stderr.splitlines() if line.startswith("headrace: ")]
+    outage = [line for line in progress if "provider of step 'complete' down for" in line]
+    assert outage, done.stderr
+    assert "the run stops if it stays down" in outage[0] and "ClientConnectorError" in outage[0]
+    report = subprocess.run(
+        [sys.executable, "-m", "headrace", "report", "run"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    html = (tmp_path / report.stdout.strip()).read_text()
+    assert 'data-key="outages">outages (a circuit opened): complete' in html
+    assert "complete down" in html  # marked on the charts

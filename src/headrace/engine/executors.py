@@ -113,7 +113,9 @@ def function_ref(fn: Callable[..., Any], step: str) -> FunctionRef | Callable[..
                 f"step {step!r} uses executor='process', but {module}.{qualname} cannot be "
                 f"imported by name ({exc}); define it at the top level of a module"
             ) from exc
-        if found is not fn:
+        # a copy of the same function passes: cloudpickle ships a decorated function
+        # by value (its name holds the step), so on a Ray worker it is not the module's
+        if found is not fn and getattr(found, "__code__", None) != fn.__code__:
             raise PipelineError(
                 f"step {step!r} uses executor='process', but the name {module}.{qualname} "
                 "refers to another object; worker processes import functions by name"

@@ -21,7 +21,7 @@ from typing import Any, Literal
 from ..budget import RunSpend, run_stopped
 from ..errors import BadInput, SourceError, StepFailed, error_text
 from ..io.records import BadRecord, encode_json
-from ..metrics import RunMetrics
+from ..metrics import RunMetrics, outage_line
 from ..pipeline.step import FILTERED, Step
 from ..store.base import FinishedItem
 from ..store.session import DurableSession
@@ -231,7 +231,22 @@ class Lanes:
             dead=self.n_dead,
             total=self.total,
             skipped=self.session.skipped if self.session is not None else 0,
+            note=self._outage(),
         )
+
+    def _outage(self) -> str:
+        """A line on the first step whose provider is down now, or empty."""
+        for step in self.ctx.metrics if self.ctx is not None else ():
+            circuit = step.circuit
+            if circuit is not None and circuit.state != "closed":
+                return outage_line(
+                    step.name,
+                    circuit.state,
+                    circuit.down_s(),
+                    circuit.max_outage_s,
+                    circuit.last_error,
+                )
+        return ""
 
     def _emitter(self) -> Callable[[Any], Any] | None:
         """Return how an output is handed on: collected, given to the callable sink, or

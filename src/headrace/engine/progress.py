@@ -27,6 +27,8 @@ class Counts:
     dead: int
     total: int | None
     skipped: int = 0
+    note: str = ""
+    """A line on what holds the run back now (an outage), or empty."""
 
 
 def clock(seconds: float) -> str:
@@ -93,11 +95,14 @@ async def _bar(counts: Callable[[], Counts], finished: asyncio.Event, out: TextI
         TextColumn("{task.fields[times]}"),
         TextColumn("{task.fields[rate]:>10} items/s"),
         TextColumn("dead {task.fields[dead]}"),
+        TextColumn("[bold red]{task.fields[note]}"),
     ]
     started = time.perf_counter()
     with Progress(*columns, console=Console(file=out), transient=False) as bar:
         first = counts()
-        task = bar.add_task("run", total=first.total, rate="-", dead=0, times="[00:00<?]")
+        task = bar.add_task(
+            "run", total=first.total, rate="-", dead=0, times="[00:00<?]", note=first.note
+        )
         while True:
             done = await _wait(finished, 0.1)
             now = counts()
@@ -109,6 +114,7 @@ async def _bar(counts: Callable[[], Counts], finished: asyncio.Event, out: TextI
                 rate=rate,
                 dead=now.dead,
                 times=spent,
+                note=now.note,
             )
             if done:
                 return
@@ -119,17 +125,27 @@ async def _log_lines(
 ) -> None:
     started = time.perf_counter()
     printed = False
+    shown_note = ""
     while True:
-        done = await _wait(finished, interval_s)
+        # a line every interval, and one the moment an outage begins or ends
+        waited = 0.0
+        done = False
+        while waited < interval_s and not done:
+            step = min(0.5, interval_s - waited)
+            done = await _wait(finished, step)
+            waited += step
+            if counts().note != shown_note:
+                break
         if done and not printed:
             return
         now = counts()
+        shown_note = now.note
         rate, spent = times(now, time.perf_counter() - started)
         of = f"/{now.total:,}" if now.total is not None else ""
         skipped = f" ({now.skipped:,} finished before)" if now.skipped else ""
         print(
             f"headrace: {now.done + now.skipped:,}{of} items done{skipped}, {now.dead:,} dead, "
-            f"{rate} items/s {spent}",
+            f"{rate} items/s {spent}" + (f"; {now.note}" if now.note else ""),
             file=out,
             flush=True,
         )

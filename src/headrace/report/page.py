@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from html import escape
@@ -25,6 +26,7 @@ from ..engine.bottleneck import bottleneck, rate_groups
 from ..engine.progress import clock
 from ..engine.verdicts import verdicts
 from ..errors import StorageError
+from ..metrics import outage_line
 from ..secrecy import scrub_text
 from ..store import StoreLocation
 from ..store.base import DeadGroup, RunStatus, Sample
@@ -152,8 +154,33 @@ def _header(record: RunRecord, series: RunSeries) -> str:
     return (
         f'<header><h1>{name}</h1><p class="where">{escape(record.where)}: '
         f'<b data-key="state">{state}</b>, {len(record.sessions)} session(s)</p>'
-        f'<div class="keys">{"".join(keys)}</div></header>'
+        f'{_outage(record, series)}<div class="keys">{"".join(keys)}</div></header>'
     )
+
+
+def _outage(record: RunRecord, series: RunSeries) -> str:
+    """A banner while a step's provider is down (its circuit open in the latest row of a
+    running run), and a line on the outages a run went through."""
+    latest = series.latest
+    if latest is not None and record.running:
+        for step in latest.steps:
+            circuit = step.part("circuit")
+            state = circuit.get("state") if circuit is not None else None
+            if isinstance(state, str) and state != "closed":
+                line = outage_line(
+                    step.name,
+                    state,
+                    step.number("circuit", "down_s"),
+                    step.number("circuit", "max_outage_s"),
+                    str((circuit or {}).get("last_error", "")),
+                )
+                return f'<p class="outage" data-key="outage">{escape(line)}</p>'
+    downs = [label for _, label in series.outage_marks() if label.endswith(" down")]
+    if not downs:
+        return ""
+    counted = Counter(label.removesuffix(" down") for label in downs)
+    said = ", ".join(f"{step} {n} time(s)" for step, n in counted.items())
+    return f'<p class="outage" data-key="outages">outages (a circuit opened): {escape(said)}</p>'
 
 
 def _limit_used(series: RunSeries) -> float | None:
@@ -190,7 +217,7 @@ def _advice(series: RunSeries) -> str:
 
 
 def _charts(series: RunSeries) -> str:
-    marks = series.session_marks()
+    marks = sorted(series.session_marks() + series.outage_marks())
     ideal = [*_ideal_lines(series)]
     charts = [line_chart("Throughput", [series.throughput(), *ideal], unit="items/s", marks=marks)]
     latest = series.latest
@@ -415,6 +442,7 @@ body{font:14px/1.45 system-ui,sans-serif;margin:0;background:#f8fafc;color:#0f17
 main{max-width:1340px;margin:auto;padding:16px 24px}
 h1{font-size:22px;margin:4px 0}h2{font-size:17px;margin:24px 0 8px}h3{font-size:14px}
 .where{color:#475569;margin:0 0 12px}
+.outage{color:#b91c1c;font-weight:600;margin:0 0 12px}
 .keys{display:flex;flex-wrap:wrap;gap:10px}
 .key-number{background:#fff;border:1px solid #e2e8f0;border-radius:6px;padding:8px 12px}
 .key-number .label{display:block;color:#64748b;font-size:12px}

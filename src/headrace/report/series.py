@@ -97,6 +97,25 @@ class RunSeries:
             marks.append((began, f"session {session}"))
         return marks
 
+    def outage_marks(self) -> list[tuple[float, str]]:
+        """Where each step's provider went down (its circuit opened) and came back,
+        for the charts: ``(seconds from the run's start, "tone down")``."""
+        marks: list[tuple[float, str]] = []
+        for rows in self.sessions.values():
+            down: dict[str, bool] = {}
+            for sample in rows:
+                for step in RunView(sample.data).steps:
+                    circuit = step.part("circuit")
+                    state = circuit.get("state") if circuit is not None else None
+                    now = isinstance(state, str) and state != "closed"
+                    if now and not down.get(step.name):
+                        began = sample.t - step.number("circuit", "down_s") - self.start
+                        marks.append((began, f"{step.name} down"))
+                    elif down.get(step.name) and not now:
+                        marks.append((sample.t - self.start, f"{step.name} back"))
+                    down[step.name] = now
+        return marks
+
     def intervals(self) -> list[Interval]:
         """Every interval between two rows, and from each session's start to its first."""
         return self._intervals
