@@ -45,6 +45,7 @@ def test_the_report_is_one_file_with_the_runs_numbers(tmp_path: Path) -> None:
     assert numbers["done"] == f"{result.items_out:,}" == "490"
     assert numbers["dead"] == "10" and numbers["dead-judge"] == "10"
     assert numbers["state"] == "not running"
+    assert "items/s (session average)" in html  # not one interval's rate
     assert f"headrace retry-dead {run_dir}" in html
     assert "judge: ValueError" in html  # dead letters grouped by step and cause
     assert 'data-chart="throughput"' in html and 'data-chart="latency-judge"' in html

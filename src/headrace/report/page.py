@@ -125,14 +125,13 @@ def _header(record: RunRecord, series: RunSeries) -> str:
     finished = status.finished
     state = "running" if record.running else "not running"
     latest = series.latest
-    rate = series.throughput()
-    recent = rate.points[-1][1] if rate.points else 0.0
+    recent = series.session_rate()
     keys = [
         _key("finished", "finished", f"{finished:,}" + (f" of {total:,}" if total else "")),
         _key("done", "outputs", f"{status.done:,}"),
         _key("dead", "dead letters", f"{status.dead:,}"),
         _key("filtered", "filtered", f"{status.filtered:,}"),
-        _key("rate", "items/s now", f"{recent:,.1f}"),
+        _key("rate", "items/s (session average)", f"{recent:,.1f}"),
     ]
     if total:
         keys.append(_key("percent", "done", f"{finished / total:.1%}"))

@@ -177,6 +177,15 @@ class RunSeries:
             offset += number(rows[-1].data, *path)
         return line
 
+    def session_rate(self) -> float:
+        """Items finished per second over the latest session so far: an average, as the
+        command line's progress bar shows (one interval's rate jumps with every batch,
+        pause and shard)."""
+        latest = self.latest
+        if latest is None or latest.wall_s <= 0:
+            return 0.0
+        return _finished(latest) / latest.wall_s
+
     def throughput(self) -> Line:
         """Items finished per second."""
         line = Line("items/s")
