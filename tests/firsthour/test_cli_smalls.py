@@ -9,8 +9,9 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 import headrace as hr
-from headrace.cli import _pipeline_words, app
+from headrace.cli import app
 from headrace.sim.config import FAULTS
+from headrace.store.session import pipeline_words
 
 runner = CliRunner()
 ROOT = Path(__file__).parents[2]
@@ -33,9 +34,9 @@ def test_status_shows_a_recipe_in_words_and_marks_forced_sessions(tmp_path: Path
     ref = "recipe:" + json.dumps(
         {"path": "sotu.yaml", "set": ["run.concurrency=4"], "allow": None, "allow_paths": []}
     )
-    assert _pipeline_words(ref) == "recipe sotu.yaml --set run.concurrency=4"
-    assert _pipeline_words("recipe:{broken") == "recipe:{broken"  # read back: untrusted
-    assert _pipeline_words("mymod:pipeline") == "mymod:pipeline"
+    assert pipeline_words(ref) == "recipe sotu.yaml --set run.concurrency=4"
+    assert pipeline_words("recipe:{broken") == "recipe:{broken"  # read back: untrusted
+    assert pipeline_words("mymod:pipeline") == "mymod:pipeline"
 
     @hr.step(name="s", version="1")
     def first(x: int) -> int:

@@ -101,7 +101,8 @@ def test_threads_holding_the_gil_are_told_to_use_processes() -> None:
     waiting_on_io = threads(cpu_s=0.4)
     releasing_the_gil = threads(cpu_s=15.0)  # numpy in threads: more than one core
     idle = threads(busy_s=10.0)
-    for step in (waiting_on_io, releasing_the_gil, idle, threads(executor="process")):
+    model = threads(kind="model")  # a model step has no executor= to advise
+    for step in (waiting_on_io, releasing_the_gil, idle, threads(executor="process"), model):
         assert verdicts(RunMetrics(wall_s=10.0, steps=[step])) == [], step
 
 

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from . import cache, observe, recipes, runs, status, tools, tune  # noqa: F401  (each registers its commands)
 from .app import EXIT_DEAD, EXIT_STOPPED, app
-from .status import _pipeline_words
 
-__all__ = ["EXIT_DEAD", "EXIT_STOPPED", "_pipeline_words", "app", "main"]
+__all__ = ["EXIT_DEAD", "EXIT_STOPPED", "app", "main"]
 
 
 def main() -> None:

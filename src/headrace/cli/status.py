@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ..store.session import pipeline_words
 from .app import RunStoreOption, app
 
 if TYPE_CHECKING:
@@ -62,7 +63,7 @@ def status(
     if "shards" in definition:  # a run split across workers: its shards hold the items
         state, shards = _with_shards(state, run_dir, run_store)
     typer.echo(f"run       {run_dir}")
-    typer.echo(f"pipeline  {_pipeline_words(definition.get('pipeline'))}")
+    typer.echo(f"pipeline  {pipeline_words(definition.get('pipeline'))}")
     typer.echo(f"source    {_where(definition.get('source', {}))}")
     typer.echo(f"sink      {_where(definition.get('sink', {}))}")
     typer.echo(
@@ -93,25 +94,6 @@ def status(
         typer.echo(
             f"dead in {error.step}: {error.count:,}; last: {error.error_type}: {error.message}"
         )
-
-
-def _pipeline_words(ref: object) -> str:
-    """A stored pipeline reference, in words: a recipe by its file and settings."""
-    import json
-
-    text = str(ref)
-    if not text.startswith("recipe:"):
-        return text
-    try:
-        settings = json.loads(text.removeprefix("recipe:"))
-        words = f"recipe {settings['path']}"
-    except (ValueError, KeyError, TypeError):
-        return text
-    for name, label in (("set", "--set"), ("allow_paths", "--allow-path")):
-        values = settings.get(name) or []
-        if isinstance(values, list):
-            words += "".join(f" {label} {value}" for value in values)
-    return words
 
 
 def _where(description: dict[str, Any]) -> str:

@@ -133,7 +133,11 @@ def _small_batches(step: StepView) -> list[Verdict]:
 
 
 def _gil_bound(step: StepView, wall: float) -> list[Verdict]:
-    if step.text("executor") != "thread" or step.slots < 2 or step.calls < 10:
+    # advice must be an option the step has: only a function step takes executor=
+    # (a model step's thread runs PyTorch, which lets go of the GIL)
+    if step.text("kind") not in ("function", "batch") or step.text("executor") != "thread":
+        return []
+    if step.slots < 2 or step.calls < 10:
         return []
     cores = step.number("cpu_s") / wall
     if not GIL_CORE[0] <= cores <= GIL_CORE[1] or step.utilisation(wall) < 0.5:

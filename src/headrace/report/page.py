@@ -30,6 +30,7 @@ from ..metrics import outage_line
 from ..secrecy import scrub_text
 from ..store import StoreLocation
 from ..store.base import DeadGroup, RunStatus, Sample
+from ..store.session import pipeline_words
 from .charts import Line, line_chart
 from .series import RunSeries
 from .shards import read_shards
@@ -85,7 +86,7 @@ class RunRecord:
 
 def render_page(record: RunRecord, *, live: bool = False) -> str:
     """The whole page; ``live`` adds the script that refreshes it from the server."""
-    title = str(record.definition.get("pipeline", "run"))
+    title = pipeline_words(record.definition.get("pipeline", "run"))
     return document(title, _content(record), live=live)
 
 
@@ -149,7 +150,7 @@ def _header(record: RunRecord, series: RunSeries) -> str:
         budget = latest.number("budget", "usd") if latest is not None else 0.0
         if budget:
             keys.append(_key("budget", "budget", f"${budget:,.2f}"))
-    name = escape(str(record.definition.get("pipeline", "?")))
+    name = escape(pipeline_words(record.definition.get("pipeline", "?")))
     return (
         f'<header><h1>{name}</h1><p class="where">{escape(record.where)}: '
         f'<b data-key="state">{state}</b>, {len(record.sessions)} session(s)</p>'

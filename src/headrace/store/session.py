@@ -25,7 +25,7 @@ from .writer import DurableWriter, chain_key
 
 _log = logging.getLogger("headrace.run")
 
-__all__ = ["DurableSession", "Mode", "dead_row", "write_dead_file"]
+__all__ = ["DurableSession", "Mode", "dead_row", "pipeline_words", "write_dead_file"]
 
 Mode = Literal["new", "resume", "auto", "fresh", "retry_dead"]
 """How a session meets what ``run_dir`` holds: ``new`` (refuse a run there),
@@ -347,6 +347,24 @@ def _recipe_path(pipeline: Any) -> str | None:
     except (orjson.JSONDecodeError, AttributeError):
         return "<unreadable>"
     return str(path)
+
+
+def pipeline_words(ref: object) -> str:
+    """A stored pipeline reference, in words: a recipe by its file and settings
+    (``recipe r.yaml --set run.concurrency=16``), a Python one as it is."""
+    text = str(ref)
+    if not text.startswith("recipe:"):
+        return text
+    try:
+        settings = orjson.loads(text.removeprefix("recipe:"))
+        words = f"recipe {settings['path']}"
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return text
+    for name, label in (("set", "--set"), ("allow_paths", "--allow-path")):
+        values = settings.get(name) or []
+        if isinstance(values, list):
+            words += "".join(f" {label} {value}" for value in values)
+    return words
 
 
 def _write_dead_file(store: RunStore, path: Path) -> None:
