@@ -46,6 +46,9 @@ def test_the_report_is_one_file_with_the_runs_numbers(tmp_path: Path) -> None:
     assert numbers["dead"] == "10" and numbers["dead-judge"] == "10"
     assert numbers["state"] == "not running"
     assert "items/s (session average)" in html  # not one interval's rate
+    # the sessions table: when each was last seen, what it finished, how it ended
+    assert "<th>last seen</th><th>finished</th><th>outcome</th>" in html
+    assert re.search(r"<td>1</td><td>[^<]+</td><td>[^<]+</td><td>500</td><td>ended</td>", html)
     assert f"headrace retry-dead {run_dir}" in html
     assert "judge: ValueError" in html  # dead letters grouped by step and cause
     assert 'data-chart="throughput"' in html and 'data-chart="latency-judge"' in html

@@ -24,6 +24,7 @@ from typing import Any
 
 from ..engine.bottleneck import bottleneck, rate_groups
 from ..engine.progress import clock
+from ..engine.run_data import number
 from ..engine.verdicts import verdicts
 from ..errors import StorageError
 from ..metrics import outage_line
@@ -402,8 +403,7 @@ def _definition(record: RunRecord, series: RunSeries) -> str:
         for name, step in series.last_steps().items()
     )
     sessions = "".join(
-        f"<tr><td>{n}</td><td>{escape(_when(started))}</td>"
-        f"<td>{'forced' if forced else ''} {escape(note or '')}</td></tr>"
+        _session_row(record, series, n, started, forced, note)
         for n, started, forced, note in record.sessions
     )
     described = {k: definition.get(k) for k in ("source", "sink", "options")}
@@ -411,7 +411,36 @@ def _definition(record: RunRecord, series: RunSeries) -> str:
         f'<section class="definition"><h2>The run</h2><div class="graph">{boxes}</div>'
         f"<p><code>{escape(str(definition.get('pipeline', '?')))}</code></p>"
         f"<pre>{escape(json.dumps(described, indent=2, sort_keys=True, default=str))}</pre>"
-        f"<table><tr><th>session</th><th>started</th><th></th></tr>{sessions}</table></section>"
+        "<table><tr><th>session</th><th>started</th><th>last seen</th><th>finished</th>"
+        f"<th>outcome</th></tr>{sessions}</table></section>"
+    )
+
+
+def _session_row(
+    record: RunRecord, series: RunSeries, n: int, started: float, forced: bool, note: str | None
+) -> str:
+    """One session: when it started and was last seen (its last row), the items it
+    finished, and how it ended as far as its rows say."""
+    rows = series.sessions.get(n) or []
+    last = rows[-1] if rows else None
+    seen = _when(last.t) if last is not None else ""
+    data = last.data if last is not None else {}
+    finished = int(sum(number(data, "items", k) for k in ("out", "dead", "filtered")))
+    stopped = data.get("stopped")
+    latest = n == max((s for s, *_ in record.sessions), default=n)
+    if isinstance(stopped, str) and stopped:
+        outcome = f"stopped early: {stopped[:160]}"
+    elif latest and record.running:
+        outcome = "running"
+    elif latest:
+        outcome = "ended"
+    else:
+        outcome = "ended (or was stopped); the next session went on"
+    if forced:
+        outcome += f"; forced: {note or ''}"
+    return (
+        f"<tr><td>{n}</td><td>{escape(_when(started))}</td><td>{escape(seen)}</td>"
+        f"<td>{finished:,}</td><td>{escape(outcome)}</td></tr>"
     )
 
 
@@ -460,7 +489,7 @@ figcaption{font-weight:600;font-size:13px}
 .empty{color:#94a3b8;width:628px}
 table{border-collapse:collapse;background:#fff}td,th{border:1px solid #e2e8f0;padding:3px 8px}
 td{text-align:right}td:first-child{text-align:left}
-pre{background:#f1f5f9;padding:6px;overflow:auto;max-width:1200px;white-space:pre-wrap}
+pre{background:#f1f5f9;padding:6px;overflow:auto;max-width:1200px;white-space:pre-wrap;overflow-wrap:anywhere}
 .graph{display:flex;align-items:center;flex-wrap:wrap;gap:6px}
 .box{background:#fff;border:1px solid #94a3b8;border-radius:6px;padding:6px 10px}
 .box small{display:block;color:#64748b}.arrow{color:#64748b;font-size:18px}
