@@ -75,6 +75,11 @@ def test_small_batches_sent_by_the_timer_are_told_to_wait_longer() -> None:
     assert verdicts(RunMetrics(wall_s=10.0, steps=[batched(batch_sizes={60: 100})])) == []
     idle = batched(flushes={"idle": 90, "timer": 10})
     assert verdicts(RunMetrics(wall_s=10.0, steps=[idle])) == []
+    # another step set the pace (the demo's embed): this one's batches are small because
+    # its items arrive slowly, so no advice for it
+    pacing = batched(name="embed", batch_sizes={60: 100}, busy_s=18.0)
+    starved = batched(name="sentiment")
+    assert verdicts(RunMetrics(wall_s=10.0, steps=[pacing, starved])) == []
 
 
 def threads(**changes: Any) -> StepMetrics:

@@ -7,6 +7,8 @@ Each rule names a part, what was measured, and the change to make:
   (``pack=``, LLM steps) or raise the limit. More concurrency would only queue.
 - ``small_batches``: a batched step whose batches averaged under half their
   ``max_size``, most of them sent by the ``max_wait`` timer: raise ``max_wait``.
+  Not said of a step while another one set the pace (its call slots busy half the
+  run): items reach this one slowly, and waiting longer for them would not help.
 - ``gil_bound``: a step run in several threads whose calls together used about one
   CPU core (60% to 115% of the run's wall time) while its threads were busy: pure
   Python holding the GIL; ``executor="process"`` uses the other cores.
@@ -69,8 +71,13 @@ def verdicts(metrics: RunMetrics | Mapping[str, Any]) -> list[Verdict]:
     if wall <= 0:
         return []
     found = _rate_limited(run, wall)
+    # a step whose call slots were busy half the run set the pace; another step's
+    # batches are small because items reach it slowly, and waiting longer would not help
+    pace = {s.name for s in run.steps if s.slots and s.utilisation(wall) >= 0.5}
     for step in run.steps:
-        found += _small_batches(step) + _gil_bound(step, wall) + _cache_timestamp(step)
+        if not pace or step.name in pace:
+            found += _small_batches(step)
+        found += _gil_bound(step, wall) + _cache_timestamp(step)
     blocked = run.number("sink_blocked_s") / wall
     if blocked >= SINK_BLOCKED:
         busy = run.number("sink_busy_s") / wall
