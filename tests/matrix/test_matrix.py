@@ -98,6 +98,14 @@ CELLS = [
     Cell("graph", "table", "local", "postgresql", kill=True),
 ]
 
+DECLARED = {
+    ("models", "parquet"): {"embedding": "list<element: double>"},
+    ("functions", "parquet"): {"length": "double", "words": "int64"},
+    ("llm", "parquet"): {"gist": "struct<topic: string, score: int64>"},
+}
+"""Column types the steps declare, which the sink must keep (``with_input(field=)``
+passes a step's declared type on: an embedding is a list of doubles, not JSON)."""
+
 SUB_RECIPE = """
 paths: ["."]
 nodes:
@@ -327,6 +335,9 @@ def test_a_cell_gives_the_local_runs_outputs_and_reads_back(
         different = [key for key in got if not _same(got[key], want[key])]
         assert not different, (different[:3], got[different[0]], want[different[0]])
         assert types == expected_types
+        for column, kind in DECLARED.get((cell.pipeline, cell.sink), {}).items():
+            assert types[column] == kind, column  # a declared type, not JSON text
+        assert not list(tmp_path.glob("*.shards"))  # joined, with no dead letter left
         _status_and_report_agree(cell, tmp_path, postgres_url, result, len(rows))
     finally:
         if cell.sink == "table":
@@ -418,3 +429,43 @@ def _some_output(sink: str, folder: Path, postgres_url: str, table: str) -> bool
             return False
         count = db.execute(f'SELECT count(*) FROM "{table}"').fetchone()
         return bool(count and count[0] > 0)
+
+
+# -- a new user's path ----------------------------------------------------------------
+
+
+def test_a_recipe_with_a_transduce_node_on_ray_equals_the_local_run(tmp_path: Path) -> None:
+    """From the command line, as a new user would: ``headrace sim``, then the example
+    transduction recipe locally and on ``--backend ray --workers 2`` (each with its own
+    cache, so neither answers from the other)."""
+    example = HERE.parents[1] / "examples" / "transduce"
+    for name in ("transduce.yaml", "catalogue.py", "listings.jsonl"):
+        (tmp_path / name).write_bytes((example / name).read_bytes())
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "headrace", "sim", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert sim.stdout is not None
+        url = re.search(r"http://127\.0\.0\.1:\d+/v1", sim.stdout.readline())
+        assert url is not None
+        rows = {}
+        for backend in ("local", "ray"):
+            flags = ["--backend", backend, "--set", f"models.reader.base_url={url.group(0)}"]
+            flags += ["--workers", "2"] if backend == "ray" else []
+            flags += ["--output", f"{backend}.jsonl", "--run-dir", f"run-{backend}"]
+            done = subprocess.run(
+                [sys.executable, "-m", "headrace", "run", "transduce.yaml", *flags],
+                cwd=tmp_path,
+                env={**os.environ, "HEADRACE_CACHE_DIR": str(tmp_path / f"cache-{backend}")},
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            assert done.returncode == 0, done.stderr
+            rows[backend] = sorted((tmp_path / f"{backend}.jsonl").read_text().splitlines())
+    finally:
+        sim.kill()
+        sim.wait()
+    assert rows["local"] and rows["ray"] == rows["local"]
