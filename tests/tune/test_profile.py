@@ -62,6 +62,27 @@ def test_a_profiled_run_splits_the_time_between_steps_and_waiting(tmp_path: Path
     assert any(t.startswith("burn (tune_job.py:") for t in titles)
 
 
+def test_a_model_loading_is_its_own_line_not_the_step_s_code() -> None:
+    from headrace.models.base import load_once
+
+    def run_batch(texts: list[str]) -> list[int]:  # a model step's code, loading first
+        load_once(("profile-test", id(texts)), lambda: _spin_until(seen, 30))
+        return [len(t) for t in texts]
+
+    worker = threading.Thread(target=run_batch, args=(["a", "bb"],), name="model")
+    with StackSampler({run_batch.__code__: "embed"}, threading.get_ident(), 0.001) as seen:
+        worker.start()
+        worker.join()
+    assert seen.threads["step embed: loading its model"] > 0
+    assert "step embed: its own code" not in seen.threads
+
+
+def _spin_until(seen: StackSampler, ticks: int) -> object:
+    while seen.ticks < ticks:
+        sum(range(2000))
+    return object()
+
+
 def test_an_idle_worker_thread_is_left_out() -> None:
     done = threading.Event()
     idle = threading.Thread(target=done.wait, name="idle")

@@ -5,7 +5,8 @@ few milliseconds while a sample of the input runs through the pipeline, durably,
 a real run would. Each sample is put in one place, in this order:
 
 - **a step's own code**: a frame of the function a step runs (``@hr.step``'s
-  function, a local model's forward pass) is on the stack;
+  function, a local model's forward pass) is on the stack; a model step loading
+  its model (the first batch in a process) is its own line, *loading its model*;
 - **waiting**: the event loop is idle in its selector (on the network, a rate
   limit, a timer, a process step's workers);
 - **headrace**: a headrace frame is on the stack, named by its part (engine,
@@ -40,6 +41,7 @@ from typing import Any
 
 from ..engine.result import RunResult
 from ..io.records import Source
+from ..models.base import load_once
 from ..pipeline.step import Step
 from ..sim import SimConfig
 from .knobs import all_steps, point_at, simulated, without_caches
@@ -66,6 +68,8 @@ IDLE = (
     ("connection.py", "_recv"),
 )
 WAITING = "waiting (network, rate limits, timers, other processes)"
+LOADING = load_once.__code__
+"""Where a model step loads its model: its own line, not the step's own code."""
 LIBRARIES = "libraries (asyncio, the HTTP client, ...)"
 
 
@@ -214,10 +218,11 @@ class StackSampler:
         self.profile.stacks[(kind, tuple(frames))] += weight
 
     def _place(self, codes: list[types.CodeType]) -> str:
+        loading = LOADING in codes
         for code in reversed(codes):  # the innermost step function
             step = self.codes.get(code)
             if step is not None:
-                return f"step {step}: its own code"
+                return f"step {step}: {'loading its model' if loading else 'its own code'}"
         for code in reversed(codes):
             path = code.co_filename
             if path.startswith(HEADRACE):
