@@ -49,6 +49,23 @@ def test_a_knee_at_the_last_value_says_to_go_higher_and_short_points_are_flagged
     assert BenchResult("batch", []).verdict() == "nothing measured"
 
 
+def test_a_knee_inside_the_noise_is_not_named() -> None:
+    result = BenchResult("pack", ["tone"])
+    result.points = [
+        BenchPoint(4, 10, 0, 2.0, 70.0, 1, 1, 0, 0, 0.0, low=60.0, high=95.0, runs=3),
+        BenchPoint(8, 10, 0, 2.0, 90.0, 1, 1, 0, 0, 0.0, low=80.0, high=99.0, runs=3),
+        BenchPoint(16, 10, 0, 2.0, 92.0, 1, 1, 0, 0, 0.0, low=85.0, high=98.0, runs=3),
+    ]
+    verdict = result.verdict()
+    assert verdict.startswith("no knee outside the noise: pack=4 (60.0-95.0 items/s)")
+    apart = BenchPoint(4, 10, 0, 2.0, 40.0, 1, 1, 0, 0, 0.0, low=35.0, high=45.0, runs=3)
+    result.points[0] = apart
+    named = result.verdict()
+    assert named.startswith("knee at pack=8: 90.0 items/s")
+    assert "(medians of 3 runs a point)" in named
+    assert "35.0-45.0" in result.table().splitlines()[1]
+
+
 def records(n: int) -> KeyedSource:
     return KeyedSource(range(n), key=None)
 
@@ -62,6 +79,8 @@ def test_a_sweep_runs_each_value_against_a_fresh_simulator() -> None:
     result = asyncio.run(bench(root, records(24), Sweep("concurrency", (1, 8)), sim=config))
     low, high = result.points
     assert (low.value, low.items, low.dead, low.throttled) == (1, 24, 0, 0)
+    assert low.runs == high.runs == 3 and low.lowest <= low.items_per_s <= low.highest
+    assert low.pace == "label"  # the step whose call slots were busiest
     assert high.value == 8 and high.items + high.dead == 24
     assert high.throttled > 0 and high.dead == high.throttled
     assert result.steps == ["label"] and result.items == 24
@@ -94,7 +113,7 @@ def test_bench_from_the_command_line_writes_the_table_json_and_page(
     args += ["--sweep", "concurrency=1,2", "--sim", "latency_ms=5", "--out", str(out)]
     answer = CliRunner().invoke(app, args, catch_exceptions=False)
     assert answer.exit_code == 0, answer.output
-    assert "concurrency: 1, 2 (12 records a point at most)" in answer.output
+    assert "concurrency: 1, 2 (12 records a point at most, 3 run(s) each)" in answer.output
     assert "knee at concurrency=" in answer.output
     data = json.loads((out / "bench.json").read_text())
     assert data["knob"] == "concurrency" and data["steps"] == ["label"]

@@ -183,14 +183,23 @@ def bench(
     out: Annotated[Path, typer.Option(help="where bench.json and report.html go")] = Path(
         "headrace-bench"
     ),
+    repeats: Annotated[
+        int,
+        typer.Option(
+            help="runs of each value, interleaved (a point is their median, with their "
+            "spread); the knee is named only outside the noise",
+            min=1,
+        ),
+    ] = 3,
     set_: SetOption = None,
     allow: AllowOption = None,
     allow_path: AllowPathOption = None,
     trusted: TrustedOption = False,
 ) -> None:
-    """Run a sample once per value of one setting (steps' caches off), print a table of
-    throughput, latency, 429s and cost, name the knee (the smallest value within 10% of
-    the best throughput), and write bench.json and a report with the plots."""
+    """Run a sample --repeats times per value of one setting (steps' caches off), print
+    a table of throughput (with its spread), latency, 429s, cost and the step that set
+    the pace, name the knee (the smallest value within 10% of the best throughput, when
+    it stands out of the noise), and write bench.json and a report with the plots."""
     from ..errors import HeadraceError
     from ..tune.bench import bench as sweep_over
     from ..tune.knobs import Sweep
@@ -202,11 +211,16 @@ def bench(
     config = _sim(sim)
     root, source = _sample(pipeline, input, key, limit, (set_, allow, allow_path, trusted))
     typer.echo(
-        f"{chosen.knob}: {', '.join(map(str, chosen.values))} ({limit:,} records a point at most)"
+        f"{chosen.knob}: {', '.join(map(str, chosen.values))} ({limit:,} records a point at "
+        f"most, {repeats} run(s) each)"
     )
 
     def shown(point: Any) -> None:
-        typer.echo(f"  {chosen.knob}={point.value}: {point.items_per_s:,.1f} items/s", err=True)
+        typer.echo(
+            f"  {chosen.knob}={point.value}: {point.items_per_s:,.1f} items/s "
+            f"({point.lowest:,.1f}-{point.highest:,.1f})",
+            err=True,
+        )
 
     try:
         result = asyncio.run(
@@ -219,6 +233,7 @@ def bench(
                 window=window,
                 budget_usd=budget_usd,
                 on_point=shown,
+                repeats=repeats,
             )
         )
     except (HeadraceError, ConnectionError, ValueError) as exc:

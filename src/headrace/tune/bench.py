@@ -1,16 +1,24 @@
-"""``headrace bench``: run a sample once per value of one setting and find the knee.
+"""``headrace bench``: run a sample per value of one setting and find the knee.
 
-Each point is a whole in-memory run of the same records, with the steps' caches off
+Each run is a whole in-memory run of the same records, with the steps' caches off
 and, with ``sim=``, every LLM client pointed at a fresh ``headrace sim`` (its buckets
-refilled between points). The knee is the smallest value whose throughput is within
-10% of the best one measured: past it, more of the setting buys little, and the
-table shows what it costs (latency, 429s).
+refilled between runs). Each value is run ``repeats`` times (3 by default),
+interleaved (the values in order, then in reverse, ...) so that a machine getting
+slower or faster over the sweep does not favour one end; a point is the median run,
+with the lowest and highest throughput seen (its spread) and the step that set the
+pace in it (the one whose call slots were busiest).
+
+The knee is the smallest value whose median throughput is within 10% of the best
+one: past it, more of the setting buys little, and the table shows what it costs
+(latency, 429s). It is said only when it stands out of the noise: when the value
+before it reached, in its best run, the knee's worst, the two cannot be told apart
+and the verdict says so instead.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -19,6 +27,7 @@ import orjson
 
 from ..budget import Budget
 from ..engine.runner import arun
+from ..errors import positive_int
 from ..io.records import Source
 from ..metrics import Histogram, RunMetrics, StepMetrics
 from ..pipeline.step import Step
@@ -48,6 +57,24 @@ class BenchPoint:
     retries: int
     cost_usd: float
     stopped: str | None = None
+    low: float = 0.0
+    """The lowest throughput of the point's runs (with ``high``, its spread)."""
+    high: float = 0.0
+    """The highest throughput of the point's runs."""
+    runs: int = 1
+    """How many runs the point is the median of."""
+    pace: str = ""
+    """The step that set the pace in the median run (its call slots busiest)."""
+
+    @property
+    def lowest(self) -> float:
+        """The lowest throughput seen (the point's own with one run)."""
+        return self.low if self.runs > 1 else self.items_per_s
+
+    @property
+    def highest(self) -> float:
+        """The highest throughput seen (the point's own with one run)."""
+        return self.high if self.runs > 1 else self.items_per_s
 
     @classmethod
     def of(cls, value: int, metrics: RunMetrics, watched: list[str]) -> BenchPoint:
@@ -89,12 +116,21 @@ class BenchResult:
         return next(p for p in self.points if p.items_per_s >= KNEE_SHARE * best)
 
     def verdict(self) -> str:
-        """One sentence: the value to use and why."""
+        """One sentence: the value to use and why (or that the noise hides it)."""
         knee = self.knee()
         if knee is None:
             return "nothing measured"
         best = max(self.points, key=lambda p: p.items_per_s)
         last = self.points[-1]
+        index = self.points.index(knee)
+        before = self.points[index - 1] if index else None
+        if before is not None and before.highest >= knee.lowest:
+            return (
+                f"no knee outside the noise: {self.knob}={before.value} "
+                f"({_spread(before)} items/s) and {self.knob}={knee.value} "
+                f"({_spread(knee)}) overlap over their runs; measure more records "
+                "(--limit) or more runs (--repeats)"
+            )
         said = f"knee at {self.knob}={knee.value}: {knee.items_per_s:,.1f} items/s"
         if knee is not best:
             share = knee.items_per_s / best.items_per_s
@@ -107,6 +143,9 @@ class BenchResult:
             said += f"; at {last.value}: throughput {change:+.0%}, " + ", ".join(costs)
         if knee is last and len(self.points) > 1:
             said += f"; throughput was still rising: try {self.knob} above {last.value}"
+        if knee.runs > 1:
+            said += f" (medians of {knee.runs} runs a point"
+            said += f"; {knee.pace} set the pace at the knee)" if knee.pace else ")"
         if min(p.wall_s for p in self.points) < 1.0:
             said += (
                 "; some points ran under a second, so start-up and the provider's burst "
@@ -118,16 +157,17 @@ class BenchResult:
         """The points as a text table, the knee marked."""
         knee = self.knee()
         head = (
-            f"{self.knob:>12} {'items/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'429s':>6} "
-            f"{'retries':>8} {'dead':>6} {'cost $':>9}"
+            f"{self.knob:>12} {'items/s':>9} {'spread':>15} {'p50 ms':>8} {'p95 ms':>8} "
+            f"{'429s':>6} {'retries':>8} {'dead':>6} {'cost $':>9}  pace"
         )
         rows = [head]
         for p in self.points:
             mark = "  <- knee" if p is knee else ""
             stop = f"  (stopped: {p.stopped})" if p.stopped else ""
             rows.append(
-                f"{p.value:>12} {p.items_per_s:>9.1f} {p.p50_ms:>8.1f} {p.p95_ms:>8.1f} "
-                f"{p.throttled:>6} {p.retries:>8} {p.dead:>6} {p.cost_usd:>9.4f}{mark}{stop}"
+                f"{p.value:>12} {p.items_per_s:>9.1f} {_spread(p):>15} {p.p50_ms:>8.1f} "
+                f"{p.p95_ms:>8.1f} {p.throttled:>6} {p.retries:>8} {p.dead:>6} "
+                f"{p.cost_usd:>9.4f}  {p.pace or '-'}{mark}{stop}"
             )
         return "\n".join(rows)
 
@@ -189,6 +229,11 @@ class BenchResult:
         )
 
 
+def _spread(point: BenchPoint) -> str:
+    """``"80.1-95.3"``: the lowest and highest throughput of a point's runs."""
+    return f"{point.lowest:,.1f}-{point.highest:,.1f}"
+
+
 def _settings_of(sim: SimConfig | None) -> dict[str, Any] | None:
     """The simulator's settings that differ from the defaults."""
     if sim is None:
@@ -215,12 +260,14 @@ async def bench(
     window: int | None = None,
     budget_usd: float | None = None,
     on_point: Callable[[BenchPoint], None] | None = None,
+    repeats: int = 3,
 ) -> BenchResult:
     """Sweep ``sweep`` over ``root`` on ``source``'s records (see the module's notes).
 
-    ``budget_usd`` is the whole sweep's: each point may spend an even share, and a
-    point that reaches it stops there (its throughput is still measured).
-    ``root`` is changed in place: give a pipeline loaded for this.
+    ``budget_usd`` is the whole sweep's: each run may spend an even share, and a
+    run that reaches it stops there (its throughput is still measured).
+    ``repeats`` runs each value that many times, interleaved. ``root`` is changed in
+    place: give a pipeline loaded for this.
 
     Raises:
         PipelineError: a step named in ``steps`` is missing or has no such setting.
@@ -231,28 +278,53 @@ async def bench(
     result = BenchResult(
         sweep.knob, [s.name for s in tuned], sim=_settings_of(sim), items=len(records)
     )
-    share = budget_usd / len(sweep.values) if budget_usd is not None else None
+    positive_int(repeats, "repeats")
+    runs = len(sweep.values) * repeats
+    share = budget_usd / runs if budget_usd is not None else None
     watched = [s.name for s in tuned]
+    seen: dict[int, list[RunMetrics]] = {value: [] for value in sweep.values}
     with simulated(sim) as server:
         if server is not None:
             point_at(root, server.url)
-        for value in sweep.values:
-            if server is not None:
-                server.reset()
-            if tuned:
-                tune(root, tuned, sweep.knob, value)
-            done = await arun(
-                root,
-                _Replay(records, source),
-                window=value if sweep.knob == "window" else window,
-                progress=False,
-                budget=Budget(usd=share) if share is not None else None,
-            )
-            point = BenchPoint.of(value, done.metrics, watched or _busiest(done.metrics.steps))
-            result.points.append(point)
-            if on_point is not None:
-                on_point(point)
+        for round_ in range(repeats):
+            # interleaved: forward, then backward, so drift over the sweep evens out
+            order = sweep.values if round_ % 2 == 0 else tuple(reversed(sweep.values))
+            for value in order:
+                if server is not None:
+                    server.reset()
+                if tuned:
+                    tune(root, tuned, sweep.knob, value)
+                done = await arun(
+                    root,
+                    _Replay(records, source),
+                    window=value if sweep.knob == "window" else window,
+                    progress=False,
+                    budget=Budget(usd=share) if share is not None else None,
+                )
+                seen[value].append(done.metrics)
+    for value in sweep.values:
+        point = _median_point(value, seen[value], watched)
+        result.points.append(point)
+        if on_point is not None:
+            on_point(point)
     return result
+
+
+def _median_point(value: int, runs: list[RunMetrics], watched: list[str]) -> BenchPoint:
+    """A value's point: its median run, with the spread of all its runs' throughput and
+    the step that set the pace in the median one."""
+    ordered = sorted(runs, key=lambda m: m.items_per_s)
+    median = ordered[len(ordered) // 2]
+    point = BenchPoint.of(value, median, watched or _busiest(median.steps))
+    wall = median.wall_s
+    busiest = max(median.steps, key=lambda s: s.utilisation(wall), default=None) if wall else None
+    return replace(
+        point,
+        low=ordered[0].items_per_s,
+        high=ordered[-1].items_per_s,
+        runs=len(ordered),
+        pace=busiest.name if busiest is not None and busiest.calls else "",
+    )
 
 
 def _busiest(steps: list[StepMetrics]) -> list[str]:
