@@ -187,3 +187,19 @@ def test_a_postgres_run_keeps_its_series_there(
         store.discard()
         store.close()
     assert samples and samples[-1].data["items"]["out"] == 50
+
+
+def test_a_steps_tokens_go_on_across_sessions_as_the_cost_does() -> None:
+    from headrace.report.series import RunSeries
+    from headrace.store.base import Sample
+
+    def row(session: int, seq: int, t: float, tokens: int, cost: float) -> Sample:
+        step = {"name": "tone", "llm": {"prompt_tokens": tokens}}
+        return Sample(session, seq, t, {"wall_s": 1.0, "cost_usd": cost, "steps": [step]})
+
+    series = RunSeries.of(
+        [row(1, 1, 10, 100, 0.1), row(1, 2, 11, 300, 0.3), row(2, 1, 20, 50, 0.05)]
+    )
+    tokens = series.cumulative_step("tone", "llm", "prompt_tokens", label="tone prompt")
+    assert [y for _, y in tokens.points] == [100, 300, 350]  # not back to 50
+    assert [round(y, 2) for _, y in series.cumulative("cost_usd").points] == [0.1, 0.3, 0.35]

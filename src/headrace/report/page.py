@@ -252,7 +252,7 @@ def _charts(series: RunSeries) -> str:
             )
         charts.append(line_chart("Cost", lines, unit="USD", marks=marks))
     tokens = [
-        series.step_value(n, "llm", "prompt_tokens", label=f"{n} prompt")
+        series.cumulative_step(n, "llm", "prompt_tokens", label=f"{n} prompt")
         for n in series.step_names()
     ]
     tokens = [t for t in tokens if any(y for _, y in t.points)]

@@ -177,6 +177,18 @@ class RunSeries:
             offset += number(rows[-1].data, *path)
         return line
 
+    def cumulative_step(self, name: str, *path: str, label: str) -> Line:
+        """A step's counter over time, each session's added to the ones before (as the
+        cost is), so a resumed run's chart goes on from where the last session ended."""
+        line, offset = Line(label), 0.0
+        for rows in self.sessions.values():
+            last = 0.0
+            for sample in rows:
+                last = _number(RunView(sample.data), name, path)
+                line.points.append((sample.t - self.start, offset + last))
+            offset += last
+        return line
+
     def session_rate(self) -> float:
         """Items finished per second over the latest session so far: an average, as the
         command line's progress bar shows (one interval's rate jumps with every batch,
