@@ -203,3 +203,18 @@ def test_a_steps_tokens_go_on_across_sessions_as_the_cost_does() -> None:
     tokens = series.cumulative_step("tone", "llm", "prompt_tokens", label="tone prompt")
     assert [y for _, y in tokens.points] == [100, 300, 350]  # not back to 50
     assert [round(y, 2) for _, y in series.cumulative("cost_usd").points] == [0.1, 0.3, 0.35]
+
+
+def test_slots_working_are_never_more_than_the_step_has() -> None:
+    from headrace.report.series import RunSeries
+    from headrace.store.base import Sample
+
+    def row(seq: int, t: float, busy: float) -> Sample:
+        step = {"name": "embed", "slots": 1, "busy_s": busy, "wait_s": 0.0}
+        return Sample(1, seq, t, {"wall_s": t - 100, "steps": [step]})
+
+    # a 2.5 s model batch ends in a 1 s interval: counted there, but one slot at most
+    series = RunSeries.of([row(1, 101, 0.0), row(2, 102, 2.5), row(3, 103, 2.5)])
+    working, _, ceiling = series.slots("embed")
+    assert max(y for _, y in working.points) == 1.0
+    assert {y for _, y in ceiling.points} == {1.0}

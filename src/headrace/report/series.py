@@ -12,6 +12,7 @@ one's counters are added to the sessions before it where a line is cumulative
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -241,7 +242,11 @@ class RunSeries:
         ceiling = self.step_value(name, "slots", label="slots", dashed=True)
         for i in self.intervals():
             if _step_data(i.after, name):
-                busy.points.append((i.x, i.step_delta(name, "busy_s") / i.dt))
+                # a call's time is counted when it ends, so a long call (a model's batch)
+                # lands in one interval: never more slots working than the step has
+                slots = _number(i.after, name, ("slots",)) or math.inf
+                working = min(i.step_delta(name, "busy_s") / i.dt, slots)
+                busy.points.append((i.x, working))
                 wait.points.append((i.x, i.step_delta(name, "wait_s") / i.dt))
         return [busy, wait, ceiling]
 
