@@ -12,77 +12,23 @@ URLs are scrubbed from the whole page.
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import time
-from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
 from html import escape
 from pathlib import Path
-from typing import Any
 
 from ..engine.bottleneck import bottleneck, rate_groups
 from ..engine.progress import clock
-from ..engine.run_data import number
 from ..engine.verdicts import verdicts
 from ..errors import StorageError
-from ..metrics import outage_line
 from ..secrecy import scrub_text
 from ..store import StoreLocation
-from ..store.base import DeadGroup, RunStatus, Sample
 from ..store.session import pipeline_words
 from .charts import Line, line_chart
+from .record import EXAMPLES, RunRecord
+from .sections import dead_section, definition_section, outage_banner
 from .series import RunSeries
-from .shards import read_shards
 
-__all__ = ["RunRecord", "document", "render_body", "render_page", "write_report"]
-
-EXAMPLES = 3
-"""Dead letters shown for each step and cause."""
-
-
-@dataclass(frozen=True, slots=True)
-class RunRecord:
-    """What a report is made of, read from a run's store at one moment."""
-
-    where: str
-    run_dir: str
-    definition: dict[str, Any]
-    status: RunStatus
-    sessions: list[tuple[int, float, bool, str | None]]
-    samples: list[Sample]
-    dead: list[DeadGroup]  # grouped, with a few examples each: never every dead letter
-    running: bool
-
-    @classmethod
-    def load(cls, location: StoreLocation) -> RunRecord:
-        """Read the run at ``location`` (which must exist)."""
-        store = location.open()
-        try:
-            lease = store.lease()
-            record = cls(
-                where=str(location),
-                run_dir=str(location.run_dir),
-                definition=store.definition() or {},
-                status=store.status(),
-                sessions=store.sessions(),
-                samples=store.samples(),
-                dead=store.dead_letter_groups(EXAMPLES),
-                running=lease is not None and lease.alive(),
-            )
-        finally:
-            store.close()
-        if "shards" not in record.definition:
-            return record
-        shards = read_shards(location, record.status, EXAMPLES)  # a run on a cluster
-        return dataclasses.replace(
-            record,
-            status=shards.status,
-            samples=shards.samples,
-            dead=shards.dead,
-            running=record.running or shards.running,
-        )
+__all__ = ["EXAMPLES", "RunRecord", "document", "render_body", "render_page", "write_report"]
 
 
 def render_page(record: RunRecord, *, live: bool = False) -> str:
@@ -110,7 +56,7 @@ def render_body(record: RunRecord) -> str:
 def _content(record: RunRecord) -> str:
     series = RunSeries.of(record.samples)
     parts = [_header(record, series), _advice(series), _charts(series)]
-    parts += [_steps(series), _dead(record), _definition(record, series)]
+    parts += [_steps(series), dead_section(record), definition_section(record, series)]
     return "".join(parts)
 
 
@@ -155,33 +101,8 @@ def _header(record: RunRecord, series: RunSeries) -> str:
     return (
         f'<header><h1>{name}</h1><p class="where">{escape(record.where)}: '
         f'<b data-key="state">{state}</b>, {len(record.sessions)} session(s)</p>'
-        f'{_outage(record, series)}<div class="keys">{"".join(keys)}</div></header>'
+        f'{outage_banner(record, series)}<div class="keys">{"".join(keys)}</div></header>'
     )
-
-
-def _outage(record: RunRecord, series: RunSeries) -> str:
-    """A banner while a step's provider is down (its circuit open in the latest row of a
-    running run), and a line on the outages a run went through."""
-    latest = series.latest
-    if latest is not None and record.running:
-        for step in latest.steps:
-            circuit = step.part("circuit")
-            state = circuit.get("state") if circuit is not None else None
-            if isinstance(state, str) and state != "closed":
-                line = outage_line(
-                    step.name,
-                    state,
-                    step.number("circuit", "down_s"),
-                    step.number("circuit", "max_outage_s"),
-                    str((circuit or {}).get("last_error", "")),
-                )
-                return f'<p class="outage" data-key="outage">{escape(line)}</p>'
-    downs = [label for _, label in series.outage_marks() if label.endswith(" down")]
-    if not downs:
-        return ""
-    counted = Counter(label.removesuffix(" down") for label in downs)
-    said = ", ".join(f"{step} {n} time(s)" for step, n in counted.items())
-    return f'<p class="outage" data-key="outages">outages (a circuit opened): {escape(said)}</p>'
 
 
 def _limit_used(series: RunSeries) -> float | None:
@@ -369,83 +290,6 @@ def _steps(series: RunSeries) -> str:
         f'<section class="steps"><h2>Steps</h2><table>{header}{"".join(rows)}</table>'
         f"{''.join(sections)}</section>"
     )
-
-
-def _dead(record: RunRecord) -> str:
-    if not record.dead:
-        return '<section class="dead"><h2>Dead letters</h2><p>None.</p></section>'
-    rows = []
-    for group in record.dead:
-        step, error = group.step or "?", group.error_type or "?"
-        examples = "".join(
-            f"<li><code>{escape(item.key)}</code>: {escape((item.message or '')[:300])}"
-            f"<pre>{escape((item.item or '')[:500])}</pre></li>"
-            for item in group.examples[:EXAMPLES]
-        )
-        rows.append(
-            f'<div class="dead-group" data-step="{escape(step, quote=True)}">'
-            f'<h3>{escape(step)}: {escape(error)} <span data-key="dead-{escape(step, quote=True)}">'
-            f"{group.count:,}</span></h3><ul>{examples}</ul></div>"
-        )
-    command = f"headrace retry-dead {record.run_dir}"
-    return (
-        f'<section class="dead"><h2>Dead letters</h2>{"".join(rows)}'
-        f"<p>After a fix, run them again: <code>{escape(command)}</code></p></section>"
-    )
-
-
-def _definition(record: RunRecord, series: RunSeries) -> str:
-    definition = record.definition
-    boxes = '<span class="arrow">→</span>'.join(
-        f'<div class="box"><b>{escape(name)}</b><small>{escape(step.text("kind"))}'
-        f"{', ' + escape(step.text('executor')) if step.text('executor') else ''}"
-        f", {step.slots} slot(s)</small></div>"
-        for name, step in series.last_steps().items()
-    )
-    sessions = "".join(
-        _session_row(record, series, n, started, forced, note)
-        for n, started, forced, note in record.sessions
-    )
-    described = {k: definition.get(k) for k in ("source", "sink", "options")}
-    return (
-        f'<section class="definition"><h2>The run</h2><div class="graph">{boxes}</div>'
-        f"<p><code>{escape(str(definition.get('pipeline', '?')))}</code></p>"
-        f"<pre>{escape(json.dumps(described, indent=2, sort_keys=True, default=str))}</pre>"
-        "<table><tr><th>session</th><th>started</th><th>last seen</th><th>finished</th>"
-        f"<th>outcome</th></tr>{sessions}</table></section>"
-    )
-
-
-def _session_row(
-    record: RunRecord, series: RunSeries, n: int, started: float, forced: bool, note: str | None
-) -> str:
-    """One session: when it started and was last seen (its last row), the items it
-    finished, and how it ended as far as its rows say."""
-    rows = series.sessions.get(n) or []
-    last = rows[-1] if rows else None
-    seen = _when(last.t) if last is not None else ""
-    data = last.data if last is not None else {}
-    finished = int(sum(number(data, "items", k) for k in ("out", "dead", "filtered")))
-    stopped = data.get("stopped")
-    latest = n == max((s for s, *_ in record.sessions), default=n)
-    if isinstance(stopped, str) and stopped:
-        outcome = f"stopped early: {stopped[:160]}"
-    elif latest and record.running:
-        outcome = "running"
-    elif latest:
-        outcome = "ended"
-    else:
-        outcome = "ended (or was stopped); the next session went on"
-    if forced:
-        outcome += f"; forced: {note or ''}"
-    return (
-        f"<tr><td>{n}</td><td>{escape(_when(started))}</td><td>{escape(seen)}</td>"
-        f"<td>{finished:,}</td><td>{escape(outcome)}</td></tr>"
-    )
-
-
-def _when(seconds: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
 
 
 def write_report(location: StoreLocation, path: Path) -> Path:
