@@ -87,6 +87,8 @@ def test_a_budget_holds_across_four_actors_and_a_resume_finishes_the_run(
         client = hr.llm.Client(base_url=sim.url)
         step = hr.llm.complete(client=client, model="m", prompt="{text}", concurrency=2)
         first = _on_four_actors(tmp_path, step, ITEMS // 8, budget=budget)
+        # stopped: the shards' files stay for the resume (only a whole run drops them)
+        assert (tmp_path / "run" / "outputs.jsonl.shards").is_dir()
         stats = sim.stats()
         spent = stats["prompt_tokens"] + stats["completion_tokens"]
         per_call = spent / stats["requests"]
@@ -99,6 +101,7 @@ def test_a_budget_holds_across_four_actors_and_a_resume_finishes_the_run(
     assert second.stopped is None
     assert calls == ITEMS  # nothing computed twice
     assert len((tmp_path / "run" / "outputs.jsonl").read_text().splitlines()) == ITEMS
+    assert not (tmp_path / "run" / "outputs.jsonl.shards").exists()
 
 
 def test_a_budget_kept_in_one_process_is_refused_on_a_cluster(tmp_path: Path) -> None:

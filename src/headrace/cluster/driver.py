@@ -108,7 +108,9 @@ async def run_sharded(
             store.commit([], [], watermark=0, sink_state={"sharded": True}, session=session.session)
         driver = Driver(backend, blob, source, sink, options, parent, plan)
         result = await driver.run(session.mode, store.heartbeat)
-        _join(sink, store, session.session, len(plan.bounds), driver.has_dead())
+        states = shard_states(parent, plan)
+        clean = all(s.complete for s in states) and not any(s.dead for s in states)
+        _join(sink, store, session.session, len(plan.bounds), clean)
         ended = True
     finally:
         session.close(aborted=not ended)
@@ -117,17 +119,18 @@ async def run_sharded(
     return result
 
 
-def _join(sink: Any, store: Any, session: Any, count: int, dead: bool) -> None:
-    """Join the shards' output into the sink, once. A file joined with no dead letter
-    left (so no retry-dead will write its shards again) is committed as ``joined``
-    with its size and CRC, and its shard files (``out.jsonl.shards/``) are removed:
-    a later session checks the file instead of joining again."""
+def _join(sink: Any, store: Any, session: Any, count: int, clean: bool) -> None:
+    """Join the shards' output into the sink. A file joined when every shard has
+    finished with no dead letter left (``clean``: no later session, resume or
+    retry-dead, will write its shards again) is committed as ``joined`` with its size
+    and CRC, and its shard files (``out.jsonl.shards/``) are removed: a later session
+    checks the file instead of joining again."""
     state = store.sink_state()
     if state.get("joined"):
         sink.clear_shards()  # a kill may have come between the commit and the removal
         return
     joined = sink.join_shards(count)
-    if not joined or dead:
+    if not joined or not clean:
         return
     state = {"sharded": True, "joined": True, **joined}
     store.commit([], [], watermark=store.watermark(), sink_state=state, session=session)
@@ -387,14 +390,6 @@ class Driver:
         done = sum(f for f, _ in finished.values())
         dead = sum(d for _, d in finished.values())
         return Counts(done, dead, self.plan.total, self.done_before)
-
-    def has_dead(self) -> bool:
-        """Whether any shard holds a dead letter."""
-        rows = self.dead_letter_rows()
-        try:
-            return next(rows, None) is not None
-        finally:
-            rows.close()  # the shard store it opened is closed now, not when collected
 
     def dead_letter_rows(self) -> Generator[dict[str, Any], None, None]:
         """Every dead letter of the run, read from the shards' stores, in source order."""
