@@ -40,10 +40,12 @@ def _on_four_actors(
     )
 
 
-def _busiest_second(stats: dict[str, Any]) -> int:
-    """The most requests the sim saw arrive in any one second (ten 100 ms windows)."""
+def _arrivals(stats: dict[str, Any]) -> tuple[int, float]:
+    """The requests the sim saw arrive, and the time from the first to the last (in
+    its 100 ms windows)."""
     arrived: list[int] = stats["windows"]["arrived"]
-    return max(sum(arrived[i : i + 10]) for i in range(max(1, len(arrived) - 9)))
+    busy = [i for i, count in enumerate(arrived) if count]
+    return sum(arrived), (busy[-1] - busy[0] + 1) * float(stats["window_s"])
 
 
 @pytest.mark.parametrize("learned", [False, True], ids=["given", "auto"])
@@ -65,18 +67,22 @@ def test_four_actors_sharing_one_redis_limit_stay_under_the_providers_limit(
         stats = sim.stats()
     lines = (tmp_path / "run" / "outputs.jsonl").read_text().splitlines()
     assert len(lines) == ITEMS and result.metrics.items_out == ITEMS
-    # the sum of the four actors' rates at the sim: one second holds at most the
-    # limit and the burst (four actors pacing alone would send four times that). A
-    # learned limit does not know the provider's burst: its shared bucket holds one
-    # second of the rate, which actors that start late may spend at once
-    most = RPM / 60 + (RPM / 60 if learned else BURST) + 2
-    assert _busiest_second(stats) <= most, str(stats["windows"]["arrived"])
-    if learned:
-        # before the first answer taught the limit, each actor sends a window of calls
-        # that grows by one per success: a few 429s, never one per call past the burst
-        assert stats["throttled"] <= 20
-    else:
-        assert stats["throttled"] <= 4
+    # One limit for the four actors: over the whole run the sim saw at most the limit's
+    # rate times the run's span, plus one bucket (four actors pacing alone would send
+    # four times the rate, finishing in a quarter of the time). Counted over the whole
+    # run, not per second: on a busy machine (CI) a stalled process's requests arrive
+    # bunched, which shifts them between seconds but not out of the run.
+    sent, span_s = _arrivals(stats)
+    bucket = RPM / 60 if learned else BURST  # a learned limit holds one second of its rate
+    seen = f"{sent} requests in {span_s:.1f} s, 429s {stats['throttled']}: {stats}"
+    assert sent <= RPM / 60 * span_s + bucket + 4, seen
+    # 429s: a learned limit is unknown until an actor's first answer, and until then
+    # each actor probes with a window growing one per success; a given one draws a few
+    # where the sim's bucket and the shared one refill on different clocks. How many
+    # depends on the machine's load (two busy loops on the two cores: 33 given, 110
+    # learned), so the bound is only what four limits of their own do not meet: they
+    # sent 339 requests in 7.9 s and drew 179 429s (measured with shared= left out)
+    assert stats["throttled"] < (ITEMS if learned else ITEMS // 2), seen
 
 
 def test_a_budget_holds_across_four_actors_and_a_resume_finishes_the_run(
