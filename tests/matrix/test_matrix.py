@@ -185,6 +185,12 @@ def _output(sink: str, folder: Path) -> str:
     return str(folder / names.get(sink, "batches"))
 
 
+def _run_dir(folder: Path) -> Path:
+    """A cell's run directory, named after its folder: a PostgreSQL store names a run
+    after its directory, so no two cells (or other tests) share one."""
+    return folder / f"run-{folder.name}"
+
+
 def _sink(sink: str, folder: Path, postgres_url: str, table: str) -> Any:
     if sink == "table":
         return hr.write_sql(postgres_url, table, key="id")
@@ -262,7 +268,7 @@ def _run(cell: Cell, folder: Path, workspace: Path, postgres_url: str, table: st
         _pipeline(cell.pipeline, workspace),
         hr.read_jsonl(workspace / "in.jsonl", key="id"),
         sink=_sink(cell.sink, folder, postgres_url, table),
-        run_dir=folder / "run",
+        run_dir=_run_dir(folder),
         run_store=postgres_url if cell.store == "postgresql" else None,
         backend=hr.Ray(workers=2, shard_size=ITEMS // 4) if cell.backend == "ray" else None,
         progress=False,
@@ -321,7 +327,7 @@ def test_a_cell_gives_the_local_runs_outputs_and_reads_back(
         request.getfixturevalue("local_ray")
     expected_rows, expected_types = _reference(cell, workspace, postgres_url, tmp_path_factory)
     table = f"matrix_{re.sub(r'[^a-z0-9]', '_', tmp_path.name.lower())[-40:]}"
-    run_name = (tmp_path / "run").name
+    run_name = _run_dir(tmp_path).name
     try:
         if cell.kill:
             _killed_then_resumed(cell, tmp_path, workspace, postgres_url, table, sim_url)
@@ -351,9 +357,9 @@ def _status_and_report_agree(
 ) -> None:
     store = ["--run-store", postgres_url] if cell.store == "postgresql" else []
     runner = CliRunner()
-    status = runner.invoke(app, ["status", str(folder / "run"), *store])
+    status = runner.invoke(app, ["status", str(_run_dir(folder)), *store])
     assert status.exit_code == 0, status.output
-    report = runner.invoke(app, ["report", str(folder / "run"), *store])
+    report = runner.invoke(app, ["report", str(_run_dir(folder)), *store])
     assert report.exit_code == 0, report.output
     numbers = dict(
         re.findall(r'data-key="([^"]+)">([^<]*)<', Path(report.output.strip()).read_text())
@@ -383,7 +389,7 @@ def _killed_then_resumed(
     else:
         pipeline = f"matrix_pipelines:{cell.pipeline}"
     command = [sys.executable, "-m", "headrace", "run", pipeline]
-    command += ["--input", str(workspace / "in.jsonl"), "--run-dir", str(folder / "run")]
+    command += ["--input", str(workspace / "in.jsonl"), "--run-dir", str(_run_dir(folder))]
     command += ["--key", "id"]
     command += [
         "--output",
