@@ -25,32 +25,22 @@ def passes(row: dict[str, object]) -> dict[str, object]:
     return row
 
 
-def _down_llm() -> hr.llm.Complete:
+def _down_llm(max_outage: float) -> hr.llm.Complete:
+    """An LLM step whose endpoint ($DOWN_URL) is down, and whose circuit gives up on
+    it after ``max_outage`` seconds."""
     import os
 
     llm = hr.llm.Client(
         base_url=os.environ.get("DOWN_URL", "http://127.0.0.1:9/v1"),
         retry=hr.Retry(attempts=2, backoff=0.001),
-        circuit=hr.Circuit(failures=2, reset=0.05, max_outage=0.3),
+        circuit=hr.Circuit(failures=2, reset=0.05, max_outage=max_outage),
     )
     return hr.llm.complete(prompt="Say {text}", client=llm, model="m")
 
 
-down_llm = _down_llm()
+down_llm = _down_llm(0.3)
 
-
-def _long_down_llm() -> hr.llm.Complete:
-    import os
-
-    llm = hr.llm.Client(
-        base_url=os.environ.get("DOWN_URL", "http://127.0.0.1:9/v1"),
-        retry=hr.Retry(attempts=2, backoff=0.001),
-        circuit=hr.Circuit(failures=2, reset=0.05, max_outage=2.0),
-    )
-    return hr.llm.complete(prompt="Say {text}", client=llm, model="m")
-
-
-long_down_llm = _long_down_llm()
+long_down_llm = _down_llm(2.0)
 """An endpoint that stays down for the whole 2 s the run waits for it."""
 
 
