@@ -162,7 +162,8 @@ class StepMetrics:
         items: items that passed through the step successfully.
         errors: items that failed in this step.
         filtered: items this step dropped.
-        wait_s: total time items spent waiting for a slot.
+        wait_s: total time items spent waiting for a slot (a batched step's: waiting in
+            its micro-batcher for their batch to leave).
         busy_s: total time spent in the step's calls.
         latency: the distribution of call durations.
         batch_sizes: for batched steps, how many calls had each size.
@@ -175,8 +176,10 @@ class StepMetrics:
         rate: the run's state of the step's :class:`~headrace.limits.rate.Rate`, whose limit
             and 429s the summary shows.
         rate_waits: calls that waited for the rate limit; ``rate_wait_s`` is their total wait.
-        rate_inside_call: the rate limit is waited for inside the step's calls (an LLM
-            step's client), so ``busy_s`` holds ``rate_wait_s``; see :meth:`working_s`.
+        rate_inside_call: the rate limit and the circuit are waited for inside the step's
+            calls (an LLM step's client), so ``busy_s`` holds ``rate_wait_s`` and
+            ``hold_s``; see :meth:`working_s`.
+        hold_s: time calls waited for an open circuit (an outage) to let them go.
         circuit: the step's circuit breaker, whose state and openings the summary shows.
         fallbacks: items this step's failure sent to its fallback step.
         slots: the step's concurrency: calls (or batch calls) it may have in flight.
@@ -213,6 +216,7 @@ class StepMetrics:
     rate_waits: int = 0
     rate_wait_s: float = 0.0
     rate_inside_call: bool = False
+    hold_s: float = 0.0
     circuit: CircuitState | None = None
     fallbacks: int = 0
     slots: int = 0
@@ -265,14 +269,15 @@ class StepMetrics:
         return dataclasses.replace(self, limiter=None, rate=None, circuit=None)
 
     def working_s(self) -> float:
-        """Time the step's calls spent working: ``busy_s`` less the rate limit's waits
-        where those happen inside a call."""
-        inside = self.rate_wait_s if self.rate_inside_call else 0.0
+        """Time the step's calls spent working: ``busy_s`` less the rate limit's and the
+        circuit's waits where those happen inside a call."""
+        inside = self.rate_wait_s + self.hold_s if self.rate_inside_call else 0.0
         return max(0.0, self.busy_s - inside)
 
     def waiting_s(self) -> float:
-        """Time items spent waiting in the step: for a slot, and for the rate limit."""
-        return self.wait_s + self.rate_wait_s
+        """Time items spent waiting in the step: for a slot, the rate limit, an open
+        circuit, and (batched steps) for their batch to leave."""
+        return self.wait_s + self.rate_wait_s + self.hold_s
 
     def utilisation(self, wall_s: float) -> float:
         """The share of the run's wall time its call slots were working (0 without calls);

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
@@ -42,8 +43,13 @@ def test_a_down_endpoint_stops_the_run_resumable_with_no_dead_letter(tmp_path: P
     assert result.items_in <= 64 and result.items_unfinished == result.items_in
     assert result.stopped is not None and "looks down" in result.stopped
     assert "max_outage 0.3 s" in result.stopped and "last error: " in result.stopped
-    state = result.metrics.step("complete").circuit
+    step = result.metrics.step("complete")
+    state = step.circuit
     assert state is not None and state.opened >= 2  # it probed again after opening
+    # the calls held by the open circuit were waiting, not working (refused connections
+    # take no time; the holds took the outage's)
+    assert step.hold_s > 0 and step.working_s() < step.hold_s
+    assert step.to_dict()["wait_s"] >= round(step.hold_s, 6)
     # later, with the provider back, a resume finishes every item exactly once
     with serve() as sim:
         back = hr.llm.Client(base_url=sim.url, retry=FAST, identity="p")
@@ -137,6 +143,23 @@ def test_a_function_steps_circuit_holds_items_through_an_outage() -> None:
     assert state is not None and state.settings is circuit
     assert state.opened >= 2 and state.held > 0
     assert f"circuit closed: opened {state.opened} times, held " in result.summary()
+
+
+def test_items_waiting_in_a_micro_batcher_count_as_the_steps_wait() -> None:
+    @hr.step
+    async def late(x: int) -> int:
+        if x == 0:
+            await asyncio.sleep(0.1)  # items 1 and 2 wait for it to fill their batch
+        return x
+
+    @hr.step(batch=hr.Batch(max_size=3, max_wait=60))
+    async def batched(xs: list[int]) -> list[int]:
+        return xs
+
+    result = hr.run(late >> batched, range(3), progress=False)
+    step = result.metrics.step("batched")
+    assert step.batch_sizes == {3: 1}
+    assert step.wait_s >= 2 * 0.1  # two items waited the whole sleep
 
 
 def test_connection_errors_never_halve_a_batch() -> None:

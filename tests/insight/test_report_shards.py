@@ -3,12 +3,18 @@ whole path through Ray is in tests/cluster/test_ray_observe.py)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import headrace as hr
+from headrace.cluster.driver import Driver
+from headrace.cluster.plan import ShardPlan, shard_location
 from headrace.engine.run_data import RunView
+from headrace.engine.run_options import RunOptions
 from headrace.engine.timeline import MAX_ROWS
 from headrace.metrics import Histogram
 from headrace.report.shards import join_shard_samples
+from headrace.store import StoreLocation
 from headrace.store.base import Sample
 
 
@@ -82,3 +88,51 @@ def test_tampered_rows_count_as_absent() -> None:
     joined = join_shard_samples([bad, good, rubbish], total=None)
     assert joined[-1].data["items"]["out"] == 5
     assert [s.data["name"] for s in RunView(joined[-1].data).steps] == ["tone"]
+
+
+def test_a_busy_share_is_of_the_slot_seconds_each_shard_had() -> None:
+    # two shards, each with 2 slots working all of its 4 s; the first ended at 104,
+    # the second at 107: 7 s of the run with 2 slots at the end is not what they had
+    first = [row(1, 1, 104.0, 4.0, 10, slots=2, busy_s=8.0)]
+    second = [row(1, 1, 107.0, 4.0, 10, slots=2, busy_s=8.0)]
+    last = join_shard_samples([first, second], total=None)[-1]
+    step = RunView(last.data).steps[0]
+    assert step.number("busy_s") == 16.0 and step.number("slots") == 2  # running only
+    assert step.number("slot_s") == 16.0
+    assert step.utilisation(RunView(last.data).wall_s) == 1.0  # was 16 / (7 * 2) = 114%
+
+
+def open_circuit() -> dict[str, Any]:
+    return {
+        "state": "open",
+        "down_s": 12.0,
+        "max_outage_s": 300.0,
+        "last_error": "ClientConnectorError: refused",
+    }
+
+
+def test_the_ray_progress_line_names_an_outage_a_running_shard_has(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    for url in (None, postgres_url):
+        parent = StoreLocation(tmp_path / f"run-{url is None}", url)
+        plan = ShardPlan.split(20, 10)
+        driver = Driver(hr.Ray(workers=2), b"", [], None, RunOptions(), parent, plan)
+        for index in range(2):
+            store = shard_location(parent, index).open()
+            try:
+                store.discard()
+                store.create({"pipeline": "t"}, "f")
+                store.start_session()
+                circuit = open_circuit() if index == 1 else {"state": "closed"}
+                store.record_sample(1, 1, 1.0, {"steps": [{"name": "tone", "circuit": circuit}]})
+                if index == 0:
+                    store.record_sample(1, 2, 2.0, {"steps": [{"name": "tone"}]})
+                latest = store.latest_sample()
+                assert latest is not None and latest.seq == (2 if index == 0 else 1)
+            finally:
+                store.close()
+        driver.progress_of([0, 1])
+        note = driver.counts().note
+        assert "provider of step 'tone' down for 12 s (circuit open)" in note
+        assert "ClientConnectorError" in note

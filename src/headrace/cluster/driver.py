@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from ..engine.feed import scan_repeats
 from ..engine.progress import Counts, run_progress
 from ..engine.result import DeadLetter, RunResult
+from ..engine.run_data import outage_in
 from ..engine.run_options import RunOptions
 from ..engine.runner import run_definition
 from ..errors import HeadraceError, PipelineError, ResumeMismatch, SinkDamaged
@@ -177,6 +178,7 @@ class Driver:
         self.done_before = 0
         self.finished_now: dict[int, tuple[int, int]] = {}  # shard -> (finished, dead)
         self.running_now: dict[int, tuple[int, int]] = {}  # the same, so far, of running ones
+        self.outage = ""  # a running shard's outage line (see progress_of)
         self.before: dict[int, tuple[int, int]] = {}  # what a shard had finished before
         # per shard, its positions whose key an earlier record of the source has
         self.repeats: list[dict[int, str]] | None = None
@@ -364,8 +366,10 @@ class Driver:
 
     def progress_of(self, indexes: list[int]) -> dict[int, tuple[int, int]]:
         """Items finished (and of them dead) in this session so far by the running
-        shards ``indexes``, read from their stores (what their workers committed)."""
+        shards ``indexes``, read from their stores (what their workers committed); the
+        first outage their latest samples show becomes :attr:`outage`."""
         seen: dict[int, tuple[int, int]] = {}
+        outage = ""
         for index in indexes:
             location = shard_location(self.parent, index)
             try:
@@ -374,12 +378,16 @@ class Driver:
                 store = location.open()
                 try:
                     status = store.status()
+                    latest = store.latest_sample() if not outage else None
                 finally:
                     store.close()
             except Exception:  # a store its worker is creating: read it next time
                 continue
+            if latest is not None:
+                outage = outage_in(latest.data)
             done, dead = self.before.get(index, (0, 0))
             seen[index] = (max(0, status.finished - done), max(0, status.dead - dead))
+        self.outage = outage
         return seen
 
     def counts(self) -> Counts:
@@ -389,7 +397,7 @@ class Driver:
         finished.update(self.finished_now)
         done = sum(f for f, _ in finished.values())
         dead = sum(d for _, d in finished.values())
-        return Counts(done, dead, self.plan.total, self.done_before)
+        return Counts(done, dead, self.plan.total, self.done_before, self.outage)
 
     def dead_letter_rows(self) -> Generator[dict[str, Any], None, None]:
         """Every dead letter of the run, read from the shards' stores, in source order."""

@@ -76,6 +76,7 @@ class MicroBatcher:
         self._metrics = metrics
         self._timed = timed
         self._pending: list[tuple[Any, asyncio.Future[Any]]] = []
+        self._arrived: list[float] = []  # when each pending item arrived
         self._in_flight = 0
         self._timer: asyncio.TimerHandle | None = None
         self._overdue = False
@@ -90,6 +91,7 @@ class MicroBatcher:
         """
         future: asyncio.Future[Any] = self._loop.create_future()
         self._pending.append((value, future))
+        self._arrived.append(time.perf_counter())
         if len(self._pending) >= self._max_size:
             self._flush("size")
         elif self._timer is None and not self._overdue:
@@ -117,6 +119,10 @@ class MicroBatcher:
             return
         batch = self._pending[: self._max_size]
         del self._pending[: self._max_size]
+        # the items' time in the batcher is their wait (the step's "items waiting")
+        now = time.perf_counter()
+        self._metrics.wait_s += sum(now - t for t in self._arrived[: self._max_size])
+        del self._arrived[: self._max_size]
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

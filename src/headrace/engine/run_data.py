@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["RunView", "StepView", "number"]
+from ..metrics import outage_line
+
+__all__ = ["RunView", "StepView", "number", "outage_in"]
 
 
 def number(data: Any, *path: str) -> float:
@@ -85,7 +87,12 @@ class StepView:
         return {int(k): n for k, n in self.counts(name).items() if k.isdigit()}
 
     def utilisation(self, wall_s: float) -> float:
-        """The share of the run its call slots were working."""
+        """The share of the run its call slots were working: of ``slot_s`` (a run on a
+        cluster: its shards' slot-seconds, see :mod:`headrace.report.shards`) when the
+        data has it, else of ``wall_s`` times its slots."""
+        slot_s = self.number("slot_s")
+        if slot_s > 0:
+            return min(1.0, self.number("busy_s") / slot_s)
         if wall_s <= 0 or not self.slots:
             return 0.0
         return self.number("busy_s") / (wall_s * self.slots)
@@ -109,3 +116,20 @@ class RunView:
     def number(self, *path: str) -> float:
         """The number at ``path`` in the run's data (0 when absent)."""
         return number(self.data, *path)
+
+
+def outage_in(data: Mapping[str, Any]) -> str:
+    """The outage line (:func:`~headrace.metrics.outage_line`) of the first step whose
+    circuit is not closed in a run's data (a row of its time series), or empty."""
+    for step in RunView(data).steps:
+        circuit = step.part("circuit")
+        state = circuit.get("state") if circuit is not None else None
+        if isinstance(state, str) and state != "closed":
+            return outage_line(
+                step.name,
+                state,
+                step.number("circuit", "down_s"),
+                step.number("circuit", "max_outage_s"),
+                str((circuit or {}).get("last_error", "")),
+            )
+    return ""

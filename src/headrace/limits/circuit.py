@@ -137,7 +137,15 @@ class CircuitState:
         return self._take_turn(call)
 
     async def _take_turn(self, call: Call) -> None:
-        call.probe = await self.wait_turn(call.name)
+        started = time.perf_counter()
+        try:
+            call.probe = await self.wait_turn(call.name)
+        finally:
+            # an outage's hold is counted apart (waiting, never working): the wait for
+            # a slot starts once the circuit lets the call go
+            call.started = time.perf_counter()
+            if call.metrics is not None:
+                call.metrics.hold_s += call.started - started
 
     def leave(self, call: Call, error: BaseException | None) -> None:
         """Count how the call ended; a cancelled probe passes its turn on."""

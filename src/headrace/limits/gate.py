@@ -57,7 +57,8 @@ class Call:
         value: what the call is made with (an item, a request body).
         metrics: the step's metrics the policies count into, if any.
         prompt_tokens: the request's counted prompt tokens (else the rate estimates).
-        started: when the attempt reached the gate (``perf_counter``).
+        started: when the attempt reached the gate (``perf_counter``), or when an open
+            circuit let it go (its hold is counted apart, in ``hold_s``).
         slotted: when it had its concurrency slot; ``admitted``: when the call began.
         called: whether the call itself began (a policy may refuse it before).
         output: what the call returned; ``usage`` what to read its tokens from, when

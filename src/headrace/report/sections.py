@@ -8,8 +8,7 @@ import time
 from collections import Counter
 from html import escape
 
-from ..engine.run_data import number
-from ..metrics import outage_line
+from ..engine.run_data import number, outage_in
 from ..store.session import pipeline_words
 from .record import EXAMPLES, RunRecord
 from .series import RunSeries
@@ -22,18 +21,9 @@ def outage_banner(record: RunRecord, series: RunSeries) -> str:
     running run), and a line on the outages a run went through."""
     latest = series.latest
     if latest is not None and record.running:
-        for step in latest.steps:
-            circuit = step.part("circuit")
-            state = circuit.get("state") if circuit is not None else None
-            if isinstance(state, str) and state != "closed":
-                line = outage_line(
-                    step.name,
-                    state,
-                    step.number("circuit", "down_s"),
-                    step.number("circuit", "max_outage_s"),
-                    str((circuit or {}).get("last_error", "")),
-                )
-                return f'<p class="outage" data-key="outage">{escape(line)}</p>'
+        line = outage_in(latest.data)
+        if line:
+            return f'<p class="outage" data-key="outage">{escape(line)}</p>'
     downs = [label for _, label in series.outage_marks() if label.endswith(" down")]
     if not downs:
         return ""

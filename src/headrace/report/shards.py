@@ -8,7 +8,10 @@ and histograms add up (a shard that ended keeps its final counts, one not starte
 yet counts nothing), so the joined counters grow as the run's did; what is a state
 rather than a count (items and calls in flight, slots) adds up over the shards
 running at that moment only; a rate limit in force is the highest any shard had
-in its latest row (a limit shared through Redis is one limit, not one per shard). Rows are
+in its latest row (a limit shared through Redis is one limit, not one per shard). Each
+step's ``slot_s`` adds up its slots times each shard's wall time: the slot-seconds the
+run had, which a step's busy share is taken of (its slots at the end, times the run's
+wall time, would count a shard that ended early as if it ran to the end). Rows are
 untrusted data: a value of the wrong type counts as absent.
 """
 
@@ -151,9 +154,13 @@ def _join(rows: list[dict[str, Any]], running: list[bool]) -> dict[str, Any]:
     joined = _join_values(rows, running)
     steps: dict[str, list[tuple[dict[str, Any], bool]]] = {}
     for row, alive in zip(rows, running, strict=True):
+        wall = _number(row.get("wall_s"))
         for step in row.get("steps") or ():
             if isinstance(step, Mapping) and isinstance(step.get("name"), str):
-                steps.setdefault(step["name"], []).append((dict(step), alive))
+                found = dict(step)
+                if "slot_s" not in found:  # a shard's own row: its slots over its wall time
+                    found["slot_s"] = _number(found.get("slots")) * wall
+                steps.setdefault(step["name"], []).append((found, alive))
     joined["steps"] = [
         _join_step([s for s, _ in found], [a for _, a in found]) for found in steps.values()
     ]

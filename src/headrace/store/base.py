@@ -279,6 +279,9 @@ class RunStore(Protocol):
     def samples(self) -> list[Sample]:
         """The run's time series, every session's, in order."""
 
+    def latest_sample(self) -> Sample | None:
+        """The last sample of the run's latest session (``None`` before the first)."""
+
     def sessions(self) -> list[tuple[int, float, bool, str | None]]:
         """Every session: its number, when it started, whether it was forced, its note."""
 

@@ -465,6 +465,16 @@ class PostgresRunStore:
             )
         )
 
+    def latest_sample(self) -> Sample | None:
+        """The last sample of the run's latest session (``None`` before the first)."""
+        found = decode_samples(
+            self._all(
+                "SELECT session, seq, t, data FROM headrace_samples WHERE run = %s "
+                "ORDER BY session DESC, seq DESC LIMIT 1"
+            )
+        )
+        return found[0] if found else None
+
     def sessions(self) -> list[tuple[int, float, bool, str | None]]:
         """Every session: its number, when it started, whether it was forced, its note."""
         rows = self._all(

@@ -521,6 +521,14 @@ class SqliteRunStore:
         rows = self._db.execute("SELECT session, seq, t, data FROM samples ORDER BY session, seq")
         return decode_samples(rows.fetchall())
 
+    def latest_sample(self) -> Sample | None:
+        """The last sample of the run's latest session (``None`` before the first)."""
+        rows = self._db.execute(
+            "SELECT session, seq, t, data FROM samples ORDER BY session DESC, seq DESC LIMIT 1"
+        )
+        found = decode_samples(rows.fetchall())
+        return found[0] if found else None
+
     def sessions(self) -> list[tuple[int, float, bool, str | None]]:
         """Every session: its number, when it started, whether it was forced, its note."""
         rows = self._db.execute("SELECT n, started, forced, note FROM sessions ORDER BY n")
