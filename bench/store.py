@@ -3,8 +3,9 @@
 100k items through one trivial async step (concurrency 64): (a) in memory, with
 outputs dropped by a callback sink; (b) durable, with the SQLite run store and a
 JSONL file sink, committing in batches. Same process run. Prints one JSON line.
+With ``--run-store postgresql://...`` the durable run keeps its store there instead.
 
-    python bench/store.py [--items 100000]
+    python bench/store.py [--items 100000] [--run-store URL]
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import asyncio
 import json
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import headrace as hr
+from headrace.store import StoreLocation
 
 
 @hr.step(concurrency=64)
@@ -32,30 +35,38 @@ def in_memory(n_items: int) -> float:
     return time.perf_counter() - started
 
 
-def durable(n_items: int, where: Path) -> float:
+def durable(n_items: int, where: Path, run_store: str | None) -> float:
+    run_dir = where / f"run-{uuid.uuid4().hex[:10]}"
     started = time.perf_counter()
     result = hr.run(
         trivial,
         range(n_items),
         sink=hr.write_jsonl(where / "out.jsonl"),
-        run_dir=where / "run",
+        run_dir=run_dir,
+        run_store=run_store,
         key=lambda x: x,
         progress=False,
     )
+    elapsed = time.perf_counter() - started
     assert result.items_out == n_items
-    return time.perf_counter() - started
+    if run_store is not None:  # leave the shared database as it was
+        store = StoreLocation(run_dir, run_store).open()
+        store.discard()
+        store.close()
+    return elapsed
 
 
-def main(n_items: int) -> dict[str, object]:
+def main(n_items: int, run_store: str | None = None) -> dict[str, object]:
     memory_s = min(in_memory(n_items) for _ in range(2))
     times = []
     for _ in range(2):
         with tempfile.TemporaryDirectory() as where:
-            times.append(durable(n_items, Path(where)))
+            times.append(durable(n_items, Path(where), run_store))
     durable_s = min(times)
     return {
         "bench": "store",
         "items": n_items,
+        "run_store": "postgresql" if run_store else "sqlite",
         "in_memory_us_per_item": round(memory_s / n_items * 1e6, 3),
         "durable_us_per_item": round(durable_s / n_items * 1e6, 3),
         "ratio": round(durable_s / memory_s, 3),
@@ -66,5 +77,6 @@ def main(n_items: int) -> dict[str, object]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--run-store", default=None, help="a postgresql:// run store")
     args = parser.parse_args()
-    print(json.dumps(main(args.items)))
+    print(json.dumps(main(args.items, args.run_store)))

@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback port nothing listens on now (for a server of the test's own, or a
+    connection that must be refused)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -22,7 +24,7 @@ class PrivateRedis:
     """A Redis server of one test's own, which the test may stop and start again."""
 
     def __init__(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -67,7 +69,7 @@ class PrivatePostgres:
             pytest.skip("no PostgreSQL server binaries here")
         self.bin = Path(versions[-1])
         folder = self.folder = Path(tempfile.mkdtemp(prefix="headrace-pg-", dir="/tmp"))
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
         self.as_postgres = os.geteuid() == 0
         if self.as_postgres:

@@ -16,7 +16,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from services import free_port
 
 from headrace.sim import serve
 
@@ -166,9 +166,7 @@ def test_the_first_example_prints_what_the_readme_shows(tmp_path: Path) -> None:
     index = next(i for i, b in enumerate(BLOCKS) if b.file == FIRST_EXAMPLE)
     shown = BLOCKS[index + 1]
     assert shown.language == ""  # the output block right after the file
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     env = {**os.environ, "CI": "1", "HEADRACE_CACHE_DIR": str(tmp_path / "cache")}
     env["OPENAI_BASE_URL"] = f"http://127.0.0.1:{port}/v1"
     sim = subprocess.Popen(

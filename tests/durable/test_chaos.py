@@ -10,6 +10,7 @@ import csv
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -193,6 +194,33 @@ def _wait_for_a_call(jobs: list[subprocess.Popen[bytes]], calls: Path, mark: int
         time.sleep(0.01)
 
 
+REFUSALS = (
+    "is running in another session",  # the lease
+    "is being written by another headrace session",  # the sink's lock
+    "was started by another session just now",  # two new runs raced
+    "already holds a run",  # a new run after the other created it
+)
+
+
+def _two_sessions_meet(run_dir: Path, source: Path, kind: str, output: str, calls: Path) -> None:
+    """Arrange one meeting, however slow the machine: a session holding the run is
+    frozen (SIGSTOP) once it works, and a second one started then must be refused."""
+    mark = calls.stat().st_size if calls.exists() else 0
+    first = _launch(run_dir, source, kind, output, calls)
+    _wait_for_a_call([first], calls, mark)
+    assert first.poll() is None, "the first session ended before it could be met"
+    os.kill(first.pid, signal.SIGSTOP)
+    try:
+        second = _launch(run_dir, source, kind, output, calls)
+        second.wait(timeout=300)
+        stderr = second.stderr.read().decode() if second.stderr else ""  # type: ignore[union-attr]
+        assert second.returncode not in (0, -9), "a second session ran beside the first"
+        assert any(r in stderr for r in REFUSALS), f"refused otherwise:\n{stderr}"
+    finally:
+        first.kill()
+        first.wait()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["jsonl", "csv", "parquet"])
 def test_two_sessions_at_once_with_kills_never_double_a_key(
@@ -208,7 +236,7 @@ def test_two_sessions_at_once_with_kills_never_double_a_key(
     source, calls = tmp_path / "in.jsonl", tmp_path / "calls.log"
     output = _output(kind, tmp_path, request)
     _write_input(source)
-    refused = 0
+    _two_sessions_meet(run_dir, source, kind, output, calls)
     for _ in range(max(KILLS // 2, 5)):
         mark = calls.stat().st_size if calls.exists() else 0
         pair = [_launch(run_dir, source, kind, output, calls) for _ in range(2)]
@@ -224,18 +252,10 @@ def test_two_sessions_at_once_with_kills_never_double_a_key(
                 job.wait()
             stderr = job.stderr.read().decode() if job.stderr else ""  # type: ignore[union-attr]
             if job.returncode not in (0, -9):
-                refusals = (
-                    "is running in another session",  # the lease
-                    "is being written by another headrace session",  # the sink's lock
-                    "was started by another session just now",  # two new runs raced
-                    "already holds a run",  # a new run after the other created it
-                )
-                assert any(r in stderr for r in refusals), (
+                assert any(r in stderr for r in REFUSALS), (
                     f"seed {seed}: a job failed otherwise\n{stderr}"
                 )
-                refused += 1
             deadline = 0.05  # the second of the pair: kill it soon if it still runs
-    assert refused > 0, f"seed {seed}: no two sessions ever met"
     final = _launch(run_dir, source, kind, output, calls)
     final.wait(timeout=180)
     stderr = final.stderr.read().decode() if final.stderr else ""  # type: ignore[union-attr]

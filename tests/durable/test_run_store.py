@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 import headrace as hr
+from headrace.errors import StorageError
 from headrace.store import RunStore, StoreLocation
 
 DEFINITION = {"pipeline": "p", "source": {"kind": "x"}, "sink": {"kind": "y"}, "options": {}}
@@ -151,3 +152,80 @@ def test_a_durable_run_resumes_and_refuses_a_changed_pipeline_with_either_store(
     status = store.status()
     store.close()
     assert (status.done, status.total, status.pending, status.sessions) == (50, 50, 0, 2)
+
+
+def _tamper(location: StoreLocation, statement: str) -> None:
+    """Run ``statement`` on the store's database behind its back; ``{t}`` is the prefix
+    of its table names and ``{run}`` selects this run's rows."""
+    if location.url is None:
+        import sqlite3
+
+        tables = {"runs": "run", "leases": "lease", "dead": "dead"}
+        with sqlite3.connect(location.run_dir / "run.sqlite") as db:
+            db.execute(statement.format(run="1 = 1", **tables))
+        return
+    import psycopg
+
+    tables = {"runs": "headrace_runs", "leases": "headrace_leases", "dead": "headrace_dead"}
+    with psycopg.connect(location.url, autocommit=True) as connection:
+        run = f"run = '{location.name}'"
+        connection.execute(statement.format(run=run, **tables).encode())
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "what"),
+    [
+        ("definition", "'{broken'", "run definition"),
+        ("definition", "'[1, 2]'", "run definition"),
+        ("sink_state", "'not json'", "sink state"),
+        ("sink_state", "'\"a string\"'", "sink state"),
+    ],
+)
+def test_a_tampered_run_row_is_named_by_either_store(
+    location: StoreLocation, store: RunStore, column: str, value: str, what: str
+) -> None:
+    """Read back from storage is untrusted: one message naming the store, never a
+    traceback from ``json.loads`` (PostgreSQL's store called it unguarded)."""
+    store.create(DEFINITION, "f1")
+    literal = value.replace("{", "{{")  # a template's brace
+    _tamper(location, f"UPDATE {{runs}} SET {column} = {literal} WHERE {{run}}")
+    reads = [store.sink_state] if column == "sink_state" else [store.definition, store.status]
+    for read in reads:
+        with pytest.raises(StorageError, match=rf"the run store .* is damaged: its {what}"):
+            read()
+
+
+def test_a_damaged_dead_letter_item_reads_as_its_text(
+    location: StoreLocation, store: RunStore
+) -> None:
+    store.create(DEFINITION, "f1")
+    session = store.start_session()
+    store.commit(
+        [(0, "a", "dead")], [(0, "s", "E", "m", 1, '{"id": "a"}')],
+        watermark=1, sink_state={}, session=session,
+    )  # fmt: skip
+    _tamper(location, "UPDATE {dead} SET item = '{{cut' WHERE {run}")
+    assert [d.decoded_item() for d in store.dead_letters()] == ["{cut"]
+
+
+def test_a_tampered_lease_or_dead_letter_in_sqlite_is_named(tmp_path: Path) -> None:
+    """SQLite keeps any value in any column: a lease or a dead letter holding text where
+    numbers belong is named, never a ``ValueError`` from deep inside a resume."""
+    location = StoreLocation(tmp_path / "run")
+    store = location.open()
+    store.create(DEFINITION, "f1")
+    session = store.start_session()
+    store.acquire_lease()
+    store.commit(
+        [(0, "a", "dead")], [(0, "s", "E", "m", 1, None)],
+        watermark=1, sink_state={}, session=session,
+    )  # fmt: skip
+    store.release_lease()
+    store.acquire_lease()
+    _tamper(location, "UPDATE {leases} SET heartbeat = 'soon' WHERE {run}")
+    with pytest.raises(StorageError, match=r"is damaged: its lease is not what a session"):
+        store.lease()
+    _tamper(location, "UPDATE {dead} SET attempts = 'many' WHERE {run}")
+    with pytest.raises(StorageError, match=r"the dead letter of source index 0 is not"):
+        store.dead_letters()
+    store.close()

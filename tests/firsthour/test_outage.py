@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from services import free_port
 
 import headrace as hr
 from headrace.sim import serve
@@ -21,10 +21,7 @@ FAST = hr.Retry(attempts=3, backoff=0.001, max_delay=0.002, budget=None)
 
 def closed_port() -> str:
     """The URL of a loopback port nothing listens on: every connection is refused."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}/v1"
+    return f"http://127.0.0.1:{free_port()}/v1"
 
 
 def records(count: int) -> list[dict[str, str]]:

@@ -11,18 +11,13 @@ from typing import Any
 import pytest
 from prometheus_client import generate_latest
 from prometheus_client.registry import CollectorRegistry
+from services import free_port
 from typer.testing import CliRunner
 
 import headrace as hr
 from headrace.cli import app
 from headrace.engine.exporter import families
 from headrace.errors import PipelineError
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def scrape(port: int) -> str:

@@ -4,12 +4,12 @@ sends (metrics while it goes on, a trace when the session ends)."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from otlp import Receiver, attributes, points, spans
+from services import free_port
 
 import headrace as hr
 from headrace.engine.otel import _observations, otlp_signals
@@ -80,9 +80,7 @@ def test_a_failed_session_sends_its_trace_with_an_error_status(
 def test_a_collector_that_is_down_costs_the_run_nothing(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    with socket.socket() as probe:  # a port nothing listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()  # nothing listens on it
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
     monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "50")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sqlite3
 import urllib.request
 from pathlib import Path
 
@@ -103,15 +104,14 @@ def test_no_run_there_is_one_line_and_a_failure(tmp_path: Path) -> None:
 
 def test_a_damaged_series_still_gives_a_report(tmp_path: Path) -> None:
     hr.run(judge, range(60), run_dir=tmp_path, progress=False)
-    db = SqliteRunStore.in_dir(tmp_path)
     rows = [
         (1, 50, 1.0, "{broken"),
         (1, 51, 2.0, '{"wall_s": "x", "steps": [{"name": 3, "latency_hist": {"b": {"9": -1}}}]}'),
         (1, 52, 3.0, '{"wall_s": 1e308, "items": {"out": "many"}, "steps": [null]}'),
         (2, 1, 4.0, f'{{"wall_s": 1, "steps": [{{"name": "{HOSTILE}", "slots": 1, "calls": 1}}]}}'),
     ]
-    db._db.executemany("INSERT INTO samples VALUES (?, ?, ?, ?)", rows)
-    db.close()
+    with sqlite3.connect(tmp_path / SqliteRunStore.FILENAME) as db:  # behind its back
+        db.executemany("INSERT INTO samples VALUES (?, ?, ?, ?)", rows)
     html = render_page(RunRecord.load(StoreLocation(tmp_path)))
     assert "<script>document" not in html
     assert key_numbers(html)["finished"] == "60 of 60"

@@ -8,6 +8,7 @@ import itertools
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -159,10 +160,11 @@ def test_a_long_run_keeps_a_bounded_evenly_spread_series(tmp_path: Path) -> None
 
 def test_damaged_rows_are_left_out_of_the_series(tmp_path: Path) -> None:
     hr.run(lambda x: x, range(20), run_dir=tmp_path, progress=False)
+    with sqlite3.connect(tmp_path / SqliteRunStore.FILENAME) as damage:  # behind its back
+        damage.execute("INSERT INTO samples VALUES (1, 90, 1.0, '{not json')")
+        damage.execute("INSERT INTO samples VALUES (1, 91, 2.0, '[1, 2]')")
+        damage.execute("INSERT INTO samples VALUES (1, 92, 3.0, ?)", (json.dumps({"steps": 5}),))
     db = SqliteRunStore.in_dir(tmp_path)
-    db._db.execute("INSERT INTO samples VALUES (1, 90, 1.0, '{not json')")
-    db._db.execute("INSERT INTO samples VALUES (1, 91, 2.0, '[1, 2]')")
-    db._db.execute("INSERT INTO samples VALUES (1, 92, 3.0, ?)", (json.dumps({"steps": 5}),))
     samples = db.samples()
     db.close()
     assert [s.seq for s in samples][-1] == 92  # the two that are not objects are left out

@@ -49,7 +49,12 @@ class FinishedItem:
 
     def decoded_item(self) -> Any:
         """The stored input item (JSON), decoded."""
-        return None if self.item is None else json.loads(self.item)
+        if self.item is None:
+            return None
+        try:
+            return json.loads(self.item)
+        except ValueError:  # damaged in the store: the text is what there is to show
+            return self.item
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,15 +96,6 @@ class Sample:
     seq: int
     t: float
     data: dict[str, Any]
-
-
-THIN_SAMPLES = (
-    "DELETE FROM {table} WHERE {run}session = {p} AND seq IN ("
-    "SELECT seq FROM (SELECT seq, row_number() OVER (ORDER BY seq) AS r, "
-    "count(*) OVER () AS n FROM {table} WHERE {run}session = {p}) AS ranked "
-    "WHERE r = (r / 2) * 2 AND r < n)"
-)
-"""Every other sample of one session, keeping its first and its last (both stores)."""
 
 
 def decode_samples(rows: list[Any]) -> list[Sample]:
@@ -154,10 +150,11 @@ class RunStatus:
         run: Any,
         sessions: int,
         errors: list[StepError],
+        definition: dict[str, Any],
     ) -> RunStatus:
         """Build it from what both stores query: outcome counts, the run's row
         ``(definition, watermark, created, updated, total)`` or ``None``, the number
-        of sessions and the last error of each step."""
+        of sessions, the last error of each step and the definition (checked)."""
         return cls(
             done=int(counts.get("done", 0)),
             dead=int(counts.get("dead", 0)),
@@ -168,7 +165,7 @@ class RunStatus:
             created=float(run[2]) if run else 0.0,
             updated=float(run[3]) if run else 0.0,
             last_errors=errors,
-            definition=json.loads(run[0]) if run else {},
+            definition=definition,
             total=None if run is None or run[4] is None else int(run[4]),
         )
 
