@@ -56,8 +56,9 @@ from .io import (
 )
 from .limits.circuit import Circuit, CircuitOpen
 from .limits.concurrency import AdaptiveConcurrency, ConcurrencyLimit, ConcurrencyStatistics
-from .limits.policies import Fallback, Timeout
-from .limits.rate import Rate, observe
+from .limits.policies import Timeout
+from .limits.rate import Rate
+from .limits.rate_state import observe
 from .limits.retry import Retry
 from .metrics import Histogram, RunMetrics, StepMetrics
 from .pipeline.compose import (
@@ -76,6 +77,7 @@ from .pipeline.compose import (
 )
 from .pipeline.graph import OTHERWISE, Edge, Graph, GraphError, Node, edge, graph, node
 from .pipeline.keep import with_input
+from .pipeline.options import Fallback
 from .pipeline.step import FILTERED, Batch, FunctionStep, Step, step
 
 if _TYPE_CHECKING:

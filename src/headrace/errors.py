@@ -10,10 +10,9 @@ from __future__ import annotations
 import asyncio
 import difflib
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .recipe.document import Problem
+from ._types import Problem
 
 __all__ = [
     "HeadraceError",

@@ -10,17 +10,84 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .limits.concurrency import ConcurrencyLimit
 
 if TYPE_CHECKING:
-    from .cache.gate import CacheStats
-    from .limits.circuit import CircuitState
-    from .limits.rate import RateState
-    from .llm.stats import LLMStats
+    from .cache.stats import CacheStats
 
-__all__ = ["Histogram", "RunMetrics", "StepMetrics", "merge_counts"]
+__all__ = [
+    "CircuitCounters",
+    "Histogram",
+    "LLMCounters",
+    "RateCounters",
+    "RunMetrics",
+    "StepMetrics",
+    "merge_counts",
+]
+
+
+class RateCounters(Protocol):
+    """What the run's metrics read of a rate limit at work in a run
+    (:class:`~headrace.limits.rate_state.RateState`, in the limits beside this module)."""
+
+    @property
+    def outage_share(self) -> float:
+        """The share of the limit paced locally while a shared limit's Redis is down."""
+
+    def limit(self) -> dict[str, Any]:
+        """The limit in force, where it came from, and its outages."""
+
+
+class CircuitCounters(Protocol):
+    """What the run's metrics read of a circuit breaker at work in a run
+    (:class:`~headrace.limits.circuit.CircuitState`)."""
+
+    @property
+    def state(self) -> str:
+        """``"closed"``, ``"open"`` or ``"half-open"``."""
+
+    @property
+    def when_open(self) -> str:
+        """``"wait"`` (calls are held) or ``"fail"`` (calls are refused)."""
+
+    @property
+    def opened(self) -> int:
+        """How many times it opened."""
+
+    @property
+    def refused(self) -> int:
+        """Calls refused while open."""
+
+    @property
+    def held(self) -> int:
+        """Calls held while open."""
+
+    @property
+    def max_outage_s(self) -> float:
+        """How long an outage may last before the run stops."""
+
+    @property
+    def last_error(self) -> str:
+        """The error that opened it last."""
+
+    def down_s(self) -> float:
+        """How long it has been open in the current outage (0 when closed)."""
+
+
+class LLMCounters(Protocol):
+    """What the run's metrics read of an LLM step's counters
+    (:class:`~headrace.llm.stats.LLMStats`, kept by the LLM layer above this one)."""
+
+    cost_usd: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The counters as plain data (the summary's, the report's)."""
+
+    def summary(self) -> str:
+        """One line for the run summary."""
+
 
 _FLOOR_S = 1e-7
 _GROWTH = 1.02  # each bucket is 2% wider than the one before: quantiles within ~1%
@@ -212,15 +279,15 @@ class StepMetrics:
     retries: int = 0
     throttled: int = 0
     retries_delayed: int = 0
-    rate: RateState | None = None
+    rate: RateCounters | None = None
     rate_waits: int = 0
     rate_wait_s: float = 0.0
     rate_inside_call: bool = False
     hold_s: float = 0.0
-    circuit: CircuitState | None = None
+    circuit: CircuitCounters | None = None
     fallbacks: int = 0
     slots: int = 0
-    llm: LLMStats | None = None
+    llm: LLMCounters | None = None
     cache: CacheStats | None = None
     executor: str = ""
     cpu_s: float = 0.0

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
+from headrace.limits.call import Call
 from headrace.limits.circuit import Circuit
-from headrace.limits.gate import Call, Gate
+from headrace.limits.gate import Gate
 from headrace.limits.retry import Retrier, Retry
 from headrace.metrics import StepMetrics
 

@@ -15,6 +15,7 @@ from services import PrivateRedis
 import headrace as hr
 from headrace.limits.bucket import TokenBucket
 from headrace.limits.rate import Rate
+from headrace.limits.rate_state import RateState
 from headrace.limits.usage import estimate_tokens, usage_tokens
 from headrace.sim import serve
 
@@ -67,7 +68,7 @@ def test_tokens_are_estimated_then_reconciled_with_the_usage() -> None:
     item = {"messages": [{"role": "user", "content": "x" * 400}], "max_tokens": 50}
     assert estimate_tokens(item) == 3 + 3 + 100
 
-    state = rate.new_state()
+    state = RateState(rate)
 
     async def call(used: int) -> float:
         permit = await state.acquire(item)
@@ -98,7 +99,7 @@ def test_a_429_empties_the_bucket_or_sets_it_from_the_headers() -> None:
     clock = Clock()
     rate = Rate(requests=600, per="minute", burst=10, headroom=0, _clock=clock)
     assert rate.local.requests is not None
-    state = rate.new_state()
+    state = RateState(rate)
     asyncio.run(state.throttled_by(None, None))
     assert rate.local.requests.level == 0.0
     clock.now = 10.0  # refilled
@@ -116,7 +117,7 @@ def test_auto_learns_the_limit_from_headers_and_counts_the_calls_in_flight() -> 
         "x-ratelimit-remaining-requests": "90",
         "x-ratelimit-reset-requests": "100ms",
     }
-    rate.new_state().observe(permits[0], headers)  # the first answer: 90 left when it arrived
+    RateState(rate).observe(permits[0], headers)  # the first answer: 90 left when it arrived
     assert rate.limit() == {
         "requests_per_minute": 6000.0,
         "tokens_per_minute": None,
@@ -134,7 +135,7 @@ def test_auto_without_headers_converges_near_the_limit_from_429s() -> None:
     provider = TokenBucket(100, 100, 0.0)
     sent = throttled = 0
     learned: list[float] = []
-    state = rate.new_state()
+    state = RateState(rate)
 
     async def simulate() -> None:
         nonlocal sent, throttled

@@ -18,14 +18,14 @@ from headrace.limits.shared_learning import SharedLearner
 
 def test_a_rate_travels_as_its_settings_and_starts_afresh() -> None:
     given = hr.Rate(requests=600, tokens=90_000, per="minute", burst=20, key="k")
-    state = given.new_state()
+    state = RateState(given)
     asyncio.run(state.acquire({"messages": []}))
     copy = pickle.loads(pickle.dumps(given))
     assert copy.describe() == given.describe()
     assert copy.limit() == given.limit()
     assert given.tickets == 1 and copy.tickets == 0  # what a run did stays where it ran
     auto = pickle.loads(pickle.dumps(hr.Rate.auto(shared="redis://127.0.0.1:6379/0", key="k")))
-    assert isinstance(auto.learner, SharedLearner)
+    assert isinstance(RateState(auto).learner, SharedLearner)  # made where it is used
     assert auto.describe() == {"auto": True, "headroom_s": 0.05, "shared": True, "key": "k"}
 
 
@@ -53,7 +53,7 @@ def test_a_limit_one_process_reads_from_headers_is_known_to_the_others_at_their_
     other: Rate = pickle.loads(pickle.dumps(first))  # as a Ray worker receives it
 
     async def scenario() -> None:
-        learning, waiting = first.new_state(), other.new_state()
+        learning, waiting = RateState(first), RateState(other)
         permit = await learning.acquire({})
         learning.observe(permit, {"x-ratelimit-limit-requests": "600"})
         learning.release(permit)
@@ -85,7 +85,7 @@ def test_429s_set_the_limit_from_what_the_whole_cluster_got_through_and_cut_it_o
     second: Rate = pickle.loads(pickle.dumps(first))
 
     async def scenario() -> tuple[float, float]:
-        one, two = first.new_state(), second.new_state()
+        one, two = RateState(first), RateState(second)
         started = time.monotonic()
         await _calls(one, 30)
         await _calls(two, 30)

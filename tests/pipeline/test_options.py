@@ -12,8 +12,8 @@ from pydantic import BaseModel
 import headrace as hr
 from headrace.engine.run_options import RunOptions
 from headrace.errors import PipelineError
-from headrace.limits.policies import Fallback, Timeout
-from headrace.pipeline.options import PROCESS_CHUNK, StepOptions
+from headrace.limits.policies import Timeout
+from headrace.pipeline.options import PROCESS_CHUNK, Fallback, StepOptions
 from headrace.pipeline.step import STEP_OPTIONS, step
 from headrace.recipe.nodes import POLICIES
 

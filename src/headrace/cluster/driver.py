@@ -19,7 +19,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..engine.feed import scan_repeats
 from ..engine.progress import Counts, run_progress
@@ -39,10 +39,7 @@ from .plan import ShardedSink, ShardPlan, shard_location, shard_states, sharded
 from .shipping import check_placement, shippable
 from .worker import ShardOutcome, ShardTask, ShardWorker
 
-if TYPE_CHECKING:
-    from .backend import Ray
-
-__all__ = ["run_sharded"]
+__all__ = ["Workers", "run_sharded"]
 
 _log = logging.getLogger("headrace.run")
 
@@ -50,15 +47,43 @@ DEATHS_PER_SHARD = 3
 """A shard whose worker died this many times stops the run (it may be what kills it)."""
 
 
+class Workers(Protocol):
+    """What the driver reads of its backend (:class:`~headrace.cluster.backend.Ray`,
+    which calls the driver: so the driver names only what it needs)."""
+
+    @property
+    def address(self) -> str | None:
+        """The cluster joined (``None``: one started here)."""
+
+    @property
+    def workers(self) -> int:
+        """Worker actors, each running one shard at a time."""
+
+    @property
+    def num_cpus(self) -> float:
+        """CPUs reserved for each worker."""
+
+    @property
+    def num_gpus(self) -> float:
+        """GPUs reserved for each worker."""
+
+    def connect(self) -> None:
+        """Join (or start) the cluster."""
+
+    def shard_size_for(self, total: int) -> int:
+        """The shard size for a source of ``total`` items."""
+
+
 async def run_sharded(
-    backend: Ray,
+    backend: Workers,
     root: Step[Any, Any],
     source: Source,
     sink: Any,
     options: RunOptions,
     pipeline_ref: str | None,
 ) -> RunResult:
-    """Run ``root`` over ``source`` on the workers ``backend`` names; see :class:`Ray`."""
+    """Run ``root`` over ``source`` on the workers ``backend`` names (see
+    :class:`~headrace.cluster.backend.Ray`)."""
     started = time.perf_counter()
     if not sharded(sink):
         raise PipelineError(
@@ -138,7 +163,7 @@ def _join(sink: Any, store: Any, session: Any, count: int, clean: bool) -> None:
     sink.clear_shards()
 
 
-def _worker_env(backend: Ray) -> dict[str, Any]:
+def _worker_env(backend: Workers) -> dict[str, Any]:
     """What the workers' environment takes from this process: on a cluster of this
     machine, what this process imports (the pipeline's modules, a recipe's ``paths:``:
     its ``sys.path`` is their PYTHONPATH; a remote cluster's nodes have their own,
@@ -155,7 +180,7 @@ class Driver:
 
     def __init__(
         self,
-        backend: Ray,
+        backend: Workers,
         blob: bytes,
         source: Source,
         sink: Any,

@@ -20,16 +20,17 @@ from time import perf_counter, thread_time
 from typing import TYPE_CHECKING, Any
 
 from .._types import FILTERED
-from ..binding import binds
 from ..errors import StepFailed, StepRaisedControl, StepTimeout, control_failure
+from ..limits.call import Call, Policy
 from ..limits.concurrency import ConcurrencyLimit
-from ..limits.gate import Call, Gate, Policy, Slots
+from ..limits.gate import Gate, Slots
 from ..limits.retry import Retrier, is_throttle
 from ..limits.shared_concurrency import controller_for
 from ..metrics import StepMetrics
 from ..pipeline.step import FunctionStep
 from .batcher import BatchCall, MicroBatcher
 from .call_policies import bounded, falling_back, in_entry_order
+from .context import binds
 from .executors import (
     ProcessPool,
     apply_batch,
@@ -43,7 +44,7 @@ from .outputs import declared_output, output_validator
 from .sequencer import Sequencer
 
 if TYPE_CHECKING:
-    from .runtime import Handler, RunContext
+    from .context import Handler, RunContext
 
 __all__ = ["bind_function_step"]
 
@@ -69,7 +70,8 @@ def bind_function_step(
     if step.total_timeout_s is not None:
         handler = bounded(handler, step.total_timeout_s, step.name, metrics)
     if step.cache is not None:
-        from ..cache.gate import CacheStats, cached
+        from ..cache.stats import CacheStats
+        from .cache_stage import cached
 
         metrics.cache = CacheStats()
         handler = cached(

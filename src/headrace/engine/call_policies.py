@@ -21,7 +21,7 @@ from ..metrics import StepMetrics
 from .sequencer import Sequencer
 
 if TYPE_CHECKING:
-    from .runtime import Handler
+    from .context import Handler
 
 __all__ = ["bounded", "falling_back", "in_entry_order"]
 

@@ -9,17 +9,17 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from .._types import FILTERED
-from ..binding import binds
 from ..errors import NoRoute, StepFailed
 from ..io.column_types import declared_types
 from ..pipeline.compose import Branches, Filter, MapStep, Merge, Parallel, Route, Sequence
 from ..pipeline.keep import TypedRecord, WithInput, added_fields
+from .context import binds
 from .outputs import declared_item_type
 from .tasks import run_together
 
 if TYPE_CHECKING:
     from .._types import Handler
-    from .runtime import RunContext
+    from .context import RunContext
 
 __all__ = [
     "bind_filter",

@@ -7,15 +7,15 @@ from collections.abc import Callable, Hashable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .._types import FILTERED
-from ..binding import binds
 from ..errors import NoRoute, StepFailed
 from ..pipeline.graph import OTHERWISE, Edge, Graph, names_of
 from .activity import Activity
+from .context import binds
 from .tasks import first_leaf
 
 if TYPE_CHECKING:
     from .._types import Handler
-    from .runtime import RunContext
+    from .context import RunContext
 
 __all__ = ["ItemRun"]
 

@@ -25,13 +25,14 @@ from ..metrics import RunMetrics, outage_line
 from ..pipeline.step import FILTERED, Step
 from ..store.base import FinishedItem
 from ..store.session import DurableSession
+from . import call, compose_run, graph_run  # noqa: F401  (registers the core binders)
 from .activity import Activity
+from .context import RunContext
 from .exporter import MetricsExporter
 from .feed import DUPLICATE, END, Duplicates, Feed
 from .otel import OtlpExporter
 from .progress import Counts, run_progress
 from .result import RESULT_DEAD_LETTERS, DeadLetter, RunResult
-from .runtime import RunContext
 from .sequencer import Sequencer
 from .tasks import first_leaf
 from .timeline import Timeline

@@ -192,7 +192,7 @@ class RunResult:
                     f"{s.rate_waits:,} times, {s.rate_wait_s:.3f} s in all"
                     + (
                         f"; Redis down {limit['redis_outages']} time(s), paced locally at "
-                        f"{s.rate.settings.outage_share:.0%} meanwhile"
+                        f"{s.rate.outage_share:.0%} meanwhile"
                         if limit.get("redis_outages")
                         else ""
                     )

@@ -34,7 +34,7 @@ from ..errors import CircuitOpen, PipelineError, ProviderDown, positive_int
 from .retry import is_retryable, is_throttle
 
 if TYPE_CHECKING:
-    from .gate import Call
+    from .call import Call
 
 __all__ = ["Circuit", "CircuitOpen", "CircuitState"]
 

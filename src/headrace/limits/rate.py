@@ -37,18 +37,26 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from ..durations import to_seconds
 from ..errors import PipelineError, positive_number
 from .bucket import TokenBucket
-from .learning import Learner
 from .pacing import LocalBuckets
-from .rate_state import RateState, observe
-from .shared_learning import SharedLearner
 from .usage import estimate_tokens, max_tokens, usage_tokens
 
-__all__ = ["Permit", "Rate", "RateState", "estimate_tokens", "observe", "usage_tokens"]
+__all__ = ["LimitLearner", "Permit", "Rate", "estimate_tokens", "usage_tokens"]
+
+
+class LimitLearner(Protocol):
+    """What a :class:`Rate` reads of the learner an auto limit is given when a run first
+    uses it (:class:`~headrace.limits.learning.Learner`, made by
+    :class:`~headrace.limits.rate_state.RateState`): where the limit came from."""
+
+    @property
+    def source(self) -> str | None:
+        """``"headers"`` or ``"429s"`` once a limit is learned, else ``None``."""
+
 
 _PER = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
 
@@ -146,7 +154,8 @@ class Rate:
         self.learns = _auto
         self.clock = _clock
         self.local = LocalBuckets(_clock)
-        self.learner = None if not _auto else (SharedLearner if shared else Learner)(self)
+        # an auto limit's learner, made by the first run that uses it (see RateState)
+        self.learner: LimitLearner | None = None
         # what a worker process rebuilds this limit from (a lock and waiters do not travel)
         self._given: dict[str, Any] = {
             "requests": requests,
@@ -274,10 +283,6 @@ class Rate:
         return f"Rate(requests={self.requests}, tokens={self.tokens}, per={self.per_s}s)"
 
     # -- knowledge shared by the runs that use it -----------------------------------
-
-    def new_state(self) -> RateState:
-        """This limit at work in one run (its buckets' connection, verbs and counts)."""
-        return RateState(self)
 
     def permit(self, value: Any, prompt_tokens: int | None = None) -> Permit:
         """Estimate ``value``'s call: its prompt (``prompt_tokens`` when the caller has

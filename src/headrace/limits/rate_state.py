@@ -5,21 +5,37 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import threading
 import time
 from collections.abc import Awaitable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .learning import header, lower
+from .learning import Learner, header, lower
 from .pacing import Buckets, LocalBuckets, RedisBuckets
 from .retry import headers_of, is_throttle
 from .shared_learning import LearnedRedisBuckets, SharedLearner
 
 if TYPE_CHECKING:
     from ..metrics import StepMetrics
-    from .gate import Call
+    from .call import Call
     from .rate import Permit, Rate
 
-__all__ = ["RateState", "current_permit", "observe"]
+__all__ = ["RateState", "current_permit", "learner_of", "observe"]
+
+_MAKING = threading.Lock()
+
+
+def learner_of(rate: Rate) -> Learner | None:
+    """The learner of an auto limit (``None`` for a given one), made the first time a
+    run uses it and kept by the :class:`Rate`: what it learns outlives the run."""
+    if not rate.learns:
+        return None
+    with _MAKING:  # runs in several threads may start with one Rate at once
+        if rate.learner is None:
+            rate.learner = (SharedLearner if rate.shared else Learner)(rate)
+    learner = rate.learner
+    assert isinstance(learner, Learner)
+    return learner
 
 
 class RateState:
@@ -41,13 +57,14 @@ class RateState:
 
     def __init__(self, settings: Rate) -> None:
         self.settings = settings
+        self.learner = learner_of(settings)
         self.throttled = 0
         self.outages = 0
         local = settings.local
         if settings.shared is None:
             self.buckets: Buckets = local
-        elif isinstance(settings.learner, SharedLearner):
-            self.buckets = LearnedRedisBuckets(settings, settings.learner, self._count_outage)
+        elif isinstance(self.learner, SharedLearner):
+            self.buckets = LearnedRedisBuckets(settings, self.learner, self._count_outage)
         else:
             spec = (
                 local.requests.rate if local.requests else 0.0,
@@ -66,6 +83,11 @@ class RateState:
 
     def _count_outage(self) -> None:
         self.outages += 1
+
+    @property
+    def outage_share(self) -> float:
+        """The share of the limit paced locally while a shared limit's Redis is down."""
+        return self.settings.outage_share
 
     def limit(self) -> dict[str, Any]:
         """The limit in force (:meth:`Rate.limit`), with this run's Redis outages."""
@@ -198,12 +220,12 @@ class RateState:
     def _reconcile(self, permit: Permit, output: Any) -> float:
         """Learn from a success; return the tokens to give back to the buckets (less
         than 0: to take) now that ``output`` says what the call used."""
-        rate = self.settings
-        if rate.learner is not None:
-            rate.learner.success(rate.clock())
+        rate, learner = self.settings, self.learner
+        if learner is not None:
+            learner.success(rate.clock())
             if rate.windowed():
                 rate.window += 1
-            rate.learner.grow()
+            learner.grow()
         used = rate.usage(output)
         if used is None:
             return 0.0
@@ -218,10 +240,10 @@ class RateState:
     async def throttled_by(self, permit: Permit | None, headers: Mapping[str, Any] | None) -> None:
         """The provider answered 429: empty the buckets (or set them from its headers)."""
         self.throttled += 1
-        rate, buckets = self.settings, self.buckets
+        buckets = self.buckets
         seen = lower(headers)
-        if rate.learner is not None and not rate.learner.learn(seen, permit):
-            rate.learner.cut()
+        if self.learner is not None and not self.learner.learn(seen, permit):
+            self.learner.cut()
         remaining = {
             kind: header(seen, f"x-ratelimit-remaining-{kind}") for kind in ("requests", "tokens")
         }
@@ -232,9 +254,8 @@ class RateState:
 
     def observe(self, permit: Permit | None, headers: Mapping[str, Any]) -> None:
         """Learn from a successful response's headers (only :meth:`Rate.auto` limits use them)."""
-        learner = self.settings.learner
-        if learner is not None:
-            learner.learn(lower(headers), permit)
+        if self.learner is not None:
+            self.learner.learn(lower(headers), permit)
 
 
 def _count_wait(metrics: StepMetrics | None, waited: float) -> None:

@@ -7,18 +7,21 @@ import abc
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack
 
+from .._types import Handler
 from ..cache import Cache
+from ..engine.call import bind_function_step
+from ..engine.context import binds
 from ..errors import PipelineError, check_options
-from ..limits.policies import Fallback, Timeout
+from ..limits.policies import Timeout
 from ..limits.retry import Retry
 from ..metrics import StepMetrics
-from ..pipeline.options import Batch, StepOptions
+from ..pipeline.options import Batch, Fallback, StepOptions
 from ..pipeline.step import FunctionStep, Step
 from .client import Client, Connection
 from .stats import LLMStats
 
 if TYPE_CHECKING:
-    from ..engine.runtime import Handler, RunContext
+    from ..engine.context import RunContext
 
 __all__ = ["LLMOptions", "LLMStep"]
 
@@ -145,28 +148,31 @@ class LLMStep(Step[In, Out]):
         """What one item's output is (the types the cache may rebuild entries as)."""
         return None
 
-    def _bind(self, ctx: RunContext) -> Handler:
-        from ..engine.call import bind_function_step
 
-        metrics = ctx.metrics_for(self.name, "llm")
-        priced = self.client.price(self.model) is not None
-        metrics.llm = LLMStats(model=self.model_name, priced=priced)
-        if ctx.spend is not None and ctx.spend.budget.usd is not None and not priced:
-            raise PipelineError(
-                f"step {self.name!r}: the run has a dollar budget but model "
-                f"{self.model_name!r} has no price; give the client prices="
-                "{name: hr.llm.Price(input=..., output=...)} (dollars per million tokens)"
-            )
-        metrics.rate_inside_call = True  # the client waits for it inside the step's call
-        connection = self.client.connection_in(ctx)
-        metrics.rate = connection.rate  # the summary shows the limit and the waits
-        metrics.circuit = connection.circuit
-        if self.retry is not None:
-            connection = connection.retrying(self.retry)
-        inner: FunctionStep[Any, Any] = FunctionStep(
-            self._function(connection, metrics), options=self.options
+@binds(LLMStep)
+def bind_llm_step(step: LLMStep[Any, Any], ctx: RunContext) -> Handler:
+    """An LLM step in one run: its connection from the run's pool (rate limit and circuit
+    shared with every step of the client), its metrics with token and cost counts, and a
+    function step around its requests."""
+    metrics = ctx.metrics_for(step.name, "llm")
+    priced = step.client.price(step.model) is not None
+    metrics.llm = LLMStats(model=step.model_name, priced=priced)
+    if ctx.spend is not None and ctx.spend.budget.usd is not None and not priced:
+        raise PipelineError(
+            f"step {step.name!r}: the run has a dollar budget but model "
+            f"{step.model_name!r} has no price; give the client prices="
+            "{name: hr.llm.Price(input=..., output=...)} (dollars per million tokens)"
         )
-        inner.reports_requests = True  # the client counts each 429 it receives
-        inner._fingerprint = self.fingerprint  # cache keys follow this step's identity
-        inner.output_type = self._output_type()
-        return bind_function_step(inner, ctx, metrics)
+    metrics.rate_inside_call = True  # the client waits for it inside the step's call
+    connection = step.client.connection_in(ctx)
+    metrics.rate = connection.rate  # the summary shows the limit and the waits
+    metrics.circuit = connection.circuit
+    if step.retry is not None:
+        connection = connection.retrying(step.retry)
+    inner: FunctionStep[Any, Any] = FunctionStep(
+        step._function(connection, metrics), options=step.options
+    )
+    inner.reports_requests = True  # the client counts each 429 it receives
+    inner._fingerprint = step.fingerprint  # cache keys follow this step's identity
+    inner.output_type = step._output_type()
+    return bind_function_step(inner, ctx, metrics)

@@ -36,7 +36,7 @@ from .secrets import Secret, load_secret, origin, shown_origin
 
 if TYPE_CHECKING:
     from ..budget import RunSpend
-    from ..engine.runtime import RunContext
+    from ..engine.context import RunContext
 
 __all__ = ["Client", "Connection", "MalformedResponse", "ProviderError", "Reply"]
 

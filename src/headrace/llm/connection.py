@@ -12,20 +12,21 @@ from __future__ import annotations
 import copy
 import time
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
 from ..engine.tasks import run_together
 from ..errors import MalformedResponse, ProviderError, Throttled
+from ..limits.call import Call, Policy
 from ..limits.circuit import CircuitState
-from ..limits.gate import Call, Gate, Policy
-from ..limits.rate import RateState
+from ..limits.gate import Gate
+from ..limits.rate_state import RateState
 from ..limits.retry import Retrier, Retry, is_throttle
 from ..metrics import StepMetrics
 from .replies import Reply, message_content, read_stream
 from .secrets import redact
-from .stats import Costs, LLMStats
+from .stats import Costs, LLMStats, llm_stats
 from .tokens import prompt_tokens
 
 if TYPE_CHECKING:
@@ -34,9 +35,32 @@ if TYPE_CHECKING:
     import aiohttp
 
     from ..budget import RunSpend
-    from .client import Client
+    from ..limits.circuit import Circuit
+    from ..limits.rate import Rate
+    from .prices import Price
+    from .secrets import Secret
 
-__all__ = ["Connection", "Requests", "Spending"]
+__all__ = ["ClientSettings", "Connection", "Requests", "Spending"]
+
+
+class ClientSettings(Protocol):
+    """What a connection reads of its :class:`~headrace.llm.client.Client` (which opens
+    connections: so this module names only what it needs of it)."""
+
+    base_url: str
+    headers: dict[str, str]
+    connections: int
+    timeout: float
+    max_embedding_inputs: int
+    rate: Rate | None
+    retry: Retry | None
+    circuit: Circuit | None
+
+    def price(self, model: str) -> Price | None:
+        """The price of ``model``, if known."""
+
+    def api_key(self) -> Secret | None:
+        """The key sent to this endpoint, if any."""
 
 
 class Connection:
@@ -44,7 +68,7 @@ class Connection:
 
     def __init__(
         self,
-        client: Client,
+        client: ClientSettings,
         spend: RunSpend | None = None,
         circuit: CircuitState | None = None,
         rate: RateState | None = None,
@@ -60,7 +84,7 @@ class Connection:
         self.circuit = circuit
         self._own_rate = rate is None and client.rate is not None
         if rate is None and client.rate is not None:
-            rate = client.rate.new_state()
+            rate = RateState(client.rate)
         self.rate = rate
         self.secret = client.api_key()
         headers = {"Content-Type": "application/json", **client.headers}
@@ -257,7 +281,7 @@ class Spending:
         metrics = call.metrics
         used = (0, 0.0)
         if reply is not None and metrics is not None:
-            used = self.costs.count(metrics.llm, model, reply)
+            used = self.costs.count(llm_stats(metrics) if metrics.llm else None, model, reply)
         if self.spend is None:
             return None
         return self.spend.settle(*call.reserved, *used)

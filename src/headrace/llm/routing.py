@@ -9,14 +9,16 @@ import re
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .._types import Handler
 from ..budget import run_stopped
+from ..engine.context import binds
 from ..errors import PipelineError, StepFailed
 from ..fingerprint import code_hash
 from ..pipeline.step import FILTERED, Step, as_step
 from .prompts import record_fields, select_fields
 
 if TYPE_CHECKING:
-    from ..engine.runtime import Handler, RunContext
+    from ..engine.context import RunContext
 
 __all__ = ["Cascade", "KEYWORDS", "cascade", "complexity"]
 
@@ -99,43 +101,6 @@ class Cascade(Step[Any, Any]):
             "accept": code_hash(self.accept),
         }
 
-    def _bind(self, ctx: RunContext) -> Handler:
-        metrics = ctx.metrics_for(self.name, "cascade")
-        stages = [(stage.name, ctx.bind(stage)) for stage in self.stages]
-        counts = metrics.branches
-        accept, name = self.accept, self.name
-        last = len(stages) - 1
-
-        def count(label: str) -> None:
-            counts[label] = counts.get(label, 0) + 1
-
-        async def handle(value: Any) -> Any:
-            metrics.calls += 1
-            for position, (stage, handler) in enumerate(stages):
-                try:
-                    out = await handler(value)
-                except StepFailed as failure:
-                    if position == last or run_stopped(failure) is not None:
-                        metrics.errors += 1
-                        raise
-                    count(f"{stage} failed")
-                    continue
-                if position < last and out is not FILTERED:
-                    try:
-                        accepted = accept(out)
-                    except Exception as exc:
-                        metrics.errors += 1
-                        raise StepFailed(name, exc) from exc
-                    if not accepted:
-                        count(f"{stage} not accepted")
-                        continue
-                count(f"answered by {stage}")
-                metrics.items += 1
-                return out
-            raise AssertionError("unreachable: the last stage returns or raises")
-
-        return handle
-
 
 def cascade(
     stages: Sequence[Step[Any, Any] | Callable[[Any], Any]],
@@ -160,3 +125,44 @@ def cascade(
     if not callable(accept):
         raise PipelineError("cascade accept= must be a function of a stage's output")
     return Cascade([as_step(s, after=name) for s in stages], accept, name)
+
+
+@binds(Cascade)
+def bind_cascade(step: Cascade, ctx: RunContext) -> Handler:
+    """A cascade in one run: each stage bound once, tried in order until one's answer
+    is accepted."""
+    metrics = ctx.metrics_for(step.name, "cascade")
+    stages = [(stage.name, ctx.bind(stage)) for stage in step.stages]
+    counts = metrics.branches
+    accept, name = step.accept, step.name
+    last = len(stages) - 1
+
+    def count(label: str) -> None:
+        counts[label] = counts.get(label, 0) + 1
+
+    async def handle(value: Any) -> Any:
+        metrics.calls += 1
+        for position, (stage, handler) in enumerate(stages):
+            try:
+                out = await handler(value)
+            except StepFailed as failure:
+                if position == last or run_stopped(failure) is not None:
+                    metrics.errors += 1
+                    raise
+                count(f"{stage} failed")
+                continue
+            if position < last and out is not FILTERED:
+                try:
+                    accepted = accept(out)
+                except Exception as exc:
+                    metrics.errors += 1
+                    raise StepFailed(name, exc) from exc
+                if not accepted:
+                    count(f"{stage} not accepted")
+                    continue
+            count(f"answered by {stage}")
+            metrics.items += 1
+            return out
+        raise AssertionError("unreachable: the last stage returns or raises")
+
+    return handle

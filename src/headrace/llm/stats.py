@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any
 from ..metrics import Histogram
 
 if TYPE_CHECKING:
+    from ..metrics import StepMetrics
     from .prices import Price
     from .replies import Reply
 
-__all__ = ["Costs", "LLMStats"]
+__all__ = ["Costs", "LLMStats", "llm_stats"]
 
 
 @dataclass(slots=True, eq=False)
@@ -143,3 +144,10 @@ class Costs:
                 stats.stream_tokens += completion
                 stats.stream_s += reply.stream_s
         return prompt + completion, usd
+
+
+def llm_stats(metrics: StepMetrics) -> LLMStats:
+    """The LLM counters of ``metrics`` (an LLM step's, made when it was bound)."""
+    stats = metrics.llm
+    assert isinstance(stats, LLMStats), f"step {metrics.name!r} keeps no LLM counters"
+    return stats

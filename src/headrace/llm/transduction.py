@@ -17,6 +17,7 @@ from ..pipeline.step import Batch
 from .base import LLMOptions, LLMStep
 from .client import Client, Connection
 from .prompts import Template, compact_json, record_fields, select_fields
+from .stats import llm_stats
 from .structured import Structured, StructuredOutputError
 
 __all__ = ["Transduce", "transduce"]
@@ -191,8 +192,7 @@ class Transduce(LLMStep[Any, M], Generic[M]):
 
     async def answer(self, connection: Connection, body: dict[str, Any], metrics: StepMetrics) -> M:
         """Send ``body``; validate the answer, with one repair turn if it fails."""
-        stats = metrics.llm
-        assert stats is not None
+        stats = llm_stats(metrics)
         reply = await connection.chat(body, metrics)
         try:
             output, partial = self.structured.parse(reply.content)
@@ -249,8 +249,7 @@ class Transduce(LLMStep[Any, M], Generic[M]):
         alone: Callable[[Any], Any],
     ) -> list[Any]:
         """One request for several records; what it misses is sent again alone."""
-        stats = metrics.llm
-        assert stats is not None
+        stats = llm_stats(metrics)
         outputs: list[Any] = [None] * len(records)
         parts: list[tuple[str, str]] = []
         runnable: list[int] = []

@@ -18,8 +18,10 @@ from collections.abc import Callable, Hashable, Mapping
 from pathlib import Path
 from typing import Any
 
+from .._types import Handler
+from ..engine.call import bind_function_step
+from ..engine.context import RunContext, binds
 from ..engine.executors import ItemFailure
-from ..engine.runtime import Handler, RunContext
 from ..errors import ModelInputError, PipelineError, positive_int
 from ..pipeline.step import Batch, FunctionStep, Step
 
@@ -212,10 +214,12 @@ class ModelStep(Step[Any, Any]):
         outputs = iter(self.run_batch(good) if good else [])
         return [t if isinstance(t, ItemFailure) else next(outputs) for t in texts]
 
-    def _bind(self, ctx: RunContext) -> Handler:
-        from ..engine.call import bind_function_step
 
-        inner: FunctionStep[list[Any], list[Any]] = FunctionStep(
-            self._call, name=self.name, executor="thread", concurrency=1, batch=self.batch
-        )
-        return bind_function_step(inner, ctx, ctx.metrics_for(self.name, self.kind))
+@binds(ModelStep)
+def bind_model_step(step: ModelStep, ctx: RunContext) -> Handler:
+    """A model step in one run: a one-slot thread step over its batches (the model is
+    loaded once per process, not per item)."""
+    inner: FunctionStep[list[Any], list[Any]] = FunctionStep(
+        step._call, name=step.name, executor="thread", concurrency=1, batch=step.batch
+    )
+    return bind_function_step(inner, ctx, ctx.metrics_for(step.name, step.kind))

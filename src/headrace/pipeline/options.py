@@ -5,7 +5,7 @@
 options with: each option is checked and normalised once, here (``"500ms"``
 becomes a :class:`~headrace.limits.policies.Timeout`, ``cache=True`` a
 :class:`~headrace.cache.Cache`, a fallback step a
-:class:`~headrace.limits.policies.Fallback`), and a bad value raises
+:class:`Fallback`), and a bad value raises
 :class:`~headrace.errors.PipelineError` naming the step and the option.
 What depends on the function itself (an async function on another executor, a
 timeout that cannot interrupt a sync function on the event loop) is checked by
@@ -16,22 +16,20 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Final, Literal
 
 from ..cache import Cache
 from ..durations import to_seconds
 from ..errors import PipelineError, check_options, positive_int
 from ..limits.circuit import Circuit
 from ..limits.concurrency import AdaptiveConcurrency
-from ..limits.policies import Fallback, Timeout
+from ..limits.policies import Timeout
 from ..limits.rate import Rate
 from ..limits.retry import Retry
 
-if TYPE_CHECKING:
-    from .step import Step
-
-__all__ = ["EXECUTORS", "PROCESS_CHUNK", "Batch", "Executor", "StepOptions"]
+__all__ = ["EXECUTORS", "PROCESS_CHUNK", "Batch", "Executor", "Fallback", "StepOptions"]
 
 Executor = Literal["async", "thread", "process"]
 EXECUTORS: Final = ("async", "thread", "process")
@@ -91,6 +89,39 @@ def default_concurrency(executor: str, batched: bool) -> int:
     return 64
 
 
+@dataclass(frozen=True, slots=True)
+class Fallback:
+    """Run another step on the item when this one has failed (its attempts spent).
+
+    The fallback's output takes the place of the step's. If the fallback fails
+    too, the item's dead letter is the fallback's error, with a note naming the
+    first failure.
+
+    Args:
+        step: the step to run instead (made with ``@hr.step``; checked here, typed
+            ``Any`` because ``step.py`` imports this module and not the other way).
+        when: which failures fall back, a predicate of the exception (default: all).
+    """
+
+    step: Any
+    when: Callable[[BaseException], bool] = field(default=lambda error: True)
+
+    def __post_init__(self) -> None:
+        if not _is_step(self.step):
+            raise PipelineError(f"Fallback takes a step (made with @hr.step), got {self.step!r}")
+        if not callable(self.when):
+            raise PipelineError("Fallback when= must be a function of the exception")
+
+
+def _is_step(value: Any) -> bool:
+    """Whether ``value`` is a :class:`~headrace.pipeline.step.Step`, told by its class's bases by
+    name: ``step.py`` imports this module, so this one cannot import it back."""
+    return any(
+        k.__name__ == "Step" and k.__module__ == "headrace.pipeline.step"
+        for k in type(value).__mro__
+    )
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StepOptions:
     """A step's options, checked and normalised. Build them with :meth:`checked`.
@@ -124,7 +155,7 @@ class StepOptions:
         circuit: fail fast while the provider is down, see
             :class:`~headrace.limits.circuit.Circuit` (per-item steps).
         fallback: a step (given bare or as a
-            :class:`~headrace.limits.policies.Fallback`) to run on the item when
+            :class:`Fallback`) to run on the item when
             this one has failed, its attempts spent.
         cache: ``True`` (memory, then the project's SQLite file) or a
             :class:`~headrace.cache.Cache`: a result already computed for an equal
@@ -264,7 +295,7 @@ def _timeout(value: object, owner: str) -> Timeout | None:
         raise PipelineError(f"{owner}: {exc}") from None
 
 
-def _fallback(value: Step[Any, Any], owner: str) -> Fallback:
+def _fallback(value: object, owner: str) -> Fallback:
     try:
         return Fallback(value)
     except PipelineError:

@@ -16,13 +16,12 @@ from ..errors import PipelineError, check_options
 from ..fingerprint import code_hash
 from ..limits.circuit import Circuit
 from ..limits.concurrency import AdaptiveConcurrency
-from ..limits.policies import Fallback, Timeout
+from ..limits.policies import Timeout
 from ..limits.rate import Rate
 from ..limits.retry import Retry
-from .options import PROCESS_CHUNK, Batch, Executor, StepOptions
+from .options import PROCESS_CHUNK, Batch, Executor, Fallback, StepOptions
 
 if TYPE_CHECKING:
-    from ..engine.runtime import Handler, RunContext
     from .compose import Parallel, Sequence
 
 __all__ = [
@@ -158,14 +157,6 @@ class Step(abc.ABC, Generic[In, Out]):
     @abc.abstractmethod
     def _identity(self) -> dict[str, Any]:
         """What identifies this step's results: hashed into :attr:`fingerprint`."""
-
-    def _bind(self, ctx: RunContext) -> Handler:
-        """Return the coroutine function that runs one item through this step in ``ctx``.
-
-        The core engine binds its step types from outside (see
-        :mod:`headrace.binding`); other step types define this.
-        """
-        raise PipelineError(f"{type(self).__name__} cannot run: no binder is registered for it")
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"

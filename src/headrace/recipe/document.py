@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from .._types import Place, Problem
 from ..errors import RecipeError, nearest
 
 __all__ = [
@@ -35,32 +36,6 @@ MAX_DEPTH = 64
 """The deepest a recipe's values may nest."""
 
 Path_ = tuple[str | int, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Place:
-    """A position in a file: 1-based line and column."""
-
-    file: str
-    line: int
-    column: int
-
-    def __str__(self) -> str:
-        # line 0 marks a value given on the command line (--set), not in a file
-        return f"{self.file}:{self.line}:{self.column}" if self.line else self.file
-
-
-@dataclass(frozen=True, slots=True)
-class Problem:
-    """One thing wrong with a recipe: where, which field, and what."""
-
-    place: Place
-    field: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.field}: " if self.field else ""
-        return f"{self.place}: {where}{self.message}"
 
 
 def path_text(path: Path_) -> str:

@@ -18,10 +18,11 @@ from pydantic import BaseModel
 from ..cache import Cache
 from ..errors import PipelineError
 from ..imports import resolve
-from ..limits.policies import Fallback, Timeout
+from ..limits.policies import Timeout
 from ..limits.rate import Rate
 from ..limits.retry import Retry
 from ..pipeline.keep import WithInput, with_input
+from ..pipeline.options import Fallback
 from ..pipeline.step import Batch, FunctionStep, Step, step
 from .document import Document, Problem, RecipeError, nearest
 from .schema import (

@@ -16,7 +16,8 @@ The estimate is an upper bound built from the source itself:
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..io.records import BadRecord
 from ..limits.usage import estimate_tokens
@@ -25,9 +26,27 @@ from ..pipeline.keep import WithInput
 from .schema import RecipeSpec
 
 if TYPE_CHECKING:
-    from . import Recipe
+    from ..io.records import Source
+    from ..pipeline.step import Step
+    from .build import Built
 
-__all__ = ["ASSUMED_COMPLETION", "describe"]
+__all__ = ["ASSUMED_COMPLETION", "LoadedRecipe", "describe"]
+
+
+class LoadedRecipe(Protocol):
+    """What a plan reads of a loaded :class:`~headrace.recipe.Recipe` (whose ``plan()``
+    calls :func:`describe`: so this module names only what it needs of it)."""
+
+    path: Path
+    name: str
+    overrides: tuple[str, ...]
+    built: Built
+    spec: RecipeSpec
+    pipeline: Step[Any, Any]
+
+    def source(self) -> Source:
+        """What the recipe reads."""
+
 
 ASSUMED_COMPLETION = 200
 """Completion tokens per request assumed for a node without ``max_tokens``."""
@@ -53,7 +72,7 @@ def _kinds(spec: RecipeSpec) -> dict[str, str]:
     return shown
 
 
-def _sample(recipe: Recipe, size: int, given: Any = None) -> tuple[int | None, list[Any]]:
+def _sample(recipe: LoadedRecipe, size: int, given: Any = None) -> tuple[int | None, list[Any]]:
     try:
         source = given if given is not None else recipe.source()
     except Exception:
@@ -89,7 +108,7 @@ def _llm_step(step: Any) -> Any:
 
 
 def describe(
-    recipe: Recipe,
+    recipe: LoadedRecipe,
     *,
     sample: int = 20,
     source: Any = None,
@@ -196,7 +215,7 @@ def describe(
     return "\n".join(lines + estimate)
 
 
-def _pack_warnings(recipe: Recipe) -> list[str]:
+def _pack_warnings(recipe: LoadedRecipe) -> list[str]:
     """A warning for each packed LLM node the run's window cannot keep full: ``pack``
     items in each of ``concurrency`` requests need that many items in flight."""
     from ..engine.runner import default_window

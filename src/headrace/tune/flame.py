@@ -3,21 +3,30 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 
-if TYPE_CHECKING:
-    from .profile import Frame, Profile
+__all__ = ["Frame", "Stacks", "flame_svg", "speedscope"]
 
-__all__ = ["flame_svg", "speedscope"]
+Frame = tuple[str, str, int]
+"""One place in a stack: (function, file, first line)."""
+
+
+class Stacks(Protocol):
+    """What the drawings read of a :class:`~headrace.tune.profile.Profile`."""
+
+    def frames(self) -> Iterator[tuple[str, tuple[Frame, ...], float]]:
+        """Each distinct stack: the thread kind, the frames root first, its seconds."""
+
 
 KINDS = {"loop": "event loop", "thread": "worker threads"}
 ROW, WIDTH = 17, 1200
 
 
-def speedscope(profile: Profile, name: str) -> bytes:
+def speedscope(profile: Stacks, name: str) -> bytes:
     """The stacks in speedscope's file format (https://www.speedscope.app, or the
     ``speedscope`` npm package offline): one sampled profile per kind of thread,
     weighted in seconds."""
@@ -60,7 +69,7 @@ def speedscope(profile: Profile, name: str) -> bytes:
     )
 
 
-def _tree(profile: Profile) -> dict[str, Any]:
+def _tree(profile: Stacks) -> dict[str, Any]:
     root: dict[str, Any] = {"name": "all", "seconds": 0.0, "children": {}}
     for kind, stack, seconds in profile.frames():
         node = root
@@ -78,7 +87,7 @@ def _color(name: str) -> str:
     return f"hsl({hue},85%,62%)"
 
 
-def flame_svg(profile: Profile, title: str) -> str:
+def flame_svg(profile: Stacks, title: str) -> str:
     """An SVG flame graph of the stacks (root at the top); hover a box for its seconds."""
     root = _tree(profile)
     total = root["seconds"] or 1.0

@@ -44,11 +44,11 @@ from ..io.records import Source
 from ..models.base import load_once
 from ..pipeline.step import Step
 from ..sim import SimConfig
+from .flame import Frame, flame_svg, speedscope
 from .knobs import all_steps, point_at, simulated, without_caches
 
 __all__ = ["Profile", "ProfiledRun", "StackSampler", "profile_run", "step_code"]
 
-Frame = tuple[str, str, int]  # (function, file, first line)
 HEADRACE = str(Path(__file__).resolve().parent.parent)
 PARTS = {
     "engine": "engine",
@@ -267,7 +267,6 @@ def profile_run(
     from ..engine.runner import run
     from ..io import sink_at
     from ..report.page import write_atomically
-    from .flame import flame_svg, speedscope
 
     without_caches(root)
     run_dir.mkdir(parents=True, exist_ok=True)

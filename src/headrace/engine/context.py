@@ -1,28 +1,66 @@
-"""The per-run state that binds a step graph to running code.
+"""What the steps of one run share (:class:`RunContext`), and the table of binders that
+turns each kind of step into its handler in a run.
 
 A :class:`~headrace.pipeline.step.Step` is configuration; binding it to a
 :class:`RunContext` makes its *handler*: the coroutine function that carries one
 item through it in this run, with this run's limiters, pools and metrics.
+
+Which engine code runs a kind of step is a registry of binders, by step type: an
+engine module says which declarations it runs with :func:`binds` (as Ray Data's
+planner registers a plan function per logical operator), so a declaration module
+never imports the engine: ``step.py`` does not know ``call.py``, nor ``graph.py``
+``graph_run.py``; the LLM and model steps register theirs beside their
+declarations (``llm/base.py``, ``llm/routing.py``, ``models/base.py``), which sit
+above the engine. :meth:`RunContext.bind` looks a step's type up here (its most
+specific registered base wins): one table for every kind of step. The core
+engine's binders are registered when ``lanes.py`` (which makes each run's
+context) imports their modules.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._types import Handler
-from ..binding import binder_for
 from ..budget import RunSpend
+from ..errors import PipelineError
 from ..limits.circuit import Circuit, CircuitState
-from ..limits.rate import Rate, RateState
+from ..limits.rate import Rate
+from ..limits.rate_state import RateState
 from ..metrics import StepMetrics
-from . import call, compose_run, graph_run  # noqa: F401  (the core engine registers its binders)
 from .activity import Activity
 
 if TYPE_CHECKING:
     from ..pipeline.step import Step
 
-__all__ = ["Handler", "RunContext"]
+__all__ = ["Binder", "Handler", "RunContext", "binder_for", "binds"]
+
+
+Binder = Callable[[Any, "RunContext"], Handler]
+"""Makes a step's handler in one run: ``binder(step, ctx)``."""
+
+_BINDERS: dict[type, Binder] = {}
+B = TypeVar("B", bound=Binder)
+
+
+def binds(kind: type) -> Callable[[B], B]:
+    """Register the decorated function as the binder of ``kind`` (and its subclasses)."""
+
+    def register(binder: B) -> B:
+        _BINDERS[kind] = binder
+        return binder
+
+    return register
+
+
+def binder_for(step: Any) -> Binder | None:
+    """The binder registered for ``step``'s type or its nearest base, if any."""
+    for kind in type(step).__mro__:
+        binder = _BINDERS.get(kind)
+        if binder is not None:
+            return binder
+    return None
 
 
 class RunContext:
@@ -59,7 +97,12 @@ class RunContext:
         handler = self._handlers.get(id(step))
         if handler is None:
             binder = binder_for(step)
-            handler = binder(step, self) if binder is not None else step._bind(self)
+            if binder is None:
+                raise PipelineError(
+                    f"{type(step).__name__} cannot run: no binder is registered for it "
+                    "(see headrace.engine.context.binds)"
+                )
+            handler = binder(step, self)
             self._handlers[id(step)] = handler
         return handler
 
@@ -82,7 +125,7 @@ class RunContext:
         the run)."""
 
         def make() -> RateState:
-            state = settings.new_state()
+            state = RateState(settings)
             self.on_close_async(state.close)
             return state
 

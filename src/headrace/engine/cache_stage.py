@@ -1,79 +1,27 @@
-"""A cached step in one run: look up, join identical calls in flight, call, store."""
+"""The call chain's cache stage: a cached step in one run looks up, joins identical
+calls in flight (single-flight), calls, and stores."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..cache.envelope import Declared, EncodeError, decode, encode
+from ..cache.keys import timestamp_field
+from ..cache.stats import CacheStats
+from ..cache.tiers import Tier
 from ..errors import StepFailed
-from .envelope import Declared, EncodeError, decode, encode
-from .keys import timestamp_field
-from .tiers import Tier
 
 if TYPE_CHECKING:
-    from ..engine.runtime import Handler, RunContext
-    from . import Cache
+    from .._types import Handler
+    from ..cache import Cache
+    from .context import RunContext
 
-__all__ = ["CacheStats", "cached"]
+__all__ = ["cached"]
 
 _MISS = object()
 _log = logging.getLogger("headrace.cache")
-
-
-@dataclass(slots=True, eq=False)
-class CacheStats:
-    """One cached step's counts in one run (``metrics.step(name).cache``).
-
-    Attributes:
-        hits: lookups answered, by tier.
-        misses: lookups no tier answered (the step was called).
-        joins: items that waited for an identical call already in flight.
-        backfills: entries copied into a faster tier after a hit in a slower one.
-        stored: results written (once per result, whatever the number of tiers).
-        bytes: the size of the results written.
-        unreadable: entries found but not readable here (damaged, or naming a class
-            the step did not declare); counted as misses, with one warning a run.
-        tiers_down: outages of a tier that stopped answering (Redis).
-        timestamp_field: a field of the key's material that looks like a moment in time
-            (see :func:`~headrace.cache.keys.timestamp_field`), seen on the first misses.
-    """
-
-    hits: dict[str, int] = field(default_factory=dict)
-    misses: int = 0
-    joins: int = 0
-    backfills: int = 0
-    stored: int = 0
-    bytes: int = 0
-    unreadable: int = 0
-    tiers_down: int = 0
-    timestamp_field: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The counts as plain data."""
-        return {
-            "hits": dict(self.hits),
-            "misses": self.misses,
-            "joins": self.joins,
-            "backfills": self.backfills,
-            "stored": self.stored,
-            "bytes": self.bytes,
-            "unreadable": self.unreadable,
-            "tiers_down": self.tiers_down,
-            "timestamp_field": self.timestamp_field,
-        }
-
-    def summary(self) -> str:
-        """One line for the run summary."""
-        hits = ", ".join(f"{tier} {n:,}" for tier, n in self.hits.items()) or "none"
-        line = (
-            f"cache: hits {hits}; misses {self.misses:,}; joined {self.joins:,}; "
-            f"back-filled {self.backfills:,}; stored {self.stored:,} ({self.bytes:,} bytes)"
-        )
-        if self.tiers_down:
-            line += f"; a tier was down {self.tiers_down} time(s)"
-        return line
 
 
 def cached(
