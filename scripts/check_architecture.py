@@ -2,7 +2,8 @@
 """The architecture check CI runs: headrace's layers, and no import cycles.
 
 Each module belongs to one layer; a module may import its own layer and those
-below it, never one above. Between modules there is no import cycle, except
+below it, never one above (and the report, above the engine, never the engine:
+``APART``). Between modules there is no import cycle, except
 the one listed in ``ALLOWED_CYCLES`` with its reason. Every import counts:
 those inside functions, and those made only for type checking (under ``if
 TYPE_CHECKING:``), which never run but still tie one module to the other's
@@ -16,7 +17,8 @@ The layers, bottom up:
 
 0. the shared vocabulary: ``_types``, ``errors``, ``fields``, ``durations``, ``secrecy``
 1. the foundations: limits (the gate included), io, store (durable sessions
-   and their writer included), cache, metrics, budget, the sandbox,
+   and their writer included), cache, metrics (what a run counts, and every way
+   it is shown: progress, time series, Prometheus, OpenTelemetry, verdicts), budget, the sandbox,
    fingerprints, import by name
 2. declarations, the ``pipeline`` package: step options, steps, compositions,
    graphs, ``with_input``
@@ -74,6 +76,19 @@ ALLOWED_CYCLES: dict[frozenset[str], str] = {
 }
 
 
+APART: dict[str, tuple[str, str]] = {
+    "headrace.report": (
+        "headrace.engine",
+        "a report reads a run back from its store and the metrics package, whatever ran it",
+    ),
+}
+"""Packages that must not import another one of a layer below them, with the reason."""
+
+
+def _under(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
 def layer_of(module: str) -> int | None:
     """The layer ``module`` belongs to (``None`` for the package itself)."""
     for index, members in enumerate(LAYERS):
@@ -103,6 +118,13 @@ def problems(graph: Any) -> list[str]:
                     f"{importer} (layer {low}) imports {imported} (layer {high}), "
                     f"line {', '.join(map(str, lines))}: a lower layer imports a higher one"
                 )
+    for importer in modules:
+        for package, (kept_out, reason) in APART.items():
+            if not _under(importer, package):
+                continue
+            for imported in sorted(graph.find_modules_directly_imported_by(importer)):
+                if _under(imported, kept_out):
+                    found.append(f"{importer} imports {imported}: {reason}")
     for cycle in _cycles(graph, modules):
         if frozenset(cycle) not in ALLOWED_CYCLES:
             found.append(f"an import cycle: {' -> '.join(sorted(cycle))}")

@@ -61,3 +61,15 @@ def test_the_one_allowed_cycle_is_allowed() -> None:
     graph.add_import(importer="headrace.pipeline.step", imported="headrace.pipeline.compose")
     graph.add_import(importer="headrace.pipeline.compose", imported="headrace.pipeline.step")
     assert check.problems(graph) == []
+
+
+def test_the_report_importing_the_engine_is_reported() -> None:
+    check = checker()
+    graph = grimp.ImportGraph()
+    for module in ("headrace.report.page", "headrace.engine.lanes"):
+        graph.add_module(module)
+    graph.add_import(importer="headrace.report.page", imported="headrace.engine.lanes")
+    assert check.problems(graph) == [
+        "headrace.report.page imports headrace.engine.lanes: a report reads a run back "
+        "from its store and the metrics package, whatever ran it"
+    ]

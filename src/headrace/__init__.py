@@ -24,7 +24,6 @@ from .cache import Cache
 from .cluster import Ray
 from .engine.result import DeadLetter, RunResult
 from .engine.runner import arun, default_window, run
-from .engine.verdicts import Verdict
 from .errors import (
     BadInput,
     BatchMismatch,
@@ -61,6 +60,7 @@ from .limits.rate import Rate
 from .limits.rate_state import observe
 from .limits.retry import Retry
 from .metrics import Histogram, RunMetrics, StepMetrics
+from .metrics.verdicts import Verdict
 from .pipeline.compose import (
     Branches,
     Filter,

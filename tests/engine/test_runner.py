@@ -409,7 +409,7 @@ def test_summary_shows_the_accounting_and_every_step() -> None:
 def test_progress_lines_are_plain_when_not_on_a_terminal(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import headrace.engine.progress as progress
+    import headrace.metrics.progress as progress
 
     original = progress.run_progress
 
@@ -444,7 +444,7 @@ def test_a_latency_bound_step_keeps_its_allowed_concurrency_busy() -> None:
 def test_progress_bar_on_a_terminal_shows_counts(monkeypatch: pytest.MonkeyPatch) -> None:
     import io
 
-    from headrace.engine.progress import Counts, run_progress
+    from headrace.metrics.progress import Counts, run_progress
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:

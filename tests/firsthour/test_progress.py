@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import headrace as hr
-from headrace.engine.progress import Counts, clock, times
+from headrace.metrics.progress import Counts, clock, times
 
 
 def test_times_read_like_tqdm_and_leave_out_what_was_skipped() -> None:
@@ -25,7 +25,7 @@ def test_times_read_like_tqdm_and_leave_out_what_was_skipped() -> None:
 def test_a_second_session_ends_at_the_full_total(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import headrace.engine.progress as progress
+    import headrace.metrics.progress as progress
 
     source = tmp_path / "in.jsonl"
     source.write_text("".join(json.dumps({"id": n}) + "\n" for n in range(40)))

@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 import headrace as hr
 from headrace.cli import app
-from headrace.engine.exporter import families
 from headrace.errors import PipelineError
+from headrace.metrics.exporter import families
 
 
 def scrape(port: int) -> str:

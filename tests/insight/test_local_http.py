@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 import headrace as hr
-from headrace.engine.exporter import MetricsExporter
-from headrace.engine.local_http import host_allowed
+from headrace.metrics.exporter import MetricsExporter
+from headrace.metrics.local_http import host_allowed
 from headrace.report.live import LivePage
 from headrace.store import StoreLocation
 

@@ -12,8 +12,8 @@ from otlp import Receiver, attributes, points, spans
 from services import free_port
 
 import headrace as hr
-from headrace.engine.otel import _observations, otlp_signals
 from headrace.errors import PipelineError
+from headrace.metrics.otel import _observations, otlp_signals
 
 
 @pytest.fixture

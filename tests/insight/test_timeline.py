@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 import headrace as hr
-from headrace.engine.timeline import Timeline
 from headrace.metrics import Histogram
+from headrace.metrics.timeline import Timeline
 from headrace.store import SqliteRunStore, StoreLocation
 
 JOB = str(Path(__file__).with_name("slow_job.py"))

@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 import headrace as hr
-from headrace.engine.verdicts import verdicts
 from headrace.metrics import RunMetrics, StepMetrics
+from headrace.metrics.verdicts import verdicts
 from headrace.sim import serve
 
 

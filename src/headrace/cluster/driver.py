@@ -22,15 +22,15 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ..engine.feed import scan_repeats
-from ..engine.progress import Counts, run_progress
 from ..engine.result import DeadLetter, RunResult
-from ..engine.run_data import outage_in
 from ..engine.run_options import RunOptions
 from ..engine.runner import run_definition
 from ..errors import HeadraceError, PipelineError, ResumeMismatch, SinkDamaged
 from ..io.ranges import SourceRange
 from ..io.records import AsyncKeyedSource, KeyedSource, Source
 from ..metrics import RunMetrics
+from ..metrics.progress import Counts, run_progress
+from ..metrics.run_data import outage_in
 from ..pipeline.step import Step
 from ..store import StoreLocation
 from ..store.lease import BEAT_S

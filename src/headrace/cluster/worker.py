@@ -16,13 +16,13 @@ from typing import Any, Literal
 
 from ..budget import Budget
 from ..engine.feed import Duplicates, scan_repeats
-from ..engine.otel import SHARD
 from ..engine.result import DeadLetter
 from ..engine.run_options import RunOptions
 from ..engine.runner import run_with
 from ..errors import HeadraceError, RunBusy
 from ..io.records import Source
 from ..metrics import RunMetrics
+from ..metrics.otel import SHARD
 from ..pipeline.step import Step
 from ..store.session import Mode
 

@@ -22,20 +22,20 @@ from ..budget import RunSpend, run_stopped
 from ..errors import BadInput, SourceError, StepFailed, error_text
 from ..io.records import BadRecord, encode_json
 from ..metrics import RunMetrics, outage_line
+from ..metrics.exporter import MetricsExporter
+from ..metrics.otel import OtlpExporter
+from ..metrics.progress import Counts, run_progress
+from ..metrics.timeline import Timeline
 from ..pipeline.step import FILTERED, Step
 from ..store.base import FinishedItem
 from ..store.session import DurableSession
 from . import call, compose_run, graph_run  # noqa: F401  (registers the core binders)
 from .activity import Activity
 from .context import RunContext
-from .exporter import MetricsExporter
 from .feed import DUPLICATE, END, Duplicates, Feed
-from .otel import OtlpExporter
-from .progress import Counts, run_progress
 from .result import RESULT_DEAD_LETTERS, DeadLetter, RunResult
 from .sequencer import Sequencer
 from .tasks import first_leaf
-from .timeline import Timeline
 
 __all__ = ["Duplicates", "Lanes", "OnBadInput", "OnError", "Sink"]
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from ..metrics import RunMetrics
 
 if TYPE_CHECKING:
-    from .verdicts import Verdict
+    from ..metrics.verdicts import Verdict
 
 __all__ = ["RESULT_DEAD_LETTERS", "DeadLetter", "RunResult", "dead_allowed"]
 
@@ -108,23 +108,23 @@ class RunResult:
     def bottleneck(self) -> str:
         """Which part set the run's pace, as a sentence with what to do about it: a rate
         limit at its ceiling, a saturated step, or neither (see
-        :mod:`headrace.engine.bottleneck`)."""
-        from .bottleneck import bottleneck
+        :mod:`headrace.metrics.bottleneck`)."""
+        from ..metrics.bottleneck import bottleneck
 
         return bottleneck(self.metrics)
 
     def verdicts(self) -> list[Verdict]:
-        """What to change, each found by one rule (see :mod:`headrace.engine.verdicts`);
+        """What to change, each found by one rule (see :mod:`headrace.metrics.verdicts`);
         empty for a healthy run."""
-        from .verdicts import verdicts
+        from ..metrics.verdicts import verdicts
 
         return verdicts(self.metrics)
 
     def summary(self) -> str:
         """A human-readable report: counts, wall time, items/s, the bottleneck, what to
         change, and a table of steps."""
-        from .bottleneck import bottleneck
-        from .verdicts import verdicts
+        from ..metrics.bottleneck import bottleneck
+        from ..metrics.verdicts import verdicts
 
         m = self.metrics
         lines = [

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html import escape
 
-from ..engine.progress import clock
+from ..metrics.progress import clock
 
 __all__ = ["Line", "line_chart"]
 

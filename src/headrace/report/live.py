@@ -1,12 +1,12 @@
 """The live page of a run: its report, served over HTTP and refreshed every 1.5 s.
 
 Each request reads the run's store again (the run writes its metrics there every
-second, see :mod:`headrace.engine.timeline`), so the page works for a run in this
+second, see :mod:`headrace.metrics.timeline`), so the page works for a run in this
 process (``headrace run --ui``), in another process or on another machine
 (``headrace ui RUN_DIR``, with ``--run-store`` for PostgreSQL), and goes on
 across a kill and a resume. The server answers ``GET`` only, reads and never
 writes, listens on 127.0.0.1 unless told otherwise, answers only requests that
-name this machine (see :mod:`headrace.engine.local_http`), and shows what the
+name this machine (see :mod:`headrace.metrics.local_http`), and shows what the
 report shows (no secrets: credentials in URLs are scrubbed).
 """
 
@@ -17,8 +17,8 @@ from html import escape
 
 from aiohttp import web
 
-from ..engine.local_http import LocalSite
 from ..errors import HeadraceError
+from ..metrics.local_http import LocalSite
 from ..store import StoreLocation
 from .page import RunRecord, document, render_body, render_page
 

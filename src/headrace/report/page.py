@@ -16,10 +16,10 @@ from collections.abc import Iterable
 from html import escape
 from pathlib import Path
 
-from ..engine.bottleneck import bottleneck, rate_groups
-from ..engine.progress import clock
-from ..engine.verdicts import verdicts
 from ..errors import StorageError
+from ..metrics.bottleneck import bottleneck, rate_groups
+from ..metrics.progress import clock
+from ..metrics.verdicts import verdicts
 from ..secrecy import scrub_text
 from ..store import StoreLocation
 from ..store.session import pipeline_words

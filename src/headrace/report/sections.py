@@ -8,7 +8,7 @@ import time
 from collections import Counter
 from html import escape
 
-from ..engine.run_data import number, outage_in
+from ..metrics.run_data import number, outage_in
 from ..store.session import pipeline_words
 from .record import EXAMPLES, RunRecord
 from .series import RunSeries

@@ -1,13 +1,13 @@
 """A run's time series turned into what the report draws: lines over the run's time
 and the numbers at the top of the page.
 
-Rows are cumulative within a session (see :mod:`headrace.engine.timeline`), so a
+Rows are cumulative within a session (see :mod:`headrace.metrics.timeline`), so a
 rate over an interval is the difference of two rows over their time apart, and
 a latency percentile over an interval comes from the difference of two
 histograms. Sessions lie on one time axis (seconds since the first began); each
 one's counters are added to the sessions before it where a line is cumulative
 (cost, tokens). Values come from the store, so every one is read with
-:func:`~headrace.engine.run_data.number` (absent or mistyped: zero).
+:func:`~headrace.metrics.run_data.number` (absent or mistyped: zero).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..engine.run_data import RunView, StepView, number
 from ..metrics import Histogram
+from ..metrics.run_data import RunView, StepView, number
 from ..store.base import Sample
 from .charts import Line
 

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..cluster.plan import ShardPlan, joined_status, shard_location, shard_states
-from ..engine.timeline import MAX_ROWS
 from ..metrics import Histogram
+from ..metrics.timeline import MAX_ROWS
 from ..store import StoreLocation
 from ..store.base import DeadGroup, RunStatus, Sample, merge_groups
 

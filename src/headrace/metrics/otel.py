@@ -32,8 +32,8 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from ..errors import PipelineError
-from ..metrics import Histogram
 from ..secrecy import scrub_url
+from .counters import Histogram
 from .exporter import STEP_COUNTERS, STEP_GAUGES
 from .run_data import RunView
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from .run_data import RunView, StepView
 
 if TYPE_CHECKING:
-    from ..metrics import RunMetrics
+    from .counters import RunMetrics
 
 __all__ = ["AT_LIMIT", "bottleneck", "rate_groups", "rate_pressure"]
 

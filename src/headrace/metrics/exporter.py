@@ -19,8 +19,8 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import PipelineError
-from ..metrics import Histogram
 from ..secrecy import scrub_url
+from .counters import Histogram
 from .local_http import LocalSite
 from .run_data import RunView, StepView
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..metrics import outage_line
+from .counters import outage_line
 
 __all__ = ["RunView", "StepView", "number", "outage_in"]
 

@@ -12,10 +12,10 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .limits.concurrency import ConcurrencyLimit
+from ..limits.concurrency import ConcurrencyLimit
 
 if TYPE_CHECKING:
-    from .cache.stats import CacheStats
+    from ..cache.stats import CacheStats
 
 __all__ = [
     "CircuitCounters",

@@ -2,7 +2,7 @@
 
 Each rule names a part, what was measured, and the change to make:
 
-- ``rate_limited``: steps at their rate limit (:data:`~headrace.engine.bottleneck.AT_LIMIT`
+- ``rate_limited``: steps at their rate limit (:data:`~headrace.metrics.bottleneck.AT_LIMIT`
   of it, or call slots waiting for it half the run): pack more items per request
   (``pack=``, LLM steps) or raise the limit. More concurrency would only queue.
 - ``small_batches``: a batched step whose batches averaged under half their
@@ -32,7 +32,7 @@ from .bottleneck import AT_LIMIT, rate_groups, rate_pressure, rate_waited
 from .run_data import RunView, StepView
 
 if TYPE_CHECKING:
-    from ..metrics import RunMetrics
+    from .counters import RunMetrics
 
 __all__ = ["Verdict", "verdicts"]
 
