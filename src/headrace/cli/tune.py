@@ -18,7 +18,7 @@ from .recipes import (
     _load_pipeline,
     _recipe,
 )
-from .runs import _source_for
+from .run_parts import _source_for
 
 __all__ = ["bench", "profile"]
 

@@ -11,16 +11,9 @@ LLM steps are read through protocols declared here (:class:`RateCounters`,
 them; the engine and the report read it.
 """
 
-from .counters import (
-    CircuitCounters,
-    Histogram,
-    LLMCounters,
-    RateCounters,
-    RunMetrics,
-    StepMetrics,
-    merge_counts,
-    outage_line,
-)
+from .counters import RunMetrics, StepMetrics, merge_counts, outage_line
+from .histogram import Histogram
+from .readings import CircuitCounters, LLMCounters, RateCounters
 
 __all__ = [
     "CircuitCounters",

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from ..errors import PipelineError
 from ..secrecy import scrub_url
-from .counters import Histogram
+from .histogram import Histogram
 from .local_http import LocalSite
 from .run_data import RunView, StepView
 

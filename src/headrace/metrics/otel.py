@@ -33,8 +33,8 @@ from typing import Any
 
 from ..errors import PipelineError
 from ..secrecy import scrub_url
-from .counters import Histogram
 from .exporter import STEP_COUNTERS, STEP_GAUGES
+from .histogram import Histogram
 from .run_data import RunView
 
 __all__ = ["SHARD", "OtlpExporter", "otlp_signals"]
