@@ -16,9 +16,9 @@ as a ``Protocol`` of its own (``metrics.LLMCounters``, ``llm.connection.ClientSe
 The layers, bottom up:
 
 0. the shared vocabulary: ``_types``, ``errors``, ``fields``, ``durations``, ``secrecy``
-1. the foundations: limits (the gate included), io, store (durable sessions
+1. the foundations: limits (the gate and the budget included), io, store (durable sessions
    and their writer included), cache, metrics (what a run counts, and every way
-   it is shown: progress, time series, Prometheus, OpenTelemetry, verdicts), budget, the sandbox,
+   it is shown: progress, time series, Prometheus, OpenTelemetry, verdicts), the sandbox,
    fingerprints, import by name
 2. declarations, the ``pipeline`` package: step options, steps, compositions,
    graphs, ``with_input``
@@ -55,7 +55,6 @@ LAYERS: list[list[str]] = [
         "headrace.store",
         "headrace.cache",
         "headrace.metrics",
-        "headrace.budget",
         "headrace.sandbox",
         "headrace.sandbox_bounds",
         "headrace.fingerprint",

@@ -19,7 +19,6 @@ from os import PathLike as _PathLike
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
-from .budget import Budget
 from .cache import Cache
 from .cluster import Ray
 from .engine.result import DeadLetter, RunResult
@@ -53,6 +52,7 @@ from .io import (
     write_parquet,
     write_sql,
 )
+from .limits.budget import Budget
 from .limits.circuit import Circuit, CircuitOpen
 from .limits.concurrency import AdaptiveConcurrency, ConcurrencyLimit, ConcurrencyStatistics
 from .limits.policies import Timeout

@@ -293,7 +293,7 @@ class RunStopped(HeadraceError):
 
 
 class BudgetExhausted(RunStopped):
-    """A call was not made because the run's :class:`~headrace.budget.Budget` is spent
+    """A call was not made because the run's :class:`~headrace.limits.budget.Budget` is spent
     (a :class:`RunStopped`: a resume with a new budget carries on)."""
 
 

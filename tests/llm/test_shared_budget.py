@@ -8,8 +8,8 @@ import uuid
 import pytest
 
 import headrace as hr
-from headrace.budget import SharedSpend, spend_for
 from headrace.errors import BudgetExhausted
+from headrace.limits.budget import SharedSpend, spend_for
 from headrace.sim import serve
 
 

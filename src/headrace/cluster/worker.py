@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..budget import Budget
 from ..engine.feed import Duplicates, scan_repeats
 from ..engine.result import DeadLetter
 from ..engine.run_options import RunOptions
 from ..engine.runner import run_with
 from ..errors import HeadraceError, RunBusy
 from ..io.records import Source
+from ..limits.budget import Budget
 from ..metrics import RunMetrics
 from ..metrics.otel import SHARD
 from ..pipeline.step import Step

@@ -23,8 +23,8 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._types import Handler
-from ..budget import RunSpend
 from ..errors import PipelineError
+from ..limits.budget import RunSpend
 from ..limits.circuit import Circuit, CircuitState
 from ..limits.rate import Rate
 from ..limits.rate_state import RateState

@@ -18,9 +18,9 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mappin
 from time import perf_counter
 from typing import Any, Literal
 
-from ..budget import RunSpend, run_stopped
 from ..errors import BadInput, SourceError, StepFailed, error_text
 from ..io.records import BadRecord, encode_json
+from ..limits.budget import RunSpend, run_stopped
 from ..metrics import RunMetrics, outage_line
 from ..metrics.exporter import MetricsExporter
 from ..metrics.otel import OtlpExporter

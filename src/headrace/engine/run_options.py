@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
-from ..budget import Budget
 from ..errors import PipelineError, positive_int
+from ..limits.budget import Budget
 from ..store.session import Mode
 from .lanes import Duplicates, OnBadInput, OnError
 from .result import dead_allowed

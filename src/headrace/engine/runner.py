@@ -12,13 +12,13 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, It
 from pathlib import Path
 from typing import Any, Literal
 
-from ..budget import Budget, SharedSpend, spend_for
 from ..errors import HeadraceError, PipelineError, SourceError, TooManyDead
 from ..extras import needed_by_run, require
 from ..fingerprint import leaf_identities
 from ..io.callback import CallbackSink
 from ..io.jsonl import write_jsonl
 from ..io.records import AsyncKeyedSource, DurableSink, KeyedSource, Source
+from ..limits.budget import Budget, SharedSpend, spend_for
 from ..pipeline.step import Step, as_step
 from ..store.session import DurableSession
 from .lanes import Duplicates, Lanes, OnBadInput, OnError, Sink
@@ -167,7 +167,7 @@ async def arun(
             ``metrics.items_duplicate``), ``"suffix"`` keeps it as ``key#2``,
             ``key#3``, ... The check holds every key seen in memory (about 100
             bytes each).
-        budget: the most the run may spend on LLM calls (:class:`~headrace.budget.Budget`).
+        budget: the most the run may spend on LLM calls (:class:`~headrace.limits.budget.Budget`).
             Once reached, no new call is sent: the run stops reading, finishes what
             is in flight and ends with ``result.stopped`` set; the items left
             (``result.items_unfinished``) are finished by a resume.

@@ -6,7 +6,7 @@ pooled connections here; aiohttp ~0.3 ms, see ``bench/llm_latency.py``.)
 
 Every request the client sends goes through its :class:`~headrace.limits.gate.Gate`
 (the one a function step's calls pass), in this order: the run's
-:class:`~headrace.budget.Budget` (reserve the expected cost, or stop), the
+:class:`~headrace.limits.budget.Budget` (reserve the expected cost, or stop), the
 :class:`~headrace.limits.circuit.Circuit`, the :class:`~headrace.limits.rate.Rate`
 (one request and the prompt's counted tokens plus the expected completion),
 then the HTTP call; a retryable failure (429, 5xx, timeouts, broken or
@@ -35,8 +35,8 @@ from .replies import Reply
 from .secrets import Secret, load_secret, origin, shown_origin
 
 if TYPE_CHECKING:
-    from ..budget import RunSpend
     from ..engine.context import RunContext
+    from ..limits.budget import RunSpend
 
 __all__ = ["Client", "Connection", "MalformedResponse", "ProviderError", "Reply"]
 

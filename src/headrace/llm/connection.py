@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
     import aiohttp
 
-    from ..budget import RunSpend
+    from ..limits.budget import RunSpend
     from ..limits.circuit import Circuit
     from ..limits.rate import Rate
     from .prices import Price

@@ -10,10 +10,10 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._types import Handler
-from ..budget import run_stopped
 from ..engine.context import binds
 from ..errors import PipelineError, StepFailed
 from ..fingerprint import code_hash
+from ..limits.budget import run_stopped
 from ..pipeline.step import FILTERED, Step, as_step
 from .prompts import record_fields, select_fields
 

@@ -185,7 +185,7 @@ class Recipe:
 
     def run_options(self) -> dict[str, Any]:
         """The ``run:`` section as :func:`~headrace.run` keyword arguments."""
-        from ..budget import Budget
+        from ..limits.budget import Budget
 
         run = self.spec.run
         options: dict[str, Any] = {

@@ -25,10 +25,10 @@ from typing import Any
 
 import orjson
 
-from ..budget import Budget
 from ..engine.runner import arun
 from ..errors import positive_int
 from ..io.records import Source
+from ..limits.budget import Budget
 from ..metrics import Histogram, RunMetrics, StepMetrics
 from ..pipeline.step import Step
 from ..report.charts import Line, line_chart
