@@ -224,17 +224,21 @@ class Driver:
                 self.source, start, stop, self.repeats[index] if self.repeats else None
             ),
             sink=self.sink.for_shard(index),
-            run_dir=str(shard_location(self.parent, index).run_dir),
-            run_store=options.run_store,
-            mode=mode,
-            force=options.force,
-            rebuild_sink=index in self.rebuilding,
-            window=options.window,
-            ordered=options.ordered,
-            on_error=options.on_error,
-            on_bad_input=options.on_bad_input,
-            duplicates=options.duplicates,
-            budget=self.budget,
+            options=RunOptions.for_mode(
+                mode,
+                run_dir=str(shard_location(self.parent, index).run_dir),
+                run_store=options.run_store,
+                progress=False,
+                overwrite=True,  # the driver checked the sink once for the whole run
+                force=options.force,
+                rebuild_sink=index in self.rebuilding,
+                window=options.window,
+                ordered=options.ordered,
+                on_error=options.on_error,
+                on_bad_input=options.on_bad_input,
+                duplicates=options.duplicates,
+                budget=self.budget,
+            ),
         )
 
     def todo(self, mode: Mode) -> deque[tuple[int, Mode]]:

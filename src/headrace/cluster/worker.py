@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 from ..engine.feed import Duplicates, scan_repeats
@@ -20,11 +19,9 @@ from ..engine.run_options import RunOptions
 from ..engine.runner import run_with
 from ..errors import HeadraceError, RunBusy
 from ..io.records import Source
-from ..limits.budget import Budget
 from ..metrics import RunMetrics
 from ..metrics.otel import SHARD
 from ..pipeline.step import Step
-from ..store.session import Mode
 
 __all__ = ["ShardOutcome", "ShardTask", "ShardWorker", "run_shard"]
 
@@ -32,23 +29,14 @@ __all__ = ["ShardOutcome", "ShardTask", "ShardWorker", "run_shard"]
 @dataclass(frozen=True, slots=True)
 class ShardTask:
     """What a worker needs to run one shard: its range of the source, its part of the
-    sink, its child run's directory and store, and the run's options."""
+    sink, and the options of its child run (its directory and store, its mode, and
+    the run's settings that a shard keeps), built once by the driver."""
 
     index: int
     start: int
     source: Source
     sink: Any
-    run_dir: str
-    run_store: str | None
-    mode: Mode
-    force: bool = False
-    rebuild_sink: bool = False
-    window: int | None = None
-    ordered: bool = False
-    on_error: Any = "dead_letter"
-    on_bad_input: Any = "dead_letter"
-    duplicates: Any = "error"
-    budget: Budget | None = None
+    options: RunOptions
 
 
 @dataclass(slots=True)
@@ -66,24 +54,9 @@ class ShardOutcome:
 
 def run_shard(root: Step[Any, Any], task: ShardTask) -> ShardOutcome:
     """Run one shard to its end in this process (a fresh event loop)."""
-    options = RunOptions.for_mode(
-        task.mode,
-        run_dir=Path(task.run_dir),
-        run_store=task.run_store,
-        progress=False,
-        overwrite=True,  # the driver checked the sink once for the whole run
-        force=task.force,
-        rebuild_sink=task.rebuild_sink,
-        window=task.window,
-        ordered=task.ordered,
-        on_error=task.on_error,
-        on_bad_input=task.on_bad_input,
-        duplicates=task.duplicates,
-        budget=task.budget,
-    )
     shard = SHARD.set(task.index)
     try:
-        result = asyncio.run(run_with(root, task.source, sink=task.sink, options=options))
+        result = asyncio.run(run_with(root, task.source, sink=task.sink, options=task.options))
     except RunBusy as exc:
         return ShardOutcome(task.index, "busy", error=exc)
     except Exception as exc:

@@ -164,9 +164,11 @@ class SqlSink:
                 commit record does not match the run store's.
         """
         db = self._db = connect(self.url)
-        db.execute(
+        _create_table(
+            db,
+            MARKER_TABLE,
             f"CREATE TABLE IF NOT EXISTS {MARKER_TABLE} "
-            "(token TEXT PRIMARY KEY, seq BIGINT NOT NULL, journal TEXT NOT NULL, holder TEXT)"
+            "(token TEXT PRIMARY KEY, seq BIGINT NOT NULL, journal TEXT NOT NULL, holder TEXT)",
         )
         if "holder" not in (db.table_columns(MARKER_TABLE) or {}):  # made by an older headrace
             db.execute(f"ALTER TABLE {MARKER_TABLE} ADD COLUMN holder TEXT")
@@ -248,7 +250,8 @@ class SqlSink:
             + (" PRIMARY KEY" if name == self.key else "")
             for name, kind in (self.columns.types or {}).items()
         ]
-        db.execute(f"CREATE TABLE IF NOT EXISTS {quote(self.table)} ({', '.join(definitions)})")
+        statement = f"CREATE TABLE IF NOT EXISTS {quote(self.table)} ({', '.join(definitions)})"
+        _create_table(db, self.table, statement)
         self._created = True
 
     def write(self, records: list[list[Any]], journal: bytes | None = None) -> dict[str, Any]:
@@ -349,6 +352,25 @@ class SqlSink:
     def join_shards(self, count: int) -> None:
         """Nothing: the shards upserted into the table itself."""
         return None
+
+
+def _create_table(db: Database, name: str, statement: str) -> None:
+    """``CREATE TABLE IF NOT EXISTS``, once even when several sessions run it at the same
+    moment (a cluster run's shards writing one table): PostgreSQL's is not safe against
+    that (two creators meet on its catalog's unique index, ``pg_type_typname_nsp_index``),
+    so there it runs under a transaction-scoped advisory lock on the table's name."""
+    if db.dialect != "postgresql":
+        db.execute(statement)
+        return
+    db.begin()
+    try:
+        db.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (name,))
+        db.execute(statement)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            db.rollback()
+        raise
+    db.commit()
 
 
 def write_sql(
