@@ -70,11 +70,8 @@ class Dialect(Protocol):
     def lock_run(self, cursor: Any) -> None:
         """Serialise takers of this run's lease inside the cursor's transaction."""
 
-    def key_in(self, key: str) -> str:
-        """``key`` as the database can hold it."""
-
     def key_out(self, stored: Any) -> str:
-        """The key :meth:`key_in` stored."""
+        """The key as it was given (from what the database holds)."""
 
     def text_in(self, text: str) -> str:
         """A dead letter's text as the database can hold it."""

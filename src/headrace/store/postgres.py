@@ -137,10 +137,6 @@ class PostgresDialect:
         """A transaction-scoped advisory lock on the run's name."""
         cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.run_id,))
 
-    def key_in(self, key: str) -> str:
-        """See :func:`key_to_store`."""
-        return key_to_store(key)
-
     def key_out(self, stored: Any) -> str:
         """See :func:`stored_key`."""
         return stored_key(stored)

@@ -3,7 +3,7 @@
 SQLite (:mod:`headrace.store.sqlite`) and PostgreSQL (:mod:`headrace.store.postgres`)
 keep the same tables and answer the same questions; what differs between them is
 their :class:`~headrace.store.dialect.Dialect`. The reads are
-:class:`~headrace.store.sql_reads.SqlReads`'; the writes a session makes are here.
+:class:`~headrace.store.sql_reads.SqlReads`; the writes a session makes are here.
 """
 
 from __future__ import annotations

@@ -178,10 +178,6 @@ class SqliteDialect:
     def lock_run(self, cursor: Any) -> None:
         """Nothing: ``BEGIN IMMEDIATE`` already holds the file's write lock."""
 
-    def key_in(self, key: str) -> str:
-        """``key`` as it is: SQLite's text holds any string."""
-        return key
-
     def key_out(self, stored: Any) -> str:
         """The key as stored."""
         return str(stored)
