@@ -106,6 +106,7 @@ def test_blocks_that_are_files_are_those_files() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # every block in turn, each bounded by 240 s: 91 s on a quiet machine
 def test_every_code_block_runs_as_written(tmp_path: Path) -> None:
     # a copy, not a link: a recipe outside the project is refused, and nothing is
     # written into the repository
