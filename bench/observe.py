@@ -33,11 +33,11 @@ from pathlib import Path
 from typing import Any
 
 import headrace as hr
-import headrace.engine.lanes as lanes
+import headrace.engine.run_loop as run_loop
 from headrace.report.page import write_report
 from headrace.store import StoreLocation
 
-REAL_TIMELINE = lanes.Timeline
+REAL_TIMELINE = run_loop.Timeline
 
 
 class NoTimeline:
@@ -63,7 +63,7 @@ def free_port() -> int:
 
 
 def durable(items: int, *, series: bool, port: int | None = None) -> float:
-    lanes.Timeline = REAL_TIMELINE if series else NoTimeline  # type: ignore[misc]
+    run_loop.Timeline = REAL_TIMELINE if series else NoTimeline  # type: ignore[misc]
     run_dir = Path(tempfile.mkdtemp(prefix="observe-bench-"))
     stop = threading.Event()
     scrapes = [0]
@@ -88,7 +88,7 @@ def durable(items: int, *, series: bool, port: int | None = None) -> float:
         if scraper is not None:
             scraper.join()
             assert scrapes[0] > 0, "the exporter was never scraped"
-        lanes.Timeline = REAL_TIMELINE  # type: ignore[misc]
+        run_loop.Timeline = REAL_TIMELINE  # type: ignore[misc]
         shutil.rmtree(run_dir, ignore_errors=True)
 
 

@@ -66,10 +66,10 @@ def test_the_one_allowed_cycle_is_allowed() -> None:
 def test_the_report_importing_the_engine_is_reported() -> None:
     check = checker()
     graph = grimp.ImportGraph()
-    for module in ("headrace.report.page", "headrace.engine.lanes"):
+    for module in ("headrace.report.page", "headrace.engine.run_loop"):
         graph.add_module(module)
-    graph.add_import(importer="headrace.report.page", imported="headrace.engine.lanes")
+    graph.add_import(importer="headrace.report.page", imported="headrace.engine.run_loop")
     assert check.problems(graph) == [
-        "headrace.report.page imports headrace.engine.lanes: a report reads a run back "
+        "headrace.report.page imports headrace.engine.run_loop: a report reads a run back "
         "from its store and the metrics package, whatever ran it"
     ]

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import headrace as hr
-from headrace.engine.feed import scan_repeats
+from headrace.io.keys import scan_repeats
 from headrace.io.ranges import SourceRange
 from headrace.io.records import KeyedSource
 from headrace.store.sqlite import SqliteRunStore

@@ -416,7 +416,7 @@ def test_progress_lines_are_plain_when_not_on_a_terminal(
     async def quick(counts: Any, finished: asyncio.Event, **kw: Any) -> None:
         await original(counts, finished, log_interval_s=0.01)
 
-    monkeypatch.setattr("headrace.engine.lanes.run_progress", quick)
+    monkeypatch.setattr("headrace.engine.run_loop.run_progress", quick)
 
     @hr.step
     async def slowish(x: int) -> int:

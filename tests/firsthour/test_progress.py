@@ -54,7 +54,7 @@ def test_a_second_session_ends_at_the_full_total(
     async def quick(counts: Any, finished: asyncio.Event, **kw: Any) -> None:
         await original(counts, finished, log_interval_s=0.01)
 
-    monkeypatch.setattr("headrace.engine.lanes.run_progress", quick)
+    monkeypatch.setattr("headrace.engine.run_loop.run_progress", quick)
     monkeypatch.setenv("CI", "1")
     fixed = True
     assert go(progress=True, retry_dead=True).items_out == 20

@@ -30,7 +30,7 @@ def picky(n: int) -> int:
 def test_the_page_reads_groups_and_the_result_keeps_the_first(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("headrace.engine.lanes.RESULT_DEAD_LETTERS", 100)
+    monkeypatch.setattr("headrace.engine.run_loop.RESULT_DEAD_LETTERS", 100)
     result = hr.run(
         picky,
         range(ITEMS),

@@ -11,10 +11,8 @@ from ..errors import HeadraceError, PipelineError, positive_int
 from ..extras import require
 
 if TYPE_CHECKING:
+    from ..engine.plan import RunPlan
     from ..engine.result import RunResult
-    from ..engine.run_options import RunOptions
-    from ..io.records import DurableSink, Source
-    from ..pipeline.step import Step
 
 __all__ = ["Ray"]
 
@@ -110,15 +108,8 @@ class Ray:
                 log_to_driver=True,
             )
 
-    async def execute(
-        self,
-        root: Step[Any, Any],
-        source: Source,
-        sink: DurableSink,
-        options: RunOptions,
-        pipeline_ref: str | None,
-    ) -> RunResult:
-        """Run on the cluster (see :mod:`headrace.cluster.driver`)."""
+    async def execute(self, plan: RunPlan) -> RunResult:
+        """Carry out ``plan`` on the cluster (see :mod:`headrace.cluster.driver`)."""
         from .driver import run_sharded
 
-        return await run_sharded(self, root, source, sink, options, pipeline_ref)
+        return await run_sharded(self, plan)

@@ -21,20 +21,19 @@ from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..engine.feed import scan_repeats
+from ..engine.plan import RunPlan, durable_session
 from ..engine.result import DeadLetter, RunResult
 from ..engine.run_options import RunOptions
-from ..engine.runner import run_definition
 from ..errors import HeadraceError, PipelineError, ResumeMismatch, SinkDamaged
+from ..io.keys import scan_repeats
 from ..io.ranges import SourceRange
 from ..io.records import AsyncKeyedSource, KeyedSource, Source
 from ..metrics import RunMetrics
 from ..metrics.progress import Counts, run_progress
 from ..metrics.run_data import outage_in
-from ..pipeline.step import Step
 from ..store import StoreLocation
 from ..store.lease import BEAT_S
-from ..store.session import DurableSession, Mode, dead_row, write_dead_file
+from ..store.session import Mode, dead_row, write_dead_file
 from .plan import ShardedSink, ShardPlan, shard_location, shard_states, sharded
 from .shipping import check_placement, shippable
 from .worker import ShardOutcome, ShardTask, ShardWorker
@@ -74,17 +73,13 @@ class Workers(Protocol):
         """The shard size for a source of ``total`` items."""
 
 
-async def run_sharded(
-    backend: Workers,
-    root: Step[Any, Any],
-    source: Source,
-    sink: Any,
-    options: RunOptions,
-    pipeline_ref: str | None,
-) -> RunResult:
-    """Run ``root`` over ``source`` on the workers ``backend`` names (see
-    :class:`~headrace.cluster.backend.Ray`)."""
+async def run_sharded(backend: Workers, plan: RunPlan) -> RunResult:
+    """Carry out ``plan`` on the workers ``backend`` names (see
+    :class:`~headrace.cluster.backend.Ray`): its source split into shards, each run
+    by a worker as a durable run of its own."""
     started = time.perf_counter()
+    root, source, sink, options = plan.root, plan.source, plan.sink, plan.options
+    assert source is not None and sink is not None and plan.definition is not None
     if not sharded(sink):
         raise PipelineError(
             f"a {type(sink).__name__} cannot be split across workers: give write_jsonl, "
@@ -105,38 +100,27 @@ async def run_sharded(
     blob = shippable(root)
     run_dir = Path(str(options.run_dir))
     planned = ShardPlan.split(total, backend.shard_size_for(total))
-    definition = run_definition(root, source, sink, options, pipeline_ref)
-    definition["shards"] = planned.to_json()
-    session = DurableSession(
-        run_dir=run_dir,
-        run_store=options.run_store,
-        sink=ShardedSink(sink),
-        definition=definition,
-        fingerprint=root.fingerprint,
-        mode=options.mode,
-        force=options.force,
-        overwrite=options.overwrite,
-        rebuild_sink=options.rebuild_sink,
-    )
+    definition = {**plan.definition, "shards": planned.to_json()}
+    session = durable_session(root, options, ShardedSink(sink), definition)
     session.open(total=total)
     store = session.store
     assert store is not None and session.location is not None
     parent = session.location
     ended = False
     try:
-        plan = ShardPlan.from_json((store.definition() or {}).get("shards"), str(parent))
-        if plan.total != total:
+        shards = ShardPlan.from_json((store.definition() or {}).get("shards"), str(parent))
+        if shards.total != total:
             raise ResumeMismatch(
                 f"the source changed: it holds {total:,} records, but the run in {parent} "
-                f"was split over {plan.total:,}"
+                f"was split over {shards.total:,}"
             )
         if not session.resumed:
             store.commit([], [], watermark=0, sink_state={"sharded": True}, session=session.session)
-        driver = Driver(backend, blob, source, sink, options, parent, plan)
+        driver = Driver(backend, blob, source, sink, options, parent, shards)
         result = await driver.run(session.mode, store.heartbeat)
-        states = shard_states(parent, plan)
+        states = shard_states(parent, shards)
         clean = all(s.complete for s in states) and not any(s.dead for s in states)
-        _join(sink, store, session.session, len(plan.bounds), clean)
+        _join(sink, store, session.session, len(shards.bounds), clean)
         ended = True
     finally:
         session.close(aborted=not ended)

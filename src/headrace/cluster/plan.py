@@ -53,7 +53,7 @@ class ShardPlan:
 
     def split_repeats(self, repeats: dict[int, str]) -> list[dict[int, str]]:
         """The repeated positions of the whole source (see
-        :func:`~headrace.engine.feed.scan_repeats`), per shard, counted from its start."""
+        :func:`~headrace.io.keys.scan_repeats`), per shard, counted from its start."""
         shards: list[dict[int, str]] = [{} for _ in self.bounds]
         starts = [start for start, _ in self.bounds]
         for position, key in repeats.items():

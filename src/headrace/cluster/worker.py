@@ -13,11 +13,11 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from ..engine.feed import Duplicates, scan_repeats
 from ..engine.result import DeadLetter
 from ..engine.run_options import RunOptions
 from ..engine.runner import run_with
 from ..errors import HeadraceError, RunBusy
+from ..io.keys import Duplicates, scan_repeats
 from ..io.records import Source
 from ..metrics import RunMetrics
 from ..metrics.otel import SHARD
@@ -98,5 +98,5 @@ class ShardWorker:
 
     def scan(self, source: Source, policy: Duplicates) -> dict[int, str]:
         """The positions of the whole source whose key repeats an earlier one (see
-        :func:`~headrace.engine.feed.scan_repeats`)."""
+        :func:`~headrace.io.keys.scan_repeats`)."""
         return scan_repeats(source.records(), policy)

@@ -13,7 +13,7 @@ never imports the engine: ``step.py`` does not know ``call.py``, nor ``graph.py`
 declarations (``llm/base.py``, ``llm/routing.py``, ``models/base.py``), which sit
 above the engine. :meth:`RunContext.bind` looks a step's type up here (its most
 specific registered base wins): one table for every kind of step. The core
-engine's binders are registered when ``lanes.py`` (which makes each run's
+engine's binders are registered when ``run_loop.py`` (which makes each run's
 context) imports their modules.
 """
 

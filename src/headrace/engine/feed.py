@@ -11,15 +11,14 @@ items already read have finished.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
-from typing import Any, Literal
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any
 
+from ..io.keys import Duplicates, KeyLedger
 from ..io.records import BadRecord, encode_json
 from ..store.session import DurableSession
 
-__all__ = ["DUPLICATE", "END", "Duplicates", "Feed", "KeyLedger", "scan_repeats"]
-
-Duplicates = Literal["error", "first", "suffix"]
+__all__ = ["DUPLICATE", "END", "Duplicates", "Feed"]
 
 
 class _End:
@@ -156,50 +155,3 @@ class Feed:
                 place, f"duplicate key {key!r} (an earlier record has it)", shown[:200]
             )
         return given, value
-
-
-class KeyLedger:
-    """The keys of a source seen so far, to find the ones that repeat.
-
-    Memory grows with the number of distinct keys (about 100 bytes each), the one
-    cost of a run that is not bounded; a source whose keys cannot repeat skips it.
-    """
-
-    def __init__(self, *, suffix: bool) -> None:
-        self.suffix = suffix
-        self.seen: set[str] = set()
-        self.counts: dict[str, int] = {}
-
-    def admit(self, key: str) -> str | None:
-        """``None`` for a key seen for the first time; else, with ``suffix``, the key
-        this repeat is given (``key#2``, ``key#3`` ..., passing over any the source
-        holds, and taken from then on), without, the key itself."""
-        seen = self.seen
-        if key not in seen:
-            seen.add(key)
-            return None
-        if not self.suffix:
-            return key
-        count = self.counts.get(key, 1)
-        candidate = key
-        while candidate in seen:  # the source may hold a key that looks like a suffixed one
-            count += 1
-            candidate = f"{key}#{count}"
-        self.counts[key] = count
-        seen.add(candidate)
-        return candidate
-
-
-def scan_repeats(records: Iterable[Any], policy: Duplicates) -> dict[int, str]:
-    """The positions of ``records`` (a source's ``records()``) whose key repeats an
-    earlier one under ``policy``, each with the key ``"suffix"`` gives it: what a
-    run's feed decides record by record, decided for the whole source at once (a
-    run on a cluster, whose shards each see only their part)."""
-    ledger = KeyLedger(suffix=policy == "suffix")
-    repeats: dict[int, str] = {}
-    for position, record in enumerate(records):
-        if not isinstance(record, BadRecord):
-            given = ledger.admit(record[0])
-            if given is not None:
-                repeats[position] = given
-    return repeats

@@ -15,17 +15,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from ..errors import PipelineError, positive_int
+from ..io.keys import Duplicates
 from ..limits.budget import Budget
 from ..store.session import Mode
-from .lanes import Duplicates, OnBadInput, OnError
 from .result import dead_allowed
 
 if TYPE_CHECKING:
-    from ..io.records import DurableSink, Source
-    from ..pipeline.step import Step
     from .result import RunResult
 
-__all__ = ["Backend", "RunOptions"]
+__all__ = ["Backend", "Duplicates", "OnBadInput", "OnError", "RunOptions", "Sink"]
+
+OnError = Literal["dead_letter", "raise"]
+OnBadInput = Literal["dead_letter", "stop"]
+Sink = Callable[[Any], Any]
 
 
 @runtime_checkable
@@ -36,15 +38,10 @@ class Backend(Protocol):
     def describe(self) -> dict[str, Any]:
         """A JSON description, stored with the run (a resume runs it the same way)."""
 
-    async def execute(
-        self,
-        root: Step[Any, Any],
-        source: Source,
-        sink: DurableSink,
-        options: RunOptions,
-        pipeline_ref: str | None,
-    ) -> RunResult:
-        """Carry out the run; the same result as the local runner's."""
+    async def execute(self, plan: Any) -> RunResult:
+        """Carry out ``plan`` (a :class:`~headrace.engine.plan.RunPlan`, which holds
+        these options: typed ``Any`` here so that the two modules do not import each
+        other); the same result as the local run loop's."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

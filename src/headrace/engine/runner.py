@@ -1,40 +1,28 @@
-"""Running a pipeline: ``hr.run`` / ``hr.arun``, and planning a run in memory or durably.
+"""Running a pipeline: ``hr.run`` / ``hr.arun``.
 
-The lanes that carry items are in :mod:`headrace.engine.lanes`; a durable run's store,
-sink and writer are set up by :class:`headrace.store.session.DurableSession`.
+A run is planned by :func:`headrace.engine.plan.plan_run` (in memory, durably, or
+on a backend) and carried out by :class:`headrace.engine.run_loop.RunLoop`, or by
+the backend; a durable run's store, sink and writer are set up by
+:class:`headrace.store.session.DurableSession`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterable, Callable, Iterable
 from typing import Any, Literal
 
-from ..errors import HeadraceError, PipelineError, SourceError, TooManyDead
-from ..extras import needed_by_run, require
-from ..fingerprint import leaf_identities
-from ..io.callback import CallbackSink
-from ..io.jsonl import write_jsonl
-from ..io.records import AsyncKeyedSource, DurableSink, KeyedSource, Source
-from ..limits.budget import Budget, SharedSpend, spend_for
+from ..errors import HeadraceError, TooManyDead
+from ..io.records import DurableSink
+from ..limits.budget import Budget
 from ..pipeline.step import Step, as_step
-from ..store.session import DurableSession
-from .lanes import Duplicates, Lanes, OnBadInput, OnError, Sink
+from .plan import RunPlan, default_window, plan_run
 from .result import RunResult, dead_allowed
-from .run_options import Backend, RunOptions
+from .run_loop import RunLoop
+from .run_options import Backend, Duplicates, OnBadInput, OnError, RunOptions, Sink
 
-__all__ = ["RunOptions", "arun", "default_window", "run", "run_definition", "run_with"]
-
-
-def default_window(pipeline: Step[Any, Any]) -> int:
-    """The default number of items in flight: enough to fill every step's slots at once.
-
-    That is the sum over all steps of concurrency (times batch size for batched
-    steps), at least 16. More lanes than that only queue in front of limits.
-    """
-    return max(16, pipeline.total_slots())
+__all__ = ["RunOptions", "arun", "default_window", "execute", "run", "run_with"]
 
 
 def run(
@@ -215,7 +203,8 @@ async def run_with(
         TooManyDead: more dead letters than ``options.max_dead``.
     """
     root = as_step(pipeline, after=None)
-    result = await execute(root, source, sink=sink, options=options, pipeline_ref=pipeline_ref)
+    plan = plan_run(root, source, sink=sink, options=options, pipeline_ref=pipeline_ref)
+    result = await execute(plan)
     max_dead = options.max_dead
     if max_dead is not None and result.items_dead > dead_allowed(max_dead, result.items_in):
         error = TooManyDead(
@@ -234,186 +223,10 @@ def _first_dead(result: RunResult) -> str:
     return f"{dead.step}: {dead.error_type}: {dead.message}"[:300]
 
 
-async def execute(
-    root: Step[Any, Any],
-    source: Any,
-    *,
-    sink: Any,
-    options: RunOptions,
-    pipeline_ref: str | None,
-) -> RunResult:
-    """Plan the run (in memory or durably) and carry it out."""
-    require(
-        needed_by_run(
-            root,
-            source=source,
-            sink=sink,
-            run_store=options.run_store,
-            backend=options.backend,
-            metrics_port=options.metrics_port,
-        )
-    )
-    run_dir, key = options.run_dir, options.key
-    durable_sink = sink is not None and _is_durable_sink(sink)
-    if sink is not None and not durable_sink and not callable(sink):
-        raise PipelineError(f"sink must be callable or a headrace sink, got {type(sink).__name__}")
-    if options.backend is not None:
-        if sink is not None and not durable_sink:
-            raise PipelineError(
-                "a run with backend=... runs its items in workers, which cannot call a "
-                "function of this process: give a file, Parquet or SQL sink"
-            )
-        records = _open_records(source, key)
-        _check_source(records)
-        assert run_dir is not None  # RunOptions checked it
-        target = sink if sink is not None else write_jsonl(Path(run_dir) / "outputs.jsonl")
-        return await options.backend.execute(root, records, target, options, pipeline_ref)
-    session: DurableSession | None = None
-    callback: Sink | None = None if durable_sink else sink
-    if run_dir is not None or durable_sink:
-        records = _open_records(source, key)
-        _check_source(records)
-        if callback is not None:
-            store_sink: DurableSink = CallbackSink(callback)
-        elif sink is None:
-            store_sink = write_jsonl(Path(run_dir or ".") / "outputs.jsonl")
-        else:
-            store_sink = sink
-        session = DurableSession(
-            run_dir=Path(run_dir) if run_dir is not None else None,
-            run_store=options.run_store,
-            sink=store_sink,
-            definition=run_definition(root, records, store_sink, options, pipeline_ref),
-            fingerprint=root.fingerprint,
-            mode=options.mode,
-            force=options.force,
-            overwrite=options.overwrite,
-            rebuild_sink=options.rebuild_sink,
-        )
-        items: Any = (
-            records.arecords() if isinstance(records, AsyncKeyedSource) else iter(records.records())
-        )
-        total = _count(records)
-        unique = records.keys_unique
-        places: Any = records
-    elif key is not None:
-        raise PipelineError(
-            "key= identifies items in a durable run; give run_dir=... (or a file sink) too"
-        )
-    elif isinstance(source, Source):
-        _check_source(source)
-        items = iter(source.records())
-        total = _count(source)
-        unique = source.keys_unique
-        places = source
-    else:
-        items = _open_source(source)
-        total, unique, places = None, True, None
-    keyed = session is not None or isinstance(source, Source)
-    spend = spend_for(options.budget)
-    engine = Lanes(
-        root,
-        items,
-        callback,
-        options.window if options.window is not None else default_window(root),
-        options.ordered,
-        options.on_error,
-        options.progress,
-        keyed=keyed,
-        session=session,
-        on_bad_input=options.on_bad_input,
-        total=total,
-        duplicates=None if unique else options.duplicates,
-        spend=spend,
-        places=places,
-        repeats=None if unique else getattr(places, "repeats", None),
-        metrics_port=options.metrics_port,
-    )
-    try:
-        return await engine.execute()
-    finally:
-        if isinstance(spend, SharedSpend):
-            await spend.close()
-
-
-def run_definition(
-    root: Step[Any, Any],
-    source: Source,
-    sink: DurableSink,
-    options: RunOptions,
-    pipeline_ref: str | None,
-) -> dict[str, Any]:
-    """What a durable run stores about itself: the pipeline (its import path, or its
-    name), its steps' identities, the source, the sink and the options a resume
-    keeps (the backend's too)."""
-    kept: dict[str, Any] = {
-        "ordered": options.ordered,
-        "on_error": options.on_error,
-        "on_bad_input": options.on_bad_input,
-        "duplicates": options.duplicates,
-    }
-    if options.backend is not None:
-        kept["backend"] = options.backend.describe()
-    return {
-        "pipeline": pipeline_ref or root.name,
-        "steps": leaf_identities(root),
-        "source": source.describe(),
-        "sink": sink.describe(),
-        "options": kept,
-    }
-
-
-def _is_durable_sink(sink: Any) -> bool:
-    return all(callable(getattr(sink, name, None)) for name in ("open", "write", "describe"))
-
-
-def _count(source: Source) -> int | None:
-    try:
-        return source.count()
-    except (OSError, ValueError):
-        return None  # the run itself reports an unreadable source
-
-
-def _check_source(source: Source) -> None:
-    """Refuse, before anything runs or is written, a source that cannot be read at all."""
-    try:
-        source.check()
-    except (OSError, ValueError) as exc:
-        raise SourceError(str(exc)) from exc
-
-
-def _open_records(source: Any, key: str | Callable[[Any], Any] | None) -> Source:
-    if isinstance(source, Source):
-        if key is not None:
-            raise PipelineError(
-                "key= is for plain iterables; give the key to the reader, e.g. "
-                "hr.read_jsonl(path, key='id')"
-            )
-        return source
-    _check_items(source)
-    if isinstance(source, AsyncIterable):
-        return AsyncKeyedSource(source, key)
-    return KeyedSource(source, key)
-
-
-def _check_items(source: Any) -> None:
-    """Refuse, before anything runs, a source that is not a sequence of items."""
-    if isinstance(source, str | bytes):
-        raise SourceError(
-            f"the source is a {type(source).__name__}, which would run one item per "
-            "character; pass a list of items or a reader such as a generator"
-        )
-    if not isinstance(source, Iterable | AsyncIterable):
-        raise SourceError(
-            f"the source must be an iterable or async iterable of items, got "
-            f"{type(source).__name__}"
-        )
-
-
-def _open_source(source: Any) -> Iterator[Any] | AsyncIterator[Any]:
-    _check_items(source)
-    if isinstance(source, AsyncIterable):
-        items: AsyncIterator[Any] = aiter(source)
-        return items
-    sync_items: Iterator[Any] = iter(source)
-    return sync_items
+async def execute(plan: RunPlan) -> RunResult:
+    """Carry out ``plan``: in this process, or on its backend."""
+    backend = plan.options.backend
+    if backend is not None:
+        result: RunResult = await backend.execute(plan)
+        return result
+    return await RunLoop(plan).execute()

@@ -28,7 +28,7 @@ class SourceRange(Source):
 
     ``repeats``, when given, names the positions of the range (counted from its
     start) whose key an earlier record of the *whole* source has, with the key
-    ``duplicates="suffix"`` gives each (see :func:`~headrace.engine.feed.scan_repeats`):
+    ``duplicates="suffix"`` gives each (see :func:`~headrace.io.keys.scan_repeats`):
     a run over the range applies its duplicate-key policy to those, and only
     those, as a run over the whole source would.
     """

@@ -1,4 +1,4 @@
-"""The lanes of a run: each takes the next item, carries it through the step graph, and
+"""The run loop: a run's lanes, each takes the next item, carries it through the step graph, and
 hands its outcome on.
 
 A run keeps ``window`` lanes, so at most ``window`` items are in flight: memory
@@ -14,34 +14,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
+from collections.abc import Callable, Coroutine
 from time import perf_counter
-from typing import Any, Literal
+from typing import Any
 
 from ..errors import BadInput, SourceError, StepFailed, error_text
 from ..io.records import BadRecord, encode_json
-from ..limits.budget import RunSpend, run_stopped
+from ..limits.budget import SharedSpend, run_stopped, spend_for
 from ..metrics import RunMetrics, outage_line
 from ..metrics.exporter import MetricsExporter
 from ..metrics.otel import OtlpExporter
 from ..metrics.progress import Counts, run_progress
 from ..metrics.timeline import Timeline
-from ..pipeline.step import FILTERED, Step
+from ..pipeline.step import FILTERED
 from ..store.base import FinishedItem
-from ..store.session import DurableSession
 from . import call, compose_run, graph_run  # noqa: F401  (registers the core binders)
 from .activity import Activity
 from .context import RunContext
-from .feed import DUPLICATE, END, Duplicates, Feed
+from .feed import DUPLICATE, END, Feed
+from .plan import RunPlan
 from .result import RESULT_DEAD_LETTERS, DeadLetter, RunResult
 from .sequencer import Sequencer
 from .tasks import first_leaf
 
-__all__ = ["Duplicates", "Lanes", "OnBadInput", "OnError", "Sink"]
-
-OnError = Literal["dead_letter", "raise"]
-OnBadInput = Literal["dead_letter", "stop"]
-Sink = Callable[[Any], Any]
+__all__ = ["RunLoop"]
 
 
 TICK_S = 0.01
@@ -51,66 +47,57 @@ HOGGED_S = 0.05
 (so every lane does, in turn, until the ticker and the writer have run)."""
 
 
-class Lanes:
-    """One run's state and its lanes: counters, outcomes, the source, the durable session."""
+class RunLoop:
+    """Carries out one :class:`~headrace.engine.plan.RunPlan` in this process: its
+    counters, outcomes, feed and durable session, and ``window`` lanes."""
 
-    def __init__(
-        self,
-        root: Step[Any, Any],
-        items: Iterator[Any] | AsyncIterator[Any],
-        sink: Sink | None,
-        window: int,
-        ordered: bool,
-        on_error: OnError,
-        progress: bool,
-        *,
-        keyed: bool = False,
-        session: DurableSession | None = None,
-        on_bad_input: OnBadInput = "dead_letter",
-        total: int | None = None,
-        duplicates: Duplicates | None = None,
-        spend: RunSpend | None = None,
-        places: Any = None,
-        repeats: Mapping[int, str] | None = None,
-        metrics_port: int | None = None,
-    ) -> None:
-        self.root = root
+    def __init__(self, plan: RunPlan) -> None:
+        self.plan = plan
+        self.root = plan.root
+        options = plan.options
         self.feed = Feed(
-            items,
-            keyed=keyed,
-            session=session,
-            duplicates=duplicates,
-            places=places,
-            repeats=repeats,
+            plan.items if plan.items is not None else iter(()),
+            keyed=plan.keyed,
+            session=plan.session,
+            duplicates=plan.duplicates,
+            places=plan.source,
+            repeats=plan.repeats,
         )
-        self.spend = spend
+        self.spend = spend_for(options.budget)
         self.n_unfinished = 0
         self.stop_reason: str | None = None  # why the run stopped taking items, if it did
         self.n_duplicate = 0
-        self.keyed = keyed
-        self.session = session
-        self.on_bad_input = on_bad_input
-        self.sink = sink
-        self.window = window
-        self.ordered = ordered
-        self.on_error = on_error
-        self.progress = progress
+        self.keyed = plan.keyed
+        self.session = plan.session
+        self.on_bad_input = options.on_bad_input
+        self.sink = plan.callback
+        self.window = plan.window
+        self.ordered = options.ordered
+        self.on_error = options.on_error
+        self.progress = options.progress
         self.activity = Activity()
-        self.sequencer = Sequencer(self.activity) if ordered else None
+        self.sequencer = Sequencer(self.activity) if self.ordered else None
         self.outputs: list[Any] = []
         self.dead: list[DeadLetter] = []
         self.n_in = self.n_out = self.n_filtered = self.n_dead = 0
-        self.lanes_left = window
+        self.lanes_left = self.window
         self.finished = asyncio.Event()
         self.loop_ran = perf_counter()  # when the ticker last ran (see _tick)
         self.started = perf_counter()
         self.ctx: RunContext | None = None
-        self.total = total if total is not None else _length_hint(items)
-        self.exporter = (
-            MetricsExporter(self._sample, metrics_port) if metrics_port is not None else None
-        )
+        self.total = plan.total if plan.total is not None else _length_hint(plan.items)
+        port = options.metrics_port
+        self.exporter = MetricsExporter(self._sample, port) if port is not None else None
 
     async def execute(self) -> RunResult:
+        """Run the plan to its end and return its result (see :func:`~headrace.arun`)."""
+        try:
+            return await self._execute()
+        finally:
+            if isinstance(self.spend, SharedSpend):
+                await self.spend.close()
+
+    async def _execute(self) -> RunResult:
         self.started = perf_counter()
         ctx: RunContext | None = None
         session = self.session
