@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import typing
 
@@ -104,7 +103,7 @@ def test_every_step_kind_builds_its_options_with_step_options() -> None:
 
 
 def test_run_and_arun_take_exactly_the_run_options_with_their_defaults() -> None:
-    fields = {f.name: f.default for f in dataclasses.fields(RunOptions)}
+    fields = RunOptions.defaults()
     for function in (hr.run, hr.arun):
         parameters = inspect.signature(function).parameters
         taken = {n: p.default for n, p in parameters.items() if n not in ("pipeline", "source")}
@@ -147,3 +146,15 @@ def test_an_llm_steps_option_typo_names_the_nearest_option() -> None:
         hr.llm.transduce(Tone, client=client, model="m", executor="thread")  # type: ignore[call-arg]
     embed = hr.llm.embed(client=client, model="m")
     assert (embed.concurrency, embed.options.concurrency) == (4, 4)  # embed's own default
+
+
+def test_run_options_are_grouped_and_a_flat_change_lands_in_its_group() -> None:
+    options = RunOptions.of(run_dir="r", on_error="raise", progress=False, window=4)
+    assert (options.durability.run_dir, options.failures.on_error) == ("r", "raise")
+    assert (options.observing.progress, options.window) == (False, 4)
+    changed = options.replace(fresh=True, max_dead=0)
+    assert changed.durability.fresh and changed.failures.max_dead == 0
+    assert changed.failures.on_error == "raise" and changed.durability.run_dir == "r"
+    assert changed.flat() == {**options.flat(), "fresh": True, "max_dead": 0}
+    with pytest.raises(PipelineError, match="not a run option: rundir"):
+        RunOptions.of(rundir="r")

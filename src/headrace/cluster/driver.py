@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from ..engine.plan import RunPlan, durable_session
 from ..engine.result import DeadLetter, RunResult
-from ..engine.run_options import RunOptions
+from ..engine.run_options import Durability, Observing, RunOptions
 from ..errors import HeadraceError, PipelineError, ResumeMismatch, SinkDamaged
 from ..io.keys import scan_repeats
 from ..io.ranges import SourceRange
@@ -98,7 +98,7 @@ async def run_sharded(backend: Workers, plan: RunPlan) -> RunResult:
         )
     check_placement(root, backend.num_gpus)
     blob = shippable(root)
-    run_dir = Path(str(options.run_dir))
+    run_dir = Path(str(options.durability.run_dir))
     planned = ShardPlan.split(total, backend.shard_size_for(total))
     definition = {**plan.definition, "shards": planned.to_json()}
     session = durable_session(root, options, ShardedSink(sink), definition)
@@ -201,6 +201,7 @@ class Driver:
         """Shard ``index``'s task, to run in ``mode``."""
         start, stop = self.plan.bounds[index]
         options = self.options
+        location = shard_location(self.parent, index)
         return ShardTask(
             index=index,
             start=start,
@@ -208,20 +209,23 @@ class Driver:
                 self.source, start, stop, self.repeats[index] if self.repeats else None
             ),
             sink=self.sink.for_shard(index),
-            options=RunOptions.for_mode(
-                mode,
-                run_dir=str(shard_location(self.parent, index).run_dir),
-                run_store=options.run_store,
-                progress=False,
-                overwrite=True,  # the driver checked the sink once for the whole run
-                force=options.force,
-                rebuild_sink=index in self.rebuilding,
-                window=options.window,
-                ordered=options.ordered,
-                on_error=options.on_error,
-                on_bad_input=options.on_bad_input,
-                duplicates=options.duplicates,
+            # the run's window, order and failure policies; a durability of its own; the
+            # dead letters counted against max_dead once, for the whole run, by the driver
+            options=dataclasses.replace(
+                options,
+                key=None,
+                backend=None,
                 budget=self.budget,
+                durability=Durability.for_mode(
+                    mode,
+                    run_dir=str(location.run_dir),
+                    run_store=options.durability.run_store,
+                    overwrite=True,  # the driver checked the sink once for the whole run
+                    force=options.durability.force,
+                    rebuild_sink=index in self.rebuilding,
+                ),
+                failures=dataclasses.replace(options.failures, max_dead=None),
+                observing=Observing(progress=False),
             ),
         )
 
@@ -257,7 +261,7 @@ class Driver:
             source = self.source
             if isinstance(source, KeyedSource) and isinstance(source.items, Sequence):
                 # a list is in this process already: scan it here rather than ship it
-                found = scan_repeats(source.records(), self.options.duplicates)
+                found = scan_repeats(source.records(), self.options.failures.duplicates)
             else:
                 found = await self.scan(idle[0], heartbeat)
             self.repeats = self.plan.split_repeats(found)
@@ -265,7 +269,7 @@ class Driver:
         finished = asyncio.Event()
         shown = (
             asyncio.create_task(run_progress(self.counts, finished))
-            if self.options.progress
+            if self.options.observing.progress
             else None
         )
         beat = time.monotonic()
@@ -321,7 +325,7 @@ class Driver:
         import ray
 
         _log.info("headrace: reading the keys of the whole source for repeats")
-        ref = worker.scan.remote(self.source, self.options.duplicates)
+        ref = worker.scan.remote(self.source, self.options.failures.duplicates)
         while not (await asyncio.to_thread(ray.wait, [ref], num_returns=1, timeout=BEAT_S))[0]:
             heartbeat()
         repeats: dict[int, str] = ray.get(ref)
@@ -360,7 +364,7 @@ class Driver:
         if outcome.state == "failed":
             if (
                 isinstance(error, SinkDamaged)
-                and self.options.rebuild_sink
+                and self.options.durability.rebuild_sink
                 and index not in self.rebuilding
             ):
                 self.rebuilding.add(index)  # its next attempt sets its part aside

@@ -95,9 +95,9 @@ def plan_run(
             root,
             source=source,
             sink=sink,
-            run_store=options.run_store,
+            run_store=options.durability.run_store,
             backend=options.backend,
-            metrics_port=options.metrics_port,
+            metrics_port=options.observing.metrics_port,
         )
     )
     durable_sink = sink is not None and _is_durable_sink(sink)
@@ -113,19 +113,21 @@ def plan_run(
         records = _open_records(source, options.key)
         _check_source(records)
         target = (
-            sink if sink is not None else write_jsonl(Path(str(options.run_dir)) / "outputs.jsonl")
+            sink
+            if sink is not None
+            else write_jsonl(Path(str(options.durability.run_dir)) / "outputs.jsonl")
         )
         return RunPlan(
             root=root,
             options=options,
             window=window,
             source=records,
-            duplicates=options.duplicates,
+            duplicates=options.failures.duplicates,
             sink=target,
             definition=run_definition(root, records, target, options, pipeline_ref),
         )
     callback: Sink | None = None if durable_sink else sink
-    if options.run_dir is not None or durable_sink:
+    if options.durability.run_dir is not None or durable_sink:
         return _durable_plan(root, source, sink, callback, options, window, pipeline_ref)
     if options.key is not None:
         raise PipelineError(
@@ -150,7 +152,7 @@ def _durable_plan(
 ) -> RunPlan:
     records = _open_records(source, options.key)
     _check_source(records)
-    run_dir = options.run_dir
+    run_dir = options.durability.run_dir
     if callback is not None:
         store_sink: DurableSink = CallbackSink(callback)
     elif sink is None:
@@ -193,7 +195,7 @@ def _keyed_plan(
         source=records,
         items=items,
         total=_count(records),
-        duplicates=None if unique else options.duplicates,
+        duplicates=None if unique else options.failures.duplicates,
         repeats=None if unique else getattr(records, "repeats", None),
         callback=callback,
         sink=sink,
@@ -209,18 +211,18 @@ def durable_session(
     definition: Mapping[str, Any],
 ) -> DurableSession:
     """The session of a durable run of ``root`` into ``sink`` (opened when it starts):
-    in ``options.run_dir``, or the default ``.`` of a file sink without one."""
-    run_dir = options.run_dir
+    in ``options.durability.run_dir``, or the default ``.`` of a file sink without one."""
+    run_dir = options.durability.run_dir
     return DurableSession(
         run_dir=Path(run_dir) if run_dir is not None else None,
-        run_store=options.run_store,
+        run_store=options.durability.run_store,
         sink=sink,
         definition=dict(definition),
         fingerprint=root.fingerprint,
         mode=options.mode,
-        force=options.force,
-        overwrite=options.overwrite,
-        rebuild_sink=options.rebuild_sink,
+        force=options.durability.force,
+        overwrite=options.durability.overwrite,
+        rebuild_sink=options.durability.rebuild_sink,
     )
 
 
@@ -236,9 +238,9 @@ def run_definition(
     keeps (the backend's too)."""
     kept: dict[str, Any] = {
         "ordered": options.ordered,
-        "on_error": options.on_error,
-        "on_bad_input": options.on_bad_input,
-        "duplicates": options.duplicates,
+        "on_error": options.failures.on_error,
+        "on_bad_input": options.failures.on_bad_input,
+        "duplicates": options.failures.duplicates,
     }
     if options.backend is not None:
         kept["backend"] = options.backend.describe()

@@ -69,12 +69,12 @@ class RunLoop:
         self.n_duplicate = 0
         self.keyed = plan.keyed
         self.session = plan.session
-        self.on_bad_input = options.on_bad_input
+        self.on_bad_input = options.failures.on_bad_input
         self.sink = plan.callback
         self.window = plan.window
         self.ordered = options.ordered
-        self.on_error = options.on_error
-        self.progress = options.progress
+        self.on_error = options.failures.on_error
+        self.progress = options.observing.progress
         self.activity = Activity()
         self.sequencer = Sequencer(self.activity) if self.ordered else None
         self.outputs: list[Any] = []
@@ -86,7 +86,7 @@ class RunLoop:
         self.started = perf_counter()
         self.ctx: RunContext | None = None
         self.total = plan.total if plan.total is not None else _length_hint(plan.items)
-        port = options.metrics_port
+        port = options.observing.metrics_port
         self.exporter = MetricsExporter(self._sample, port) if port is not None else None
 
     async def execute(self) -> RunResult:

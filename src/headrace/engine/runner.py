@@ -200,12 +200,12 @@ async def run_with(
     from (stored, so that a resume can load it again).
 
     Raises:
-        TooManyDead: more dead letters than ``options.max_dead``.
+        TooManyDead: more dead letters than ``options.failures.max_dead``.
     """
     root = as_step(pipeline, after=None)
     plan = plan_run(root, source, sink=sink, options=options, pipeline_ref=pipeline_ref)
     result = await execute(plan)
-    max_dead = options.max_dead
+    max_dead = options.failures.max_dead
     if max_dead is not None and result.items_dead > dead_allowed(max_dead, result.items_in):
         error = TooManyDead(
             f"{result.items_dead:,} of {result.items_in:,} items are dead letters "

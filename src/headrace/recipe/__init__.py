@@ -224,7 +224,7 @@ class Recipe:
 
         from ..engine.runner import RunOptions, run_with
 
-        options = RunOptions(
+        options = RunOptions.of(
             run_dir=run_dir if run_dir is not None else self.default_run_dir(),
             resume=resume,
             fresh=fresh,
