@@ -15,17 +15,18 @@ as a ``Protocol`` of its own (``metrics.LLMCounters``, ``llm.connection.ClientSe
 
 The layers, bottom up:
 
-0. the shared vocabulary: ``_types``, ``errors``, ``fields``, ``durations``, ``secrecy``
+0. the shared vocabulary: ``_types``, ``errors``, ``values`` (durations, an item's
+   fields), ``services`` (Redis for a script, credentials kept out of messages),
+   ``loading`` (import by name, the optional parts installed)
 1. the foundations: limits (the gate and the budget included), io, store (durable sessions
    and their writer included), cache, metrics (what a run counts, and every way
-   it is shown: progress, time series, Prometheus, OpenTelemetry, verdicts), the sandbox,
-   fingerprints, import by name
+   it is shown: progress, time series, Prometheus, OpenTelemetry, verdicts), the sandbox
 2. declarations, the ``pipeline`` package: step options, steps, compositions,
-   graphs, ``with_input``
+   graphs, ``with_input``, fingerprints
 3. the ``engine`` package: binding steps to a run (``context``: the binder
    table and the run's context; ``call``, ``graph_run``, ``compose_run``), the
    cache stage of the call chain, the activity count, tasks, the sequencer, the batcher,
-   executors, the feed, lanes, the runner and its options, progress and the
+   executors, the feed, the plan, the run loop, the runner and its options, progress and the
    result
 4. what is built on the engine: the kinds of steps (``llm``, ``models``, ``sim``),
    the ``cluster`` backend that runs the engine in workers, and the ``report``
@@ -43,11 +44,9 @@ LAYERS: list[list[str]] = [
     [
         "headrace._types",
         "headrace.errors",
-        "headrace.extras",
-        "headrace.durations",
-        "headrace.secrecy",
-        "headrace.fields",
-        "headrace.redis_link",
+        "headrace.values",
+        "headrace.services",
+        "headrace.loading",
     ],
     [
         "headrace.limits",
@@ -56,9 +55,6 @@ LAYERS: list[list[str]] = [
         "headrace.cache",
         "headrace.metrics",
         "headrace.sandbox",
-        "headrace.sandbox_bounds",
-        "headrace.fingerprint",
-        "headrace.imports",
     ],
     ["headrace.pipeline"],
     ["headrace.engine"],

@@ -1,4 +1,4 @@
-"""Conditions, prompts and sinks see one item the same way (headrace.fields.fields_of)."""
+"""Conditions, prompts and sinks see one item the same way (headrace.values.fields.fields_of)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from headrace.fields import fields_of
 from headrace.io.columns import as_record
 from headrace.llm.prompts import record_fields
 from headrace.pipeline.graph import names_of
+from headrace.values.fields import fields_of
 
 
 class Author(BaseModel):

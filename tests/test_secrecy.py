@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import headrace as hr
-from headrace.secrecy import scrub_text, scrub_url
+from headrace.services.secrecy import scrub_text, scrub_url
 from headrace.store import StoreLocation
 
 

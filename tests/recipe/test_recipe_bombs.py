@@ -96,7 +96,7 @@ def test_the_work_of_a_whole_rendering_is_bounded(monkeypatch: pytest.MonkeyPatc
     """A million loop iterations each sorting 100,000 items would run ~42 h: every
     operation charges what it walks to one budget a rendering (lowered here, so the
     test sorts 20 times rather than 500)."""
-    monkeypatch.setattr("headrace.sandbox_bounds.MAX_TEMPLATE_WORK", 2_000_000)
+    monkeypatch.setattr("headrace.sandbox.bounds.MAX_TEMPLATE_WORK", 2_000_000)
     template = Template("{% for i in big %}{{ big|sort|first }}{% endfor %}", where="t")
     with pytest.raises(PromptError, match="more than 2,000,000 items and characters of work"):
         template.render({"big": list(range(100_000))})

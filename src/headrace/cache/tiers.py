@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..secrecy import scrub_text, scrub_url
+from ..services.secrecy import scrub_text, scrub_url
 
 __all__ = ["MemoryTier", "RedisTier", "SqliteTier", "Tier", "default_path"]
 

@@ -18,7 +18,7 @@ __all__ = ["validate"]
 def _load_pipeline(ref: str) -> Any:
     """Import ``module:attribute`` (the current directory is importable)."""
     from ..errors import PipelineError
-    from ..imports import import_object
+    from ..loading.imports import import_object
 
     module_name, _, attribute = ref.partition(":")
     if not module_name or not attribute:

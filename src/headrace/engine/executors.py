@@ -25,7 +25,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from ..errors import PipelineError, RemoteError, StepRaisedControl, StepTimeout
-from ..imports import import_object
+from ..loading.imports import import_object
 
 __all__ = [
     "ItemFailure",

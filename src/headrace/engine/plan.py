@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PipelineError, SourceError
-from ..extras import needed_by_run, require
-from ..fingerprint import leaf_identities
 from ..io.callback import CallbackSink
 from ..io.jsonl import write_jsonl
 from ..io.keys import Duplicates
 from ..io.records import AsyncKeyedSource, DurableSink, KeyedSource, Source
+from ..loading.extras import needed_by_run, require
+from ..pipeline.fingerprint import leaf_identities
 from ..pipeline.step import Step
 from ..store.session import DurableSession
 from .run_options import RunOptions, Sink

@@ -39,7 +39,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from ..fields import fields_of
+from ..values.fields import fields_of
 from . import column_types
 from .records import decode_json, encode_json
 
@@ -51,7 +51,7 @@ COLUMN_TYPES: tuple[ColumnType, ...] = ("string", "int64", "float64", "bool", "j
 
 
 def as_record(value: Any) -> dict[str, Any]:
-    """An output as a flat ``dict`` of fields (:func:`~headrace.fields.fields_of`: a
+    """An output as a flat ``dict`` of fields (:func:`~headrace.values.fields.fields_of`: a
     string is one ``text`` column).
 
     Raises:

@@ -9,7 +9,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from ..secrecy import scrub_text, scrub_url
+from ..services.secrecy import scrub_text, scrub_url
 from . import column_types
 
 __all__ = [

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..extras import require
+from ..loading.extras import require
 from .column_types import arrow_type, parse
 from .columns import Columns, TypedRecord
 from .parts import PartDirectorySink

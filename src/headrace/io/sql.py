@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import HeadraceError, LeaseLost, OutputExists, RunBusy, positive_int
-from ..secrecy import scrub_url
+from ..services.secrecy import scrub_url
 from .columns import Columns
 from .database import (
     Database,

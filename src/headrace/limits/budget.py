@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import BudgetExhausted, PipelineError, RunStopped, StepFailed, positive_number
-from ..redis_link import redis_script
-from ..secrecy import scrub_text, scrub_url
+from ..services.redis_link import redis_script
+from ..services.secrecy import scrub_text, scrub_url
 
 _log = logging.getLogger("headrace.run")
 

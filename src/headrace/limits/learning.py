@@ -9,7 +9,7 @@ from collections import deque
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..durations import parse_compound
+from ..values.durations import parse_compound
 
 if TYPE_CHECKING:
     from .rate import Permit, Rate

@@ -19,8 +19,8 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from ..redis_link import redis_script
-from ..secrecy import scrub_text, scrub_url
+from ..services.redis_link import redis_script
+from ..services.secrecy import scrub_text, scrub_url
 from .bucket import TokenBucket
 
 _log = logging.getLogger("headrace.rate")

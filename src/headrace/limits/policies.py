@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..durations import to_seconds
 from ..errors import PipelineError
+from ..values.durations import to_seconds
 
 __all__ = ["Timeout"]
 

@@ -39,8 +39,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..durations import to_seconds
 from ..errors import PipelineError, positive_number
+from ..values.durations import to_seconds
 from .bucket import TokenBucket
 from .pacing import LocalBuckets
 from .usage import estimate_tokens, max_tokens, usage_tokens

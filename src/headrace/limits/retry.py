@@ -30,8 +30,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..durations import to_seconds
 from ..errors import PipelineError, StepTimeout, Throttled, positive_int, positive_number
+from ..values.durations import to_seconds
 
 if TYPE_CHECKING:
     from ..metrics import StepMetrics

@@ -44,8 +44,8 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from ..redis_link import redis_script
-from ..secrecy import scrub_text, scrub_url
+from ..services.redis_link import redis_script
+from ..services.secrecy import scrub_text, scrub_url
 from .concurrency import ConcurrencyController, ConcurrencyLimit
 
 if TYPE_CHECKING:

@@ -28,7 +28,7 @@ from ..errors import MalformedResponse, PipelineError, ProviderError, positive_i
 from ..limits.circuit import Circuit
 from ..limits.rate import Rate
 from ..limits.retry import Retry
-from ..secrecy import scrub_url
+from ..services.secrecy import scrub_url
 from .connection import Connection
 from .prices import PRICES, Price
 from .replies import Reply

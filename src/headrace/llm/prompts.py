@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from ..errors import PipelineError, PromptError
-from ..fields import fields_of
+from ..values.fields import fields_of
 
 __all__ = ["PromptError", "Template", "compact_json", "record_fields", "select_fields"]
 
@@ -33,7 +33,7 @@ def compact_json(value: Any) -> str:
 
 
 def record_fields(record: Any) -> dict[str, Any]:
-    """A record as a dict of fields (:func:`~headrace.fields.fields_of`: a mapping, a
+    """A record as a dict of fields (:func:`~headrace.values.fields.fields_of`: a mapping, a
     Pydantic model, a dataclass, or a string as ``{"text": ...}``).
 
     Raises:

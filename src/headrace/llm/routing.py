@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 from .._types import Handler
 from ..engine.context import binds
 from ..errors import PipelineError, StepFailed
-from ..fingerprint import code_hash
 from ..limits.budget import run_stopped
+from ..pipeline.fingerprint import code_hash
 from ..pipeline.step import FILTERED, Step, as_step
 from .prompts import record_fields, select_fields
 

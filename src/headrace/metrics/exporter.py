@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import PipelineError
-from ..secrecy import scrub_url
+from ..services.secrecy import scrub_url
 from .histogram import Histogram
 from .local_http import LocalSite
 from .run_data import RunView, StepView

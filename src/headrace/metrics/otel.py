@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from ..errors import PipelineError
-from ..secrecy import scrub_url
+from ..services.secrecy import scrub_url
 from .exporter import STEP_COUNTERS, STEP_GAUGES
 from .histogram import Histogram
 from .run_data import RunView

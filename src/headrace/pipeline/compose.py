@@ -13,7 +13,7 @@ from itertools import pairwise
 from typing import Any, Literal, TypeVar, TypeVarTuple, overload
 
 from ..errors import PipelineError, positive_int
-from ..fingerprint import code_hash
+from .fingerprint import code_hash
 from .step import Step, as_step
 
 __all__ = [

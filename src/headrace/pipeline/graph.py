@@ -47,8 +47,8 @@ from itertools import pairwise
 from typing import Any, Literal
 
 from ..errors import GraphError, PipelineError, nearest
-from ..fields import fields_of
-from ..fingerprint import code_hash
+from ..values.fields import fields_of
+from .fingerprint import code_hash
 from .step import Step, as_step
 
 __all__ = [
@@ -170,7 +170,7 @@ def parse_edge(text: str) -> list[tuple[str, str]]:
 
 
 def names_of(record: Any) -> dict[str, Any]:
-    """The fields of an item as names for a condition (:func:`~headrace.fields.fields_of`;
+    """The fields of an item as names for a condition (:func:`~headrace.values.fields.fields_of`;
     nothing for an item without fields)."""
     return fields_of(record, strict=False)
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..errors import PipelineError
-from ..fields import fields_of
 from ..io.columns import TypedRecord
+from ..values.fields import fields_of
 from .step import Step, as_step
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ class WithInput(Step[dict[str, Any], dict[str, Any]]):
 
 
 def added_fields(output: Any) -> dict[str, Any]:
-    """The fields an output adds to its record (:func:`~headrace.fields.fields_of`).
+    """The fields an output adds to its record (:func:`~headrace.values.fields.fields_of`).
 
     Raises:
         TypeError: the output has no fields (give ``with_input`` a ``field=``).

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, overload
 from .._types import FILTERED
 from ..cache import Cache
 from ..errors import PipelineError, check_options
-from ..fingerprint import code_hash
 from ..limits.circuit import Circuit
 from ..limits.concurrency import AdaptiveConcurrency
 from ..limits.policies import Timeout
 from ..limits.rate import Rate
 from ..limits.retry import Retry
+from .fingerprint import code_hash
 from .options import PROCESS_CHUNK, Batch, Executor, Fallback, StepOptions
 
 if TYPE_CHECKING:
@@ -117,7 +117,7 @@ class Step(abc.ABC, Generic[In, Out]):
 
     def requires(self) -> tuple[str, ...]:
         """The optional modules this step itself needs (``("torch", ...)``), checked
-        before a run starts (see :mod:`headrace.extras`); its children say their own."""
+        before a run starts (see :mod:`headrace.loading.extras`); its children say their own."""
         cache = getattr(self, "cache", None)
         tiers = getattr(cache, "tiers", ())
         uses_redis = any(isinstance(tier, str) and tier.startswith("redis") for tier in tiers)

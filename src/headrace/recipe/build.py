@@ -20,7 +20,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..imports import import_path
+from ..loading.imports import import_path
 from ..pipeline.graph import OTHERWISE, RESERVED, Edge, Graph, GraphError, Node
 from ..pipeline.step import Step
 from ..sandbox import Expression, fields_used

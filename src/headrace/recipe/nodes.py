@@ -17,10 +17,10 @@ from pydantic import BaseModel
 
 from ..cache import Cache
 from ..errors import PipelineError
-from ..imports import resolve
 from ..limits.policies import Timeout
 from ..limits.rate import Rate
 from ..limits.retry import Retry
+from ..loading.imports import resolve
 from ..pipeline.keep import WithInput, with_input
 from ..pipeline.options import Fallback
 from ..pipeline.step import Batch, FunctionStep, Step, step

@@ -20,7 +20,7 @@ from ..errors import StorageError
 from ..metrics.bottleneck import bottleneck, rate_groups
 from ..metrics.progress import clock
 from ..metrics.verdicts import verdicts
-from ..secrecy import scrub_text
+from ..services.secrecy import scrub_text
 from ..store import StoreLocation
 from ..store.session import pipeline_words
 from .charts import Line, line_chart

@@ -22,9 +22,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from ..durations import format_compound
 from ..limits.bucket import TokenBucket
 from ..limits.usage import estimate_tokens
+from ..values.durations import format_compound
 from .answers import WORDS, spoil, structured_answer
 from .config import SimConfig
 

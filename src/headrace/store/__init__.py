@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..secrecy import scrub_url
+from ..services.secrecy import scrub_url
 from .base import DeadRow, FinishedItem, Row, RunStatus, RunStore, StepError
 from .sqlite import SqliteRunStore
 

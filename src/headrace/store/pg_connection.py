@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from ..errors import StoreUnavailable
-from ..secrecy import scrub_text, scrub_url
+from ..services.secrecy import scrub_text, scrub_url
 
 __all__ = ["SCHEMA", "open_pool", "outage_bound_s", "outlasting"]
 

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, ClassVar, TypeVar
 
 from ..errors import StorageError
-from ..secrecy import scrub_text, scrub_url
+from ..services.secrecy import scrub_text, scrub_url
 from .base import Row
 from .pg_connection import open_pool, outlasting
 from .sql import SqlRunStore

@@ -16,11 +16,11 @@ from typing import Any, Literal
 import orjson
 
 from ..errors import HeadraceError, ResumeMismatch
-from ..fingerprint import identity_changes
 from ..io.locking import SinkLock
 from ..io.records import DurableSink, Recovered, encode_json
 from . import StoreLocation
 from .base import FinishedItem, RunStore
+from .identities import identity_changes
 from .writer import DurableWriter, chain_key
 
 _log = logging.getLogger("headrace.run")

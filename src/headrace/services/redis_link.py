@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import PipelineError
+from ..errors import PipelineError
 
 __all__ = ["redis_script"]
 

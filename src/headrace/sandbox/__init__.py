@@ -11,7 +11,7 @@ It is Jinja2's immutable sandboxed environment, narrowed further:
   :data:`MAX_SIZE` items or :data:`MAX_BITS` bits, so ``'a' * 10**9`` and
   ``9 ** 9 ** 9`` fail at once instead of eating the machine;
 - work and size are bounded by counts, never by time, and measured before
-  anything is built (:mod:`headrace.sandbox_bounds`): a filter that walks its
+  anything is built (:mod:`headrace.sandbox.bounds`): a filter that walks its
   value (``|join``, ``|sum``, ``|tojson``...) refuses one larger than
   :data:`MAX_WORK` items and characters, or a result larger than
   :data:`MAX_OUTPUT` characters (``|join`` with a long separator,
@@ -38,8 +38,8 @@ from jinja2.compiler import CodeGenerator, Frame, optimizeconst
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .errors import ExpressionError, PipelineError
-from .sandbox_bounds import (
+from ..errors import ExpressionError, PipelineError
+from .bounds import (
     MAX_BITS,
     MAX_LOOPS,
     MAX_OUTPUT,

@@ -14,7 +14,7 @@ import textwrap
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["code_hash", "identity_changes", "leaf_identities"]
+__all__ = ["code_hash", "leaf_identities"]
 
 
 def code_hash(fn: Callable[..., Any]) -> str:
@@ -50,7 +50,8 @@ def leaf_identities(root: Any) -> dict[str, dict[str, str]]:
     """What decides each leaf step's results, by step name, in a few words each.
 
     Stored with a durable run, so that a resume refused for a changed pipeline can
-    name what changed (``step 'tone': endpoint 'http://a' then, 'http://b' now``).
+    name what changed (``step 'tone': endpoint 'http://a' then, 'http://b' now``, by
+    :func:`headrace.store.identities.identity_changes`).
     Short text values are kept as they are; longer ones (prompts, schemas, code)
     as a short hash.
     """
@@ -80,22 +81,3 @@ def _short(value: Any) -> str:
     if len(text) <= 80:
         return text
     return "#" + hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def identity_changes(before: Any, now: dict[str, dict[str, str]]) -> list[str]:
-    """The changes between two :func:`leaf_identities`, in words (``before`` is
-    untrusted: it was read back from a run store)."""
-    if not isinstance(before, dict):
-        return []
-    changes: list[str] = []
-    for name, parts in now.items():
-        old = before.get(name)
-        if not isinstance(old, dict):
-            changes.append(f"step {name!r} is new")
-            continue
-        for part in sorted(set(parts) | {str(k) for k in old}):
-            then, current = old.get(part), parts.get(part)
-            if then != current:
-                changes.append(f"step {name!r}: {part} {then!r} then, {current!r} now")
-    changes.extend(f"step {name!r} is gone" for name in before if name not in now)
-    return changes

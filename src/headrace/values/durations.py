@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from .errors import PipelineError
+from ..errors import PipelineError
 
 __all__ = ["format_compound", "parse_compound", "to_seconds"]
 

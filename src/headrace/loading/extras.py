@@ -14,7 +14,7 @@ import importlib.util
 from collections.abc import Iterable
 from typing import Any
 
-from .errors import MissingExtra
+from ..errors import MissingExtra
 
 __all__ = ["EXTRA_OF", "MissingExtra", "install_line", "missing", "needed_by_run", "require"]
 

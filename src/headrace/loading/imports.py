@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import PipelineError
+from ..errors import PipelineError
 
 __all__ = ["allowed", "import_object", "import_path", "resolve"]
 

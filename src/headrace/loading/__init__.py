@@ -1,0 +1,2 @@
+"""Loading code: importing ``module:attribute`` by name, and checking, before a run
+starts, that the optional parts it needs are installed."""
