@@ -13,6 +13,9 @@ as a ``Protocol`` of its own (``metrics.LLMCounters``, ``llm.connection.ClientSe
 
     python scripts/check_architecture.py      # exit 1 and one line per problem
 
+Beside the layers: no module over 400 lines (``MAX_LINES``), and nothing at the top of
+the package but ``_types`` and packages (``TOP_LEVEL``).
+
 The layers, bottom up:
 
 0. the shared vocabulary: ``_types``, ``errors``, ``values`` (durations, an item's
@@ -38,7 +41,10 @@ The layers, bottom up:
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
+
+SOURCE = Path(__file__).resolve().parents[1] / "src" / "headrace"
 
 LAYERS: list[list[str]] = [
     [
@@ -178,6 +184,33 @@ def _cycles(graph: Any, modules: list[str]) -> list[list[str]]:
     return components
 
 
+MAX_LINES = 400
+"""The most lines a module of ``src/headrace`` may have: past it, it holds two concepts."""
+
+TOP_LEVEL = frozenset({"__init__.py", "__main__.py", "_types.py", "py.typed"})
+"""What ``src/headrace`` itself holds beside packages."""
+
+
+def layout_problems(root: Path) -> list[str]:
+    """Modules over :data:`MAX_LINES`, and modules at the top of the package (``root``,
+    ``src/headrace``) but those of :data:`TOP_LEVEL`: one line each."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        lines = len(path.read_text(encoding="utf-8").splitlines())
+        if lines > MAX_LINES:
+            found.append(
+                f"{path.relative_to(root.parent)}: {lines} lines, over {MAX_LINES}: split it "
+                "by concept"
+            )
+    for path in sorted(root.iterdir()):
+        if path.is_file() and path.name not in TOP_LEVEL:
+            found.append(
+                f"{path.relative_to(root.parent)}: a module at the top of the package; "
+                "put it in the package it belongs to"
+            )
+    return found
+
+
 def build_graph() -> Any:
     """The import graph of the installed ``headrace`` package, every import counted."""
     import grimp
@@ -187,7 +220,7 @@ def build_graph() -> Any:
 
 def main() -> int:
     graph = build_graph()
-    found = problems(graph)
+    found = problems(graph) + layout_problems(SOURCE)
     for line in found:
         print(f"architecture: {line}", file=sys.stderr)
     if not found:

@@ -73,3 +73,21 @@ def test_the_report_importing_the_engine_is_reported() -> None:
         "headrace.report.page imports headrace.engine.run_loop: a report reads a run back "
         "from its store and the metrics package, whatever ran it"
     ]
+
+
+def test_a_long_module_and_a_module_at_the_top_are_each_reported(tmp_path: Path) -> None:
+    check = checker()
+    root = tmp_path / "headrace"
+    (root / "engine").mkdir(parents=True)
+    (root / "__init__.py").write_text("")
+    (root / "_types.py").write_text("")
+    (root / "engine" / "loop.py").write_text("x = 1\n" * (check.MAX_LINES + 1))
+    (root / "engine" / "short.py").write_text("x = 1\n" * check.MAX_LINES)
+    (root / "helpers.py").write_text("")
+    assert check.layout_problems(root) == [
+        f"headrace/engine/loop.py: {check.MAX_LINES + 1} lines, over {check.MAX_LINES}: "
+        "split it by concept",
+        "headrace/helpers.py: a module at the top of the package; put it in the package it "
+        "belongs to",
+    ]
+    assert check.layout_problems(check.SOURCE) == []

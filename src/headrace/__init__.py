@@ -75,10 +75,11 @@ from .pipeline.compose import (
     parallel,
     route,
 )
+from .pipeline.decorator import step
 from .pipeline.graph import OTHERWISE, Edge, Graph, GraphError, Node, edge, graph, node
 from .pipeline.keep import with_input
 from .pipeline.options import Fallback
-from .pipeline.step import FILTERED, Batch, FunctionStep, Step, step
+from .pipeline.step import FILTERED, Batch, FunctionStep, Step
 
 if _TYPE_CHECKING:
     from . import llm as llm

@@ -20,7 +20,7 @@ import ray_pipelines
 from conftest import jsonl_ids, write_items
 
 import headrace as hr
-from headrace.cluster.plan import ShardPlan, shard_location
+from headrace.cluster.shards import ShardPlan, shard_location
 from headrace.errors import PipelineError
 from headrace.store import StoreLocation
 

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 import headrace as hr
 from headrace.cli import app
-from headrace.cluster.plan import shard_location
+from headrace.cluster.shards import shard_location
 from headrace.report.page import RunRecord
 from headrace.report.series import RunSeries
 from headrace.store import StoreLocation

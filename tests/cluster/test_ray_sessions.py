@@ -18,7 +18,7 @@ import ray_pipelines
 from conftest import HERE, jsonl_ids, write_items
 
 import headrace as hr
-from headrace.cluster.plan import shard_location
+from headrace.cluster.shards import shard_location
 from headrace.store import StoreLocation
 from headrace.store.lease import STALE_S
 

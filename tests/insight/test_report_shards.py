@@ -8,14 +8,14 @@ from typing import Any
 
 import headrace as hr
 from headrace.cluster.driver import Driver
-from headrace.cluster.plan import ShardPlan, shard_location
+from headrace.cluster.shards import ShardPlan, shard_location
 from headrace.engine.run_options import RunOptions
 from headrace.metrics import Histogram
 from headrace.metrics.run_data import RunView
 from headrace.metrics.timeline import MAX_ROWS
 from headrace.report.shards import join_shard_samples
 from headrace.store import StoreLocation
-from headrace.store.base import Sample
+from headrace.store.run_store import Sample
 
 
 def row(session: int, seq: int, t: float, wall_s: float, out: int, **step: Any) -> Sample:

@@ -193,7 +193,7 @@ def test_a_postgres_run_keeps_its_series_there(
 
 def test_a_steps_tokens_go_on_across_sessions_as_the_cost_does() -> None:
     from headrace.report.series import RunSeries
-    from headrace.store.base import Sample
+    from headrace.store.run_store import Sample
 
     def row(session: int, seq: int, t: float, tokens: int, cost: float) -> Sample:
         step = {"name": "tone", "llm": {"prompt_tokens": tokens}}
@@ -209,7 +209,7 @@ def test_a_steps_tokens_go_on_across_sessions_as_the_cost_does() -> None:
 
 def test_slots_working_are_never_more_than_the_step_has() -> None:
     from headrace.report.series import RunSeries
-    from headrace.store.base import Sample
+    from headrace.store.run_store import Sample
 
     def row(seq: int, t: float, busy: float) -> Sample:
         step = {"name": "embed", "slots": 1, "busy_s": busy, "wait_s": 0.0}

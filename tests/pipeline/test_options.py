@@ -12,8 +12,9 @@ import headrace as hr
 from headrace.engine.run_options import RunOptions
 from headrace.errors import PipelineError
 from headrace.limits.policies import Timeout
+from headrace.pipeline.decorator import step
 from headrace.pipeline.options import PROCESS_CHUNK, Fallback, StepOptions
-from headrace.pipeline.step import STEP_OPTIONS, step
+from headrace.pipeline.step import STEP_OPTIONS
 from headrace.recipe.nodes import POLICIES
 
 

@@ -9,7 +9,7 @@ import pytest
 from pydantic import BaseModel
 
 import headrace as hr
-from headrace.recipe.schema import BatchSpec, CacheSpec, RateSpec, RetrySpec, TimeoutSpec
+from headrace.recipe.policy_specs import BatchSpec, CacheSpec, RateSpec, RetrySpec, TimeoutSpec
 from headrace.sim import serve
 
 
@@ -72,7 +72,7 @@ def test_an_llm_steps_own_retry_replaces_the_clients() -> None:
 
 def test_a_learned_rate_in_a_recipe_can_be_shared_and_refuses_a_burst() -> None:
     from headrace.recipe.nodes import NodeBuilder
-    from headrace.recipe.schema import RateSpec
+    from headrace.recipe.policy_specs import RateSpec
 
     spec = RateSpec.model_validate({"auto": True, "shared": "redis://127.0.0.1:6379/0", "key": "k"})
     rate = NodeBuilder.rate(spec)

@@ -63,7 +63,7 @@ def test_a_profiled_run_splits_the_time_between_steps_and_waiting(tmp_path: Path
 
 
 def test_a_model_loading_is_its_own_line_not_the_step_s_code() -> None:
-    from headrace.models.base import load_once
+    from headrace.models.model_step import load_once
 
     def run_batch(texts: list[str]) -> list[int]:  # a model step's code, loading first
         load_once(("profile-test", id(texts)), lambda: _spin_until(seen, 30))

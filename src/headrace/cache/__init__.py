@@ -17,7 +17,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import PipelineError, positive_int
+from ..errors import PipelineError
+from ..values.checks import positive_int
 from ..values.durations import to_seconds
 from .keys import canonical, normalise_text
 from .tiers import MemoryTier, RedisTier, SqliteTier, Tier, default_path

@@ -24,7 +24,7 @@ from .recipes import (
     _recipe,
 )
 from .run_parts import _backend, _sink_for, _source_for, _stored_backend
-from .status import _open_store
+from .stored_runs import _run_exists, _stored
 
 __all__ = ["resume", "retry_dead", "run"]
 
@@ -315,38 +315,6 @@ def run(
         ui=ui,
         metrics_port=metrics_port,
     )
-
-
-def _run_exists(run_dir: Path, run_store: str | None) -> bool:
-    from ..store import StoreLocation
-
-    try:
-        return StoreLocation(run_dir, run_store).exists()
-    except (ConnectionError, ValueError):
-        return False  # the run itself reports an unreachable store
-
-
-def _stored(run_dir: Path, run_store: str | None) -> tuple[str, Any, Any, dict[str, Any]]:
-    from ..io import open_sink, open_source
-
-    store = _open_store(run_dir, run_store)
-    definition = store.definition() or {}
-    store.close()
-    ref = str(definition.get("pipeline", ""))
-    if ":" not in ref:
-        typer.echo(
-            f"error: the run in {run_dir} was started from Python (pipeline {ref!r}); "
-            "resume it from Python with hr.run(..., run_dir=..., resume=True)",
-            err=True,
-        )
-        raise typer.Exit(1)
-    try:
-        source = open_source(definition["source"])
-        sink = open_sink(definition["sink"])
-    except ValueError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
-    return ref, source, sink, dict(definition.get("options", {}))
 
 
 @app.command()

@@ -106,7 +106,8 @@ def _where(description: dict[str, Any]) -> str:
 
 def _with_shards(state: RunStatus, run_dir: Path, run_store: str | None) -> tuple[RunStatus, Any]:
     """The run's counts as the sum of its shards' (their runs hold the items)."""
-    from ..cluster.plan import ShardPlan, joined_status, shard_states
+    from ..cluster.shard_status import joined_status, shard_states
+    from ..cluster.shards import ShardPlan
     from ..errors import HeadraceError
     from ..store import StoreLocation
 

@@ -7,8 +7,9 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import HeadraceError, PipelineError, positive_int
+from ..errors import HeadraceError, PipelineError
 from ..loading.extras import require
+from ..values.checks import positive_int
 
 if TYPE_CHECKING:
     from ..engine.plan import RunPlan
@@ -110,6 +111,6 @@ class Ray:
 
     async def execute(self, plan: RunPlan) -> RunResult:
         """Carry out ``plan`` on the cluster (see :mod:`headrace.cluster.driver`)."""
-        from .driver import run_sharded
+        from .sharded_run import run_sharded
 
         return await run_sharded(self, plan)

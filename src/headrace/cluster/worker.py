@@ -1,7 +1,7 @@
 """A worker of a run on a cluster: runs one shard at a time through the local runner.
 
 A worker is a Ray actor that keeps the pipeline between shards (a model loads once
-per worker). Each shard is a durable run of its own (see :mod:`headrace.cluster.plan`):
+per worker). Each shard is a durable run of its own (see :mod:`headrace.cluster.shards`):
 the worker takes the shard's lease, runs what the shard has not finished, commits
 outcomes and its part of the sink, and sends back counters and dead letters.
 """

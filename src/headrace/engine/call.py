@@ -35,11 +35,11 @@ from .executors import (
     ProcessPool,
     apply_batch,
     apply_each,
-    check_main_guard,
     close_thread_pool,
     function_ref,
     open_thread_pool,
 )
+from .main_guard import check_main_guard
 from .outputs import declared_output, output_validator
 from .sequencer import Sequencer
 

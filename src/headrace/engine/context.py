@@ -10,7 +10,7 @@ engine module says which declarations it runs with :func:`binds` (as Ray Data's
 planner registers a plan function per logical operator), so a declaration module
 never imports the engine: ``step.py`` does not know ``call.py``, nor ``graph.py``
 ``graph_run.py``; the LLM and model steps register theirs beside their
-declarations (``llm/base.py``, ``llm/routing.py``, ``models/base.py``), which sit
+declarations (``llm/llm_step.py``, ``llm/routing.py``, ``models/model_step.py``), which sit
 above the engine. :meth:`RunContext.bind` looks a step's type up here (its most
 specific registered base wins): one table for every kind of step. The core
 engine's binders are registered when ``run_loop.py`` (which makes each run's

@@ -136,8 +136,14 @@ def plan_run(
     if isinstance(source, Source):
         _check_source(source)
         return _keyed_plan(root, source, options, window, callback=callback)
+    items = _open_source(source)
     return RunPlan(
-        root=root, options=options, window=window, items=_open_source(source), callback=callback
+        root=root,
+        options=options,
+        window=window,
+        items=items,
+        total=_length_hint(items),
+        callback=callback,
     )
 
 
@@ -188,13 +194,14 @@ def _keyed_plan(
         records.arecords() if isinstance(records, AsyncKeyedSource) else iter(records.records())
     )
     unique = records.keys_unique
+    total = _count(records)
     return RunPlan(
         root=root,
         options=options,
         window=window,
         source=records,
         items=items,
-        total=_count(records),
+        total=total if total is not None else _length_hint(items),
         duplicates=None if unique else options.failures.duplicates,
         repeats=None if unique else getattr(records, "repeats", None),
         callback=callback,
@@ -307,3 +314,14 @@ def _open_source(source: Any) -> Iterator[Any] | AsyncIterator[Any]:
         return items
     sync_items: Iterator[Any] = iter(source)
     return sync_items
+
+
+def _length_hint(items: Any) -> int | None:
+    source = getattr(items, "__length_hint__", None)
+    if source is None:
+        return None
+    try:
+        hint = int(source())
+    except (TypeError, ValueError):
+        return None
+    return hint if hint > 0 else None

@@ -9,6 +9,7 @@ from ..metrics import RunMetrics
 
 if TYPE_CHECKING:
     from ..metrics.verdicts import Verdict
+    from ..store.run_store import FinishedItem
 
 __all__ = ["RESULT_DEAD_LETTERS", "DeadLetter", "RunResult", "dead_allowed"]
 
@@ -39,6 +40,18 @@ class DeadLetter:
     message: str
     attempts: int = 1
     error: BaseException | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def from_row(cls, row: FinishedItem) -> DeadLetter:
+        """A dead letter read back from the run store."""
+        return cls(
+            index=row.index,
+            item=row.decoded_item(),
+            step=row.step or "",
+            error_type=row.error_type or "",
+            message=row.message or "",
+            attempts=row.attempts or 1,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The dead letter as plain data, without the exception object."""

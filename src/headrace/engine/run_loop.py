@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
@@ -27,7 +27,6 @@ from ..metrics.otel import OtlpExporter
 from ..metrics.progress import Counts, run_progress
 from ..metrics.timeline import Timeline
 from ..pipeline.step import FILTERED
-from ..store.base import FinishedItem
 from . import call, compose_run, graph_run  # noqa: F401  (registers the core binders)
 from .activity import Activity
 from .context import RunContext
@@ -35,7 +34,7 @@ from .feed import DUPLICATE, END, Feed
 from .plan import RunPlan
 from .result import RESULT_DEAD_LETTERS, DeadLetter, RunResult
 from .sequencer import Sequencer
-from .tasks import first_leaf
+from .tasks import first_leaf, spawner
 
 __all__ = ["RunLoop"]
 
@@ -85,7 +84,7 @@ class RunLoop:
         self.loop_ran = perf_counter()  # when the ticker last ran (see _tick)
         self.started = perf_counter()
         self.ctx: RunContext | None = None
-        self.total = plan.total if plan.total is not None else _length_hint(plan.items)
+        self.total = plan.total
         port = options.observing.metrics_port
         self.exporter = MetricsExporter(self._sample, port) if port is not None else None
 
@@ -117,7 +116,7 @@ class RunLoop:
                 raise
         try:
             async with asyncio.TaskGroup() as group:
-                ctx = self.ctx = RunContext(self.activity, _spawner(group), self.spend)
+                ctx = self.ctx = RunContext(self.activity, spawner(group), self.spend)
                 handler = ctx.bind(self.root)
                 emit = self._emitter()
                 self.activity.enter(self.window)
@@ -173,7 +172,7 @@ class RunLoop:
                 if not aborted:
                     # the first ones: dead.jsonl and the store hold every one of them
                     kept = session.dead_letters(limit=RESULT_DEAD_LETTERS)
-                    self.dead = [_dead_letter(row) for row in kept]
+                    self.dead = [DeadLetter.from_row(row) for row in kept]
                 feed = self.feed
                 read_all = feed.exhausted and feed.source_error is None and not self._stopped
                 session.close(aborted=aborted, read=feed.position if read_all else None)
@@ -392,37 +391,3 @@ class RunLoop:
         )
         if wait is not None:
             await wait
-
-
-def _dead_letter(row: FinishedItem) -> DeadLetter:
-    return DeadLetter(
-        index=row.index,
-        item=row.decoded_item(),
-        step=row.step or "",
-        error_type=row.error_type or "",
-        message=row.message or "",
-        attempts=row.attempts or 1,
-    )
-
-
-def _spawner(group: asyncio.TaskGroup) -> Callable[[Coroutine[Any, Any, Any]], Any]:
-    def spawn(coro: Coroutine[Any, Any, Any]) -> Any:
-        try:
-            return group.create_task(coro)
-        except RuntimeError:
-            # The run is already shutting down (an error or a cancel): nothing new starts.
-            coro.close()
-            return None
-
-    return spawn
-
-
-def _length_hint(items: Any) -> int | None:
-    source = getattr(items, "__length_hint__", None)
-    if source is None:
-        return None
-    try:
-        hint = int(source())
-    except (TypeError, ValueError):
-        return None
-    return hint if hint > 0 else None

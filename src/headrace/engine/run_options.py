@@ -14,10 +14,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
-from ..errors import PipelineError, positive_int
+from ..errors import PipelineError
 from ..io.keys import Duplicates
 from ..limits.budget import Budget
 from ..store.session import Mode
+from ..values.checks import positive_int
 from .result import dead_allowed
 
 if TYPE_CHECKING:

@@ -7,15 +7,15 @@ run them in a task group instead, so nothing outlives the call that started it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import StepFailed
 
 if TYPE_CHECKING:
     from .activity import Activity
 
-__all__ = ["first_leaf", "run_together"]
+__all__ = ["first_leaf", "run_together", "spawner"]
 
 T = TypeVar("T")
 
@@ -68,3 +68,18 @@ def first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
         else:
             leaves.append(error)
     return next((e for e in leaves if isinstance(e, StepFailed)), leaves[0])
+
+
+def spawner(group: asyncio.TaskGroup) -> Callable[[Coroutine[Any, Any, Any]], Any]:
+    """A function that starts a coroutine as a task of ``group``, or closes it unstarted
+    once the group is shutting down (an error or a cancel): nothing new starts then."""
+
+    def spawn(coro: Coroutine[Any, Any, Any]) -> Any:
+        try:
+            return group.create_task(coro)
+        except RuntimeError:
+            # The run is already shutting down (an error or a cancel): nothing new starts.
+            coro.close()
+            return None
+
+    return spawn

@@ -21,7 +21,8 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from ..errors import HeadraceError, OutputExists, SinkDamaged, positive_int
+from ..errors import HeadraceError, OutputExists, SinkDamaged
+from ..values.checks import positive_int
 from .records import Recovered, encode_json, refuse_special_file
 
 __all__ = ["BatchDirSink", "PartDirectorySink", "aside", "file_crc", "write_batches"]

@@ -16,7 +16,8 @@ from typing import Any, Protocol
 
 import orjson
 
-from ..errors import NotAFile, nearest
+from ..errors import NotAFile
+from ..values.checks import nearest
 
 __all__ = [
     "BadRecord",

@@ -25,8 +25,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ..errors import HeadraceError, LeaseLost, OutputExists, RunBusy, positive_int
+from ..errors import HeadraceError, LeaseLost, OutputExists, RunBusy
 from ..services.secrecy import scrub_url
+from ..values.checks import positive_int
 from .columns import Columns
 from .database import (
     Database,

@@ -32,9 +32,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import BudgetExhausted, PipelineError, RunStopped, StepFailed, positive_number
+from ..errors import BudgetExhausted, PipelineError, RunStopped, StepFailed
 from ..services.redis_link import redis_script
 from ..services.secrecy import scrub_text, scrub_url
+from ..values.checks import positive_number
 
 _log = logging.getLogger("headrace.run")
 

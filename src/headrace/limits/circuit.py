@@ -29,7 +29,8 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..errors import CircuitOpen, PipelineError, ProviderDown, positive_int
+from ..errors import CircuitOpen, PipelineError, ProviderDown
+from ..values.checks import positive_int
 from ..values.durations import to_seconds
 from .retry import is_retryable, is_throttle
 

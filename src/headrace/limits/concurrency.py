@@ -7,7 +7,8 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
-from ..errors import PipelineError, positive_int
+from ..errors import PipelineError
+from ..values.checks import positive_int
 
 __all__ = [
     "AdaptiveConcurrency",

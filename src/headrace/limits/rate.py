@@ -39,7 +39,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..errors import PipelineError, positive_number
+from ..errors import PipelineError
+from ..values.checks import positive_number
 from ..values.durations import to_seconds
 from .bucket import TokenBucket
 from .pacing import LocalBuckets

@@ -30,7 +30,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import PipelineError, StepTimeout, Throttled, positive_int, positive_number
+from ..errors import PipelineError, StepTimeout, Throttled
+from ..values.checks import positive_int, positive_number
 from ..values.durations import to_seconds
 
 if TYPE_CHECKING:

@@ -24,11 +24,12 @@ from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from ..errors import MalformedResponse, PipelineError, ProviderError, positive_int
+from ..errors import MalformedResponse, PipelineError, ProviderError
 from ..limits.circuit import Circuit
 from ..limits.rate import Rate
 from ..limits.retry import Retry
 from ..services.secrecy import scrub_url
+from ..values.checks import positive_int
 from .connection import Connection
 from .prices import PRICES, Price
 from .replies import Reply

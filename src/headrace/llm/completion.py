@@ -6,8 +6,8 @@ from collections.abc import Callable
 from typing import Any, Unpack
 
 from ..metrics import StepMetrics
-from .base import LLMOptions, LLMStep
 from .client import Client, Connection
+from .llm_step import LLMOptions, LLMStep
 from .prompts import Template, record_fields
 
 __all__ = ["Complete", "complete"]

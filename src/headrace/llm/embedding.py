@@ -8,8 +8,8 @@ from typing import Any, Unpack
 from ..engine.executors import ItemFailure
 from ..metrics import StepMetrics
 from ..pipeline.step import Batch
-from .base import LLMOptions, LLMStep
 from .client import Client, Connection
+from .llm_step import LLMOptions, LLMStep
 from .prompts import record_fields, select_fields
 from .structured import StructuredOutputError
 

@@ -11,9 +11,9 @@ change to any of them never serves stale cached or resumed results.
 
 from __future__ import annotations
 
-from .base import LLMStep
 from .completion import Complete, complete
 from .embedding import Embed, embed
+from .llm_step import LLMStep
 from .transduction import PACKED, REPAIR, SYSTEM, USER, Transduce, transduce
 
 __all__ = [

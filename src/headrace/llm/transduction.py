@@ -10,12 +10,12 @@ from pydantic import BaseModel
 
 from ..engine.executors import ItemFailure
 from ..engine.tasks import run_together
-from ..errors import positive_int
 from ..limits.usage import estimate_tokens
 from ..metrics import StepMetrics
 from ..pipeline.step import Batch
-from .base import LLMOptions, LLMStep
+from ..values.checks import positive_int
 from .client import Client, Connection
+from .llm_step import LLMOptions, LLMStep
 from .prompts import Template, compact_json, record_fields, select_fields
 from .stats import llm_stats
 from .structured import Structured, StructuredOutputError

@@ -7,8 +7,8 @@ local directories only (``HF_HUB_OFFLINE=1`` is set before any loads), once per
 process, on CUDA when PyTorch sees a GPU unless ``device=`` says otherwise.
 """
 
-from .base import ModelInputError, ModelStep, load_once, pick_device, text_of
 from .embed import DEFAULT_MODEL, Embed, default_model_path, embed
+from .model_step import ModelInputError, ModelStep, load_once, pick_device, text_of
 from .pipeline import Pipeline, pipeline
 from .sentiment import Sentiment, sentiment, split_sentences
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..pipeline.step import Batch
-from .base import ModelStep, load_once, pick_device, quiet_transformers
+from .model_step import ModelStep, load_once, pick_device, quiet_transformers
 
 __all__ = ["DEFAULT_MODEL", "Embed", "default_model_path", "embed"]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..errors import PipelineError
 from ..pipeline.step import Batch
-from .base import ModelStep, load_once, pick_device, quiet_transformers
+from .model_step import ModelStep, load_once, pick_device, quiet_transformers
 
 __all__ = ["Pipeline", "pipeline"]
 

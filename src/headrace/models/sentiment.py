@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from ..pipeline.step import Batch
-from .base import ModelStep, load_once
+from .model_step import ModelStep, load_once
 
 __all__ = ["Sentiment", "sentiment", "split_sentences"]
 

@@ -12,7 +12,8 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from itertools import pairwise
 from typing import Any, Literal, TypeVar, TypeVarTuple, overload
 
-from ..errors import PipelineError, positive_int
+from ..errors import PipelineError
+from ..values.checks import positive_int
 from .fingerprint import code_hash
 from .step import Step, as_step
 

@@ -46,7 +46,8 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any, Literal
 
-from ..errors import GraphError, PipelineError, nearest
+from ..errors import GraphError, PipelineError
+from ..values.checks import nearest
 from ..values.fields import fields_of
 from .fingerprint import code_hash
 from .step import Step, as_step

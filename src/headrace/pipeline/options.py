@@ -21,12 +21,13 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, Literal
 
 from ..cache import Cache
-from ..errors import PipelineError, check_options, positive_int
+from ..errors import PipelineError
 from ..limits.circuit import Circuit
 from ..limits.concurrency import AdaptiveConcurrency
 from ..limits.policies import Timeout
 from ..limits.rate import Rate
 from ..limits.retry import Retry
+from ..values.checks import check_options, positive_int
 from ..values.durations import to_seconds
 
 __all__ = ["EXECUTORS", "PROCESS_CHUNK", "Batch", "Executor", "Fallback", "StepOptions"]

@@ -7,19 +7,14 @@ import copy
 import hashlib
 import inspect
 import json
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, overload
 
 from .._types import FILTERED
-from ..cache import Cache
-from ..errors import PipelineError, check_options
-from ..limits.circuit import Circuit
+from ..errors import PipelineError
 from ..limits.concurrency import AdaptiveConcurrency
-from ..limits.policies import Timeout
-from ..limits.rate import Rate
-from ..limits.retry import Retry
 from .fingerprint import code_hash
-from .options import PROCESS_CHUNK, Batch, Executor, Fallback, StepOptions
+from .options import PROCESS_CHUNK, Batch, Executor, StepOptions
 
 if TYPE_CHECKING:
     from .compose import Parallel, Sequence
@@ -33,7 +28,6 @@ __all__ = [
     "Step",
     "StepOptions",
     "as_step",
-    "step",
 ]
 
 In = TypeVar("In", contravariant=True)
@@ -292,111 +286,6 @@ def as_step(obj: Any, *, after: str | None) -> Step[Any, Any]:
         f"cannot compose {obj!r} ({type(obj).__name__}){where}: "
         "expected a step (made with @hr.step) or a callable"
     )
-
-
-class _StepDecorator:
-    """The decorator returned by ``hr.step(...)`` with options."""
-
-    def __init__(self, options: dict[str, Any]) -> None:
-        self._options = options
-
-    @overload
-    def __call__(self, fn: Callable[[A], Coroutine[Any, Any, B]]) -> FunctionStep[A, B]: ...
-
-    @overload
-    def __call__(self, fn: Callable[[A], B]) -> FunctionStep[A, B]: ...
-
-    def __call__(self, fn: Callable[[A], Any]) -> FunctionStep[A, Any]:
-        return FunctionStep(fn, **self._options)
-
-
-class _BatchStepDecorator:
-    """The decorator returned by ``hr.step(batch=...)``: the function maps a list to a list."""
-
-    def __init__(self, options: dict[str, Any]) -> None:
-        self._options = options
-
-    @overload
-    def __call__(
-        self, fn: Callable[[list[A]], Coroutine[Any, Any, list[B]]]
-    ) -> FunctionStep[A, B]: ...
-
-    @overload
-    def __call__(self, fn: Callable[[list[A]], list[B]]) -> FunctionStep[A, B]: ...
-
-    def __call__(self, fn: Callable[[list[A]], Any]) -> FunctionStep[A, Any]:
-        return FunctionStep(fn, **self._options)
-
-
-@overload
-def step(fn: Callable[[A], Coroutine[Any, Any, B]], /) -> FunctionStep[A, B]: ...
-
-
-@overload
-def step(fn: Callable[[A], B], /) -> FunctionStep[A, B]: ...
-
-
-@overload
-def step(
-    *,
-    name: str | None = None,
-    version: str = "1",
-    concurrency: int | AdaptiveConcurrency | None = None,
-    executor: Executor = "async",
-    timeout: float | str | Timeout | None = None,
-    ordered: bool = False,
-    batch: None = None,
-    validate: bool = False,
-    retry: Retry | None = None,
-    rate: Rate | None = None,
-    circuit: Circuit | None = None,
-    fallback: Fallback | Step[Any, Any] | None = None,
-    cache: bool | Cache | None = None,
-) -> _StepDecorator: ...
-
-
-@overload
-def step(
-    *,
-    name: str | None = None,
-    version: str = "1",
-    concurrency: int | None = None,
-    executor: Executor = "async",
-    timeout: float | str | Timeout | None = None,
-    ordered: bool = False,
-    batch: Batch,
-    validate: bool = False,
-    retry: None = None,
-    rate: None = None,
-    circuit: None = None,
-    fallback: Fallback | Step[Any, Any] | None = None,
-    cache: bool | Cache | None = None,
-) -> _BatchStepDecorator: ...
-
-
-def step(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
-    """Turn a function into a :class:`Step`; use as ``@hr.step`` or ``@hr.step(...)``.
-
-    Args:
-        fn: the function (when used bare, as ``@hr.step``).
-        **options: ``name``, ``version``, ``concurrency``, ``executor``, ``timeout``,
-            ``ordered``, ``batch``, ``validate``, ``retry``, ``rate``, ``circuit``,
-            ``fallback``, ``cache``: see :class:`~headrace.pipeline.options.StepOptions` for
-            what each means and its default.
-
-    Returns:
-        A :class:`FunctionStep`, or a decorator that makes one.
-
-    Raises:
-        PipelineError: an option is invalid (raised where the step is defined).
-    """
-    check_options(options, STEP_OPTIONS, "hr.step")
-    if fn is not None:
-        return FunctionStep(fn, **options)
-    # the values are checked where the function is decorated, so that an error names it
-    if options.get("batch") is not None:
-        return _BatchStepDecorator(options)
-    return _StepDecorator(options)
 
 
 STEP_OPTIONS = StepOptions.NAMES

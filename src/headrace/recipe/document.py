@@ -15,7 +15,8 @@ from typing import Any
 import yaml
 
 from .._types import Place, Problem
-from ..errors import RecipeError, nearest
+from ..errors import RecipeError
+from ..values.checks import nearest
 
 __all__ = [
     "MAX_DEPTH",

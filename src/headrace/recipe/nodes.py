@@ -21,9 +21,10 @@ from ..limits.policies import Timeout
 from ..limits.rate import Rate
 from ..limits.retry import Retry
 from ..loading.imports import resolve
+from ..pipeline.decorator import step
 from ..pipeline.keep import WithInput, with_input
 from ..pipeline.options import Fallback
-from ..pipeline.step import Batch, FunctionStep, Step, step
+from ..pipeline.step import Batch, FunctionStep, Step
 from .document import Document, Problem, RecipeError, nearest
 from .schema import (
     KINDS,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..store import StoreLocation
-from ..store.base import DeadGroup, RunStatus, Sample
+from ..store.run_store import DeadGroup, RunStatus, Sample
 from .shards import read_shards
 
 __all__ = ["EXAMPLES", "RunRecord"]

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..metrics import Histogram
 from ..metrics.run_data import RunView, StepView, number
-from ..store.base import Sample
+from ..store.run_store import Sample
 from .charts import Line
 
 __all__ = ["Interval", "RunSeries"]

@@ -22,11 +22,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..cluster.plan import ShardPlan, joined_status, shard_location, shard_states
+from ..cluster.shard_status import joined_status, shard_states
+from ..cluster.shards import ShardPlan, shard_location
 from ..metrics import Histogram
 from ..metrics.timeline import MAX_ROWS
 from ..store import StoreLocation
-from ..store.base import DeadGroup, RunStatus, Sample, merge_groups
+from ..store.run_store import DeadGroup, RunStatus, Sample, merge_groups
 
 __all__ = ["ShardedParts", "join_shard_samples", "read_shards"]
 

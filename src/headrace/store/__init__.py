@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..services.secrecy import scrub_url
-from .base import DeadRow, FinishedItem, Row, RunStatus, RunStore, StepError
+from .run_store import DeadRow, FinishedItem, Row, RunStatus, RunStore, StepError
 from .sqlite import SqliteRunStore
 
 

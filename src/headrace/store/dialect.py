@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from typing import Any, Protocol, TypeVar
 
-from .base import Row
+from .run_store import Row
 
 __all__ = ["Dialect"]
 

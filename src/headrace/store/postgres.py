@@ -21,8 +21,8 @@ from typing import Any, ClassVar, TypeVar
 
 from ..errors import StorageError
 from ..services.secrecy import scrub_text, scrub_url
-from .base import Row
 from .pg_connection import open_pool, outlasting
+from .run_store import Row
 from .sql import SqlRunStore
 
 __all__ = ["PostgresDialect", "PostgresRunStore"]

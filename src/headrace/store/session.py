@@ -8,8 +8,6 @@ the :class:`~headrace.store.writer.DurableWriter`.
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,15 +15,16 @@ import orjson
 
 from ..errors import HeadraceError, ResumeMismatch
 from ..io.locking import SinkLock
-from ..io.records import DurableSink, Recovered, encode_json
+from ..io.records import DurableSink, Recovered
 from . import StoreLocation
-from .base import FinishedItem, RunStore
+from .dead_file import write_dead_from_store
 from .identities import identity_changes
+from .run_store import FinishedItem, RunStore
 from .writer import DurableWriter, chain_key
 
 _log = logging.getLogger("headrace.run")
 
-__all__ = ["DurableSession", "Mode", "dead_row", "pipeline_words", "write_dead_file"]
+__all__ = ["DurableSession", "Mode", "pipeline_words"]
 
 Mode = Literal["new", "resume", "auto", "fresh", "retry_dead"]
 """How a session meets what ``run_dir`` holds: ``new`` (refuse a run there),
@@ -324,7 +323,7 @@ class DurableSession:
             if self.store is not None and read is not None and not aborted:
                 self.store.set_total(read)
             if self.store is not None and not aborted and self.run_dir is not None:
-                _write_dead_file(self.store, self.run_dir / "dead.jsonl")
+                write_dead_from_store(self.store, self.run_dir / "dead.jsonl")
         finally:
             try:
                 if self.store is not None:
@@ -365,36 +364,6 @@ def pipeline_words(ref: object) -> str:
         if isinstance(values, list):
             words += "".join(f" {label} {value}" for value in values)
     return words
-
-
-def _write_dead_file(store: RunStore, path: Path) -> None:
-    """All dead letters of the run, from its store."""
-    write_dead_file((dead_row(dead) for dead in store.iter_dead_letters()), path)
-
-
-def dead_row(dead: FinishedItem, offset: int = 0) -> dict[str, Any]:
-    """A dead letter as a line of ``dead.jsonl``; ``offset`` is added to its index (a
-    shard's items are numbered from its start)."""
-    return {
-        "index": dead.index + offset,
-        "key": dead.key,
-        "step": dead.step,
-        "error_type": dead.error_type,
-        "message": dead.message,
-        "attempts": dead.attempts,
-        "item": dead.decoded_item(),
-    }
-
-
-def write_dead_file(rows: Iterable[dict[str, Any]], path: Path) -> None:
-    """Dead letters, one JSON object a line, replacing ``path`` atomically."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    with temporary.open("wb") as handle:
-        for row in rows:
-            handle.write(encode_json(row) + b"\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
 
 
 def _roll_forward(store: RunStore, recovered: Recovered) -> None:

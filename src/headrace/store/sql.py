@@ -12,15 +12,15 @@ import json
 import uuid
 from typing import Any
 
-from .base import DeadRow, Row
 from .lease import Lease, check_free, check_held, end_holder, new_holder, start_holder
+from .run_store import DeadRow, Row
 from .sql_reads import SqlReads
 
 __all__ = ["SqlRunStore"]
 
 
 class SqlRunStore(SqlReads):
-    """A run's store in a SQL database (see :class:`~headrace.store.base.RunStore`);
+    """A run's store in a SQL database (see :class:`~headrace.store.run_store.RunStore`);
     made through :class:`~headrace.store.sqlite.SqliteRunStore` or
     :class:`~headrace.store.postgres.PostgresRunStore`."""
 

@@ -13,7 +13,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..errors import StorageError
-from .base import (
+from .dialect import Dialect
+from .lease import Lease
+from .run_store import (
     DeadGroup,
     FinishedItem,
     RunStatus,
@@ -22,8 +24,6 @@ from .base import (
     decode_samples,
     merge_groups,
 )
-from .dialect import Dialect
-from .lease import Lease
 
 __all__ = ["SqlReads"]
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 from ..errors import StorageError
-from .base import Row
+from .run_store import Row
 from .sql import SqlRunStore
 
 __all__ = ["SqliteDialect", "SqliteRunStore"]

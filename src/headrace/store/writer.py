@@ -20,8 +20,8 @@ from typing import Any
 
 from ..errors import StorageError
 from ..io.records import DurableSink, encode_json
-from .base import DeadRow, Row, RunStore
 from .lease import BEAT_S
+from .run_store import DeadRow, Row, RunStore
 
 _log = logging.getLogger("headrace.run")
 

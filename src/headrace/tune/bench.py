@@ -26,7 +26,6 @@ from typing import Any
 import orjson
 
 from ..engine.runner import arun
-from ..errors import positive_int
 from ..io.records import Source
 from ..limits.budget import Budget
 from ..metrics import Histogram, RunMetrics, StepMetrics
@@ -34,6 +33,7 @@ from ..pipeline.step import Step
 from ..report.charts import Line, line_chart
 from ..report.page import document, write_atomically
 from ..sim import SimConfig
+from ..values.checks import positive_int
 from .knobs import Sweep, point_at, simulated, tune, tuned_steps, without_caches
 
 __all__ = ["KNEE_SHARE", "BenchPoint", "BenchResult", "bench"]

@@ -41,7 +41,7 @@ from typing import Any
 
 from ..engine.result import RunResult
 from ..io.records import Source
-from ..models.base import load_once
+from ..models.model_step import load_once
 from ..pipeline.step import Step
 from ..sim import SimConfig
 from .flame import Frame, flame_svg, speedscope

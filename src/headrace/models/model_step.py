@@ -22,8 +22,9 @@ from .._types import Handler
 from ..engine.call import bind_function_step
 from ..engine.context import RunContext, binds
 from ..engine.executors import ItemFailure
-from ..errors import ModelInputError, PipelineError, positive_int
+from ..errors import ModelInputError, PipelineError
 from ..pipeline.step import Batch, FunctionStep, Step
+from ..values.checks import positive_int
 
 __all__ = [
     "CPU_PASS",

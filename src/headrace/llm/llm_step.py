@@ -11,12 +11,13 @@ from .._types import Handler
 from ..cache import Cache
 from ..engine.call import bind_function_step
 from ..engine.context import binds
-from ..errors import PipelineError, check_options
+from ..errors import PipelineError
 from ..limits.policies import Timeout
 from ..limits.retry import Retry
 from ..metrics import StepMetrics
 from ..pipeline.options import Batch, Fallback, StepOptions
 from ..pipeline.step import FunctionStep, Step
+from ..values.checks import check_options
 from .client import Client, Connection
 from .stats import LLMStats
 
