@@ -4,6 +4,7 @@ SIGKILL that neither loses nor repeats a paragraph."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -104,7 +105,11 @@ def test_a_demo_killed_mid_run_resumes_without_losing_or_repeating_a_paragraph(
     assert again.returncode == 0, again.stderr[-3000:]
     rows = _rows(out)
     assert len(rows) == 900 and len({r["id"] for r in rows}) == 900
-    assert f"skipped {written:,} finished before" in again.stdout
+    # what was committed before the kill is skipped: the rows read from the parts, less a
+    # part the kill caught between the sink's write and the store's commit (set aside)
+    skipped = re.search(r"skipped ([\d,]+) finished before", again.stdout)
+    assert skipped is not None, again.stdout
+    assert 0 < int(skipped[1].replace(",", "")) <= written
     assert "resuming the demo run in" in again.stdout  # not presented as fresh answers
 
 

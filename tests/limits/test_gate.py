@@ -154,3 +154,65 @@ def test_an_error_of_the_items_own_ends_at_once_whatever_the_circuit() -> None:
     with pytest.raises(ValueError):
         asyncio.run(gate(circuit, retry=FAST, circuit=circuit).call(bad, None))
     assert circuit.answers == 1 and circuit.in_a_row == 0
+
+
+class Nothing:
+    """A policy with nothing to do: its gate is no longer a plain one."""
+
+    def enter(self, call: Call) -> None:
+        return None
+
+    def leave(self, call: Call, error: BaseException | None) -> None:
+        return None
+
+
+def _counted_gate(*extra: Any) -> Gate:
+    from headrace.limits.concurrency import ConcurrencyLimit
+    from headrace.limits.gate import Counting, Slots
+
+    metrics = StepMetrics(name="test", kind="function")
+    policies = [
+        *extra,
+        Slots(ConcurrencyLimit(2), None),
+        Counting(metrics, metrics.record_call, True),
+    ]
+    return Gate("test", policies, metrics=metrics)
+
+
+def test_a_gate_of_a_slot_and_the_counting_alone_is_plain_and_counts_what_the_full_one_does() -> (
+    None
+):
+    from headrace._types import FILTERED
+    from headrace.errors import StepFailed, Throttled
+
+    plain, full = _counted_gate(), _counted_gate(Nothing())
+    assert plain._plain() is not None and full._plain() is None
+    assert _counted_gate()._plain() is not None
+    with_retries = Gate("test", plain.policies, retrier=Retrier(FAST), metrics=plain.metrics)
+    assert with_retries._plain() is None
+
+    async def fn(value: int) -> Any:
+        if value == 1:
+            raise Throttled("slow down")
+        if value == 2:
+            raise SystemExit(3)  # the step's own, not the run's
+        return FILTERED if value == 3 else value * 10
+
+    async def through(gate: Gate) -> list[str]:
+        handle = gate.handler(fn)
+        seen = []
+        for value in (0, 1, 2, 3, 4):
+            try:
+                seen.append(repr(await handle(value)))
+            except StepFailed as failure:
+                seen.append(f"{failure.step}: {type(failure.cause).__name__}")
+        return seen
+
+    assert asyncio.run(through(plain)) == asyncio.run(through(full))
+    assert asyncio.run(through(_counted_gate())) == [
+        "0", "test: Throttled", "test: StepRaisedControl", repr(FILTERED), "40",
+    ]  # fmt: skip
+    counted = [(m.calls, m.errors, m.throttled, m.filtered) for m in (plain.metrics, full.metrics)]
+    assert counted[0] == counted[1] == (3, 2, 1, 1)
+    slots = [gate.policies[-2].limit.statistics() for gate in (plain, full)]  # type: ignore[attr-defined]
+    assert [(s.in_use, s.admitted) for s in slots] == [(0, 5), (0, 5)]  # every slot given back

@@ -1,12 +1,14 @@
-"""How one item's call of a function step runs in a run.
+"""How one item's call of a function step runs in a run: the step's call chain.
 
-A step with policies calls through a :class:`~headrace.limits.gate.Gate` (its
-circuit, a concurrency slot, its rate limit, then the counting), retried as its
-``retry`` says; the body runs on its executor, under its per-attempt timeout,
-its output validated. Failures become :class:`~headrace.errors.StepFailed`
-carrying the step's name. This is the engine's hot path: the common case (an
-async function with no policy, timeout or validation) gets a handler with
-nothing else in it.
+The chain is one ordered list, built here (:func:`call_chain`), outermost first:
+the entry order, the fallback, the cache and its single-flight, the item's total
+time limit, then the step's :class:`~headrace.limits.gate.Gate` (the circuit, a
+concurrency slot, the rate limit, the call, the counting; retried as ``retry``
+says). The body runs on the step's executor, under its per-attempt timeout, its
+output validated. Failures become :class:`~headrace.errors.StepFailed` carrying
+the step's name. A step with no policy is the same chain with nothing in it but
+its slot and its counting: the gate writes that passage out once
+(:meth:`~headrace.limits.gate.Gate.handler`), the engine's hot path.
 """
 
 from __future__ import annotations
@@ -16,15 +18,15 @@ import contextvars
 import typing
 from collections.abc import Callable
 from functools import partial
-from time import perf_counter, thread_time
+from time import thread_time
 from typing import TYPE_CHECKING, Any
 
 from .._types import FILTERED
 from ..errors import StepFailed, StepRaisedControl, StepTimeout, control_failure
-from ..limits.call import Call, Policy
+from ..limits.call import Policy
 from ..limits.concurrency import ConcurrencyLimit
-from ..limits.gate import Gate, Slots
-from ..limits.retry import Retrier, is_throttle
+from ..limits.gate import Counting, Gate, Slots
+from ..limits.retry import Retrier
 from ..limits.shared_concurrency import controller_for
 from ..metrics import StepMetrics
 from ..pipeline.step import FunctionStep
@@ -67,28 +69,60 @@ def bind_function_step(
         handler = _bind_batched(step, ctx, metrics, validator)
     else:
         handler = _bind_single(step, ctx, metrics, validator)
-    if step.total_timeout_s is not None:
-        handler = bounded(handler, step.total_timeout_s, step.name, metrics)
-    if step.cache is not None:
+    for _, stage in reversed(call_chain(step, ctx, metrics)):
+        handler = stage(handler)
+    return handler
+
+
+Stage = Callable[["Handler"], "Handler"]
+"""One stage of a step's call chain: it takes the handler inside it, returns its own."""
+
+
+def call_chain(
+    step: FunctionStep[Any, Any], ctx: RunContext, metrics: StepMetrics
+) -> list[tuple[str, Stage]]:
+    """The stages an item passes in ``step`` before the step's gate, outermost first,
+    each named: the entry order (``ordered``), the fallback, the cache and its
+    single-flight, the item's total time limit. A step with none of them is its gate
+    alone (:meth:`~headrace.limits.gate.Gate.handler`: the circuit, a slot, the rate
+    limit, the call, the counting, and retries around them)."""
+    chain: list[tuple[str, Stage]] = []
+    if step.ordered:
+        chain.append(("entry order", partial(in_entry_order, sequencer=Sequencer(ctx.activity))))
+    fallback = step.fallback
+    if fallback is not None:
+
+        def falls_back(handler: Handler) -> Handler:
+            assert fallback is not None
+            return falling_back(handler, ctx.bind(fallback.step), fallback.when, metrics)
+
+        chain.append(("fallback", falls_back))
+    cache = step.cache
+    if cache is not None:
         from ..cache.stats import CacheStats
         from .cache_stage import cached
 
-        metrics.cache = CacheStats()
-        handler = cached(
-            handler,
-            step.cache,
-            name=step.name,
-            fingerprint=step.fingerprint,
-            ctx=ctx,
-            stats=metrics.cache,
-            output_type=declared_output(step),
+        metrics.cache = stats = CacheStats()
+        chain.append(
+            (
+                "cache",
+                partial(
+                    cached,
+                    cache=cache,
+                    name=step.name,
+                    fingerprint=step.fingerprint,
+                    ctx=ctx,
+                    stats=stats,
+                    output_type=declared_output(step),
+                ),
+            )
         )
-    if step.fallback is not None:
-        fallback = step.fallback
-        handler = falling_back(handler, ctx.bind(fallback.step), fallback.when, metrics)
-    if step.ordered:
-        handler = in_entry_order(handler, Sequencer(ctx.activity))
-    return handler
+    total_s = step.total_timeout_s
+    if total_s is not None:
+        chain.append(
+            ("total timeout", partial(bounded, total_s=total_s, name=step.name, metrics=metrics))
+        )
+    return chain
 
 
 def _bind_single(
@@ -105,46 +139,7 @@ def _bind_single(
     controller = controller_for(adaptive, limiter, name) if adaptive is not None else None
     if controller is not None:
         ctx.on_close_async(controller.close)
-    try_acquire, acquire, release = limiter.try_acquire, limiter.acquire, limiter.release
     record = metrics.record_call if not step.reports_requests else metrics.record_untimed_call
-    counts_throttles = not step.reports_requests
-
-    if (
-        step.is_async
-        and step.timeout_s is None
-        and validator is None
-        and step.rate is None
-        and controller is None
-        and step.circuit is None
-        and step.retry is None
-    ):
-
-        async def handle_async(value: Any) -> Any:
-            started = perf_counter()
-            if not try_acquire():
-                await acquire()
-            admitted = perf_counter()
-            try:
-                out = await fn(value)
-            except Exception as exc:
-                metrics.errors += 1
-                if counts_throttles:
-                    metrics.throttled += is_throttle(exc)
-                raise StepFailed(name, exc) from exc
-            except BaseException as raised:  # SystemExit, a CancelledError of its own ...
-                failure = control_failure(raised)
-                if failure is None:
-                    raise  # a real cancellation
-                metrics.errors += 1
-                raise StepFailed(name, failure) from raised
-            finally:
-                release()
-            record(admitted - started, perf_counter() - admitted)
-            if out is FILTERED:
-                metrics.filtered += 1
-            return out
-
-        return handle_async
 
     timeout_s = step.timeout_s
     rate = step.rate
@@ -166,18 +161,21 @@ def _bind_single(
         call = fn
     awaited = step.is_async or step.executor == "thread"
     circuit = ctx.circuit(step.circuit) if step.circuit is not None else None
-    metrics.circuit = circuit
-    policies: list[Policy] = [] if circuit is None else [circuit]
+    policies: list[Policy] = []
+    if circuit is not None:  # (an LLM step's metrics show its client's circuit instead)
+        metrics.circuit = circuit
+        policies.append(circuit)
     policies.append(Slots(limiter, controller))
     if rate is not None:
         metrics.rate = ctx.rate(rate)
         policies.append(metrics.rate)
-    policies.append(StepCalls(metrics, record, counts_throttles))
+    policies.append(Counting(metrics, record, counts_throttles=not step.reports_requests))
     retrier = Retrier(step.retry) if step.retry is not None else None
     gate = Gate(name, policies, retrier=retrier, circuit=circuit, metrics=metrics)
+    if step.is_async and timeout_s is None and validator is None:
+        return gate.handler(fn)  # the body is the function itself
 
-    async def run(attempt: Call) -> Any:
-        value = attempt.value
+    async def body(value: Any) -> Any:
         if timeout_s is not None:
             out = await _with_timeout(call(value), timeout_s, name)
         else:
@@ -186,16 +184,7 @@ def _bind_single(
             validator(out)
         return out
 
-    async def handle(value: Any) -> Any:
-        try:
-            out = await gate.call(run, value)
-        except Exception as exc:
-            raise StepFailed(name, exc) from exc
-        if out is FILTERED:
-            metrics.filtered += 1
-        return out
-
-    return handle
+    return gate.handler(body)
 
 
 def cpu_timed(fn: Callable[..., Any], metrics: StepMetrics) -> Callable[..., Any]:
@@ -216,33 +205,6 @@ def cpu_timed(fn: Callable[..., Any], metrics: StepMetrics) -> Callable[..., Any
             metrics.cpu_s += thread_time() - started
 
     return timed
-
-
-class StepCalls:
-    """The innermost policy of a step's gate: counts each attempt into the step's metrics
-    (time waiting for a slot, time working, errors, 429s)."""
-
-    __slots__ = ("counts_throttles", "metrics", "record")
-
-    def __init__(
-        self, metrics: StepMetrics, record: Callable[[float, float], None], counts_throttles: bool
-    ) -> None:
-        self.metrics = metrics
-        self.record = record
-        self.counts_throttles = counts_throttles
-
-    def enter(self, call: Call) -> None:
-        """Nothing to wait for."""
-
-    def leave(self, call: Call, error: BaseException | None) -> None:
-        """Record a success's times, or count the failure."""
-        metrics = self.metrics
-        if error is None:
-            self.record(call.slotted - call.started, perf_counter() - call.admitted)
-        elif isinstance(error, Exception):
-            metrics.errors += 1
-            if self.counts_throttles:
-                metrics.throttled += is_throttle(error)
 
 
 def _bind_batched(

@@ -1,7 +1,7 @@
 """The policies around one item's whole passage through a step, each a handler
 wrapping the next.
 
-:func:`headrace.engine.call.bind_function_step` puts them together, outermost first:
+:func:`headrace.engine.call.call_chain` lists them, outermost first:
 the entry order (``ordered``), the fallback, the cache, the item's total time
 limit, then the step's :class:`~headrace.limits.gate.Gate` (its retries, and per
 attempt the circuit, a concurrency slot, the rate limit and the per-attempt

@@ -36,7 +36,8 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-from ..errors import control_failure
+from .._types import FILTERED
+from ..errors import StepFailed, control_failure
 from .call import Call, Policy
 from .circuit import CircuitState
 from .concurrency import ConcurrencyController, ConcurrencyLimit
@@ -45,7 +46,7 @@ from .retry import Retrier, is_throttle
 if TYPE_CHECKING:
     from ..metrics import StepMetrics
 
-__all__ = ["Gate", "Slots"]
+__all__ = ["Counting", "Gate", "Slots"]
 
 
 class Slots:
@@ -80,6 +81,40 @@ class Slots:
                 controller.throttled()
 
 
+class Counting:
+    """The innermost policy of a step's gate: counts each attempt into the step's metrics
+    (time waiting for a slot, time working, errors, 429s).
+
+    Args:
+        metrics: the step's metrics.
+        record: how a success's wait and work are recorded (an LLM step's function
+            step records untimed calls: its requests are timed by its client).
+        counts_throttles: whether a 429 counts here (not where the client counts it).
+    """
+
+    __slots__ = ("counts_throttles", "metrics", "record")
+
+    def __init__(
+        self, metrics: StepMetrics, record: Callable[[float, float], None], counts_throttles: bool
+    ) -> None:
+        self.metrics = metrics
+        self.record = record
+        self.counts_throttles = counts_throttles
+
+    def enter(self, call: Call) -> None:
+        """Nothing to wait for."""
+
+    def leave(self, call: Call, error: BaseException | None) -> None:
+        """Record a success's times, or count the failure."""
+        metrics = self.metrics
+        if error is None:
+            self.record(call.slotted - call.started, perf_counter() - call.admitted)
+        elif isinstance(error, Exception):
+            metrics.errors += 1
+            if self.counts_throttles:
+                metrics.throttled += is_throttle(error)
+
+
 class Gate:
     """The policies a kind of call passes in one run, outermost first, and its retries.
 
@@ -108,6 +143,76 @@ class Gate:
         self.retrier = retrier
         self.circuit = circuit
         self.metrics = metrics
+
+    def handler(self, fn: Callable[[Any], Awaitable[Any]]) -> Callable[[Any], Awaitable[Any]]:
+        """A step's handler through this gate: ``fn(item)`` called as :meth:`call` says, a
+        failure raised as :class:`~headrace.errors.StepFailed` naming the gate, a filtered
+        item counted.
+
+        A gate of a plain concurrency slot and the counting alone (no circuit, rate
+        limit, adaptive controller or retries: most steps) is the same chain with nothing
+        else in it, so its passage is written out here once: no :class:`Call` made and no
+        loop over policies, on the hot path of every such step.
+        """
+        name, metrics = self.name, self.metrics
+        plain = self._plain()
+        if plain is None:
+            call = self.call
+
+            def attempt(passage: Call) -> Awaitable[Any]:
+                return fn(passage.value)
+
+            async def handle(value: Any) -> Any:
+                try:
+                    out = await call(attempt, value)
+                except Exception as exc:
+                    raise StepFailed(name, exc) from exc
+                if out is FILTERED:
+                    metrics.filtered += 1
+                return out
+
+            return handle
+        limit, counting = plain
+        try_acquire, acquire, release = limit.try_acquire, limit.acquire, limit.release
+        record, counts_throttles = counting.record, counting.counts_throttles
+
+        async def handle_plain(value: Any) -> Any:
+            started = perf_counter()
+            if not try_acquire():
+                await acquire()
+            admitted = perf_counter()
+            try:
+                out = await fn(value)
+            except Exception as exc:
+                metrics.errors += 1
+                if counts_throttles:
+                    metrics.throttled += is_throttle(exc)
+                raise StepFailed(name, exc) from exc
+            except BaseException as raised:  # SystemExit, a CancelledError of its own ...
+                failure = control_failure(raised)
+                if failure is None:
+                    raise  # a real cancellation
+                metrics.errors += 1
+                raise StepFailed(name, failure) from raised
+            finally:
+                release()
+            record(admitted - started, perf_counter() - admitted)
+            if out is FILTERED:
+                metrics.filtered += 1
+            return out
+
+        return handle_plain
+
+    def _plain(self) -> tuple[ConcurrencyLimit, Counting] | None:
+        """The slot and the counting of a gate that holds nothing else, else ``None``."""
+        if self.retrier is not None or self.circuit is not None or len(self.policies) != 2:
+            return None
+        slots, counting = self.policies
+        if type(slots) is not Slots or slots.controller is not None:
+            return None
+        if type(counting) is not Counting or counting.metrics is not self.metrics:
+            return None
+        return slots.limit, counting
 
     async def call(
         self,
