@@ -11,13 +11,17 @@ os.environ.setdefault("PYTHONASYNCIODEBUG", "1")
 import glob
 import shutil
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from services import PrivateRedis
+from services import JOBS, PrivateRedis
+
+if str(JOBS) not in sys.path:  # the pipelines tests load by import path, from any folder
+    sys.path.insert(0, str(JOBS))
 
 pytest_plugins = ["browsing"]  # the browser fixture, for the browser tests
 

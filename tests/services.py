@@ -1,4 +1,5 @@
-"""Services a test starts for itself, on a port of its own, to stop and start again."""
+"""What tests share: the pipelines they load by import path (``JOBS``), a free port,
+and services a test starts for itself, on a port of its own, to stop and start again."""
 
 from __future__ import annotations
 
@@ -10,6 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
+
+JOBS = Path(__file__).resolve().parent / "jobs"
+"""The pipelines tests load by import path (``first_jobs:passes``, ``cli_job:pipeline``)
+or run as scripts (``chaos_job.py``, ``slow_job.py``): on ``sys.path`` in every test
+(``conftest.py``), and the ``PYTHONPATH`` of a command a test starts."""
 
 
 def free_port() -> int:

@@ -114,7 +114,8 @@ def test_bench_from_the_command_line_writes_the_table_json_and_page(
     answer = CliRunner().invoke(app, args, catch_exceptions=False)
     assert answer.exit_code == 0, answer.output
     assert "concurrency: 1, 2 (12 records a point at most, 3 run(s) each)" in answer.output
-    assert "knee at concurrency=" in answer.output
+    # the verdict reads measured throughput: on a loaded machine the two points may overlap
+    assert "knee at concurrency=" in answer.output or "no knee outside the noise" in answer.output
     data = json.loads((out / "bench.json").read_text())
     assert data["knob"] == "concurrency" and data["steps"] == ["label"]
     assert [p["items"] for p in data["points"]] == [12, 12]  # --limit 12 of 20

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from services import JOBS
 
 from headrace.io.sql import connect
 from headrace.store import StoreLocation
 
-HERE = Path(__file__).parent
-JOB = HERE / "chaos_job.py"
+JOB = JOBS / "chaos_job.py"
 KILLS = int(os.environ.get("HEADRACE_CHAOS_KILLS", "20"))
 ITEMS = max(5000, KILLS * 250)  # enough work that every kill lands mid-run
 
@@ -40,7 +40,7 @@ def _launch(
 ) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+        "PYTHONPATH": os.pathsep.join([str(JOBS), os.environ.get("PYTHONPATH", "")]),
     }
     return subprocess.Popen(
         [sys.executable, str(JOB), str(run_dir), str(source), kind, output, str(calls)],

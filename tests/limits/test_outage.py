@@ -10,12 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from services import free_port
+from services import JOBS, free_port
 
 import headrace as hr
 from headrace.sim import serve
 
-HERE = Path(__file__).parent
 FAST = hr.Retry(attempts=3, backoff=0.001, max_delay=0.002, budget=None)
 
 
@@ -207,7 +206,7 @@ def test_the_cli_exits_4_and_names_the_resume_when_the_provider_is_down(tmp_path
     (tmp_path / "in.jsonl").write_text(
         "".join(json.dumps({"id": n, "text": f"t{n}"}) + "\n" for n in range(30))
     )
-    environment = {**os.environ, "PYTHONPATH": str(HERE), "DOWN_URL": closed_port()}
+    environment = {**os.environ, "PYTHONPATH": str(JOBS), "DOWN_URL": closed_port()}
     job = subprocess.run(
         [
             sys.executable, "-c", "from headrace.cli import main; main()", "run",
@@ -227,7 +226,7 @@ def test_an_outage_is_on_the_progress_line_and_in_the_report_while_it_lasts(
     (tmp_path / "in.jsonl").write_text(
         "".join(json.dumps({"id": n, "text": f"t{n}"}) + "\n" for n in range(50))
     )
-    env = {**os.environ, "DOWN_URL": closed_port(), "CI": "1", "PYTHONPATH": str(HERE)}
+    env = {**os.environ, "DOWN_URL": closed_port(), "CI": "1", "PYTHONPATH": str(JOBS)}
     files = ["--input", "in.jsonl", "--output", "out.jsonl", "--run-dir", "run"]
     done = subprocess.run(
         [

@@ -127,7 +127,6 @@ def test_ui_refuses_a_port_that_is_not_one(tmp_path: Path, port: str) -> None:
 def test_run_with_ui_serves_the_live_page_while_it_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "firsthour"))
     monkeypatch.chdir(tmp_path)
     Path("in.jsonl").write_text("".join(f'{{"id": "{i}", "n": {i}}}\n' for i in range(5)))
     flags = ["--input", "in.jsonl", "--key", "id", "--output", "out.jsonl", "--run-dir", "r"]

@@ -9,15 +9,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from services import JOBS
 
 import headrace as hr
-
-HERE = Path(__file__).parent
 
 
 def headrace(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-c", "from headrace.cli import main; main()", *args]
-    environment = {**os.environ, "PYTHONPATH": str(HERE)}
+    environment = {**os.environ, "PYTHONPATH": str(JOBS)}
     return subprocess.run(
         command, cwd=cwd, env=environment, text=True, capture_output=True, timeout=120
     )

@@ -6,8 +6,8 @@ import time
 from pathlib import Path
 
 import pytest
+from services import JOBS
 
-HERE = Path(__file__).parent
 ITEMS = 2000
 
 
@@ -15,7 +15,7 @@ def headrace(
     *args: str, cwd: Path, env: dict[str, str] | None = None, wait: bool = True
 ) -> subprocess.Popen[str] | subprocess.CompletedProcess[str]:
     command = [sys.executable, "-c", "from headrace.cli import main; main()", *args]
-    environment = {**os.environ, "PYTHONPATH": str(HERE), **(env or {})}
+    environment = {**os.environ, "PYTHONPATH": str(JOBS), **(env or {})}
     if not wait:
         return subprocess.Popen(
             command,

@@ -30,13 +30,13 @@ import time
 from pathlib import Path
 
 import pytest
+from services import JOBS
 from test_chaos import _outputs
 
 from headrace.store import StoreLocation
 from headrace.store.lease import STALE_S
 
-HERE = Path(__file__).parent
-JOB = HERE / "chaos_job.py"
+JOB = JOBS / "chaos_job.py"
 ITEMS = 1500
 TRIALS = int(os.environ.get("HEADRACE_FREEZE_TRIALS", "0"))
 
@@ -77,7 +77,7 @@ class Trial:
     def launch(self, freeze_at: int = 0) -> subprocess.Popen[bytes]:
         env = {
             **os.environ,
-            "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+            "PYTHONPATH": os.pathsep.join([str(JOBS), os.environ.get("PYTHONPATH", "")]),
         }
         env["HEADRACE_FREEZE_AT_WRITE"] = str(freeze_at)
         if self.url is not None:

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from browsing import open_page
+from services import JOBS
 
 import headrace as hr
 from headrace.report.live import LivePage
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.slow
 
 MAX_BYTES = 1_000_000
 
-JOB = str(Path(__file__).with_name("slow_job.py"))
+JOB = str(JOBS / "slow_job.py")
 
 
 def key(page: Any, name: str) -> str:

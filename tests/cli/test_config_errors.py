@@ -9,10 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from services import JOBS
 
 import headrace as hr
-
-HERE = Path(__file__).parent
 
 
 @hr.step
@@ -61,7 +60,7 @@ def test_the_cli_names_the_fields_and_exits_1(tmp_path: Path) -> None:
             "first_jobs:passes", "--input", "in.jsonl", "--key", "Package",
             "--output", "out.jsonl", "--run-dir", "state",
         ],
-        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(HERE)},
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(JOBS)},
         text=True, capture_output=True, timeout=60,
     )  # fmt: skip
     assert job.returncode == 1

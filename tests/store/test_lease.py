@@ -18,8 +18,6 @@ import headrace as hr
 from headrace.errors import LeaseLost, ResumeMismatch, RunBusy
 from headrace.store import RunStore, StoreLocation
 
-HERE = Path(__file__).parent
-
 
 @hr.step
 def double(row: dict[str, Any]) -> dict[str, Any]:

@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from services import JOBS
 
 import headrace as hr
 from headrace.metrics import Histogram
 from headrace.metrics.timeline import Timeline
 from headrace.store import SqliteRunStore, StoreLocation
 
-JOB = str(Path(__file__).with_name("slow_job.py"))
+JOB = str(JOBS / "slow_job.py")
 
 
 def test_a_durable_run_records_its_metrics_over_time(tmp_path: Path) -> None:
