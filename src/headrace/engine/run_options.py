@@ -82,12 +82,17 @@ class Durability:
                 "resume=True, fresh, retry_dead, force and run_store need the run_dir of a run"
             )
 
+    @staticmethod
+    def flags_for(mode: Mode) -> dict[str, Any]:
+        """The ``resume``, ``fresh`` and ``retry_dead`` of one of the command line's
+        modes: ``"new"``, ``"auto"``, ``"resume"``, ``"fresh"`` or ``"retry_dead"``."""
+        resume: bool | Literal["auto"] = {"new": False, "resume": True}.get(mode, "auto")
+        return {"resume": resume, "fresh": mode == "fresh", "retry_dead": mode == "retry_dead"}
+
     @classmethod
     def for_mode(cls, mode: Mode, **values: Any) -> Durability:
-        """The durability of a run started in one of the command line's modes:
-        ``"new"``, ``"auto"``, ``"resume"``, ``"fresh"`` or ``"retry_dead"``."""
-        resume: bool | Literal["auto"] = {"new": False, "resume": True}.get(mode, "auto")
-        return cls(resume=resume, fresh=mode == "fresh", retry_dead=mode == "retry_dead", **values)
+        """The durability of a run started in ``mode`` (see :meth:`flags_for`)."""
+        return cls(**cls.flags_for(mode), **values)
 
     @property
     def mode(self) -> Mode:
@@ -230,12 +235,9 @@ class RunOptions:
 
     @classmethod
     def for_mode(cls, mode: Mode, **values: Any) -> RunOptions:
-        """Options for a run started in one of the command line's modes: ``"new"``,
-        ``"auto"``, ``"resume"``, ``"fresh"`` or ``"retry_dead"``."""
-        resume: bool | Literal["auto"] = {"new": False, "resume": True}.get(mode, "auto")
-        return cls.of(
-            resume=resume, fresh=mode == "fresh", retry_dead=mode == "retry_dead", **values
-        )
+        """Options for a run started in one of the command line's modes (see
+        :meth:`Durability.flags_for`)."""
+        return cls.of(**Durability.flags_for(mode), **values)
 
     @property
     def mode(self) -> Mode:
