@@ -29,6 +29,7 @@ def test_every_exception_class_lives_in_the_errors_package_under_headrace_error(
         kind = getattr(errors, name)
         assert issubclass(kind, errors.HeadraceError), name
         assert kind.__doc__, name  # each says when it is raised
+        assert kind.__module__ == "headrace.errors", name  # shown by its public name
 
 
 def test_one_check_of_positive_numbers_names_the_option_everywhere() -> None:

@@ -88,3 +88,8 @@ __all__ = [
     "StorageError",
     "NotAFile",
 ]
+
+for _name in __all__:
+    # each error is shown, pickled and documented by its public name,
+    # headrace.errors.PipelineError, whichever module of this package defines it
+    globals()[_name].__module__ = __name__
