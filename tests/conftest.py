@@ -157,3 +157,12 @@ def local_ray() -> Iterator[None]:
     ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR")
     yield
     ray.shutdown()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With pytest-xdist (``-n 2 --dist loadgroup``), every test of the local Ray cluster
+    runs in one worker, beside the rest: two clusters of 2 CPUs each on a 2-core
+    machine would starve each other and every test around them."""
+    for item in items:
+        if "local_ray" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("ray"))
