@@ -44,5 +44,7 @@ def test_a_second_run_on_other_workers_answers_every_item_from_the_redis_tier(
         asked = sim.stats()["requests"]
         warm = run("warm")
         asked_again = sim.stats()["requests"]
-    assert asked == ITEMS and asked_again == ITEMS  # the second run asked nothing
+    # every item was asked (more than once where a busy machine made a worker retry or a
+    # shard run again), and the second run asked nothing
+    assert asked >= ITEMS and asked_again == asked
     assert sorted(warm) == sorted(cold)  # a shard writes in the order items finish

@@ -23,6 +23,7 @@ is marked slow, so ``-m "not slow"`` skips it).
 from __future__ import annotations
 
 import csv
+import hashlib
 import itertools
 import json
 import math
@@ -188,9 +189,15 @@ def _output(sink: str, folder: Path) -> str:
 
 
 def _run_dir(folder: Path) -> Path:
-    """A cell's run directory, named after its folder: a PostgreSQL store names a run
-    after its directory, so no two cells (or other tests) share one."""
-    return folder / f"run-{folder.name}"
+    """A cell's run directory, named after its folder's whole path: a PostgreSQL store
+    names a run after its directory, so no two cells (or other tests) share one, in
+    one test process or two (pytest-xdist's workers number their folders alike)."""
+    return folder / f"run-{_unique(folder)}"
+
+
+def _unique(folder: Path) -> str:
+    """A short name for ``folder`` that no other folder of any test process has."""
+    return hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]
 
 
 def _sink(sink: str, folder: Path, postgres_url: str, table: str) -> Any:
@@ -328,7 +335,7 @@ def test_a_cell_gives_the_local_runs_outputs_and_reads_back(
     if cell.backend == "ray":
         request.getfixturevalue("local_ray")
     expected_rows, expected_types = _reference(cell, workspace, postgres_url, tmp_path_factory)
-    table = f"matrix_{re.sub(r'[^a-z0-9]', '_', tmp_path.name.lower())[-40:]}"
+    table = f"matrix_{_unique(tmp_path)}"
     run_name = _run_dir(tmp_path).name
     try:
         if cell.kill:

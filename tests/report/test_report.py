@@ -7,6 +7,7 @@ import asyncio
 import re
 import sqlite3
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
@@ -61,7 +62,7 @@ def test_the_report_is_one_file_with_the_runs_numbers(tmp_path: Path) -> None:
 def test_no_credential_reaches_the_report(tmp_path: Path, postgres_url: str) -> None:
     secret = "hunter2-not-a-real-one"
     url = postgres_url.replace("postgres@", f"postgres:{secret}@")
-    table = f"report_{tmp_path.name[-12:].replace('-', '_')}"
+    table = f"report_{uuid.uuid4().hex[:12]}"
     sink = hr.write_sql(url, table, key="id")
 
     def leaky(x: int) -> dict[str, str]:
