@@ -194,23 +194,26 @@ class RunResult:
                     f"retry budget {s.retries_delayed:,}"
                 )
             if s.rate is not None:
-                limit = s.rate.limit()
+                rate = s.rate.statistics()
                 per_minute = ", ".join(
-                    f"{limit[key]:,.0f} {unit}/min"
-                    for key, unit in (("requests_per_minute", "req"), ("tokens_per_minute", "tok"))
-                    if limit[key] is not None
+                    f"{value:,.0f} {unit}/min"
+                    for value, unit in (
+                        (rate.requests_per_minute, "req"),
+                        (rate.tokens_per_minute, "tok"),
+                    )
+                    if value is not None
                 )
                 extras.append(
-                    f"rate {per_minute or 'unlimited'} ({limit['source']}); waited "
+                    f"rate {per_minute or 'unlimited'} ({rate.source}); waited "
                     f"{s.rate_waits:,} times, {s.rate_wait_s:.3f} s in all"
                     + (
-                        f"; Redis down {limit['redis_outages']} time(s), paced locally at "
-                        f"{s.rate.outage_share:.0%} meanwhile"
-                        if limit.get("redis_outages")
+                        f"; Redis down {rate.redis_outages} time(s), paced locally at "
+                        f"{rate.outage_share:.0%} meanwhile"
+                        if rate.redis_outages
                         else ""
                     )
                 )
-            circuit = s.circuit
+            circuit = s.circuit.statistics() if s.circuit is not None else None
             if circuit is not None and (circuit.opened or circuit.refused):
                 extras.append(
                     f"circuit {circuit.state}: opened {circuit.opened:,} times, "

@@ -224,12 +224,12 @@ class RunLoop:
     def _outage(self) -> str:
         """A line on the first step whose provider is down now, or empty."""
         for step in self.ctx.metrics if self.ctx is not None else ():
-            circuit = step.circuit
+            circuit = step.circuit.statistics() if step.circuit is not None else None
             if circuit is not None and circuit.state != "closed":
                 return outage_line(
                     step.name,
                     circuit.state,
-                    circuit.down_s(),
+                    circuit.down_s,
                     circuit.max_outage_s,
                     circuit.last_error,
                 )

@@ -30,6 +30,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import CircuitOpen, PipelineError, ProviderDown
+from ..metrics.readings import CircuitReading
 from ..values.checks import positive_int
 from ..values.durations import to_seconds
 from .retry import is_retryable, is_throttle
@@ -206,6 +207,19 @@ class CircuitState:
         if self.state == "closed":
             return 0.0
         return self.outage_s + (self.clock() - self.opened_at)
+
+    def statistics(self) -> CircuitReading:
+        """A snapshot of the circuit's state and counts."""
+        return CircuitReading(
+            state=self.state,
+            when_open=self.when_open,
+            opened=self.opened,
+            refused=self.refused,
+            held=self.held,
+            down_s=self.down_s(),
+            max_outage_s=self.max_outage_s,
+            last_error=self.last_error,
+        )
 
     def allow(self) -> bool:
         """Whether a call may go now (taking the probe's turn when half-open)."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import math
 from collections import deque
-from dataclasses import dataclass
 
 from ..errors import PipelineError
+from ..metrics.readings import SlotsReading
 from ..values.checks import positive_int
 
 __all__ = [
@@ -18,25 +18,8 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class ConcurrencyStatistics:
-    """A snapshot of a :class:`ConcurrencyLimit`.
-
-    Attributes:
-        limit: how many callers may hold a slot at once.
-        in_use: slots held now.
-        waiting: callers waiting for a slot now.
-        peak: the most slots ever held at once.
-        admitted: slots granted so far.
-        waited: of those, how many had to wait for a slot.
-    """
-
-    limit: int
-    in_use: int
-    waiting: int
-    peak: int
-    admitted: int
-    waited: int
+ConcurrencyStatistics = SlotsReading
+"""A snapshot of a :class:`ConcurrencyLimit` (its ``statistics()``)."""
 
 
 class ConcurrencyLimit:

@@ -10,6 +10,7 @@ import time
 from collections.abc import Awaitable, Coroutine, Mapping
 from typing import TYPE_CHECKING, Any
 
+from ..metrics.readings import RateReading
 from .learning import Learner, header, lower
 from .pacing import Buckets, LocalBuckets, RedisBuckets
 from .retry import headers_of, is_throttle
@@ -95,6 +96,17 @@ class RateState:
         if self.settings.shared is not None:
             limit["redis_outages"] = self.outages
         return limit
+
+    def statistics(self) -> RateReading:
+        """A snapshot of the limit in force and this run's Redis outages."""
+        limit = self.settings.limit()
+        return RateReading(
+            requests_per_minute=limit["requests_per_minute"],
+            tokens_per_minute=limit["tokens_per_minute"],
+            source=limit["source"],
+            redis_outages=self.outages if self.settings.shared is not None else None,
+            outage_share=self.settings.outage_share,
+        )
 
     async def close(self) -> None:
         """Close the run's Redis connection, if it has one."""

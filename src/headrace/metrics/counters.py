@@ -11,9 +11,8 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..limits.concurrency import ConcurrencyLimit
 from .histogram import Histogram
-from .readings import CircuitCounters, LLMCounters, RateCounters
+from .readings import CircuitReading, LLMCounters, RateReading, Readable, SlotsReading
 
 if TYPE_CHECKING:
     from ..cache.stats import CacheStats
@@ -99,16 +98,16 @@ class StepMetrics:
     batch_splits: int = 0
     branches: dict[str, int] = field(default_factory=dict)
     skipped: int = 0
-    limiter: ConcurrencyLimit | None = None
+    limiter: Readable[SlotsReading] | None = None
     retries: int = 0
     throttled: int = 0
     retries_delayed: int = 0
-    rate: RateCounters | None = None
+    rate: Readable[RateReading] | None = None
     rate_waits: int = 0
     rate_wait_s: float = 0.0
     rate_inside_call: bool = False
     hold_s: float = 0.0
-    circuit: CircuitCounters | None = None
+    circuit: Readable[CircuitReading] | None = None
     fallbacks: int = 0
     slots: int = 0
     llm: LLMCounters | None = None
@@ -215,18 +214,19 @@ class StepMetrics:
             }
         if self.rate is not None:
             data["rate"] = {
-                **self.rate.limit(),
+                **self.rate.statistics().to_dict(),
                 "waits": self.rate_waits,
                 "wait_s": round(self.rate_wait_s, 6),
             }
         if self.circuit is not None:
+            circuit = self.circuit.statistics()
             data["circuit"] = {
-                "state": self.circuit.state,
-                "opened": self.circuit.opened,
-                "refused": self.circuit.refused,
-                "down_s": round(self.circuit.down_s(), 3),
-                "max_outage_s": self.circuit.max_outage_s,
-                "last_error": self.circuit.last_error,
+                "state": circuit.state,
+                "opened": circuit.opened,
+                "refused": circuit.refused,
+                "down_s": round(circuit.down_s, 3),
+                "max_outage_s": circuit.max_outage_s,
+                "last_error": circuit.last_error,
             }
         if self.fallbacks:
             data["fallbacks"] = self.fallbacks
