@@ -9,8 +9,11 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+
+import headrace as hr
 
 JOBS = Path(__file__).resolve().parent / "jobs"
 """The pipelines tests load by import path (``first_jobs:passes``, ``cli_job:pipeline``)
@@ -121,3 +124,13 @@ class PrivatePostgres:
         with contextlib.suppress(subprocess.CalledProcessError):  # it was not running
             self.stop()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def run_quietly(pipeline: Any, source: Any, **options: Any) -> hr.RunResult:
+    """``hr.run`` without its progress lines: how most tests run a pipeline."""
+    return hr.run(pipeline, source, progress=False, **options)
+
+
+async def arun_quietly(pipeline: Any, source: Any, **options: Any) -> hr.RunResult:
+    """``hr.arun`` without its progress lines."""
+    return await hr.arun(pipeline, source, progress=False, **options)

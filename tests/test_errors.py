@@ -6,6 +6,8 @@ import ast
 from pathlib import Path
 from typing import Any
 
+from services import run_quietly
+
 import headrace as hr
 import headrace.errors as errors
 import headrace.values.checks as checks
@@ -79,6 +81,6 @@ def test_a_key_error_with_a_sentence_reads_as_the_sentence_in_a_dead_letter() ->
         return item["depz"]
 
     for step, message in ((lookup, "the item has no field 'depz'"), (plain, "'depz'")):
-        result = hr.run(step, [{"id": 1}], progress=False)
+        result = run_quietly(step, [{"id": 1}])
         (dead,) = result.dead_letters
         assert (dead.error_type, dead.message) == ("KeyError", message)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
-from services import PrivateRedis
+from services import PrivateRedis, run_quietly
 from typer.testing import CliRunner
 
 import headrace as hr
@@ -49,18 +49,16 @@ def test_sqlite_hits_in_a_fresh_cache_come_back_as_the_model_and_fill_memory(
 ) -> None:
     version = uuid.uuid4().hex
     calls: list[int] = []
-    first = hr.run(
-        counting_step(fresh(tmp_path, version=version), calls), range(10), progress=False
-    )
+    first = run_quietly(counting_step(fresh(tmp_path, version=version), calls), range(10))
     assert len(calls) == 10
     assert first.metrics.step("double").cache.misses == 10  # type: ignore[union-attr]
     again = fresh(tmp_path, version=version)  # a new process would start like this: memory empty
-    second = hr.run(counting_step(again, calls), range(10), progress=False, ordered=True)
+    second = run_quietly(counting_step(again, calls), range(10), ordered=True)
     assert len(calls) == 10  # nothing computed again
     assert second.outputs == [Doubled(value=2 * i, note=f"from {i}") for i in range(10)]
     stats = second.metrics.step("double").cache
     assert stats is not None and stats.hits == {"sqlite": 10} and stats.backfills == 10
-    third = hr.run(counting_step(again, calls), range(10), progress=False)
+    third = run_quietly(counting_step(again, calls), range(10))
     assert third.metrics.step("double").cache.hits == {"memory": 10}  # type: ignore[union-attr]
     assert "cache: hits memory 10" in third.summary()
 
@@ -69,38 +67,38 @@ def test_redis_hits_back_fill_memory_and_sqlite(tmp_path: Path, redis_url: str) 
     version = uuid.uuid4().hex
     calls: list[int] = []
     warm = hr.Cache([redis_url], version=version)
-    hr.run(counting_step(warm, calls), range(6), progress=False)
+    run_quietly(counting_step(warm, calls), range(6))
     tiers = ("memory", "sqlite", redis_url)
     cache = hr.Cache(tiers, path=tmp_path / "other.sqlite", version=version)
-    result = hr.run(counting_step(cache, calls), range(6), progress=False)
+    result = run_quietly(counting_step(cache, calls), range(6))
     assert len(calls) == 6
     stats = result.metrics.step("double").cache
     assert stats is not None and stats.hits == {"redis": 6} and stats.backfills == 12
     again = hr.Cache(("sqlite",), path=tmp_path / "other.sqlite", version=version)
-    assert hr.run(counting_step(again, calls), range(6), progress=False).metrics.step(
-        "double"
-    ).cache.hits == {"sqlite": 6}  # type: ignore[union-attr]
+    assert run_quietly(counting_step(again, calls), range(6)).metrics.step("double").cache.hits == {
+        "sqlite": 6
+    }  # type: ignore[union-attr]
 
 
 def test_entries_expire_after_their_ttl(tmp_path: Path) -> None:
     now = [1000.0]
     cache = fresh(tmp_path, ttl="1h", _clock=lambda: now[0])
     calls: list[int] = []
-    hr.run(counting_step(cache, calls), range(3), progress=False)
+    run_quietly(counting_step(cache, calls), range(3))
     now[0] += 3599
-    hr.run(counting_step(cache, calls), range(3), progress=False)
+    run_quietly(counting_step(cache, calls), range(3))
     assert len(calls) == 3
     now[0] += 2
-    hr.run(counting_step(cache, calls), range(3), progress=False)
+    run_quietly(counting_step(cache, calls), range(3))
     assert len(calls) == 6
 
 
 def test_the_memory_tier_keeps_the_most_recently_used(tmp_path: Path) -> None:
     cache = fresh(tmp_path, "memory", max_items=2)
     calls: list[int] = []
-    hr.run(counting_step(cache, calls), [1, 2, 3], progress=False, window=1)
+    run_quietly(counting_step(cache, calls), [1, 2, 3], window=1)
     assert cache.memory is not None and len(cache.memory.entries) == 2
-    hr.run(counting_step(cache, calls), [3, 2, 1], progress=False, window=1)
+    run_quietly(counting_step(cache, calls), [3, 2, 1], window=1)
     assert calls == [1, 2, 3, 1]  # 1 had been evicted; 2 and 3 were kept
 
 
@@ -115,8 +113,8 @@ def test_a_changed_step_misses_and_a_kept_version_hits(tmp_path: Path) -> None:
     def after(x: int) -> int:
         return x + 2
 
-    hr.run(before, [1], progress=False)
-    changed = hr.run(after, [1], progress=False)
+    run_quietly(before, [1])
+    changed = run_quietly(after, [1])
     assert changed.outputs == [3] and changed.metrics.step("f").cache.misses == 1  # type: ignore[union-attr]
 
     @hr.step(cache=hr.Cache(["sqlite"], path=path, version="v1"), name="g")
@@ -127,8 +125,8 @@ def test_a_changed_step_misses_and_a_kept_version_hits(tmp_path: Path) -> None:
     def cosmetic_again(value: int) -> int:  # renamed argument: same results, promised
         return value + 1
 
-    hr.run(cosmetic, [5], progress=False)
-    kept = hr.run(cosmetic_again, [5], progress=False)
+    run_quietly(cosmetic, [5])
+    kept = run_quietly(cosmetic_again, [5])
     assert kept.metrics.step("g").cache.hits == {"sqlite": 1}  # type: ignore[union-attr]
 
 
@@ -140,9 +138,7 @@ def test_normalised_keys_share_an_entry(tmp_path: Path) -> None:
         seen.append(text)
         return text.upper()
 
-    result = hr.run(
-        shout, ["Hello,  World!", "hello world", "HELLO world."], progress=False, window=1
-    )
+    result = run_quietly(shout, ["Hello,  World!", "hello world", "HELLO world."], window=1)
     assert seen == ["Hello,  World!"]
     assert result.outputs == ["HELLO,  WORLD!"] * 3
     assert hr.cache.normalise_text({"a": " Mixed   CASE! "}) == {"a": "mixed case"}
@@ -151,7 +147,7 @@ def test_normalised_keys_share_an_entry(tmp_path: Path) -> None:
 def test_identical_calls_in_flight_are_joined(tmp_path: Path) -> None:
     calls: list[int] = []
     items = [i % 50 for i in range(100)]  # every input twice, 50% duplicates
-    result = hr.run(counting_step(fresh(tmp_path), calls, delay=0.02), items, progress=False)
+    result = run_quietly(counting_step(fresh(tmp_path), calls, delay=0.02), items)
     assert sorted(calls) == list(range(50))
     stats = result.metrics.step("double").cache
     assert stats is not None and stats.joins + sum(stats.hits.values()) == 50
@@ -167,10 +163,10 @@ def test_a_failed_call_fails_its_joined_items_too_and_is_not_cached(tmp_path: Pa
         await asyncio.sleep(0.02)
         raise ValueError(f"bad {x}")
 
-    result = hr.run(flaky, [7, 7, 7], progress=False)
+    result = run_quietly(flaky, [7, 7, 7])
     assert calls == [7] and result.items_dead == 3
     assert all(d.error_type == "ValueError" for d in result.dead_letters)
-    hr.run(flaky, [7], progress=False)
+    run_quietly(flaky, [7])
     assert calls == [7, 7]
 
 
@@ -179,7 +175,7 @@ def test_an_output_that_cannot_be_stored_names_the_step(tmp_path: Path) -> None:
     def opaque(x: int) -> object:
         return object()
 
-    result = hr.run(opaque, [1], progress=False)
+    result = run_quietly(opaque, [1])
     dead = result.dead_letters[0]
     assert dead.step == "opaque" and dead.error_type == "EncodeError"
     assert "step 'opaque' has a cache, but its output cannot be stored" in dead.message
@@ -217,12 +213,12 @@ def test_a_redis_outage_mid_run_is_a_warning_and_a_miss_and_recovers(
         return 2 * x
 
     caplog.set_level(logging.WARNING, logger="headrace.cache")
-    result = hr.run(double, range(150), progress=False, ordered=True)
+    result = run_quietly(double, range(150), ordered=True)
     assert result.outputs == [2 * i for i in range(150)] and not result.dead_letters
     stats = result.metrics.step("double").cache
     assert stats is not None and stats.tiers_down >= 1
     assert "is not answering" in caplog.text and "answers again" in caplog.text
-    again = hr.run(double, range(140, 150), progress=False)  # stored after it came back
+    again = run_quietly(double, range(140, 150))  # stored after it came back
     assert again.metrics.step("double").cache.hits.get("redis", 0) > 0  # type: ignore[union-attr]
 
 
@@ -252,7 +248,7 @@ def test_several_processes_share_one_sqlite_file(tmp_path: Path) -> None:
         calls.append(x)
         return x * x
 
-    result = hr.run(square, range(600), progress=False)
+    result = run_quietly(square, range(600))
     assert calls == [] and result.metrics.step("square").cache.hits == {"sqlite": 600}  # type: ignore[union-attr]
 
 
@@ -273,10 +269,10 @@ def test_the_cache_command_shows_clears_and_prunes(tmp_path: Path) -> None:
     def brief(x: int) -> int:
         return x
 
-    hr.run(older, range(4), progress=False)
+    run_quietly(older, range(4))
     time.sleep(0.01)  # the newer code is used later: its fingerprint is the step's newest
-    hr.run(newer, range(2), progress=False)
-    hr.run(brief, range(3), progress=False)
+    run_quietly(newer, range(2))
+    run_quietly(brief, range(3))
     runner = CliRunner()
     shown = runner.invoke(app, ["cache", "stats", "--path", str(path)])
     assert shown.exit_code == 0, shown.output
@@ -308,8 +304,8 @@ def test_an_llm_answer_cached_from_one_endpoint_is_not_served_for_another(
         )
 
     with serve() as rehearsal, serve() as provider:
-        hr.run(say(rehearsal.url), records, progress=False)
-        hr.run(say(rehearsal.url), records, progress=False)
+        run_quietly(say(rehearsal.url), records)
+        run_quietly(say(rehearsal.url), records)
         assert rehearsal.stats()["requests"] == 5  # the second run came from the cache
-        hr.run(say(provider.url), records, progress=False)
+        run_quietly(say(provider.url), records)
         assert provider.stats()["requests"] == 5  # another endpoint: asked, not the cache

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 import pytest
 from pydantic import BaseModel
+from services import run_quietly
 
 import headrace as hr
 from headrace.cache.envelope import Declared, EncodeError, decode, encode
@@ -63,13 +64,13 @@ def attack(
 ) -> None:
     (tmp_path / "victim.txt").write_text("precious")
     calls: list[int] = []
-    hr.run(step_with(cache, calls), range(3), progress=False)
+    run_quietly(step_with(cache, calls), range(3))
     assert sorted(calls) == [0, 1, 2]
     for payload in payloads(tmp_path):
         overwrite(payload)
         calls.clear()
         with caplog.at_level(logging.WARNING, logger="headrace.cache"):
-            result = hr.run(step_with(cache, calls), range(3), progress=False, ordered=True)
+            result = run_quietly(step_with(cache, calls), range(3), ordered=True)
         assert result.outputs == [Doubled(value=2 * x, note=f"from {x}") for x in range(3)]
         stats = result.metrics.step("double").cache
         assert stats is not None and stats.unreadable == 3 and sorted(calls) == [0, 1, 2]
@@ -139,8 +140,8 @@ def test_a_step_without_annotation_declares_through_cache_types(tmp_path: Path) 
         calls.append(x)
         return Doubled(value=x, note="")
 
-    hr.run(plain, range(2), progress=False)
-    again = hr.run(plain, range(2), progress=False, ordered=True)
+    run_quietly(plain, range(2))
+    again = run_quietly(plain, range(2), ordered=True)
     assert again.outputs == [Doubled(value=0, note=""), Doubled(value=1, note="")]
     assert sorted(calls) == [0, 1]
     assert orjson.loads(encode(1, Declared()))["t"] == "json"

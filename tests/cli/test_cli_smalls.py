@@ -6,6 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
+from services import run_quietly
 from typer.testing import CliRunner
 
 import headrace as hr
@@ -46,8 +47,8 @@ def test_status_shows_a_recipe_in_words_and_marks_forced_sessions(tmp_path: Path
     def second(x: int) -> int:
         return x
 
-    hr.run(first, range(3), run_dir=tmp_path / "run", progress=False)
-    hr.run(second, range(3), run_dir=tmp_path / "run", progress=False, force=True)
+    run_quietly(first, range(3), run_dir=tmp_path / "run")
+    run_quietly(second, range(3), run_dir=tmp_path / "run", force=True)
     result = runner.invoke(app, ["status", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
     forced = [line for line in result.output.splitlines() if line.startswith("forced")]

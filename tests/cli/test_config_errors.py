@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from services import JOBS
+from services import JOBS, run_quietly
 
 import headrace as hr
 
@@ -23,12 +23,11 @@ def test_a_key_field_the_first_jsonl_record_lacks_stops_before_running(tmp_path:
     source = tmp_path / "in.jsonl"
     source.write_text("\n" + "".join(json.dumps({"id": n, "name": "x"}) + "\n" for n in range(20)))
     with pytest.raises(hr.SourceError) as caught:
-        hr.run(
+        run_quietly(
             same,
             hr.read_jsonl(source, key="idd"),
             sink=hr.write_jsonl(tmp_path / "out.jsonl"),
             run_dir=tmp_path / "run",
-            progress=False,
         )
     assert str(caught.value) == (
         f"{source}:2: the first record has no key field 'idd' (did you mean 'id'?); "
@@ -47,7 +46,7 @@ def test_a_key_field_the_first_item_of_a_list_lacks_stops_before_running() -> No
 def test_a_later_record_without_the_key_is_bad_input_not_a_setting(tmp_path: Path) -> None:
     source = tmp_path / "in.jsonl"
     source.write_text('{"id": 1}\n{"other": 2}\n')
-    result = hr.run(same, hr.read_jsonl(source, key="id"), run_dir=tmp_path / "run", progress=False)
+    result = run_quietly(same, hr.read_jsonl(source, key="id"), run_dir=tmp_path / "run")
     assert result.items_out == 1 and result.items_dead == 1
     assert "missing key field 'id'" in result.dead_letters[0].message
 

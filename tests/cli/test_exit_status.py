@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from services import JOBS
+from services import JOBS, run_quietly
 
 import headrace as hr
 
@@ -34,13 +34,13 @@ def odd_fails(n: int) -> int:
 
 
 def test_result_ok_is_false_when_an_item_is_dead() -> None:
-    assert hr.run(odd_fails, [0, 2], progress=False).ok
-    assert not hr.run(odd_fails, [0, 1, 2], progress=False).ok
+    assert run_quietly(odd_fails, [0, 2]).ok
+    assert not run_quietly(odd_fails, [0, 1, 2]).ok
 
 
 def test_max_dead_raises_after_the_whole_run_with_its_result() -> None:
     with pytest.raises(hr.TooManyDead) as caught:
-        hr.run(odd_fails, range(10), progress=False, max_dead=0)
+        run_quietly(odd_fails, range(10), max_dead=0)
     result = caught.value.result
     assert result.items_in == 10 and result.items_out == 5 and result.items_dead == 5
     assert "5 of 10 items are dead letters (max_dead=0); the first: odd_fails: ValueError" in str(
@@ -54,9 +54,9 @@ def test_max_dead_raises_after_the_whole_run_with_its_result() -> None:
 def test_max_dead_takes_a_count_or_a_share(allowed: int | float | str, raises: bool) -> None:
     if raises:
         with pytest.raises(hr.TooManyDead):
-            hr.run(odd_fails, range(10), progress=False, max_dead=allowed)
+            run_quietly(odd_fails, range(10), max_dead=allowed)
     else:
-        assert hr.run(odd_fails, range(10), progress=False, max_dead=allowed).items_dead == 5
+        assert run_quietly(odd_fails, range(10), max_dead=allowed).items_dead == 5
 
 
 @pytest.mark.parametrize("bad", [-1, 1.5, "many", True, "%"])
@@ -70,7 +70,7 @@ def test_a_bad_max_dead_is_refused_before_anything_runs(bad: object) -> None:
         return n
 
     with pytest.raises(hr.PipelineError, match="max_dead must be a count"):
-        hr.run(counted, range(3), progress=False, max_dead=bad)  # type: ignore[arg-type]
+        run_quietly(counted, range(3), max_dead=bad)  # type: ignore[arg-type]
     assert calls == 0
 
 

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 import ray_pipelines
 from conftest import jsonl_ids, write_items
+from services import run_quietly
 
 import headrace as hr
 from headrace.cluster.shards import ShardPlan, shard_location
@@ -65,19 +66,17 @@ def test_same_outputs_and_dead_letters_as_the_local_backend(
     local_ray: None, tmp_path: Path, kind: str
 ) -> None:
     source = hr.read_jsonl(write_items(tmp_path / "in.jsonl", ITEMS), key="id")
-    local = hr.run(
+    local = run_quietly(
         ray_pipelines.double,
         source,
         sink=_sink(kind, tmp_path, "local"),
         run_dir=tmp_path / "local",
-        progress=False,
     )
-    on_ray = hr.run(
+    on_ray = run_quietly(
         ray_pipelines.double,
         source,
         sink=_sink(kind, tmp_path, "ray"),
         run_dir=tmp_path / "ray",
-        progress=False,
         backend=hr.Ray(workers=2, shard_size=70),
     )
     assert (on_ray.items_in, on_ray.items_out, on_ray.items_dead) == (
@@ -199,13 +198,12 @@ def test_killed_workers_lose_and_double_nothing(
         target=_killer, args=(parent, count // shard_size, shards_dir, kills), daemon=True
     )
     killer.start()
-    result = hr.run(
+    result = run_quietly(
         ray_pipelines.slow_double,
         source,
         sink=hr.write_jsonl(out),
         run_dir=run_dir,
         run_store=postgres_url,
-        progress=False,
         backend=hr.Ray(workers=2, shard_size=shard_size),
     )
     killer.join(timeout=10)
@@ -225,11 +223,10 @@ def test_a_pipeline_that_cannot_be_shipped_is_refused_by_name(tmp_path: Path) ->
 
     source = hr.read_jsonl(write_items(tmp_path / "in.jsonl", 10), key="id")
     with pytest.raises(PipelineError, match=r"cannot be shipped .* step 'guarded' .*lock"):
-        hr.run(
+        run_quietly(
             ray_pipelines.double >> guarded,
             source,
             run_dir=tmp_path / "run",
-            progress=False,
             backend=hr.Ray(workers=2),
         )
     assert not (tmp_path / "run").exists()  # refused before anything was written
@@ -246,12 +243,11 @@ def test_what_cannot_be_split_is_refused(
     tmp_path: Path, source: Any, sink: Any, words: str
 ) -> None:
     with pytest.raises(PipelineError, match=words):
-        hr.run(
+        run_quietly(
             ray_pipelines.double,
             source,
             sink=sink,
             run_dir=tmp_path / "run",
-            progress=False,
             backend=hr.Ray(workers=2),
         )
 
@@ -309,12 +305,11 @@ def test_the_progress_bar_moves_with_what_running_shards_commit(
 def test_a_step_pinned_to_a_gpu_is_refused_when_the_workers_get_none(tmp_path: Path) -> None:
     pinned = hr.models.embed(device="cuda")  # nothing loads until a run binds it
     with pytest.raises(PipelineError, match=r"step 'embed' runs on 'cuda', but the workers"):
-        hr.run(
+        run_quietly(
             pinned,
             [{"id": "a", "text": "hello"}],
             key="id",
             run_dir=tmp_path / "run",
-            progress=False,
             backend=hr.Ray(workers=1),
         )
     assert not (tmp_path / "run").exists()  # refused before anything was written

@@ -8,6 +8,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from services import run_quietly
 
 import headrace as hr
 from headrace.sim import serve
@@ -30,21 +31,31 @@ def test_a_second_run_on_other_workers_answers_every_item_from_the_redis_tier(
         client = hr.llm.Client(base_url=sim.url)
         step = hr.llm.complete(client=client, model="m", prompt="{text}", cache=cache)
 
-        def run(name: str) -> list[str]:
-            hr.run(
+        def run(name: str) -> tuple[list[str], int]:
+            result = run_quietly(
                 step,
                 hr.read_jsonl(source, key="id"),
                 run_dir=tmp_path / name,
                 backend=hr.Ray(workers=2, shard_size=ITEMS // 4),
-                progress=False,
             )
-            return (tmp_path / name / "outputs.jsonl").read_text().splitlines()
+            stats = result.metrics.steps[0].cache
+            assert stats is not None
+            lines = (tmp_path / name / "outputs.jsonl").read_text().splitlines()
+            return lines, stats.tiers_down
 
-        cold = run("cold")
+        cold, cold_outages = run("cold")
         asked = sim.stats()["requests"]
-        warm = run("warm")
+        warm, warm_outages = run("warm")
         asked_again = sim.stats()["requests"]
     # every item was asked (more than once where a busy machine made a worker retry or a
-    # shard run again), and the second run asked nothing
-    assert asked >= ITEMS and asked_again == asked
+    # shard run again)
+    assert asked >= ITEMS
     assert sorted(warm) == sorted(cold)  # a shard writes in the order items finish
+    if cold_outages or warm_outages:
+        # a machine so loaded that Redis did not answer within its timeout: the cache is
+        # best-effort, so the lookups (or the stores before them) in those moments were
+        # misses and asked again (twice at most, where a shard ran again), and the summary
+        # counted the outage
+        assert asked_again - asked <= 2 * ITEMS
+    else:
+        assert asked_again == asked  # Redis answered throughout: the second run asked nothing

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from services import run_quietly
 
 import headrace as hr
 from headrace.sim import serve
@@ -131,13 +132,12 @@ def test_four_actors_share_one_adaptive_concurrency_limit(
 
     key = f"test-{uuid.uuid4().hex[:8]}"
     step = ray_pipelines.counted(redis_url, key, shared=True)
-    result = hr.run(
+    result = run_quietly(
         step,
         [{"id": f"r{i}"} for i in range(400)],
         key="id",
         run_dir=tmp_path / "run",
         backend=hr.Ray(workers=4, num_cpus=0.5, shard_size=50),
-        progress=False,
     )
     assert result.items_out == 400
     client = redis.Redis.from_url(redis_url)

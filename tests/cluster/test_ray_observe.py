@@ -10,6 +10,7 @@ import pytest
 import ray_pipelines
 from conftest import write_items
 from otlp import Receiver, attributes, points, spans
+from services import run_quietly
 from typer.testing import CliRunner
 
 import headrace as hr
@@ -28,12 +29,11 @@ def test_each_shard_exports_to_the_collector_the_driver_was_told_of(
     receiver = Receiver()
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint)
     try:  # the local Ray started before this was set: the workers get it from the driver
-        hr.run(
+        run_quietly(
             ray_pipelines.double,
             hr.read_jsonl(write_items(tmp_path / "in.jsonl", 200), key="id"),
             sink=hr.write_jsonl(tmp_path / "out.jsonl"),
             run_dir=tmp_path / "run",
-            progress=False,
             backend=hr.Ray(workers=2, shard_size=50),
         )
     finally:
@@ -50,12 +50,11 @@ def test_each_shard_exports_to_the_collector_the_driver_was_told_of(
 
 def test_the_report_of_a_run_on_ray_joins_its_shards(local_ray: None, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    result = hr.run(
+    result = run_quietly(
         ray_pipelines.double,
         hr.read_jsonl(write_items(tmp_path / "in.jsonl", 200), key="id"),
         sink=hr.write_jsonl(tmp_path / "out.jsonl"),
         run_dir=run_dir,
-        progress=False,
         backend=hr.Ray(workers=2, shard_size=50),
     )
     answer = CliRunner().invoke(app, ["report", str(run_dir)])

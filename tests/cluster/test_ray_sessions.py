@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import ray_pipelines
 from conftest import HERE, jsonl_ids, write_items
+from services import run_quietly
 
 import headrace as hr
 from headrace.cluster.shards import shard_location
@@ -98,12 +99,11 @@ def test_a_shard_whose_holder_stopped_beating_is_taken_over(
             "UPDATE lease SET host = 'elsewhere', heartbeat = ?", (time.time() - STALE_S + 2,)
         )
     source = hr.read_jsonl(write_items(tmp_path / "in.jsonl", 200), key="id")
-    result = hr.run(
+    result = run_quietly(
         ray_pipelines.double,
         source,
         sink=hr.write_jsonl(tmp_path / "out.jsonl"),
         run_dir=run_dir,
-        progress=False,
         backend=hr.Ray(workers=2, shard_size=50),
     )
     assert result.items_in == 200

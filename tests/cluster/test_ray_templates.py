@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel
+from services import run_quietly
 
 import headrace as hr
 from headrace.errors import PipelineError
@@ -65,14 +66,13 @@ def test_a_template_llm_step_runs_on_ray_and_equals_the_local_run(
         results = {}
         for backend in ("local", "ray"):
             out = tmp_path / f"{backend}.jsonl"
-            result = hr.run(
+            result = run_quietly(
                 step,
                 _records(),
                 key="id",
                 sink=hr.write_jsonl(out),
                 run_dir=tmp_path / f"run-{backend}",
                 backend=hr.Ray(workers=1) if backend == "ray" else None,
-                progress=False,
             )
             assert result.items_dead == 0
             results[backend] = _rows(out)
@@ -105,13 +105,12 @@ def test_a_pipeline_that_pickles_but_does_not_unpickle_is_refused_by_name(
         return {**item, "held": repr(fragile)}
 
     with pytest.raises(PipelineError, match=r"step 'holder' .*cannot be unpickled.*'source'"):
-        hr.run(
+        run_quietly(
             plain >> holder,
             _records(),
             key="id",
             sink=hr.write_jsonl(tmp_path / "out.jsonl"),
             run_dir=tmp_path / "run",
-            progress=False,
             backend=hr.Ray(workers=1),
         )
     assert not (tmp_path / "run").exists()  # refused before anything was written

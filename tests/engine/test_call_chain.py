@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from services import run_quietly
+
 import headrace as hr
 from headrace.engine.activity import Activity
 from headrace.engine.call import call_chain
@@ -55,6 +57,6 @@ def test_the_chain_runs_in_its_order_with_every_stage_at_work() -> None:
         return 1
 
     failing = hr.step(ordered=True, fallback=hr.step(one))(odd)
-    result = hr.run(failing, range(6), progress=False)
+    result = run_quietly(failing, range(6))
     assert result.outputs == [1, 1, 1, 3, 1, 5]  # the even ones fell back
     assert result.metrics.step("odd").fallbacks == 3 and result.items_dead == 0

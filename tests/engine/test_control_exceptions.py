@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import workers
+from services import arun_quietly, run_quietly
 
 import headrace as hr
 
@@ -82,7 +83,7 @@ CELLS = [
 @pytest.mark.parametrize(("kind", "executor"), CELLS)
 def test_each_becomes_one_dead_letter_and_the_run_ends(kind: str, executor: str) -> None:
     step = _steps(kind)[executor]
-    result = hr.run(step, list(range(12)), progress=False)
+    result = run_quietly(step, list(range(12)))
     _check(result, 12)
     assert result.metrics.items_in == 12
 
@@ -91,18 +92,18 @@ def test_each_becomes_one_dead_letter_and_the_run_ends(kind: str, executor: str)
 def test_in_a_graph_too(kind: str) -> None:
     work = _steps(kind)["thread" if kind == "stop_iteration" else "async"]
     pipeline = hr.graph({"work": work, "plus": lambda n: n}, ["work -> plus"])
-    result = hr.run(pipeline, list(range(12)), progress=False)
+    result = run_quietly(pipeline, list(range(12)))
     bad = [n for n in range(12) if n % 4 == 1]
     assert sorted(d.index for d in result.dead_letters) == bad
     assert len(result.outputs) == 12 - len(bad)
 
 
 def test_the_message_names_what_was_raised() -> None:
-    result = hr.run(_steps("system_exit")["thread"], [1], progress=False)
+    result = run_quietly(_steps("system_exit")["thread"], [1])
     (dead,) = result.dead_letters
     assert dead.error_type == "StepRaisedControl"
     assert "SystemExit: 3" in dead.message
-    result = hr.run(_steps("unprintable")["async"], [1], progress=False)
+    result = run_quietly(_steps("unprintable")["async"], [1])
     (dead,) = result.dead_letters
     assert dead.error_type == "Unprintable"
     assert "__str__ raised RuntimeError" in dead.message
@@ -118,7 +119,7 @@ def test_a_real_cancellation_still_stops_the_run() -> None:
         return n
 
     async def main() -> None:
-        task = asyncio.ensure_future(hr.arun(wait_forever, list(range(4)), progress=False))
+        task = asyncio.ensure_future(arun_quietly(wait_forever, list(range(4))))
         await started.wait()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -130,7 +131,7 @@ def test_a_real_cancellation_still_stops_the_run() -> None:
 @pytest.mark.slow
 def test_in_a_process_worker_too() -> None:
     step = hr.step(workers.control_on_some, executor="process", concurrency=2)
-    result = hr.run(step, list(range(12)), progress=False)
+    result = run_quietly(step, list(range(12)))
     assert sorted(result.outputs) == [n * 10 for n in range(12) if n % 4 not in (1, 2)]
     dead = {d.index: d for d in result.dead_letters}
     assert sorted(dead) == [n for n in range(12) if n % 4 in (1, 2)]
@@ -153,7 +154,7 @@ def test_a_batched_step_fails_only_its_items(executor: str) -> None:
     else:
         options: dict[str, Any] = {"executor": "thread"} if executor == "thread" else {}
         step = hr.step(workers.batch_exits_on_five, batch=hr.Batch(max_size=4), **options)
-    result = hr.run(step, list(range(12)), progress=False)
+    result = run_quietly(step, list(range(12)))
     assert 5 in {d.index for d in result.dead_letters}
     assert {d.error_type for d in result.dead_letters} == {"StepRaisedControl"}
     assert len(result.outputs) + len(result.dead_letters) == 12

@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from services import arun_quietly
 
 import headrace as hr
 from headrace import HeadraceError, PipelineError, SourceError, StepFailed
@@ -385,7 +386,7 @@ def test_run_inside_an_event_loop_points_to_arun() -> None:
     async def inside() -> None:
         with pytest.raises(HeadraceError, match=r"use `await hr\.arun"):
             hr.run(hr.step(lambda x: x), [1])
-        result = await hr.arun(hr.step(lambda x: x), [1], progress=False)
+        result = await arun_quietly(hr.step(lambda x: x), [1])
         assert result.outputs == [1]
 
     asyncio.run(inside())

@@ -17,6 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from services import run_quietly
 
 import headrace as hr
 from headrace.io.sql import connect
@@ -61,12 +62,11 @@ def identity(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _run(tmp_path: Path, sink: Any, name: str) -> hr.RunResult:
-    return hr.run(
+    return run_quietly(
         identity,
         hr.read_parquet(_source(tmp_path), key="id"),
         sink=sink,
         run_dir=tmp_path / f"run-{name}",
-        progress=False,
     )
 
 
@@ -125,12 +125,11 @@ def test_a_decimal_that_does_not_fit_its_column_is_that_items_dead_letter(tmp_pa
         grown = row["price"] * 10**9 if row["id"] == "k3" else row["price"]
         return {**row, "price": grown}
 
-    result = hr.run(
+    result = run_quietly(
         bigger,
         hr.read_parquet(_source(tmp_path), key="id"),
         sink=hr.write_parquet(tmp_path / "out", columns=COLUMNS),
         run_dir=tmp_path / "run",
-        progress=False,
     )
     (dead,) = result.dead_letters
     assert dead.step == "<sink>" and "does not fit in decimal128(10, 2)" in dead.message

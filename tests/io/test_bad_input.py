@@ -8,22 +8,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from services import run_quietly
 
 import headrace as hr
 from headrace.errors import SourceError
 
 
 def run(source: Any) -> hr.RunResult:
-    return hr.run(lambda r: r, source, progress=False, ordered=True)
+    return run_quietly(lambda r: r, source, ordered=True)
 
 
 def test_a_30_digit_id_stays_exact_and_does_not_collide(tmp_path: Path) -> None:
     path = tmp_path / "in.jsonl"
     a, b = 123456789012345678901234567890, 123456789012345678901234567891
     path.write_text(f'{{"id": {a}, "v": 1}}\n{{"id": {b}, "v": 2}}\n{{"id": 7, "v": 3}}\n')
-    result = hr.run(
-        lambda r: r, hr.read_jsonl(path, key="id"), progress=False, run_dir=tmp_path / "run"
-    )
+    result = run_quietly(lambda r: r, hr.read_jsonl(path, key="id"), run_dir=tmp_path / "run")
     assert result.items_out == 3 and result.items_dead == 0  # no duplicate-key collision
     outputs = [json.loads(x) for x in (tmp_path / "run" / "outputs.jsonl").read_text().splitlines()]
     assert sorted(o["id"] for o in outputs) == [7, a, b]  # integers, exact
@@ -81,12 +80,11 @@ def test_a_repeated_csv_header_is_refused_before_anything_runs(tmp_path: Path) -
 def test_a_tabular_sink_refuses_an_integer_its_column_cannot_hold(tmp_path: Path) -> None:
     """Not written as a float (which would change it): a dead letter naming the field."""
     big = 123456789012345678901234567890
-    result = hr.run(
+    result = run_quietly(
         lambda r: r,
         [{"id": big}],
         sink=hr.write_csv(tmp_path / "out.csv"),
         run_dir=tmp_path / "run",
-        progress=False,
     )
     [dead] = result.dead_letters
     assert (dead.step, dead.message) == ("<sink>", f"field 'id': {big} does not fit in int64")

@@ -11,6 +11,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from services import run_quietly
 
 import headrace as hr
 from headrace.io.sql import connect
@@ -89,7 +90,7 @@ def test_an_output_field_that_is_not_a_csv_column_is_a_dead_letter_of_the_sink(
         return {"id": row["id"], "extra": 1} if row["n"] == 5 else {"id": row["id"]}
 
     sink = hr.write_csv(tmp_path / "out.csv", columns={"id": "string"})
-    result = hr.run(shape, ROWS[:8], sink=sink, run_dir=tmp_path / "run", progress=False)
+    result = run_quietly(shape, ROWS[:8], sink=sink, run_dir=tmp_path / "run")
     assert dead(result) == [("<sink>", "ValueError", "field 'extra' is not a column (columns: id)")]
     assert (tmp_path / "out.csv").read_text().splitlines()[0] == "id"
     assert len((tmp_path / "out.csv").read_text().splitlines()) == 8  # header + 7
@@ -161,9 +162,7 @@ def test_a_value_of_the_wrong_type_is_a_dead_letter_of_the_parquet_sink(tmp_path
         return {"id": row["id"], "score": "high" if row["n"] == 2 else row["n"] * 1.5}
 
     sink = hr.write_parquet(tmp_path / "out")
-    result = hr.run(
-        shape, ROWS[:5], sink=sink, run_dir=tmp_path / "run", progress=False, ordered=True
-    )
+    result = run_quietly(shape, ROWS[:5], sink=sink, run_dir=tmp_path / "run", ordered=True)
     assert dead(result) == [
         ("<sink>", "ValueError", "field 'score': expected float64, got str 'high'")
     ]
@@ -195,12 +194,11 @@ def test_a_directory_source_gives_one_item_per_file_keyed_by_path(tmp_path: Path
     def length(doc: dict[str, str]) -> dict[str, Any]:
         return {"path": doc["path"], "chars": len(doc["text"])}
 
-    result = hr.run(
+    result = run_quietly(
         length,
         hr.read_dir(docs, pattern="*.txt"),
         sink=hr.write_jsonl(tmp_path / "out.jsonl"),
         run_dir=tmp_path / "run",
-        progress=False,
         ordered=True,
     )
     out = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
@@ -257,12 +255,12 @@ def test_sql_sink_writes_into_an_existing_table_and_refuses_one_without_a_unique
 
     sink = hr.write_sql(database_url, table_name, key="id")
     with pytest.raises(hr.HeadraceError, match="neither the primary key nor uniquely indexed"):
-        hr.run(only_square, ROWS, sink=sink, key="id", run_dir=tmp_path / "r1", progress=False)
+        run_quietly(only_square, ROWS, sink=sink, key="id", run_dir=tmp_path / "r1")
     db = connect(database_url)
     db.execute(f'CREATE UNIQUE INDEX "{table_name}_id" ON "{table_name}" (id)')
     db.close()
     sink = hr.write_sql(database_url, table_name, key="id")
-    result = hr.run(only_square, ROWS, sink=sink, key="id", run_dir=tmp_path / "r2", progress=False)
+    result = run_quietly(only_square, ROWS, sink=sink, key="id", run_dir=tmp_path / "r2")
     assert result.items_out == 30
     assert table_rows(database_url, table_name)[5] == ("k05", 25)
 
@@ -328,9 +326,8 @@ def test_sql_source_streams_a_query_with_its_key(
             ("<source>", "BadInput", "query row 30: the key column 'id' is empty")
         ]
     with pytest.raises(hr.SourceError, match="the query has no key column 'nope'"):
-        hr.run(
+        run_quietly(
             square,
             hr.read_sql(database_url, f'SELECT * FROM "{table_name}"', key="nope"),
             run_dir=tmp_path / "other",
-            progress=False,
         )

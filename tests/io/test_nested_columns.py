@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from pydantic import BaseModel
+from services import run_quietly
 
 import headrace as hr
 from headrace.io import column_types
@@ -49,7 +50,7 @@ def table(directory: Path) -> pa.Table:
 
 
 def test_a_models_lists_and_structs_are_native_parquet_columns(tmp_path: Path) -> None:
-    hr.run(describe, RECORDS, key="id", sink=hr.write_parquet(tmp_path / "out"), progress=False)
+    run_quietly(describe, RECORDS, key="id", sink=hr.write_parquet(tmp_path / "out"))
     written = table(tmp_path / "out")
     schema = {field.name: field.type for field in written.schema}
     assert schema["keywords"] == pa.list_(pa.string())
@@ -63,12 +64,11 @@ def test_a_models_lists_and_structs_are_native_parquet_columns(tmp_path: Path) -
 
 
 def test_with_input_keeps_the_declared_types_of_what_it_added(tmp_path: Path) -> None:
-    hr.run(
+    run_quietly(
         hr.with_input(describe),
         RECORDS,
         key="id",
         sink=hr.write_parquet(tmp_path / "out"),
-        progress=False,
     )
     schema = {field.name: field.type for field in table(tmp_path / "out").schema}
     assert schema["keywords"] == pa.list_(pa.string())
@@ -76,20 +76,19 @@ def test_with_input_keeps_the_declared_types_of_what_it_added(tmp_path: Path) ->
 
 
 def test_csv_keeps_nested_values_as_json_text(tmp_path: Path) -> None:
-    hr.run(describe, RECORDS[:2], key="id", sink=hr.write_csv(tmp_path / "o.csv"), progress=False)
+    run_quietly(describe, RECORDS[:2], key="id", sink=hr.write_csv(tmp_path / "o.csv"))
     rows = {row["keywords"] for row in csv.DictReader((tmp_path / "o.csv").open())}
     assert rows == {"[]", '["k1","x"]'}
 
 
 def test_given_nested_columns_are_checked_and_named(tmp_path: Path) -> None:
     sink = hr.write_parquet(tmp_path / "out", columns={"id": "int64", "tags": "list< string >"})
-    result = hr.run(
+    result = run_quietly(
         lambda r: {"id": r["id"], "tags": ["a", r["id"]]},
         RECORDS[:2],
         key="id",
         sink=sink,
         run_dir=tmp_path / "run",
-        progress=False,
     )
     assert result.items_dead == 2
     assert "field 'tags[1]': expected string, got int" in result.dead_letters[0].message
@@ -133,13 +132,12 @@ def scored(record: dict[str, Any]) -> Info:
 
 
 def test_with_input_under_a_field_keeps_the_step_s_declared_type(tmp_path: Path) -> None:
-    hr.run(
+    run_quietly(
         hr.with_input(vectors, field="embedding") >> hr.with_input(scored, field="info"),
         RECORDS,
         key="id",
         sink=hr.write_parquet(tmp_path / "out"),
         run_dir=tmp_path / "run",
-        progress=False,
     )
     schema = table(tmp_path / "out").schema
     assert schema.field("embedding").type == pa.list_(pa.float64())

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from services import run_quietly
 
 import headrace as hr
 from headrace.io.keys import scan_repeats
@@ -40,13 +41,12 @@ def _file(path: Path) -> Path:
 def _ran(source: Any, tmp: Path, name: str, policy: str) -> tuple[list[Any], list[Any]]:
     """What a run of ``source`` wrote (n, in order), the keys it finished, and its dead
     letters (index, message)."""
-    result = hr.run(
+    result = run_quietly(
         lambda row: row["n"],
         source,
         sink=hr.write_jsonl(tmp / f"{name}.jsonl"),
         run_dir=tmp / name,
         duplicates=policy,
-        progress=False,
     )
     written = [json.loads(line) for line in (tmp / f"{name}.jsonl").open()]
     # the keys matter where the policy renames them (each range's store has its own)
@@ -105,7 +105,7 @@ def test_ranges_not_told_their_repeats_miss_the_ones_across_them(tmp_path: Path)
 
 def test_a_key_that_looks_suffixed_is_a_repeat_only_under_suffix(tmp_path: Path) -> None:
     rows = [{"id": "a", "n": 0}, {"id": "a", "n": 1}, {"id": "a#2", "n": 2}]
-    result = hr.run(lambda row: row["n"], rows, key="id", run_dir=tmp_path / "r", progress=False)
+    result = run_quietly(lambda row: row["n"], rows, key="id", run_dir=tmp_path / "r")
     assert [d.index for d in result.dead_letters] == [1]  # "a#2" is its own key
     assert scan_repeats(KeyedSource(rows, "id").records(), "suffix") == {
         1: "a#2",

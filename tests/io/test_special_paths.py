@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from services import run_quietly
 
 import headrace as hr
 from headrace.errors import NotAFile, SourceError
@@ -59,24 +60,22 @@ def test_dev_null_as_output_is_refused_in_one_line(tmp_path: Path, source: Path)
 def test_python_and_recipes_refuse_them_too(tmp_path: Path, source: Path) -> None:
     os.mkfifo(tmp_path / "fifo.jsonl")
     with pytest.raises(SourceError, match="is a FIFO"):  # one line, as every source's
-        hr.run(lambda r: r, hr.read_jsonl(tmp_path / "fifo.jsonl"), progress=False)
+        run_quietly(lambda r: r, hr.read_jsonl(tmp_path / "fifo.jsonl"))
     with pytest.raises(NotAFile, match="a durable sink must be a regular file"):
-        hr.run(
+        run_quietly(
             lambda r: r,
             hr.read_jsonl(source),
             sink=hr.write_jsonl(tmp_path / "fifo.jsonl"),
             run_dir=tmp_path / "r",
-            progress=False,
         )
 
 
 def test_a_database_url_scheme_in_capitals(tmp_path: Path, source: Path) -> None:
-    result = hr.run(
+    result = run_quietly(
         lambda r: r,
         hr.read_jsonl(source, key="id"),
         sink=hr.write_sql(f"SQLITE:///{tmp_path / 'o.db'}", "t", key="id"),
         run_dir=tmp_path / "r",
-        progress=False,
     )
     assert result.items_out == 3
 
@@ -86,11 +85,10 @@ def test_a_link_planted_at_the_sinks_lock_is_not_followed(tmp_path: Path, source
     target.write_text("not ours")
     (tmp_path / ".out.jsonl.lock").symlink_to(target)
     with pytest.raises(hr.HeadraceError, match=r"cannot lock .*\.out\.jsonl\.lock"):
-        hr.run(
+        run_quietly(
             lambda r: r,
             hr.read_jsonl(source),
             sink=hr.write_jsonl(tmp_path / "out.jsonl"),
             run_dir=tmp_path / "r",
-            progress=False,
         )
     assert target.read_text() == "not ours" and not (tmp_path / "out.jsonl").exists()

@@ -8,6 +8,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from services import run_quietly
+
 import headrace as hr
 from headrace.io.database import Database, connect
 from headrace.io.sql import _create_table
@@ -60,8 +62,8 @@ def test_runs_writing_one_new_table_at_once_each_land_their_rows(
         together.wait()
         try:
             sink = hr.write_sql(postgres_url, table_name, key="id")
-            hr.run(lambda r: r, rows, key="id", sink=sink, run_dir=tmp_path / f"run{n}",
-                   overwrite=True, progress=False)  # fmt: skip
+            run_quietly(lambda r: r, rows, key="id", sink=sink, run_dir=tmp_path / f"run{n}",
+                   overwrite=True)  # fmt: skip
         except BaseException as exc:
             failures.append(exc)
 

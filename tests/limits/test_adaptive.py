@@ -7,6 +7,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from services import arun_quietly
 
 import headrace as hr
 from headrace.limits.concurrency import ConcurrencyController, ConcurrencyLimit
@@ -77,7 +78,7 @@ def test_it_settles_under_a_providers_concurrency_cap() -> None:
                     response.raise_for_status()
                     return await response.json()
 
-            return await hr.arun(chat, range(400), progress=False)
+            return await arun_quietly(chat, range(400))
 
     with serve(concurrency=16, latency_ms=50, process=True) as sim:
         result = asyncio.run(main(sim.url))

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from services import JOBS, free_port
+from services import JOBS, free_port, run_quietly
 
 import headrace as hr
 from headrace.sim import serve
@@ -32,7 +32,7 @@ def test_a_down_endpoint_stops_the_run_resumable_with_no_dead_letter(tmp_path: P
     # one identity: the provider comes back at another address (the port the sim got)
     llm = hr.llm.Client(base_url=closed_port(), retry=FAST, circuit=circuit, identity="p")
     say = hr.llm.complete(prompt="Say {text}", client=llm, model="m", concurrency=4)
-    result = hr.run(say, records(200), progress=False, run_dir=tmp_path / "run")
+    result = run_quietly(say, records(200), run_dir=tmp_path / "run")
     assert result.items_dead == 0
     assert not result.ok
     # the window filled with held items, then the run stopped taking any
@@ -50,7 +50,7 @@ def test_a_down_endpoint_stops_the_run_resumable_with_no_dead_letter(tmp_path: P
     with serve() as sim:
         back = hr.llm.Client(base_url=sim.url, retry=FAST, identity="p")
         say = hr.llm.complete(prompt="Say {text}", client=back, model="m", concurrency=4)
-        done = hr.run(say, records(200), progress=False, run_dir=tmp_path / "run", resume=True)
+        done = run_quietly(say, records(200), run_dir=tmp_path / "run", resume=True)
         assert sim.stats()["requests"] == 200
     assert done.ok and done.items_out == 200
     lines = (tmp_path / "run" / "outputs.jsonl").read_text().splitlines()
@@ -64,7 +64,7 @@ def test_at_concurrency_1_the_first_item_of_an_outage_is_held_not_dead(tmp_path:
     circuit = hr.Circuit(failures=5, reset=0.05, max_outage=0.3)
     llm = hr.llm.Client(base_url=closed_port(), retry=FAST, circuit=circuit)
     say = hr.llm.complete(prompt="Say {text}", client=llm, model="m", concurrency=1)
-    result = hr.run(say, records(20), progress=False, run_dir=tmp_path / "run")
+    result = run_quietly(say, records(20), run_dir=tmp_path / "run")
     assert result.items_dead == 0 and result.items_out == 0
     assert result.stopped is not None and "looks down" in result.stopped
 
@@ -80,7 +80,7 @@ def test_a_function_step_at_concurrency_1_holds_its_first_item_through_an_outage
             raise ConnectionError("refused")
         return x
 
-    result = hr.run(flaky, range(10), progress=False)
+    result = run_quietly(flaky, range(10))
     assert result.ok and sorted(result.outputs) == list(range(10))
     state = result.metrics.step("flaky").circuit
     assert state is not None and state.opened >= 1
@@ -96,7 +96,7 @@ def test_an_item_that_fails_alone_while_others_are_answered_is_still_dead() -> N
             raise ConnectionError("only item 3 breaks the connection")
         return x
 
-    result = hr.run(picky, range(40), progress=False)
+    result = run_quietly(picky, range(40))
     assert result.items_out == 39 and [d.index for d in result.dead_letters] == [3]
     assert result.dead_letters[0].attempts == calls[3] >= 3
     state = result.metrics.step("picky").circuit
@@ -116,7 +116,7 @@ def test_when_open_fail_still_fails_fast_for_a_fallback() -> None:
         calls += 1
         raise ConnectionError("refused")
 
-    result = hr.run(primary.with_options(fallback=backup), range(10), progress=False)
+    result = run_quietly(primary.with_options(fallback=backup), range(10))
     assert calls == 2 and result.items_out == 10
 
 
@@ -132,7 +132,7 @@ def test_a_function_steps_circuit_holds_items_through_an_outage() -> None:
             raise ConnectionError("refused")
         return x
 
-    result = hr.run(flaky, range(20), progress=False)
+    result = run_quietly(flaky, range(20))
     # FAST gives each item 3 attempts: without the circuit, items would have died
     assert result.ok and sorted(result.outputs) == list(range(20))
     state = result.metrics.step("flaky").circuit
@@ -152,7 +152,7 @@ def test_items_waiting_in_a_micro_batcher_count_as_the_steps_wait() -> None:
     async def batched(xs: list[int]) -> list[int]:
         return xs
 
-    result = hr.run(late >> batched, range(3), progress=False)
+    result = run_quietly(late >> batched, range(3))
     step = result.metrics.step("batched")
     assert step.batch_sizes == {3: 1}
     assert step.wait_s >= 2 * 0.1  # two items waited the whole sleep
@@ -166,7 +166,7 @@ def test_connection_errors_never_halve_a_batch() -> None:
         calls.append(len(xs))
         raise ConnectionError("refused")
 
-    result = hr.run(down, range(8), progress=False)
+    result = run_quietly(down, range(8))
     assert calls == [8]  # no halving: it would only repeat the outage
     assert result.items_dead == 8
     assert result.metrics.step("down").batch_splits == 0
@@ -182,7 +182,7 @@ def test_an_items_fault_still_halves_a_batch() -> None:
             raise ValueError("3 is poison")
         return xs
 
-    result = hr.run(picky, range(8), progress=False)
+    result = run_quietly(picky, range(8))
     assert result.items_dead == 1 and result.items_out == 7
     assert result.metrics.step("picky").batch_splits == 3
 
@@ -195,7 +195,7 @@ def test_a_batch_returning_the_wrong_count_reports_it_as_it_was() -> None:
         calls.append(len(xs))
         return xs[:2]
 
-    result = hr.run(short, range(3), progress=False)
+    result = run_quietly(short, range(3))
     assert calls == [3]  # not halved: the function is at fault, not an item
     assert {d.error_type for d in result.dead_letters} == {"BatchMismatch"}
     assert all("it returned 2 for 3 inputs" in d.message for d in result.dead_letters)

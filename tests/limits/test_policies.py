@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from services import run_quietly
 
 import headrace as hr
 from headrace.limits.circuit import Circuit
@@ -163,10 +164,10 @@ def test_each_run_starts_with_a_closed_circuit_and_its_steps_share_one() -> None
         calls += 1
         raise Down("refused")
 
-    first = hr.run(down | also, range(5), progress=False)
+    first = run_quietly(down | also, range(5))
     # one state for both steps: two failures in all opened it for both
     assert (
         calls == 2 and first.metrics.step("down").circuit is first.metrics.step("also_down").circuit
     )
-    hr.run(down, range(5), progress=False)
+    run_quietly(down, range(5))
     assert calls == 4  # the next run started closed: the settings carry no state

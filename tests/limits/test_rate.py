@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import uuid
 from typing import Any
 
 import aiohttp
 import pytest
-from services import PrivateRedis
+from services import PrivateRedis, arun_quietly, run_quietly
 
 import headrace as hr
 from headrace.limits.bucket import TokenBucket
@@ -195,21 +196,55 @@ async def _run(url: str, n: int, **options: Any) -> hr.RunResult:
     session: list[aiohttp.ClientSession] = []
     async with aiohttp.ClientSession() as client:
         session.append(client)
-        return await hr.arun(_chat(session, url, **options), _items(n), progress=False)
+        return await arun_quietly(_chat(session, url, **options), _items(n))
+
+
+class LoopStalls:
+    """The stalls of the running event loop: how late a 10 ms tick woke, each time it
+    was more than 50 ms late (a loaded machine's scheduler, never the code under test)."""
+
+    def __init__(self) -> None:
+        self.stalls: list[float] = []
+
+    async def watch(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            asked = loop.time()
+            await asyncio.sleep(0.01)
+            late = loop.time() - asked - 0.01
+            if late > 0.05:
+                self.stalls.append(late)
+
+    def herd(self, per_s: float, headroom: int) -> int:
+        """429s a stall can explain: the calls that fell due while the loop stood still
+        leave together when it goes on, and the provider's bucket holds ``headroom``."""
+        return sum(max(0, math.ceil(late * per_s) - headroom) for late in self.stalls)
+
+
+async def _watched(stalls: LoopStalls, *runs: tuple[str, int, dict[str, Any]]) -> list[Any]:
+    """Runs, one after the other in one event loop, while ``stalls`` watches it."""
+    watch = asyncio.create_task(stalls.watch())
+    try:
+        return [await _run(url, n, **options) for url, n, options in runs]
+    finally:
+        watch.cancel()
 
 
 def test_a_known_limit_draws_no_429_and_spreads_the_calls() -> None:
-    with serve(rpm=1200, burst=5, process=True) as sim:
+    # the provider allows twice our limit and twice our burst: the spread is what is
+    # tested (the bucket's own spacing is tested on a fake clock above), and the
+    # provider's headroom absorbs a loaded machine's stall of up to ~0.25 s, on our
+    # side or the simulator's, after which the calls due meanwhile leave together
+    with serve(rpm=2400, burst=10, process=True) as sim:
         rate = hr.Rate(requests=1200, per="minute", burst=5)
         retry = hr.Retry(attempts=5, backoff=0.05)
-        result = asyncio.run(_run(sim.url, 40, rate=rate, concurrency=40, retry=retry))
+        options = {"rate": rate, "concurrency": 40, "retry": retry}
+        stalls = LoopStalls()
+        [result] = asyncio.run(_watched(stalls, (sim.url, 40, options)))
         stats = sim.stats()
     assert result.metrics.items_out == 40
-    # never a herd: 40 at once would have drawn 35 429s from the sim's bucket of 5 (the
-    # spread itself is the token bucket's, tested on a fake clock above). A few are
-    # allowed: when a loaded machine stalls the event loop, the calls due during the
-    # stall leave together when it resumes (CI saw a 0.29 s stall send 6 at once).
-    assert stats["throttled"] <= 8
+    # never a herd: 40 at once would have drawn 30 429s from the provider's bucket of 10
+    assert stats["throttled"] <= 3 + stalls.herd(20, 5), stalls.stalls
     chat = result.metrics.step("chat")
     assert chat.rate_waits >= 30
     assert "rate 1,200 req/min (given)" in result.summary()
@@ -217,19 +252,18 @@ def test_a_known_limit_draws_no_429_and_spreads_the_calls() -> None:
 
 def test_after_429s_from_someone_else_on_the_key_waiters_do_not_herd() -> None:
     with serve(rpm=1200, burst=5, process=True) as sim:
-        other = asyncio.run(_run(sim.url, 5))  # another client empties the provider's bucket
-        assert other.metrics.items_out == 5
         rate = hr.Rate(requests=1200, per="minute", burst=5)
-        result = asyncio.run(
-            _run(sim.url, 30, rate=rate, retry=hr.Retry(attempts=10), concurrency=30)
-        )
+        ours = {"rate": rate, "retry": hr.Retry(attempts=10), "concurrency": 30}
+        stalls = LoopStalls()
+        # another client empties the provider's bucket, and our run starts at once after
+        other, result = asyncio.run(_watched(stalls, (sim.url, 5, {}), (sim.url, 30, ours)))
         stats = sim.stats()
-    assert result.metrics.items_out == 30
+    assert other.metrics.items_out == 5 and result.metrics.items_out == 30
     chat = result.metrics.step("chat")
     # only our burst finds the bucket the other client emptied; the 30 waiters behind
     # it do not come back at once (that would draw up to 30 429s), they keep 20/s; a
-    # loaded machine's event-loop stall may send a few of them together (see above)
-    assert 1 <= chat.throttled <= 8, stats["windows"]["arrived"]
+    # stall of the loaded machine's event loop sends the calls due meanwhile together
+    assert 1 <= chat.throttled <= 8 + stalls.herd(20, 0), (stalls.stalls, stats["windows"])
 
 
 def test_auto_learns_the_sims_limit_from_its_headers() -> None:
@@ -310,7 +344,7 @@ def test_a_redis_outage_behind_a_shared_rate_pauses_nothing_and_kills_nothing(
         return x
 
     caplog.set_level(logging.WARNING, logger="headrace.rate")
-    result = hr.run(paced, range(300), progress=False)
+    result = run_quietly(paced, range(300))
     assert result.items_out == 300 and result.items_dead == 0
     assert sorted(calls) == list(range(300))  # each called once: no attempt was spent on it
     assert "is not answering" in caplog.text and "answers again" in caplog.text
@@ -335,7 +369,7 @@ def test_each_run_has_its_own_state_of_a_rate_and_its_counts() -> None:
     states = []
     for _ in range(2):
         calls = 0
-        result = hr.run(once_throttled, range(1), progress=False)
+        result = run_quietly(once_throttled, range(1))
         state = result.metrics.step("once_throttled").rate
         assert result.ok and state is not None and state.settings is rate
         assert state.throttled == 1  # this run's 429, not the runs' before it

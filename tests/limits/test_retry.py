@@ -6,6 +6,7 @@ import random
 from typing import Any
 
 import pytest
+from services import run_quietly
 
 import headrace as hr
 from headrace.limits.retry import RetryBudget, is_retryable, retry_after_s
@@ -101,7 +102,7 @@ FAST = {"backoff": 0.001, "max_delay": 0.002}
 def test_a_throttled_call_is_retried_until_it_succeeds() -> None:
     call, calls = flaky(2, hr.Throttled(retry_after=0))
     step = hr.step(call, retry=hr.Retry(attempts=3, **FAST))
-    result = hr.run(step, range(10), progress=False)
+    result = run_quietly(step, range(10))
     assert sorted(result.outputs) == list(range(10))
     assert set(calls.values()) == {3}
     metrics = result.metrics.step("call")
@@ -111,14 +112,14 @@ def test_a_throttled_call_is_retried_until_it_succeeds() -> None:
 
 def test_a_call_that_keeps_failing_is_a_dead_letter_with_its_attempts() -> None:
     call, calls = flaky(99, HttpError(503))
-    result = hr.run(hr.step(call, retry=hr.Retry(attempts=4, **FAST)), range(3), progress=False)
+    result = run_quietly(hr.step(call, retry=hr.Retry(attempts=4, **FAST)), range(3))
     assert [d.attempts for d in result.dead_letters] == [4, 4, 4]
     assert set(calls.values()) == {4}
 
 
 def test_an_error_that_is_not_retryable_is_not_retried() -> None:
     call, calls = flaky(99, ValueError("bad input"))
-    result = hr.run(hr.step(call, retry=hr.Retry(attempts=4, **FAST)), range(3), progress=False)
+    result = run_quietly(hr.step(call, retry=hr.Retry(attempts=4, **FAST)), range(3))
     assert [d.attempts for d in result.dead_letters] == [1, 1, 1]
     assert set(calls.values()) == {1}
 
@@ -126,7 +127,7 @@ def test_an_error_that_is_not_retryable_is_not_retried() -> None:
 def test_a_custom_predicate_decides_what_is_retried() -> None:
     call, calls = flaky(1, ValueError("flaky parse"))
     policy = hr.Retry(attempts=2, retry_on=lambda e: "flaky" in str(e), **FAST)
-    result = hr.run(hr.step(call, retry=policy), range(5), progress=False)
+    result = run_quietly(hr.step(call, retry=policy), range(5))
     assert result.items_out == 5 and set(calls.values()) == {2}
 
 
@@ -143,7 +144,7 @@ def test_the_retry_budget_slows_retries_but_never_kills_a_recoverable_item() -> 
         return x
 
     policy = hr.Retry(attempts=4, budget=0.2, budget_refill=200, **FAST)
-    result = hr.run(hr.step(call, retry=policy), range(400), progress=False)
+    result = run_quietly(hr.step(call, retry=policy), range(400))
     assert result.items_out == 400 and result.items_dead == 0
     metrics = result.metrics.step("call")
     assert metrics.retries == 240
@@ -167,7 +168,7 @@ def test_a_retry_beyond_the_budget_waits_its_share_of_the_refill() -> None:
 def test_a_dead_provider_uses_every_attempt_and_the_retries_are_paced() -> None:
     call, calls = flaky(10**6, HttpError(503))
     policy = hr.Retry(attempts=3, budget=0.1, budget_refill=200, **FAST)
-    result = hr.run(hr.step(call, retry=policy), range(50), progress=False)
+    result = run_quietly(hr.step(call, retry=policy), range(50))
     assert result.items_dead == 50 and set(calls.values()) == {3}
     assert [d.attempts for d in result.dead_letters] == [3] * 50
     metrics = result.metrics.step("call")
@@ -184,4 +185,4 @@ def test_a_sync_step_on_threads_retries_too() -> None:
         return x
 
     step = hr.step(call, executor="thread", retry=hr.Retry(attempts=2, **FAST))
-    assert hr.run(step, range(8), progress=False).items_out == 8
+    assert run_quietly(step, range(8)).items_out == 8

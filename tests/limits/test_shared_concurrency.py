@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import redis
+from services import arun_quietly, run_quietly
 
 import headrace as hr
 from headrace.limits.concurrency import ConcurrencyLimit
@@ -182,7 +183,7 @@ def test_a_run_with_a_shared_limit_ends_and_leaves_the_group(redis_url: str) -> 
         in_flight -= 1
         return item
 
-    result = hr.run(call, range(300), progress=False)
+    result = run_quietly(call, range(300))
     assert sorted(result.outputs) == list(range(300))
     assert peak <= 6  # the group's max: the share never passed it
     client = redis.Redis.from_url(redis_url)
@@ -217,7 +218,7 @@ def test_four_runs_sharing_one_limit_hold_no_more_than_it_in_flight(redis_url: s
 
         async def four() -> None:
             steps = [hr.step(call, concurrency=policy, name=f"call{n}") for n in range(4)]
-            runs = [hr.arun(step, range(200), progress=False) for step in steps]
+            runs = [arun_quietly(step, range(200)) for step in steps]
             await asyncio.gather(*runs)
 
         asyncio.run(four())

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
+from services import run_quietly
 
 import headrace as hr
 from headrace.llm.secrets import load_secret, redact
@@ -27,7 +28,7 @@ def test_a_token_budget_stops_issuing_calls_at_the_right_count() -> None:
     with serve() as sim:
         llm = hr.llm.Client(base_url=sim.url)
         step = hr.llm.transduce(Label, client=llm, model="sim-chat", concurrency=1)
-        result = hr.run(step, records(30), progress=False, budget=hr.Budget(tokens=600))
+        result = run_quietly(step, records(30), budget=hr.Budget(tokens=600))
         requests = sim.stats()["requests"]
     stats = result.metrics.step(step.name).llm
     assert stats is not None
@@ -80,7 +81,7 @@ def test_a_dollar_budget_needs_a_price_for_every_model() -> None:
     with serve() as sim:
         step = hr.llm.transduce(Label, client=hr.llm.Client(base_url=sim.url), model="unpriced")
         with pytest.raises(hr.PipelineError, match="has no price"):
-            hr.run(step, records(1), progress=False, budget=hr.Budget(usd=1))
+            run_quietly(step, records(1), budget=hr.Budget(usd=1))
 
 
 def test_a_remote_endpoint_without_a_key_is_refused_before_any_item_runs(
@@ -91,7 +92,7 @@ def test_a_remote_endpoint_without_a_key_is_refused_before_any_item_runs(
     llm = hr.llm.Client(base_url="https://api.example.com/v1")
     step = hr.llm.complete(client=llm, model="m", prompt="{text}")
     with pytest.raises(hr.PipelineError, match="set the environment variable OPENAI_API_KEY"):
-        hr.run(step, records(1), progress=False)
+        run_quietly(step, records(1))
 
 
 def test_the_key_comes_from_a_secrets_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

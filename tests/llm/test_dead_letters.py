@@ -8,6 +8,8 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from services import arun_quietly, run_quietly
+
 import headrace as hr
 from headrace.sim import serve
 
@@ -19,7 +21,7 @@ def test_the_dead_letter_counts_every_request_sent_for_the_item() -> None:
         # without a circuit: with one, a provider failing every call is an outage
         llm = hr.llm.Client(base_url=sim.url, retry=FAST, circuit=False)
         say = hr.llm.complete(prompt="Say {text}", client=llm, model="gpt-4o-mini")
-        result = hr.run(say, [{"text": f"t{i}"} for i in range(5)], progress=False)
+        result = run_quietly(say, [{"text": f"t{i}"} for i in range(5)])
         stats = sim.stats()
     assert result.items_dead == 5 and stats["requests"] == 15
     assert [d.attempts for d in result.dead_letters] == [3] * 5  # it used to say 1
@@ -37,7 +39,7 @@ def test_a_dead_letter_says_when_its_failure_was_not_retried() -> None:
         calls += 1
         raise ValueError("not this one")
 
-    [dead] = hr.run(picky, [1], progress=False).dead_letters
+    [dead] = run_quietly(picky, [1]).dead_letters
     assert calls == 1 and dead.attempts == 1
     assert "not retried: ValueError is not a retryable failure" in dead.message
 
@@ -60,7 +62,7 @@ def test_a_timeout_says_what_timed_out() -> None:
             base_url=url, timeout=0.2, retry=hr.Retry(attempts=2, backoff=0.001), circuit=False
         )
         say = hr.llm.complete(prompt="Say {text}", client=llm, model="gpt-4o-mini")
-        result = asyncio.run(hr.arun(say, [{"text": "x"}], progress=False))
+        result = asyncio.run(arun_quietly(say, [{"text": "x"}]))
     [dead] = result.dead_letters
     assert dead.attempts == 2
     assert dead.error_type == "TimeoutError"

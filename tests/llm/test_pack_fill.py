@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from services import run_quietly
+
 import headrace as hr
 
 
@@ -19,7 +21,7 @@ def test_a_trickle_fills_batches_while_calls_are_in_flight() -> None:
         await asyncio.sleep(0.05)
         return xs
 
-    result = hr.run(trickle >> slow_batch, range(200), window=24, progress=False)
+    result = run_quietly(trickle >> slow_batch, range(200), window=24)
     assert result.items_out == 200
     step = result.metrics.step("slow_batch")
     sizes = step.batch_sizes

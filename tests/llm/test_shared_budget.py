@@ -6,6 +6,7 @@ import asyncio
 import uuid
 
 import pytest
+from services import arun_quietly
 
 import headrace as hr
 from headrace.errors import BudgetExhausted
@@ -71,7 +72,7 @@ def test_two_runs_sharing_a_budget_stop_together_at_it(redis_url: str) -> None:
         async def both() -> list[hr.RunResult]:
             return list(
                 await asyncio.gather(
-                    *(hr.arun(step, records, progress=False, budget=budget) for _ in range(2))
+                    *(arun_quietly(step, records, budget=budget) for _ in range(2))
                 )
             )
 

@@ -9,6 +9,7 @@ from typing import Literal
 import orjson
 import pytest
 from pydantic import BaseModel, Field
+from services import run_quietly
 
 import headrace as hr
 from headrace.sim import serve
@@ -37,7 +38,7 @@ def client(url: str, **options: object) -> hr.llm.Client:
 def test_transduce_returns_validated_models_one_request_per_item() -> None:
     with serve() as sim:
         tone = hr.llm.transduce(Verdict, client=client(sim.url), model="fast", fields=["text"])
-        result = hr.run(tone, speeches(20), progress=False)
+        result = run_quietly(tone, speeches(20))
         stats = sim.stats()
     assert result.items_out == 20 and not result.dead_letters
     assert all(isinstance(v, Verdict) for v in result.outputs)
@@ -70,7 +71,7 @@ def test_the_request_holds_the_chosen_fields_only_and_renders_the_same_bytes() -
 def test_an_invalid_answer_is_repaired_once_then_becomes_a_dead_letter() -> None:
     with serve(faults={"invalid": 1.0}) as sim:
         tone = hr.llm.transduce(Verdict, client=client(sim.url), model="fast")
-        result = hr.run(tone, speeches(5), progress=False)
+        result = run_quietly(tone, speeches(5))
         assert sim.stats()["requests"] == 10  # each item: the answer and one repair turn
     assert result.items_dead == 5
     dead = result.dead_letters[0]
@@ -84,7 +85,7 @@ def test_an_invalid_answer_is_repaired_once_then_becomes_a_dead_letter() -> None
 def test_a_repair_turn_rescues_some_answers() -> None:
     with serve(faults={"invalid": 0.5}, seed=3) as sim:
         tone = hr.llm.transduce(Verdict, client=client(sim.url), model="fast")
-        result = hr.run(tone, speeches(40), progress=False)
+        result = run_quietly(tone, speeches(40))
     llm = result.metrics.step(tone.name).llm
     assert llm is not None
     rescued = llm.repairs - result.items_dead
@@ -99,8 +100,8 @@ def test_allow_partial_accepts_an_answer_whose_only_failures_are_optional() -> N
         partial = hr.llm.transduce(
             Loose, client=client(sim.url), model="fast", allow_partial=True, name="partial"
         )
-        strict_result = hr.run(strict, speeches(4), progress=False)
-        partial_result = hr.run(partial, speeches(4), progress=False)
+        strict_result = run_quietly(strict, speeches(4))
+        partial_result = run_quietly(partial, speeches(4))
     assert strict_result.items_dead == 4
     assert partial_result.items_out == 4
     stats = partial_result.metrics.step("partial").llm
@@ -110,7 +111,7 @@ def test_allow_partial_accepts_an_answer_whose_only_failures_are_optional() -> N
 def test_a_record_without_a_named_field_is_a_dead_letter_naming_it() -> None:
     with serve() as sim:
         tone = hr.llm.transduce(Verdict, client=client(sim.url), model="fast", fields=["body"])
-        result = hr.run(tone, speeches(2), progress=False)
+        result = run_quietly(tone, speeches(2))
         assert sim.stats()["requests"] == 0
     assert result.items_dead == 2
     assert "no field 'body'" in result.dead_letters[0].message
@@ -134,7 +135,7 @@ def test_templates_are_sandboxed_and_checked_where_the_step_is_defined() -> None
 def test_packing_puts_several_items_in_one_request_and_counts_the_savings() -> None:
     with serve() as sim:
         tone = hr.llm.transduce(Verdict, client=client(sim.url), model="fast", pack=10)
-        result = hr.run(tone, speeches(50), progress=False)
+        result = run_quietly(tone, speeches(50))
         requests = sim.stats()["requests"]
     assert result.items_out == 50
     llm = result.metrics.step(tone.name).llm
@@ -148,7 +149,7 @@ def _packed_outputs(faults: dict[str, float]) -> dict[int, Verdict]:
     with serve(faults=faults) as sim:
         tone = hr.llm.transduce(Verdict, client=client(sim.url), model="fast", pack=4)
         items = speeches(12)
-        result = hr.run(tone, items, progress=False, ordered=True)
+        result = run_quietly(tone, items, ordered=True)
         assert result.items_out == 12
         llm = result.metrics.step(tone.name).llm
         assert llm is not None
@@ -174,8 +175,8 @@ def test_streaming_records_first_token_and_gives_the_same_text() -> None:
         streamed = hr.llm.complete(
             client=llm, model="fast", prompt="Summarise: {text}", stream=True, name="streamed"
         )
-        first = hr.run(plain, speeches(6), progress=False, ordered=True)
-        second = hr.run(streamed, speeches(6), progress=False, ordered=True)
+        first = run_quietly(plain, speeches(6), ordered=True)
+        second = run_quietly(streamed, speeches(6), ordered=True)
     assert first.outputs == second.outputs
     assert all(isinstance(text, str) and text for text in first.outputs)
     stats = second.metrics.step("streamed").llm
@@ -190,7 +191,7 @@ def test_embeddings_are_batched_and_split_over_the_per_request_maximum() -> None
         vectors = hr.llm.embed(
             client=llm, model="text-embedding-3-small", batch=hr.Batch(max_size=8, max_wait=1.0)
         )
-        result = hr.run(vectors, [f"text {i}" for i in range(16)], progress=False, ordered=True)
+        result = run_quietly(vectors, [f"text {i}" for i in range(16)], ordered=True)
         requests = sim.stats()["requests"]
     assert result.items_out == 16
     assert all(len(v) == 16 and math.isclose(sum(x * x for x in v), 1.0) for v in result.outputs)
@@ -204,7 +205,7 @@ def test_429s_are_retried_and_counted_once_each() -> None:
     with serve(faults={"429": 0.3}, seed=1) as sim:
         llm = client(sim.url, retry=hr.Retry(attempts=20, backoff=0.001, max_delay=0.01))
         tone = hr.llm.transduce(Verdict, client=llm, model="fast")
-        result = hr.run(tone, speeches(30), progress=False)
+        result = run_quietly(tone, speeches(30))
         throttled = sim.stats()["throttled"]
     assert result.items_out == 30
     assert throttled > 0
@@ -215,7 +216,7 @@ def test_a_bad_request_is_not_retried() -> None:
     with serve() as sim:
         llm = client(sim.url)
         summary = hr.llm.complete(client=llm, model="fast", prompt="{text}", max_tokens=-1)
-        result = hr.run(summary, speeches(1), progress=False)
+        result = run_quietly(summary, speeches(1))
         assert sim.stats()["requests"] == 1
     assert result.dead_letters[0].error_type == "ProviderError"
     assert "HTTP 400" in result.dead_letters[0].message
@@ -232,7 +233,7 @@ def test_complexity_routes_and_a_cascade_asks_the_big_model_only_when_needed() -
         fast = hr.llm.transduce(Verdict, client=llm, model="fast", name="fast")
         smart = hr.llm.transduce(Verdict, client=llm, model="smart", name="smart")
         pipeline = hr.llm.cascade([fast, smart], accept=lambda v: v.confidence >= 0.5)
-        result = hr.run(pipeline, speeches(40), progress=False)
+        result = run_quietly(pipeline, speeches(40))
     counts = result.metrics.step("cascade").branches
     escalated = counts.get("fast not accepted", 0)
     assert counts["answered by fast"] + counts.get("answered by smart", 0) == 40
@@ -246,7 +247,7 @@ def test_the_openai_sdk_and_headrace_read_the_same_answer_from_the_sim() -> None
     with serve() as sim:
         tone = hr.llm.transduce(Verdict, client=client(sim.url), model="fast", fields=["text"])
         record = {"text": "We shall overcome."}
-        ours = hr.run(tone, [record], progress=False).outputs[0]
+        ours = run_quietly(tone, [record]).outputs[0]
         sdk = openai.OpenAI(base_url=sim.url, api_key="sim")
         body = tone.request(record)
         answer = sdk.chat.completions.parse(
@@ -260,7 +261,7 @@ def test_the_clients_circuit_opens_and_refuses_calls_without_sending_them() -> N
         circuit = hr.Circuit(failures=3, reset=60, when_open="fail")
         llm = client(sim.url, retry=hr.Retry(attempts=1), circuit=circuit)
         summary = hr.llm.complete(client=llm, model="fast", prompt="{text}", concurrency=1)
-        result = hr.run(summary, speeches(10), progress=False)
+        result = run_quietly(summary, speeches(10))
         assert sim.stats()["requests"] == 3
     assert result.items_dead == 10
     assert [d.error_type for d in result.dead_letters].count("CircuitOpen") == 7
@@ -301,6 +302,6 @@ def test_packed_records_that_cannot_fill_the_prompt_fail_alone() -> None:
             Verdict, client=client(sim.url), model="fast", fields=["text"], pack=4
         )
         items: list[dict[str, object]] = [{"id": i} for i in range(4)] + speeches(4)
-        result = hr.run(tone, items, progress=False)
+        result = run_quietly(tone, items)
     assert result.items_dead == 4 and result.items_out == 4
     assert all("no field 'text'" in d.message for d in result.dead_letters)

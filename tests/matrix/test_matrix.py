@@ -42,6 +42,7 @@ from typing import Any
 import matrix_pipelines
 import pyarrow.parquet as pq
 import pytest
+from services import run_quietly
 from typer.testing import CliRunner
 
 import headrace as hr
@@ -273,14 +274,13 @@ def _by_key(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def _run(cell: Cell, folder: Path, workspace: Path, postgres_url: str, table: str) -> Any:
-    return hr.run(
+    return run_quietly(
         _pipeline(cell.pipeline, workspace),
         hr.read_jsonl(workspace / "in.jsonl", key="id"),
         sink=_sink(cell.sink, folder, postgres_url, table),
         run_dir=_run_dir(folder),
         run_store=postgres_url if cell.store == "postgresql" else None,
         backend=hr.Ray(workers=2, shard_size=ITEMS // 4) if cell.backend == "ray" else None,
-        progress=False,
     )
 
 

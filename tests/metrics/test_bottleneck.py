@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from services import run_quietly
+
 import headrace as hr
 from headrace.sim import serve
 
@@ -14,7 +16,7 @@ def test_an_llm_step_at_its_rate_limit_is_not_called_busy() -> None:
     with serve() as sim:
         llm = hr.llm.Client(base_url=sim.url, rate=hr.Rate(requests=6000, per="minute", burst=1))
         say = hr.llm.complete(client=llm, model="m", prompt="{text}", concurrency=64, name="say")
-        result = hr.run(say, records(150), progress=False)
+        result = run_quietly(say, records(150))
     said = result.bottleneck()
     assert said.startswith("say's rate limit: at "), said
     assert "6,000 rpm" in said and said.endswith("pack more items per request or raise the limit")
@@ -35,7 +37,7 @@ def test_two_llm_steps_sharing_one_limit_are_named_together() -> None:
             client=llm, model="m", prompt="again {text}", concurrency=4, name="second"
         )
         pipeline = first >> hr.step(lambda t: {"text": t}) >> second
-        result = hr.run(pipeline, records(60), progress=False)
+        result = run_quietly(pipeline, records(60))
     said = result.bottleneck()
     assert said.startswith("the rate limit first and second share: at "), said
 
@@ -44,7 +46,7 @@ def test_an_llm_steps_latency_is_its_requests_time_not_its_rate_waits() -> None:
     with serve() as sim:
         llm = hr.llm.Client(base_url=sim.url, rate=hr.Rate(requests=6000, per="minute", burst=1))
         say = hr.llm.complete(client=llm, model="m", prompt="{text}", concurrency=64, name="say")
-        result = hr.run(say, records(150), progress=False)
+        result = run_quietly(say, records(150))
         requests = sim.stats()["requests"]
     step = result.metrics.step("say")
     assert step.latency.count == requests == 150  # one latency per request sent

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from prometheus_client import generate_latest
 from prometheus_client.registry import CollectorRegistry
-from services import free_port
+from services import free_port, run_quietly
 from typer.testing import CliRunner
 
 import headrace as hr
@@ -42,7 +42,7 @@ def test_a_scrape_mid_run_reads_the_counters_of_that_moment(tmp_path: Path) -> N
             scrapes.append(await asyncio.to_thread(scrape, port))
         return x
 
-    hr.run(work, range(400), run_dir=tmp_path, metrics_port=port, progress=False)
+    run_quietly(work, range(400), run_dir=tmp_path, metrics_port=port)
     first, second = scrapes
     read = value(first, "headrace_items_read_total")
     assert 101 <= read <= 100 + 16 < value(second, "headrace_items_read_total")  # window 16
@@ -76,7 +76,7 @@ def test_no_credential_reaches_the_exported_metrics() -> None:
 def test_a_bad_port_is_refused_before_anything_runs(tmp_path: Path) -> None:
     for port in (-1, 70000, "9464", True):
         with pytest.raises(PipelineError, match="metrics_port must be a port"):
-            hr.run(lambda x: x, [1], metrics_port=port, progress=False)  # type: ignore[arg-type]
+            run_quietly(lambda x: x, [1], metrics_port=port)  # type: ignore[arg-type]
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

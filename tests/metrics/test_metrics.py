@@ -3,6 +3,7 @@ import json
 import random
 
 import pytest
+from services import run_quietly
 
 import headrace as hr
 from headrace import Histogram, RunMetrics, StepMetrics
@@ -68,7 +69,7 @@ def test_the_bottleneck_is_the_step_whose_call_slots_were_full() -> None:
     def quick(x: int) -> int:
         return x
 
-    result = hr.run(quick >> narrow, range(60), progress=False)
+    result = run_quietly(quick >> narrow, range(60))
     assert result.bottleneck().startswith("narrow: its 2 call slots were busy")
     assert f"bottleneck: {result.bottleneck()}" in result.summary()
 
@@ -78,12 +79,12 @@ def test_the_bottleneck_is_a_rate_limit_when_calls_wait_for_it_most() -> None:
     async def limited(x: int) -> int:
         return x
 
-    result = hr.run(limited, range(60), progress=False)
+    result = run_quietly(limited, range(60))
     said = result.bottleneck()
     assert said.startswith("limited's rate limit: at "), said
     assert said.endswith(": raise the limit")
 
 
 def test_no_step_is_named_when_none_was_busy_half_the_time() -> None:
-    result = hr.run(hr.step(lambda x: x, name="ident"), range(500), progress=False)
+    result = run_quietly(hr.step(lambda x: x, name="ident"), range(500))
     assert result.bottleneck().startswith("no step was saturated (the busiest, ident,")

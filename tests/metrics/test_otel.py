@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from otlp import Receiver, attributes, points, spans
-from services import free_port
+from services import free_port, run_quietly
 
 import headrace as hr
 from headrace.errors import PipelineError
@@ -39,7 +39,7 @@ def test_metrics_go_out_while_the_run_goes_on_and_a_trace_when_it_ends(
             assert await asyncio.to_thread(receiver.wait_for_metrics, seen[0] + 1)
         return x
 
-    result = hr.run(work, range(400), run_dir=tmp_path, progress=False)
+    result = run_quietly(work, range(400), run_dir=tmp_path)
     assert result.metrics.items_out == 400
     mid = receiver.metrics[seen[0]]  # taken while item 100 was in its call
     assert attributes(mid.resource_metrics[0].resource)["service.name"] == "tone-job"
@@ -71,7 +71,7 @@ def test_a_failed_session_sends_its_trace_with_an_error_status(
         return x
 
     with pytest.raises(hr.StepFailed):
-        hr.run(work, range(20), run_dir=tmp_path, on_error="raise", progress=False)
+        run_quietly(work, range(20), run_dir=tmp_path, on_error="raise")
     (root,) = [s for s in spans(receiver) if s.name == "headrace run"]
     assert root.status.code == 2  # error
     assert root.status.message == "StepFailed"
@@ -84,9 +84,9 @@ def test_a_collector_that_is_down_costs_the_run_nothing(
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{port}")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
     monkeypatch.setenv("OTEL_METRIC_EXPORT_INTERVAL", "50")
-    result = hr.run(lambda x: x * 2, range(300), ordered=True, progress=False)
+    result = run_quietly(lambda x: x * 2, range(300), ordered=True)
     assert result.outputs == [x * 2 for x in range(300)]
-    durable = hr.run(lambda x: x * 2, range(300), run_dir=tmp_path, progress=False)
+    durable = run_quietly(lambda x: x * 2, range(300), run_dir=tmp_path)
     assert durable.metrics.items_out == 300
 
 

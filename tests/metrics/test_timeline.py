@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from services import JOBS
+from services import JOBS, run_quietly
 
 import headrace as hr
 from headrace.metrics import Histogram
@@ -40,7 +40,7 @@ def test_a_durable_run_records_its_metrics_over_time(tmp_path: Path) -> None:
             seen.extend(store.samples())
             store.close()
 
-    result = hr.run(slow, range(300), sink=look, run_dir=tmp_path, progress=False)
+    result = run_quietly(slow, range(300), sink=look, run_dir=tmp_path)
     assert seen and 0 < seen[-1].data["items"]["out"] < 300  # a row written while it ran
     store = SqliteRunStore.in_dir(tmp_path)
     try:
@@ -62,7 +62,7 @@ def test_a_durable_run_records_its_metrics_over_time(tmp_path: Path) -> None:
 
 
 def test_an_in_memory_run_writes_no_series(tmp_path: Path) -> None:
-    hr.run(lambda x: x, range(10), progress=False)
+    run_quietly(lambda x: x, range(10))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -98,7 +98,7 @@ def test_the_series_survives_a_kill_and_goes_on_in_the_resumed_session(tmp_path:
 
     # the resume is a new session of the same run (same step name and code identity
     # are not required here: force accepts the changed function)
-    hr.run(slow, range(2000), run_dir=run_dir, progress=False, resume=True, force=True)
+    run_quietly(slow, range(2000), run_dir=run_dir, resume=True, force=True)
     store = SqliteRunStore.in_dir(run_dir)
     try:
         samples = store.samples()
@@ -160,7 +160,7 @@ def test_a_long_run_keeps_a_bounded_evenly_spread_series(tmp_path: Path) -> None
 
 
 def test_damaged_rows_are_left_out_of_the_series(tmp_path: Path) -> None:
-    hr.run(lambda x: x, range(20), run_dir=tmp_path, progress=False)
+    run_quietly(lambda x: x, range(20), run_dir=tmp_path)
     with sqlite3.connect(tmp_path / SqliteRunStore.FILENAME) as damage:  # behind its back
         damage.execute("INSERT INTO samples VALUES (1, 90, 1.0, '{not json')")
         damage.execute("INSERT INTO samples VALUES (1, 91, 2.0, '[1, 2]')")
@@ -177,7 +177,7 @@ def test_a_postgres_run_keeps_its_series_there(
     tmp_path: Path, postgres_url: str, run_name: str
 ) -> None:
     run_dir = tmp_path / run_name
-    hr.run(lambda x: x, range(50), run_dir=run_dir, run_store=postgres_url, progress=False)
+    run_quietly(lambda x: x, range(50), run_dir=run_dir, run_store=postgres_url)
     store = StoreLocation(run_dir, postgres_url).open()
     try:
         samples = store.samples()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from services import run_quietly
+
 import headrace as hr
 from headrace.metrics import RunMetrics, StepMetrics
 from headrace.metrics.verdicts import verdicts
@@ -16,7 +18,7 @@ def rules(found: list[Any]) -> list[str]:
 
 
 def test_a_healthy_run_gets_no_verdict() -> None:
-    result = hr.run(hr.step(lambda x: x + 1, concurrency=4), range(500), progress=False)
+    result = run_quietly(hr.step(lambda x: x + 1, concurrency=4), range(500))
     assert result.verdicts() == []
     assert "to change:" not in result.summary()
 
@@ -25,7 +27,7 @@ def test_an_llm_step_at_its_rate_limit_is_told_to_pack_or_raise_the_limit() -> N
     with serve() as sim:
         llm = hr.llm.Client(base_url=sim.url, rate=hr.Rate(requests=6000, per="minute", burst=1))
         tone = hr.llm.complete(client=llm, model="m", prompt="{t}", concurrency=64, name="tone")
-        result = hr.run(tone, [{"t": str(i)} for i in range(150)], progress=False)
+        result = run_quietly(tone, [{"t": str(i)} for i in range(150)])
     (verdict,) = result.verdicts()
     assert verdict.rule == "rate_limited" and verdict.step == "tone"
     assert verdict.says.startswith("`tone` is rate-limited at "), verdict.says
@@ -118,7 +120,7 @@ def test_a_thread_step_counts_the_cpu_its_calls_use() -> None:
             total += i
         return x + total
 
-    result = hr.run(hr.step(spin, executor="thread", concurrency=2), range(50), progress=False)
+    result = run_quietly(hr.step(spin, executor="thread", concurrency=2), range(50))
     step = result.metrics.step("spin")
     assert step.executor == "thread" and step.cpu_s > 0
     assert step.to_dict()["cpu_s"] == round(step.cpu_s, 6)
@@ -141,7 +143,7 @@ def test_a_cache_keyed_on_a_timestamp_is_named() -> None:
         for i in range(40)
     ]
     step = hr.step(lambda item: item["text"].upper(), name="shout", cache=hr.Cache(["memory"]))
-    result = hr.run(step, items, progress=False)
+    result = run_quietly(step, items)
     (verdict,) = result.verdicts()
     assert verdict.rule == "cache_timestamp" and verdict.step == "shout"
     assert verdict.says.startswith(
@@ -153,7 +155,7 @@ def test_a_cache_keyed_on_a_timestamp_is_named() -> None:
         name="shout",
         cache=hr.Cache(["memory"], key=lambda item: item["text"]),
     )
-    again = hr.run(fixed, items, progress=False)
+    again = run_quietly(fixed, items)
     assert again.metrics.step("shout").cache.hits == {"memory": 35}  # type: ignore[union-attr]
     assert again.verdicts() == []
 

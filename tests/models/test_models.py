@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from services import run_quietly
 
 import headrace as hr
 from headrace.errors import PipelineError
@@ -40,13 +41,12 @@ def test_an_embedding_kept_with_its_record_is_a_list_of_doubles_in_parquet(
     import pyarrow.parquet as pq
 
     records = [{"id": n, "text": f"sentence number {n}"} for n in range(6)]
-    hr.run(
+    run_quietly(
         hr.with_input(hr.models.embed(field="text"), field="embedding"),
         records,
         key="id",
         sink=hr.write_parquet(tmp_path / "out"),
         run_dir=tmp_path / "run",
-        progress=False,
     )
     table = pq.read_table(tmp_path / "out")
     assert table.schema.field("embedding").type == pa.list_(pa.float64())

@@ -9,6 +9,7 @@ from typing import Any, Literal
 import orjson
 import pytest
 from pydantic import BaseModel
+from services import run_quietly
 
 import headrace as hr
 from headrace.recipe import Recipe
@@ -37,7 +38,7 @@ def test_an_llm_steps_fields_are_added_to_the_record() -> None:
     with serve() as sim:
         llm = hr.llm.Client(base_url=sim.url)
         classify = hr.llm.transduce(Info, client=llm, model="m", fields=["text"])
-        result = hr.run(hr.with_input(classify), RECORDS, progress=False, ordered=True)
+        result = run_quietly(hr.with_input(classify), RECORDS, ordered=True)
     assert result.items_out == 6
     for record, out in zip(RECORDS, result.outputs, strict=True):
         assert set(out) == {"id", "text", "kind", "keywords"}
@@ -46,23 +47,23 @@ def test_an_llm_steps_fields_are_added_to_the_record() -> None:
 
 
 def test_dataclasses_dicts_and_a_named_field() -> None:
-    outputs = hr.run(hr.with_input(size), RECORDS[:1], progress=False).outputs
+    outputs = run_quietly(hr.with_input(size), RECORDS[:1]).outputs
     assert outputs == [{"id": 0, "text": "package 0", "chars": 9}]
     named = hr.with_input(lambda r: r["text"].upper(), field="loud")
-    assert hr.run(named, RECORDS[:1], progress=False).outputs == [
+    assert run_quietly(named, RECORDS[:1]).outputs == [
         {"id": 0, "text": "package 0", "loud": "PACKAGE 0"}
     ]
     # a field the output shares with the record takes the output's value
     replaced = hr.with_input(lambda r: {"text": "new"})
-    assert hr.run(replaced, RECORDS[:1], progress=False).outputs == [{"id": 0, "text": "new"}]
+    assert run_quietly(replaced, RECORDS[:1]).outputs == [{"id": 0, "text": "new"}]
 
 
 def test_what_cannot_be_kept_is_a_dead_letter_saying_why() -> None:
-    result = hr.run(hr.with_input(lambda r: 3), RECORDS[:1], progress=False)
+    result = run_quietly(hr.with_input(lambda r: 3), RECORDS[:1])
     assert "name the field to put it in with with_input(step, field='...')" in (
         result.dead_letters[0].message
     )
-    result = hr.run(hr.with_input(size), ["not a record"], progress=False)
+    result = run_quietly(hr.with_input(size), ["not a record"])
     assert "with_input keeps the fields of a record (a dict), got str" in (
         result.dead_letters[0].message
     )
@@ -87,9 +88,7 @@ nodes:
 """
         )
         recipe = Recipe(tmp_path / "keep.yaml")
-        result = hr.run(
-            recipe.pipeline, recipe.source(), sink=recipe.sink(), run_dir="run", progress=False
-        )
+        result = run_quietly(recipe.pipeline, recipe.source(), sink=recipe.sink(), run_dir="run")
     assert result.items_out == 6
     rows = [orjson.loads(line) for line in (tmp_path / "out.jsonl").read_bytes().splitlines()]
     assert all(set(row) == {"id", "text", "kind", "keywords"} for row in rows)

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from services import run_quietly
 
 import headrace as hr
 from headrace.sandbox import Expression, ExpressionError
@@ -35,7 +36,7 @@ def test_fan_in_waits_for_every_parent_and_gets_their_outputs_by_id() -> None:
         return parts
 
     pipeline = hr.graph({"slow": slow, "fast": fast, "join": join}, ["[slow, fast] -> join"])
-    result = hr.run(pipeline, texts("a", "b"), progress=False, ordered=True)
+    result = run_quietly(pipeline, texts("a", "b"), ordered=True)
     assert result.outputs == [
         {"slow": "slow:a", "fast": "fast:a"},
         {"slow": "slow:b", "fast": "fast:b"},
@@ -68,7 +69,7 @@ def test_a_condition_skips_the_branch_and_what_only_it_leads_to() -> None:
         ],
         output=["tone", "after"],
     )
-    result = hr.run(pipeline, texts("fight!", "rest"), progress=False, ordered=True)
+    result = run_quietly(pipeline, texts("fight!", "rest"), ordered=True)
     assert result.outputs == [
         {"tone": {"tone": "combative"}, "after": "deep+after"},
         {"tone": {"tone": "calm"}, "after": None},
@@ -81,7 +82,7 @@ def test_an_item_whose_single_output_node_is_skipped_ends_as_filtered() -> None:
         {"a": lambda r: r["text"], "b": lambda t: t.upper()},
         [hr.edge("a", "b", when=lambda names: names["output"] != "skip")],
     )
-    result = hr.run(pipeline, texts("go", "skip"), progress=False)
+    result = run_quietly(pipeline, texts("go", "skip"))
     assert result.outputs == ["GO"]
     assert result.items_filtered == 1 and result.items_in == 2
 
@@ -100,7 +101,7 @@ def test_a_router_takes_one_branch_and_counts_it() -> None:
             "[long, short] -> out",
         ],
     )
-    result = hr.run(pipeline, texts("tiny", "hi", "longer"), progress=False, ordered=True)
+    result = run_quietly(pipeline, texts("tiny", "hi", "longer"), ordered=True)
     assert result.outputs == [{"long": "long"}, {"short": "short"}, {"long": "long"}]
     assert result.metrics.step("pick").branches == {"True": 2, "False": 1}
 
@@ -110,7 +111,7 @@ def test_a_router_without_a_matching_branch_fails_the_item() -> None:
         {"pick": hr.node(choose=lambda names: names["text"]), "a": lambda r: "a"},
         [hr.edge("pick", "a", branch="a")],
     )
-    result = hr.run(pipeline, texts("a", "zzz"), progress=False)
+    result = run_quietly(pipeline, texts("a", "zzz"))
     assert result.outputs == ["a"]
     [dead] = result.dead_letters
     assert dead.error_type == "NoRoute" and "'zzz'" in dead.message
@@ -121,7 +122,7 @@ def test_a_filter_node_drops_the_whole_item() -> None:
         {"keep": hr.node(keep=Expression("text | length > 2")), "up": lambda r: r["text"].upper()},
         ["keep -> up"],
     )
-    result = hr.run(pipeline, texts("yes", "no"), progress=False)
+    result = run_quietly(pipeline, texts("yes", "no"))
     assert result.outputs == ["YES"]
     assert result.items_filtered == 1
     assert result.metrics.step("keep").filtered == 1
@@ -141,7 +142,7 @@ def test_a_failed_node_fails_the_item_and_cancels_its_siblings() -> None:
         raise ValueError("broken on purpose")
 
     pipeline = hr.graph({"slow": slow, "broken": broken, "j": hr.node()}, ["[slow, broken] -> j"])
-    result = hr.run(pipeline, texts("x"), progress=False)
+    result = run_quietly(pipeline, texts("x"))
     [dead] = result.dead_letters
     assert dead.step == "broken" and "broken on purpose" in dead.message
     assert result.items_dead == 1 and started == ["slow"]
@@ -156,7 +157,7 @@ def test_a_context_node_sees_the_record_and_its_ancestors() -> None:
         {"size": lambda r: len(r["text"]), "describe": hr.node(describe, input="context")},
         ["size -> describe"],
     )
-    assert hr.run(pipeline, texts("abc"), progress=False).outputs == ["abc|0|3|3"]
+    assert run_quietly(pipeline, texts("abc")).outputs == ["abc|0|3|3"]
 
 
 def test_graph_errors_name_the_node_or_the_edge() -> None:
@@ -191,11 +192,11 @@ def test_map_skips_failed_elements_when_asked() -> None:
         return word.upper()
 
     skip = hr.map(checked, over="words", on_error="skip", name="each")
-    result = hr.run(skip, [{"words": ["a", "bad", "b"]}], progress=False)
+    result = run_quietly(skip, [{"words": ["a", "bad", "b"]}])
     assert result.outputs == [["A", "B"]]
     assert result.metrics.step("each").skipped == 1
     fail = hr.map(checked, over="words", name="each")
-    failed = hr.run(fail, [{"words": ["a", "bad"]}], progress=False)
+    failed = run_quietly(fail, [{"words": ["a", "bad"]}])
     assert failed.items_dead == 1 and "bad word" in failed.dead_letters[0].message
 
 

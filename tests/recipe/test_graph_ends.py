@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from services import run_quietly
 
 import headrace as hr
 
@@ -84,7 +85,7 @@ def test_a_failing_node_cancels_its_slow_sibling_and_the_run_ends(
     edges: str, names: set[str]
 ) -> None:
     spy = Spy()
-    result = hr.run(build(edges, names, spy), [{"text": "x"}], progress=False)
+    result = run_quietly(build(edges, names, spy), [{"text": "x"}])
     [dead] = result.dead_letters
     assert dead.step == "broken" and "broken on purpose" in dead.message
     assert result.items_dead == 1 and result.items_out == 0
@@ -96,7 +97,7 @@ def test_a_failing_node_cancels_its_slow_sibling_and_the_run_ends(
 def test_many_items_with_a_failing_and_a_slow_branch_all_end() -> None:
     spy = Spy()
     pipeline = build("[slow, broken] -> j", {"slow", "broken", "j"}, spy)
-    result = hr.run(pipeline, [{"n": n} for n in range(50)], progress=False, window=8)
+    result = run_quietly(pipeline, [{"n": n} for n in range(50)], window=8)
     assert result.items_dead == 50
     assert spy.started == spy.cancelled
 
@@ -105,7 +106,7 @@ def test_many_items_with_a_failing_and_a_slow_branch_all_end() -> None:
 def test_a_filter_node_cancels_its_slow_sibling() -> None:
     spy = Spy()
     steps = {"slow": spy.slow(), "drop": hr.node(keep=lambda names: False), "j": hr.node()}
-    result = hr.run(hr.graph(steps, ["[drop, slow] -> j"]), [{"t": 1}], progress=False)
+    result = run_quietly(hr.graph(steps, ["[drop, slow] -> j"]), [{"t": 1}])
     assert result.items_filtered == 1 and result.items_dead == 0
     assert spy.started == spy.cancelled
 
@@ -115,7 +116,7 @@ def test_a_failure_inside_a_sub_graph_cancels_the_outer_sibling() -> None:
     spy = Spy()
     inner = hr.graph({"a": passthrough, "broken": broken}, ["a -> broken"]).named("inner")
     steps = {"slow": spy.slow(), "inner": inner, "j": hr.node()}
-    result = hr.run(hr.graph(steps, ["[slow, inner] -> j"]), [{"t": 1}], progress=False)
+    result = run_quietly(hr.graph(steps, ["[slow, inner] -> j"]), [{"t": 1}])
     assert result.items_dead == 1
     assert spy.started == spy.cancelled
 
@@ -134,7 +135,7 @@ def test_a_failing_element_of_a_map_cancels_the_slow_elements() -> None:
     mapped = hr.map(element, over="words", name="each")
     steps = {"each": mapped, "other": spy.slow(), "j": hr.node()}
     pipeline = hr.graph(steps, ["[each, other] -> j"])
-    result = hr.run(pipeline, [{"words": ["a", "b", "bad", "c"]}], progress=False)
+    result = run_quietly(pipeline, [{"words": ["a", "b", "bad", "c"]}])
     assert result.items_dead == 1 and "bad element" in result.dead_letters[0].message
     assert spy.started == spy.cancelled
 

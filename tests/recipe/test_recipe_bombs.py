@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+from services import run_quietly
 
 import headrace as hr
 from headrace.llm.prompts import PromptError, Template
@@ -117,7 +118,7 @@ def test_a_refused_condition_is_the_items_dead_letter_naming_the_node(tmp_path: 
         "  - {from: a, to: b, when: \"(([''] * 100000) | join('x' * 100000) | length) > 1\"}\n"
     )
     loaded = hr.recipe.load(recipe)
-    result = hr.run(loaded.pipeline, loaded.source(), progress=False)
+    result = run_quietly(loaded.pipeline, loaded.source())
     assert len(result.dead_letters) == 2
     for dead in result.dead_letters:
         assert "|join would make more than 10,000,000 characters" in dead.message

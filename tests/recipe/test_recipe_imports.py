@@ -9,6 +9,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from services import run_quietly
 
 import headrace as hr
 from headrace.recipe.document import RecipeError
@@ -48,7 +49,7 @@ def test_a_module_beside_a_recipe_loses_to_an_installed_one(
     (recipe / f"{name}.py").write_text("def f(x):\n    return 'shadow'\n")
     (recipe / "r.yaml").write_text(f'paths: ["."]\nnodes:\n  - {{id: f, function: {name}:f}}\n')
     pipeline = hr.load_recipe(recipe / "r.yaml")
-    assert hr.run(pipeline, ["x"], progress=False).outputs == ["installed"]
+    assert run_quietly(pipeline, ["x"]).outputs == ["installed"]
 
 
 def test_without_paths_the_recipe_folder_is_not_importable(tmp_path: Path) -> None:
@@ -58,7 +59,7 @@ def test_without_paths_the_recipe_folder_is_not_importable(tmp_path: Path) -> No
     with pytest.raises(RecipeError, match=f"cannot import '{name}'"):
         hr.load_recipe(tmp_path / "r.yaml")
     (tmp_path / "r.yaml").write_text(f'paths: ["."]\nnodes:\n  - {{id: f, function: {name}:f}}\n')
-    assert hr.run(hr.load_recipe(tmp_path / "r.yaml"), [1], progress=False).outputs == [1]
+    assert run_quietly(hr.load_recipe(tmp_path / "r.yaml"), [1]).outputs == [1]
 
 
 def test_a_path_out_of_the_recipe_folder_is_refused_at_its_line(tmp_path: Path) -> None:

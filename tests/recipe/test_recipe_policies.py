@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
+from services import run_quietly
 
 import headrace as hr
 from headrace.recipe.policy_specs import BatchSpec, CacheSpec, RateSpec, RetrySpec, TimeoutSpec
@@ -45,11 +46,11 @@ def test_an_llm_step_with_cache_makes_no_request_on_a_warm_run(tmp_path: Path) -
                 Label, client=client, model="m", instructions=instructions, cache=cache
             )
 
-        cold = hr.run(step("Label it."), records, progress=False, ordered=True)
+        cold = run_quietly(step("Label it."), records, ordered=True)
         after_cold = sim.stats()["requests"]
-        warm = hr.run(step("Label it."), records, progress=False, ordered=True)
+        warm = run_quietly(step("Label it."), records, ordered=True)
         after_warm = sim.stats()["requests"]
-        hr.run(step("Label it differently."), records, progress=False)
+        run_quietly(step("Label it differently."), records)
         after_change = sim.stats()["requests"]
     assert after_cold == 10 and after_warm == 10 and after_change == 20
     assert warm.outputs == cold.outputs
@@ -65,7 +66,7 @@ def test_an_llm_steps_own_retry_replaces_the_clients() -> None:
             prompt="{text}",
             retry=hr.Retry(attempts=3, backoff="1ms", budget=None),
         )
-        result = hr.run(own, [{"text": "x"}], progress=False)
+        result = run_quietly(own, [{"text": "x"}])
         requests = sim.stats()["requests"]
     assert result.items_dead == 1 and requests == 3
 

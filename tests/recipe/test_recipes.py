@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import pytest
 import recipe_helpers as helpers
+from services import run_quietly
 
 import headrace as hr
 from headrace.errors import RecipeError
@@ -79,8 +80,8 @@ def test_a_recipe_and_the_same_python_pipeline_have_one_fingerprint_and_one_outp
         assert isinstance(recipe, hr.Sequence)
         assert recipe.fingerprint == python.fingerprint
         records = [{"id": i, "text": f" speech {i} "} for i in range(12)]
-        from_recipe = hr.run(recipe, records, progress=False, ordered=True).outputs
-        from_python = hr.run(python, records, progress=False, ordered=True).outputs
+        from_recipe = run_quietly(recipe, records, ordered=True).outputs
+        from_python = run_quietly(python, records, ordered=True).outputs
     assert from_recipe == from_python and len(from_recipe) == 12
 
 
@@ -115,8 +116,8 @@ def test_a_graph_recipe_matches_its_python_graph() -> None:
     )
     assert recipe.fingerprint == python.fingerprint
     records = [{"id": 0, "text": "a  long   sentence here"}, {"id": 1, "text": "short"}]
-    outputs = hr.run(recipe, records, progress=False, ordered=True).outputs
-    assert outputs == hr.run(python, records, progress=False, ordered=True).outputs
+    outputs = run_quietly(recipe, records, ordered=True).outputs
+    assert outputs == run_quietly(python, records, ordered=True).outputs
     assert outputs == [
         {"parents": ["loud", "size"], "size": 20, "loud": "A LONG SENTENCE HERE"},
         {"parents": ["loud"], "loud": "SHORT"},
@@ -154,7 +155,7 @@ edges:
         )
     )
     records = [{"id": 0, "text": "a bad b c"}, {"id": 1, "text": "bad x"}, {"id": 2, "text": "x y"}]
-    result = hr.run(recipe, records, progress=False, ordered=True)
+    result = run_quietly(recipe, records, ordered=True)
     assert result.outputs == [{"many": "label:3", "few": None}, {"many": None, "few": "label:2"}]
     assert result.items_filtered == 1  # "bad x" has one good word
     assert result.metrics.step("titled").skipped == 2
@@ -176,7 +177,7 @@ def test_a_sub_recipe_is_a_node_and_includes_share_model_aliases() -> None:
         )
     )
     assert set(outer.built.aliases) == {"fast"}
-    result = hr.run(outer.pipeline, [{"id": 1, "text": "  a   b "}], progress=False)
+    result = run_quietly(outer.pipeline, [{"id": 1, "text": "  a   b "}])
     assert result.outputs == ["label:3"]
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from services import run_quietly
 
 import headrace as hr
 from headrace.report.page import EXAMPLES, RunRecord, render_page
@@ -31,12 +32,11 @@ def test_the_page_reads_groups_and_the_result_keeps_the_first(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("headrace.engine.run_loop.RESULT_DEAD_LETTERS", 100)
-    result = hr.run(
+    result = run_quietly(
         picky,
         range(ITEMS),
         sink=hr.write_jsonl(tmp_path / "out.jsonl"),
         run_dir=tmp_path / "run",
-        progress=False,
     )
     dead = ITEMS - ITEMS // 3
     assert result.items_dead == dead
@@ -67,13 +67,12 @@ def test_a_postgresql_store_groups_and_streams_them_too(
 ) -> None:
     from headrace.store.postgres import PostgresRunStore
 
-    result = hr.run(
+    result = run_quietly(
         picky,
         range(ITEMS),
         sink=hr.write_jsonl(tmp_path / "out.jsonl"),
         run_dir=tmp_path / run_name,
         run_store=postgres_url,
-        progress=False,
     )
     assert result.items_dead == ITEMS - ITEMS // 3
     lines = (tmp_path / run_name / "dead.jsonl").read_text().splitlines()

@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from services import run_quietly
 from typer.testing import CliRunner
 
 import headrace as hr
@@ -36,7 +37,7 @@ def key_numbers(html: str) -> dict[str, str]:
 
 def test_the_report_is_one_file_with_the_runs_numbers(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    result = hr.run(judge, range(500), run_dir=run_dir, progress=False)
+    result = run_quietly(judge, range(500), run_dir=run_dir)
     answer = CliRunner().invoke(app, ["report", str(run_dir)])
     assert answer.exit_code == 0, answer.output
     path = Path(answer.output.strip())
@@ -71,7 +72,7 @@ def test_no_credential_reaches_the_report(tmp_path: Path, postgres_url: str) -> 
         return {"id": str(x)}
 
     run_dir = tmp_path / "run"
-    hr.run(leaky, range(20), sink=sink, run_dir=run_dir, progress=False)
+    run_quietly(leaky, range(20), sink=sink, run_dir=run_dir)
     html = render_page(RunRecord.load(StoreLocation(run_dir)))
     assert secret not in html
     assert "postgresql://postgres@127.0.0.1" in html  # the sink is shown, not its password
@@ -82,7 +83,7 @@ def test_a_run_kept_in_postgres_gets_its_report_from_there(
     tmp_path: Path, postgres_url: str, run_name: str
 ) -> None:
     run_dir = tmp_path / run_name
-    hr.run(judge, range(100), run_dir=run_dir, run_store=postgres_url, progress=False)
+    run_quietly(judge, range(100), run_dir=run_dir, run_store=postgres_url)
     out = tmp_path / "elsewhere.html"
     try:
         answer = CliRunner().invoke(
@@ -104,7 +105,7 @@ def test_no_run_there_is_one_line_and_a_failure(tmp_path: Path) -> None:
 
 
 def test_a_damaged_series_still_gives_a_report(tmp_path: Path) -> None:
-    hr.run(judge, range(60), run_dir=tmp_path, progress=False)
+    run_quietly(judge, range(60), run_dir=tmp_path)
     rows = [
         (1, 50, 1.0, "{broken"),
         (1, 51, 2.0, '{"wall_s": "x", "steps": [{"name": 3, "latency_hist": {"b": {"9": -1}}}]}'),
@@ -120,7 +121,7 @@ def test_a_damaged_series_still_gives_a_report(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("port", ["-1", "70000"])
 def test_ui_refuses_a_port_that_is_not_one(tmp_path: Path, port: str) -> None:
-    hr.run(lambda x: x, range(3), run_dir=tmp_path, progress=False)
+    run_quietly(lambda x: x, range(3), run_dir=tmp_path)
     answer = CliRunner().invoke(app, ["ui", str(tmp_path), "--port", port])
     assert answer.exit_code == 2
 
@@ -141,8 +142,8 @@ def test_run_with_ui_serves_the_live_page_while_it_runs(
 
 def test_the_steps_table_of_a_resumed_run_counts_every_session(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    first = hr.run(judge, range(500), run_dir=run_dir, progress=False)
-    again = hr.run(judge, range(500), run_dir=run_dir, progress=False, retry_dead=True)
+    first = run_quietly(judge, range(500), run_dir=run_dir)
+    again = run_quietly(judge, range(500), run_dir=run_dir, retry_dead=True)
     assert first.metrics.steps[0].errors == again.metrics.steps[0].errors == 10
     html = render_page(RunRecord.load(StoreLocation(run_dir)))
     row = re.search(r'<tr data-step="judge">(.*?)</tr>', html)
@@ -154,7 +155,7 @@ def test_the_steps_table_of_a_resumed_run_counts_every_session(tmp_path: Path) -
 
 
 def test_a_damaged_store_is_one_line_in_the_report_and_on_the_live_page(tmp_path: Path) -> None:
-    hr.run(judge, range(20), run_dir=tmp_path, progress=False)
+    run_quietly(judge, range(20), run_dir=tmp_path)
     (tmp_path / "run.sqlite").write_bytes(b"not a database" * 100)
     answer = CliRunner().invoke(app, ["report", str(tmp_path)])
     assert answer.exit_code == 1

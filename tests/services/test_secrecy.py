@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 import pytest
+from services import run_quietly
 
 import headrace as hr
 from headrace.services.secrecy import scrub_text, scrub_url
@@ -44,7 +45,7 @@ def test_the_redis_cache_warning_hides_the_password(
         return x
 
     with caplog.at_level(logging.WARNING, logger="headrace.cache"):
-        assert hr.run(same, range(3), progress=False).outputs is not None
+        assert run_quietly(same, range(3)).outputs is not None
     shown = " ".join(r.getMessage() for r in caplog.records)
     assert "is not answering" in shown
     assert "TOPSECRET" not in shown and "redis://:***@127.0.0.1:1/0" in shown

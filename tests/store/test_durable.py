@@ -3,6 +3,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from services import run_quietly
 
 import headrace as hr
 from headrace.sim import serve
@@ -300,22 +301,19 @@ def test_a_callable_sink_in_a_durable_run_gets_each_output_and_resume_skips_them
     tmp_path: Path,
 ) -> None:
     got: list[Any] = []
-    hr.run(double, ROWS, sink=got.append, run_dir=tmp_path / "run", progress=False)
+    run_quietly(double, ROWS, sink=got.append, run_dir=tmp_path / "run")
     assert sorted(r["n2"] for r in got) == [2 * i for i in range(20)]
-    again = hr.run(
-        double, ROWS, sink=got.append, run_dir=tmp_path / "run", resume=True, progress=False
-    )
+    again = run_quietly(double, ROWS, sink=got.append, run_dir=tmp_path / "run", resume=True)
     assert (again.metrics.items_skipped, len(got)) == (20, 20)
     status = SqliteRunStore.in_dir(tmp_path / "run").status()
     assert status.definition["sink"]["kind"] == "callback"
 
 
 def test_an_output_that_is_not_json_is_a_dead_letter_of_the_sink(tmp_path: Path) -> None:
-    result = hr.run(
+    result = run_quietly(
         hr.step(lambda row: {"id": row["id"], "bad": object()}),
         ROWS[:2],
         run_dir=tmp_path / "run",
-        progress=False,
     )
     assert [(d.step, d.error_type) for d in result.dead_letters] == [
         ("<sink>", "TypeError"),
@@ -324,9 +322,7 @@ def test_an_output_that_is_not_json_is_a_dead_letter_of_the_sink(tmp_path: Path)
 
 
 def test_a_file_sink_works_without_a_run_dir(tmp_path: Path) -> None:
-    result = hr.run(
-        double, ROWS, sink=hr.write_batches(tmp_path / "out", items_per_file=8), progress=False
-    )
+    result = run_quietly(double, ROWS, sink=hr.write_batches(tmp_path / "out", items_per_file=8))
     assert result.items_out == 20
     assert len(list((tmp_path / "out").glob("batch_*.jsonl"))) >= 1
 
@@ -391,14 +387,13 @@ def test_an_ordered_resume_after_a_gap_finishes_in_order(tmp_path: Path) -> None
     rows = [(i, f"k{i}", "done") for i in range(2, 5)]
     store.commit(rows, [], watermark=0, sink_state={"offset": 0}, session=session)
     store.close()
-    resumed = hr.run(
+    resumed = run_quietly(
         double,
         hr.read_jsonl(source, key="id"),
         sink=hr.write_jsonl(tmp_path / "again.jsonl"),
         run_dir=tmp_path / "again",
         resume=True,
         ordered=True,
-        progress=False,
     )
     assert (resumed.items_out, resumed.metrics.items_skipped) == (7, 3)
     assert [r["id"] for r in lines(tmp_path / "again.jsonl")] == [
@@ -419,7 +414,7 @@ def test_a_repeated_key_is_a_dead_letter_by_default_or_stops_the_run(tmp_path: P
          '{"id":"a","n":4}'),
     }  # fmt: skip
     with pytest.raises(hr.BadInput, match="record 3 of the source: duplicate key 'a'"):
-        hr.run(double, REPEATED, key="id", on_bad_input="stop", progress=False,
+        run_quietly(double, REPEATED, key="id", on_bad_input="stop",
                run_dir=tmp_path / "stop")  # fmt: skip
 
 

@@ -7,6 +7,8 @@ import sqlite3
 import time
 from pathlib import Path
 
+from services import run_quietly
+
 import headrace as hr
 
 
@@ -22,10 +24,8 @@ def test_a_blocking_inline_step_does_not_hold_back_the_commits(tmp_path: Path) -
                 seen.append(db.execute("SELECT count(*) FROM items").fetchone()[0])
         return n
 
-    result = hr.run(
-        blocking, range(200), sink=hr.write_jsonl(tmp_path / "out.jsonl"), run_dir=run_dir,
-        progress=False, window=4,
-    )  # fmt: skip
+    sink = hr.write_jsonl(tmp_path / "out.jsonl")
+    result = run_quietly(blocking, range(200), sink=sink, run_dir=run_dir, window=4)
     assert result.items_out == 200
     # commits come every 0.2 s once the writer gets the loop (after each of the four
     # lanes' turn); without the lanes yielding, the first came at the end of the run

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from services import run_quietly
 
 import headrace as hr
 from headrace.errors import LeaseLost, ResumeMismatch, RunBusy
@@ -112,14 +113,13 @@ def test_a_dead_sessions_lease_is_taken_over_with_a_warning(
 def test_a_refused_open_gives_the_lease_back(where: StoreLocation, tmp_path: Path) -> None:
     run(where, tmp_path)
     with pytest.raises(ResumeMismatch, match="the sink differs"):
-        hr.run(
+        run_quietly(
             double,
             source(tmp_path),
             sink=hr.write_jsonl(tmp_path / "elsewhere.jsonl"),
             run_dir=where.run_dir,
             run_store=where.url,
             resume=True,
-            progress=False,
         )
     assert run(where, tmp_path, resume=True).metrics.items_skipped == 20
 

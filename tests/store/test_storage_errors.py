@@ -14,6 +14,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from services import run_quietly
 
 import headrace as hr
 from headrace.errors import SourceError, StorageError
@@ -73,16 +74,16 @@ def test_a_run_store_that_is_not_a_database_is_named(tmp_path: Path) -> None:
     run_dir.mkdir()
     (run_dir / "run.sqlite").write_bytes(b"this is not a database at all" * 100)
     with pytest.raises(StorageError, match=rf"the run store {run_dir}/run.sqlite cannot be read"):
-        hr.run(lambda x: x, [1, 2], run_dir=run_dir, resume=True, progress=False)
+        run_quietly(lambda x: x, [1, 2], run_dir=run_dir, resume=True)
 
 
 def test_a_damaged_run_definition_is_named(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
-    hr.run(lambda x: x, [1, 2], run_dir=run_dir, progress=False)
+    run_quietly(lambda x: x, [1, 2], run_dir=run_dir)
     with sqlite3.connect(run_dir / "run.sqlite") as db:
         db.execute("UPDATE run SET definition = '{broken'")
     with pytest.raises(StorageError, match=r"is damaged: its run definition is not a JSON object"):
-        hr.run(lambda x: x, [1, 2], run_dir=run_dir, resume=True, progress=False)
+        run_quietly(lambda x: x, [1, 2], run_dir=run_dir, resume=True)
 
 
 def test_a_damaged_parquet_row_group_is_named(tmp_path: Path) -> None:
@@ -95,7 +96,7 @@ def test_a_damaged_parquet_row_group_is_named(tmp_path: Path) -> None:
     data[start : start + 200] = b"\xff" * 200  # the third row group's text column, garbled
     path.write_bytes(bytes(data))
     with pytest.raises(SourceError, match=rf"{path}: row group 2 of 4 cannot be read"):
-        hr.run(lambda r: r, hr.read_parquet(path, key="id"), progress=False)
+        run_quietly(lambda r: r, hr.read_parquet(path, key="id"))
 
 
 DEAD_JOB = """
@@ -130,13 +131,12 @@ def test_report_of_a_run_on_a_full_disk_names_the_free_space(
     tmp_path: Path, small_disk: Path
 ) -> None:
     """It used to ask whether the store was damaged."""
-    hr.run(
+    run_quietly(
         lambda r: r,
         [{"id": n} for n in range(50)],
         key="id",
         sink=hr.write_jsonl(tmp_path / "out.jsonl"),
         run_dir=small_disk / "run",
-        progress=False,
     )
     fd = os.open(small_disk / "filler", os.O_WRONLY | os.O_CREAT)
     try:  # fill what is left

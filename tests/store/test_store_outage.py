@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from services import PrivatePostgres
+from services import PrivatePostgres, run_quietly
 
 import headrace as hr
 from headrace.errors import StoreUnavailable
@@ -57,13 +57,12 @@ def test_a_store_restart_mid_run_is_waited_out(
         return {"id": row["id"]}
 
     caplog.set_level(logging.WARNING, logger="headrace.run")
-    result = hr.run(
+    result = run_quietly(
         work,
         source(tmp_path),
         sink=hr.write_jsonl(tmp_path / "out.jsonl"),
         run_dir=tmp_path / "run",
         run_store=private_postgres.url,
-        progress=False,
     )
     assert result.items_out == ITEMS and result.items_dead == 0
     assert sorted(keys(tmp_path)) == sorted(set(keys(tmp_path))) and len(keys(tmp_path)) == ITEMS
@@ -133,12 +132,11 @@ def test_a_sink_table_restart_mid_run_is_waited_out(
         return {"id": row["id"], "n": len(row["id"])}
 
     caplog.set_level(logging.WARNING, logger="headrace.run")
-    result = hr.run(
+    result = run_quietly(
         work,
         source(tmp_path),
         sink=hr.write_sql(private_postgres.url, "results", key="id", batch_size=20),
         run_dir=tmp_path / "run",
-        progress=False,
     )
     assert result.items_out == ITEMS and result.items_dead == 0
     assert "the sink's database (table results) at" in caplog.text

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel
+from services import run_quietly
 
 import headrace as hr
 from headrace.errors import PipelineError
@@ -89,7 +90,7 @@ def test_batched_function_and_model_steps_take_a_batch_size() -> None:
         16,
         0.05,
     )
-    assert hr.run(double, range(40), progress=False).outputs == [2 * x for x in range(40)]
+    assert run_quietly(double, range(40)).outputs == [2 * x for x in range(40)]
     sentiment = hr.models.sentiment(name="vader")
     tune(sentiment, [sentiment], "batch", 7)
     assert sentiment.batch.max_size == 7
