@@ -95,10 +95,26 @@ def sim(
     storm_every: Annotated[float | None, typer.Option(help="seconds between 429 storms")] = None,
     storm_for: Annotated[float, typer.Option(help="seconds each 429 storm lasts")] = 1.0,
     seed: Annotated[int, typer.Option(help="seed of the fault and latency draws")] = 0,
+    batch_turnaround: Annotated[
+        float, typer.Option(help="seconds from a batch's creation to its end")
+    ] = 2.0,
+    batch_error_rate: Annotated[
+        float, typer.Option(help="share of batch requests answered with an error")
+    ] = 0.0,
+    batch_finish_share: Annotated[
+        float, typer.Option(help="share of a batch finished by its end (below 1: it expires)")
+    ] = 1.0,
+    batch_queue_tokens: Annotated[
+        int | None, typer.Option(help="enqueued input tokens per model (token_limit_exceeded)")
+    ] = None,
+    batch_lose_creates: Annotated[
+        int, typer.Option(help="lose the answers of this many first batch creates")
+    ] = 0,
     host: Annotated[str, typer.Option(help="a loopback address")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="0 picks a free port")] = 8000,
 ) -> None:
-    """Serve a simulated OpenAI-compatible provider with limits, latency and faults."""
+    """Serve a simulated OpenAI-compatible provider with limits, latency and faults, and
+    the OpenAI and Anthropic batch APIs."""
     from ..sim import SimConfig, parse_faults, run_forever
 
     try:
@@ -115,6 +131,11 @@ def sim(
             storm_every=storm_every,
             storm_for=storm_for,
             seed=seed,
+            batch_turnaround_s=batch_turnaround,
+            batch_error_rate=batch_error_rate,
+            batch_finish_share=batch_finish_share,
+            batch_queue_tokens=batch_queue_tokens,
+            batch_lose_creates=batch_lose_creates,
         )
         run_forever(config, host, port)
     except ValueError as exc:

@@ -48,6 +48,17 @@ class SimConfig:
         hang_s: how long a hung request waits before the server gives up on it.
         seed: the seed of the fault and latency draws.
         embedding_dim: the length of an embedding vector when the request does not say.
+        batch_turnaround_s: how long a batch takes from its creation to its end (its
+            requests finish one after the other over that time).
+        batch_error_rate: the share of a batch's requests answered with an error
+            (a 500 ``server_error`` in the batch's error file or results).
+        batch_finish_share: the share of a batch's requests finished by its end; below
+            1 the batch expires at its turnaround with only those done (billed).
+        batch_queue_tokens: the input tokens of one model the provider holds enqueued in
+            unfinished batches; a batch that would pass it fails at validation with
+            ``token_limit_exceeded`` (``None``: no limit).
+        batch_lose_creates: the answers of this many batch creates, the first ones, are
+            lost: the batch exists, but the connection drops before the answer.
     """
 
     rpm: float | None = None
@@ -64,6 +75,11 @@ class SimConfig:
     hang_s: float = 600.0
     seed: int = 0
     embedding_dim: int = 64
+    batch_turnaround_s: float = 2.0
+    batch_error_rate: float = 0.0
+    batch_finish_share: float = 1.0
+    batch_queue_tokens: int | None = None
+    batch_lose_creates: int = 0
 
     def __post_init__(self) -> None:
         for name in ("rpm", "tpm", "burst", "token_burst", "storm_every"):
@@ -72,6 +88,12 @@ class SimConfig:
                 raise ValueError(f"sim {name} must be > 0, got {value!r}")
         if self.latency_ms < 0 or self.latency_sigma < 0:
             raise ValueError("sim latency_ms and latency_sigma must be >= 0")
+        if not self.batch_turnaround_s >= 0 or self.batch_lose_creates < 0:
+            raise ValueError("sim batch_turnaround_s and batch_lose_creates must be >= 0")
+        if not 0 <= self.batch_error_rate <= 1 or not 0 <= self.batch_finish_share <= 1:
+            raise ValueError("sim batch_error_rate and batch_finish_share must lie in 0..1")
+        if self.batch_queue_tokens is not None and self.batch_queue_tokens < 1:
+            raise ValueError(f"sim batch_queue_tokens must be >= 1, got {self.batch_queue_tokens}")
         if self.concurrency is not None and self.concurrency < 1:
             raise ValueError(f"sim concurrency must be >= 1, got {self.concurrency!r}")
         unknown = set(self.faults) - set(FAULTS)
@@ -89,8 +111,10 @@ class SimConfig:
             ValueError: an unknown setting, a value that is not a number, or a bad value.
         """
         numbers = {"rpm", "tpm", "burst", "token_burst", "latency_ms", "latency_sigma"}
-        numbers |= {"storm_every", "storm_for", "hang_s"}
-        whole = {"concurrency", "seed", "embedding_dim"}
+        numbers |= {"storm_every", "storm_for", "hang_s", "batch_turnaround_s"}
+        numbers |= {"batch_error_rate", "batch_finish_share"}
+        whole = {"concurrency", "seed", "embedding_dim", "batch_queue_tokens"}
+        whole |= {"batch_lose_creates"}
         values: dict[str, Any] = {}
         faults: dict[str, float] = {}
         for part in filter(None, (p.strip() for p in text.split(","))):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import hashlib
 import math
 import random
 import struct
@@ -25,14 +24,16 @@ from aiohttp import web
 from ..limits.bucket import TokenBucket
 from ..limits.usage import estimate_tokens
 from ..values.durations import format_compound
-from .answers import WORDS, spoil, structured_answer
+from .batch_book import BatchBook
+from .batches import add_batch_routes
+from .chat import STRUCTURED_FAULTS, chat_body, chat_reply, digest
 from .config import SimConfig
+from .message_batches import add_message_batch_routes
 
 __all__ = ["SimState", "build_app"]
 
 _WINDOW_S = 0.1
 _MODELS = ("sim-chat", "sim-embed")
-_STRUCTURED_FAULTS = frozenset({"invalid", "drop", "shuffle"})
 
 
 class SimState:
@@ -126,10 +127,6 @@ class SimState:
         return None
 
 
-def _digest(*parts: Any) -> int:
-    return int.from_bytes(hashlib.sha256(orjson.dumps(parts)).digest()[:8], "big")
-
-
 def _error(
     status: int, message: str, kind: str, headers: dict[str, str] | None = None
 ) -> web.Response:
@@ -137,36 +134,6 @@ def _error(
     return web.Response(
         status=status, body=orjson.dumps(body), content_type="application/json", headers=headers
     )
-
-
-def _chat_reply(body: dict[str, Any], fault: str | None) -> tuple[str, int, int]:
-    """The reply's text and its prompt and completion token counts."""
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise ValueError("'messages' must be a non-empty list")
-    prompt_tokens = estimate_tokens({"messages": messages})  # the estimate Rate makes, too
-    seed = _digest("chat", body.get("model"), messages, body.get("max_tokens"))
-    limit = body.get("max_completion_tokens") or body.get("max_tokens") or 256
-    if not isinstance(limit, int) or limit < 1:
-        raise ValueError("'max_tokens' must be a positive integer")
-    rng = random.Random(seed)
-    response_format = body.get("response_format") or {}
-    kind = response_format.get("type") if isinstance(response_format, dict) else None
-    if kind == "json_schema":
-        spec = response_format.get("json_schema") or {}
-        schema = spec.get("schema") if isinstance(spec, dict) else None
-        if not isinstance(schema, dict):
-            raise ValueError("'response_format.json_schema.schema' must be a JSON schema object")
-        answer = structured_answer(schema, messages, rng, body.get("model"))
-        if fault in _STRUCTURED_FAULTS:
-            answer = spoil(answer, fault, rng)
-        text = orjson.dumps(answer).decode()
-        return text, prompt_tokens, estimate_tokens(text)
-    completion_tokens = min(limit, 8 + seed % 57)
-    text = " ".join(rng.choice(WORDS) for _ in range(completion_tokens))
-    if kind == "json_object":
-        text = orjson.dumps({"answer": text}).decode()
-    return text, prompt_tokens, completion_tokens
 
 
 def _embedding_inputs(body: dict[str, Any]) -> list[str]:
@@ -181,7 +148,7 @@ def _embedding_inputs(body: dict[str, Any]) -> list[str]:
 
 
 def _vector(text: str, dim: int) -> list[float]:
-    rng = random.Random(_digest("embed", text, dim))
+    rng = random.Random(digest("embed", text, dim))
     values = [rng.gauss(0.0, 1.0) for _ in range(dim)]
     norm = math.sqrt(sum(v * v for v in values)) or 1.0
     return [v / norm for v in values]
@@ -201,7 +168,7 @@ def build_app(config: SimConfig) -> web.Application:
             if not isinstance(body, dict):
                 raise ValueError("the body must be a JSON object")
             if kind == "chat":
-                text, prompt_tokens, completion_tokens = _chat_reply(body, None)
+                text, prompt_tokens, completion_tokens = chat_reply(body, None)
                 inputs: list[str] = []
             else:
                 inputs = _embedding_inputs(body)
@@ -219,10 +186,10 @@ def build_app(config: SimConfig) -> web.Application:
         fault = None if throttle_wait is not None else config.pick_fault(state.rng)
         if fault == "429":
             throttle_wait = 1.0
-        elif fault in _STRUCTURED_FAULTS:
+        elif fault in STRUCTURED_FAULTS:
             state.faults[fault] = state.faults.get(fault, 0) + 1
             if kind == "chat":
-                text = _chat_reply(body, fault)[0]
+                text = chat_reply(body, fault)[0]
             fault = None  # an answer all the same: served and counted
         headers = state.limit_headers(now)
         if throttle_wait is not None:
@@ -254,7 +221,7 @@ def build_app(config: SimConfig) -> web.Application:
                 raise asyncio.CancelledError  # nothing more can be sent
             model = str(body.get("model") or _MODELS[0 if kind == "chat" else 1])
             if kind == "chat":
-                reply = _chat_body(model, text, prompt_tokens, completion_tokens)
+                reply = chat_body(model, text, prompt_tokens, completion_tokens)
                 if body.get("stream"):
                     if fault is None:
                         state.served(prompt_tokens, completion_tokens)
@@ -288,10 +255,11 @@ def build_app(config: SimConfig) -> web.Application:
         return web.json_response({"object": "list", "data": data})
 
     async def stats(request: web.Request) -> web.Response:
-        return web.json_response(state.stats())
+        return web.json_response({**state.stats(), "batch": book.stats()})
 
     async def reset(request: web.Request) -> web.Response:
         state.reset()
+        book.reset()
         return web.json_response({"reset": True})
 
     app.router.add_post("/v1/chat/completions", chat)
@@ -299,29 +267,10 @@ def build_app(config: SimConfig) -> web.Application:
     app.router.add_get("/v1/models", models)
     app.router.add_get("/stats", stats)
     app.router.add_post("/reset", reset)
+    book = BatchBook(config)
+    add_batch_routes(app, book)
+    add_message_batch_routes(app, book)
     return app
-
-
-def _chat_body(model: str, text: str, prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
-    return {
-        "id": f"chatcmpl-sim{_digest(text) % 10**12:012d}",
-        "object": "chat.completion",
-        "created": 0,
-        "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "finish_reason": "stop",
-                "logprobs": None,
-            }
-        ],
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        },
-    }
 
 
 def _embeddings_body(
