@@ -20,6 +20,7 @@ context) imports their modules.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._types import Handler
@@ -70,6 +71,8 @@ class RunContext:
         activity: the run's count of running units.
         spawn: starts a task in the run's task group (so it never outlives the run).
         spend: the run's spending against its budget, if it has one.
+        run_dir: the folder of a durable run (``None`` for a run kept nowhere), where a
+            step may keep what must outlive the process (the batch tier's ledger).
     """
 
     def __init__(
@@ -77,10 +80,12 @@ class RunContext:
         activity: Activity,
         spawn: Callable[[Coroutine[Any, Any, Any]], Any],
         spend: RunSpend | None = None,
+        run_dir: Path | None = None,
     ) -> None:
         self.activity = activity
         self.spawn = spawn
         self.spend = spend
+        self.run_dir = run_dir
         self._shared: dict[Any, Any] = {}
         self.metrics: list[StepMetrics] = []
         self._handlers: dict[int, Handler] = {}

@@ -105,6 +105,9 @@ def plan_run(
         raise PipelineError(f"sink must be callable or a headrace sink, got {type(sink).__name__}")
     window = options.window if options.window is not None else default_window(root)
     if options.backend is not None:
+        local = root.local_only()
+        if local is not None:
+            raise PipelineError(f"a run with backend=... runs in workers: {local}")
         if sink is not None and not durable_sink:
             raise PipelineError(
                 "a run with backend=... runs its items in workers, which cannot call a "

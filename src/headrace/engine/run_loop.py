@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import inspect
 from collections.abc import Callable
+from pathlib import Path
 from time import perf_counter
 from typing import Any
 
@@ -116,7 +117,9 @@ class RunLoop:
                 raise
         try:
             async with asyncio.TaskGroup() as group:
-                ctx = self.ctx = RunContext(self.activity, spawner(group), self.spend)
+                ctx = self.ctx = RunContext(
+                    self.activity, spawner(group), self.spend, self._run_dir()
+                )
                 handler = ctx.bind(self.root)
                 emit = self._emitter()
                 self.activity.enter(self.window)
@@ -220,6 +223,10 @@ class RunLoop:
             skipped=self.session.skipped if self.session is not None else 0,
             note=self._outage(),
         )
+
+    def _run_dir(self) -> Path | None:
+        """The folder of a durable run, for the steps that keep something there."""
+        return Path(self.plan.options.durability.run_dir or "") if self.session else None
 
     def _outage(self) -> str:
         """A line on the first step whose provider is down now, or empty."""

@@ -9,6 +9,8 @@ embeddings, streaming, tokens and cost, routing and cascades.
                             instructions="Judge the tone.", fields=["text"], pack=8)
     summary = hr.llm.complete(client=llm, model="fast", prompt="Summarise: {text}")
     vectors = hr.llm.embed(client=llm, model="text-embedding-3-small")
+    cheap = hr.llm.transduce(Verdict, client=llm, model="fast",
+                             instructions="Judge the tone.", tier="batch")  # half the price
 """
 
 from .client import Client, Connection, MalformedResponse, ProviderError, Reply
@@ -19,9 +21,11 @@ from .secrets import Secret
 from .stats import LLMStats
 from .steps import Complete, Embed, LLMStep, Transduce, complete, embed, transduce
 from .structured import Structured, StructuredOutputError
+from .tier import BatchTier
 
 __all__ = [
     "PRICES",
+    "BatchTier",
     "Cascade",
     "Client",
     "Complete",

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Unpack
 
+from ..errors import PipelineError
 from ..metrics import StepMetrics
-from .client import Client, Connection
-from .llm_step import LLMOptions, LLMStep
+from .client import Client
+from .llm_step import Chats, LLMOptions, LLMStep
 from .prompts import Template, record_fields
 
 __all__ = ["Complete", "complete"]
@@ -50,6 +51,8 @@ class Complete(LLMStep[Any, str]):
         self.temperature = temperature
         self.max_tokens = max_tokens
         super().__init__(client, model, name=name, **options)
+        if self.stream and self.tier is not None:
+            raise PipelineError(f"step {name!r}: a batch-tier answer cannot be streamed")
 
     def _request_identity(self) -> dict[str, Any]:
         return {
@@ -72,7 +75,7 @@ class Complete(LLMStep[Any, str]):
             body["max_tokens"] = self.max_tokens
         return body
 
-    def _function(self, connection: Connection, metrics: StepMetrics) -> Callable[..., Any]:
+    def _function(self, connection: Chats, metrics: StepMetrics) -> Callable[..., Any]:
         stream = self.stream
 
         async def one(record: Any) -> str:

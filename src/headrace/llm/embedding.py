@@ -9,7 +9,7 @@ from ..engine.executors import ItemFailure
 from ..metrics import StepMetrics
 from ..pipeline.step import Batch
 from .client import Client, Connection
-from .llm_step import LLMOptions, LLMStep
+from .llm_step import Chats, LLMOptions, LLMStep
 from .prompts import record_fields, select_fields
 from .structured import StructuredOutputError
 
@@ -30,6 +30,8 @@ class Embed(LLMStep[Any, list[float]]):
             :class:`LLMStep`
             (``concurrency`` counts requests in flight).
     """
+
+    batchable = False  # the batch tier gathers chat requests
 
     def __init__(
         self,
@@ -67,7 +69,9 @@ class Embed(LLMStep[Any, list[float]]):
             )
         return value
 
-    def _function(self, connection: Connection, metrics: StepMetrics) -> Callable[..., Any]:
+    def _function(self, connection: Chats, metrics: StepMetrics) -> Callable[..., Any]:
+        assert isinstance(connection, Connection)  # embeddings are never on the batch tier
+
         async def many(records: list[Any]) -> list[Any]:
             outputs: list[Any] = [None] * len(records)
             texts, places = [], []

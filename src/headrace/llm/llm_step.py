@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import abc
+import hashlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack
 
@@ -20,6 +21,9 @@ from ..pipeline.step import FunctionStep, Step
 from ..values.checks import check_options
 from .client import Client, Connection
 from .stats import LLMStats
+from .tier.ledger import Ledger
+from .tier.settings import BatchTier, tier_of
+from .tier.submitter import BatchConnection
 
 if TYPE_CHECKING:
     from ..engine.context import RunContext
@@ -40,9 +44,13 @@ class LLMOptions(TypedDict, total=False):
     fallback: Fallback | Step[Any, Any] | None
     retry: Retry | None
     cache: bool | Cache | None
+    tier: str | BatchTier
 
 
 LLM_OPTIONS = frozenset(LLMOptions.__annotations__)
+
+Chats = Connection | BatchConnection
+"""Where an LLM step's chat requests go: the online connection, or the batch tier."""
 
 
 class LLMStep(Step[In, Out]):
@@ -64,9 +72,19 @@ class LLMStep(Step[In, Out]):
         cache: ``True`` or :class:`~headrace.cache.Cache`: answers are kept under the
             step's fingerprint (model, prompts, schema, sampling options) and the
             record, so a changed prompt never gets an old answer.
+        tier: ``"online"`` (the default: each request answered now) or ``"batch"``
+            (or :class:`~headrace.llm.tier.BatchTier` with its settings): requests are
+            gathered into the provider's batches, answered within its completion
+            window at half the price, each submitted and paid for at most once
+            whatever kills the run (see :mod:`headrace.llm.tier.submitter`). The
+            batch tier needs a durable run (``run_dir``), runs in the run's own
+            process, and sets ``concurrency`` to the batch size unless given. The
+            tier is not part of the step's fingerprint: the answers are the same.
     """
 
     kind = "llm"
+    batchable = True
+    """Whether the step's requests can go on the batch tier (chat requests can)."""
 
     def __init__(
         self,
@@ -91,14 +109,23 @@ class LLMStep(Step[In, Out]):
         if retry is not None and not isinstance(retry, Retry):
             raise PipelineError(f"step {name!r}: retry must be hr.Retry(...), got {retry!r}")
         self.retry = retry
+        self.tier = tier_of(options.pop("tier", None), owner)
+        if self.tier is not None and not self.batchable:
+            raise PipelineError(f"{owner}: tier='batch' is for chat requests, not {self.kind}")
         # the options of the function step it runs as, checked here where it is defined
-        options.setdefault("concurrency", 64)
+        options.setdefault("concurrency", 64 if self.tier is None else self.tier.max_requests)
         self.options = StepOptions.checked(owner, name=name, batch=batch, **options)
         self.name = name
         self.version = self.options.version
         self.concurrency = self.options.slots
         self.batch = self.options.batch
         self.cache = self.options.cache
+
+    def local_only(self) -> str | None:
+        """On the batch tier, the step's ledger is in the run's folder of this process."""
+        if self.tier is None:
+            return None
+        return f"step {self.name!r} is on the batch tier, whose ledger is the run's own"
 
     @property
     def model_name(self) -> str:
@@ -142,7 +169,7 @@ class LLMStep(Step[In, Out]):
         """What decides the requests this step sends (hashed into its fingerprint)."""
 
     @abc.abstractmethod
-    def _function(self, connection: Connection, metrics: StepMetrics) -> Callable[..., Any]:
+    def _function(self, connection: Chats, metrics: StepMetrics) -> Callable[..., Any]:
         """The function the step runs in one run: per item, or per batch when batched."""
 
     def _output_type(self) -> Any:
@@ -164,12 +191,15 @@ def bind_llm_step(step: LLMStep[Any, Any], ctx: RunContext) -> Handler:
             f"{step.model_name!r} has no price; give the client prices="
             "{name: hr.llm.Price(input=..., output=...)} (dollars per million tokens)"
         )
-    metrics.rate_inside_call = True  # the client waits for it inside the step's call
-    connection = step.client.connection_in(ctx)
-    metrics.rate = connection.rate  # the summary shows the limit and the waits
-    metrics.circuit = connection.circuit
-    if step.retry is not None:
-        connection = connection.retrying(step.retry)
+    connection: Chats
+    if step.tier is not None:
+        connection = _batch_connection(step, step.tier, ctx)
+    else:
+        metrics.rate_inside_call = True  # the client waits for it inside the step's call
+        online = step.client.connection_in(ctx)
+        metrics.rate = online.rate  # the summary shows the limit and the waits
+        metrics.circuit = online.circuit
+        connection = online.retrying(step.retry) if step.retry is not None else online
     inner: FunctionStep[Any, Any] = FunctionStep(
         step._function(connection, metrics), options=step.options
     )
@@ -177,3 +207,28 @@ def bind_llm_step(step: LLMStep[Any, Any], ctx: RunContext) -> Handler:
     inner._fingerprint = step.fingerprint  # cache keys follow this step's identity
     inner.output_type = step._output_type()
     return bind_function_step(inner, ctx, metrics)
+
+
+def _batch_connection(step: LLMStep[Any, Any], tier: BatchTier, ctx: RunContext) -> Chats:
+    """The step's batch tier in this run, its ledger in the run's folder."""
+    if ctx.run_dir is None:
+        raise PipelineError(
+            f"step {step.name!r}: the batch tier keeps its batches in the run's folder, so "
+            "that a kill never submits or pays for one twice: give the run a run_dir"
+        )
+    if ctx.spend is not None:
+        raise PipelineError(
+            f"step {step.name!r}: a run budget does not count batch-tier spending yet; "
+            "run the batch tier without budget="
+        )
+    run_dir = ctx.run_dir.resolve()
+    batches = BatchConnection(
+        step.name,
+        tier,
+        step.client,
+        Ledger(run_dir),
+        step.retry or step.client.retry or Retry(),
+        hashlib.sha256(str(run_dir).encode()).hexdigest()[:16],
+    )
+    ctx.on_close_async(batches.close)
+    return batches

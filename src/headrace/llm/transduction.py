@@ -14,8 +14,8 @@ from ..limits.usage import estimate_tokens
 from ..metrics import StepMetrics
 from ..pipeline.step import Batch
 from ..values.checks import positive_int
-from .client import Client, Connection
-from .llm_step import LLMOptions, LLMStep
+from .client import Client
+from .llm_step import Chats, LLMOptions, LLMStep
 from .prompts import Template, compact_json, record_fields, select_fields
 from .stats import llm_stats
 from .structured import Structured, StructuredOutputError
@@ -190,7 +190,7 @@ class Transduce(LLMStep[Any, M], Generic[M]):
         lines = [f"[{number}] {user}" for number, (_, user) in enumerate(parts, start=1)]
         return self._body(parts[0][0] + PACKED, "\n".join(lines), packed=True)
 
-    async def answer(self, connection: Connection, body: dict[str, Any], metrics: StepMetrics) -> M:
+    async def answer(self, connection: Chats, body: dict[str, Any], metrics: StepMetrics) -> M:
         """Send ``body``; validate the answer, with one repair turn if it fails."""
         stats = llm_stats(metrics)
         reply = await connection.chat(body, metrics)
@@ -221,7 +221,7 @@ class Transduce(LLMStep[Any, M], Generic[M]):
     def _output_type(self) -> Any:
         return self.structured.model
 
-    def _function(self, connection: Connection, metrics: StepMetrics) -> Callable[..., Any]:
+    def _function(self, connection: Chats, metrics: StepMetrics) -> Callable[..., Any]:
         async def one(record: Any) -> M:
             return await self.answer(connection, self.request(record), metrics)
 
@@ -243,7 +243,7 @@ class Transduce(LLMStep[Any, M], Generic[M]):
 
     async def _packed(
         self,
-        connection: Connection,
+        connection: Chats,
         metrics: StepMetrics,
         records: list[Any],
         alone: Callable[[Any], Any],

@@ -109,6 +109,11 @@ class Step(abc.ABC, Generic[In, Out]):
         """The steps this step is made of (empty for a leaf)."""
         return ()
 
+    def local_only(self) -> str | None:
+        """Why this step (or one inside it) can run only in the run's own process, not
+        on a backend's workers; ``None`` when it can run anywhere."""
+        return next(filter(None, (child.local_only() for child in self.children())), None)
+
     def requires(self) -> tuple[str, ...]:
         """The optional modules this step itself needs (``("torch", ...)``), checked
         before a run starts (see :mod:`headrace.loading.extras`); its children say their own."""

@@ -14,6 +14,7 @@ request body billed twice.
 from __future__ import annotations
 
 import itertools
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -81,7 +82,7 @@ class SimBatch:
         done = sum(
             1 for i in range(len(self.requests)) if self.due(i, config.batch_turnaround_s) <= end
         )
-        return min(done, int(len(self.requests) * config.batch_finish_share + 1e-9))
+        return min(done, math.ceil(len(self.requests) * config.batch_finish_share - 1e-9))
 
 
 class BatchBook:

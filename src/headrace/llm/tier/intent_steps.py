@@ -1,0 +1,125 @@
+"""One batch intent taken through the provider's protocol: uploaded, created exactly
+once, polled to its end (see :mod:`headrace.llm.tier.submitter` for the whole)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from ...errors import MalformedResponse, ProviderError
+from ...limits.retry import is_retryable
+from .ledger import Intent, Ledger
+from .openai_batches import AnswerLost, OpenAIBatches
+from .settings import BatchTier
+
+__all__ = ["IntentSteps"]
+
+_log = logging.getLogger("headrace.llm.batch")
+
+_OUTAGE_WAIT_S = (0.5, 30.0)  # the first and the longest wait while the provider is away
+
+
+class IntentSteps:
+    """The provider's side of one step's intents: each state recorded in the ledger
+    before the next request is sent."""
+
+    def __init__(
+        self, step: str, shape: OpenAIBatches, ledger: Ledger, tier: BatchTier, run: str
+    ) -> None:
+        self.step = step
+        self.shape = shape
+        self.ledger = ledger
+        self.tier = tier
+        self.run = run
+
+    async def save(self, intent: Intent) -> None:
+        """Record ``intent`` as it is now (in a thread: the ledger fsyncs)."""
+        await asyncio.to_thread(self.ledger.save, intent)
+
+    async def upload(self, intent: Intent, resumed: bool) -> None:
+        """Upload the intent's requests (after a kill, the upload found by name first)."""
+        content = await asyncio.to_thread(self.ledger.read_input, intent.id)
+        look = resumed
+        while True:
+            found = await self.outlasting(self.shape.find_upload, intent.id) if look else None
+            try:
+                intent.file_id = found or await self.shape.upload(intent.id, content)
+                break
+            except AnswerLost as exc:  # uploaded or not: look for it by its name first
+                _log.warning("headrace: uploading batch %s: %s", intent.id, exc)
+                look = True
+                await asyncio.sleep(_OUTAGE_WAIT_S[0])
+        intent.state = "uploaded"
+        await self.save(intent)
+
+    async def create(self, intent: Intent, resumed: bool) -> None:
+        """Create the intent's batch: never a second time without looking first."""
+        assert intent.file_id is not None
+        wait = _OUTAGE_WAIT_S[0]
+        while True:
+            if resumed or intent.creates:
+                found = await self.outlasting(self.shape.find, intent.id, intent.created)
+                if found is not None and isinstance(found.get("id"), str):
+                    await self.submitted(intent, found)
+                    return
+            intent.creates += 1
+            await self.save(intent)  # counted before it is sent
+            try:
+                batch = await self.shape.create(
+                    intent.file_id, intent.id, self.run, self.tier.completion_window
+                )
+            except AnswerLost as exc:
+                _log.warning("headrace: creating batch %s, the answer was lost: %s", intent.id, exc)
+                continue
+            except ProviderError as exc:
+                if not is_retryable(exc):
+                    raise
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, _OUTAGE_WAIT_S[1])
+                continue
+            if not isinstance(batch.get("id"), str):
+                raise MalformedResponse("POST /batches: a batch without an id")
+            await self.submitted(intent, batch)
+            return
+
+    async def submitted(self, intent: Intent, batch: dict[str, Any]) -> None:
+        """Record that ``batch`` is the intent's."""
+        intent.batch_id = str(batch["id"])
+        intent.status = str(batch.get("status", ""))
+        intent.state = "submitted"
+        await self.save(intent)
+
+    async def poll(self, intent: Intent) -> dict[str, Any]:
+        """Look at the intent's batch until it has ended (sooner at first); the batch."""
+        assert intent.batch_id is not None
+        wait = min(1.0, self.tier.poll_s)
+        while True:
+            batch: dict[str, Any] = await self.outlasting(self.shape.retrieve, intent.batch_id)
+            status = str(batch.get("status", ""))
+            counts = batch.get("request_counts") or {}
+            if status != intent.status:
+                intent.status = status
+                intent.counts = {k: v for k, v in counts.items() if type(v) is int}
+                await self.save(intent)
+            if self.shape.ended(batch):
+                return batch
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, self.tier.poll_s)
+
+    async def outlasting(self, call: Any, *args: Any) -> Any:
+        """``call(*args)``, waited out while the provider is away (connection errors,
+        timeouts, 429s and 5xx), with a growing pause."""
+        wait = _OUTAGE_WAIT_S[0]
+        while True:
+            try:
+                return await call(*args)
+            except AnswerLost as exc:
+                problem: Exception = exc
+            except ProviderError as exc:
+                if not is_retryable(exc):
+                    raise
+                problem = exc
+            _log.warning("headrace: batch tier of step %r: %s; trying again", self.step, problem)
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, _OUTAGE_WAIT_S[1])

@@ -1,0 +1,350 @@
+"""The batch tier at work in one run: an LLM step's requests gathered into provider
+batches, each submitted exactly once and answered once, whatever kills the process.
+
+An LLM step on the batch tier calls :meth:`BatchConnection.chat` where an online
+step calls its connection: the request joins the next batch, and the call returns
+when the batch has ended and its answer is read. What the step does with the
+answer (structured output and its repair, packing, the cache in front) is the
+online path's. The order of things, each recorded in the
+:class:`~headrace.llm.tier.ledger.Ledger` *before* the next is sent:
+
+1. **intend**: the requests file and the intent are written to the run's folder;
+2. **upload** the file (named after the intent; on a resume, an upload that
+   happened is found by its name first);
+3. **create** the batch once, with the intent in its metadata and no retry; when
+   the answer is lost, or on a resume, the provider's batches are listed and the
+   intent's batch is taken if it is there, before any create is sent again;
+4. **poll** until it ends; **collect** its output and error files into the ledger,
+   then hand each answer to the requests waiting for it.
+
+A request is named ``custom_id`` = a hash of (step, request body, attempt): the
+items a resume feeds again ask for the same names, and find them in a batch already
+submitted or already collected; identical requests are asked once. Per-request
+errors are retried in a later batch (a new attempt, within the step's ``Retry``)
+or raised as the provider's error; expired and cancelled requests go back into the
+next batch without spending an attempt. A batch the provider fails whole for its
+queue's token limit (``token_limit_exceeded``) teaches the step that limit: its
+requests go back, and later batches are sized to fit beside those in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from ...errors import ProviderError
+from ...limits.retry import Retry, is_retryable
+from ...metrics import StepMetrics
+from ..replies import Reply
+from ..stats import Costs, llm_stats
+from ..tokens import prompt_tokens
+from .answers import batch_price, custom_id, outcome
+from .intent_steps import IntentSteps
+from .ledger import Intent, Ledger
+from .openai_batches import OpenAIBatches
+from .settings import BatchTier
+
+if TYPE_CHECKING:
+    from ..connection import ClientSettings
+
+__all__ = ["BatchConnection"]
+
+_log = logging.getLogger("headrace.llm.batch")
+
+UNFINISHED_LIMIT = 10
+"""A request that expired or was cancelled in this many batches in a row fails (504)."""
+
+
+class BatchConnection:
+    """One LLM step's requests on the batch tier in one run (see the module's notes)."""
+
+    def __init__(
+        self,
+        step: str,
+        tier: BatchTier,
+        client: ClientSettings,
+        ledger: Ledger,
+        retry: Retry,
+        run: str,
+    ) -> None:
+        self.step = step
+        self.tier = tier
+        self.ledger = ledger
+        self.retry = retry
+        self.shape = OpenAIBatches(client)
+        self.steps = IntentSteps(step, self.shape, ledger, tier, run)
+        self.costs = Costs(lambda model: batch_price(client.price(model)))
+        self.intents: dict[str, Intent] = {}
+        self.waiters: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
+        self.pending: dict[str, dict[str, Any]] = {}  # custom_id -> body, for the next batch
+        self.owner: dict[str, str] = {}  # custom_id -> the open intent holding it
+        self.kept: dict[str, str] = {}  # custom_id -> the collected intent holding its answer
+        self.queue_limit: int | None = None  # the provider's enqueued-token limit, once learned
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.started = False
+        self._arrived: asyncio.Event | None = None
+        self._room: asyncio.Event | None = None
+        self._answers: tuple[str, dict[str, dict[str, Any]]] | None = None
+
+    # -- what the step calls ------------------------------------------------------------
+
+    async def chat(
+        self, body: dict[str, Any], metrics: StepMetrics | None = None, *, stream: bool = False
+    ) -> Reply:
+        """The answer to one chat request, from a batch.
+
+        Raises:
+            ProviderError: the provider's error for the request (its retries spent), or
+                its refusal of the whole batch.
+            StorageError: the batch ledger was damaged.
+        """
+        self._start()
+        attempt = unfinished = 0
+        while True:
+            name = custom_id(self.step, body, attempt)
+            row = await self._answer(name, body)
+            answer = outcome(row)
+            if answer is None:  # expired or cancelled: asked again, no attempt spent
+                unfinished += 1
+                if unfinished < UNFINISHED_LIMIT:
+                    continue
+                answer = ProviderError(
+                    504, f"the provider left the request unfinished in {unfinished} batches", {}
+                )
+            if isinstance(answer, Reply):
+                if metrics is not None:
+                    self.costs.count(
+                        llm_stats(metrics) if metrics.llm else None, str(body.get("model")), answer
+                    )
+                return answer
+            if is_retryable(answer) and attempt + 1 < self.retry.attempts:
+                attempt += 1
+                continue
+            raise answer
+
+    async def close(self) -> None:
+        """Stop following the batches (they stay in the ledger for the next session)."""
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.shape.close()
+
+    def statistics(self) -> dict[str, int]:
+        """Intents by state, and requests waiting for a batch."""
+        counts: dict[str, int] = {}
+        for intent in self.intents.values():
+            counts[intent.state] = counts.get(intent.state, 0) + 1
+        counts["requests_waiting"] = len(self.waiters)
+        return counts
+
+    # -- answers ------------------------------------------------------------------------
+
+    async def _answer(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        """The provider's row for request ``name``: kept from a collected batch, or
+        awaited from the batch that holds it (the next one, if none does yet)."""
+        if name not in self.owner and name in self.kept:
+            row = await asyncio.to_thread(self._kept_row, name)
+            if row is not None and outcome(row) is not None:
+                return row
+            del self.kept[name]  # expired or cancelled there: ask again
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.waiters.setdefault(name, []).append(future)
+        if name not in self.owner and name not in self.pending:
+            self.pending[name] = body
+            assert self._arrived is not None
+            self._arrived.set()
+        try:
+            return await future
+        finally:
+            waiting = self.waiters.get(name)
+            if waiting is not None and future in waiting:
+                waiting.remove(future)
+                if not waiting:
+                    del self.waiters[name]
+                    self.pending.pop(name, None)
+
+    def _kept_row(self, name: str) -> dict[str, Any] | None:
+        intent_id = self.kept[name]
+        if self._answers is None or self._answers[0] != intent_id:
+            self._answers = (intent_id, dict(self.ledger.output_rows(intent_id)))
+        return self._answers[1].get(name)
+
+    def _hand_out(self, name: str, row: dict[str, Any]) -> None:
+        for future in self.waiters.pop(name, ()):
+            if not future.done():
+                future.set_result(row)
+
+    def _fail(self, names: list[str], error: BaseException) -> None:
+        for name in names:
+            self.owner.pop(name, None)
+            for future in self.waiters.pop(name, ()):
+                if not future.done():
+                    future.set_exception(error)
+
+    # -- the batches --------------------------------------------------------------------
+
+    def _start(self) -> None:
+        """Read the ledger, follow every open intent, and start gathering (once)."""
+        if self.started:
+            return
+        self.started = True
+        self._arrived, self._room = asyncio.Event(), asyncio.Event()
+        for intent in self.ledger.intents():
+            if intent.step != self.step:
+                continue
+            self.intents[intent.id] = intent
+            for name in intent.requests:
+                if intent.open:
+                    self.owner[name] = intent.id
+                elif intent.state == "collected":
+                    self.kept[name] = intent.id
+            if intent.open:
+                self._spawn(self._follow(intent, resumed=True))
+        self._spawn(self._gather())
+
+    def _spawn(self, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self.tasks.add(task)
+        task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """A task of the tier ended: one that failed fails every waiting request, so
+        that none waits forever for a batch nobody will make."""
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            error = task.exception()
+            assert error is not None
+            self._fail(list(self.waiters), error)
+
+    async def _gather(self) -> None:
+        """Make a batch whenever one is full, or no request came for ``gather``."""
+        arrived, room = self._arrived, self._room
+        assert arrived is not None and room is not None
+        while True:
+            if not self.pending:
+                arrived.clear()
+                await arrived.wait()
+            while len(self.pending) < self.tier.max_requests:
+                arrived.clear()
+                try:
+                    await asyncio.wait_for(arrived.wait(), self.tier.gather_s)
+                except TimeoutError:
+                    break
+            names = self._fitting()
+            if not names:
+                room.clear()
+                await room.wait()  # the queue is full: wait for a batch to end
+                continue
+            requests = [(name, self.pending.pop(name)) for name in names]
+            intent = Intent(
+                id=Intent.new_id(),
+                step=self.step,
+                created=self.shape.now(),
+                requests=names,
+                tokens=sum(prompt_tokens(body) for _, body in requests),
+            )
+            for name in names:
+                self.owner[name] = intent.id
+            self.intents[intent.id] = intent
+            lines = (
+                orjson.dumps(
+                    {"custom_id": n, "method": "POST", "url": "/v1/chat/completions", "body": b}
+                )
+                + b"\n"
+                for n, b in requests
+            )
+            content = b"".join(lines)
+            await asyncio.to_thread(self.ledger.write_input, intent.id, content)
+            await asyncio.to_thread(self.ledger.save, intent)
+            self._spawn(self._follow(intent, resumed=False))
+
+    def _fitting(self) -> list[str]:
+        """The pending requests the next batch takes: at most ``max_requests``, and
+        within the learned queue limit beside the batches in flight."""
+        names = list(self.pending)[: self.tier.max_requests]
+        if self.queue_limit is None:
+            return names
+        room = self.queue_limit - sum(i.tokens for i in self.intents.values() if i.open)
+        taken: list[str] = []
+        used = 0
+        for name in names:
+            tokens = prompt_tokens(self.pending[name])
+            if used + tokens > room and (taken or room < self.queue_limit):
+                break
+            taken.append(name)
+            used += tokens
+        return taken
+
+    async def _follow(self, intent: Intent, *, resumed: bool) -> None:
+        """Take one intent to its end: submitted once, polled, collected."""
+        try:
+            if intent.state == "intended":
+                await self.steps.upload(intent, resumed)
+            if intent.state == "uploaded":
+                await self.steps.create(intent, resumed)
+            if intent.state == "submitted":
+                batch = await self.steps.poll(intent)
+                await self._collect(intent, batch)
+        except Exception as exc:  # its requests fail with it: never left waiting
+            _log.error("headrace: batch %s of step %r: %s", intent.id, self.step, exc)
+            self._fail([n for n, i in self.owner.items() if i == intent.id], exc)
+        finally:
+            assert self._room is not None
+            self._room.set()
+
+    async def _collect(self, intent: Intent, batch: dict[str, Any]) -> None:
+        refusal = self.shape.refusal(batch)
+        if refusal is not None:
+            await self._refused(intent, *refusal)
+            return
+        content = b""
+        for key in ("output_file_id", "error_file_id"):
+            file_id = batch.get(key)
+            if isinstance(file_id, str):
+                content += await self.steps.outlasting(self.shape.download, file_id)
+        await asyncio.to_thread(self.ledger.write_output, intent.id, content)
+        intent.state = "collected"
+        await self.steps.save(intent)
+        answered = set()
+        for name, row in self.ledger.output_rows(intent.id):
+            answered.add(name)
+            self._hand_out(name, row)
+        for name in intent.requests:
+            if self.owner.get(name) == intent.id:
+                del self.owner[name]
+            self.kept[name] = intent.id
+            if name not in answered:  # no line for it: as if it had expired
+                self._hand_out(name, {"custom_id": name, "error": {"code": "batch_expired"}})
+
+    async def _refused(self, intent: Intent, code: str, message: str) -> None:
+        intent.state = "refused"
+        intent.error = f"{code}: {message}"[:1000]
+        await self.steps.save(intent)
+        names = intent.requests
+        if code != "token_limit_exceeded":
+            self._fail(names, ProviderError(400, f"the batch was refused: {intent.error}", {}))
+            return
+        in_flight = sum(i.tokens for i in self.intents.values() if i.open)
+        # the provider held what is in flight, but not this batch beside it
+        self.queue_limit = in_flight if in_flight else max(1, intent.tokens // 2)
+        _log.warning(
+            "headrace: step %r: the provider's batch queue is full; batches now hold at most "
+            "%d input tokens beside those in flight",
+            self.step,
+            self.queue_limit,
+        )
+        rows = orjson.loads(
+            b"["
+            + b",".join((await asyncio.to_thread(self.ledger.read_input, intent.id)).splitlines())
+            + b"]"
+        )
+        for row in rows:
+            name = row["custom_id"]
+            self.owner.pop(name, None)
+            if name in self.waiters:
+                self.pending[name] = row["body"]
+        assert self._arrived is not None
+        self._arrived.set()
