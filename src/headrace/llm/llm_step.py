@@ -229,6 +229,7 @@ def _batch_connection(step: LLMStep[Any, Any], tier: BatchTier, ctx: RunContext)
         Ledger(run_dir),
         step.retry or step.client.retry or Retry(),
         hashlib.sha256(str(run_dir).encode()).hexdigest()[:16],
+        step.concurrency,
     )
     ctx.on_close_async(batches.close)
     return batches

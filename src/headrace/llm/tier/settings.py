@@ -28,8 +28,9 @@ class BatchTier:
     Args:
         max_requests: the most requests in one provider batch (OpenAI's limit: 50,000).
         gather: how long the step waits for more requests after the last one before it
-            submits what it has (seconds or ``"5s"``): a batch leaves when it is full, or
-            when the run's window has no more items to give it.
+            submits what it has (seconds or ``"5s"``). A batch leaves as soon as it is
+            full, or every call the step may make at once (its ``concurrency``) is
+            waiting for an answer; this wait is for the end of the source.
         poll: the longest wait between two looks at a batch in progress (the first
             looks come sooner, a second, then doubling up to this).
         completion_window: the provider's completion window (OpenAI: ``"24h"``).

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ...errors import ProviderError
+from ...errors import ProviderError, RunStopped
 from ...limits.retry import Retry, is_retryable
 from ...metrics import StepMetrics
 from ..replies import Reply
@@ -69,9 +69,11 @@ class BatchConnection:
         ledger: Ledger,
         retry: Retry,
         run: str,
+        calls: int,
     ) -> None:
         self.step = step
         self.tier = tier
+        self.calls = calls  # the step's calls at once: when all of them wait, none can come
         self.ledger = ledger
         self.retry = retry
         self.shape = OpenAIBatches(client)
@@ -88,6 +90,7 @@ class BatchConnection:
         self._arrived: asyncio.Event | None = None
         self._room: asyncio.Event | None = None
         self._answers: tuple[str, dict[str, dict[str, Any]]] | None = None
+        self._read_ledger()
 
     # -- what the step calls ------------------------------------------------------------
 
@@ -186,12 +189,9 @@ class BatchConnection:
 
     # -- the batches --------------------------------------------------------------------
 
-    def _start(self) -> None:
-        """Read the ledger, follow every open intent, and start gathering (once)."""
-        if self.started:
-            return
-        self.started = True
-        self._arrived, self._room = asyncio.Event(), asyncio.Event()
+    def _read_ledger(self) -> None:
+        """Know every intent of this step the ledger holds (when the step is bound: a
+        damaged ledger stops the run before it starts)."""
         for intent in self.ledger.intents():
             if intent.step != self.step:
                 continue
@@ -201,6 +201,14 @@ class BatchConnection:
                     self.owner[name] = intent.id
                 elif intent.state == "collected":
                     self.kept[name] = intent.id
+
+    def _start(self) -> None:
+        """Follow every open intent, and start gathering (once, in the run's loop)."""
+        if self.started:
+            return
+        self.started = True
+        self._arrived, self._room = asyncio.Event(), asyncio.Event()
+        for intent in list(self.intents.values()):
             if intent.open:
                 self._spawn(self._follow(intent, resumed=True))
         self._spawn(self._gather())
@@ -216,8 +224,8 @@ class BatchConnection:
         self.tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             error = task.exception()
-            assert error is not None
-            self._fail(list(self.waiters), error)
+            stopped = RunStopped(f"the batch tier of step {self.step!r} stopped: {error}")
+            self._fail(list(self.waiters), stopped)
 
     async def _gather(self) -> None:
         """Make a batch whenever one is full, or no request came for ``gather``."""
@@ -227,7 +235,7 @@ class BatchConnection:
             if not self.pending:
                 arrived.clear()
                 await arrived.wait()
-            while len(self.pending) < self.tier.max_requests:
+            while len(self.pending) < self.tier.max_requests and not self._all_waiting():
                 arrived.clear()
                 try:
                     await asyncio.wait_for(arrived.wait(), self.tier.gather_s)
@@ -261,6 +269,11 @@ class BatchConnection:
             await asyncio.to_thread(self.ledger.save, intent)
             self._spawn(self._follow(intent, resumed=False))
 
+    def _all_waiting(self) -> bool:
+        """Whether every call the step may make at once is waiting for an answer: no
+        more requests can come before some are answered, so the batch leaves now."""
+        return sum(map(len, self.waiters.values())) >= self.calls
+
     def _fitting(self) -> list[str]:
         """The pending requests the next batch takes: at most ``max_requests``, and
         within the learned queue limit beside the batches in flight."""
@@ -288,9 +301,10 @@ class BatchConnection:
             if intent.state == "submitted":
                 batch = await self.steps.poll(intent)
                 await self._collect(intent, batch)
-        except Exception as exc:  # its requests fail with it: never left waiting
+        except Exception as exc:  # its requests stop with it: never left waiting
             _log.error("headrace: batch %s of step %r: %s", intent.id, self.step, exc)
-            self._fail([n for n, i in self.owner.items() if i == intent.id], exc)
+            stopped = RunStopped(f"the batch tier of step {self.step!r} stopped: {exc}")
+            self._fail([n for n, i in self.owner.items() if i == intent.id], stopped)
         finally:
             assert self._room is not None
             self._room.set()
@@ -327,9 +341,14 @@ class BatchConnection:
         if code != "token_limit_exceeded":
             self._fail(names, ProviderError(400, f"the batch was refused: {intent.error}", {}))
             return
-        in_flight = sum(i.tokens for i in self.intents.values() if i.open)
-        # the provider held what is in flight, but not this batch beside it
-        self.queue_limit = in_flight if in_flight else max(1, intent.tokens // 2)
+        # the provider holds the batches it accepted, but not this one beside them
+        held = sum(
+            i.tokens
+            for i in self.intents.values()
+            if i.state == "submitted" and i.status not in ("failed", "validating")
+        )
+        learned = held if held else max(1, intent.tokens // 2)
+        self.queue_limit = min(learned, self.queue_limit or learned)
         _log.warning(
             "headrace: step %r: the provider's batch queue is full; batches now hold at most "
             "%d input tokens beside those in flight",

@@ -1,0 +1,175 @@
+"""The batch tier end to end against the simulator: typed output, packing, the cache,
+per-request errors, the queue's token limit, a cancel, prices, and what it refuses."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import openai
+import pyarrow.parquet as pq
+import pytest
+from pydantic import BaseModel
+from services import run_quietly
+
+import headrace as hr
+from headrace.errors import PipelineError, StorageError
+from headrace.llm.tier.ledger import Ledger
+from headrace.sim import SimServer, serve
+
+FAST = hr.llm.BatchTier(max_requests=10, gather=0.05, poll=0.05)
+
+
+class Verdict(BaseModel):
+    tone: str
+    score: int
+
+
+def _records(n: int) -> list[dict[str, Any]]:
+    return [{"id": f"r{i:03d}", "text": f"record number {i}"} for i in range(n)]
+
+
+def _judge(sim: SimServer, **options: Any) -> Any:
+    client = hr.llm.Client(
+        base_url=sim.url,
+        retry=options.pop("retry", hr.Retry(attempts=6, backoff=0.01)),
+        prices={"sim-chat": hr.llm.Price(input=1.0, output=2.0)},
+    )
+    return hr.llm.transduce(
+        Verdict,
+        client=client,
+        model="sim-chat",
+        instructions="Judge the tone.",
+        template="Judge: {{ text }}",
+        tier=options.pop("tier", FAST),
+        **options,
+    )
+
+
+def test_typed_packed_answers_into_parquet_at_half_the_price(tmp_path: Path) -> None:
+    with serve(batch_turnaround_s=0.1) as sim:
+        step = _judge(sim, pack=4)
+        sink = hr.write_parquet(tmp_path / "out.parquet")
+        result = run_quietly(hr.with_input(step), _records(30), sink=sink, run_dir=tmp_path / "run")
+        bill = sim.stats()["batch"]
+    table = pq.read_table(tmp_path / "out.parquet")
+    assert result.items_out == 30 and sorted(table.column("id").to_pylist()) == [
+        r["id"] for r in _records(30)
+    ]
+    assert set(table.column_names) >= {"tone", "score"}
+    stats = result.metrics.steps[0].llm
+    assert stats is not None
+    # 30 items packed four to a request: 8 requests, in batches of at most 10
+    assert bill["billed_requests"] == stats.requests == 8
+    intents = Ledger(tmp_path / "run").intents()
+    assert sum(len(i.requests) for i in intents) == 8 and bill["creates"] == len(intents)
+    assert (stats.prompt_tokens, stats.completion_tokens) == (
+        bill["billed_prompt_tokens"],
+        bill["billed_completion_tokens"],
+    )
+    online = (bill["billed_prompt_tokens"] * 1.0 + bill["billed_completion_tokens"] * 2.0) / 1e6
+    assert stats.cost_usd == pytest.approx(online / 2)
+
+
+def test_per_request_errors_are_retried_in_later_batches_or_become_dead_letters(
+    tmp_path: Path,
+) -> None:
+    with serve(batch_turnaround_s=0.05, batch_error_rate=0.3) as sim:
+        retried = run_quietly(_judge(sim), _records(40), run_dir=tmp_path / "retried")
+        bill = sim.stats()["batch"]
+        assert retried.items_out == 40 and bill["billed_requests"] == 40
+        assert bill["creates"] > 4  # the failed requests went again in later batches
+        sim.reset()
+        once = run_quietly(
+            _judge(sim, retry=hr.Retry(attempts=1)),
+            _records(40),
+            run_dir=tmp_path / "once",
+        )
+    assert 0 < once.items_dead < 40 and once.items_out + once.items_dead == 40
+    assert "simulated server error" in once.dead_letters[0].message
+
+
+def test_a_cache_hit_never_enters_a_batch(tmp_path: Path) -> None:
+    cache = hr.Cache(["sqlite"], path=tmp_path / "cache.sqlite")
+    with serve(batch_turnaround_s=0.05) as sim:
+        first = run_quietly(_judge(sim, cache=cache), _records(12), run_dir=tmp_path / "a")
+        creates = sim.stats()["batch"]["creates"]
+        again = run_quietly(_judge(sim, cache=cache), _records(12), run_dir=tmp_path / "b")
+        assert sim.stats()["batch"]["creates"] == creates == 2
+    assert first.items_out == again.items_out == 12
+    hits = again.metrics.steps[0].cache
+    assert hits is not None and sum(hits.hits.values()) == 12
+
+
+def test_the_queue_token_limit_is_learned_and_later_batches_fit(tmp_path: Path) -> None:
+    # a batch of ten requests holds 260 input tokens; the queue holds 400: the first
+    # batch fits, the two made beside it (30 requests may wait at once; each batch
+    # leaves full) before anything was learned are refused, and no batch after
+    full = hr.llm.BatchTier(max_requests=10, gather=30, poll=0.05)
+    with serve(batch_turnaround_s=1.5, batch_queue_tokens=400) as sim:
+        step = _judge(sim, concurrency=30, tier=full)
+        result = run_quietly(step, _records(30), run_dir=tmp_path / "run")
+        bill = sim.stats()["batch"]
+    assert result.items_out == 30 and bill["billed_requests"] == 30
+    states = [i.state for i in Ledger(tmp_path / "run").intents()]
+    assert 1 <= bill["failed_validation"] == states.count("refused") <= 2  # never again
+    assert states.count("collected") >= 3
+
+
+def test_a_batch_cancelled_at_the_provider_goes_again(tmp_path: Path) -> None:
+    with serve(batch_turnaround_s=1.0) as sim:
+        outcome: list[Any] = []
+        run = threading.Thread(
+            target=lambda: outcome.append(
+                run_quietly(_judge(sim), _records(10), run_dir=tmp_path / "run")
+            )
+        )
+        run.start()
+        provider = openai.OpenAI(base_url=sim.url, api_key="sim", max_retries=0)
+        for _ in range(400):
+            batches = list(provider.batches.list())
+            if batches:
+                break
+            time.sleep(0.02)
+        provider.batches.cancel(batches[0].id)
+        run.join(timeout=120)
+        bill = sim.stats()["batch"]
+    assert outcome and outcome[0].items_out == 10
+    assert bill["cancels"] == 1 and bill["creates"] == 2 and bill["billed_requests"] == 10
+
+
+def test_what_the_batch_tier_refuses_says_why(tmp_path: Path) -> None:
+    with serve() as sim:
+        client = hr.llm.Client(base_url=sim.url)
+        with pytest.raises(PipelineError, match="give the run a run_dir"):
+            run_quietly(_judge(sim), _records(2))
+        with pytest.raises(PipelineError, match="cannot be streamed"):
+            hr.llm.complete(client=client, model="m", prompt="{text}", stream=True, tier="batch")
+        with pytest.raises(PipelineError, match="tier='batch' is for chat requests"):
+            hr.llm.embed(client=client, model="e", tier="batch")
+        with pytest.raises(PipelineError, match="tier must be 'online', 'batch'"):
+            hr.llm.complete(client=client, model="m", prompt="{text}", tier="flex")
+        with pytest.raises(PipelineError, match="on the batch tier"):
+            run_quietly(
+                _judge(sim),
+                _records(2),
+                sink=hr.write_jsonl(tmp_path / "o.jsonl"),
+                run_dir=tmp_path / "ray",
+                backend=hr.Ray(workers=1),
+            )
+        with pytest.raises(PipelineError, match="budget"):
+            run_quietly(_judge(sim), _records(2), run_dir=tmp_path / "b", budget=hr.Budget(usd=1))
+
+
+def test_a_tampered_ledger_is_a_clear_error_naming_the_file(tmp_path: Path) -> None:
+    with serve(batch_turnaround_s=0.05) as sim:
+        run_quietly(_judge(sim), _records(3), run_dir=tmp_path / "run")
+        [record] = (tmp_path / "run" / "batches").glob("*.json")
+        data = json.loads(record.read_text())
+        data["batch_id"] = "../../etc/passwd"
+        record.write_text(json.dumps(data))
+        with pytest.raises(StorageError, match=rf"{record.name}: field 'batch_id' is damaged"):
+            run_quietly(_judge(sim), _records(4), run_dir=tmp_path / "run")
