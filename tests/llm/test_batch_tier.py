@@ -4,6 +4,9 @@ per-request errors, the queue's token limit, a cancel, prices, and what it refus
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -173,3 +176,29 @@ def test_a_tampered_ledger_is_a_clear_error_naming_the_file(tmp_path: Path) -> N
         record.write_text(json.dumps(data))
         with pytest.raises(StorageError, match=rf"{record.name}: field 'batch_id' is damaged"):
             run_quietly(_judge(sim), _records(4), run_dir=tmp_path / "run")
+
+
+def test_a_recipe_on_the_batch_tier_from_the_command_line(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[2] / "examples" / "transduce"
+    shutil.copytree(example, tmp_path / "transduce", ignore=shutil.ignore_patterns("out"))
+    recipe = tmp_path / "transduce" / "transduce.yaml"
+    env = {**os.environ, "HEADRACE_CACHE_DIR": str(tmp_path / "cache")}
+    with serve(process=True, batch_turnaround_s=0.2) as sim:
+        command = ["headrace", "run", str(recipe), "--set", f"models.reader.base_url={sim.url}"]
+        command += ["--run-dir", str(tmp_path / "run"), "--tier", "batch"]
+        done = subprocess.run(
+            command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, done.stderr
+        bill = sim.stats()["batch"]
+        assert sim.stats()["requests"] == 0  # nothing went to the online endpoint
+        refused = subprocess.run(
+            ["headrace", "run", str(recipe), "--tier", "flex"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+        )
+    listings = (example / "listings.jsonl").read_text().splitlines()
+    assert bill["creates"] >= 1 and bill["billed_requests"] == -(-len(listings) // 8)  # packs
+    assert (tmp_path / "run" / "batches").is_dir()
+    assert refused.returncode == 2 and "'online' or 'batch', not 'flex'" in refused.stderr

@@ -1,6 +1,6 @@
 """What the options of ``headrace run`` and ``resume`` name: the source (``--input``),
-the sink (``--output``, ``--table``, ``--columns``) and the backend (``--backend``
-and its flags), each refused in one line naming the option."""
+the sink (``--output``, ``--table``, ``--columns``), the backend (``--backend``
+and its flags) and the tier (``--tier``), each refused in one line naming the option."""
 
 from __future__ import annotations
 
@@ -116,3 +116,17 @@ def _stored_backend(description: Any) -> Any:
     except HeadraceError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
+
+
+def _with_tier(tier: str | None, recipe: bool, overrides: list[str] | None) -> list[str] | None:
+    """A recipe's ``--set`` overrides with ``--tier``'s (``run.tier``) added."""
+    if tier is None:
+        return overrides
+    if not recipe:
+        raise typer.BadParameter(
+            "--tier is for recipes; a Python pipeline says tier= on its LLM steps",
+            param_hint="--tier",
+        )
+    if tier not in ("online", "batch"):
+        raise typer.BadParameter(f"'online' or 'batch', not {tier!r}", param_hint="--tier")
+    return [*(overrides or []), f"run.tier={tier}"]

@@ -23,7 +23,7 @@ from .recipes import (
     _load_pipeline,
     _recipe,
 )
-from .run_parts import _backend, _sink_for, _source_for, _stored_backend
+from .run_parts import _backend, _sink_for, _source_for, _stored_backend, _with_tier
 from .stored_runs import _run_exists, _stored
 
 __all__ = ["resume", "retry_dead", "run"]
@@ -214,12 +214,20 @@ def run(
     ] = None,
     ui: UiOption = False,
     metrics_port: MetricsPortOption = None,
+    tier: Annotated[
+        str | None,
+        typer.Option(
+            help="the tier of a recipe's chat LLM nodes: 'online', or 'batch' (the "
+            "provider's batches: half the price, answered within a day; --set run.tier=...)"
+        ),
+    ] = None,
 ) -> None:
     """Run a recipe or a pipeline over a file, durably: kill it at any moment, then run
     the same command again (or `headrace resume DIR`) to finish it; --fresh starts over.
     A recipe's run: section sets the window, order and error handling (change them with
     --set run.concurrency=16)."""
     chosen = _backend(backend, workers, shard_size, ray_address, num_gpus)
+    set_ = _with_tier(tier, _is_recipe(pipeline), set_)
     if _is_recipe(pipeline):
         given = [
             flag

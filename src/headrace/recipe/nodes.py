@@ -52,7 +52,7 @@ TAKES: Mapping[str, frozenset[str]] = {
     "function": frozenset({*POLICIES, "fallback", "keep_input"}),
     "reduce": frozenset({*POLICIES, "fallback"}),
     "llm": frozenset(
-        {"version", "concurrency", "retry", "timeout", "cache", "fallback", "keep_input"}
+        {"version", "concurrency", "retry", "timeout", "cache", "tier", "fallback", "keep_input"}
     ),
     "model": frozenset({"version", "keep_input"}),
     "map": frozenset({"keep_input"}),
@@ -265,6 +265,8 @@ class NodeBuilder(abc.ABC):
         options = self.options(spec, loc)
         if options is None:
             return None
+        if llm.task != "embed":  # the batch tier is for chat requests
+            options.setdefault("tier", self.spec.run.tier)
         common: dict[str, Any] = {"client": client, "model": llm.model, "name": name, **options}
         sampling: dict[str, Any] = {
             "temperature": llm.temperature if llm.temperature is not None else alias.temperature,

@@ -206,6 +206,7 @@ class NodeSpec(Strict):
     retry: RetrySpec | None = None
     timeout: TimeoutSpec | None = None
     cache: CacheSpec | None = None
+    tier: Literal["online", "batch"] | None = None
     fallback: str | None = None
     keep_input: bool | str = False
     """``true``: the node's output is its input record with the output's fields added;
@@ -285,9 +286,9 @@ class EdgeSpec(Strict):
 
 
 class RunSpec(Strict):
-    """How the run goes: items in flight, order, errors, a spending limit, and where it
-    runs (``backend: ray`` with ``workers``, ``shard_size`` and ``num_gpus``, as ``hr.Ray``
-    takes them)."""
+    """How the run goes: items in flight, order, errors, a spending limit, where it runs
+    (``backend: ray`` with ``workers``, ``shard_size`` and ``num_gpus``, as ``hr.Ray``
+    takes them), and the LLM nodes' tier."""
 
     concurrency: int | None = Field(None, ge=1)
     ordered: bool = False
@@ -301,6 +302,8 @@ class RunSpec(Strict):
     workers: int = Field(2, ge=1)
     shard_size: int | None = Field(None, ge=1)
     num_gpus: float = Field(0.0, ge=0)
+    tier: Literal["online", "batch"] = "online"
+    """The tier of every chat LLM node that does not name its own (``--tier``)."""
 
     @model_validator(mode="after")
     def _shared_budget(self) -> RunSpec:
