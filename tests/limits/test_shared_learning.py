@@ -80,18 +80,18 @@ def test_429s_set_the_limit_from_what_the_whole_cluster_got_through_and_cut_it_o
     second): the rate learned is what both got through, not one process's 30; the
     429 the other draws in the same burst does not cut it again; a healthy second
     later it grows by 2% once, however many processes report the healthy second."""
-    key = uuid.uuid4().hex
-    first = Rate.auto(shared=redis_url, key=key)
-    second: Rate = pickle.loads(pickle.dumps(first))
 
-    async def scenario() -> tuple[float, float]:
+    async def scenario(first: Rate, second: Rate, key: str) -> tuple[float, float] | None:
         one, two = RateState(first), RateState(second)
         started = time.monotonic()
         await _calls(one, 30)
         await _calls(two, 30)
         await one.throttled_by(None, None)
         await two.throttled_by(None, None)
-        assert time.monotonic() - started < 0.3, "too slow for the one-second window"
+        if time.monotonic() - started >= 0.3:  # too slow for Redis's one-second window
+            await one.close()
+            await two.close()
+            return None
         learned = float(_held(redis_url, key)["rq"])
         await asyncio.sleep(1.05)  # a healthy second on Redis's clock
         await _calls(one, 2)  # the first success asks to grow; the next call carries it
@@ -101,7 +101,18 @@ def test_429s_set_the_limit_from_what_the_whole_cluster_got_through_and_cut_it_o
         await two.close()
         return learned, float(_held(redis_url, key)["rq"])
 
-    learned, grown = asyncio.run(scenario())
+    # the scenario needs its 60 calls inside one second of Redis's clock: a machine too
+    # loaded to make them in 0.3 s plays it again, on a fresh key (the condition, not
+    # the outcome, is what is retried)
+    for _ in range(10):
+        key = uuid.uuid4().hex
+        first = Rate.auto(shared=redis_url, key=key)
+        second: Rate = pickle.loads(pickle.dumps(first))
+        outcome = asyncio.run(scenario(first, second, key))
+        if outcome is not None:
+            break
+    assert outcome is not None, "never 60 calls within 0.3 s"
+    learned, grown = outcome
     assert 40 <= learned <= 60  # alone, the first would have learned 30
     assert first.limit()["source"] == second.limit()["source"] == "429s"
     assert grown == learned * 1.02

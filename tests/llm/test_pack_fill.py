@@ -11,6 +11,8 @@ import headrace as hr
 
 
 def test_a_trickle_fills_batches_while_calls_are_in_flight() -> None:
+    in_flight = idle_starts = 0
+
     @hr.step(concurrency=1)
     async def trickle(x: int) -> int:
         await asyncio.sleep(0.001)  # items reach the batch step one at a time
@@ -18,17 +20,26 @@ def test_a_trickle_fills_batches_while_calls_are_in_flight() -> None:
 
     @hr.step(batch=hr.Batch(max_size=8, max_wait="5ms"), concurrency=4)
     async def slow_batch(xs: list[int]) -> list[int]:
+        nonlocal in_flight, idle_starts
+        idle_starts += in_flight == 0
+        in_flight += 1
         await asyncio.sleep(0.05)
+        in_flight -= 1
         return xs
 
     result = run_quietly(trickle >> slow_batch, range(200), window=24)
     assert result.items_out == 200
     step = result.metrics.step("slow_batch")
     sizes = step.batch_sizes
-    # a partial batch leaves on its timer only when no call of the step is in flight
-    # (the first one, and whatever the tail leaves): the rest leave full
-    assert sizes.get(8, 0) >= 200 // 8 - 3, sizes
-    assert step.flushes.get("timer", 0) <= 3, step.flushes
+    # a partial batch leaves on its timer only when no call of the step is in flight:
+    # at most once each time the step fell idle (on a quiet machine, the first batch
+    # and the tail's: a loaded machine that stalls the trickle idles it more often);
+    # while calls are in flight the batches fill: every partial batch left on a timer,
+    # or because the whole run waited on it ("idle", the tail's)
+    timer = step.flushes.get("timer", 0)
+    assert timer <= idle_starts, (step.flushes, idle_starts)
+    partial = timer + step.flushes.get("idle", 0)
+    assert sizes.get(8, 0) * 8 + 7 * partial >= 200, (sizes, step.flushes)
 
 
 def test_the_dry_run_warns_when_the_window_cannot_fill_the_packs(tmp_path: Path) -> None:

@@ -51,5 +51,9 @@ def test_an_llm_steps_latency_is_its_requests_time_not_its_rate_waits() -> None:
     step = result.metrics.step("say")
     assert step.latency.count == requests == 150  # one latency per request sent
     # the calls queued at the limit for much of the run: the whole call, waits
-    # included, would put those waits into the latency; each request's own time does not
-    assert step.rate_wait_s > 0 and step.latency.total < step.rate_wait_s / 4
+    # included, would put all those waits (and more) into the latency; each request's
+    # own time does not. 150 calls at 100/s with a burst of 1 wait ~0.75 s each on
+    # average (~110 s in all) while the sim answers at once; a loaded machine slows
+    # both (a loaded run measured 54 s of waits, 24 s of requests)
+    assert step.rate_wait_s > 0 and step.rate_waits >= 140
+    assert step.latency.total < step.rate_wait_s

@@ -125,11 +125,14 @@ def test_a_refused_open_gives_the_lease_back(where: StoreLocation, tmp_path: Pat
 
 
 SLOW_JOB = """
-import asyncio, headrace as hr
+import asyncio, os, headrace as hr
 
 @hr.step(concurrency=2)
 async def slow(row):
-    await asyncio.sleep(0.02)
+    # past the tenth item, the run waits for the test to let it go (file "release"):
+    # however loaded the machine, it is still running when the second session comes
+    while int(row["id"][1:]) >= 10 and not os.path.exists("release"):
+        await asyncio.sleep(0.02)
     return {"id": row["id"]}
 
 pipeline = slow
@@ -173,6 +176,7 @@ def test_resume_while_the_run_is_going_is_refused_and_nothing_doubles(tmp_path: 
         second.stderr
     )
     assert len(second.stderr.strip().splitlines()) == 1  # one line, no traceback
+    (tmp_path / "release").touch()
     _, stderr = first.communicate(timeout=120)
     assert first.returncode == 0, stderr
     keys = [json.loads(line)["id"] for line in (tmp_path / "out.jsonl").read_text().splitlines()]

@@ -80,7 +80,9 @@ class RunLoop:
         self.outputs: list[Any] = []
         self.dead: list[DeadLetter] = []
         self.n_in = self.n_out = self.n_filtered = self.n_dead = 0
-        self.lanes_left = self.window
+        # no more lanes than items (a batch-tier step's window is its batch size)
+        self.lanes = min(self.window, max(16, plan.total or self.window))
+        self.lanes_left = self.lanes
         self.finished = asyncio.Event()
         self.loop_ran = perf_counter()  # when the ticker last ran (see _tick)
         self.started = perf_counter()
@@ -116,14 +118,14 @@ class RunLoop:
                     self.exporter.stop()
                 raise
         try:
+            # a durable run's folder, where a step may keep what outlives the process
+            run_dir = Path(self.plan.options.durability.run_dir or "") if self.session else None
             async with asyncio.TaskGroup() as group:
-                ctx = self.ctx = RunContext(
-                    self.activity, spawner(group), self.spend, self._run_dir()
-                )
+                ctx = self.ctx = RunContext(self.activity, spawner(group), self.spend, run_dir)
                 handler = ctx.bind(self.root)
                 emit = self._emitter()
-                self.activity.enter(self.window)
-                for _ in range(self.window):
+                self.activity.enter(self.lanes)
+                for _ in range(self.lanes):
                     group.create_task(self._lane(handler, emit))
                 group.create_task(self._tick())
                 if session is not None and session.writer is not None:
@@ -223,10 +225,6 @@ class RunLoop:
             skipped=self.session.skipped if self.session is not None else 0,
             note=self._outage(),
         )
-
-    def _run_dir(self) -> Path | None:
-        """The folder of a durable run, for the steps that keep something there."""
-        return Path(self.plan.options.durability.run_dir or "") if self.session else None
 
     def _outage(self) -> str:
         """A line on the first step whose provider is down now, or empty."""

@@ -81,6 +81,7 @@ class BatchConnection:
         self.costs = Costs(lambda model: batch_price(client.price(model)))
         self.intents: dict[str, Intent] = {}
         self.waiters: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
+        self.waiting = 0  # requests awaiting an answer (futures in ``waiters``)
         self.pending: dict[str, dict[str, Any]] = {}  # custom_id -> body, for the next batch
         self.owner: dict[str, str] = {}  # custom_id -> the open intent holding it
         self.kept: dict[str, str] = {}  # custom_id -> the collected intent holding its answer
@@ -155,6 +156,7 @@ class BatchConnection:
             del self.kept[name]  # expired or cancelled there: ask again
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.waiters.setdefault(name, []).append(future)
+        self.waiting += 1
         if name not in self.owner and name not in self.pending:
             self.pending[name] = body
             assert self._arrived is not None
@@ -162,6 +164,7 @@ class BatchConnection:
         try:
             return await future
         finally:
+            self.waiting -= 1
             waiting = self.waiters.get(name)
             if waiting is not None and future in waiting:
                 waiting.remove(future)
@@ -272,7 +275,7 @@ class BatchConnection:
     def _all_waiting(self) -> bool:
         """Whether every call the step may make at once is waiting for an answer: no
         more requests can come before some are answered, so the batch leaves now."""
-        return sum(map(len, self.waiters.values())) >= self.calls
+        return self.waiting >= self.calls
 
     def _fitting(self) -> list[str]:
         """The pending requests the next batch takes: at most ``max_requests``, and
