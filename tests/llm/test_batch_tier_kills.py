@@ -67,6 +67,11 @@ def test_a_kill_at_each_point_of_the_protocol_submits_and_bills_nothing_twice(
     sim.reset()
     source = _source(tmp_path)
     assert _job(sim, tmp_path, source, point) == -signal.SIGKILL
+    if point == "polling":  # what the kill left at the provider, as status shows it
+        shown = subprocess.run(
+            ["headrace", "status", str(tmp_path / "run")], capture_output=True, text=True
+        ).stdout
+        assert "batches   1: submitted 1" in shown and "10 at the provider" in shown
     assert _job(sim, tmp_path, source) == 0
     stats = _check_exactly_once(sim, tmp_path)
     assert stats["creates"] == 3  # 25 requests in batches of 10: three, each created once

@@ -88,6 +88,8 @@ def status(
         typer.echo(f"running   no: {lease.describe()} (dead; the next session takes over)")
     if shards:
         _show_shards(shards)
+    if (run_dir / "batches").is_dir():
+        _show_batches(run_dir)
     for session, note in forced:
         typer.echo(f"forced    session {session}: {note or 'forced'}")
     for error in state.last_errors:
@@ -137,4 +139,33 @@ def _show_shards(shards: list[Any]) -> None:
             f"  shard {shard.index}: items {shard.start:,} to {shard.stop - 1:,}, "
             f"{shard.finished:,} of {shard.stop - shard.start:,} finished, {rate:,.1f} items/s; "
             f"{shard.lease.describe()}"
+        )
+
+
+def _show_batches(run_dir: Path) -> None:
+    """The batch tier's intents by state, and their requests (from the run's ledger)."""
+    from ..errors import StorageError
+    from ..llm.tier.ledger import STATES, Ledger
+
+    try:
+        intents = Ledger(run_dir).intents()
+    except StorageError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    states = {state: [i for i in intents if i.state == state] for state in STATES}
+    typer.echo(
+        f"batches   {len(intents):,}: "
+        + ", ".join(f"{state} {len(found):,}" for state, found in states.items() if found)
+    )
+    waiting = sum(len(i.requests) for i in intents if i.open)
+    answered = sum(i.counts.get("completed", 0) for i in states["collected"])
+    failed = sum(i.counts.get("failed", 0) for i in states["collected"])
+    typer.echo(
+        f"requests  {waiting:,} at the provider, {answered:,} answered, {failed:,} failed "
+        f"(retried in later batches or dead)"
+    )
+    for intent in states["submitted"]:
+        typer.echo(
+            f"  batch {intent.batch_id}: {intent.status or 'submitted'}, "
+            f"{len(intent.requests):,} requests, step {intent.step}"
         )
