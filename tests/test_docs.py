@@ -105,9 +105,15 @@ def test_blocks_that_are_files_are_those_files() -> None:
     assert len(shown) == 1
 
 
+RUN = [d for d in DOCUMENTS if any(b.language and b.skip is None for b in blocks_of(d))]
+
+
 @pytest.mark.slow
-@pytest.mark.timeout(1200)  # every block in turn, each bounded by 240 s: 91 s on a quiet machine
-def test_every_code_block_runs_as_written(tmp_path: Path) -> None:
+@pytest.mark.timeout(900)  # every block of the page in turn, each bounded by 240 s
+@pytest.mark.parametrize("document", RUN)
+def test_every_code_block_runs_as_written(tmp_path: Path, document: str) -> None:
+    """A page's blocks, in order, in a scratch folder of the page's own (each page is
+    run apart, so the pages spread over the test workers)."""
     # a copy, not a link: a recipe outside the project is refused, and nothing is
     # written into the repository
     shutil.copytree(ROOT / "examples", tmp_path / "examples", ignore=shutil.ignore_patterns("out"))
@@ -121,7 +127,7 @@ def test_every_code_block_runs_as_written(tmp_path: Path) -> None:
             "CI": "1",
         }
         env.pop("OPENAI_API_KEY", None)
-        for block in BLOCKS:
+        for block in blocks_of(document):
             if not block.language or block.skip is not None or block.language == "yaml":
                 continue
             if block.file is not None and block.language == "python":
