@@ -4,8 +4,9 @@ python batch_job.py SIM_URL RUN_DIR SOURCE OUT [KILL_AT]
 
 KILL_AT names the point (see ``POINTS``): the process SIGKILLs itself right after
 that call returns, as a power cut would stop it there. Without it the run goes to
-its end. The requests are structured (a typed output, a Jinja prompt), in batches
-of at most 10, retried on per-request errors.
+its end. ``BATCH_API=anthropic`` in the environment speaks Anthropic's batches.
+The requests are structured (a typed output, a Jinja prompt), in batches of at
+most 10, retried on per-request errors.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel
 
 import headrace as hr
+from headrace.llm.tier.anthropic_batches import AnthropicBatches
 from headrace.llm.tier.ledger import Ledger
 from headrace.llm.tier.openai_batches import OpenAIBatches
 
@@ -53,12 +55,15 @@ def _after(owner: type, name: str, when: Any = None) -> None:
     setattr(owner, name, waited)
 
 
+API = os.environ.get("BATCH_API", "openai")  # the provider's batch API the run speaks
+SHAPE = AnthropicBatches if API == "anthropic" else OpenAIBatches
+
 POINTS = {
     "intended": lambda: _after(Ledger, "save", lambda a: a[1].state == "intended"),
     "uploaded": lambda: _after(OpenAIBatches, "upload"),
-    "created": lambda: _after(OpenAIBatches, "create"),
-    "polling": lambda: _after(OpenAIBatches, "retrieve"),
-    "downloaded": lambda: _after(OpenAIBatches, "download"),
+    "created": lambda: _after(SHAPE, "create"),
+    "polling": lambda: _after(SHAPE, "retrieve"),
+    "downloaded": lambda: _after(SHAPE, "answers"),
     "kept": lambda: _after(Ledger, "write_output"),
     "collected": lambda: _after(Ledger, "save", lambda a: a[1].state == "collected"),
 }
@@ -67,7 +72,8 @@ POINTS = {
 def main(sim_url: str, run_dir: str, source: str, out: str, kill_at: str | None) -> None:
     if kill_at:
         POINTS[kill_at]()
-    client = hr.llm.Client(base_url=sim_url, retry=hr.Retry(attempts=8, backoff=0.01))
+    retry = hr.Retry(attempts=8, backoff=0.01)
+    client = hr.llm.Client(base_url=sim_url, retry=retry, batch_api=API)  # type: ignore[arg-type]
     step = hr.llm.transduce(
         Verdict,
         client=client,

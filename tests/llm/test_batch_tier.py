@@ -202,3 +202,29 @@ def test_a_recipe_on_the_batch_tier_from_the_command_line(tmp_path: Path) -> Non
     assert bill["creates"] >= 1 and bill["billed_requests"] == -(-len(listings) // 8)  # packs
     assert (tmp_path / "run" / "batches").is_dir()
     assert refused.returncode == 2 and "'online' or 'batch', not 'flex'" in refused.stderr
+
+
+def test_anthropics_message_batches_answer_typed_output_and_a_lost_create_is_found(
+    tmp_path: Path,
+) -> None:
+    with serve(batch_turnaround_s=0.1, batch_lose_creates=1, batch_error_rate=0.2) as sim:
+        client = hr.llm.Client(
+            base_url=sim.url,
+            batch_api="anthropic",
+            retry=hr.Retry(attempts=6, backoff=0.01),
+            prices={"sim-chat": hr.llm.Price(input=3.0, output=15.0)},
+        )
+        step = hr.llm.transduce(
+            Verdict, client=client, model="sim-chat", instructions="Judge.", tier=FAST
+        )
+        result = run_quietly(hr.with_input(step), _records(25), run_dir=tmp_path / "run")
+        bill = sim.stats()["batch"]
+    rows = [json.loads(line) for line in (tmp_path / "run" / "outputs.jsonl").open()]
+    assert result.items_out == len(rows) == 25 and {"id", "tone", "score"} <= set(rows[0])
+    intents = Ledger(tmp_path / "run").intents()
+    # the first create's answer was lost: its batch was found by its time and size, not
+    # created again; the requests that errored went again in later batches
+    assert bill["creates"] == len({i.batch_id for i in intents}) and bill["creates_lost"] == 1
+    assert bill["billed_requests"] == 25 and bill["billed_again"] == 0
+    stats = result.metrics.steps[0].llm
+    assert stats is not None and stats.prompt_tokens == bill["billed_prompt_tokens"]

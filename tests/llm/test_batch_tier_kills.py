@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import openai
 import pytest
 from services import JOBS
@@ -31,23 +32,29 @@ def _source(folder: Path, n: int = ITEMS) -> Path:
     return source
 
 
-def _job(sim: SimServer, folder: Path, source: Path, kill_at: str | None = None) -> int:
+def _job(
+    sim: SimServer, folder: Path, source: Path, kill_at: str | None = None, api: str = "openai"
+) -> int:
     command = [sys.executable, str(JOB), sim.url, str(folder / "run"), str(source)]
     command += [str(folder / "out.jsonl"), *([kill_at] if kill_at else [])]
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(JOBS), os.environ.get("PYTHONPATH", "")]),
-    }
+    path = os.pathsep.join([str(JOBS), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": path, "BATCH_API": api}
     return subprocess.run(command, env=env, timeout=300, capture_output=True).returncode
 
 
-def _check_exactly_once(sim: SimServer, folder: Path, n: int = ITEMS) -> dict[str, Any]:
+def _check_exactly_once(
+    sim: SimServer, folder: Path, n: int = ITEMS, api: str = "openai"
+) -> dict[str, Any]:
     keys = [json.loads(line)["id"] for line in (folder / "out.jsonl").read_text().splitlines()]
     assert sorted(keys) == [f"r{i:03d}" for i in range(n)]  # every key, once
     stats = sim.stats()["batch"]
     assert stats["billed_requests"] == n and stats["billed_again"] == 0  # each paid once
-    provider = openai.OpenAI(base_url=sim.url, api_key="sim", max_retries=0)
-    at_provider = {b.id for b in provider.batches.list(limit=100)}
+    if api == "anthropic":
+        claude = anthropic.Anthropic(base_url=sim.root, api_key="sim", max_retries=0)
+        at_provider = {b.id for b in claude.messages.batches.list(limit=100)}
+    else:
+        provider = openai.OpenAI(base_url=sim.url, api_key="sim", max_retries=0)
+        at_provider = {b.id for b in provider.batches.list(limit=100)}
     known = {i.batch_id for i in Ledger(folder / "run").intents()}
     assert at_provider <= known  # no batch the run does not know of
     assert stats["creates"] == len(at_provider)  # each create made a batch: none sent twice
@@ -103,3 +110,15 @@ def test_random_kills_with_errors_and_expiries_lose_nothing_and_pay_once(tmp_pat
             job.wait()
         assert subprocess.run(command, env=env, timeout=300).returncode == 0  # then to its end
         _check_exactly_once(sim, tmp_path, 60)
+
+
+@pytest.mark.parametrize("point", ["intended", "created", "polling", "downloaded", "collected"])
+def test_anthropic_batches_under_a_kill_at_each_point_are_submitted_and_billed_once(
+    sim: SimServer, tmp_path: Path, point: str
+) -> None:
+    sim.reset()
+    source = _source(tmp_path)
+    assert _job(sim, tmp_path, source, point, "anthropic") == -signal.SIGKILL
+    assert _job(sim, tmp_path, source, api="anthropic") == 0
+    stats = _check_exactly_once(sim, tmp_path, api="anthropic")
+    assert stats["creates"] == 3

@@ -21,7 +21,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Collection, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 from ..errors import MalformedResponse, PipelineError, ProviderError
@@ -80,6 +80,10 @@ class Client:
             against ``headrace sim`` never answers from the cache, or resumes,
             against a real provider. Give one name to endpoints that answer alike
             (replicas of one server behind different URLs).
+        batch_api: the batch API the batch tier (``tier="batch"``) speaks here:
+            ``"openai"`` (``/files`` and ``/batches``, which OpenAI-compatible
+            providers copy) or ``"anthropic"`` (``/messages/batches``). Default:
+            ``"anthropic"`` at ``api.anthropic.com``, else ``"openai"``.
 
     Raises:
         PipelineError: an invalid option.
@@ -102,6 +106,7 @@ class Client:
         headers: Mapping[str, str] | None = None,
         key_hosts: Collection[str] | None = None,
         identity: str | None = None,
+        batch_api: Literal["openai", "anthropic"] | None = None,
     ) -> None:
         url = base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
         target = _checked_origin(url)
@@ -160,6 +165,12 @@ class Client:
         self.max_embedding_inputs = max_embedding_inputs
         self.prices = {**PRICES, **dict(prices or {})}
         self.headers = dict(headers or {})
+        if batch_api not in (None, "openai", "anthropic"):
+            raise PipelineError(
+                f"Client batch_api must be 'openai' or 'anthropic', got {batch_api!r}"
+            )
+        anthropic = urlsplit(self.base_url).hostname == "api.anthropic.com"
+        self.batch_api: str = batch_api or ("anthropic" if anthropic else "openai")
 
     def __repr__(self) -> str:
         return f"Client(base_url={self.base_url!r}, models={self.models!r})"

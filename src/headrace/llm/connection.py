@@ -55,6 +55,7 @@ class ClientSettings(Protocol):
     rate: Rate | None
     retry: Retry | None
     circuit: Circuit | None
+    batch_api: str
 
     def price(self, model: str) -> Price | None:
         """The price of ``model``, if known."""

@@ -39,7 +39,8 @@ def _when(unix: int | None) -> str | None:
 
 def as_chat(params: dict[str, Any]) -> dict[str, Any]:
     """A Messages request's params as the chat body the simulator answers (the system
-    prompt first, content blocks joined into text)."""
+    prompt first, content blocks joined into text, a JSON schema ``output_format``,
+    Anthropic's structured outputs, as ``response_format``)."""
     messages: list[dict[str, Any]] = []
     system = params.get("system")
     if isinstance(system, list):
@@ -53,7 +54,12 @@ def as_chat(params: dict[str, Any]) -> dict[str, Any]:
         if isinstance(content, list):
             content = " ".join(str(b.get("text", "")) for b in content if isinstance(b, dict))
         messages.append({"role": message.get("role"), "content": content})
-    return {"model": params.get("model"), "messages": messages, "max_tokens": params["max_tokens"]}
+    chat = {"model": params.get("model"), "messages": messages, "max_tokens": params["max_tokens"]}
+    output_format = params.get("output_format")
+    if isinstance(output_format, dict) and output_format.get("type") == "json_schema":
+        schema = {"name": "output", "schema": output_format.get("schema")}
+        chat["response_format"] = {"type": "json_schema", "json_schema": schema}
+    return chat
 
 
 def _result_line(batch: SimBatch, answer: Answer) -> bytes:

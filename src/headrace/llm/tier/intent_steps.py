@@ -9,13 +9,18 @@ from typing import Any
 
 from ...errors import MalformedResponse, ProviderError
 from ...limits.retry import is_retryable
+from .anthropic_batches import AnthropicBatches
+from .endpoint import AnswerLost
 from .ledger import Intent, Ledger
-from .openai_batches import AnswerLost, OpenAIBatches
+from .openai_batches import OpenAIBatches
 from .settings import BatchTier
 
 __all__ = ["IntentSteps"]
 
 _log = logging.getLogger("headrace.llm.batch")
+
+BatchApi = OpenAIBatches | AnthropicBatches
+"""A provider's batch API: the shapes the batch tier speaks."""
 
 _OUTAGE_WAIT_S = (0.5, 30.0)  # the first and the longest wait while the provider is away
 
@@ -25,7 +30,7 @@ class IntentSteps:
     before the next request is sent."""
 
     def __init__(
-        self, step: str, shape: OpenAIBatches, ledger: Ledger, tier: BatchTier, run: str
+        self, step: str, shape: BatchApi, ledger: Ledger, tier: BatchTier, run: str
     ) -> None:
         self.step = step
         self.shape = shape
@@ -38,13 +43,20 @@ class IntentSteps:
         await asyncio.to_thread(self.ledger.save, intent)
 
     async def upload(self, intent: Intent, resumed: bool) -> None:
-        """Upload the intent's requests (after a kill, the upload found by name first)."""
+        """Upload the intent's requests (after a kill, the upload found by name first);
+        a provider that takes requests inline has nothing to upload."""
+        shape = self.shape
+        if not isinstance(shape, OpenAIBatches):  # requests go inline with the create
+            intent.file_id = "inline"
+            intent.state = "uploaded"
+            await self.save(intent)
+            return
         content = await asyncio.to_thread(self.ledger.read_input, intent.id)
         look = resumed
         while True:
-            found = await self.outlasting(self.shape.find_upload, intent.id) if look else None
+            found = await self.outlasting(shape.find_upload, intent.id) if look else None
             try:
-                intent.file_id = found or await self.shape.upload(intent.id, content)
+                intent.file_id = found or await shape.upload(intent.id, content)
                 break
             except AnswerLost as exc:  # uploaded or not: look for it by its name first
                 _log.warning("headrace: uploading batch %s: %s", intent.id, exc)
@@ -56,10 +68,13 @@ class IntentSteps:
     async def create(self, intent: Intent, resumed: bool) -> None:
         """Create the intent's batch: never a second time without looking first."""
         assert intent.file_id is not None
+        content = await asyncio.to_thread(self.ledger.read_input, intent.id)
         wait = _OUTAGE_WAIT_S[0]
         while True:
             if resumed or intent.creates:
-                found = await self.outlasting(self.shape.find, intent.id, intent.created)
+                others = await asyncio.to_thread(self.ledger.intents)
+                known = {i.batch_id for i in others if i.batch_id and i.id != intent.id}
+                found = await self.outlasting(self.shape.find, intent, known)
                 if found is not None and isinstance(found.get("id"), str):
                     await self.submitted(intent, found)
                     return
@@ -67,7 +82,7 @@ class IntentSteps:
             await self.save(intent)  # counted before it is sent
             try:
                 batch = await self.shape.create(
-                    intent.file_id, intent.id, self.run, self.tier.completion_window
+                    intent, content, self.run, self.tier.completion_window
                 )
             except AnswerLost as exc:
                 _log.warning("headrace: creating batch %s, the answer was lost: %s", intent.id, exc)
@@ -79,14 +94,14 @@ class IntentSteps:
                 wait = min(wait * 2, _OUTAGE_WAIT_S[1])
                 continue
             if not isinstance(batch.get("id"), str):
-                raise MalformedResponse("POST /batches: a batch without an id")
+                raise MalformedResponse("the create's answer names no batch")
             await self.submitted(intent, batch)
             return
 
     async def submitted(self, intent: Intent, batch: dict[str, Any]) -> None:
         """Record that ``batch`` is the intent's."""
         intent.batch_id = str(batch["id"])
-        intent.status = str(batch.get("status", ""))
+        intent.status = self.shape.progress(batch)[0]
         intent.state = "submitted"
         await self.save(intent)
 
@@ -96,11 +111,9 @@ class IntentSteps:
         wait = min(1.0, self.tier.poll_s)
         while True:
             batch: dict[str, Any] = await self.outlasting(self.shape.retrieve, intent.batch_id)
-            status = str(batch.get("status", ""))
-            counts = batch.get("request_counts") or {}
-            if status != intent.status:
-                intent.status = status
-                intent.counts = {k: v for k, v in counts.items() if type(v) is int}
+            status, counts = self.shape.progress(batch)
+            if status != intent.status or counts != intent.counts:
+                intent.status, intent.counts = status, counts
                 await self.save(intent)
             if self.shape.ended(batch):
                 return batch

@@ -13,19 +13,18 @@ sends another.
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
-import orjson
 
-from ...errors import MalformedResponse, ProviderError
-from ..secrets import redact
+from ...errors import MalformedResponse
+from .endpoint import Endpoint
 
 if TYPE_CHECKING:
     from ..connection import ClientSettings
+    from .ledger import Intent
 
-__all__ = ["AnswerLost", "OpenAIBatches"]
+__all__ = ["OpenAIBatches"]
 
 FILE_EXPIRY_S = 7 * 24 * 3600
 """How long an uploaded request file lives at the provider (then it is deleted)."""
@@ -34,59 +33,20 @@ LOOK_BACK_S = 600
 """How far before an intent's time a search for its batch still looks (clocks differ)."""
 
 
-class AnswerLost(Exception):
-    """A request whose answer did not come: it may or may not have taken effect."""
-
-
 def file_name(intent_id: str) -> str:
     """The name an intent's request file is uploaded under."""
     return f"headrace-{intent_id}.jsonl"
 
 
-class OpenAIBatches:
+class OpenAIBatches(Endpoint):
     """One endpoint's files and batches (``client``'s base URL, key and headers)."""
 
     name = "openai"
 
     def __init__(self, client: ClientSettings) -> None:
-        self.base_url = client.base_url
         secret = client.api_key()
-        self.secret = secret
-        headers = dict(client.headers)
-        if secret is not None:
-            headers["Authorization"] = f"Bearer {secret.reveal()}"
-        self.session = aiohttp.ClientSession(
-            headers=headers, timeout=aiohttp.ClientTimeout(total=max(60.0, client.timeout))
-        )
-
-    async def close(self) -> None:
-        """Close the connections."""
-        await self.session.close()
-
-    async def _json(self, method: str, path: str, **request: Any) -> dict[str, Any]:
-        """One request; its JSON answer. Connection errors and timeouts are
-        :class:`AnswerLost`; an error status is :class:`ProviderError`."""
-        try:
-            async with self.session.request(method, self.base_url + path, **request) as answer:
-                raw = await answer.read()
-                status = answer.status
-                headers = {k.lower(): v for k, v in answer.headers.items()}
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise AnswerLost(f"{method} {path}: {type(exc).__name__}: {exc}") from None
-        if status != 200:
-            try:
-                detail = orjson.loads(raw)["error"]["message"]
-            except (orjson.JSONDecodeError, KeyError, TypeError):
-                detail = raw.decode("utf-8", "replace")
-            message = redact(f"{method} {path}: {str(detail)[:500]}", self.secret)
-            raise ProviderError(status, message, headers)
-        try:
-            parsed = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise MalformedResponse(f"{method} {path}: the answer is not JSON") from None
-        if not isinstance(parsed, dict):
-            raise MalformedResponse(f"{method} {path}: the answer is not a JSON object")
-        return parsed
+        auth = {} if secret is None else {"Authorization": f"Bearer {secret.reveal()}"}
+        super().__init__(client, auth, secret)
 
     async def _pages(self, path: str, params: dict[str, str]) -> Any:
         """The rows of a listing, page after page (newest first)."""
@@ -127,24 +87,25 @@ class OpenAIBatches:
         return str(answer["id"])
 
     async def create(
-        self, file_id: str, intent_id: str, run: str, completion_window: str
+        self, intent: Intent, content: bytes, run: str, completion_window: str
     ) -> dict[str, Any]:
-        """Create the batch, once (no retry: see :class:`AnswerLost`)."""
+        """Create the intent's batch from its uploaded file, once (no retry: see
+        :class:`AnswerLost`)."""
         body = {
-            "input_file_id": file_id,
+            "input_file_id": intent.file_id,
             "endpoint": "/v1/chat/completions",
             "completion_window": completion_window,
-            "metadata": {"headrace_intent": intent_id, "headrace_run": run},
+            "metadata": {"headrace_intent": intent.id, "headrace_run": run},
         }
         return await self._json("POST", "/batches", json=body)
 
-    async def find(self, intent_id: str, since: float) -> dict[str, Any] | None:
-        """The batch created for the intent, looking back no further than ``since``
-        (Unix seconds) less :data:`LOOK_BACK_S`."""
-        oldest = since - LOOK_BACK_S
+    async def find(self, intent: Intent, known: set[str]) -> dict[str, Any] | None:
+        """The batch created for the intent (its metadata names it), looking back no
+        further than the intent's time less :data:`LOOK_BACK_S`."""
+        oldest = intent.created - LOOK_BACK_S
         async for row in self._pages("/batches", {"limit": "100"}):
             metadata = row.get("metadata") or {}
-            if isinstance(metadata, dict) and metadata.get("headrace_intent") == intent_id:
+            if isinstance(metadata, dict) and metadata.get("headrace_intent") == intent.id:
                 found: dict[str, Any] = row
                 return found
             created = row.get("created_at")
@@ -158,23 +119,28 @@ class OpenAIBatches:
 
     async def download(self, file_id: str) -> bytes:
         """A file's content (a batch's output or error file)."""
-        path = f"/files/{file_id}/content"
-        try:
-            async with self.session.get(self.base_url + path) as answer:
-                raw = await answer.read()
-                if answer.status != 200:
-                    message = redact(
-                        f"GET {path}: {raw[:300].decode('utf-8', 'replace')}", self.secret
-                    )
-                    raise ProviderError(answer.status, message, {})
-                return raw
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise AnswerLost(f"GET {path}: {type(exc).__name__}: {exc}") from None
+        return await self._raw(f"/files/{file_id}/content")
+
+    async def answers(self, batch: dict[str, Any]) -> bytes:
+        """What an ended batch answered: its output file, then its error file."""
+        content = b""
+        for key in ("output_file_id", "error_file_id"):
+            file_id = batch.get(key)
+            if isinstance(file_id, str):
+                content += await self.download(file_id)
+        return content
 
     @staticmethod
     def ended(batch: dict[str, Any]) -> bool:
         """Whether the batch will change no more."""
         return batch.get("status") in ("completed", "failed", "expired", "cancelled")
+
+    @staticmethod
+    def progress(batch: dict[str, Any]) -> tuple[str, dict[str, int]]:
+        """The batch's status and its requests' counts, as the ledger keeps them."""
+        counts = batch.get("request_counts") or {}
+        kept = {k: v for k, v in counts.items() if type(v) is int}
+        return str(batch.get("status", "")), kept
 
     @staticmethod
     def refusal(batch: dict[str, Any]) -> tuple[str, str] | None:
@@ -184,8 +150,3 @@ class OpenAIBatches:
         errors = (batch.get("errors") or {}).get("data") or [{}]
         first = errors[0] if isinstance(errors[0], dict) else {}
         return str(first.get("code") or "failed"), str(first.get("message") or "batch failed")
-
-    @staticmethod
-    def now() -> float:
-        """The time an intent is stamped with (Unix seconds, as the provider's)."""
-        return time.time()

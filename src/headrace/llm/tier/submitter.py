@@ -42,7 +42,8 @@ from ..replies import Reply
 from ..stats import Costs, llm_stats
 from ..tokens import prompt_tokens
 from .answers import batch_price, custom_id, outcome
-from .intent_steps import IntentSteps
+from .anthropic_batches import AnthropicBatches
+from .intent_steps import BatchApi, IntentSteps
 from .ledger import Intent, Ledger
 from .openai_batches import OpenAIBatches
 from .settings import BatchTier
@@ -76,7 +77,9 @@ class BatchConnection:
         self.calls = calls  # the step's calls at once: when all of them wait, none can come
         self.ledger = ledger
         self.retry = retry
-        self.shape = OpenAIBatches(client)
+        self.shape: BatchApi = (
+            AnthropicBatches(client) if client.batch_api == "anthropic" else OpenAIBatches(client)
+        )
         self.steps = IntentSteps(step, self.shape, ledger, tier, run)
         self.costs = Costs(lambda model: batch_price(client.price(model)))
         self.intents: dict[str, Intent] = {}
@@ -317,11 +320,7 @@ class BatchConnection:
         if refusal is not None:
             await self._refused(intent, *refusal)
             return
-        content = b""
-        for key in ("output_file_id", "error_file_id"):
-            file_id = batch.get(key)
-            if isinstance(file_id, str):
-                content += await self.steps.outlasting(self.shape.download, file_id)
+        content = await self.steps.outlasting(self.shape.answers, batch)
         await asyncio.to_thread(self.ledger.write_output, intent.id, content)
         intent.state = "collected"
         await self.steps.save(intent)
