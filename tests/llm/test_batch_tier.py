@@ -75,6 +75,8 @@ def test_typed_packed_answers_into_parquet_at_half_the_price(tmp_path: Path) -> 
     )
     online = (bill["billed_prompt_tokens"] * 1.0 + bill["billed_completion_tokens"] * 2.0) / 1e6
     assert stats.cost_usd == pytest.approx(online / 2)
+    assert stats.batch_requests == 8 and stats.online_cost_usd == pytest.approx(online)
+    assert f"8 from batches (online: ${online:.4f})" in result.summary()
 
 
 def test_per_request_errors_are_retried_in_later_batches_or_become_dead_letters(

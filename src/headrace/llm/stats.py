@@ -35,6 +35,8 @@ class LLMStats:
         first_token: time to the first token of streamed calls.
         stream_tokens: completion tokens of streamed calls; ``stream_s`` is their
             time from the first token to the last.
+        batch_requests: requests answered from the provider's batches (the batch tier);
+            ``online_cost_usd`` is what they would have cost online.
     """
 
     model: str
@@ -52,6 +54,8 @@ class LLMStats:
     first_token: Histogram = field(default_factory=Histogram)
     stream_tokens: int = 0
     stream_s: float = 0.0
+    batch_requests: int = 0
+    online_cost_usd: float = 0.0
 
     @property
     def tokens_per_s(self) -> float:
@@ -76,6 +80,11 @@ class LLMStats:
                 "solo_retries": self.solo_retries,
                 "tokens_saved": self.tokens_saved,
             }
+        if self.batch_requests:
+            data["batch"] = {
+                "requests": self.batch_requests,
+                "online_cost_usd": round(self.online_cost_usd, 6) if self.priced else None,
+            }
         if self.first_token.count:
             data["stream"] = {
                 "first_token_ms_p50": round(self.first_token.quantile(0.5) * 1e3, 3),
@@ -97,6 +106,10 @@ class LLMStats:
             line += (
                 f"; packed {self.packed_items:,} items in {self.packed_requests:,} requests "
                 f"(~{self.tokens_saved:,} tokens saved), {self.solo_retries:,} sent again alone"
+            )
+        if self.batch_requests:
+            line += f"; {self.batch_requests:,} from batches" + (
+                f" (online: ${self.online_cost_usd:.4f})" if self.priced else ""
             )
         if self.first_token.count:
             line += (

@@ -39,7 +39,7 @@ from ...errors import ProviderError, RunStopped
 from ...limits.retry import Retry, is_retryable
 from ...metrics import StepMetrics
 from ..replies import Reply
-from ..stats import Costs, llm_stats
+from ..stats import Costs, LLMStats, llm_stats
 from ..tokens import prompt_tokens
 from .answers import batch_price, custom_id, outcome
 from .anthropic_batches import AnthropicBatches
@@ -81,6 +81,7 @@ class BatchConnection:
             AnthropicBatches(client) if client.batch_api == "anthropic" else OpenAIBatches(client)
         )
         self.steps = IntentSteps(step, self.shape, ledger, tier, run)
+        self.price_of = client.price
         self.costs = Costs(lambda model: batch_price(client.price(model)))
         self.intents: dict[str, Intent] = {}
         self.waiters: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
@@ -122,15 +123,22 @@ class BatchConnection:
                     504, f"the provider left the request unfinished in {unfinished} batches", {}
                 )
             if isinstance(answer, Reply):
-                if metrics is not None:
-                    self.costs.count(
-                        llm_stats(metrics) if metrics.llm else None, str(body.get("model")), answer
-                    )
+                if metrics is not None and metrics.llm is not None:
+                    self._count(llm_stats(metrics), str(body.get("model")), answer)
                 return answer
             if is_retryable(answer) and attempt + 1 < self.retry.attempts:
                 attempt += 1
                 continue
             raise answer
+
+    def _count(self, stats: LLMStats, model: str, answer: Reply) -> None:
+        """Count an answer's tokens and its cost at the batch price, and what it would
+        have cost online."""
+        self.costs.count(stats, model, answer)
+        stats.batch_requests += 1
+        price = self.price_of(model)
+        if price is not None:
+            stats.online_cost_usd += price.cost(*answer.usage)
 
     async def close(self) -> None:
         """Stop following the batches (they stay in the ledger for the next session)."""
