@@ -21,6 +21,17 @@ or run as scripts (``chaos_job.py``, ``slow_job.py``): on ``sys.path`` in every 
 (``conftest.py``), and the ``PYTHONPATH`` of a command a test starts."""
 
 
+class FakeClock:
+    """A clock the test moves by hand (``clock.now += 5``), for the parts that take a
+    ``clock``/``_clock``: tests count, never time."""
+
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def free_port() -> int:
     """A loopback port nothing listens on now (for a server of the test's own, or a
     connection that must be refused)."""

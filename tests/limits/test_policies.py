@@ -5,18 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from services import run_quietly
+from services import FakeClock, run_quietly
 
 import headrace as hr
 from headrace.limits.circuit import Circuit
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Down(ConnectionError):
@@ -24,7 +16,7 @@ class Down(ConnectionError):
 
 
 def test_the_circuit_opens_after_failures_in_a_row_and_probes_back() -> None:
-    clock = Clock()
+    clock = FakeClock()
     circuit = Circuit(failures=3, reset=10, when_open="fail", _clock=clock).new_state()
     for _ in range(2):
         assert circuit.allow()

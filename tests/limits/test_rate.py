@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from services import PrivateRedis, arun_quietly, run_quietly
+from services import FakeClock, PrivateRedis, arun_quietly, run_quietly
 
 import headrace as hr
 from headrace.limits.bucket import TokenBucket
@@ -19,16 +19,6 @@ from headrace.limits.rate import Rate
 from headrace.limits.rate_state import RateState
 from headrace.limits.usage import estimate_tokens, usage_tokens
 from headrace.sim import serve
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_a_bucket_refuses_or_reserves_and_refills_at_its_rate() -> None:
@@ -44,7 +34,7 @@ def test_a_bucket_refuses_or_reserves_and_refills_at_its_rate() -> None:
 
 
 def test_waiters_are_spread_at_the_rate_not_released_together() -> None:
-    clock = Clock()
+    clock = FakeClock()
     rate = Rate(requests=600, per="minute", burst=10, headroom=0, _clock=clock)
     waits = [rate.local.reserve_now(1, 0) for _ in range(30)]
     assert waits[:10] == [0.0] * 10  # the burst goes at once
@@ -55,16 +45,16 @@ def test_waiters_are_spread_at_the_rate_not_released_together() -> None:
 
 
 def test_the_headroom_keeps_part_of_the_burst_unspent() -> None:
-    rate = Rate(requests=6000, per="minute", burst=100, _clock=Clock())
+    rate = Rate(requests=6000, per="minute", burst=100, _clock=FakeClock())
     waits = [rate.local.reserve_now(1, 0) for _ in range(100)]
     assert sum(1 for w in waits if w == 0) == 95  # 50 ms of 100/s kept back
-    small = Rate(requests=600, per="minute", burst=2, headroom="500ms", _clock=Clock())
+    small = Rate(requests=600, per="minute", burst=2, headroom="500ms", _clock=FakeClock())
     assert small.local.requests is not None
     assert small.local.requests.capacity == 1.0  # 0.5 s of 10/s is 5: capped at half the burst
 
 
 def test_tokens_are_estimated_then_reconciled_with_the_usage() -> None:
-    clock = Clock()
+    clock = FakeClock()
     rate = Rate(tokens=6000, per="minute", token_burst=1000, headroom=0, _clock=clock)
     item = {"messages": [{"role": "user", "content": "x" * 400}], "max_tokens": 50}
     assert estimate_tokens(item) == 3 + 3 + 100
@@ -97,7 +87,7 @@ def test_usage_is_read_from_dicts_and_sdk_objects() -> None:
 
 
 def test_a_429_empties_the_bucket_or_sets_it_from_the_headers() -> None:
-    clock = Clock()
+    clock = FakeClock()
     rate = Rate(requests=600, per="minute", burst=10, headroom=0, _clock=clock)
     assert rate.local.requests is not None
     state = RateState(rate)
@@ -131,7 +121,7 @@ def test_auto_learns_the_limit_from_headers_and_counts_the_calls_in_flight() -> 
 
 def test_auto_without_headers_converges_near_the_limit_from_429s() -> None:
     """A provider of 100 req/s (burst 100) and a client offering 300/s, in simulated time."""
-    clock = Clock()
+    clock = FakeClock()
     rate = Rate(_auto=True, _clock=clock)
     provider = TokenBucket(100, 100, 0.0)
     sent = throttled = 0

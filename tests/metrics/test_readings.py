@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from services import FakeClock
 
 import headrace as hr
 from headrace.limits.circuit import Circuit
@@ -14,18 +15,8 @@ from headrace.limits.rate_state import RateState
 from headrace.metrics import StepMetrics
 
 
-class Clock:
-    """A clock that moves only when told."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_a_circuits_reading_is_frozen_at_the_moment_it_was_taken() -> None:
-    clock = Clock()
+    clock = FakeClock()
     state = Circuit(failures=1, reset=60, _clock=clock).new_state()
     before = state.statistics()
     state.failed(ConnectionError("refused"))
@@ -39,7 +30,7 @@ def test_a_circuits_reading_is_frozen_at_the_moment_it_was_taken() -> None:
 
 
 def test_a_steps_summary_shows_the_snapshots_of_its_slots_rate_and_circuit() -> None:
-    clock = Clock()
+    clock = FakeClock()
     circuit = Circuit(failures=1, reset=60, _clock=clock).new_state()
     limiter = ConcurrencyLimit(4)
     metrics = StepMetrics(name="api", kind="function", slots=4)
