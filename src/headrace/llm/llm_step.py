@@ -216,11 +216,6 @@ def _batch_connection(step: LLMStep[Any, Any], tier: BatchTier, ctx: RunContext)
             f"step {step.name!r}: the batch tier keeps its batches in the run's folder, so "
             "that a kill never submits or pays for one twice: give the run a run_dir"
         )
-    if ctx.spend is not None:
-        raise PipelineError(
-            f"step {step.name!r}: a run budget does not count batch-tier spending yet; "
-            "run the batch tier without budget="
-        )
     run_dir = ctx.run_dir.resolve()
     batches = BatchConnection(
         step.name,
@@ -230,6 +225,8 @@ def _batch_connection(step: LLMStep[Any, Any], tier: BatchTier, ctx: RunContext)
         step.retry or step.client.retry or Retry(),
         hashlib.sha256(str(run_dir).encode()).hexdigest()[:16],
         step.concurrency,
+        step.model_name,
+        ctx.spend,
     )
     ctx.on_close_async(batches.close)
     return batches

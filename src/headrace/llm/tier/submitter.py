@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ...errors import ProviderError, RunStopped
+from ...errors import BudgetExhausted, ProviderError, RunStopped
 from ...limits.retry import Retry, is_retryable
 from ...metrics import StepMetrics
 from ..replies import Reply
@@ -43,12 +43,14 @@ from ..stats import Costs, LLMStats, llm_stats
 from ..tokens import prompt_tokens
 from .answers import batch_price, custom_id, outcome
 from .anthropic_batches import AnthropicBatches
+from .committed import Committed
 from .intent_steps import BatchApi, IntentSteps
 from .ledger import Intent, Ledger
 from .openai_batches import OpenAIBatches
 from .settings import BatchTier
 
 if TYPE_CHECKING:
+    from ...limits.budget import RunSpend
     from ..connection import ClientSettings
 
 __all__ = ["BatchConnection"]
@@ -71,6 +73,8 @@ class BatchConnection:
         retry: Retry,
         run: str,
         calls: int,
+        model: str,
+        spend: RunSpend | None = None,
     ) -> None:
         self.step = step
         self.tier = tier
@@ -83,6 +87,7 @@ class BatchConnection:
         self.steps = IntentSteps(step, self.shape, ledger, tier, run)
         self.price_of = client.price
         self.costs = Costs(lambda model: batch_price(client.price(model)))
+        self.committed = Committed(spend, self.costs, model)
         self.intents: dict[str, Intent] = {}
         self.waiters: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
         self.waiting = 0  # requests awaiting an answer (futures in ``waiters``)
@@ -260,9 +265,17 @@ class BatchConnection:
                 room.clear()
                 await room.wait()  # the queue is full: wait for a batch to end
                 continue
-            requests = [(name, self.pending.pop(name)) for name in names]
+            intent_id = Intent.new_id()
+            try:  # a batch that would pass the run's budget is not submitted
+                count = await self.committed.take(intent_id, [(n, self.pending[n]) for n in names])
+            except BudgetExhausted as exc:
+                self._fail(list(self.pending), exc)
+                self.pending.clear()
+                continue
+            requests = [(name, self.pending.pop(name)) for name in names[:count]]
+            names = names[:count]
             intent = Intent(
-                id=Intent.new_id(),
+                id=intent_id,
                 step=self.step,
                 created=self.shape.now(),
                 requests=names,
@@ -332,21 +345,22 @@ class BatchConnection:
         await asyncio.to_thread(self.ledger.write_output, intent.id, content)
         intent.state = "collected"
         await self.steps.save(intent)
-        answered = set()
-        for name, row in self.ledger.output_rows(intent.id):
-            answered.add(name)
+        rows = {name: row for name, row in self.ledger.output_rows(intent.id)}
+        for name, row in rows.items():
             self._hand_out(name, row)
+        await self.committed.settle(intent.id, rows.values())
         for name in intent.requests:
             if self.owner.get(name) == intent.id:
                 del self.owner[name]
             self.kept[name] = intent.id
-            if name not in answered:  # no line for it: as if it had expired
+            if name not in rows:  # no line for it: as if it had expired
                 self._hand_out(name, {"custom_id": name, "error": {"code": "batch_expired"}})
 
     async def _refused(self, intent: Intent, code: str, message: str) -> None:
         intent.state = "refused"
         intent.error = f"{code}: {message}"[:1000]
         await self.steps.save(intent)
+        await self.committed.settle(intent.id, ())
         names = intent.requests
         if code != "token_limit_exceeded":
             self._fail(names, ProviderError(400, f"the batch was refused: {intent.error}", {}))
