@@ -31,6 +31,7 @@ from ..limits.retry import Retry
 from ..services.secrecy import scrub_url
 from ..values.checks import positive_int
 from .connection import Connection
+from .price_table import table_price, table_version
 from .prices import PRICES, Price
 from .replies import Reply
 from .secrets import Secret, load_secret, origin, shown_origin
@@ -67,7 +68,9 @@ class Client:
         connections: the size of the connection pool.
         max_embedding_inputs: the most inputs one embeddings request may carry
             (OpenAI's is 2,048); longer lists are split.
-        prices: model name to :class:`~headrace.llm.prices.Price`, over the built-in table.
+        prices: model name to :class:`~headrace.llm.prices.Price`: the user's, looked up
+            first; then the maintained table (``genai-prices``, see
+            :mod:`headrace.llm.price_table`), then the built-in one.
         headers: extra HTTP headers sent with every request.
         key_hosts: the hosts the key may be sent to. ``None`` (the default in
             Python, where you name ``base_url`` yourself): ``base_url``'s. Recipes
@@ -163,7 +166,7 @@ class Client:
             positive_int(number, f"Client {option}")
         self.connections = connections
         self.max_embedding_inputs = max_embedding_inputs
-        self.prices = {**PRICES, **dict(prices or {})}
+        self.prices = dict(prices or {})  # the user's; the tables answer for the rest
         self.headers = dict(headers or {})
         if batch_api not in (None, "openai", "anthropic"):
             raise PipelineError(
@@ -181,7 +184,20 @@ class Client:
 
     def price(self, model: str) -> Price | None:
         """The price of ``model`` (a name or alias), if the table has one."""
-        return self.prices.get(self.model_name(model))
+        name = self.model_name(model)
+        found = self.prices.get(name)
+        if found is None:
+            found = table_price(name, self.base_url) or PRICES.get(name)
+        return found
+
+    def price_source(self, model: str) -> str:
+        """Where :meth:`price` finds ``model``'s price, in a few words."""
+        name = self.model_name(model)
+        if name in self.prices:
+            return "your prices"
+        if table_price(name, self.base_url) is not None:
+            return table_version() or "genai-prices"
+        return "built-in prices" if name in PRICES else "unpriced"
 
     def api_key(self) -> Secret | None:
         """The API key, from the environment or the secrets file.

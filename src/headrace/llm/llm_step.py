@@ -184,7 +184,8 @@ def bind_llm_step(step: LLMStep[Any, Any], ctx: RunContext) -> Handler:
     function step around its requests."""
     metrics = ctx.metrics_for(step.name, "llm")
     priced = step.client.price(step.model) is not None
-    metrics.llm = LLMStats(model=step.model_name, priced=priced)
+    source = step.client.price_source(step.model)
+    metrics.llm = LLMStats(model=step.model_name, priced=priced, price_source=source)
     if ctx.spend is not None and ctx.spend.budget.usd is not None and not priced:
         raise PipelineError(
             f"step {step.name!r}: the run has a dollar budget but model "

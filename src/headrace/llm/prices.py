@@ -1,9 +1,11 @@
 """What LLM calls cost: a price table per model, in US dollars per million tokens.
 
-The table holds public list prices of common OpenAI models (standard tier, as
-of 2026); give a :class:`~headrace.llm.client.Client` ``prices={...}`` to add
-models or correct one. A model with no price has no cost (shown as unpriced),
-and a run with a dollar budget refuses to start with such a model.
+A client looks a model's price up in the user's ``prices={...}`` first, then in
+the maintained table on PyPI (``genai-prices``, :mod:`headrace.llm.price_table`),
+then in this module's small table of common OpenAI models (standard tier, as of
+2026), which answers for what the maintained one lacks (embedding models). A model
+with no price has no cost (shown as unpriced), and a run with a dollar budget
+refuses to start with such a model.
 """
 
 from __future__ import annotations

@@ -37,6 +37,8 @@ class LLMStats:
             time from the first token to the last.
         batch_requests: requests answered from the provider's batches (the batch tier);
             ``online_cost_usd`` is what they would have cost online.
+        price_source: where the model's price came from (``"genai-prices 0.2.5"``,
+            ``"your prices"``, ``"built-in prices"``).
     """
 
     model: str
@@ -56,6 +58,7 @@ class LLMStats:
     stream_s: float = 0.0
     batch_requests: int = 0
     online_cost_usd: float = 0.0
+    price_source: str = ""
 
     @property
     def tokens_per_s(self) -> float:
@@ -70,6 +73,7 @@ class LLMStats:
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "cost_usd": round(self.cost_usd, 6) if self.priced else None,
+            "price_source": self.price_source,
             "repairs": self.repairs,
             "partial": self.partial,
         }
@@ -96,6 +100,8 @@ class LLMStats:
     def summary(self) -> str:
         """One line for the run summary."""
         cost = f"${self.cost_usd:.4f}" if self.priced else "unpriced"
+        if self.priced and self.price_source:
+            cost += f" ({self.price_source})"
         line = (
             f"{self.model}: {self.requests:,} requests, {self.prompt_tokens:,} + "
             f"{self.completion_tokens:,} tokens, {cost}"
