@@ -10,6 +10,7 @@ position, attempts, the chained cause) rather than only a message.
 from __future__ import annotations
 
 from .providers import (
+    AnswerLost,
     CircuitOpen,
     MalformedResponse,
     ModelInputError,
@@ -61,6 +62,7 @@ __all__ = [
     "StepTimeout",
     "OutputTypeError",
     "NoRoute",
+    "AnswerLost",
     "BadInput",
     "ResumeMismatch",
     "Throttled",

@@ -79,6 +79,12 @@ class MalformedResponse(HeadraceError, ConnectionError):
     Retried like a broken connection."""
 
 
+class AnswerLost(HeadraceError):
+    """A request to a provider's batch API whose answer did not come (a timeout, a dropped
+    connection): it may or may not have taken effect. The batch tier never sends such
+    a request again without looking first whether it took effect."""
+
+
 class PromptError(HeadraceError, ValueError):
     """A record cannot fill a prompt: a field is missing or a template failed on it."""
 

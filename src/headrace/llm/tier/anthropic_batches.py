@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ...errors import MalformedResponse
-from .endpoint import AnswerLost, Endpoint
+from ...errors import AnswerLost, MalformedResponse
+from .endpoint import Endpoint
 
 if TYPE_CHECKING:
     from ..connection import ClientSettings

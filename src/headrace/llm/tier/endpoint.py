@@ -9,17 +9,13 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import orjson
 
-from ...errors import MalformedResponse, ProviderError
+from ...errors import AnswerLost, MalformedResponse, ProviderError
 from ..secrets import Secret, redact
 
 if TYPE_CHECKING:
     from ..connection import ClientSettings
 
-__all__ = ["AnswerLost", "Endpoint"]
-
-
-class AnswerLost(Exception):
-    """A request whose answer did not come: it may or may not have taken effect."""
+__all__ = ["Endpoint"]
 
 
 class Endpoint:

@@ -7,10 +7,9 @@ import asyncio
 import logging
 from typing import Any
 
-from ...errors import MalformedResponse, ProviderError
+from ...errors import AnswerLost, MalformedResponse, ProviderError
 from ...limits.retry import is_retryable
 from .anthropic_batches import AnthropicBatches
-from .endpoint import AnswerLost
 from .ledger import Intent, Ledger
 from .openai_batches import OpenAIBatches
 from .settings import BatchTier
