@@ -246,3 +246,21 @@ def test_a_budget_commits_each_batchs_bound_and_submits_none_past_it(tmp_path: P
         bill = sim.stats()["batch"]
     assert finished.items_out == 30 - stopped.items_out
     assert bill["billed_requests"] == 30 and bill["billed_again"] == 0
+
+
+def test_the_report_shows_what_came_from_batches(tmp_path: Path) -> None:
+    import re
+
+    from typer.testing import CliRunner
+
+    from headrace.cli import app
+
+    with serve(batch_turnaround_s=0.05) as sim:
+        result = run_quietly(_judge(sim), _records(12), run_dir=tmp_path / "run")
+    stats = result.metrics.steps[0].llm
+    assert stats is not None
+    answer = CliRunner().invoke(app, ["report", str(tmp_path / "run")])
+    assert answer.exit_code == 0, answer.output
+    html = (tmp_path / "run" / "report.html").read_text()
+    shown = dict(re.findall(r'data-key="([^"]+)">([^<]*)<', html))
+    assert shown["batch"] == f"12 requests (online ${stats.online_cost_usd:,.4f})"

@@ -97,6 +97,13 @@ def _header(record: RunRecord, series: RunSeries) -> str:
         budget = latest.number("budget", "usd") if latest is not None else 0.0
         if budget:
             keys.append(_key("budget", "budget", f"${budget:,.2f}"))
+    batched = [s for s in latest.steps if s.number("llm", "batch", "requests")] if latest else []
+    if batched:  # the batch tier: what its requests cost, against the online price
+        requests = sum(s.number("llm", "batch", "requests") for s in batched)
+        online = sum(s.number("llm", "batch", "online_cost_usd") for s in batched)
+        keys.append(
+            _key("batch", "from batches", f"{requests:,.0f} requests (online ${online:,.4f})")
+        )
     name = escape(pipeline_words(record.definition.get("pipeline", "?")))
     return (
         f'<header><h1>{name}</h1><p class="where">{escape(record.where)}: '
