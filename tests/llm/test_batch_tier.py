@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -264,3 +265,33 @@ def test_the_report_shows_what_came_from_batches(tmp_path: Path) -> None:
     html = (tmp_path / "run" / "report.html").read_text()
     shown = dict(re.findall(r'data-key="([^"]+)">([^<]*)<', html))
     assert shown["batch"] == f"12 requests (online ${stats.online_cost_usd:,.4f})"
+
+
+def test_a_learned_queue_limit_is_shared_through_redis_and_a_damaged_one_ignored(
+    tmp_path: Path, redis_url: str
+) -> None:
+    import redis
+
+    key = f"queue-{uuid.uuid4().hex[:8]}"
+    stored = f"headrace:batch-queue:{key}:sim-chat"
+    full = hr.llm.BatchTier(max_requests=10, gather=30, poll=0.05)
+    with serve(batch_turnaround_s=1.0, batch_queue_tokens=400) as sim:
+
+        def judge() -> Any:
+            rate = hr.Rate(requests=100_000, per="minute", shared=redis_url, key=key)
+            client = hr.llm.Client(base_url=sim.url, rate=rate, retry=hr.Retry(attempts=6))
+            return hr.llm.transduce(
+                Verdict, client=client, model="sim-chat", instructions="Judge.",
+                tier=full, concurrency=30,
+            )  # fmt: skip
+
+        first = run_quietly(judge(), _records(30), run_dir=tmp_path / "first")
+        refused = sim.stats()["batch"]["failed_validation"]
+        learned = int(redis.Redis.from_url(redis_url).get(stored) or 0)
+        # another process of the cluster (here: another run) sizes its batches to it at once
+        second = run_quietly(judge(), _records(30), run_dir=tmp_path / "second")
+        assert sim.stats()["batch"]["failed_validation"] == refused  # no refusal more
+        redis.Redis.from_url(redis_url).set(stored, "not a number")
+        third = run_quietly(judge(), _records(10), run_dir=tmp_path / "third")
+    assert refused >= 1 and 0 < learned < 400
+    assert first.items_out == second.items_out == 30 and third.items_out == 10

@@ -47,6 +47,7 @@ from .committed import Committed
 from .intent_steps import BatchApi, IntentSteps
 from .ledger import Intent, Ledger
 from .openai_batches import OpenAIBatches
+from .queue_limit import QueueLimit
 from .settings import BatchTier
 
 if TYPE_CHECKING:
@@ -94,7 +95,9 @@ class BatchConnection:
         self.pending: dict[str, dict[str, Any]] = {}  # custom_id -> body, for the next batch
         self.owner: dict[str, str] = {}  # custom_id -> the open intent holding it
         self.kept: dict[str, str] = {}  # custom_id -> the collected intent holding its answer
-        self.queue_limit: int | None = None  # the provider's enqueued-token limit, once learned
+        rate = client.rate
+        shared = rate.shared if rate is not None else None
+        self.queue = QueueLimit(model, shared, rate.key if rate is not None else run)
         self.tasks: set[asyncio.Task[None]] = set()
         self.started = False
         self._arrived: asyncio.Event | None = None
@@ -151,6 +154,7 @@ class BatchConnection:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         await self.shape.close()
+        await self.queue.close()
 
     def statistics(self) -> dict[str, int]:
         """Intents by state, and requests waiting for a batch."""
@@ -260,7 +264,7 @@ class BatchConnection:
                     await asyncio.wait_for(arrived.wait(), self.tier.gather_s)
                 except TimeoutError:
                     break
-            names = self._fitting()
+            names = self._fitting(await self.queue.current())
             if not names:
                 room.clear()
                 await room.wait()  # the queue is full: wait for a batch to end
@@ -301,18 +305,18 @@ class BatchConnection:
         more requests can come before some are answered, so the batch leaves now."""
         return self.waiting >= self.calls
 
-    def _fitting(self) -> list[str]:
+    def _fitting(self, limit: int | None) -> list[str]:
         """The pending requests the next batch takes: at most ``max_requests``, and
         within the learned queue limit beside the batches in flight."""
         names = list(self.pending)[: self.tier.max_requests]
-        if self.queue_limit is None:
+        if limit is None:
             return names
-        room = self.queue_limit - sum(i.tokens for i in self.intents.values() if i.open)
+        room = limit - sum(i.tokens for i in self.intents.values() if i.open)
         taken: list[str] = []
         used = 0
         for name in names:
             tokens = prompt_tokens(self.pending[name])
-            if used + tokens > room and (taken or room < self.queue_limit):
+            if used + tokens > room and (taken or room < limit):
                 break
             taken.append(name)
             used += tokens
@@ -365,19 +369,12 @@ class BatchConnection:
         if code != "token_limit_exceeded":
             self._fail(names, ProviderError(400, f"the batch was refused: {intent.error}", {}))
             return
-        # the provider holds the batches it accepted, but not this one beside them
-        held = sum(
-            i.tokens
-            for i in self.intents.values()
-            if i.state == "submitted" and i.status not in ("failed", "validating")
-        )
-        learned = held if held else max(1, intent.tokens // 2)
-        self.queue_limit = min(learned, self.queue_limit or learned)
+        limit = await self.queue.refused(intent, self.intents.values())
         _log.warning(
             "headrace: step %r: the provider's batch queue is full; batches now hold at most "
             "%d input tokens beside those in flight",
             self.step,
-            self.queue_limit,
+            limit,
         )
         rows = orjson.loads(
             b"["
