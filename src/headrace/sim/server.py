@@ -33,6 +33,8 @@ from .message_batches import add_message_batch_routes
 __all__ = ["SimState", "build_app"]
 
 _WINDOW_S = 0.1
+MAX_UPLOAD = 200 * 1024 * 1024
+"""The largest request body: OpenAI takes batch files of up to 200 MB."""
 _MODELS = ("sim-chat", "sim-embed")
 
 
@@ -157,7 +159,7 @@ def _vector(text: str, dim: int) -> list[float]:
 def build_app(config: SimConfig) -> web.Application:
     """The aiohttp application of a simulated provider with ``config``."""
     state = SimState(config)
-    app = web.Application()
+    app = web.Application(client_max_size=MAX_UPLOAD)  # batch files reach 200 MB
 
     async def serve(request: web.Request, kind: str) -> web.StreamResponse:
         now = time.monotonic()

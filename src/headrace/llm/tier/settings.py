@@ -20,6 +20,9 @@ Anthropic's Message Batches both bill 50% of the standard price, input and outpu
 MAX_REQUESTS = 50_000
 """The most requests one OpenAI batch file may hold."""
 
+MAX_FILE_BYTES = 190 * 1024 * 1024
+"""The most bytes of requests in one batch (OpenAI takes files of up to 200 MB)."""
+
 
 @dataclass(frozen=True, slots=True)
 class BatchTier:

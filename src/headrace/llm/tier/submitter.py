@@ -48,7 +48,7 @@ from .intent_steps import BatchApi, IntentSteps
 from .ledger import Intent, Ledger
 from .openai_batches import OpenAIBatches
 from .queue_limit import QueueLimit
-from .settings import BatchTier
+from .settings import MAX_FILE_BYTES, BatchTier
 
 if TYPE_CHECKING:
     from ...limits.budget import RunSpend
@@ -309,6 +309,12 @@ class BatchConnection:
         """The pending requests the next batch takes: at most ``max_requests``, and
         within the learned queue limit beside the batches in flight."""
         names = list(self.pending)[: self.tier.max_requests]
+        size = 0
+        for index, name in enumerate(names):  # a batch file is at most MAX_FILE_BYTES
+            size += len(orjson.dumps(self.pending[name])) + 100
+            if size > MAX_FILE_BYTES and index:
+                names = names[:index]
+                break
         if limit is None:
             return names
         room = limit - sum(i.tokens for i in self.intents.values() if i.open)
