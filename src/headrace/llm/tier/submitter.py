@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ...errors import BudgetExhausted, ProviderError, RunStopped
+from ...errors import BudgetExhausted, PipelineError, ProviderError, RunStopped
 from ...limits.retry import Retry, is_retryable
 from ...metrics import StepMetrics
 from ..replies import Reply
@@ -115,8 +115,12 @@ class BatchConnection:
         Raises:
             ProviderError: the provider's error for the request (its retries spent), or
                 its refusal of the whole batch.
-            StorageError: the batch ledger was damaged.
+            RunStopped: the tier cannot go on (the ledger cannot be written, the budget
+                cannot commit another batch): the item is left for a resume.
+            PipelineError: ``stream`` (a batch's answer is never streamed).
         """
+        if stream:
+            raise PipelineError("a batch-tier answer cannot be streamed")
         self._start()
         attempt = unfinished = 0
         while True:
@@ -156,24 +160,17 @@ class BatchConnection:
         await self.shape.close()
         await self.queue.close()
 
-    def statistics(self) -> dict[str, int]:
-        """Intents by state, and requests waiting for a batch."""
-        counts: dict[str, int] = {}
-        for intent in self.intents.values():
-            counts[intent.state] = counts.get(intent.state, 0) + 1
-        counts["requests_waiting"] = len(self.waiters)
-        return counts
-
     # -- answers ------------------------------------------------------------------------
 
     async def _answer(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
         """The provider's row for request ``name``: kept from a collected batch, or
         awaited from the batch that holds it (the next one, if none does yet)."""
-        if name not in self.owner and name in self.kept:
-            row = await asyncio.to_thread(self._kept_row, name)
+        kept = self.kept.get(name) if name not in self.owner else None
+        if kept is not None:
+            row = await asyncio.to_thread(self._kept_row, kept, name)
             if row is not None and outcome(row) is not None:
                 return row
-            del self.kept[name]  # expired or cancelled there: ask again
+            self.kept.pop(name, None)  # expired or cancelled there: ask again
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.waiters.setdefault(name, []).append(future)
         self.waiting += 1
@@ -192,11 +189,13 @@ class BatchConnection:
                     del self.waiters[name]
                     self.pending.pop(name, None)
 
-    def _kept_row(self, name: str) -> dict[str, Any] | None:
-        intent_id = self.kept[name]
-        if self._answers is None or self._answers[0] != intent_id:
-            self._answers = (intent_id, dict(self.ledger.output_rows(intent_id)))
-        return self._answers[1].get(name)
+    def _kept_row(self, intent_id: str, name: str) -> dict[str, Any] | None:
+        """Request ``name``'s row in the answers kept for ``intent_id`` (the last intent
+        read stays in memory: a resume's items come in the order they were batched)."""
+        answers = self._answers
+        if answers is None or answers[0] != intent_id:
+            answers = self._answers = (intent_id, dict(self.ledger.output_rows(intent_id)))
+        return answers[1].get(name)
 
     def _hand_out(self, name: str, row: dict[str, Any]) -> None:
         for future in self.waiters.pop(name, ()):
@@ -276,8 +275,12 @@ class BatchConnection:
                 self._fail(list(self.pending), exc)
                 self.pending.clear()
                 continue
-            requests = [(name, self.pending.pop(name)) for name in names[:count]]
-            names = names[:count]
+            # a request whose item went away while the budget was asked is left out
+            requests = [(n, self.pending.pop(n)) for n in names[:count] if n in self.pending]
+            names = [name for name, _ in requests]
+            if not names:
+                await self.committed.settle(intent_id, ())
+                continue
             intent = Intent(
                 id=intent_id,
                 step=self.step,
