@@ -122,3 +122,37 @@ def test_anthropic_batches_under_a_kill_at_each_point_are_submitted_and_billed_o
     assert _job(sim, tmp_path, source, api="anthropic") == 0
     stats = _check_exactly_once(sim, tmp_path, api="anthropic")
     assert stats["creates"] == 3
+
+
+def test_a_session_whose_run_was_taken_over_sends_no_create(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The freeze case: a session stopped between recording its upload and creating the
+    batch, its run taken over meanwhile. Its lease is renewed before the create: it
+    finds another holder and sends nothing; the run's next session creates the batch
+    once."""
+    import sqlite3
+
+    import headrace as hr
+
+    save = Ledger.save
+
+    def taken_over_after_the_upload(self: Ledger, intent: Any) -> None:
+        save(self, intent)
+        if intent.state == "uploaded":  # another session takes the run (an old heartbeat)
+            with sqlite3.connect(tmp_path / "run" / "run.sqlite") as db:
+                db.execute("UPDATE lease SET holder = 'another session', heartbeat = 0")
+
+    records = [{"id": f"r{i}", "text": f"record {i}"} for i in range(5)]
+    with serve(batch_turnaround_s=0.1) as sim:
+        client = hr.llm.Client(base_url=sim.url)
+        step = hr.llm.complete(client=client, model="sim-chat", prompt="{text}",
+                               tier=hr.llm.BatchTier(gather=0.05, poll=0.05))  # fmt: skip
+        monkeypatch.setattr(Ledger, "save", taken_over_after_the_upload)
+        fenced = hr.run(step, records, run_dir=tmp_path / "run", progress=False)
+        assert fenced.stopped is not None and "taken over by another session" in fenced.stopped
+        assert fenced.items_out == 0 and sim.stats()["batch"]["creates"] == 0  # nothing sent
+        monkeypatch.setattr(Ledger, "save", save)
+        again = hr.run(step, records, run_dir=tmp_path / "run", progress=False)
+        bill = sim.stats()["batch"]
+    assert again.items_out == 5 and bill["creates"] == 1 and bill["billed_requests"] == 5

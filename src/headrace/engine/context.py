@@ -73,6 +73,8 @@ class RunContext:
         spend: the run's spending against its budget, if it has one.
         run_dir: the folder of a durable run (``None`` for a run kept nowhere), where a
             step may keep what must outlive the process (the batch tier's ledger).
+        fence: renews a durable run's lease, raising ``LeaseLost`` when another session
+            took the run over: awaited before an act no commit can take back.
     """
 
     def __init__(
@@ -81,11 +83,13 @@ class RunContext:
         spawn: Callable[[Coroutine[Any, Any, Any]], Any],
         spend: RunSpend | None = None,
         run_dir: Path | None = None,
+        fence: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.activity = activity
         self.spawn = spawn
         self.spend = spend
         self.run_dir = run_dir
+        self.fence = fence
         self._shared: dict[Any, Any] = {}
         self.metrics: list[StepMetrics] = []
         self._handlers: dict[int, Handler] = {}

@@ -118,10 +118,13 @@ class RunLoop:
                     self.exporter.stop()
                 raise
         try:
-            # a durable run's folder, where a step may keep what outlives the process
-            run_dir = Path(self.plan.options.durability.run_dir or "") if self.session else None
+            writer = session.writer if session is not None else None  # a durable run's
+            run_dir = Path(self.plan.options.durability.run_dir or "") if writer else None
+            fence = writer.fence if writer else None  # its lease, before what no commit undoes
             async with asyncio.TaskGroup() as group:
-                ctx = self.ctx = RunContext(self.activity, spawner(group), self.spend, run_dir)
+                ctx = self.ctx = RunContext(
+                    self.activity, spawner(group), self.spend, run_dir, fence
+                )
                 handler = ctx.bind(self.root)
                 emit = self._emitter()
                 self.activity.enter(self.lanes)
@@ -156,9 +159,8 @@ class RunLoop:
                 raise error
             raise SourceError(
                 f"the source raised {type(error).__name__}: {error} after {self.n_in:,} items; "
-                "the items read before it finished (see .result)",
-                result=result,
-            ) from error
+                "the items read before it finished (see .result)", result=result
+            ) from error  # fmt: skip
         return result
 
     async def _close(self, ctx: RunContext | None, aborted: bool) -> None:

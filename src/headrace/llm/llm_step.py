@@ -228,6 +228,7 @@ def _batch_connection(step: LLMStep[Any, Any], tier: BatchTier, ctx: RunContext)
         step.concurrency,
         step.model_name,
         ctx.spend,
+        ctx.fence,
     )
     ctx.on_close_async(batches.close)
     return batches

@@ -136,6 +136,16 @@ class DurableWriter:
             if self._store is not None and time.monotonic() - self._beaten > BEAT_S:
                 await asyncio.to_thread(self._beat)  # idle: keep the lease alive
 
+    async def fence(self) -> None:
+        """Renew the session's lease now, before an act no commit can take back (a
+        provider's batch created): raises when another session took the run over.
+
+        Raises:
+            LeaseLost: this session no longer holds its run.
+        """
+        if self._store is not None:
+            await asyncio.to_thread(self._beat)
+
     def _beat(self) -> None:
         with self._commit_lock:
             assert self._store is not None

@@ -98,6 +98,8 @@ class AnthropicBatches(Endpoint):
     """One Anthropic endpoint's message batches (``client``'s base URL and key)."""
 
     name = "anthropic"
+    tagged = False
+    """A batch carries no tag: it is looked for only where a create may have been sent."""
 
     def __init__(self, client: ClientSettings) -> None:
         secret = client.api_key()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ...errors import AnswerLost, MalformedResponse, ProviderError
@@ -29,8 +30,15 @@ class IntentSteps:
     before the next request is sent."""
 
     def __init__(
-        self, step: str, shape: BatchApi, ledger: Ledger, tier: BatchTier, run: str
+        self,
+        step: str,
+        shape: BatchApi,
+        ledger: Ledger,
+        tier: BatchTier,
+        run: str,
+        fence: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
+        self.fence = fence  # the session's lease renewed, or LeaseLost: before each create
         self.step = step
         self.shape = shape
         self.ledger = ledger
@@ -70,13 +78,18 @@ class IntentSteps:
         content = await asyncio.to_thread(self.ledger.read_input, intent.id)
         wait = _OUTAGE_WAIT_S[0]
         while True:
-            if resumed or intent.creates:
+            # look first where a create may have been sent; where batches carry the intent,
+            # always: a session frozen before its create, whose run another took over and
+            # created the batch for, then finds it instead of making a second
+            if resumed or intent.creates or self.shape.tagged:
                 others = await asyncio.to_thread(self.ledger.intents)
                 known = {i.batch_id for i in others if i.batch_id and i.id != intent.id}
                 found = await self.outlasting(self.shape.find, intent, known)
                 if found is not None and isinstance(found.get("id"), str):
                     await self.submitted(intent, found)
                     return
+            if self.fence is not None:
+                await self.fence()  # still this session's run, renewed: or LeaseLost
             intent.creates += 1
             await self.save(intent)  # counted before it is sent
             try:

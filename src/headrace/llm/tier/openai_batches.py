@@ -42,6 +42,8 @@ class OpenAIBatches(Endpoint):
     """One endpoint's files and batches (``client``'s base URL, key and headers)."""
 
     name = "openai"
+    tagged = True
+    """A batch carries its intent (``metadata``): looking for it never finds another's."""
 
     def __init__(self, client: ClientSettings) -> None:
         secret = client.api_key()

@@ -11,26 +11,26 @@ online path's. The order of things, each recorded in the
 1. **intend**: the requests file and the intent are written to the run's folder;
 2. **upload** the file (named after the intent; on a resume, an upload that
    happened is found by its name first);
-3. **create** the batch once, with the intent in its metadata and no retry; when
-   the answer is lost, or on a resume, the provider's batches are listed and the
-   intent's batch is taken if it is there, before any create is sent again;
+3. **create** the batch once (the session's lease renewed first), with the intent in
+   its metadata and no retry, after looking whether the provider already holds it
+   (a lost answer, a resume, a session that was frozen and taken over);
 4. **poll** until it ends; **collect** its output and error files into the ledger,
    then hand each answer to the requests waiting for it.
 
-A request is named ``custom_id`` = a hash of (step, request body, attempt): the
-items a resume feeds again ask for the same names, and find them in a batch already
-submitted or already collected; identical requests are asked once. Per-request
-errors are retried in a later batch (a new attempt, within the step's ``Retry``)
-or raised as the provider's error; expired and cancelled requests go back into the
-next batch without spending an attempt. A batch the provider fails whole for its
-queue's token limit (``token_limit_exceeded``) teaches the step that limit: its
-requests go back, and later batches are sized to fit beside those in flight.
+A request is named ``custom_id`` = a hash of (step, request body, attempt): items
+fed again ask for the same names, and find them in a batch submitted or collected;
+identical requests are asked once. Per-request errors are retried in a later batch
+(a new attempt, within the step's ``Retry``) or raised as the provider's error;
+expired and cancelled requests go into the next batch without spending an attempt.
+A batch refused for the queue's token limit (``token_limit_exceeded``) teaches the
+step that limit (:mod:`.queue_limit`): its requests go back, and later batches fit.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -76,6 +76,7 @@ class BatchConnection:
         calls: int,
         model: str,
         spend: RunSpend | None = None,
+        fence: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.step = step
         self.tier = tier
@@ -85,7 +86,7 @@ class BatchConnection:
         self.shape: BatchApi = (
             AnthropicBatches(client) if client.batch_api == "anthropic" else OpenAIBatches(client)
         )
-        self.steps = IntentSteps(step, self.shape, ledger, tier, run)
+        self.steps = IntentSteps(step, self.shape, ledger, tier, run, fence)
         self.price_of = client.price
         self.costs = Costs(lambda model: batch_price(client.price(model)))
         self.committed = Committed(spend, self.costs, model)
