@@ -152,6 +152,8 @@ def test_what_the_batch_tier_refuses_says_why(tmp_path: Path) -> None:
         client = hr.llm.Client(base_url=sim.url)
         with pytest.raises(PipelineError, match="give the run a run_dir"):
             run_quietly(_judge(sim), _records(2))
+        with pytest.raises(PipelineError, match="give the run a run_dir"):  # a file is not
+            run_quietly(_judge(sim), _records(2), sink=hr.write_jsonl(tmp_path / "s.jsonl"))
         with pytest.raises(PipelineError, match="cannot be streamed"):
             hr.llm.complete(client=client, model="m", prompt="{text}", stream=True, tier="batch")
         with pytest.raises(PipelineError, match="tier='batch' is for chat requests"):

@@ -118,9 +118,9 @@ class RunLoop:
                     self.exporter.stop()
                 raise
         try:
-            writer = session.writer if session is not None else None  # a durable run's
-            run_dir = Path(self.plan.options.durability.run_dir or "") if writer else None
-            fence = writer.fence if writer else None  # its lease, before what no commit undoes
+            folder = self.plan.options.durability.run_dir  # a durable run's, and its lease
+            run_dir = Path(folder) if folder is not None and session is not None else None
+            fence = session.writer.fence if run_dir and session and session.writer else None
             async with asyncio.TaskGroup() as group:
                 ctx = self.ctx = RunContext(
                     self.activity, spawner(group), self.spend, run_dir, fence
