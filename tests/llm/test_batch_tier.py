@@ -156,10 +156,12 @@ def test_what_the_batch_tier_refuses_says_why(tmp_path: Path) -> None:
             run_quietly(_judge(sim), _records(2), sink=hr.write_jsonl(tmp_path / "s.jsonl"))
         with pytest.raises(PipelineError, match="cannot be streamed"):
             hr.llm.complete(client=client, model="m", prompt="{text}", stream=True, tier="batch")
-        with pytest.raises(PipelineError, match="tier='batch' is for chat requests"):
+        with pytest.raises(
+            PipelineError, match="the batch tier is for chat requests, not embeddings"
+        ):
             hr.llm.embed(client=client, model="e", tier="batch")
-        with pytest.raises(PipelineError, match="tier must be 'online', 'batch'"):
-            hr.llm.complete(client=client, model="m", prompt="{text}", tier="flex")
+        with pytest.raises(PipelineError, match="tier must be 'online', 'flex', 'batch'"):
+            hr.llm.complete(client=client, model="m", prompt="{text}", tier="priority")
         with pytest.raises(PipelineError, match="on the batch tier"):
             run_quietly(
                 _judge(sim),
@@ -196,7 +198,7 @@ def test_a_recipe_on_the_batch_tier_from_the_command_line(tmp_path: Path) -> Non
         bill = sim.stats()["batch"]
         assert sim.stats()["requests"] == 0  # nothing went to the online endpoint
         refused = subprocess.run(
-            ["headrace", "run", str(recipe), "--tier", "flex"],
+            ["headrace", "run", str(recipe), "--tier", "priority"],
             cwd=tmp_path,
             capture_output=True,
             text=True,
@@ -204,7 +206,9 @@ def test_a_recipe_on_the_batch_tier_from_the_command_line(tmp_path: Path) -> Non
     listings = (example / "listings.jsonl").read_text().splitlines()
     assert bill["creates"] >= 1 and bill["billed_requests"] == -(-len(listings) // 8)  # packs
     assert (tmp_path / "run" / "batches").is_dir()
-    assert refused.returncode == 2 and "'online' or 'batch', not 'flex'" in refused.stderr
+    assert (
+        refused.returncode == 2 and "'online', 'flex' or 'batch', not 'priority'" in refused.stderr
+    )
 
 
 def test_anthropics_message_batches_answer_typed_output_and_a_lost_create_is_found(

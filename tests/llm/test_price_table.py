@@ -1,5 +1,5 @@
 """Prices: the user's first, then the maintained table (genai-prices), then the
-built-in one; the batch tier's half price on top."""
+built-in one; the batch tier's price from the table, or half the standard one."""
 
 from __future__ import annotations
 
@@ -30,14 +30,17 @@ def test_a_long_context_price_step_does_not_change_a_models_price() -> None:
     assert price == hr.llm.Price(input=3.0, output=15.0)
 
 
-def test_the_maintained_table_has_no_batch_price_so_the_overlay_is_applied() -> None:
-    """If a release of genai-prices starts pricing the batch tier, this fails: use it."""
+def test_the_batch_tier_takes_the_tables_batch_price_where_it_has_one() -> None:
     usage = Usage(input_tokens=1000, output_tokens=1000)
-    standard = calc_price(usage, "gpt-4o-mini", provider_id="openai").total_price
     batch = calc_price(
-        usage, "gpt-4o-mini", provider_id="openai", price_context={"service_tier": "batch"}
+        usage, "gpt-4o-mini", provider_id="openai", price_context={"processing": "batch"}
     ).total_price
-    assert batch == standard and BATCH_PRICE_SHARE == 0.5
+    client = hr.llm.Client(base_url="https://api.openai.com/v1", api_key_env="NO_SUCH_KEY")
+    price = client.price("gpt-4o-mini", "batch")
+    assert price is not None and price.cost(1000, 1000) == pytest.approx(float(batch))
+    standard = client.price("gpt-4o-mini")
+    assert standard is not None  # OpenAI's batch is half price, as the overlay says
+    assert price.cost(1000, 1000) == pytest.approx(standard.cost(1000, 1000) * BATCH_PRICE_SHARE)
 
 
 def test_the_summary_names_where_the_price_came_from() -> None:

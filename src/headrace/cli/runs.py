@@ -217,8 +217,8 @@ def run(
     tier: Annotated[
         str | None,
         typer.Option(
-            help="the tier of a recipe's chat LLM nodes: 'online', or 'batch' (the "
-            "provider's batches: half the price, answered within a day; --set run.tier=...)"
+            help="the tier of a recipe's chat LLM nodes: 'online', 'flex' (slower, cheaper) "
+            "or 'batch' (half the price, answered within a day; --set run.tier=...)"
         ),
     ] = None,
 ) -> None:

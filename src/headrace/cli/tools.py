@@ -110,11 +110,23 @@ def sim(
     batch_lose_creates: Annotated[
         int, typer.Option(help="lose the answers of this many first batch creates")
     ] = 0,
+    flex_latency_ms: Annotated[
+        float | None, typer.Option(help="a flex request's time to answer (default: latency)")
+    ] = None,
+    flex_refusal_rate: Annotated[
+        float, typer.Option(help="share of flex requests refused for capacity")
+    ] = 0.0,
+    flex_refusal_status: Annotated[
+        int, typer.Option(help="429 (OpenAI's refusal) or 498 (Groq's)")
+    ] = 429,
+    flex_models: Annotated[
+        str | None, typer.Option(help="models with a flex tier, comma-separated (default: all)")
+    ] = None,
     host: Annotated[str, typer.Option(help="a loopback address")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="0 picks a free port")] = 8000,
 ) -> None:
     """Serve a simulated OpenAI-compatible provider with limits, latency and faults, and
-    the OpenAI and Anthropic batch APIs."""
+    the OpenAI and Anthropic batch APIs, and a flex tier."""
     from ..sim import SimConfig, parse_faults, run_forever
 
     try:
@@ -136,6 +148,10 @@ def sim(
             batch_finish_share=batch_finish_share,
             batch_queue_tokens=batch_queue_tokens,
             batch_lose_creates=batch_lose_creates,
+            flex_latency_ms=flex_latency_ms,
+            flex_refusal_rate=flex_refusal_rate,
+            flex_refusal_status=flex_refusal_status,
+            flex_models=flex_models,
         )
         run_forever(config, host, port)
     except ValueError as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from .providers import (
     AnswerLost,
+    CapacityRefused,
     CircuitOpen,
     MalformedResponse,
     ModelInputError,
@@ -63,6 +64,7 @@ __all__ = [
     "OutputTypeError",
     "NoRoute",
     "AnswerLost",
+    "CapacityRefused",
     "BadInput",
     "ResumeMismatch",
     "Throttled",

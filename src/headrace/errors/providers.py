@@ -8,6 +8,7 @@ from typing import Any
 from .running import HeadraceError
 
 __all__ = [
+    "CapacityRefused",
     "CircuitOpen",
     "MalformedResponse",
     "ModelInputError",
@@ -77,6 +78,28 @@ class ProviderError(HeadraceError):
 class MalformedResponse(HeadraceError, ConnectionError):
     """The provider's answer could not be read (not JSON, cut short, missing fields).
     Retried like a broken connection."""
+
+
+class CapacityRefused(HeadraceError):
+    """The provider refused a flex-tier request for lack of capacity (OpenAI's 429
+    "resource unavailable", Groq's 498 "capacity exceeded"); nothing was billed.
+
+    It says the tier is full, not that the client sends too fast: it lowers no
+    learned rate limit, opens no circuit and is not retried by
+    :class:`~headrace.limits.retry.Retry`; the flex tier waits and sends the request
+    again, or online (see :class:`~headrace.llm.tier.FlexTier`).
+
+    Attributes:
+        http_status: the HTTP status of the refusal (named so that it is not read as a
+            429 by the rate limit).
+    """
+
+    def __init__(self, http_status: int, message: str) -> None:
+        super().__init__(f"HTTP {http_status}: {message}")
+        self.http_status = http_status
+
+    def __reduce__(self) -> Any:
+        return (type(self), (self.http_status, str(self).partition(": ")[2]))
 
 
 class AnswerLost(HeadraceError):

@@ -11,6 +11,8 @@ embeddings, streaming, tokens and cost, routing and cascades.
     vectors = hr.llm.embed(client=llm, model="text-embedding-3-small")
     cheap = hr.llm.transduce(Verdict, client=llm, model="fast",
                              instructions="Judge the tone.", tier="batch")  # half the price
+    slower = hr.llm.transduce(Verdict, client=llm, model="fast",
+                              instructions="Judge the tone.", tier="flex")  # now, cheaper
 """
 
 from .client import Client, Connection, MalformedResponse, ProviderError, Reply
@@ -21,7 +23,7 @@ from .secrets import Secret
 from .stats import LLMStats
 from .steps import Complete, Embed, LLMStep, Transduce, complete, embed, transduce
 from .structured import Structured, StructuredOutputError
-from .tier import BatchTier
+from .tier import BatchTier, FlexTier
 
 __all__ = [
     "PRICES",
@@ -31,6 +33,7 @@ __all__ = [
     "Complete",
     "Connection",
     "Embed",
+    "FlexTier",
     "LLMStats",
     "LLMStep",
     "MalformedResponse",

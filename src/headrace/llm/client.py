@@ -35,6 +35,8 @@ from .price_table import table_price, table_version
 from .prices import PRICES, Price
 from .replies import Reply
 from .secrets import Secret, load_secret, origin, shown_origin
+from .tier.flex import FLEX_APIS, FlexApi, flex_api_of
+from .tier.settings import BATCH_PRICE_SHARE
 
 if TYPE_CHECKING:
     from ..engine.context import RunContext
@@ -87,6 +89,10 @@ class Client:
             ``"openai"`` (``/files`` and ``/batches``, which OpenAI-compatible
             providers copy) or ``"anthropic"`` (``/messages/batches``). Default:
             ``"anthropic"`` at ``api.anthropic.com``, else ``"openai"``.
+        flex_api: whose flex tier (``tier="flex"``) this endpoint has: ``"openai"``,
+            ``"azure"``, ``"gemini"`` or ``"groq"`` (their prices and refusals differ,
+            see :mod:`headrace.llm.tier.flex`). Default: guessed from the host
+            (OpenAI's for a host it does not know; none at ``api.anthropic.com``).
 
     Raises:
         PipelineError: an invalid option.
@@ -110,6 +116,7 @@ class Client:
         key_hosts: Collection[str] | None = None,
         identity: str | None = None,
         batch_api: Literal["openai", "anthropic"] | None = None,
+        flex_api: Literal["openai", "azure", "gemini", "groq"] | None = None,
     ) -> None:
         url = base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1"
         target = _checked_origin(url)
@@ -174,6 +181,7 @@ class Client:
             )
         anthropic = urlsplit(self.base_url).hostname == "api.anthropic.com"
         self.batch_api: str = batch_api or ("anthropic" if anthropic else "openai")
+        self.flex_api: FlexApi | None = flex_api_of(self.base_url, flex_api)
 
     def __repr__(self) -> str:
         return f"Client(base_url={self.base_url!r}, models={self.models!r})"
@@ -182,13 +190,37 @@ class Client:
         """The provider's name for ``model`` (an alias of :attr:`models`, or a name)."""
         return self.models.get(model, model)
 
-    def price(self, model: str) -> Price | None:
-        """The price of ``model`` (a name or alias), if the table has one."""
+    def price(self, model: str, tier: str = "online") -> Price | None:
+        """The price of ``model`` (a name or alias) on ``tier``, if it has one.
+
+        The standard price is the user's, the maintained table's or the built-in one's.
+        Flex and batch prices are the maintained table's variants for the model (flex:
+        as the client's :attr:`flex_api` says), else that share of the standard price
+        (batch: :data:`~headrace.llm.tier.settings.BATCH_PRICE_SHARE`; flex: the
+        provider's ``price_share``); the user's own prices are standard prices.
+
+        Raises:
+            PipelineError: ``tier`` is not ``"online"``, ``"flex"`` or ``"batch"``.
+        """
+        if tier not in ("online", "flex", "batch"):
+            raise PipelineError(f"a price is for tier 'online', 'flex' or 'batch', not {tier!r}")
         name = self.model_name(model)
         found = self.prices.get(name)
         if found is None:
             found = table_price(name, self.base_url) or PRICES.get(name)
-        return found
+        if tier == "online" or found is None:
+            return found
+        variants: tuple[tuple[str, str], ...] = (("processing", "batch"),)
+        share = BATCH_PRICE_SHARE
+        if tier == "flex":
+            flex = self.flex_api or FLEX_APIS["openai"]
+            variants, share = flex.variants, flex.price_share
+        if name not in self.prices:
+            for variant in variants:
+                priced = table_price(name, self.base_url, variant)
+                if priced is not None and priced != found:
+                    return priced
+        return Price(found.input * share, found.output * share)
 
     def price_source(self, model: str) -> str:
         """Where :meth:`price` finds ``model``'s price, in a few words."""

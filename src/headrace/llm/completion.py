@@ -51,7 +51,7 @@ class Complete(LLMStep[Any, str]):
         self.temperature = temperature
         self.max_tokens = max_tokens
         super().__init__(client, model, name=name, **options)
-        if self.stream and self.tier is not None:
+        if self.stream and self.tier_name == "batch":
             raise PipelineError(f"step {name!r}: a batch-tier answer cannot be streamed")
 
     def _request_identity(self) -> dict[str, Any]:

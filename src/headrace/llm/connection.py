@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 
 from ..engine.tasks import run_together
-from ..errors import MalformedResponse, ProviderError, Throttled
+from ..errors import CapacityRefused, MalformedResponse, ProviderError, Throttled
 from ..limits.call import Call, Policy
 from ..limits.circuit import CircuitState
 from ..limits.gate import Gate
@@ -57,8 +57,8 @@ class ClientSettings(Protocol):
     circuit: Circuit | None
     batch_api: str
 
-    def price(self, model: str) -> Price | None:
-        """The price of ``model``, if known."""
+    def price(self, model: str, tier: str = "online") -> Price | None:
+        """The price of ``model`` on ``tier``, if known."""
 
     def api_key(self) -> Secret | None:
         """The key sent to this endpoint, if any."""
@@ -137,16 +137,22 @@ class Connection:
     # -- the requests -----------------------------------------------------------------
 
     async def chat(
-        self, body: dict[str, Any], metrics: StepMetrics | None = None, *, stream: bool = False
+        self,
+        body: dict[str, Any],
+        metrics: StepMetrics | None = None,
+        *,
+        stream: bool = False,
+        timeout: float | None = None,
     ) -> Reply:
         """Send a chat completion request (``body`` as the OpenAI API takes it).
 
         With ``stream`` the answer is read as server-sent events and put together;
-        the reply then carries the time to the first token.
+        the reply then carries the time to the first token. ``timeout`` replaces the
+        client's for this request (the flex tier's longer one).
         """
         if stream:
             body = {**body, "stream": True, "stream_options": {"include_usage": True}}
-        return await self.send("/chat/completions", body, metrics, stream=stream)
+        return await self.send("/chat/completions", body, metrics, stream=stream, timeout=timeout)
 
     async def embed(
         self,
@@ -186,15 +192,18 @@ class Connection:
         metrics: StepMetrics | None = None,
         *,
         stream: bool = False,
+        timeout: float | None = None,
     ) -> Reply:
         """POST ``body`` to ``path`` through the client's gate: the budget, the circuit,
         the rate limit, then the request, retried (see :mod:`headrace.limits.gate`).
+        ``timeout`` replaces the client's for this request.
 
         Raises:
             BudgetExhausted: the run's budget is spent (nothing was sent).
             Throttled: a 429, its retries spent.
             ProviderError: another error status, not retried or its retries spent.
             MalformedResponse: an unreadable answer, its retries spent.
+            CapacityRefused: a flex request the provider had no capacity for (not retried).
             CircuitOpen: the circuit is open and fails calls (``when_open="fail"``).
             ProviderDown: the circuit stayed open past its ``max_outage``.
         """
@@ -210,10 +219,11 @@ class Connection:
 
         async def request(call: Call) -> Reply:
             try:
-                reply = await self._post(path, body, stream)
+                reply = await self._post(path, body, stream, timeout)
             except TimeoutError:  # aiohttp's carries no words: say what timed out
+                waited = client.timeout if timeout is None else timeout
                 raise TimeoutError(
-                    f"{client.base_url}{path}: no answer within {client.timeout:g} s"
+                    f"{client.base_url}{path}: no answer within {waited:g} s"
                 ) from None
             call.usage = reply.body
             call.headers = reply.headers
@@ -222,10 +232,19 @@ class Connection:
         reply: Reply = await self._gate.call(request, body, prompt_tokens=counted, metrics=metrics)
         return reply
 
-    async def _post(self, path: str, body: dict[str, Any], stream: bool) -> Reply:
+    async def _post(
+        self, path: str, body: dict[str, Any], stream: bool, timeout: float | None = None
+    ) -> Reply:
+        import aiohttp
+
         started = time.perf_counter()
+        # aiohttp reads timeout=None as "no timeout": the pool's own stands for "not given"
+        limit = self._session.timeout if timeout is None else aiohttp.ClientTimeout(total=timeout)
         async with self._session.post(
-            self.client.base_url + path, data=orjson.dumps(body), headers=self._headers
+            self.client.base_url + path,
+            data=orjson.dumps(body),
+            headers=self._headers,
+            timeout=limit,
         ) as response:
             headers = {k.lower(): v for k, v in response.headers.items()}
             if response.status != 200:
@@ -243,11 +262,16 @@ class Connection:
         return Reply(content, parsed, headers)
 
     def _error(self, status: int, raw: bytes, headers: dict[str, str]) -> Exception:
+        code = ""
         try:
-            detail = orjson.loads(raw)["error"]["message"]
-        except (orjson.JSONDecodeError, KeyError, TypeError):
+            error = orjson.loads(raw)["error"]
+            detail = error["message"]
+            code = str(error.get("code") or error.get("type") or "")
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
             detail = raw.decode("utf-8", "replace")
         message = redact(str(detail)[:500], self.secret)
+        if _capacity_refusal(status, code, message):
+            return CapacityRefused(status, message)
         if status == 429:
             return Throttled(f"HTTP 429: {message}", headers=headers)
         return ProviderError(status, message, headers)
@@ -282,10 +306,23 @@ class Spending:
         metrics = call.metrics
         used = (0, 0.0)
         if reply is not None and metrics is not None:
-            used = self.costs.count(llm_stats(metrics) if metrics.llm else None, model, reply)
+            asked = "flex" if call.value.get("service_tier") == "flex" else "online"
+            stats = llm_stats(metrics) if metrics.llm else None
+            used = self.costs.count(stats, model, reply, asked)
         if self.spend is None:
             return None
         return self.spend.settle(*call.reserved, *used)
+
+
+def _capacity_refusal(status: int, code: str, message: str) -> bool:
+    """Whether an error answer is a flex request refused for capacity: Groq's 498, or a
+    429 saying "resource unavailable" (OpenAI's) rather than "rate limit"."""
+    if status == 498:
+        return True
+    if status != 429:
+        return False
+    said = f"{code} {message}".lower().replace("_", " ")
+    return "resource unavailable" in said or "capacity exceeded" in said
 
 
 class Requests:

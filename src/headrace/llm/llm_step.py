@@ -21,6 +21,8 @@ from ..pipeline.step import FunctionStep, Step
 from ..values.checks import check_options
 from .client import Client, Connection
 from .stats import LLMStats
+from .tier.flex import FlexTier
+from .tier.flex_connection import FlexConnection
 from .tier.ledger import Ledger
 from .tier.settings import BatchTier, tier_of
 from .tier.submitter import BatchConnection
@@ -44,13 +46,14 @@ class LLMOptions(TypedDict, total=False):
     fallback: Fallback | Step[Any, Any] | None
     retry: Retry | None
     cache: bool | Cache | None
-    tier: str | BatchTier
+    tier: str | BatchTier | FlexTier
 
 
 LLM_OPTIONS = frozenset(LLMOptions.__annotations__)
 
-Chats = Connection | BatchConnection
-"""Where an LLM step's chat requests go: the online connection, or the batch tier."""
+Chats = Connection | FlexConnection | BatchConnection
+"""Where an LLM step's chat requests go: the online connection, the flex tier over it,
+or the batch tier."""
 
 
 class LLMStep(Step[In, Out]):
@@ -72,7 +75,11 @@ class LLMStep(Step[In, Out]):
         cache: ``True`` or :class:`~headrace.cache.Cache`: answers are kept under the
             step's fingerprint (model, prompts, schema, sampling options) and the
             record, so a changed prompt never gets an old answer.
-        tier: ``"online"`` (the default: each request answered now) or ``"batch"``
+        tier: ``"online"`` (the default: each request answered now), ``"flex"`` (or
+            :class:`~headrace.llm.tier.FlexTier` with its settings): each request
+            answered now with the provider's ``service_tier="flex"``, more slowly, at
+            its flex price, a capacity refusal waited out (see
+            :mod:`headrace.llm.tier.flex`); or ``"batch"``
             (or :class:`~headrace.llm.tier.BatchTier` with its settings): requests are
             gathered into the provider's batches, answered within its completion
             window at half the price, each submitted and paid for at most once
@@ -111,9 +118,17 @@ class LLMStep(Step[In, Out]):
         self.retry = retry
         self.tier = tier_of(options.pop("tier", None), owner)
         if self.tier is not None and not self.batchable:
-            raise PipelineError(f"{owner}: tier='batch' is for chat requests, not {self.kind}")
+            raise PipelineError(
+                f"{owner}: the {self.tier_name} tier is for chat requests, not embeddings"
+            )
+        if isinstance(self.tier, FlexTier) and client.flex_api is None:
+            raise PipelineError(
+                f"{owner}: {client.base_url} has no flex tier; use tier='batch' for half the "
+                "price, or give the client flex_api= if this endpoint has one"
+            )
         # the options of the function step it runs as, checked here where it is defined
-        options.setdefault("concurrency", 64 if self.tier is None else self.tier.max_requests)
+        batch_size = self.tier.max_requests if isinstance(self.tier, BatchTier) else None
+        options.setdefault("concurrency", batch_size or 64)
         self.options = StepOptions.checked(owner, name=name, batch=batch, **options)
         self.name = name
         self.version = self.options.version
@@ -121,9 +136,16 @@ class LLMStep(Step[In, Out]):
         self.batch = self.options.batch
         self.cache = self.options.cache
 
+    @property
+    def tier_name(self) -> str:
+        """``"online"``, ``"flex"`` or ``"batch"``."""
+        if isinstance(self.tier, BatchTier):
+            return "batch"
+        return "flex" if isinstance(self.tier, FlexTier) else "online"
+
     def local_only(self) -> str | None:
         """On the batch tier, the step's ledger is in the run's folder of this process."""
-        if self.tier is None:
+        if not isinstance(self.tier, BatchTier):
             return None
         return f"step {self.name!r} is on the batch tier, whose ledger is the run's own"
 
@@ -193,7 +215,7 @@ def bind_llm_step(step: LLMStep[Any, Any], ctx: RunContext) -> Handler:
             "{name: hr.llm.Price(input=..., output=...)} (dollars per million tokens)"
         )
     connection: Chats
-    if step.tier is not None:
+    if isinstance(step.tier, BatchTier):
         connection = _batch_connection(step, step.tier, ctx)
     else:
         metrics.rate_inside_call = True  # the client waits for it inside the step's call
@@ -201,6 +223,8 @@ def bind_llm_step(step: LLMStep[Any, Any], ctx: RunContext) -> Handler:
         metrics.rate = online.rate  # the summary shows the limit and the waits
         metrics.circuit = online.circuit
         connection = online.retrying(step.retry) if step.retry is not None else online
+        if isinstance(step.tier, FlexTier):
+            connection = FlexConnection(connection, step.tier)
     inner: FunctionStep[Any, Any] = FunctionStep(
         step._function(connection, metrics), options=step.options
     )

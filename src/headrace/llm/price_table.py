@@ -8,9 +8,10 @@ maintained table prices a request by its size where a provider's price does (lon
 context), so a model's price is read at a typical request's size (1,000 tokens),
 once per client and model. Its version shows in the run summary.
 
-``genai-prices`` 0.2.5 carries OpenAI's flex and priority prices but no batch
-price: the batch tier applies :data:`~headrace.llm.tier.settings.BATCH_PRICE_SHARE`
-on top (checked by ``tests/llm/test_price_table.py``).
+The table also prices the other tiers of some models, as variants
+(``{"service_tier": "flex"}``, ``{"processing": "batch"}``): :meth:`Client.price
+<headrace.llm.client.Client.price>` asks for them and, where a model has none,
+applies the tier's share of the standard price (``tests/llm/test_price_table.py``).
 """
 
 from __future__ import annotations
@@ -26,19 +27,26 @@ _PROBE = 1000  # tokens: a typical request, below any long-context price step
 
 
 @functools.lru_cache(maxsize=1024)
-def table_price(model: str, api_url: str) -> Price | None:
-    """The maintained table's price of ``model`` at ``api_url`` (``None``: not in it)."""
+def table_price(model: str, api_url: str, variant: tuple[str, str] | None = None) -> Price | None:
+    """The maintained table's price of ``model`` at ``api_url`` (``None``: not in it),
+    standard, or its ``variant`` (``("service_tier", "flex")``: the standard price
+    where the model has no such variant)."""
     try:
         from genai_prices import Usage, calc_price
     except ImportError:  # not installed: the built-in table answers
         return None
+    context = dict([variant]) if variant is not None else None
     try:
-        prompt = calc_price(Usage(input_tokens=_PROBE), model, provider_api_url=api_url)
-        completion = calc_price(Usage(output_tokens=_PROBE), model, provider_api_url=api_url)
+        prompt = calc_price(
+            Usage(input_tokens=_PROBE), model, provider_api_url=api_url, price_context=context
+        )
+        completion = calc_price(
+            Usage(output_tokens=_PROBE), model, provider_api_url=api_url, price_context=context
+        )
     except LookupError:
         try:  # an endpoint the table does not know (a proxy, a local server): by name
-            prompt = calc_price(Usage(input_tokens=_PROBE), model)
-            completion = calc_price(Usage(output_tokens=_PROBE), model)
+            prompt = calc_price(Usage(input_tokens=_PROBE), model, price_context=context)
+            completion = calc_price(Usage(output_tokens=_PROBE), model, price_context=context)
         except LookupError:
             return None
     per_million = 1_000_000 / _PROBE

@@ -35,8 +35,11 @@ class LLMStats:
         first_token: time to the first token of streamed calls.
         stream_tokens: completion tokens of streamed calls; ``stream_s`` is their
             time from the first token to the last.
-        batch_requests: requests answered from the provider's batches (the batch tier);
-            ``online_cost_usd`` is what they would have cost online.
+        batch_requests: requests answered from the provider's batches (the batch tier).
+        flex_requests: requests the provider served on its flex tier; ``flex_refusals``
+            the capacity refusals drawn, ``flex_fallbacks`` the requests sent online
+            after too many (``FlexTier(fallback="online")``).
+        online_cost_usd: what the batch and flex requests would have cost online.
         price_source: where the model's price came from (``"genai-prices 0.2.5"``,
             ``"your prices"``, ``"built-in prices"``).
     """
@@ -57,6 +60,9 @@ class LLMStats:
     stream_tokens: int = 0
     stream_s: float = 0.0
     batch_requests: int = 0
+    flex_requests: int = 0
+    flex_refusals: int = 0
+    flex_fallbacks: int = 0
     online_cost_usd: float = 0.0
     price_source: str = ""
 
@@ -89,6 +95,13 @@ class LLMStats:
                 "requests": self.batch_requests,
                 "online_cost_usd": round(self.online_cost_usd, 6) if self.priced else None,
             }
+        if self.flex_requests or self.flex_refusals:
+            data["flex"] = {
+                "requests": self.flex_requests,
+                "refusals": self.flex_refusals,
+                "sent_online": self.flex_fallbacks,
+                "online_cost_usd": round(self.online_cost_usd, 6) if self.priced else None,
+            }
         if self.first_token.count:
             data["stream"] = {
                 "first_token_ms_p50": round(self.first_token.quantile(0.5) * 1e3, 3),
@@ -117,6 +130,11 @@ class LLMStats:
             line += f"; {self.batch_requests:,} from batches" + (
                 f" (online: ${self.online_cost_usd:.4f})" if self.priced else ""
             )
+        if self.flex_requests or self.flex_refusals:
+            line += (
+                f"; {self.flex_requests:,} on flex, {self.flex_refusals:,} refused for "
+                f"capacity, {self.flex_fallbacks:,} sent online"
+            ) + (f" (all online: ${self.online_cost_usd:.4f})" if self.priced else "")
         if self.first_token.count:
             line += (
                 f"; first token p50 {self.first_token.quantile(0.5) * 1e3:.1f} ms, "
@@ -130,10 +148,15 @@ class Costs:
     budget before it is sent, its real tokens and cost counted when it answers.
 
     The expected completion is the running mean of the model's answers so far
-    (``max_tokens`` before the first).
+    (``max_tokens`` before the first). A request asking for the flex tier
+    (``"service_tier": "flex"``) is held at the flex price, and an answer is paid for
+    at the price of the tier its provider says served it (its ``service_tier``).
+
+    Args:
+        price_of: a model's price on a tier (``"online"`` or ``"flex"``).
     """
 
-    def __init__(self, price_of: Callable[[str], Price | None]) -> None:
+    def __init__(self, price_of: Callable[[str, str], Price | None]) -> None:
         self.price_of = price_of
         self.completion: dict[str, float] = {}  # mean completion tokens per model
 
@@ -141,16 +164,24 @@ class Costs:
         """The expected tokens and cost of one request, to hold in the run's budget."""
         ceiling = body.get("max_completion_tokens") or body.get("max_tokens")
         expected = self.completion.get(model, float(ceiling) if isinstance(ceiling, int) else 0.0)
-        price = self.price_of(model)
+        price = self.price_of(model, _tier(body.get("service_tier")))
         tokens = counted + round(expected)
         usd = price.cost(counted, round(expected)) if price is not None else 0.0
         return tokens, usd
 
-    def count(self, stats: LLMStats | None, model: str, reply: Reply) -> tuple[int, float]:
-        """Count a reply's tokens and cost (into ``stats``); return them."""
+    def count(
+        self, stats: LLMStats | None, model: str, reply: Reply, asked: str = "online"
+    ) -> tuple[int, float]:
+        """Count a reply's tokens and cost (into ``stats``) at the price of the tier that
+        served it (the tier ``asked`` for, where the answer does not say); return them."""
         prompt, completion = reply.usage
-        price = self.price_of(model)
+        served = _tier(reply.body.get("service_tier", asked))
+        price = self.price_of(model, served)
         usd = price.cost(prompt, completion) if price is not None else 0.0
+        if served == "flex" and stats is not None:
+            stats.flex_requests += 1
+            online = self.price_of(model, "online")
+            stats.online_cost_usd += online.cost(prompt, completion) if online else 0.0
         mean = self.completion.get(model)
         self.completion[model] = completion if mean is None else 0.9 * mean + 0.1 * completion
         if stats is not None:
@@ -163,6 +194,11 @@ class Costs:
                 stats.stream_tokens += completion
                 stats.stream_s += reply.stream_s
         return prompt + completion, usd
+
+
+def _tier(service_tier: Any) -> str:
+    """The tier a request's or an answer's ``service_tier`` names, as priced here."""
+    return "flex" if service_tier == "flex" else "online"
 
 
 def llm_stats(metrics: StepMetrics) -> LLMStats:

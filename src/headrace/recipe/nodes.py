@@ -265,7 +265,7 @@ class NodeBuilder(abc.ABC):
         options = self.options(spec, loc)
         if options is None:
             return None
-        if llm.task != "embed":  # the batch tier is for chat requests
+        if llm.task != "embed":  # the flex and batch tiers are for chat requests
             options.setdefault("tier", self.spec.run.tier)
         common: dict[str, Any] = {"client": client, "model": llm.model, "name": name, **options}
         sampling: dict[str, Any] = {

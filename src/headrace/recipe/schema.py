@@ -206,7 +206,7 @@ class NodeSpec(Strict):
     retry: RetrySpec | None = None
     timeout: TimeoutSpec | None = None
     cache: CacheSpec | None = None
-    tier: Literal["online", "batch"] | None = None
+    tier: Literal["online", "flex", "batch"] | None = None
     fallback: str | None = None
     keep_input: bool | str = False
     """``true``: the node's output is its input record with the output's fields added;
@@ -302,7 +302,7 @@ class RunSpec(Strict):
     workers: int = Field(2, ge=1)
     shard_size: int | None = Field(None, ge=1)
     num_gpus: float = Field(0.0, ge=0)
-    tier: Literal["online", "batch"] = "online"
+    tier: Literal["online", "flex", "batch"] = "online"
     """The tier of every chat LLM node that does not name its own (``--tier``)."""
 
     @model_validator(mode="after")

@@ -59,6 +59,14 @@ class SimConfig:
             ``token_limit_exceeded`` (``None``: no limit).
         batch_lose_creates: the answers of this many batch creates, the first ones, are
             lost: the batch exists, but the connection drops before the answer.
+        flex_latency_ms: the time a flex request (``"service_tier": "flex"``) takes to
+            answer (``None``: as ``latency_ms``; the lognormal sigma applies too).
+        flex_refusal_rate: the share of flex requests refused for lack of capacity, at
+            once and unbilled.
+        flex_refusal_status: how a refusal looks: ``429`` (OpenAI's "resource
+            unavailable") or ``498`` (Groq's "capacity exceeded").
+        flex_models: the models that have a flex tier, comma-separated (``None``: all);
+            a flex request for another is answered 400, as OpenAI and Azure do.
     """
 
     rpm: float | None = None
@@ -80,6 +88,10 @@ class SimConfig:
     batch_finish_share: float = 1.0
     batch_queue_tokens: int | None = None
     batch_lose_creates: int = 0
+    flex_latency_ms: float | None = None
+    flex_refusal_rate: float = 0.0
+    flex_refusal_status: int = 429
+    flex_models: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("rpm", "tpm", "burst", "token_burst", "storm_every"):
@@ -94,6 +106,14 @@ class SimConfig:
             raise ValueError("sim batch_error_rate and batch_finish_share must lie in 0..1")
         if self.batch_queue_tokens is not None and self.batch_queue_tokens < 1:
             raise ValueError(f"sim batch_queue_tokens must be >= 1, got {self.batch_queue_tokens}")
+        if self.flex_latency_ms is not None and not self.flex_latency_ms >= 0:
+            raise ValueError(f"sim flex_latency_ms must be >= 0, got {self.flex_latency_ms!r}")
+        if not 0 <= self.flex_refusal_rate <= 1:
+            raise ValueError(f"sim flex_refusal_rate must be in 0..1, not {self.flex_refusal_rate}")
+        if self.flex_refusal_status not in (429, 498):
+            raise ValueError(
+                f"sim flex_refusal_status must be 429 or 498, got {self.flex_refusal_status!r}"
+            )
         if self.concurrency is not None and self.concurrency < 1:
             raise ValueError(f"sim concurrency must be >= 1, got {self.concurrency!r}")
         unknown = set(self.faults) - set(FAULTS)
@@ -112,9 +132,10 @@ class SimConfig:
         """
         numbers = {"rpm", "tpm", "burst", "token_burst", "latency_ms", "latency_sigma"}
         numbers |= {"storm_every", "storm_for", "hang_s", "batch_turnaround_s"}
-        numbers |= {"batch_error_rate", "batch_finish_share"}
+        numbers |= {"batch_error_rate", "batch_finish_share", "flex_latency_ms"}
+        numbers |= {"flex_refusal_rate"}
         whole = {"concurrency", "seed", "embedding_dim", "batch_queue_tokens"}
-        whole |= {"batch_lose_creates"}
+        whole |= {"batch_lose_creates", "flex_refusal_status"}
         values: dict[str, Any] = {}
         faults: dict[str, float] = {}
         for part in filter(None, (p.strip() for p in text.split(","))):
@@ -149,9 +170,10 @@ class SimConfig:
             return None
         return self.token_burst if self.token_burst is not None else max(1.0, self.tpm / 60)
 
-    def latency_s(self, rng: random.Random) -> float:
-        """One draw of the latency in seconds."""
-        median = self.latency_ms / 1e3
+    def latency_s(self, rng: random.Random, flex: bool = False) -> float:
+        """One draw of the latency in seconds (of a flex request with ``flex``)."""
+        flex_ms = self.flex_latency_ms if flex else None
+        median = (self.latency_ms if flex_ms is None else flex_ms) / 1e3
         if self.latency_sigma == 0 or median == 0:
             return median
         return median * math.exp(rng.gauss(0.0, self.latency_sigma))
@@ -159,7 +181,7 @@ class SimConfig:
     def latency_of(self, body: Any) -> float:
         """The latency a ``repeatable`` simulator gives the request ``body`` (its parsed JSON)."""
         seed = int.from_bytes(hashlib.sha256(orjson.dumps(("latency", body))).digest()[:8], "big")
-        return self.latency_s(random.Random(seed))
+        return self.latency_s(random.Random(seed), flex=is_flex(body))
 
     def pick_fault(self, rng: random.Random) -> str | None:
         """The fault this request gets, or ``None``."""
@@ -171,6 +193,11 @@ class SimConfig:
                 return name
             draw -= rate
         return None
+
+
+def is_flex(body: Any) -> bool:
+    """Whether a request body asks for the flex tier."""
+    return isinstance(body, dict) and body.get("service_tier") == "flex"
 
 
 def parse_faults(values: list[str]) -> dict[str, float]:

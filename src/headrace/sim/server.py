@@ -27,7 +27,7 @@ from ..values.durations import format_compound
 from .batch_book import BatchBook
 from .batches import add_batch_routes
 from .chat import STRUCTURED_FAULTS, chat_body, chat_reply, digest
-from .config import SimConfig
+from .config import SimConfig, is_flex
 from .message_batches import add_message_batch_routes
 
 __all__ = ["SimState", "build_app"]
@@ -57,6 +57,7 @@ class SimState:
             TokenBucket(config.tpm / 60, config.tokens_burst or 1.0, now) if config.tpm else None
         )
         self.rng = random.Random(config.seed)
+        self.flex_rng = random.Random(config.seed + 1)  # refusals apart from the faults
         self.in_flight = 0
         self.counts: dict[str, int] = {
             "requests": 0,
@@ -65,6 +66,8 @@ class SimState:
             "prompt_tokens": 0,
             "completion_tokens": 0,
             "peak_in_flight": 0,
+            "flex_requests": 0,
+            "flex_refused": 0,
         }
         self.faults: dict[str, int] = {}
         self.windows: dict[str, list[int]] = {"arrived": [], "ok": [], "throttled": []}
@@ -77,9 +80,10 @@ class SimState:
             window.extend([0] * (index + 1 - len(window)))
         window[index] += 1
 
-    def served(self, prompt_tokens: int, completion_tokens: int) -> None:
-        """Count one request answered in full."""
+    def served(self, prompt_tokens: int, completion_tokens: int, flex: bool = False) -> None:
+        """Count one request answered in full (on the flex tier with ``flex``)."""
         self.counts["ok"] += 1
+        self.counts["flex_requests"] += flex
         self.count("ok", time.monotonic())
         self.counts["prompt_tokens"] += prompt_tokens
         self.counts["completion_tokens"] += completion_tokens
@@ -138,6 +142,23 @@ def _error(
     )
 
 
+def _flex_refusal(state: SimState, model: str) -> web.Response | None:
+    """The answer to a flex request that is not served: a model without flex (400), or
+    no capacity (OpenAI's 429 or Groq's 498, at ``flex_refusal_rate``); ``None`` to serve it."""
+    config = state.config
+    offered = config.flex_models
+    if offered is not None and model not in {m.strip() for m in offered.split(",")}:
+        message = f"Flex processing is not available for model {model!r}"
+        return _error(400, message, "invalid_request_error")
+    if state.flex_rng.random() >= config.flex_refusal_rate:
+        return None
+    state.counts["flex_refused"] += 1
+    if config.flex_refusal_status == 498:
+        return _error(498, "Flex capacity exceeded; retry later.", "capacity_exceeded")
+    message = "Resource Unavailable: no flex capacity now; retry later or use the default tier."
+    return _error(429, message, "resource_unavailable")
+
+
 def _embedding_inputs(body: dict[str, Any]) -> list[str]:
     raw = body.get("input")
     if isinstance(raw, str):
@@ -177,6 +198,11 @@ def build_app(config: SimConfig) -> web.Application:
                 text, prompt_tokens, completion_tokens = "", sum(map(estimate_tokens, inputs)), 0
         except (orjson.JSONDecodeError, ValueError) as exc:
             return _error(400, f"invalid request: {exc}", "invalid_request_error")
+        flex = kind == "chat" and is_flex(body)
+        if flex:
+            refused = _flex_refusal(state, str(body.get("model") or _MODELS[0]))
+            if refused is not None:
+                return refused
 
         throttle_wait: float | None = None
         if state.in_storm(now):
@@ -208,7 +234,9 @@ def build_app(config: SimConfig) -> web.Application:
         try:
             if fault is not None:
                 state.faults[fault] = state.faults.get(fault, 0) + 1
-            latency = config.latency_of(body) if config.repeatable else config.latency_s(state.rng)
+            latency = (
+                config.latency_of(body) if config.repeatable else config.latency_s(state.rng, flex)
+            )
             if fault == "hang":
                 latency = config.hang_s
             if latency > 0:
@@ -224,16 +252,17 @@ def build_app(config: SimConfig) -> web.Application:
             model = str(body.get("model") or _MODELS[0 if kind == "chat" else 1])
             if kind == "chat":
                 reply = chat_body(model, text, prompt_tokens, completion_tokens)
+                reply["service_tier"] = "flex" if flex else "default"
                 if body.get("stream"):
                     if fault is None:
-                        state.served(prompt_tokens, completion_tokens)
+                        state.served(prompt_tokens, completion_tokens, flex)
                     usage = bool((body.get("stream_options") or {}).get("include_usage"))
                     return await _stream(request, reply, usage, headers, fault)
             else:
                 dim = body.get("dimensions") or config.embedding_dim
                 reply = _embeddings_body(model, inputs, int(dim), prompt_tokens, body)
             if fault is None:
-                state.served(prompt_tokens, completion_tokens)
+                state.served(prompt_tokens, completion_tokens, flex)
             payload = orjson.dumps(reply)
             if fault == "malformed":
                 payload = b'{"id": "sim", "choices": [ this is not json'

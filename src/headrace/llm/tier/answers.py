@@ -1,20 +1,16 @@
-"""What one batch request is called, what it costs, and what its answer means."""
+"""What one batch request is called, and what its answer means."""
 
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from ...errors import ProviderError
 from ..replies import Reply, message_content
-from .settings import BATCH_PRICE_SHARE
 
-if TYPE_CHECKING:
-    from ..prices import Price
-
-__all__ = ["batch_price", "custom_id", "outcome"]
+__all__ = ["custom_id", "outcome"]
 
 _REQUEUED = ("batch_expired", "batch_cancelled")
 
@@ -23,13 +19,6 @@ def custom_id(step: str, body: dict[str, Any], attempt: int) -> str:
     """A request's name in a batch: 40 hex digits of (step, body, attempt)."""
     material = orjson.dumps([step, body, attempt], option=orjson.OPT_SORT_KEYS)
     return "hr-" + hashlib.sha256(material).hexdigest()[:40]
-
-
-def batch_price(price: Price | None) -> Price | None:
-    """A model's price on the batch tier."""
-    if price is None:
-        return None
-    return type(price)(price.input * BATCH_PRICE_SHARE, price.output * BATCH_PRICE_SHARE)
 
 
 def outcome(row: dict[str, Any]) -> Reply | ProviderError | None:

@@ -86,7 +86,7 @@ class Committed:
         if self.spend is None:
             return
         tokens, usd = 0, 0.0
-        price = self.costs.price_of(self.model)
+        price = self.costs.price_of(self.model, "batch")
         for row in rows:
             answer = outcome(row)
             if isinstance(answer, Reply):

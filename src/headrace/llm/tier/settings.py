@@ -1,6 +1,7 @@
 """How an LLM step's requests are served: ``tier="online"`` (each request answered
-now) or ``tier="batch"`` / :class:`BatchTier` (gathered into provider batches,
-answered within a day at half the price)."""
+now), ``tier="flex"`` / :class:`~headrace.llm.tier.flex.FlexTier` (answered now,
+more slowly, at a lower price) or ``tier="batch"`` / :class:`BatchTier` (gathered
+into provider batches, answered within a day at half the price)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 from ...errors import PipelineError
 from ...values.checks import positive_int
 from ...values.durations import to_seconds
+from .flex import FlexTier
 
 __all__ = ["BATCH_PRICE_SHARE", "BatchTier", "tier_of"]
 
@@ -72,19 +74,23 @@ class BatchTier:
         }
 
 
-def tier_of(value: Any, owner: str) -> BatchTier | None:
-    """``tier=`` as given to a step: ``None`` for the online tier, the batch tier's
-    settings otherwise.
+def tier_of(value: Any, owner: str) -> BatchTier | FlexTier | None:
+    """``tier=`` as given to a step: ``None`` for the online tier, the batch or flex
+    tier's settings otherwise.
 
     Raises:
-        PipelineError: not ``"online"``, ``"batch"`` or a :class:`BatchTier`.
+        PipelineError: not ``"online"``, ``"flex"``, ``"batch"``, a :class:`FlexTier`
+            or a :class:`BatchTier`.
     """
     if value is None or value == "online":
         return None
     if value == "batch":
         return BatchTier()
-    if isinstance(value, BatchTier):
+    if value == "flex":
+        return FlexTier()
+    if isinstance(value, BatchTier | FlexTier):
         return value
     raise PipelineError(
-        f"{owner}: tier must be 'online', 'batch' or hr.llm.BatchTier(...), got {value!r}"
+        f"{owner}: tier must be 'online', 'flex', 'batch', hr.llm.FlexTier(...) or "
+        f"hr.llm.BatchTier(...), got {value!r}"
     )

@@ -41,7 +41,7 @@ from ...metrics import StepMetrics
 from ..replies import Reply
 from ..stats import Costs, LLMStats, llm_stats
 from ..tokens import prompt_tokens
-from .answers import batch_price, custom_id, outcome
+from .answers import custom_id, outcome
 from .anthropic_batches import AnthropicBatches
 from .committed import Committed
 from .intent_steps import BatchApi, IntentSteps
@@ -88,7 +88,7 @@ class BatchConnection:
         )
         self.steps = IntentSteps(step, self.shape, ledger, tier, run, fence)
         self.price_of = client.price
-        self.costs = Costs(lambda model: batch_price(client.price(model)))
+        self.costs = Costs(lambda model, _tier: client.price(model, "batch"))
         self.committed = Committed(spend, self.costs, model)
         self.intents: dict[str, Intent] = {}
         self.waiters: dict[str, list[asyncio.Future[dict[str, Any]]]] = {}
