@@ -236,3 +236,26 @@ def test_a_recipe_on_the_flex_tier_from_the_command_line(tmp_path: Path) -> None
     packs = -(-len(listings) // 8)
     assert bill["flex_refused"] > 0 and bill["ok"] == packs  # each pack answered once
     assert f"{bill['flex_requests']:,} on flex, {bill['flex_refused']:,} refused" in done.stdout
+
+
+def test_the_simulators_flex_tier_answers_the_official_sdk_unchanged() -> None:
+    import openai
+
+    def ask(sim: SimServer, model: str = "sim-chat") -> Any:
+        client = openai.OpenAI(base_url=sim.url, api_key="sim", max_retries=0)
+        return client.chat.completions.create(
+            model=model, service_tier="flex", messages=[{"role": "user", "content": "hi"}]
+        )
+
+    with serve(flex_models="sim-chat") as sim:
+        assert ask(sim).service_tier == "flex"
+        with pytest.raises(openai.BadRequestError, match="not available for model 'other'"):
+            ask(sim, "other")
+    with serve(flex_refusal_rate=1.0) as sim:
+        with pytest.raises(openai.RateLimitError) as refused:
+            ask(sim)
+        assert refused.value.code == "resource_unavailable"
+    with serve(flex_refusal_rate=1.0, flex_refusal_status=498) as sim:
+        with pytest.raises(openai.APIStatusError) as groq:
+            ask(sim)
+        assert groq.value.status_code == 498 and sim.stats()["ok"] == 0
