@@ -76,6 +76,7 @@ def _llm() -> hr.Step[Any, Any]:
         prompt="Summarise in {{ words }} words: {{ text | upper }}",
         name="summary",
         max_tokens=12,
+        tier=hr.llm.FlexTier(backoff=0.01),  # the sim refuses some: waited out, same answers
     )
     gist = hr.llm.transduce(
         Gist, client=client, model="gpt-4o-mini", fields=["text"], pack=4, repair=True, name="gist"

@@ -2,7 +2,8 @@
 
 The dimensions: four pipelines that between them hold every kind of step
 (``matrix_pipelines``: functions sync, async, on a thread, in a process, batched;
-LLM ``complete`` with a Jinja prompt, ``transduce`` packed with repair, a cascade;
+LLM ``complete`` with a Jinja prompt on the flex tier (capacity refusals drawn),
+``transduce`` packed with repair, a cascade;
 a local embedding and VADER; a recipe graph with a condition, a map and a
 sub-recipe), two backends (local, Ray with 2 workers), five sinks (JSON Lines,
 CSV, Parquet, batch files, a PostgreSQL table) and two run stores (SQLite,
@@ -149,8 +150,9 @@ def _values(cell: Cell) -> tuple[str, str, str, str]:
 
 @pytest.fixture(scope="module")
 def sim_url() -> Iterator[str]:
-    """One sim for the module, in its own process (Ray workers call it too)."""
-    with serve(process=True) as sim:
+    """One sim for the module, in its own process (Ray workers call it too); a fifth of
+    its flex requests are refused for capacity (the summary step is on the flex tier)."""
+    with serve(process=True, flex_refusal_rate=0.2) as sim:
         os.environ["MATRIX_SIM_URL"] = sim.url
         matrix_pipelines.llm = matrix_pipelines._llm()  # built again against this sim
         yield sim.url
