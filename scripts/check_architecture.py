@@ -34,7 +34,8 @@ The layers, bottom up:
 4. what is built on the engine: the kinds of steps (``llm``, ``models``, ``sim``),
    the ``cluster`` backend that runs the engine in workers, and the ``report``
    that reads a run back (its page and live page)
-5. applications: ``recipe``, ``demo``, ``tune`` (``headrace profile`` and ``bench``)
+5. applications: ``recipe``, ``demo``, ``tune`` (``headrace profile`` and ``bench``),
+   ``forecast`` (``hr.estimate``: a pilot run projected to the whole source)
 6. the command line
 """
 
@@ -65,7 +66,7 @@ LAYERS: list[list[str]] = [
     ["headrace.pipeline"],
     ["headrace.engine"],
     ["headrace.llm", "headrace.models", "headrace.sim", "headrace.cluster", "headrace.report"],
-    ["headrace.recipe", "headrace.demo", "headrace.tune"],
+    ["headrace.recipe", "headrace.demo", "headrace.tune", "headrace.forecast"],
     ["headrace.cli", "headrace.__main__"],
 ]
 

@@ -85,6 +85,7 @@ if _TYPE_CHECKING:
     from . import llm as llm
     from . import models as models
     from . import recipe as recipe
+    from .forecast import Estimate
 
 
 def __getattr__(name: str) -> _Any:
@@ -119,6 +120,20 @@ def load_recipe(
     return _load(path, overrides=overrides, allow=allow)
 
 
+def estimate(pipeline: _Any, source: _Any, **options: _Any) -> "Estimate":
+    """What running ``pipeline`` over ``source`` will cost and take on each tier, p10 /
+    p50 / p90, from a stratified sample run for real first (see
+    :func:`headrace.forecast.estimate` for the options: ``sample``, ``chunks``, ``seed``,
+    ``batch_turnaround``, ``run_dir``).
+
+    Raises:
+        PipelineError: a bad option, or a source with no item.
+    """
+    from .forecast import estimate as _estimate
+
+    return _estimate(pipeline, source, **options)
+
+
 try:
     __version__ = _version("headrace")
 except _PackageNotFoundError:  # running from a source tree that was never installed
@@ -135,6 +150,7 @@ __all__ = [
     "graph",
     "node",
     "load_recipe",
+    "estimate",
     "BadInput",
     "Budget",
     "BudgetExhausted",

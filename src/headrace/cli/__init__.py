@@ -6,7 +6,16 @@ Heavy libraries are never imported at start-up: ``headrace --version`` and
 
 from __future__ import annotations
 
-from . import cache, observe, recipes, runs, status, tools, tune  # noqa: F401  (each registers its commands)
+from . import (  # noqa: F401  (each registers its commands)
+    cache,
+    estimates,
+    observe,
+    recipes,
+    runs,
+    status,
+    tools,
+    tune,
+)
 from .app import EXIT_DEAD, EXIT_STOPPED, app
 
 __all__ = ["EXIT_DEAD", "EXIT_STOPPED", "app", "main"]

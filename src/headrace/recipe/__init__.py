@@ -250,6 +250,7 @@ class Recipe:
         source: Source | None = None,
         source_text: str | None = None,
         sink_text: str | None = None,
+        run_dir: Path | None = None,
     ) -> str:
         """What would run, and an estimate of requests, tokens and cost; no call is made.
 
@@ -258,11 +259,19 @@ class Recipe:
             source: what the run reads in place of the recipe's source (``--input``),
                 shown as ``source_text``.
             sink_text: what the run writes to in place of the recipe's sink (``--output``).
+            run_dir: the run's folder (default: :meth:`default_run_dir`): a pilot's
+                figures kept there by ``headrace estimate`` are shown in place of the
+                upper bounds.
         """
         from .plan import describe
 
         return describe(
-            self, sample=sample, source=source, source_text=source_text, sink_text=sink_text
+            self,
+            sample=sample,
+            source=source,
+            source_text=source_text,
+            sink_text=sink_text,
+            run_dir=run_dir or self.default_run_dir(),
         )
 
 

@@ -23,6 +23,7 @@ from ..io.records import BadRecord
 from ..limits.usage import estimate_tokens
 from ..pipeline.graph import names_of
 from ..pipeline.keep import WithInput
+from ..report.record import read_estimate
 from .schema import RecipeSpec
 
 if TYPE_CHECKING:
@@ -114,10 +115,12 @@ def describe(
     source: Any = None,
     source_text: str | None = None,
     sink_text: str | None = None,
+    run_dir: Path | None = None,
 ) -> str:
     """The plan of ``recipe`` as text (see the module's notes). ``source`` (shown as
     ``source_text``) and ``sink_text`` are what the command line put in place of the
-    recipe's own (``--input``, ``--output``)."""
+    recipe's own (``--input``, ``--output``). A pilot's figures kept in ``run_dir`` by
+    ``headrace estimate`` replace the upper bounds."""
     from ..llm import Embed, LLMStep, Transduce
 
     graph = recipe.built.graph
@@ -204,6 +207,9 @@ def describe(
             + (f"  [{'; '.join(notes)}]" if notes else "")
         )
     estimate.extend(_pack_warnings(recipe))
+    measured = read_estimate(run_dir)
+    if measured is not None:
+        return "\n".join(lines + _measured(measured, run_dir))
     if len(estimate) == 1:
         estimate.append("  no LLM nodes: no requests to a provider")
     else:
@@ -213,6 +219,19 @@ def describe(
             f"  (completion at max_tokens, or {ASSUMED_COMPLETION} tokens an item where unset)"
         )
     return "\n".join(lines + estimate)
+
+
+def _measured(
+    measured: dict[str, dict[str, tuple[float, float, float] | None]], run_dir: Path | None
+) -> list[str]:
+    """The figures of the pilot ``headrace estimate`` kept in ``run_dir``."""
+    lines = [f"estimate measured by a pilot (headrace estimate, {run_dir}/estimate.json):"]
+    for tier, figures in measured.items():
+        cost, wall = figures.get("cost_usd"), figures.get("wall_s")
+        shown = " / ".join(f"${c:,.4f}" for c in cost) if cost else "unpriced"
+        took = " / ".join(f"{w:,.0f} s" for w in wall) if wall else "?"
+        lines.append(f"  {tier:<7} cost {shown}   wall {took}   (p10 / p50 / p90)")
+    return lines
 
 
 def _pack_warnings(recipe: LoadedRecipe) -> list[str]:

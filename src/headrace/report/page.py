@@ -25,7 +25,7 @@ from ..store import StoreLocation
 from ..store.session import pipeline_words
 from .charts import Line, line_chart
 from .record import EXAMPLES, RunRecord
-from .sections import dead_section, definition_section, outage_banner
+from .sections import dead_section, definition_section, estimate_section, outage_banner
 from .series import RunSeries
 
 __all__ = ["EXAMPLES", "RunRecord", "document", "render_body", "render_page", "write_report"]
@@ -56,7 +56,8 @@ def render_body(record: RunRecord) -> str:
 def _content(record: RunRecord) -> str:
     series = RunSeries.of(record.samples)
     parts = [_header(record, series), _advice(series), _charts(series)]
-    parts += [_steps(series), dead_section(record), definition_section(record, series)]
+    parts += [_steps(series), estimate_section(record, series), dead_section(record)]
+    parts.append(definition_section(record, series))
     return "".join(parts)
 
 

@@ -13,7 +13,7 @@ from ..store.session import pipeline_words
 from .record import EXAMPLES, RunRecord
 from .series import RunSeries
 
-__all__ = ["dead_section", "definition_section", "outage_banner"]
+__all__ = ["dead_section", "definition_section", "estimate_section", "outage_banner"]
 
 
 def outage_banner(record: RunRecord, series: RunSeries) -> str:
@@ -30,6 +30,45 @@ def outage_banner(record: RunRecord, series: RunSeries) -> str:
     counted = Counter(label.removesuffix(" down") for label in downs)
     said = ", ".join(f"{step} {n} time(s)" for step, n in counted.items())
     return f'<p class="outage" data-key="outages">outages (a circuit opened): {escape(said)}</p>'
+
+
+def estimate_section(record: RunRecord, series: RunSeries) -> str:
+    """What ``headrace estimate`` projected before the run, per tier, beside what the run
+    cost and took (empty when no estimate was kept in the run's folder)."""
+    if not record.estimate:
+        return ""
+    cost, wall = series.totals("cost_usd"), series.totals("wall_s")
+    rows = []
+    for tier, figures in record.estimate.items():
+        cells = []
+        for what, actual, shown in (("cost_usd", cost, _dollars), ("wall_s", wall, _seconds)):
+            quantiles = figures.get(what)
+            if quantiles is None:
+                cells.append("<td>unpriced</td>")
+                continue
+            low, mid, high = quantiles
+            inside = "within" if low <= actual <= high else "outside"
+            cells.append(
+                f'<td data-key="estimate-{tier}-{what}" data-verdict="{inside}">'
+                f"{shown(low)} / {shown(mid)} / {shown(high)} ({inside})</td>"
+            )
+        rows.append(f"<tr><td>{escape(tier)}</td>{''.join(cells)}</tr>")
+    return (
+        '<section class="estimate"><h2>Estimated before the run</h2>'
+        "<p>The pilot's projection, p10 / p50 / p90, and whether this run's "
+        f"{_dollars(cost)} and {_seconds(wall)} lie between p10 and p90 "
+        "(on the tier the run used).</p>"
+        f"<table><tr><th>tier</th><th>cost</th><th>wall time</th></tr>{''.join(rows)}</table>"
+        "</section>"
+    )
+
+
+def _dollars(value: float) -> str:
+    return f"${value:,.4f}"
+
+
+def _seconds(value: float) -> str:
+    return f"{value:,.1f} s"
 
 
 def dead_section(record: RunRecord) -> str:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import StorageError
+from ...values.atomic import replace_atomically
 
 __all__ = ["STATES", "Intent", "Ledger"]
 
@@ -128,28 +129,6 @@ def _checked(data: Any, where: Path) -> Intent:
     return Intent(**data)
 
 
-def _write_atomically(path: Path, content: bytes) -> None:
-    """Replace ``path`` with ``content``: a temporary file, fsynced, renamed, the folder
-    fsynced (never through a link someone put at the temporary name)."""
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    fd = os.open(temporary, flags, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
-
-
 class Ledger:
     """The batch ledger of the run kept in ``run_dir``."""
 
@@ -186,11 +165,11 @@ class Ledger:
     def save(self, intent: Intent) -> None:
         """Record ``intent`` as it is now (atomically)."""
         content = json.dumps(dataclasses.asdict(intent), sort_keys=True).encode()
-        _write_atomically(self._path(intent.id, ".json"), content)
+        replace_atomically(self._path(intent.id, ".json"), content)
 
     def write_input(self, intent_id: str, content: bytes) -> None:
         """Keep the intent's requests file (before the intent is recorded)."""
-        _write_atomically(self._path(intent_id, ".in.jsonl"), content)
+        replace_atomically(self._path(intent_id, ".in.jsonl"), content)
 
     def read_input(self, intent_id: str) -> bytes:
         """The intent's requests file, as written."""
@@ -198,7 +177,7 @@ class Ledger:
 
     def write_output(self, intent_id: str, content: bytes) -> None:
         """Keep what the batch answered (its output and error files, one after the other)."""
-        _write_atomically(self._path(intent_id, ".out.jsonl"), content)
+        replace_atomically(self._path(intent_id, ".out.jsonl"), content)
 
     def output_rows(self, intent_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
         """The answers kept for the intent, as ``(custom_id, row)``.
