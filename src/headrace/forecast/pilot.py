@@ -10,6 +10,7 @@ what the requests cost, however often it is run.
 
 from __future__ import annotations
 
+import math
 import random
 from typing import TYPE_CHECKING, Any
 
@@ -43,11 +44,16 @@ class Pilot:
 
 
 def fly(pipeline: Any, items: list[Any], chunks: int, seed: int) -> Pilot:
-    """Run ``items`` through ``pipeline`` in ``chunks`` groups drawn at random (seeded)."""
+    """Run ``items`` through ``pipeline`` in ``chunks`` groups drawn at random (seeded),
+    each a whole number of the most packed LLM step's packs (so fewer groups, then)."""
     llm_steps = _llm_steps(pipeline)
     order = list(range(len(items)))
     random.Random(seed).shuffle(order)
-    groups = [order[i :: max(1, chunks)] for i in range(min(chunks, len(items)))]
+    # a chunk holds whole packs of the most packed step, as the full run's requests do
+    # (a pack half full would count more requests, and instructions, an item)
+    pack = max((getattr(step, "pack", 1) for step in llm_steps), default=1)
+    size = math.ceil(math.ceil(len(items) / chunks) / pack) * pack
+    groups = [order[i : i + size] for i in range(0, len(items), size)]
     pilot = Pilot()
     tiers = {id(step): step.tier for step in llm_steps}
     kept = {id(step): (step.options, step.cache) for step in llm_steps}
