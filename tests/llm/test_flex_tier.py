@@ -259,3 +259,24 @@ def test_the_simulators_flex_tier_answers_the_official_sdk_unchanged() -> None:
         with pytest.raises(openai.APIStatusError) as groq:
             ask(sim)
         assert groq.value.status_code == 498 and sim.stats()["ok"] == 0
+
+
+def test_the_report_shows_the_flex_requests_and_their_refusals(tmp_path: Path) -> None:
+    import re
+
+    from typer.testing import CliRunner
+
+    from headrace.cli import app
+
+    with serve(flex_refusal_rate=0.4, seed=5) as sim:
+        result = run_quietly(_judge(sim), _records(15), run_dir=tmp_path / "run")
+    stats = _stats(result)
+    assert stats.flex_refusals > 0
+    answer = CliRunner().invoke(app, ["report", str(tmp_path / "run")])
+    assert answer.exit_code == 0, answer.output
+    html = (tmp_path / "run" / "report.html").read_text()
+    shown = dict(re.findall(r'data-key="([^"]+)">([^<]*)<', html))
+    assert shown["flex"] == (
+        f"{stats.flex_requests} requests, {stats.flex_refusals} refused "
+        f"(online ${stats.online_cost_usd:,.4f})"
+    )

@@ -105,6 +105,13 @@ def _header(record: RunRecord, series: RunSeries) -> str:
         keys.append(
             _key("batch", "from batches", f"{requests:,.0f} requests (online ${online:,.4f})")
         )
+    flexed = [s for s in latest.steps if s.number("llm", "flex", "requests")] if latest else []
+    if flexed:  # the flex tier: its requests, refusals and what they would cost online
+        requests = sum(s.number("llm", "flex", "requests") for s in flexed)
+        refused = sum(s.number("llm", "flex", "refusals") for s in flexed)
+        online = sum(s.number("llm", "flex", "online_cost_usd") for s in flexed)
+        shown = f"{requests:,.0f} requests, {refused:,.0f} refused (online ${online:,.4f})"
+        keys.append(_key("flex", "on flex", shown))
     name = escape(pipeline_words(record.definition.get("pipeline", "?")))
     return (
         f'<header><h1>{name}</h1><p class="where">{escape(record.where)}: '
