@@ -301,3 +301,18 @@ def test_a_learned_queue_limit_is_shared_through_redis_and_a_damaged_one_ignored
         third = run_quietly(judge(), _records(10), run_dir=tmp_path / "third")
     assert refused >= 1 and 0 < learned < 400
     assert first.items_out == second.items_out == 30 and third.items_out == 10
+
+
+def test_the_spend_committed_to_a_batch_in_flight_is_in_the_time_series(tmp_path: Path) -> None:
+    from headrace.store.sqlite import SqliteRunStore
+
+    with serve(batch_turnaround_s=4.0) as sim:  # the series writes a row each second
+        step = _judge(sim, max_tokens=50)
+        run_quietly(step, _records(10), run_dir=tmp_path / "run", budget=hr.Budget(usd=1.0))
+    store = SqliteRunStore.in_dir(tmp_path / "run")
+    try:
+        held = [row.data["budget"]["committed_usd"] for row in store.samples()]
+    finally:
+        store.close()
+    assert max(held) > 0  # the batch's bound, held while the provider worked on it
+    assert held[-1] == 0  # settled at what its answers cost

@@ -210,9 +210,9 @@ class RunLoop:
         finished = self.n_out + self.n_dead + self.n_filtered + self.n_unfinished
         data["in_flight"] = self.n_in - finished
         data["total"] = self.total
-        if self.spend is not None:
-            budget = self.spend.budget
-            data["budget"] = {"usd": budget.usd, "tokens": budget.tokens}
+        if (spend := self.spend) is not None:
+            held = spend.held_usd if isinstance(spend, SharedSpend) else spend.reserved_usd
+            data["budget"] = {"usd": spend.budget.usd, "committed_usd": held}
         return data
 
     @property

@@ -98,6 +98,9 @@ def _header(record: RunRecord, series: RunSeries) -> str:
         budget = latest.number("budget", "usd") if latest is not None else 0.0
         if budget:
             keys.append(_key("budget", "budget", f"${budget:,.2f}"))
+        held = latest.number("budget", "committed_usd") if latest is not None else 0.0
+        if held and record.running:  # requests in flight and batches submitted, held
+            keys.append(_key("committed", "committed, in flight", f"${held:,.4f}"))
     batched = [s for s in latest.steps if s.number("llm", "batch", "requests")] if latest else []
     if batched:  # the batch tier: what its requests cost, against the online price
         requests = sum(s.number("llm", "batch", "requests") for s in batched)
