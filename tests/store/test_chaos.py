@@ -1,6 +1,6 @@
 """Kill a durable run with SIGKILL at random moments; resume until done; nothing lost or doubled.
 
-20 kills per sink kind by default; HEADRACE_CHAOS_KILLS=200 for a longer run.
+12 kills per sink kind by default (CI's); HEADRACE_CHAOS_KILLS=200 for a longer run.
 The seed is printed; HEADRACE_CHAOS_SEED=<n> replays one.
 """
 
@@ -25,7 +25,7 @@ from headrace.io.sql import connect
 from headrace.store import StoreLocation
 
 JOB = JOBS / "chaos_job.py"
-KILLS = int(os.environ.get("HEADRACE_CHAOS_KILLS", "20"))
+KILLS = int(os.environ.get("HEADRACE_CHAOS_KILLS", "12"))
 ITEMS = max(5000, KILLS * 250)  # enough work that every kill lands mid-run
 
 
