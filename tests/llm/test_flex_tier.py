@@ -280,3 +280,19 @@ def test_the_report_shows_the_flex_requests_and_their_refusals(tmp_path: Path) -
         f"{stats.flex_requests} requests, {stats.flex_refusals} refused "
         f"(online ${stats.online_cost_usd:,.4f})"
     )
+
+
+def test_a_budget_counts_flex_requests_at_the_flex_price(tmp_path: Path) -> None:
+    with serve(flex_refusal_rate=0.3, seed=7) as sim:
+        online = run_quietly(_judge(sim, "online"), _records(20))
+        full = _stats(online).cost_usd
+        # a budget of 60% of the online cost: flex (half the price) finishes, refusals
+        # and all (a refusal's hold is given back unspent); online stops short
+        budget = hr.Budget(usd=full * 0.6)
+        flex = run_quietly(_judge(sim), _records(20), budget=budget, run_dir=tmp_path / "f")
+        short = run_quietly(
+            _judge(sim, "online"), _records(20), budget=budget, run_dir=tmp_path / "o"
+        )
+    assert flex.items_out == 20 and flex.stopped is None
+    assert _stats(flex).flex_refusals > 0 and _stats(flex).cost_usd <= full * 0.6
+    assert short.stopped is not None and "budget" in short.stopped and short.items_out < 20
