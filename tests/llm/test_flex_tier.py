@@ -23,6 +23,7 @@ from headrace.sim import SimServer, serve
 
 PRICE = hr.llm.Price(input=1.0, output=2.0)
 QUICK = hr.llm.FlexTier(backoff=0.001, refusals=3)
+PATIENT = hr.llm.FlexTier(backoff=0.001, refusals=20)  # a fallback online is unlikely
 
 
 class Verdict(BaseModel):
@@ -289,10 +290,26 @@ def test_a_budget_counts_flex_requests_at_the_flex_price(tmp_path: Path) -> None
         # a budget of 60% of the online cost: flex (half the price) finishes, refusals
         # and all (a refusal's hold is given back unspent); online stops short
         budget = hr.Budget(usd=full * 0.6)
-        flex = run_quietly(_judge(sim), _records(20), budget=budget, run_dir=tmp_path / "f")
+        flex = run_quietly(
+            _judge(sim, PATIENT), _records(20), budget=budget, run_dir=tmp_path / "f"
+        )
         short = run_quietly(
             _judge(sim, "online"), _records(20), budget=budget, run_dir=tmp_path / "o"
         )
     assert flex.items_out == 20 and flex.stopped is None
     assert _stats(flex).flex_refusals > 0 and _stats(flex).cost_usd <= full * 0.6
     assert short.stopped is not None and "budget" in short.stopped and short.items_out < 20
+
+
+def test_a_streamed_flex_answer_is_paid_at_the_flex_price() -> None:
+    with serve(flex_refusal_rate=0.3) as sim:
+        llm = hr.llm.Client(base_url=sim.url, prices={"sim-chat": PRICE})
+        step = hr.llm.complete(
+            client=llm, model="sim-chat", prompt="{text}", stream=True, tier=PATIENT
+        )
+        result = run_quietly(step, _records(10))
+        bill = sim.stats()
+    stats = _stats(result)
+    assert result.items_out == 10 and stats.first_token.count == 10
+    assert stats.flex_requests == bill["flex_requests"] == 10 and stats.flex_fallbacks == 0
+    assert stats.cost_usd == pytest.approx(stats.online_cost_usd / 2)
