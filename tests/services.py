@@ -145,3 +145,14 @@ def run_quietly(pipeline: Any, source: Any, **options: Any) -> hr.RunResult:
 async def arun_quietly(pipeline: Any, source: Any, **options: Any) -> hr.RunResult:
     """``hr.arun`` without its progress lines."""
     return await hr.arun(pipeline, source, progress=False, **options)
+
+
+def example_recipe(tmp_path: Path, name: str = "transduce") -> tuple[Path, dict[str, str]]:
+    """A copy of ``examples/<name>`` in ``tmp_path`` (its outputs left out): its recipe, and
+    an environment for ``headrace`` with a cache of the test's own."""
+    import os
+
+    example = Path(__file__).resolve().parents[1] / "examples" / name
+    shutil.copytree(example, tmp_path / name, ignore=shutil.ignore_patterns("out"))
+    env = {**os.environ, "HEADRACE_CACHE_DIR": str(tmp_path / "cache")}
+    return tmp_path / name / f"{name}.yaml", env

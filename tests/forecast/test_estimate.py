@@ -5,15 +5,13 @@ that starts no run, and the estimate kept for the dry run and the report."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import BaseModel
-from services import run_quietly
+from services import example_recipe, run_quietly
 
 import headrace as hr
 from headrace.errors import PipelineError
@@ -142,10 +140,7 @@ def test_a_damaged_or_linked_estimate_is_not_read(tmp_path: Path) -> None:
 def test_estimate_then_run_from_the_command_line_and_the_report_compares(
     tmp_path: Path,
 ) -> None:
-    example = Path(__file__).resolve().parents[2] / "examples" / "transduce"
-    shutil.copytree(example, tmp_path / "transduce", ignore=shutil.ignore_patterns("out"))
-    recipe = tmp_path / "transduce" / "transduce.yaml"
-    env = {**os.environ, "HEADRACE_CACHE_DIR": str(tmp_path / "cache")}
+    recipe, env = example_recipe(tmp_path)
     with serve(process=True) as sim:
         url = ["--set", f"models.reader.base_url={sim.url}"]
 

@@ -4,8 +4,6 @@ per-request errors, the queue's token limit, a cancel, prices, and what it refus
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import threading
 import time
@@ -17,7 +15,7 @@ import openai
 import pyarrow.parquet as pq
 import pytest
 from pydantic import BaseModel
-from services import run_quietly
+from services import example_recipe, run_quietly
 
 import headrace as hr
 from headrace.errors import PipelineError, StorageError
@@ -184,10 +182,7 @@ def test_a_tampered_ledger_is_a_clear_error_naming_the_file(tmp_path: Path) -> N
 
 
 def test_a_recipe_on_the_batch_tier_from_the_command_line(tmp_path: Path) -> None:
-    example = Path(__file__).resolve().parents[2] / "examples" / "transduce"
-    shutil.copytree(example, tmp_path / "transduce", ignore=shutil.ignore_patterns("out"))
-    recipe = tmp_path / "transduce" / "transduce.yaml"
-    env = {**os.environ, "HEADRACE_CACHE_DIR": str(tmp_path / "cache")}
+    recipe, env = example_recipe(tmp_path)
     with serve(process=True, batch_turnaround_s=0.2) as sim:
         command = ["headrace", "run", str(recipe), "--set", f"models.reader.base_url={sim.url}"]
         command += ["--run-dir", str(tmp_path / "run"), "--tier", "batch"]
@@ -203,7 +198,7 @@ def test_a_recipe_on_the_batch_tier_from_the_command_line(tmp_path: Path) -> Non
             capture_output=True,
             text=True,
         )
-    listings = (example / "listings.jsonl").read_text().splitlines()
+    listings = (recipe.parent / "listings.jsonl").read_text().splitlines()
     assert bill["creates"] >= 1 and bill["billed_requests"] == -(-len(listings) // 8)  # packs
     assert (tmp_path / "run" / "batches").is_dir()
     assert (

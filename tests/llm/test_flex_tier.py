@@ -5,8 +5,6 @@ model without flex, the longer timeout, and what it refuses."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -14,7 +12,7 @@ from typing import Any
 import pytest
 from genai_prices import Usage, calc_price
 from pydantic import BaseModel
-from services import run_quietly
+from services import example_recipe, run_quietly
 
 import headrace as hr
 from headrace.errors import CapacityRefused, PipelineError
@@ -221,10 +219,7 @@ def test_capacity_refused_survives_a_trip_between_processes() -> None:
 
 
 def test_a_recipe_on_the_flex_tier_from_the_command_line(tmp_path: Path) -> None:
-    example = Path(__file__).resolve().parents[2] / "examples" / "transduce"
-    shutil.copytree(example, tmp_path / "transduce", ignore=shutil.ignore_patterns("out"))
-    recipe = tmp_path / "transduce" / "transduce.yaml"
-    env = {**os.environ, "HEADRACE_CACHE_DIR": str(tmp_path / "cache")}
+    recipe, env = example_recipe(tmp_path)
     with serve(process=True, flex_refusal_rate=0.3) as sim:
         command = ["headrace", "run", str(recipe), "--set", f"models.reader.base_url={sim.url}"]
         command += ["--run-dir", str(tmp_path / "run"), "--tier", "flex"]
@@ -233,7 +228,7 @@ def test_a_recipe_on_the_flex_tier_from_the_command_line(tmp_path: Path) -> None
         )
         bill = sim.stats()
     assert done.returncode == 0, done.stderr
-    listings = (example / "listings.jsonl").read_text().splitlines()
+    listings = (recipe.parent / "listings.jsonl").read_text().splitlines()
     packs = -(-len(listings) // 8)
     assert bill["flex_refused"] > 0 and bill["ok"] == packs  # each pack answered once
     assert f"{bill['flex_requests']:,} on flex, {bill['flex_refused']:,} refused" in done.stdout
