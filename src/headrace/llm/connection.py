@@ -235,11 +235,9 @@ class Connection:
     async def _post(
         self, path: str, body: dict[str, Any], stream: bool, timeout: float | None = None
     ) -> Reply:
-        import aiohttp
-
         started = time.perf_counter()
         # aiohttp reads timeout=None as "no timeout": the pool's own stands for "not given"
-        limit = self._session.timeout if timeout is None else aiohttp.ClientTimeout(total=timeout)
+        limit = self._session.timeout if timeout is None else _total(timeout)
         async with self._session.post(
             self.client.base_url + path,
             data=orjson.dumps(body),
@@ -312,6 +310,13 @@ class Spending:
         if self.spend is None:
             return None
         return self.spend.settle(*call.reserved, *used)
+
+
+def _total(seconds: float) -> aiohttp.ClientTimeout:
+    """A request's own time limit (the flex tier's), as aiohttp takes it."""
+    import aiohttp
+
+    return aiohttp.ClientTimeout(total=seconds)
 
 
 def _capacity_refusal(status: int, code: str, message: str) -> bool:
