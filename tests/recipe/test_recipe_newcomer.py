@@ -5,6 +5,7 @@ the input's fields once, and ``--dry-run`` shows what the command line put in pl
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -89,3 +90,29 @@ def test_dry_run_shows_the_overrides_and_counts_a_kept_llm_node(tmp_path: Path) 
     assert "no LLM nodes" not in done.stdout
     assert "answer                 4 requests" in done.stdout
     assert not (tmp_path / "elsewhere.csv").exists()
+
+
+def test_dry_run_prices_each_node_on_its_tier(tmp_path: Path) -> None:
+    path = _folder(
+        tmp_path,
+        "models:\n  m: {model: gpt-4o-mini, base_url: 'http://127.0.0.1:9/v1'}\n"
+        "source: {jsonl: in.jsonl, key: id}\nsink: {jsonl: out.jsonl}\n"
+        "nodes:\n  - id: answer\n    llm: {model: m, prompt: 'Say {{ text }}'}\n",
+    )
+
+    def total(*tier: str) -> float:
+        done = subprocess.run(
+            [sys.executable, "-m", "headrace", "run", str(path), "--dry-run", *tier],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+        )
+        assert done.returncode == 0, done.stderr
+        found = re.search(r"total: .* \$([\d.]+)", done.stdout)
+        assert found is not None, done.stdout
+        return float(found[1])
+
+    online = total()
+    assert online > 0
+    assert total("--tier", "batch") == pytest.approx(online / 2, abs=1e-4)
+    assert total("--tier", "flex") == pytest.approx(online / 2, abs=1e-4)  # OpenAI's flex

@@ -10,7 +10,8 @@ The estimate is an upper bound built from the source itself:
   four characters a token. A node whose input is another node's output is
   estimated from the source record in its place, which the plan says;
 - completion tokens: the node's ``max_tokens``, or :data:`ASSUMED_COMPLETION`, per item;
-- cost: the model's price in the client's table (unpriced models show no cost).
+- cost: the model's price on the node's tier (online, flex or batch) in the client's
+  table (unpriced models show no cost).
 """
 
 from __future__ import annotations
@@ -185,7 +186,7 @@ def describe(
         )
         prompt_total = (prompt or 0) * items
         completion_total = completion * items
-        price = step.client.price(step.model)
+        price = step.client.price(step.model, step.tier_name)  # the tier it runs on
         cost = price.cost(prompt_total, completion_total) if price is not None else None
         requests += calls
         tokens += prompt_total + completion_total
