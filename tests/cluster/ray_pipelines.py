@@ -4,6 +4,7 @@ a cluster started here gives its workers the driver's import path)."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import Any
 
@@ -64,3 +65,18 @@ _PEAK = (
     "if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then "
     "redis.call('SET', KEYS[1], ARGV[1]) end"
 )
+
+
+def _batch_ask() -> hr.Step[Any, Any]:
+    """A completion on the batch tier against the simulator at ``$RAY_BATCH_SIM`` (read
+    where the pipeline is imported: the driver and each worker), kept beside the item."""
+    client = hr.llm.Client(
+        base_url=os.environ.get("RAY_BATCH_SIM", "http://127.0.0.1:9/v1"),
+        prices={"sim-chat": hr.llm.Price(input=1.0, output=2.0)},
+    )
+    tier = hr.llm.BatchTier(max_requests=50, gather=0.1, poll=0.1)
+    ask = hr.llm.complete(client=client, model="sim-chat", prompt="{id}", tier=tier, name="ask")
+    return hr.with_input(ask, field="answer")
+
+
+batch_ask = _batch_ask()

@@ -160,14 +160,6 @@ def test_what_the_batch_tier_refuses_says_why(tmp_path: Path) -> None:
             hr.llm.embed(client=client, model="e", tier="batch")
         with pytest.raises(PipelineError, match="tier must be 'online', 'flex', 'batch'"):
             hr.llm.complete(client=client, model="m", prompt="{text}", tier="priority")
-        with pytest.raises(PipelineError, match="on the batch tier"):
-            run_quietly(
-                _judge(sim),
-                _records(2),
-                sink=hr.write_jsonl(tmp_path / "o.jsonl"),
-                run_dir=tmp_path / "ray",
-                backend=hr.Ray(workers=1),
-            )
 
 
 def test_a_tampered_ledger_is_a_clear_error_naming_the_file(tmp_path: Path) -> None:

@@ -84,8 +84,9 @@ class LLMStep(Step[In, Out]):
             gathered into the provider's batches, answered within its completion
             window at half the price, each submitted and paid for at most once
             whatever kills the run (see :mod:`headrace.llm.tier.submitter`). The
-            batch tier needs a durable run (``run_dir``), runs in the run's own
-            process, and sets ``concurrency`` to the batch size unless given. The
+            batch tier needs a durable run (``run_dir``; on a cluster each shard keeps
+            its own batches in its folder), and sets ``concurrency`` to the batch size
+            unless given. The
             tier is not part of the step's fingerprint: the answers are the same.
     """
 
@@ -142,12 +143,6 @@ class LLMStep(Step[In, Out]):
         if isinstance(self.tier, BatchTier):
             return "batch"
         return "flex" if isinstance(self.tier, FlexTier) else "online"
-
-    def local_only(self) -> str | None:
-        """On the batch tier, the step's ledger is in the run's folder of this process."""
-        if not isinstance(self.tier, BatchTier):
-            return None
-        return f"step {self.name!r} is on the batch tier, whose ledger is the run's own"
 
     @property
     def model_name(self) -> str:
