@@ -290,16 +290,39 @@ def test_a_learned_queue_limit_is_shared_through_redis_and_a_damaged_one_ignored
     assert first.items_out == second.items_out == 30 and third.items_out == 10
 
 
-def test_the_spend_committed_to_a_batch_in_flight_is_in_the_time_series(tmp_path: Path) -> None:
+def test_the_spend_committed_to_a_batch_in_flight_is_in_the_time_series_and_status(
+    tmp_path: Path,
+) -> None:
+    import re
+
+    from typer.testing import CliRunner
+
+    from headrace.cli import app
     from headrace.store.sqlite import SqliteRunStore
 
+    run_dir = tmp_path / "run"
+    shown: list[str] = []
     with serve(batch_turnaround_s=4.0) as sim:  # the series writes a row each second
         step = _judge(sim, max_tokens=50)
-        run_quietly(step, _records(10), run_dir=tmp_path / "run", budget=hr.Budget(usd=1.0))
-    store = SqliteRunStore.in_dir(tmp_path / "run")
+        running = threading.Thread(
+            target=run_quietly,
+            args=(step, _records(10)),
+            kwargs={"run_dir": run_dir, "budget": hr.Budget(usd=1.0)},
+        )
+        running.start()
+        while running.is_alive():  # `headrace status` while the batch is at the provider
+            if (run_dir / "run.sqlite").exists():
+                shown.append(CliRunner().invoke(app, ["status", str(run_dir)]).output)
+            time.sleep(0.2)
+        running.join()
+    store = SqliteRunStore.in_dir(run_dir)
     try:
         held = [row.data["budget"]["committed_usd"] for row in store.samples()]
     finally:
         store.close()
     assert max(held) > 0  # the batch's bound, held while the provider worked on it
     assert held[-1] == 0  # settled at what its answers cost
+    committed = [float(m[1]) for out in shown if (m := re.search(r"\$([\d.]+) committed", out))]
+    assert max(committed) > 0
+    final = CliRunner().invoke(app, ["status", str(run_dir)]).output
+    assert re.search(r"spend     \$0\.\d+ so far, \$0\.0000 committed", final), final

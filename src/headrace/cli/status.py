@@ -56,6 +56,7 @@ def status(
         state = store.status()
         lease = store.lease()
         forced = store.forced_sessions()
+        samples = store.samples()
     finally:
         store.close()
     definition = state.definition
@@ -88,6 +89,7 @@ def status(
         typer.echo(f"running   no: {lease.describe()} (dead; the next session takes over)")
     if shards:
         _show_shards(shards)
+    _show_spend(samples, running=lease is not None and lease.alive())
     if (run_dir / "batches").is_dir():
         _show_batches(run_dir)
     for session, note in forced:
@@ -140,6 +142,19 @@ def _show_shards(shards: list[Any]) -> None:
             f"{shard.finished:,} of {shard.stop - shard.start:,} finished, {rate:,.1f} items/s; "
             f"{shard.lease.describe()}"
         )
+
+
+def _show_spend(samples: list[Any], *, running: bool) -> None:
+    """What the run's LLM requests cost so far (every session's), and, while it runs, the
+    upper bound held for requests and batches in flight (from its time series)."""
+    from ..report.series import RunSeries
+
+    series = RunSeries.of(samples)
+    latest = series.latest
+    spent = series.totals("cost_usd")
+    held = latest.number("budget", "committed_usd") if latest is not None and running else 0.0
+    if spent or held:
+        typer.echo(f"spend     ${spent:,.4f} so far, ${held:,.4f} committed (in flight)")
 
 
 def _show_batches(run_dir: Path) -> None:
