@@ -290,6 +290,40 @@ def test_a_learned_queue_limit_is_shared_through_redis_and_a_damaged_one_ignored
     assert first.items_out == second.items_out == 30 and third.items_out == 10
 
 
+def test_processes_sharing_a_queue_limit_hold_their_batches_and_never_overfill_it(
+    tmp_path: Path, redis_url: str
+) -> None:
+    import redis
+
+    key = f"queue-{uuid.uuid4().hex[:8]}"
+    stored = f"headrace:batch-queue:{key}:sim-chat"
+    shared = redis.Redis.from_url(redis_url)
+    shared.set(stored, 300)  # learned before: one batch of ten (~260 tokens) fits, not two
+    shared.hset(f"{stored}:held", "damaged", "lots")  # a damaged hold is left out
+    full = hr.llm.BatchTier(max_requests=10, gather=30, poll=0.05)
+    with serve(batch_turnaround_s=1.0, batch_queue_tokens=400) as sim:
+
+        def judge(folder: str) -> None:
+            rate = hr.Rate(requests=100_000, per="minute", shared=redis_url, key=key)
+            client = hr.llm.Client(base_url=sim.url, rate=rate, retry=hr.Retry(attempts=6))
+            step = hr.llm.transduce(
+                Verdict, client=client, model="sim-chat", instructions="Judge.",
+                tier=full, concurrency=10,
+            )  # fmt: skip
+            done.append(run_quietly(step, _records(10), run_dir=tmp_path / folder))
+
+        done: list[hr.RunResult] = []
+        runs = [threading.Thread(target=judge, args=(f"run{i}",)) for i in range(2)]
+        for run in runs:  # two processes of a cluster at once (here: two runs)
+            run.start()
+        for run in runs:
+            run.join()
+        bill = sim.stats()["batch"]
+    assert [r.items_out for r in done] == [10, 10]
+    assert bill["failed_validation"] == 0 and bill["creates"] == 2  # one waited for room
+    assert shared.hkeys(f"{stored}:held") == [b"damaged"]  # both holds given back
+
+
 def test_the_spend_committed_to_a_batch_in_flight_is_in_the_time_series_and_status(
     tmp_path: Path,
 ) -> None:

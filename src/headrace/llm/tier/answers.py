@@ -1,16 +1,20 @@
-"""What one batch request is called, and what its answer means."""
+"""What one batch request is called, what its answer means, and how it is counted."""
 
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from ...errors import ProviderError
 from ..replies import Reply, message_content
 
-__all__ = ["custom_id", "outcome"]
+if TYPE_CHECKING:
+    from ..prices import Price
+    from ..stats import Costs, LLMStats
+
+__all__ = ["count_answer", "custom_id", "outcome"]
 
 _REQUEUED = ("batch_expired", "batch_cancelled")
 
@@ -41,3 +45,14 @@ def outcome(row: dict[str, Any]) -> Reply | ProviderError | None:
         return None
     message = str(error.get("message", "")) if isinstance(error, dict) else ""
     return ProviderError(500, f"{code}: {message}", {})
+
+
+def count_answer(
+    costs: Costs, online: Price | None, stats: LLMStats, model: str, answer: Reply
+) -> None:
+    """Count a batch answer's tokens and its cost at the batch price (``costs``), and
+    what it would have cost at the ``online`` price."""
+    costs.count(stats, model, answer)
+    stats.batch_requests += 1
+    if online is not None:
+        stats.online_cost_usd += online.cost(*answer.usage)

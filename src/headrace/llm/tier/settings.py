@@ -60,6 +60,11 @@ class BatchTier:
         return to_seconds(self.gather, option="BatchTier gather")
 
     @property
+    def window_s(self) -> float:
+        """``completion_window`` in seconds."""
+        return to_seconds(self.completion_window, option="BatchTier completion_window")
+
+    @property
     def poll_s(self) -> float:
         """``poll`` in seconds."""
         return to_seconds(self.poll, option="BatchTier poll")

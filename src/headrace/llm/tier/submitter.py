@@ -29,6 +29,7 @@ step that limit (:mod:`.queue_limit`): its requests go back, and later batches f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -39,16 +40,16 @@ from ...errors import BudgetExhausted, PipelineError, ProviderError, RunStopped
 from ...limits.retry import Retry, is_retryable
 from ...metrics import StepMetrics
 from ..replies import Reply
-from ..stats import Costs, LLMStats, llm_stats
+from ..stats import Costs, llm_stats
 from ..tokens import prompt_tokens
-from .answers import custom_id, outcome
+from .answers import count_answer, custom_id, outcome
 from .anthropic_batches import AnthropicBatches
 from .committed import Committed
 from .intent_steps import BatchApi, IntentSteps
 from .ledger import Intent, Ledger
 from .openai_batches import OpenAIBatches
-from .queue_limit import QueueLimit
-from .settings import MAX_FILE_BYTES, BatchTier
+from .queue_limit import QueueLimit, fitting
+from .settings import BatchTier
 
 if TYPE_CHECKING:
     from ...limits.budget import RunSpend
@@ -101,6 +102,7 @@ class BatchConnection:
         self.queue = QueueLimit(model, shared, rate.key if rate is not None else run)
         self.tasks: set[asyncio.Task[None]] = set()
         self.started = False
+        self.elsewhere = 0  # input tokens other processes hold in the shared queue
         self._arrived: asyncio.Event | None = None
         self._room: asyncio.Event | None = None
         self._answers: tuple[str, dict[str, dict[str, Any]]] | None = None
@@ -137,21 +139,13 @@ class BatchConnection:
                 )
             if isinstance(answer, Reply):
                 if metrics is not None and metrics.llm is not None:
-                    self._count(llm_stats(metrics), str(body.get("model")), answer)
+                    stats, model = llm_stats(metrics), str(body.get("model"))
+                    count_answer(self.costs, self.price_of(model), stats, model, answer)
                 return answer
             if is_retryable(answer) and attempt + 1 < self.retry.attempts:
                 attempt += 1
                 continue
             raise answer
-
-    def _count(self, stats: LLMStats, model: str, answer: Reply) -> None:
-        """Count an answer's tokens and its cost at the batch price, and what it would
-        have cost online."""
-        self.costs.count(stats, model, answer)
-        stats.batch_requests += 1
-        price = self.price_of(model)
-        if price is not None:
-            stats.online_cost_usd += price.cost(*answer.usage)
 
     async def close(self) -> None:
         """Stop following the batches (they stay in the ledger for the next session)."""
@@ -252,8 +246,8 @@ class BatchConnection:
 
     async def _gather(self) -> None:
         """Make a batch whenever one is full, or no request came for ``gather``."""
-        arrived, room = self._arrived, self._room
-        assert arrived is not None and room is not None
+        arrived = self._arrived
+        assert arrived is not None
         while True:
             if not self.pending:
                 arrived.clear()
@@ -264,15 +258,21 @@ class BatchConnection:
                     await asyncio.wait_for(arrived.wait(), self.tier.gather_s)
                 except TimeoutError:
                     break
-            names = self._fitting(await self.queue.current())
-            if not names:
-                room.clear()
-                await room.wait()  # the queue is full: wait for a batch to end
-                continue
+            space = await self.queue.room(self._in_flight() + self.elsewhere)
+            names = fitting(self.pending, self.tier.max_requests, space)
             intent_id = Intent.new_id()
+            tokens = sum(prompt_tokens(self.pending[n]) for n in names)
+            window = self.tier.window_s
+            # no request fits: a look at the other processes' holds, which may end
+            own = self._in_flight()
+            held, self.elsewhere = await self.queue.hold(intent_id, tokens, own, window)
+            if not names or not held:  # the queue is full: wait for a batch to end
+                await self._wait_for_room()
+                continue
             try:  # a batch that would pass the run's budget is not submitted
                 count = await self.committed.take(intent_id, [(n, self.pending[n]) for n in names])
             except BudgetExhausted as exc:
+                await self.queue.release(intent_id)
                 self._fail(list(self.pending), exc)
                 self.pending.clear()
                 continue
@@ -280,6 +280,7 @@ class BatchConnection:
             requests = [(n, self.pending.pop(n)) for n in names[:count] if n in self.pending]
             names = [name for name, _ in requests]
             if not names:
+                await self.queue.release(intent_id)
                 await self.committed.settle(intent_id, ())
                 continue
             intent = Intent(
@@ -289,6 +290,8 @@ class BatchConnection:
                 requests=names,
                 tokens=sum(prompt_tokens(body) for _, body in requests),
             )
+            if intent.tokens != tokens:  # fewer requests than held: hold what it is
+                await self.queue.hold(intent.id, intent.tokens, 0, window, adopt=True)
             for name in names:
                 self.owner[name] = intent.id
             self.intents[intent.id] = intent
@@ -309,32 +312,24 @@ class BatchConnection:
         more requests can come before some are answered, so the batch leaves now."""
         return self.waiting >= self.calls
 
-    def _fitting(self, limit: int | None) -> list[str]:
-        """The pending requests the next batch takes: at most ``max_requests``, and
-        within the learned queue limit beside the batches in flight."""
-        names = list(self.pending)[: self.tier.max_requests]
-        size = 0
-        for index, name in enumerate(names):  # a batch file is at most MAX_FILE_BYTES
-            size += len(orjson.dumps(self.pending[name])) + 100
-            if size > MAX_FILE_BYTES and index:
-                names = names[:index]
-                break
-        if limit is None:
-            return names
-        room = limit - sum(i.tokens for i in self.intents.values() if i.open)
-        taken: list[str] = []
-        used = 0
-        for name in names:
-            tokens = prompt_tokens(self.pending[name])
-            if used + tokens > room and (taken or room < limit):
-                break
-            taken.append(name)
-            used += tokens
-        return taken
+    async def _wait_for_room(self) -> None:
+        """Until one of this process's batches ends, or a poll's time (another process's
+        batch may end meanwhile)."""
+        assert self._room is not None
+        self._room.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._room.wait(), self.tier.poll_s)
+
+    def _in_flight(self) -> int:
+        """The input tokens of this process's unfinished batches."""
+        return sum(i.tokens for i in self.intents.values() if i.open)
 
     async def _follow(self, intent: Intent, *, resumed: bool) -> None:
-        """Take one intent to its end: submitted once, polled, collected."""
+        """Take one intent to its end: submitted once, polled, collected (its hold on
+        the shared queue given back then)."""
         try:
+            if resumed:  # already counted against the provider's queue: held as it is
+                await self.queue.hold(intent.id, intent.tokens, 0, self.tier.window_s, adopt=True)
             if intent.state == "intended":
                 await self.steps.upload(intent, resumed)
             if intent.state == "uploaded":
@@ -347,6 +342,7 @@ class BatchConnection:
             stopped = RunStopped(f"the batch tier of step {self.step!r} stopped: {exc}")
             self._fail([n for n, i in self.owner.items() if i == intent.id], stopped)
         finally:
+            await self.queue.release(intent.id)
             assert self._room is not None
             self._room.set()
 
