@@ -203,3 +203,22 @@ def test_an_anthropic_cancel_ends_the_batch_with_its_unfinished_requests_cancele
         assert ended.request_counts.canceled == 1
         [result] = list(client.messages.batches.results(batch.id))
         assert result.result.type == "canceled"
+
+
+def test_a_batchs_turnaround_is_drawn_around_the_median_when_it_varies() -> None:
+    import random
+    import statistics
+
+    from headrace.sim import SimConfig
+    from headrace.sim.batch_book import BatchBook
+
+    fixed = SimConfig(batch_turnaround_s=2.0)
+    assert {fixed.turnaround(random.Random(n)) for n in range(5)} == {2.0}
+    varied = SimConfig(batch_turnaround_s=2.0, batch_turnaround_sigma=0.5, seed=3)
+    draws = [varied.turnaround(random.Random(n)) for n in range(2000)]
+    assert 1.9 < statistics.median(draws) < 2.1 and max(draws) > 4 and min(draws) < 1
+    book = BatchBook(varied)
+    body = {"model": "sim-chat", "messages": [{"role": "user", "content": "hi"}]}
+    made = [book.submit("openai", [("a", body)], "batch_") for _ in range(5)]
+    assert len({b.turnaround_s for b in made}) == 5  # each batch its own
+    assert all(b.ends() == b.created + b.turnaround_s for b in made)

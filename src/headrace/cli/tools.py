@@ -98,6 +98,9 @@ def sim(
     batch_turnaround: Annotated[
         float, typer.Option(help="seconds from a batch's creation to its end")
     ] = 2.0,
+    batch_turnaround_sigma: Annotated[
+        float, typer.Option(help="sigma of a lognormal turnaround, drawn per batch (0: fixed)")
+    ] = 0.0,
     batch_error_rate: Annotated[
         float, typer.Option(help="share of batch requests answered with an error")
     ] = 0.0,
@@ -144,6 +147,7 @@ def sim(
             storm_for=storm_for,
             seed=seed,
             batch_turnaround_s=batch_turnaround,
+            batch_turnaround_sigma=batch_turnaround_sigma,
             batch_error_rate=batch_error_rate,
             batch_finish_share=batch_finish_share,
             batch_queue_tokens=batch_queue_tokens,

@@ -63,25 +63,24 @@ class SimBatch:
     ended_at: int | None = None
     output_file_id: str | None = None
     error_file_id: str | None = None
+    turnaround_s: float = 0.0  # drawn when it was created
 
-    def ends(self, turnaround_s: float) -> float:
+    def ends(self) -> float:
         """When it ends (monotonic), or has ended."""
         if self.failed:
             return self.created
         if self.cancelled is not None:
-            return min(self.cancelled + CANCEL_GRACE_S, self.created + turnaround_s)
-        return self.created + turnaround_s
+            return min(self.cancelled + CANCEL_GRACE_S, self.created + self.turnaround_s)
+        return self.created + self.turnaround_s
 
-    def due(self, index: int, turnaround_s: float) -> float:
+    def due(self, index: int) -> float:
         """When request ``index`` finishes, if the batch lasts that long."""
-        return self.created + turnaround_s * (index + 1) / max(1, len(self.requests))
+        return self.created + self.turnaround_s * (index + 1) / max(1, len(self.requests))
 
     def finished(self, now: float, config: SimConfig) -> int:
         """How many of its requests have finished by ``now``."""
-        end = min(now, self.ends(config.batch_turnaround_s))
-        done = sum(
-            1 for i in range(len(self.requests)) if self.due(i, config.batch_turnaround_s) <= end
-        )
+        end = min(now, self.ends())
+        done = sum(1 for i in range(len(self.requests)) if self.due(i) <= end)
         return min(done, math.ceil(len(self.requests) * config.batch_finish_share - 1e-9))
 
 
@@ -107,6 +106,7 @@ class BatchBook:
             "cancels": 0,
         }
         self.billed: set[int] = set()
+        self.rng = random.Random(self.config.seed + 2)  # the turnarounds' draws
 
     def new_id(self, prefix: str) -> str:
         """A fresh id: ``batch_...``, ``file-...``, ``msgbatch_...``."""
@@ -122,11 +122,10 @@ class BatchBook:
 
     def enqueued_tokens(self, model: str, now: float) -> int:
         """The input tokens of ``model`` in batches that have not ended."""
-        turnaround = self.config.batch_turnaround_s
         return sum(
             b.tokens
             for b in self.batches.values()
-            if b.model == model and not b.failed and b.ends(turnaround) > now
+            if b.model == model and not b.failed and b.ends() > now
         )
 
     def submit(
@@ -149,6 +148,7 @@ class BatchBook:
             tokens=tokens,
             created=now,
             created_at=int(time.time()),
+            turnaround_s=self.config.turnaround(self.rng),
             **details,
         )
         limit = self.config.batch_queue_tokens
@@ -180,7 +180,7 @@ class BatchBook:
         if batch.answers is not None:
             return True
         now = time.monotonic() if now is None else now
-        if now < batch.ends(self.config.batch_turnaround_s):
+        if now < batch.ends():
             return False
         self._finish(batch, now)
         return True

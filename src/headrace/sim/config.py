@@ -49,7 +49,10 @@ class SimConfig:
         seed: the seed of the fault and latency draws.
         embedding_dim: the length of an embedding vector when the request does not say.
         batch_turnaround_s: how long a batch takes from its creation to its end (its
-            requests finish one after the other over that time).
+            requests finish one after the other over that time); the median when
+            ``batch_turnaround_sigma`` > 0.
+        batch_turnaround_sigma: the sigma of a lognormal turnaround around
+            ``batch_turnaround_s``, drawn for each batch (0: every batch the same).
         batch_error_rate: the share of a batch's requests answered with an error
             (a 500 ``server_error`` in the batch's error file or results).
         batch_finish_share: the share of a batch's requests finished by its end; below
@@ -84,6 +87,7 @@ class SimConfig:
     seed: int = 0
     embedding_dim: int = 64
     batch_turnaround_s: float = 2.0
+    batch_turnaround_sigma: float = 0.0
     batch_error_rate: float = 0.0
     batch_finish_share: float = 1.0
     batch_queue_tokens: int | None = None
@@ -100,6 +104,8 @@ class SimConfig:
                 raise ValueError(f"sim {name} must be > 0, got {value!r}")
         if self.latency_ms < 0 or self.latency_sigma < 0:
             raise ValueError("sim latency_ms and latency_sigma must be >= 0")
+        if not self.batch_turnaround_sigma >= 0:
+            raise ValueError("sim batch_turnaround_sigma must be >= 0")
         if not self.batch_turnaround_s >= 0 or self.batch_lose_creates < 0:
             raise ValueError("sim batch_turnaround_s and batch_lose_creates must be >= 0")
         if not 0 <= self.batch_error_rate <= 1 or not 0 <= self.batch_finish_share <= 1:
@@ -132,6 +138,7 @@ class SimConfig:
         """
         numbers = {"rpm", "tpm", "burst", "token_burst", "latency_ms", "latency_sigma"}
         numbers |= {"storm_every", "storm_for", "hang_s", "batch_turnaround_s"}
+        numbers |= {"batch_turnaround_sigma"}
         numbers |= {"batch_error_rate", "batch_finish_share", "flex_latency_ms"}
         numbers |= {"flex_refusal_rate"}
         whole = {"concurrency", "seed", "embedding_dim", "batch_queue_tokens"}
@@ -169,6 +176,12 @@ class SimConfig:
         if self.tpm is None:
             return None
         return self.token_burst if self.token_burst is not None else max(1.0, self.tpm / 60)
+
+    def turnaround(self, rng: random.Random) -> float:
+        """One batch's turnaround in seconds (a draw, with ``batch_turnaround_sigma``)."""
+        if self.batch_turnaround_sigma == 0:
+            return self.batch_turnaround_s
+        return self.batch_turnaround_s * math.exp(rng.gauss(0.0, self.batch_turnaround_sigma))
 
     def latency_s(self, rng: random.Random, flex: bool = False) -> float:
         """One draw of the latency in seconds (of a flex request with ``flex``)."""
