@@ -15,7 +15,7 @@ from ..errors import PipelineError
 from ..values.atomic import replace_atomically
 from ..values.checks import positive_int
 from ..values.durations import to_seconds
-from .pilot import _llm_steps, fly
+from .pilot import fly, llm_steps_of
 from .projection import BATCH_TURNAROUND_S, FLEX_SLOWDOWN, TierEstimate, project
 from .sampling import stratified
 
@@ -132,6 +132,8 @@ def estimate(
         raise PipelineError("estimate chunks must be at least 2: their spread is the interval")
     turnaround = BATCH_TURNAROUND_S
     if batch_turnaround is not None:
+        if len(batch_turnaround) != 3:
+            raise PipelineError("estimate batch_turnaround is (p10, p50, p90): ('1h', '2h', '8h')")
         low, mid, high = (to_seconds(t, option="batch_turnaround") for t in batch_turnaround)
         if not 0 <= low <= mid <= high:
             raise PipelineError("estimate batch_turnaround must be p10 <= p50 <= p90")
@@ -141,7 +143,7 @@ def estimate(
     values = [entry[1] if from_source else entry for entry in drawn.items]
     pilot = fly(pipeline, values, chunks, seed)
     names = ["online"]
-    chat = [step for step in _llm_steps(pipeline) if step.batchable]
+    chat = [step for step in llm_steps_of(pipeline) if step.batchable]
     if chat:
         if all(step.client.flex_api is not None for step in chat):
             names.append("flex")

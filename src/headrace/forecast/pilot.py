@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from ..engine.result import RunResult
     from ..metrics import StepMetrics
 
-__all__ = ["Pilot", "fly"]
+__all__ = ["Pilot", "fly", "llm_steps_of"]
 
 ONLINE_SLOTS = 64
 """The call slots a batch-tier step is projected with online (its own default)."""
@@ -46,7 +46,7 @@ class Pilot:
 def fly(pipeline: Any, items: list[Any], chunks: int, seed: int) -> Pilot:
     """Run ``items`` through ``pipeline`` in ``chunks`` groups drawn at random (seeded),
     each a whole number of the most packed LLM step's packs (so fewer groups, then)."""
-    llm_steps = _llm_steps(pipeline)
+    llm_steps = llm_steps_of(pipeline)
     order = list(range(len(items)))
     random.Random(seed).shuffle(order)
     # a chunk holds whole packs of the most packed step, as the full run's requests do
@@ -87,7 +87,7 @@ def _count(pilot: Pilot, result: RunResult) -> None:
         pilot.cost_usd = pilot.cost_usd + stats.cost_usd if stats.priced else None
 
 
-def _llm_steps(pipeline: Any) -> list[LLMStep[Any, Any]]:
+def llm_steps_of(pipeline: Any) -> list[LLMStep[Any, Any]]:
     """The pipeline's LLM steps, in the order a run binds them."""
     found: list[LLMStep[Any, Any]] = []
     stack = [pipeline] if isinstance(pipeline, Step) else []
