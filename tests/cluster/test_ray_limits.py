@@ -82,8 +82,9 @@ def test_four_actors_sharing_one_redis_limit_stay_under_the_providers_limit(
     # where the sim's bucket and the shared one refill on different clocks. How many
     # depends on the machine's load (two busy loops on the two cores: 33 given, 110
     # learned), so the bound is only what four limits of their own do not meet: they
-    # sent 339 requests in 7.9 s and drew 179 429s (measured with shared= left out)
-    assert stats["throttled"] < (ITEMS if learned else ITEMS // 2), seen
+    # sent 339 requests in 7.9 s and drew 179 429s (measured with shared= left out); a
+    # given one drew 81 with the machine twice over-busy (a pytest and busy loops beside)
+    assert stats["throttled"] < ITEMS, seen
 
 
 def test_a_budget_holds_across_four_actors_and_a_resume_finishes_the_run(
