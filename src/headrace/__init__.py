@@ -22,7 +22,7 @@ from typing import Any as _Any
 from .cache import Cache
 from .cluster import Ray
 from .engine.result import DeadLetter, RunResult
-from .engine.runner import arun, default_window, run
+from .engine.runner import arun, default_window, rerun, run
 from .errors import (
     BadInput,
     BatchMismatch,
@@ -213,6 +213,7 @@ __all__ = [
     "merge",
     "parallel",
     "route",
+    "rerun",
     "run",
     "step",
     "with_input",

@@ -11,8 +11,7 @@ from typing import Any
 from services import run_quietly
 
 import headrace as hr
-from headrace.io.database import Database, connect
-from headrace.io.sql import _create_table
+from headrace.io.database import Database, connect, create_table
 
 
 def _create(
@@ -20,7 +19,7 @@ def _create(
 ) -> None:
     together.wait()
     try:
-        _create_table(db, name, statement)
+        create_table(db, name, statement)
     except BaseException as exc:
         failures.append(exc)
 

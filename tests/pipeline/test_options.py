@@ -118,7 +118,7 @@ def test_run_and_arun_take_exactly_the_run_options_with_their_defaults() -> None
         ({"window": 0}, "window must be a positive integer, got 0"),
         ({"on_error": "skip"}, "on_error must be 'dead_letter' or 'raise'"),
         ({"fresh": True, "resume": True, "run_dir": "r"}, "fresh=True starts the run again"),
-        ({"resume": True}, "resume=True, fresh, retry_dead, force and run_store need the run_dir"),
+        ({"resume": True}, "resume=True, fresh, retry_dead, rerun, force and run_store need"),
         ({"max_dead": "lots"}, "max_dead must be a count (10) or a share"),
     ],
 )

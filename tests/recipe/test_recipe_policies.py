@@ -80,3 +80,18 @@ def test_a_learned_rate_in_a_recipe_can_be_shared_and_refuses_a_burst() -> None:
     assert rate is not None and rate.learns and rate.shared == "redis://127.0.0.1:6379/0"
     with pytest.raises(ValueError, match="without burst"):
         RateSpec.model_validate({"auto": True, "burst": 5})
+
+
+def test_cache_false_turns_a_nodes_cache_off(tmp_path: Path) -> None:
+    """``cache: false`` (or ``--set nodes.x.cache=false``) is the option off, not a node
+    that silently fails to build (it was: "edge x -> y names node 'x', which is not
+    defined")."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "name: r\nsource: {jsonl: in.jsonl}\nnodes:\n"
+        "  - {id: double, function: operator:neg, cache: false}\n"
+        "  - {id: again, function: operator:neg}\n"
+    )
+    pipeline = hr.load_recipe(recipe)
+    assert [step.name for step in pipeline.steps] == ["double", "again"]
+    assert run_quietly(pipeline, [1, 2]).outputs == [1, 2]

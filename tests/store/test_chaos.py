@@ -62,16 +62,21 @@ def _output(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     return str(tmp_path / {"jsonl": "out.jsonl", "csv": "out.csv"}.get(kind, "out"))
 
 
+def table_rows(output: str, columns: tuple[str, ...]) -> list[dict[str, object]]:
+    """The ``columns`` of every row of a SQL sink's table (``output``: ``<url> <table>``)."""
+    url, table = output.split(" ")
+    db = connect(url)
+    try:
+        rows = db.execute(f'SELECT {", ".join(columns)} FROM "{table}"').fetchall()
+    finally:
+        db.close()
+    return [dict(zip(columns, row, strict=True)) for row in rows]
+
+
 def _outputs(kind: str, output: str) -> list[dict[str, object]]:
     """Every row the sink holds, as ``{"id": ..., "square": ...}``."""
     if kind in ("sqlite", "postgresql"):
-        url, table = output.split(" ")
-        db = connect(url)
-        try:
-            rows = db.execute(f'SELECT id, square FROM "{table}"').fetchall()
-        finally:
-            db.close()
-        return [{"id": key, "square": square} for key, square in rows]
+        return table_rows(output, ("id", "square"))
     if kind == "parquet":
         parts = sorted(Path(output).glob("*.parquet"))
         orders = {tuple(pq.read_schema(part).names) for part in parts}
@@ -88,6 +93,20 @@ def _outputs(kind: str, output: str) -> list[dict[str, object]]:
     for file in files:
         rows.extend(json.loads(line) for line in file.read_text().splitlines() if line)
     return rows
+
+
+def sessions_calling(calls: Path) -> dict[str, set[int]]:
+    """Key -> the sessions whose step was called with it, from a job's calls log
+    ("session <pid> <n>" lines, then "<pid> <key>" for each call)."""
+    session_of: dict[str, int] = {}
+    called_in: dict[str, set[int]] = defaultdict(set)
+    for line in calls.read_text().splitlines():
+        parts = line.split()
+        if parts[0] == "session":
+            session_of[parts[1]] = int(parts[2])
+        else:
+            called_in[parts[1]].add(session_of[parts[0]])
+    return called_in
 
 
 def _checked(row: dict[str, object]) -> dict[str, object]:
@@ -165,14 +184,7 @@ def test_sigkill_at_random_moments_then_resume_is_exactly_once(
     store.close()
 
     # no finished item's step ran again in a later session
-    session_of: dict[str, int] = {}
-    called_in: dict[str, set[int]] = defaultdict(set)
-    for line in calls.read_text().splitlines():
-        parts = line.split()
-        if parts[0] == "session":
-            session_of[parts[1]] = int(parts[2])
-        else:
-            called_in[parts[1]].add(session_of[parts[0]])
+    called_in = sessions_calling(calls)
     recomputed = {
         key: sorted(sessions)
         for key, sessions in called_in.items()

@@ -225,7 +225,7 @@ def test_a_source_whose_items_moved_is_refused(tmp_path: Path) -> None:
     store.create(definition, double.fingerprint)
     session = store.start_session()
     store.commit(
-        [(i, f"k{i}", "done") for i in range(5, 10)],
+        [(i, f"k{i}", "done", None) for i in range(5, 10)],
         [],
         watermark=0,
         sink_state={"offset": 0},
@@ -384,7 +384,7 @@ def test_an_ordered_resume_after_a_gap_finishes_in_order(tmp_path: Path) -> None
     definition["sink"] = hr.write_jsonl(tmp_path / "again.jsonl").describe()
     store.create(definition, double.fingerprint)
     session = store.start_session()
-    rows = [(i, f"k{i}", "done") for i in range(2, 5)]
+    rows = [(i, f"k{i}", "done", None) for i in range(2, 5)]
     store.commit(rows, [], watermark=0, sink_state={"offset": 0}, session=session)
     store.close()
     resumed = run_quietly(

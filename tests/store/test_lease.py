@@ -102,7 +102,7 @@ def test_a_dead_sessions_lease_is_taken_over_with_a_warning(
     with pytest.raises(LeaseLost, match="was taken over by another session"):
         dead.heartbeat()
     with pytest.raises(LeaseLost):
-        dead.commit([(99, "k99", "done")], [], watermark=0, sink_state={}, session=1)
+        dead.commit([(99, "k99", "done", None)], [], watermark=0, sink_state={}, session=1)
     dead.close()
     store = where.open()
     assert store.lease() is None  # the resume gave its lease back when it ended

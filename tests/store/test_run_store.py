@@ -52,14 +52,14 @@ def test_commits_record_outcomes_watermark_and_sink_state(store: RunStore) -> No
     store.create(DEFINITION, "f1")
     session = store.start_session()
     store.commit(
-        [(0, "a", "done"), (1, "b", "dead"), (3, "d", "filtered")],
+        [(0, "a", "done", None), (1, "b", "dead", None), (3, "d", "filtered", None)],
         [(1, "parse", "ValueError", "bad b", 1, json.dumps({"id": "b"}))],
         watermark=2,
         sink_state={"offset": 10},
         session=session,
     )
     store.commit(
-        [(2, "c", "dead")],
+        [(2, "c", "dead", None)],
         [(2, "parse", "KeyError", "no c", 3, None)],
         watermark=4,
         sink_state={"offset": 20},
@@ -96,10 +96,10 @@ def test_commits_record_outcomes_watermark_and_sink_state(store: RunStore) -> No
 def test_a_failed_commit_changes_nothing(store: RunStore) -> None:
     store.create(DEFINITION, "f1")
     session = store.start_session()
-    store.commit([(0, "a", "done")], [], watermark=1, sink_state={"n": 1}, session=session)
+    store.commit([(0, "a", "done", None)], [], watermark=1, sink_state={"n": 1}, session=session)
     with pytest.raises(Exception, match=r"(?i)unique|duplicate"):
         store.commit(
-            [(1, "b", "done"), (0, "a", "done")],  # item 0 is committed already
+            [(1, "b", "done", None), (0, "a", "done", None)],  # item 0 is committed already
             [],
             watermark=2,
             sink_state={"n": 2},
@@ -113,14 +113,16 @@ def test_retrying_a_dead_letter_replaces_its_record(store: RunStore) -> None:
     store.create(DEFINITION, "f1")
     first = store.start_session()
     store.commit(
-        [(0, "a", "dead")],
+        [(0, "a", "dead", None)],
         [(0, "s", "E", "m", 1, None)],
         watermark=1,
         sink_state={},
         session=first,
     )
     retry = store.start_session()
-    store.commit([(0, "a", "done")], [], watermark=1, sink_state={}, session=retry, replace=True)
+    store.commit(
+        [(0, "a", "done", None)], [], watermark=1, sink_state={}, session=retry, replace=True
+    )
     assert store.dead_letters() == [] and store.finished_sessions() == {"a": retry}
 
 
@@ -201,7 +203,7 @@ def test_a_damaged_dead_letter_item_reads_as_its_text(
     store.create(DEFINITION, "f1")
     session = store.start_session()
     store.commit(
-        [(0, "a", "dead")], [(0, "s", "E", "m", 1, '{"id": "a"}')],
+        [(0, "a", "dead", None)], [(0, "s", "E", "m", 1, '{"id": "a"}')],
         watermark=1, sink_state={}, session=session,
     )  # fmt: skip
     _tamper(location, "UPDATE {dead} SET item = '{{cut' WHERE {run}")
@@ -217,7 +219,7 @@ def test_a_tampered_lease_or_dead_letter_in_sqlite_is_named(tmp_path: Path) -> N
     session = store.start_session()
     store.acquire_lease()
     store.commit(
-        [(0, "a", "dead")], [(0, "s", "E", "m", 1, None)],
+        [(0, "a", "dead", None)], [(0, "s", "E", "m", 1, None)],
         watermark=1, sink_state={}, session=session,
     )  # fmt: skip
     store.release_lease()
@@ -229,3 +231,46 @@ def test_a_tampered_lease_or_dead_letter_in_sqlite_is_named(tmp_path: Path) -> N
     with pytest.raises(StorageError, match=r"the dead letter of source index 0 is not"):
         store.dead_letters()
     store.close()
+
+
+def test_outputs_keep_their_positions_and_a_rerun_closes_them_up(store: RunStore) -> None:
+    store.create(DEFINITION, "f1")
+    session = store.start_session()
+    assert store.next_output_position() == 0
+    rows = [(0, "a", "done", 0), (1, "b", "dead", None), (2, "c", "done", 1), (3, "d", "done", 2)]
+    dead = [(1, "s", "E", "m", 1, None)]
+    store.commit(rows, dead, watermark=4, sink_state={"n": 3}, session=session)
+    assert list(store.output_positions()) == [(0, 0, "a"), (1, 2, "c"), (2, 3, "d")]
+    assert store.next_output_position() == 3 and store.unplaced_outputs() == 0
+
+    store.mark_rerun([0, 1], {"n": 2})  # an output and a dead letter chosen
+    assert store.rerun_items() == {0: "a", 1: "b"}
+    assert list(store.output_positions()) == [(0, 2, "c"), (1, 3, "d")]  # closed up
+    assert store.next_output_position() == 2 and store.sink_state() == {"n": 2}
+    status = store.status()
+    assert (status.done, status.dead) == (2, 0)  # the chosen are neither until run again
+    assert store.dead_letters() == []
+
+    again = store.start_session()
+    redone = [(1, "b", "done", 2), (0, "a", "dead", None)]
+    store.commit(
+        redone, [(0, "s", "E", "m", 1, None)], watermark=4, sink_state={}, session=again,
+        replace=True,
+    )  # fmt: skip
+    assert store.rerun_items() == {}
+    assert [key for _, _, key in store.output_positions()] == ["c", "d", "b"]
+    assert store.finished_sessions() == {"a": again, "b": again, "c": session, "d": session}
+
+
+def test_outputs_of_unknown_position_turn_positions_off(store: RunStore) -> None:
+    store.create(DEFINITION, "f1")
+    session = store.start_session()
+    store.commit([(0, "a", "done", None)], [], watermark=1, sink_state={}, session=session)
+    assert store.unplaced_outputs() == 1 and store.next_output_position() is None
+
+
+def test_a_rerun_adopts_the_changed_pipeline_reference(store: RunStore) -> None:
+    store.create(DEFINITION, "f1")
+    store.force_fingerprint("f2", pipeline="recipe:{}")
+    assert store.fingerprint() == "f2"
+    assert store.definition() == {**DEFINITION, "pipeline": "recipe:{}"}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from . import (  # noqa: F401  (each registers its commands)
     cache,
+    continuing,
     estimates,
     observe,
     recipes,

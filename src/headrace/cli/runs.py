@@ -1,4 +1,5 @@
-"""Durable runs from the command line: ``run``, ``resume``, ``retry-dead``."""
+"""Durable runs from the command line: ``run`` (and what carries a stored run on,
+:mod:`headrace.cli.continuing`, calls its :func:`_carry_out`)."""
 
 from __future__ import annotations
 
@@ -23,10 +24,10 @@ from .recipes import (
     _load_pipeline,
     _recipe,
 )
-from .run_parts import _backend, _sink_for, _source_for, _stored_backend, _with_tier
-from .stored_runs import _run_exists, _stored
+from .run_parts import _backend, _sink_for, _source_for, _with_tier
+from .stored_runs import _run_exists
 
-__all__ = ["resume", "retry_dead", "run"]
+__all__ = ["run"]
 
 
 def _carry_out(
@@ -48,6 +49,7 @@ def _carry_out(
     backend: Any = None,
     ui: bool = False,
     metrics_port: int | None = None,
+    rerun: str | None = None,
 ) -> None:
     import asyncio
 
@@ -89,6 +91,7 @@ def _carry_out(
             duplicates=duplicates,
             backend=recipe_options.get("backend") if backend is None else backend or None,
             metrics_port=metrics_port,
+            rerun=rerun,
         )
         with live_page(run_dir, run_store, ui):
             result = asyncio.run(
@@ -320,81 +323,6 @@ def run(
         overwrite=overwrite,
         max_dead=max_dead,
         backend=chosen,
-        ui=ui,
-        metrics_port=metrics_port,
-    )
-
-
-@app.command()
-def resume(
-    run_dir: Annotated[Path, typer.Argument(help="the run directory")],
-    force: Annotated[
-        bool, typer.Option(help="resume even though the pipeline changed (recorded)")
-    ] = False,
-    run_store: RunStoreOption = None,
-    rebuild_sink: Annotated[
-        bool,
-        typer.Option(
-            help="the sink lost committed output: set it aside and compute those items again"
-        ),
-    ] = False,
-    max_dead: MaxDeadOption = "0",
-    ui: UiOption = False,
-    metrics_port: MetricsPortOption = None,
-) -> None:
-    """Finish an interrupted run: nothing finished is computed or written again."""
-    _continue_stored(
-        run_dir,
-        "resume",
-        force,
-        run_store,
-        rebuild_sink=rebuild_sink,
-        max_dead=max_dead,
-        ui=ui,
-        metrics_port=metrics_port,
-    )
-
-
-@app.command("retry-dead")
-def retry_dead(
-    run_dir: Annotated[Path, typer.Argument(help="the run directory")],
-    force: Annotated[
-        bool, typer.Option(help="retry even though the pipeline changed (recorded)")
-    ] = False,
-    run_store: RunStoreOption = None,
-    max_dead: MaxDeadOption = "0",
-) -> None:
-    """Run only the dead letters of a run again (after a fix)."""
-    _continue_stored(run_dir, "retry_dead", force, run_store, max_dead=max_dead)
-
-
-def _continue_stored(
-    run_dir: Path,
-    mode: Mode,
-    force: bool,
-    run_store: str | None,
-    *,
-    rebuild_sink: bool = False,
-    max_dead: str = "0",
-    ui: bool = False,
-    metrics_port: int | None = None,
-) -> None:
-    """Resume a stored run, or retry its dead letters, with the options it was started with."""
-    ref, source, sink, options = _stored(run_dir, run_store)
-    _carry_out(
-        ref,
-        source,
-        sink,
-        run_dir,
-        mode,
-        force,
-        run_store=run_store,
-        ordered=bool(options.get("ordered")),
-        on_bad_input=str(options.get("on_bad_input", "dead_letter")),
-        duplicates=str(options.get("duplicates", "error")),
-        rebuild_sink=rebuild_sink,
-        max_dead=max_dead,
-        backend=_stored_backend(options.get("backend")),
         ui=ui,
         metrics_port=metrics_port,
     )

@@ -233,6 +233,7 @@ def durable_session(
         force=options.durability.force,
         overwrite=options.durability.overwrite,
         rebuild_sink=options.durability.rebuild_sink,
+        rerun=options.durability.rerun,
     )
 
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 from ..errors import PipelineError
 from ..io.keys import Duplicates
 from ..limits.budget import Budget
+from ..sandbox import Expression
 from ..store.session import Mode
 from ..values.checks import positive_int
 from .result import dead_allowed
@@ -68,19 +69,32 @@ class Durability:
     overwrite: bool = False
     rebuild_sink: bool = False
     retry_dead: bool = False
+    rerun: str | None = None
 
     def __post_init__(self) -> None:
         if self.resume not in (True, False, "auto"):
             raise PipelineError(f"resume must be True, False or 'auto', got {self.resume!r}")
+        if self.rerun is not None:
+            self._check_rerun(self.rerun)
         if self.fresh and (self.resume is True or self.retry_dead or self.rebuild_sink):
             raise PipelineError("fresh=True starts the run again: it cannot also resume it")
         if self.rebuild_sink and self.resume is False:
             raise PipelineError("rebuild_sink=True goes with resuming a stored run")
         stored = self.resume is True or self.fresh or self.force or self.retry_dead
-        if (stored or self.run_store) and self.run_dir is None:
+        if (stored or self.rerun or self.run_store) and self.run_dir is None:
             raise PipelineError(
-                "resume=True, fresh, retry_dead, force and run_store need the run_dir of a run"
+                "resume=True, fresh, retry_dead, rerun, force and run_store need the run_dir "
+                "of a run"
             )
+
+    def _check_rerun(self, where: str) -> None:
+        if self.fresh or self.retry_dead or self.rebuild_sink or self.resume is False:
+            raise PipelineError(
+                "rerun= runs again part of a stored run: it cannot also start it again "
+                "(fresh), retry its dead letters (retry_dead), rebuild its sink or refuse "
+                "to resume (resume=False)"
+            )
+        Expression(where, where="rerun")  # a condition that does not parse: refused now
 
     @staticmethod
     def flags_for(mode: Mode) -> dict[str, Any]:
@@ -97,6 +111,8 @@ class Durability:
     @property
     def mode(self) -> Mode:
         """What to do with a run stored in ``run_dir``, as one word."""
+        if self.rerun is not None:
+            return "rerun"
         if self.retry_dead:
             return "retry_dead"
         if self.fresh:
@@ -189,6 +205,11 @@ class RunOptions:
         if self.durability.run_dir is None:
             raise PipelineError(
                 "a run on a cluster (backend=...) is durable: give run_dir=... for its store"
+            )
+        if self.durability.rerun is not None:
+            raise PipelineError(
+                "rerun= on a cluster (backend=...) is not built yet: a rerun's items run in "
+                "this process (leave backend= out), for a run made in one process"
             )
         if self.observing.metrics_port is not None:
             raise PipelineError(

@@ -44,6 +44,7 @@ def run(
     key: str | Callable[[Any], Any] | None = None,
     on_bad_input: OnBadInput = "dead_letter",
     retry_dead: bool = False,
+    rerun: str | None = None,
     duplicates: Duplicates = "error",
     budget: Budget | None = None,
     max_dead: int | float | str | None = None,
@@ -89,6 +90,7 @@ async def arun(
     key: str | Callable[[Any], Any] | None = None,
     on_bad_input: OnBadInput = "dead_letter",
     retry_dead: bool = False,
+    rerun: str | None = None,
     duplicates: Duplicates = "error",
     budget: Budget | None = None,
     max_dead: int | float | str | None = None,
@@ -133,6 +135,12 @@ async def arun(
         retry_dead: run again only the items that are dead letters in the run stored
             in ``run_dir`` (after a fix); those that succeed now reach the sink and
             leave the dead letters.
+        rerun: run again only the items of the run stored in ``run_dir`` whose stored
+            output or dead letter matches this sandboxed condition
+            (``"confidence < 0.5"``, ``"error_type == 'ValidationError'"``), with the
+            pipeline as given now (its changed settings adopted and recorded); each
+            new answer replaces the old in the sink, which ends with each key once.
+            See :func:`rerun` and ``docs/rerun.md``.
         force: resume even though the pipeline's fingerprint changed (recorded).
         overwrite: let a new run replace output already at its sink (a non-empty
             file, part files, a table with rows); without it the run is refused
@@ -185,6 +193,32 @@ async def arun(
     """
     options = RunOptions.among(locals())
     return await run_with(pipeline, source, sink=sink, options=options)
+
+
+def rerun(
+    pipeline: Step[Any, Any] | Callable[[Any], Any],
+    source: Iterable[Any] | AsyncIterable[Any],
+    *,
+    where: str,
+    run_dir: str | os.PathLike[str],
+    sink: Sink | DurableSink | None = None,
+    **options: Any,
+) -> RunResult:
+    """Run again the items of the run stored in ``run_dir`` whose stored output or dead
+    letter matches ``where``, replacing their outputs; every other output stays.
+
+    ``run(pipeline, source, sink=sink, run_dir=run_dir, rerun=where, **options)``: the
+    same source and sink as the stored run, the pipeline with what should change (a
+    larger ``max_tokens``, another model). The condition sees an output's fields by
+    name, ``output``, ``key``, ``status`` (``"done"`` or ``"dead"``) and a dead letter's
+    ``step``, ``error_type``, ``message`` and ``attempts``. Killed part way, the same
+    call (or a resume) finishes the chosen items first, without choosing again.
+
+    Raises:
+        ExpressionError: the condition fails on an item, or names nothing any item has.
+        ResumeMismatch: no run in ``run_dir``, or its source or sink differ.
+    """
+    return run(pipeline, source, sink=sink, run_dir=run_dir, rerun=where, **options)
 
 
 async def run_with(

@@ -8,12 +8,13 @@ import logging
 import os
 import shutil
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ..errors import OutputExists, SinkDamaged
-from .parts import aside, file_crc
-from .records import Recovered, refuse_special_file
+from .parts import aside, file_crc, fsync_dir
+from .records import Recovered, decode_json, refuse_special_file
 
 _log = logging.getLogger("headrace.run")
 
@@ -74,6 +75,7 @@ class AppendingFileSink(abc.ABC):
         and cutting it back to it (see the class notes)."""
         refuse_special_file(self.path, "sink")
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._finish_rewrite(state)
         self._offset = int(state.get("offset", 0))
         self._crc = int(state.get("crc", 0))
         if "offset" in state:
@@ -159,6 +161,69 @@ class AppendingFileSink(abc.ABC):
                     f"{self.path}: its first {committed:,} bytes are not what the run "
                     "committed (the file was edited or replaced)" + way_out
                 )
+
+    def split(self, handle: Any) -> Iterator[bytes]:
+        """The records of an open file, as their bytes (one line each by default)."""
+        yield from handle
+
+    def decode(self, record: bytes) -> Any:
+        """One record's bytes as the output they hold (JSON by default)."""
+        return decode_json(record)
+
+    def outputs(self) -> Iterator[Any]:
+        """The committed outputs, in the order written (the file is open: cut to them)."""
+        with self.path.open("rb") as handle:
+            records = self.split(handle)
+            for _ in range(self.header_lines):
+                next(records, None)
+            for record in records:
+                yield self.decode(record)
+
+    @property
+    def _rewriting(self) -> Path:
+        return self.path.with_name(f".{self.path.name}.rewrite")
+
+    def rewrite_without(self, positions: set[int]) -> dict[str, Any]:
+        """Write, beside the file, the file without the records at ``positions``
+        (counted from 0 after the header), durably; return the state to commit, which
+        names that file: once committed, :meth:`finish_rewrite` (or a later
+        :meth:`open`) puts it in the file's place. Until then the file is as it was."""
+        temporary = self._rewriting
+        out: Any
+        with self.path.open("rb") as handle, _Counting(temporary.open("wb")) as out:
+            records = self.split(handle)
+            head = b"".join(next(records, b"") for _ in range(self.header_lines))
+            kept = (r for i, r in enumerate(records) if i not in positions)
+            first = next(kept, None)
+            if first is not None:  # no record left: an empty file (a write adds the header)
+                out.write(head + first)
+                for record in kept:
+                    out.write(record)
+            out.flush()
+            os.fsync(out.fileno())
+        return {**self.state(), "offset": out.size, "crc": out.crc, "rewrite": temporary.name}
+
+    def finish_rewrite(self, state: dict[str, Any]) -> None:
+        """Put the rewritten file in the file's place (``state`` committed), and go on
+        appending to it."""
+        self.close()
+        self._finish_rewrite(state)
+        self._offset, self._crc = int(state["offset"]), int(state["crc"])
+        self._handle = self.path.open("a+b")
+        self._handle.seek(self._offset)
+
+    def _finish_rewrite(self, state: dict[str, Any]) -> None:
+        temporary = self._rewriting
+        if (
+            state.get("rewrite") == temporary.name
+            and temporary.is_file()
+            and temporary.stat().st_size == state.get("offset")
+            and file_crc(temporary) == state.get("crc")
+        ):
+            os.replace(temporary, self.path)
+            fsync_dir(self.path.parent)
+        else:  # a rewrite the store never committed (killed before): the file is whole
+            temporary.unlink(missing_ok=True)
 
     def set_aside(self) -> str | None:
         """Rename the file to ``<name>.damaged-<time>``; return the new name."""

@@ -200,6 +200,27 @@ class CsvSink(AppendingFileSink):
         """The column names."""
         return _csv_line(self.columns.names)
 
+    def split(self, handle: Any) -> Iterator[bytes]:
+        """The file's records: its lines, joined where a quoted field holds a newline."""
+        pending = b""
+        for line in handle:
+            pending += line
+            if pending.count(b'"') % 2 == 0:  # quotes pair up: the record is whole
+                yield pending
+                pending = b""
+        if pending:
+            yield pending
+
+    def decode(self, record: bytes) -> dict[str, Any]:
+        """One row as the fields it was written from: typed by the columns where they
+        are numbers or truth values (an empty cell of those is ``None``)."""
+        (cells,) = csv.reader(io.StringIO(record.decode("utf-8")))
+        types = self.columns.types or {}
+        return {
+            name: _typed(cell, types.get(name, "string"))
+            for name, cell in zip(self.columns.names, cells, strict=False)
+        }
+
     def state(self) -> dict[str, Any]:
         """The file's length and its columns."""
         return {**super().state(), "columns": self.columns.state()}
@@ -207,6 +228,19 @@ class CsvSink(AppendingFileSink):
     def restore(self, state: dict[str, Any]) -> None:
         """Write the columns of the committed rows again."""
         self.columns = Columns.restored(state.get("columns"), self.given)
+
+
+def _typed(cell: str, kind: str) -> Any:
+    if kind not in ("int64", "float64", "bool"):
+        return cell  # text, JSON, decimals, timestamps and bytes: as the file holds them
+    if cell == "":
+        return None
+    if kind == "bool":
+        return cell == "True"
+    try:
+        return int(cell) if kind == "int64" else float(cell)
+    except ValueError:
+        return cell
 
 
 def _csv_line(fields: list[Any]) -> bytes:

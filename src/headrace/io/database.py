@@ -4,6 +4,9 @@ headrace's when one exists), and bulk upserts on a key column."""
 
 from __future__ import annotations
 
+import contextlib
+import datetime
+import decimal
 import re
 import sqlite3
 from pathlib import Path
@@ -15,9 +18,12 @@ from . import column_types
 __all__ = [
     "Database",
     "connect",
+    "create_table",
+    "holds_nul",
     "psycopg_module",
     "quote",
     "sql_type",
+    "sqlite_cell",
     "upsert_rows",
     "without_password",
 ]
@@ -243,3 +249,44 @@ def without_password(url: str) -> str:
         return url
     user = credentials.split(":", 1)[0]
     return f"{scheme}{sep}{user}@{host}"
+
+
+def create_table(db: Database, name: str, statement: str) -> None:
+    """``CREATE TABLE IF NOT EXISTS``, once even when several sessions run it at the same
+    moment (a cluster run's shards writing one table): PostgreSQL's is not safe against
+    that (two creators meet on its catalog's unique index, ``pg_type_typname_nsp_index``),
+    so there it runs under a transaction-scoped advisory lock on the table's name."""
+    if db.dialect != "postgresql":
+        db.execute(statement)
+        return
+    db.begin()
+    try:
+        db.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (name,))
+        db.execute(statement)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            db.rollback()
+        raise
+    db.commit()
+
+
+# a NUL in JSON text: \u0000 after an even number of backslashes (an odd number
+# escapes the backslash instead)
+_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def sqlite_cell(cell: Any) -> Any:
+    """A cell as SQLite stores it: decimals and datetimes as text."""
+    if isinstance(cell, decimal.Decimal):
+        return str(cell)
+    if isinstance(cell, datetime.datetime):
+        return cell.isoformat()
+    return cell
+
+
+def holds_nul(cell: Any, json_text: bool) -> bool:
+    """Whether a text cell holds U+0000 (in a JSON column, also as the escape ``\\u0000``);
+    bytes (a ``BYTEA`` column) may hold any byte."""
+    if not isinstance(cell, str):
+        return False
+    return "\x00" in cell or (json_text and _JSON_NUL.search(cell.encode()) is not None)

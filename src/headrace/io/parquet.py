@@ -215,6 +215,18 @@ class ParquetSink(PartDirectorySink):
         table = pa.Table.from_arrays(arrays, names=list(types))
         pq.write_table(table, path)
 
+    def read_part(self, path: Path) -> list[Any]:
+        """The part's rows, as records."""
+        _, pq = _pyarrow()
+        rows: list[Any] = pq.read_table(path).to_pylist()
+        return rows
+
+    def filter_part(self, path: Path, target: Path, keep: list[bool]) -> None:
+        """The part's rows that ``keep`` marks, with the part's own schema."""
+        pa, pq = _pyarrow()
+        table = pq.read_table(path)
+        pq.write_table(table.filter(pa.array(keep, type=pa.bool_())), target)
+
 
 def _pyarrow() -> tuple[Any, Any]:
     """pyarrow, or :class:`~headrace.errors.MissingExtra` naming the extra."""

@@ -14,18 +14,20 @@ from __future__ import annotations
 
 import abc
 import copy
+import functools
 import logging
 import os
 import time
 import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from ..errors import HeadraceError, OutputExists, SinkDamaged
 from ..values.checks import positive_int
-from .records import Recovered, encode_json, refuse_special_file
+from .records import Recovered, decode_json, encode_json, refuse_special_file
 
-__all__ = ["BatchDirSink", "PartDirectorySink", "aside", "file_crc", "write_batches"]
+__all__ = ["BatchDirSink", "PartDirectorySink", "aside", "file_crc", "fsync_dir", "write_batches"]
 
 _log = logging.getLogger("headrace.run")
 
@@ -80,6 +82,14 @@ class PartDirectorySink(abc.ABC):
     def write_part(self, path: Path, records: list[Any]) -> None:
         """Write one part file at ``path`` (flushed; the caller fsyncs and renames it)."""
 
+    @abc.abstractmethod
+    def read_part(self, path: Path) -> list[Any]:
+        """The outputs one part file holds, in order."""
+
+    @abc.abstractmethod
+    def filter_part(self, path: Path, target: Path, keep: list[bool]) -> None:
+        """Write at ``target`` the part at ``path`` with only the rows ``keep`` marks."""
+
     def state(self) -> dict[str, Any]:
         """The state to commit: the committed parts, their sizes and CRC-32s (subclasses
         add to it)."""
@@ -116,11 +126,14 @@ class PartDirectorySink(abc.ABC):
                 )
         self.restore(state)
         committed = set(self._parts)
+        retired = {str(n) for n in state.get("retired", [])} - committed
         stray = []
         for path in self.directory.iterdir():
             name = path.name
             if name.startswith(f".{self.prefix}") and name.endswith(".tmp"):
                 path.unlink()  # this sink's own torn write: never a whole part
+            elif name in retired and self._is_part(name):
+                path.unlink()  # replaced by its rewrite (committed): its rows are there
             elif self._is_part(name) and name not in committed:
                 stray.append(path)
         if stray:
@@ -171,6 +184,65 @@ class PartDirectorySink(abc.ABC):
             os.replace(path, target / path.name)
         return target
 
+    def outputs(self) -> Iterator[Any]:
+        """The committed outputs, part by part, in the order written."""
+        for name in self._parts:
+            yield from self.read_part(self.directory / name)
+
+    def rewrite_without(self, positions: set[int]) -> dict[str, Any]:
+        """Write a new part for each part holding a record at ``positions`` (counted
+        from 0 across the parts), without those records; return the state to commit,
+        which lists the new parts in the old ones' places and names the old ones
+        retired: :meth:`finish_rewrite` (or a later :meth:`open`) removes them. Until
+        that state is committed, the new parts are strays that a resume sets aside."""
+        parts, sizes, crcs = list(self._parts), dict(self._sizes), dict(self._crcs)
+        retired = []
+        start = 0
+        for i, name in enumerate(self._parts):
+            path = self.directory / name
+            count = len(self.read_part(path))
+            keep = [start + row not in positions for row in range(count)]
+            start += count
+            if all(keep):
+                continue
+            new = self._next_generation(name)
+            self._place(new, functools.partial(self._filter_into, path, keep))
+            parts[i] = new
+            sizes[new], crcs[new] = (
+                (self.directory / new).stat().st_size,
+                file_crc(self.directory / new),
+            )
+            sizes.pop(name, None), crcs.pop(name, None)
+            retired.append(name)
+        return {
+            **self.state(),
+            "parts": parts,
+            "sizes": sizes,
+            "crcs": crcs,
+            "retired": retired,
+        }
+
+    def finish_rewrite(self, state: dict[str, Any]) -> None:
+        """Take the committed ``state`` of a rewrite, and remove the parts it retired."""
+        self._parts = [str(n) for n in state["parts"]]
+        self._sizes = {str(k): int(v) for k, v in state["sizes"].items()}
+        self._crcs = {str(k): int(v) for k, v in state["crcs"].items()}
+        for name in state.get("retired", []):
+            if self._is_part(name) and name not in self._parts:
+                (self.directory / name).unlink(missing_ok=True)
+        fsync_dir(self.directory)
+
+    def _filter_into(self, path: Path, keep: list[bool], target: Path) -> None:
+        self.filter_part(path, target, keep)
+
+    def _next_generation(self, name: str) -> str:
+        """``part-00003.parquet`` -> ``part-00003.r1.parquet`` -> ``part-00003.r2.parquet``."""
+        stem = name.removesuffix(self.suffix) if self.suffix else name
+        base, dot, generation = stem.rpartition(".r")
+        if dot and generation.isdigit():
+            return f"{base}.r{int(generation) + 1}{self.suffix}"
+        return f"{stem}.r1{self.suffix}"
+
     def set_aside(self) -> str | None:
         """Move the part files into ``<dir>.damaged-<time>/`` beside the directory (outside
         it, so that the dataset reads without them); return where."""
@@ -183,28 +255,34 @@ class PartDirectorySink(abc.ABC):
         """Write ``records`` as the next part, durably; return the state to commit."""
         if records:
             name = f"{self.prefix}{len(self._parts):0{self.digits}d}{self.suffix}"
-            temporary = self.directory / f".{name}.tmp"
-            self.write_part(temporary, records)
-            fd = os.open(temporary, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            crc = file_crc(temporary)
-            try:  # a link never replaces a part already there (another writer's)
-                os.link(temporary, self.directory / name)
-            except FileExistsError:
-                raise HeadraceError(
-                    f"{self.directory / name} appeared while this session was writing it: "
-                    "another process writes this directory; this session stops"
-                ) from None
-            finally:
-                temporary.unlink(missing_ok=True)
-            _fsync_dir(self.directory)
+            crc = self._place(name, lambda target: self.write_part(target, records))
             self._parts.append(name)
             self._sizes[name] = (self.directory / name).stat().st_size
             self._crcs[name] = crc
         return self.state()
+
+    def _place(self, name: str, write: Callable[[Path], None]) -> int:
+        """Write a part with ``write`` under a temporary name, fsync it and link it to
+        ``name`` (never over a file already there); return its CRC-32."""
+        temporary = self.directory / f".{name}.tmp"
+        write(temporary)
+        fd = os.open(temporary, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        crc = file_crc(temporary)
+        try:  # a link never replaces a part already there (another writer's)
+            os.link(temporary, self.directory / name)
+        except FileExistsError:
+            raise HeadraceError(
+                f"{self.directory / name} appeared while this session was writing it: "
+                "another process writes this directory; this session stops"
+            ) from None
+        finally:
+            temporary.unlink(missing_ok=True)
+        fsync_dir(self.directory)
+        return crc
 
     def close(self) -> None:
         """Nothing stays open between writes."""
@@ -247,7 +325,8 @@ def aside(path: Path, why: str) -> Path:
     return target
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or link in ``directory`` durable."""
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -274,6 +353,17 @@ class BatchDirSink(PartDirectorySink):
         """The lines, as they are."""
         with path.open("wb") as handle:
             handle.write(b"".join(records))
+
+    def read_part(self, path: Path) -> list[Any]:
+        """The part's lines, as JSON."""
+        with path.open("rb") as handle:
+            return [decode_json(line) for line in handle if line.strip()]
+
+    def filter_part(self, path: Path, target: Path, keep: list[bool]) -> None:
+        """The part's lines that ``keep`` marks."""
+        with path.open("rb") as handle:
+            lines = [line for line in handle if line.strip()]
+        self.write_part(target, [line for line, kept in zip(lines, keep, strict=True) if kept])
 
 
 def write_batches(directory: str | os.PathLike[str], *, items_per_file: int = 1000) -> BatchDirSink:

@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import datetime
-import decimal
-import re
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +30,12 @@ from .columns import Columns
 from .database import (
     Database,
     connect,
+    create_table,
+    holds_nul,
     psycopg_module,
     quote,
     sql_type,
+    sqlite_cell,
     upsert_rows,
     without_password,
 )
@@ -49,27 +50,6 @@ __all__ = [
     "without_password",
     "write_sql",
 ]
-
-
-# a NUL in JSON text: \u0000 after an even number of backslashes (an odd number
-# escapes the backslash instead)
-_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
-
-
-def _sqlite_cell(cell: Any) -> Any:
-    if isinstance(cell, decimal.Decimal):
-        return str(cell)
-    if isinstance(cell, datetime.datetime):
-        return cell.isoformat()
-    return cell
-
-
-def _holds_nul(cell: Any, json_text: bool) -> bool:
-    """Whether a text cell holds U+0000 (in a JSON column, also as the escape ``\\u0000``);
-    bytes (a ``BYTEA`` column) may hold any byte."""
-    if not isinstance(cell, str):
-        return False
-    return "\x00" in cell or (json_text and _JSON_NUL.search(cell.encode()) is not None)
 
 
 MARKER_TABLE = "headrace_sink_commits"
@@ -144,11 +124,11 @@ class SqlSink:
         """
         row = self.columns.row(key, value)
         if self._db is not None and self._db.dialect == "sqlite":  # text, as it stores them
-            return [_sqlite_cell(cell) for cell in row]
+            return [sqlite_cell(cell) for cell in row]
         if self._db is not None and self._db.dialect == "postgresql":
             kinds = self.columns.types or {}
             for name, cell in zip(self.columns.names, row, strict=True):
-                if _holds_nul(cell, kinds.get(name) == "json"):
+                if holds_nul(cell, kinds.get(name) == "json"):
                     raise ValueError(
                         f"field {name!r} holds the character U+0000, which PostgreSQL "
                         "cannot store in text or JSON"
@@ -165,7 +145,7 @@ class SqlSink:
                 commit record does not match the run store's.
         """
         db = self._db = connect(self.url)
-        _create_table(
+        create_table(
             db,
             MARKER_TABLE,
             f"CREATE TABLE IF NOT EXISTS {MARKER_TABLE} "
@@ -252,7 +232,7 @@ class SqlSink:
             for name, kind in (self.columns.types or {}).items()
         ]
         statement = f"CREATE TABLE IF NOT EXISTS {quote(self.table)} ({', '.join(definitions)})"
-        _create_table(db, self.table, statement)
+        create_table(db, self.table, statement)
         self._created = True
 
     def write(self, records: list[list[Any]], journal: bytes | None = None) -> dict[str, Any]:
@@ -331,6 +311,38 @@ class SqlSink:
         ).fetchone()
         return row is not None and int(row[0]) == self._seq + 1 and row[1] == self._holder
 
+    def outputs_by_key(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The table's rows as ``(key, record)``, read a few hundred at a time."""
+        if self._db is None or not self._created:
+            return
+        names = self.columns.names
+        columns = ", ".join(quote(name) for name in names)
+        cursor = self._db.execute(f"SELECT {columns} FROM {quote(self.table)}")
+        while rows := cursor.fetchmany(500):
+            for row in rows:
+                record = dict(zip(names, row, strict=True))
+                yield str(record[self.key]), record
+
+    def drop_keys(self, keys: list[str]) -> None:
+        """Delete the rows of ``keys`` (items chosen for a rerun) in one transaction."""
+        if self._db is None or not self._created or not keys:
+            return
+        db = self._db
+        db.begin()
+        try:
+            for at in range(0, len(keys), 500):
+                chunk = keys[at : at + 500]
+                marks = ", ".join("?" for _ in chunk)
+                db.execute(
+                    f"DELETE FROM {quote(self.table)} WHERE {quote(self.key)} IN ({marks})",
+                    tuple(chunk),
+                )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                db.rollback()
+            raise
+        db.commit()
+
     def close(self) -> None:
         """Close the connection."""
         if self._db is not None:
@@ -353,25 +365,6 @@ class SqlSink:
     def join_shards(self, count: int) -> None:
         """Nothing: the shards upserted into the table itself."""
         return None
-
-
-def _create_table(db: Database, name: str, statement: str) -> None:
-    """``CREATE TABLE IF NOT EXISTS``, once even when several sessions run it at the same
-    moment (a cluster run's shards writing one table): PostgreSQL's is not safe against
-    that (two creators meet on its catalog's unique index, ``pg_type_typname_nsp_index``),
-    so there it runs under a transaction-scoped advisory lock on the table's name."""
-    if db.dialect != "postgresql":
-        db.execute(statement)
-        return
-    db.begin()
-    try:
-        db.execute("SELECT pg_advisory_xact_lock(hashtext(?))", (name,))
-        db.execute(statement)
-    except BaseException:
-        with contextlib.suppress(Exception):
-            db.rollback()
-        raise
-    db.commit()
 
 
 def write_sql(

@@ -1,8 +1,6 @@
 """The recipe's nodes as steps: each kind of node becomes the step its Python front end
-builds (``hr.step``, ``hr.llm.transduce``, ``hr.models.embed``, ``hr.map``, another
-recipe), with the node's id as the step's name and its policies as the same policy
-objects. :mod:`headrace.recipe.build` joins them into a graph.
-"""
+builds (``hr.step``, ``hr.llm.transduce``, ``hr.models.embed``, ``hr.map``, a recipe),
+named by the node's id, its policies the same objects; :mod:`.build` joins them."""
 
 from __future__ import annotations
 
@@ -166,8 +164,10 @@ class NodeBuilder(abc.ABC):
         }
         options: dict[str, Any] = {}
         for option in sorted(spec.model_fields_set & TAKES[spec.kind] - {"keep_input"}):
+            if (given := getattr(spec, option)) is None:  # ``cache: false``: the option is off
+                continue
             convert = converters.get(option, lambda value: value)
-            value = self.attempt((*loc, option), partial(convert, getattr(spec, option)))
+            value = self.attempt((*loc, option), partial(convert, given))
             if value is None:
                 return None
             options[option] = value

@@ -33,7 +33,7 @@ import operator
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError, nodes
+from jinja2 import StrictUndefined, TemplateError, meta, nodes
 from jinja2.compiler import CodeGenerator, Frame, optimizeconst
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -69,6 +69,7 @@ __all__ = [
     "ExpressionError",
     "compile_checked",
     "environment",
+    "names_used",
     "render",
 ]
 
@@ -227,16 +228,34 @@ def compile_checked(source: str, *, template: bool) -> Any:
     return compiled
 
 
+def names_used(source: str) -> set[str]:
+    """The names an expression reads (``a.b == c`` reads ``a`` and ``c``).
+
+    Raises:
+        PipelineError: it does not parse.
+    """
+    return set(meta.find_undeclared_variables(_parsed(source)))
+
+
+def _parsed(source: str) -> nodes.Template:
+    """An expression's syntax tree.
+
+    Raises:
+        PipelineError: it does not parse.
+    """
+    try:
+        return _ENVIRONMENT.parse("{{ (" + source + ") }}")
+    except TemplateError as exc:
+        raise PipelineError(f"does not parse: {exc}") from None
+
+
 def fields_used(source: str) -> list[tuple[str, str]]:
     """The ``name.field`` and ``name["field"]`` an expression reads, in order.
 
     Raises:
         PipelineError: it does not parse.
     """
-    try:
-        tree = _ENVIRONMENT.parse("{{ (" + source + ") }}")
-    except TemplateError as exc:
-        raise PipelineError(f"does not parse: {exc}") from None
+    tree = _parsed(source)
     used: list[tuple[str, str]] = []
     for found in tree.find_all((nodes.Getattr, nodes.Getitem)):
         if isinstance(found, nodes.Getattr) and isinstance(found.node, nodes.Name):

@@ -33,10 +33,11 @@ class Dialect(Protocol):
     The templates below use these names, which :meth:`sql` fills in: the tables
     (``{runs}``, ``{items}``, ``{dead}``, ``{leases}``, ``{sessions}``, ``{samples}``);
     ``{one}``, the key column of the single-row-per-run tables (runs, leases);
-    ``{of_run}`` and ``{i_of_run}``, a condition prefix selecting this run's rows
-    (unaliased, and of ``{items} i``); ``{run_col}`` and ``{run_val}``, the run
-    column and value of an insert; ``{same_run}``, the join condition's prefix;
-    ``{clock}``, the lease clock; ``{for_update}``, a row lock where there is one.
+    ``{of_run}``, ``{i_of_run}`` and ``{t_of_run}``, a condition prefix selecting this
+    run's rows (unaliased, of ``{items} i`` and of ``{items} AS t``); ``{run_col}`` and
+    ``{run_val}``, the run column and value of an insert; ``{same_run}``, the join
+    condition's prefix; ``{clock}``, the lease clock; ``{for_update}``, a row lock
+    where there is one.
     """
 
     where: str

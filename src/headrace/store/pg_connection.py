@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS headrace_items (
     session INTEGER NOT NULL,
     PRIMARY KEY (run, idx)
 );
+ALTER TABLE headrace_items ADD COLUMN IF NOT EXISTS ord BIGINT;
 CREATE TABLE IF NOT EXISTS headrace_dead (
     run TEXT NOT NULL,
     idx BIGINT NOT NULL,
@@ -146,7 +147,7 @@ _SCHEMA_IS_CURRENT = """
 SELECT (SELECT count(*) FROM information_schema.columns
         WHERE table_schema = current_schema() AND (table_name, column_name) IN (
           ('headrace_runs', 'key_digest'), ('headrace_runs', 'total'),
-          ('headrace_leases', 'machine'))) = 3
+          ('headrace_leases', 'machine'), ('headrace_items', 'ord'))) = 4
    AND to_regclass('headrace_items') IS NOT NULL
    AND to_regclass('headrace_dead') IS NOT NULL
    AND to_regclass('headrace_sessions') IS NOT NULL

@@ -67,6 +67,7 @@ class PostgresDialect:
         "one": "run",
         "of_run": "run = :run AND ",
         "i_of_run": "i.run = :run AND ",
+        "t_of_run": "t.run = :run AND ",
         "run_col": "run, ",
         "run_val": ":run, ",
         "same_run": "d.run = i.run AND ",
@@ -117,9 +118,10 @@ class PostgresDialect:
     def insert_items(self, cursor: Any, rows: list[Row], session: int) -> None:
         """``COPY``: the fastest way in."""
         name = self.run_id
-        with cursor.copy("COPY headrace_items (run, idx, key, status, session) FROM STDIN") as copy:
-            for index, key, status in rows:
-                copy.write_row((name, index, key_to_store(key), status, session))
+        copy_in = "COPY headrace_items (run, idx, key, status, ord, session) FROM STDIN"
+        with cursor.copy(copy_in) as copy:
+            for index, key, status, position in rows:
+                copy.write_row((name, index, key_to_store(key), status, position, session))
 
     def stream(self, query: str, parameters: dict[str, Any]) -> Iterator[Any]:
         """The rows of ``query`` through a server-side cursor, 500 at a time."""

@@ -13,6 +13,7 @@ __all__ = [
     "DeadGroup",
     "DeadRow",
     "FinishedItem",
+    "RERUN",
     "Row",
     "RunStatus",
     "RunStore",
@@ -22,8 +23,14 @@ __all__ = [
     "merge_groups",
 ]
 
-Row = tuple[int, str, str]
-"""A finished item as the writer commits it: source index, key, status."""
+Row = tuple[int, str, str, int | None]
+"""A finished item as the writer commits it: source index, key, status, and (for an
+output) its position among the sink's records, counted from 0 (``None``: no output, or a
+run whose positions are not known)."""
+
+RERUN = "rerun"
+"""The status of an item chosen for a rerun: its old output is gone from the sink, and
+the next session of the run computes it again."""
 
 DeadRow = tuple[int, str, str, str, int, str | None]
 """A dead letter's details: source index, step, error type, message, attempts, item (JSON)."""
@@ -191,8 +198,9 @@ class RunStore(Protocol):
     def start_session(self, *, forced: bool = False, note: str | None = None) -> int:
         """Record that a run or resume starts; return its session number (1, 2, ...)."""
 
-    def force_fingerprint(self, fingerprint: str) -> None:
-        """Adopt a changed pipeline fingerprint (a forced resume)."""
+    def force_fingerprint(self, fingerprint: str, pipeline: str | None = None) -> None:
+        """Adopt a changed pipeline fingerprint (a forced resume, a rerun), and the
+        pipeline reference a rerun changed (its recipe's settings), if given."""
 
     def forced_sessions(self) -> list[tuple[int, str | None]]:
         """The sessions that forced a resume, with their notes."""
@@ -260,6 +268,26 @@ class RunStore(Protocol):
 
     def forget_outputs(self) -> int:
         """Forget every ``done`` outcome so a resume computes those items again."""
+
+    def output_positions(self) -> Iterator[tuple[int, int, str]]:
+        """``(position, index, key)`` of every item with an output, by position (the
+        order of the sink's records), read a few at a time."""
+
+    def unplaced_outputs(self) -> int:
+        """How many items have an output whose position is not known (finished by a
+        headrace from before positions were kept)."""
+
+    def next_output_position(self) -> int | None:
+        """The position of the sink's next record; ``None`` where some output's
+        position is not known (the run then keeps none)."""
+
+    def mark_rerun(self, indexes: list[int], sink_state: dict[str, Any]) -> None:
+        """In one transaction: the items at ``indexes`` become :data:`RERUN` (their
+        outputs left the sink), the remaining outputs' positions close up, and the
+        sink's state becomes ``sink_state``."""
+
+    def rerun_items(self) -> dict[int, str]:
+        """Source index -> key of the items chosen for a rerun and not finished again."""
 
     def discard(self) -> None:
         """Forget this run entirely (a new run refused before anything ran)."""

@@ -19,18 +19,21 @@ from ..io.records import DurableSink, Recovered
 from . import StoreLocation
 from .dead_file import write_dead_from_store
 from .identities import identity_changes
+from .pipeline_ref import pipeline_words, recipe_path
+from .rerun import items_to_rerun
 from .run_store import FinishedItem, RunStore
 from .writer import DurableWriter, chain_key
 
 _log = logging.getLogger("headrace.run")
 
-__all__ = ["DurableSession", "Mode", "pipeline_words"]
+__all__ = ["DurableSession", "Mode", "pipeline_words"]  # pipeline_words: its old home
 
-Mode = Literal["new", "resume", "auto", "fresh", "retry_dead"]
+Mode = Literal["new", "resume", "auto", "fresh", "retry_dead", "rerun"]
 """How a session meets what ``run_dir`` holds: ``new`` (refuse a run there),
 ``resume`` (need one), ``auto`` (resume one if there, else start), ``fresh``
 (discard one if there, its output too, and start), ``retry_dead`` (run its dead
-letters again)."""
+letters again), ``rerun`` (run again the items a condition chooses, replacing their
+outputs: see :mod:`headrace.store.rerun`)."""
 
 
 class DurableSession:
@@ -57,8 +60,10 @@ class DurableSession:
         force: bool,
         overwrite: bool = False,
         rebuild_sink: bool = False,
+        rerun: str | None = None,
     ) -> None:
         self.run_dir = run_dir
+        self.rerun = rerun
         self.location = StoreLocation(run_dir, run_store) if run_dir is not None else None
         self.sink = sink
         self.definition = definition
@@ -75,6 +80,7 @@ class DurableSession:
         self._digest = self._stored_digest = ""
         self._finished: dict[int, str] = {}
         self._retry: dict[int, str] = {}
+        self._rerun: dict[int, str] = {}  # chosen for a rerun, not finished again
         self.writer: DurableWriter | None = None
         self._lock: SinkLock | None = None
 
@@ -120,7 +126,7 @@ class DurableSession:
         exists = where.exists()
         if self.mode == "auto":
             self.mode = "resume" if exists else "new"
-        self.resumed = exists and self.mode in ("resume", "retry_dead")
+        self.resumed = exists and self.mode in ("resume", "retry_dead", "rerun")
         if exists and self.mode == "new":
             raise HeadraceError(
                 f"{where} already holds a run; resume it (`headrace resume {where.run_dir}`; "
@@ -166,6 +172,8 @@ class DurableSession:
             store.create(self.definition, self.fingerprint)
         if total is not None:
             store.set_total(total)
+        if self.mode == "rerun":
+            note = "; ".join(filter(None, [f"rerun where {self.rerun}", note]))
         if self.rebuild_sink:
             moved = self.sink.set_aside()
             forgotten = store.forget_outputs()
@@ -195,12 +203,17 @@ class DurableSession:
         self._finished = store.finished_above(self._watermark)
         if self.mode == "retry_dead":
             self._retry = store.dead_items()
+        self._rerun = items_to_rerun(store, self.sink, self.mode, self.rerun, self.location)
+        if self.mode == "rerun" and store.fingerprint() != self.fingerprint:
+            # the rerun's pipeline is the run's from now on: a resume loads it again
+            store.force_fingerprint(self.fingerprint, pipeline=self.definition.get("pipeline"))
         self.writer = DurableWriter(
             store,
             self.sink,
             session=self.session,
             finished_above=dict(self._finished),
-            replace=self.mode == "retry_dead",
+            replace=self.mode == "retry_dead" or bool(self._rerun),
+            position=store.next_output_position(),
         )
 
     def _check_fresh_discards_its_own(self, store: RunStore, where: StoreLocation) -> None:
@@ -211,8 +224,8 @@ class DurableSession:
             HeadraceError: the stored run was made by another recipe, or this recipe
                 meets a run that no recipe made.
         """
-        stored = _recipe_path((store.definition() or {}).get("pipeline"))
-        given = _recipe_path(self.definition.get("pipeline"))
+        stored = recipe_path((store.definition() or {}).get("pipeline"))
+        given = recipe_path(self.definition.get("pipeline"))
         if stored == given:
             return
         done = store.status().finished
@@ -225,6 +238,11 @@ class DurableSession:
 
     def _check_matches(self, store: RunStore) -> str | None:
         stored = store.definition() or {}
+        if "shards" in stored and self.mode == "rerun":
+            raise ResumeMismatch(
+                f"the run in {self.location} was split across workers: a rerun of such a "
+                "run is not built yet (resume it with `headrace resume`)"
+            )
         if ("shards" in stored) != ("shards" in self.definition):
             how = "split across workers" if "shards" in stored else "run in one process"
             raise ResumeMismatch(
@@ -244,14 +262,15 @@ class DurableSession:
         changed = "; ".join(changes[:5]) or (
             f"fingerprint {str(before)[:12]} then, {self.fingerprint[:12]} now"
         )
-        if not self.force:
+        if not self.force and self.mode != "rerun":  # a rerun is meant to change it
             raise ResumeMismatch(
                 f"the pipeline changed since the run in {self.location} started ({changed}): "
                 "finished items were computed by the old one. Resume anyway with --force "
                 "(force=True in Python; the store records that it was forced), or start "
                 "again with --fresh (fresh=True)"
             )
-        store.force_fingerprint(self.fingerprint)
+        if self.mode != "rerun":  # a rerun adopts it once its items are taken out
+            store.force_fingerprint(self.fingerprint)
         return f"pipeline fingerprint changed from {before} to {self.fingerprint}: {changed}"
 
     def skip(self, index: int, key: str) -> bool:
@@ -268,6 +287,13 @@ class DurableSession:
                     f"the source changed: its first {self._watermark:,} records do not have "
                     f"the keys that the run in {self.location} finished there"
                 )
+        again = self._rerun.get(index)
+        if again is not None:
+            self._same_key(index, again, key)
+            return False
+        if self.mode == "rerun":
+            self.skipped += 1
+            return True
         if self.mode == "retry_dead":
             stored_key = self._retry.get(index)
             if stored_key is None:
@@ -337,40 +363,16 @@ class DurableSession:
                 self._unlock_sink()  # last: no other session writes until this one is done
 
 
-def _recipe_path(pipeline: Any) -> str | None:
-    """The recipe file a stored pipeline reference names (``recipe:{"path": ...}``)."""
-    if not isinstance(pipeline, str) or not pipeline.startswith("recipe:"):
-        return None
-    try:
-        path = orjson.loads(pipeline.removeprefix("recipe:")).get("path")
-    except (orjson.JSONDecodeError, AttributeError):
-        return "<unreadable>"
-    return str(path)
-
-
-def pipeline_words(ref: object) -> str:
-    """A stored pipeline reference, in words: a recipe by its file and settings
-    (``recipe r.yaml --set run.concurrency=16``), a Python one as it is."""
-    text = str(ref)
-    if not text.startswith("recipe:"):
-        return text
-    try:
-        settings = orjson.loads(text.removeprefix("recipe:"))
-        words = f"recipe {settings['path']}"
-    except (orjson.JSONDecodeError, KeyError, TypeError):
-        return text
-    for name, label in (("set", "--set"), ("allow_paths", "--allow-path")):
-        values = settings.get(name) or []
-        if isinstance(values, list):
-            words += "".join(f" {label} {value}" for value in values)
-    return words
+def _position(row: list[Any]) -> int | None:
+    return int(row[3]) if len(row) > 3 and row[3] is not None else None
 
 
 def _roll_forward(store: RunStore, recovered: Recovered) -> None:
     """Record in the store a commit that reached a journaled sink before a kill."""
     commit = orjson.loads(recovered.journal)
     store.commit(
-        [(int(i), str(k), str(s)) for i, k, s in commit["rows"]],
+        # a journal of an older headrace has no positions
+        [(int(r[0]), str(r[1]), str(r[2]), _position(r)) for r in commit["rows"]],
         [(int(i), st, et, m, int(a), it) for i, st, et, m, a, it in commit["dead"]],
         watermark=int(commit["watermark"]),
         key_digest=str(commit["key_digest"]),

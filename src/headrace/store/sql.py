@@ -60,12 +60,48 @@ class SqlRunStore(SqlReads):
                 )
         return number
 
-    def force_fingerprint(self, fingerprint: str) -> None:
-        """Adopt a changed pipeline fingerprint (a forced resume; the session records it)."""
+    def force_fingerprint(self, fingerprint: str, pipeline: str | None = None) -> None:
+        """Adopt a changed pipeline fingerprint (a forced resume or a rerun; the session
+        records it), and the pipeline reference a rerun changed, if given."""
+        definition = self.definition() or {}
+        if pipeline is not None:
+            definition["pipeline"] = pipeline
         self._write(
-            "UPDATE {runs} SET fingerprint = :fingerprint WHERE {one} = :run",
+            "UPDATE {runs} SET fingerprint = :fingerprint, definition = :definition "
+            "WHERE {one} = :run",
             fingerprint=fingerprint,
+            definition=json.dumps(definition, sort_keys=True),
         )
+
+    def mark_rerun(self, indexes: list[int], sink_state: dict[str, Any]) -> None:
+        """In one transaction: the items at ``indexes`` (outputs or dead letters) become
+        ``rerun`` (their outputs left the sink), the remaining outputs' positions close
+        up (0, 1, 2, ... in their order), and the sink's state becomes ``sink_state``."""
+        sql = self._dialect.sql
+        values = self._values(sink_state=json.dumps(sink_state, sort_keys=True))
+        with self._dialect.writing() as cursor:
+            self._fence(cursor, values)
+            cursor.executemany(
+                sql(
+                    "UPDATE {items} SET status = 'rerun', ord = NULL "
+                    "WHERE {of_run}idx = :idx AND status IN ('done', 'dead')"
+                ),
+                [{"run": values["run"], "idx": index} for index in indexes],
+            )
+            cursor.execute(
+                sql(
+                    "UPDATE {items} AS t SET ord = r.n FROM (SELECT idx, "
+                    "row_number() OVER (ORDER BY ord) - 1 AS n FROM {items} "
+                    "WHERE {of_run}ord IS NOT NULL) AS r WHERE {t_of_run}t.idx = r.idx"
+                ),
+                values,
+            )
+            cursor.execute(
+                sql(
+                    "UPDATE {runs} SET sink_state = :sink_state, updated = :now WHERE {one} = :run"
+                ),
+                values,
+            )
 
     def acquire_lease(self) -> Lease | None:
         """Take the run for this session; return the dead holder's lease if taken over.
@@ -174,10 +210,7 @@ class SqlRunStore(SqlReads):
         replace: bool,
     ) -> None:
         sql = self._dialect.sql
-        if self._holder is not None:  # the fence: a session that lost its lease stops
-            fence = "SELECT holder FROM {leases} WHERE {one} = :run{for_update}"
-            held = cursor.execute(sql(fence), values).fetchone()
-            check_held(held and held[0], self._holder, self._dialect.lease_where)
+        self._fence(cursor, values)
         if replace:
             run = self._dialect.run_id
             for table in ("{items}", "{dead}"):
@@ -204,6 +237,13 @@ class SqlRunStore(SqlReads):
             values,
         )
 
+    def _fence(self, cursor: Any, values: dict[str, Any]) -> None:
+        """Stop a session that lost its lease before it writes (inside its transaction)."""
+        if self._holder is not None:
+            fence = "SELECT holder FROM {leases} WHERE {one} = :run{for_update}"
+            held = cursor.execute(self._dialect.sql(fence), values).fetchone()
+            check_held(held and held[0], self._holder, self._dialect.lease_where)
+
     def _dead_values(self, row: DeadRow, values: dict[str, Any]) -> dict[str, Any]:
         index, step, error_type, message, attempts, item = row
         text = self._dialect.text_in
@@ -224,7 +264,7 @@ class SqlRunStore(SqlReads):
         items and dropped repeats stay finished."""
         sql, values = self._dialect.sql, self._values(token=json.dumps({"token": uuid.uuid4().hex}))
         with self._dialect.writing() as cursor:
-            forget = sql("DELETE FROM {items} WHERE {of_run}status = 'done'")
+            forget = sql("DELETE FROM {items} WHERE {of_run}status IN ('done', 'rerun')")
             forgotten = cursor.execute(forget, values).rowcount
             cursor.execute(
                 sql(

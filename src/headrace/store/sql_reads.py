@@ -147,6 +147,36 @@ class SqlReads:
         rows = self._all("SELECT idx, key FROM {items} WHERE {of_run}status = 'dead'")
         return {int(idx): self._dialect.key_out(key) for idx, key in rows}
 
+    def rerun_items(self) -> dict[int, str]:
+        """Source index -> key of the items chosen for a rerun and not finished again."""
+        rows = self._all("SELECT idx, key FROM {items} WHERE {of_run}status = 'rerun'")
+        return {int(idx): self._dialect.key_out(key) for idx, key in rows}
+
+    def output_positions(self) -> Iterator[tuple[int, int, str]]:
+        """``(position, index, key)`` of every item with an output, by position."""
+        query = self._dialect.sql(
+            "SELECT ord, idx, key FROM {items} WHERE {of_run}status = 'done' "
+            "AND ord IS NOT NULL ORDER BY ord"
+        )
+        for position, index, key in self._dialect.stream(query, self._values()):
+            yield int(position), int(index), self._dialect.key_out(key)
+
+    def unplaced_outputs(self) -> int:
+        """How many items have an output whose position is not known."""
+        row = self._one(
+            "SELECT count(*) FROM {items} WHERE {of_run}status = 'done' AND ord IS NULL"
+        )
+        return int(row[0])
+
+    def next_output_position(self) -> int | None:
+        """The next record's position (one past the last); ``None`` where an output's
+        position is not known."""
+        row = self._one(
+            "SELECT count(*) - count(ord), coalesce(max(ord) + 1, 0) FROM {items} "
+            "WHERE {of_run}status = 'done'"
+        )
+        return None if int(row[0]) else int(row[1])
+
     _DEAD = (
         "SELECT i.idx, i.key, i.status, d.step, d.error_type, d.message, d.attempts, d.item "
         "FROM {items} i JOIN {dead} d ON {same_run}d.idx = i.idx "

@@ -55,7 +55,8 @@ CREATE TABLE IF NOT EXISTS items (
     idx INTEGER PRIMARY KEY,
     key TEXT NOT NULL,
     status TEXT NOT NULL,
-    session INTEGER NOT NULL
+    session INTEGER NOT NULL,
+    ord INTEGER
 );
 CREATE TABLE IF NOT EXISTS dead (
     idx INTEGER PRIMARY KEY,
@@ -109,6 +110,7 @@ class SqliteDialect:
         "one": "id",
         "of_run": "",
         "i_of_run": "",
+        "t_of_run": "",
         "run_col": "",
         "run_val": "",
         "same_run": "",
@@ -165,7 +167,8 @@ class SqliteDialect:
         """``executemany`` with positional values: measured the fastest way in."""
         # the session is the same for the whole batch: a number we made, inlined
         cursor.executemany(
-            f"INSERT INTO items (idx, key, status, session) VALUES (?, ?, ?, {int(session)})",
+            "INSERT INTO items (idx, key, status, ord, session) "
+            f"VALUES (?, ?, ?, ?, {int(session)})",
             rows,
         )
 
@@ -255,6 +258,8 @@ def _connect(path: Path) -> sqlite3.Connection:
             lease_columns = {row[1] for row in db.execute("PRAGMA table_info(lease)")}
             if "machine" not in lease_columns:  # a store made by an older headrace
                 db.execute("ALTER TABLE lease ADD COLUMN machine TEXT NOT NULL DEFAULT ''")
+            if "ord" not in {row[1] for row in db.execute("PRAGMA table_info(items)")}:
+                db.execute("ALTER TABLE items ADD COLUMN ord INTEGER")
             return db
         except sqlite3.OperationalError as exc:
             db.close()

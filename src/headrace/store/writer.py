@@ -37,7 +37,10 @@ class DurableWriter:
         session: this session's number (recorded with each item).
         finished_above: index -> key of the items at or above the watermark that are
             already finished.
-        replace: rows of retried dead letters replace their earlier rows.
+        replace: rows of retried dead letters (and of items rerun) replace their
+            earlier rows.
+        position: the position of the sink's next record (each output's is recorded
+            with it); ``None`` records none (a run whose positions are not known).
     """
 
     def __init__(
@@ -49,6 +52,7 @@ class DurableWriter:
         finished_above: dict[int, str],
         max_pending: int = 20_000,
         replace: bool = False,
+        position: int | None = None,
     ) -> None:
         self._store = store
         self._sink = sink
@@ -60,6 +64,7 @@ class DurableWriter:
         self._interval = sink.flush_interval_s
         self._max_pending = max(max_pending, 2 * sink.flush_items)
         self._replace = replace
+        self._position = position
         self._items: list[Row] = []
         self._dead: list[DeadRow] = []
         self._records: list[Any] = []
@@ -86,7 +91,10 @@ class DurableWriter:
         Returns something to await only when the writer is too far behind.
         """
         self._records.append(record)
-        return self._add((index, key, "done"))
+        position = self._position
+        if position is not None:
+            self._position = position + 1
+        return self._add((index, key, "done", position))
 
     def dead(
         self,
@@ -101,15 +109,15 @@ class DurableWriter:
     ) -> Awaitable[Any] | None:
         """An item failed."""
         self._dead.append((index, step, error_type, message, attempts, item))
-        return self._add((index, key, "dead"))
+        return self._add((index, key, "dead", None))
 
     def filtered(self, index: int, key: str) -> Awaitable[Any] | None:
         """An item was dropped by a step."""
-        return self._add((index, key, "filtered"))
+        return self._add((index, key, "filtered", None))
 
     def duplicate(self, index: int, key: str) -> Awaitable[Any] | None:
         """A record repeated an earlier key and was dropped (``duplicates="first"``)."""
-        return self._add((index, key, "duplicate"))
+        return self._add((index, key, "duplicate", None))
 
     def _add(self, row: Row) -> Awaitable[Any] | None:
         items = self._items
