@@ -5,6 +5,7 @@ from .columns import Columns, as_record
 from .csvfile import CsvSink, CsvSource, read_csv, write_csv
 from .directory import DirectorySource, read_dir
 from .formats import FORMATS, Format, open_sink, open_source, sink_at, source_at
+from .hf_datasets import DatasetSink, DatasetSource, read_dataset, write_dataset
 from .jsonl import JsonlSink, JsonlSource, read_jsonl, write_jsonl
 from .parquet import ParquetSink, ParquetSource, read_parquet, write_parquet
 from .parts import BatchDirSink, PartDirectorySink, write_batches
@@ -29,6 +30,8 @@ __all__ = [
     "Columns",
     "CsvSink",
     "CsvSource",
+    "DatasetSink",
+    "DatasetSource",
     "DirectorySource",
     "DurableSink",
     "JsonlSink",
@@ -49,12 +52,14 @@ __all__ = [
     "sink_at",
     "source_at",
     "read_csv",
+    "read_dataset",
     "read_dir",
     "read_jsonl",
     "read_parquet",
     "read_sql",
     "write_batches",
     "write_csv",
+    "write_dataset",
     "write_jsonl",
     "write_parquet",
     "write_sql",

@@ -19,7 +19,7 @@ __all__ = ["ParquetSink", "ParquetSource", "read_parquet", "write_parquet"]
 class ParquetSource(Source):
     """Reads a Parquet file a slice of a row group at a time; see :func:`read_parquet`."""
 
-    requires = ("pyarrow",)
+    requires: tuple[str, ...] = ("pyarrow",)
 
     def __init__(
         self, path: str | os.PathLike[str], key: str | None, columns: list[str] | None
@@ -173,7 +173,7 @@ class ParquetSink(PartDirectorySink):
     """``part-00000.parquet``, ...: one Parquet file per commit; see :func:`write_parquet`."""
 
     kind = "parquet"
-    requires = ("pyarrow",)
+    requires: tuple[str, ...] = ("pyarrow",)
     prefix = "part-"
     suffix = ".parquet"
 
