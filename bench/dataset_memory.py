@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
+
+from memory import measure
 
 CHILD = """
 import json, resource, sys
@@ -44,16 +44,8 @@ print(json.dumps({"before_kib": before,
 """
 
 
-def measure(n_items: int) -> dict[str, float]:
-    out = subprocess.run(
-        [sys.executable, "-c", CHILD, str(n_items)], capture_output=True, text=True, check=True
-    ).stdout
-    data: dict[str, float] = json.loads(out.strip().splitlines()[-1])
-    return data
-
-
 def main(small: int, large: int) -> dict[str, object]:
-    a, b = measure(small), measure(large)
+    a, b = measure(small, CHILD), measure(large, CHILD)
     return {
         "bench": "dataset_memory",
         "small_rows": small,

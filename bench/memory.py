@@ -45,11 +45,12 @@ print(json.dumps({"before_kib": before,
 """
 
 
-def measure(n_items: int) -> dict[str, float]:
+def measure(n_items: int, child: str = CHILD) -> dict[str, float]:
+    """Run ``child`` over ``n_items`` in a fresh interpreter; its last line, as JSON."""
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, str(n_items)], capture_output=True, text=True, check=True
+        [sys.executable, "-c", child, str(n_items)], capture_output=True, text=True, check=True
     ).stdout
-    data: dict[str, float] = json.loads(out)
+    data: dict[str, float] = json.loads(out.strip().splitlines()[-1])
     return data
 
 
