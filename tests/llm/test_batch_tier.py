@@ -194,7 +194,8 @@ def test_a_recipe_on_the_batch_tier_from_the_command_line(tmp_path: Path) -> Non
     assert bill["creates"] >= 1 and bill["billed_requests"] == -(-len(listings) // 8)  # packs
     assert (tmp_path / "run" / "batches").is_dir()
     assert (
-        refused.returncode == 2 and "'online', 'flex' or 'batch', not 'priority'" in refused.stderr
+        refused.returncode == 2
+        and "'online', 'flex', 'batch' or 'auto', not 'priority'" in refused.stderr
     )
 
 

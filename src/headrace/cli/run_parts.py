@@ -127,6 +127,8 @@ def _with_tier(tier: str | None, recipe: bool, overrides: list[str] | None) -> l
             "--tier is for recipes; a Python pipeline says tier= on its LLM steps",
             param_hint="--tier",
         )
-    if tier not in ("online", "flex", "batch"):
-        raise typer.BadParameter(f"'online', 'flex' or 'batch', not {tier!r}", param_hint="--tier")
+    if tier not in ("online", "flex", "batch", "auto"):
+        raise typer.BadParameter(
+            f"'online', 'flex', 'batch' or 'auto', not {tier!r}", param_hint="--tier"
+        )
     return [*(overrides or []), f"run.tier={tier}"]

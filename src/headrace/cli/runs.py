@@ -50,6 +50,7 @@ def _carry_out(
     ui: bool = False,
     metrics_port: int | None = None,
     rerun: str | None = None,
+    deadline: str | None = None,
 ) -> None:
     import asyncio
 
@@ -92,6 +93,7 @@ def _carry_out(
             backend=recipe_options.get("backend") if backend is None else backend or None,
             metrics_port=metrics_port,
             rerun=rerun,
+            deadline=deadline or recipe_options.get("deadline"),
         )
         with live_page(run_dir, run_store, ui):
             result = asyncio.run(
@@ -220,9 +222,14 @@ def run(
     tier: Annotated[
         str | None,
         typer.Option(
-            help="the tier of a recipe's chat LLM nodes: 'online', 'flex' (slower, cheaper) "
-            "or 'batch' (half the price, answered within a day; --set run.tier=...)"
+            help="the tier of a recipe's chat LLM nodes: 'online', 'flex' (slower, cheaper), "
+            "'batch' (half the price, answered within a day) or 'auto' (the cheapest that "
+            "meets --deadline; --set run.tier=...)"
         ),
+    ] = None,
+    deadline: Annotated[
+        str | None,
+        typer.Option(help="when the results are needed, from now ('6h'): tier auto meets it"),
     ] = None,
 ) -> None:
     """Run a recipe or a pipeline over a file, durably: kill it at any moment, then run
@@ -231,6 +238,8 @@ def run(
     --set run.concurrency=16)."""
     chosen = _backend(backend, workers, shard_size, ray_address, num_gpus)
     set_ = _with_tier(tier, _is_recipe(pipeline), set_)
+    if deadline is not None and _is_recipe(pipeline):
+        set_, deadline = [*(set_ or []), f"run.deadline={deadline}"], None
     if _is_recipe(pipeline):
         given = [
             flag
@@ -325,4 +334,5 @@ def run(
         backend=chosen,
         ui=ui,
         metrics_port=metrics_port,
+        deadline=deadline,
     )

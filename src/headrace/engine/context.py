@@ -75,6 +75,7 @@ class RunContext:
             step may keep what must outlive the process (the batch tier's ledger).
         fence: renews a durable run's lease, raising ``LeaseLost`` when another session
             took the run over: awaited before an act no commit can take back.
+        deadline_at: when the run's results are needed (Unix seconds), if it says.
     """
 
     def __init__(
@@ -84,8 +85,10 @@ class RunContext:
         spend: RunSpend | None = None,
         run_dir: Path | None = None,
         fence: Callable[[], Awaitable[None]] | None = None,
+        deadline_at: float | None = None,
     ) -> None:
         self.activity = activity
+        self.deadline_at = deadline_at
         self.spawn = spawn
         self.spend = spend
         self.run_dir = run_dir

@@ -64,9 +64,9 @@ class RunLoop:
             repeats=plan.repeats,
         )
         self.spend = spend_for(options.budget)
-        self.n_unfinished = 0
+        self.n_unfinished = self.n_duplicate = 0
         self.stop_reason: str | None = None  # why the run stopped taking items, if it did
-        self.n_duplicate = 0
+        self.deadline = options.deadline_at
         self.keyed = plan.keyed
         self.session = plan.session
         self.on_bad_input = options.failures.on_bad_input
@@ -123,7 +123,7 @@ class RunLoop:
             fence = session.writer.fence if run_dir and session and session.writer else None
             async with asyncio.TaskGroup() as group:
                 ctx = self.ctx = RunContext(
-                    self.activity, spawner(group), self.spend, run_dir, fence
+                    self.activity, spawner(group), self.spend, run_dir, fence, self.deadline
                 )
                 handler = ctx.bind(self.root)
                 emit = self._emitter()

@@ -9,6 +9,7 @@ command line build a :class:`RunOptions` and hand it to the runner.
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from ..limits.budget import Budget
 from ..sandbox import Expression
 from ..store.session import Mode
 from ..values.checks import positive_int
+from ..values.durations import to_seconds
 from .result import dead_allowed
 
 if TYPE_CHECKING:
@@ -183,6 +185,7 @@ class RunOptions:
     key: str | Callable[[Any], Any] | None = None
     budget: Budget | None = None
     backend: Backend | None = None
+    deadline: datetime.datetime | None = None
     durability: Durability = field(default_factory=Durability)
     failures: Failures = field(default_factory=Failures)
     observing: Observing = field(default_factory=Observing)
@@ -196,6 +199,13 @@ class RunOptions:
             )
         if self.backend is not None:
             self._check_backend()
+        if self.deadline is not None and not isinstance(self.deadline, datetime.datetime):
+            raise PipelineError(f"deadline must be a datetime here, got {self.deadline!r}")
+
+    @property
+    def deadline_at(self) -> float | None:
+        """The deadline in Unix seconds, if the run has one."""
+        return None if self.deadline is None else self.deadline.timestamp()
 
     def _check_backend(self) -> None:
         if not isinstance(self.backend, Backend):
@@ -234,6 +244,7 @@ class RunOptions:
         if unknown:
             raise PipelineError(f"not a run option: {', '.join(sorted(unknown))}")
         grouped: dict[str, Any] = {name: values[name] for name in _OWN if name in values}
+        grouped["deadline"] = deadline_of(grouped.get("deadline"))
         for group, kind in _GROUPS.items():
             names = [f.name for f in dataclasses.fields(kind)]
             grouped[group] = kind(**{name: values[name] for name in names if name in values})
@@ -283,4 +294,19 @@ class RunOptions:
         return RunOptions.of(**{**self.flat(), **changes})
 
 
-_OWN = ("window", "ordered", "key", "budget", "backend")
+_OWN = ("window", "ordered", "key", "budget", "backend", "deadline")
+
+
+def deadline_of(value: Any) -> datetime.datetime | None:
+    """A run's ``deadline=`` as a moment: a duration from now (``"6h"``, seconds) or a
+    ``datetime`` (one without a time zone is this machine's local time).
+
+    Raises:
+        PipelineError: neither.
+    """
+    if value is None:
+        return None
+    if isinstance(value, datetime.datetime):
+        return value if value.tzinfo is not None else value.astimezone()
+    seconds = to_seconds(value, option="deadline")
+    return datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=seconds)

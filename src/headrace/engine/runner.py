@@ -9,6 +9,7 @@ the backend; a durable run's store, sink and writer are set up by
 from __future__ import annotations
 
 import asyncio
+import datetime
 import os
 from collections.abc import AsyncIterable, Callable, Iterable
 from typing import Any, Literal
@@ -50,6 +51,7 @@ def run(
     max_dead: int | float | str | None = None,
     backend: Backend | None = None,
     metrics_port: int | None = None,
+    deadline: float | str | datetime.datetime | None = None,
 ) -> RunResult:
     """Run ``pipeline`` over every item of ``source`` and wait for the result.
 
@@ -96,6 +98,7 @@ async def arun(
     max_dead: int | float | str | None = None,
     backend: Backend | None = None,
     metrics_port: int | None = None,
+    deadline: float | str | datetime.datetime | None = None,
 ) -> RunResult:
     """Run ``pipeline`` over every item of ``source``.
 
@@ -175,6 +178,10 @@ async def arun(
         backend: where the items run: ``None`` (this process) or ``hr.Ray(...)``, which
             splits the source into shards run by workers of a Ray cluster, each shard
             a durable run of its own under ``run_dir`` (see ``docs/scale.md``).
+        deadline: when the results are needed: a duration from now (``"6h"``, seconds)
+            or a ``datetime``. LLM steps on ``tier="auto"`` send each request by the
+            cheapest tier that still meets it, moving work online as it nears (see
+            :mod:`headrace.llm.tier.auto`); a resume's duration counts from its own start.
         metrics_port: serve the run's metrics for Prometheus on
             ``http://127.0.0.1:<port>/metrics`` while it runs (0: any free port), read
             at each scrape; needs ``headrace[metrics]`` (see ``docs/observe.md``).

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..engine.runner import run
 from ..llm import LLMStep
 from ..llm.stats import llm_stats
-from ..llm.tier import BatchTier, FlexTier
+from ..llm.tier import AutoTier, BatchTier, FlexTier
 from ..pipeline.step import Step
 from .projection import ChunkMeasure, StepMeasure
 
@@ -59,7 +59,7 @@ def fly(pipeline: Any, items: list[Any], chunks: int, seed: int) -> Pilot:
     kept = {id(step): (step.options, step.cache) for step in llm_steps}
     try:
         for step in llm_steps:  # online and uncached for the pilot; restored below
-            if isinstance(step.tier, BatchTier):
+            if isinstance(step.tier, BatchTier | AutoTier):
                 step.tier = None
             step.options = step.options.replace(f"step {step.name!r}", cache=None)
             step.cache = None
@@ -130,7 +130,8 @@ def _step_measure(
         found = client.price(model, on)
         return found.cost(prompt, completion) if found is not None else None
 
-    batch = tier if isinstance(tier, BatchTier) else None
+    batch = tier.batch if isinstance(tier, AutoTier) else tier
+    batch = batch if isinstance(batch, BatchTier) else None
     slots = max(1, metrics.slots)
     return StepMeasure(
         name=metrics.name,

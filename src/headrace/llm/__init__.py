@@ -23,10 +23,11 @@ from .secrets import Secret
 from .stats import LLMStats
 from .steps import Complete, Embed, LLMStep, Transduce, complete, embed, transduce
 from .structured import Structured, StructuredOutputError
-from .tier import BatchTier, FlexTier
+from .tier import AutoTier, BatchTier, FlexTier
 
 __all__ = [
     "PRICES",
+    "AutoTier",
     "BatchTier",
     "Cascade",
     "Client",

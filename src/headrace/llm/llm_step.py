@@ -6,6 +6,7 @@ from __future__ import annotations
 import abc
 import hashlib
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack
 
 from .._types import Handler
@@ -21,10 +22,12 @@ from ..pipeline.step import FunctionStep, Step
 from ..values.checks import check_options
 from .client import Client, Connection
 from .stats import LLMStats
+from .tier.auto import AutoConnection, AutoTier
+from .tier.choice import tier_of
 from .tier.flex import FlexTier
 from .tier.flex_connection import FlexConnection
 from .tier.ledger import Ledger
-from .tier.settings import BatchTier, tier_of
+from .tier.settings import BatchTier
 from .tier.submitter import BatchConnection
 
 if TYPE_CHECKING:
@@ -46,14 +49,14 @@ class LLMOptions(TypedDict, total=False):
     fallback: Fallback | Step[Any, Any] | None
     retry: Retry | None
     cache: bool | Cache | None
-    tier: str | BatchTier | FlexTier
+    tier: str | BatchTier | FlexTier | AutoTier
 
 
 LLM_OPTIONS = frozenset(LLMOptions.__annotations__)
 
-Chats = Connection | FlexConnection | BatchConnection
+Chats = Connection | FlexConnection | BatchConnection | AutoConnection
 """Where an LLM step's chat requests go: the online connection, the flex tier over it,
-or the batch tier."""
+the batch tier, or the auto tier choosing among them."""
 
 
 class LLMStep(Step[In, Out]):
@@ -122,13 +125,16 @@ class LLMStep(Step[In, Out]):
             raise PipelineError(
                 f"{owner}: the {self.tier_name} tier is for chat requests, not embeddings"
             )
+        if isinstance(self.tier, AutoTier) and client.flex_api is None:
+            self.tier = replace(self.tier, flex=None)  # no flex there: batch or online
         if isinstance(self.tier, FlexTier) and client.flex_api is None:
             raise PipelineError(
                 f"{owner}: {client.base_url} has no flex tier; use tier='batch' for half the "
                 "price, or give the client flex_api= if this endpoint has one"
             )
         # the options of the function step it runs as, checked here where it is defined
-        batch_size = self.tier.max_requests if isinstance(self.tier, BatchTier) else None
+        batched = self.tier.batch if isinstance(self.tier, AutoTier) else self.tier
+        batch_size = batched.max_requests if isinstance(batched, BatchTier) else None
         options.setdefault("concurrency", batch_size or 64)
         self.options = StepOptions.checked(owner, name=name, batch=batch, **options)
         self.name = name
@@ -139,9 +145,11 @@ class LLMStep(Step[In, Out]):
 
     @property
     def tier_name(self) -> str:
-        """``"online"``, ``"flex"`` or ``"batch"``."""
+        """``"online"``, ``"flex"``, ``"batch"`` or ``"auto"``."""
         if isinstance(self.tier, BatchTier):
             return "batch"
+        if isinstance(self.tier, AutoTier):
+            return "auto"
         return "flex" if isinstance(self.tier, FlexTier) else "online"
 
     @property
@@ -212,6 +220,8 @@ def bind_llm_step(step: LLMStep[Any, Any], ctx: RunContext) -> Handler:
     connection: Chats
     if isinstance(step.tier, BatchTier):
         connection = _batch_connection(step, step.tier, ctx)
+    elif isinstance(step.tier, AutoTier):
+        connection = _auto_connection(step, step.tier, ctx, metrics)
     else:
         metrics.rate_inside_call = True  # the client waits for it inside the step's call
         online = step.client.connection_in(ctx)
@@ -227,6 +237,31 @@ def bind_llm_step(step: LLMStep[Any, Any], ctx: RunContext) -> Handler:
     inner._fingerprint = step.fingerprint  # cache keys follow this step's identity
     inner.output_type = step._output_type()
     return bind_function_step(inner, ctx, metrics)
+
+
+def _auto_connection(
+    step: LLMStep[Any, Any], tier: AutoTier, ctx: RunContext, metrics: StepMetrics
+) -> Chats:
+    """The step's auto tier in this run: the batch tier, flex where the provider has it,
+    and the online connection, against the run's deadline."""
+    metrics.rate_inside_call = True  # online requests wait for the limit inside the call
+    online = step.client.connection_in(ctx)
+    metrics.rate, metrics.circuit = online.rate, online.circuit
+    retried = online.retrying(step.retry) if step.retry is not None else online
+    rate = online.rate
+
+    def limit_rps() -> float | None:
+        rpm = rate.statistics().requests_per_minute if rate is not None else None
+        return rpm / 60 if rpm else None
+
+    batches = _batch_connection(step, tier.batch, ctx)
+    assert isinstance(batches, BatchConnection)
+    flex = FlexConnection(retried, tier.flex) if tier.flex is not None else None
+    auto = AutoConnection(
+        tier, retried, batches, flex, ctx.deadline_at, step.concurrency, limit_rps
+    )
+    ctx.on_close_async(auto.close)
+    return auto
 
 
 def _batch_connection(step: LLMStep[Any, Any], tier: BatchTier, ctx: RunContext) -> Chats:

@@ -40,6 +40,8 @@ class LLMStats:
             the capacity refusals drawn, ``flex_fallbacks`` the requests sent online
             after too many (``FlexTier(fallback="online")``).
         online_cost_usd: what the batch and flex requests would have cost online.
+        rescued: requests the auto tier took out of batches (cancelled as the deadline
+            neared) and sent online.
         price_source: where the model's price came from (``"genai-prices 0.2.5"``,
             ``"your prices"``, ``"built-in prices"``).
     """
@@ -64,6 +66,7 @@ class LLMStats:
     flex_refusals: int = 0
     flex_fallbacks: int = 0
     online_cost_usd: float = 0.0
+    rescued: int = 0
     price_source: str = ""
 
     @property
@@ -90,9 +93,10 @@ class LLMStats:
                 "solo_retries": self.solo_retries,
                 "tokens_saved": self.tokens_saved,
             }
-        if self.batch_requests:
+        if self.batch_requests or self.rescued:
             data["batch"] = {
                 "requests": self.batch_requests,
+                "rescued": self.rescued,
                 "online_cost_usd": round(self.online_cost_usd, 6) if self.priced else None,
             }
         if self.flex_requests or self.flex_refusals:
@@ -126,10 +130,12 @@ class LLMStats:
                 f"; packed {self.packed_items:,} items in {self.packed_requests:,} requests "
                 f"(~{self.tokens_saved:,} tokens saved), {self.solo_retries:,} sent again alone"
             )
-        if self.batch_requests:
+        if self.batch_requests or self.rescued:
             line += f"; {self.batch_requests:,} from batches" + (
                 f" (online: ${self.online_cost_usd:.4f})" if self.priced else ""
             )
+            if self.rescued:
+                line += f", {self.rescued:,} taken out of batches and sent online"
         if self.flex_requests or self.flex_refusals:
             line += (
                 f"; {self.flex_requests:,} on flex, {self.flex_refusals:,} refused for "

@@ -195,6 +195,8 @@ class Recipe:
             "on_bad_input": run.on_bad_input,
             "duplicates": run.duplicates,
         }
+        if run.deadline is not None:
+            options["deadline"] = run.deadline
         if run.budget_usd is not None or run.budget_tokens is not None:
             options["budget"] = Budget(
                 usd=run.budget_usd, tokens=run.budget_tokens, shared=run.budget_shared

@@ -16,6 +16,7 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 from ..errors import PipelineError
 from ..io.column_types import check_type, nested
 from ..pipeline.graph import NODE_ID, parse_edge
+from ..values.durations import to_seconds
 from .policy_specs import (
     BatchSpec,
     CacheSpec,
@@ -206,7 +207,7 @@ class NodeSpec(Strict):
     retry: RetrySpec | None = None
     timeout: TimeoutSpec | None = None
     cache: CacheSpec | None = None
-    tier: Literal["online", "flex", "batch"] | None = None
+    tier: Literal["online", "flex", "batch", "auto"] | None = None
     fallback: str | None = None
     keep_input: bool | str = False
     """``true``: the node's output is its input record with the output's fields added;
@@ -302,8 +303,21 @@ class RunSpec(Strict):
     workers: int = Field(2, ge=1)
     shard_size: int | None = Field(None, ge=1)
     num_gpus: float = Field(0.0, ge=0)
-    tier: Literal["online", "flex", "batch"] = "online"
+    tier: Literal["online", "flex", "batch", "auto"] = "online"
     """The tier of every chat LLM node that does not name its own (``--tier``)."""
+    deadline: str | float | None = None
+    """When the results are needed, from the run's start (``"6h"``; ``--deadline``):
+    the ``auto`` tier meets it."""
+
+    @field_validator("deadline")
+    @classmethod
+    def _deadline(cls, value: str | float | None) -> str | float | None:
+        if value is not None:
+            try:
+                to_seconds(value, option="run.deadline")
+            except PipelineError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
     @model_validator(mode="after")
     def _shared_budget(self) -> RunSpec:

@@ -56,3 +56,8 @@ def count_answer(
     stats.batch_requests += 1
     if online is not None:
         stats.online_cost_usd += online.cost(*answer.usage)
+
+
+class _Unfinished(Exception):
+    """A request a cancelled batch left unanswered while the auto tier rescues its
+    requests: the auto tier sends it online (never raised to a step otherwise)."""

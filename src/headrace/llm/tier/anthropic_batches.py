@@ -97,6 +97,8 @@ def _row(result: dict[str, Any]) -> dict[str, Any]:
 class AnthropicBatches(Endpoint):
     """One Anthropic endpoint's message batches (``client``'s base URL and key)."""
 
+    cancel_path = "/messages/batches/{id}/cancel"
+
     name = "anthropic"
     tagged = False
     """A batch carries no tag: it is looked for only where a create may have been sent."""

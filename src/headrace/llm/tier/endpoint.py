@@ -58,6 +58,18 @@ class Endpoint:
             raise MalformedResponse(f"{method} {path}: the answer is not a JSON object")
         return parsed
 
+    cancel_path = "/batches/{id}/cancel"
+    """Where a batch is cancelled (OpenAI's; Anthropic's is under ``/messages``)."""
+
+    async def cancel(self, batch_id: str) -> None:
+        """Ask the provider to stop a batch: requests it finished are still answered (and
+        billed), the others come back cancelled. One that ended already is left so."""
+        try:
+            await self._json("POST", self.cancel_path.format(id=batch_id))
+        except ProviderError as exc:
+            if exc.status not in (400, 409):  # 409: no longer in progress
+                raise
+
     async def _raw(self, path: str) -> bytes:
         """One GET; the answer's bytes as they came (a file's content)."""
         try:

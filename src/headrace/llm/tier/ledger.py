@@ -179,6 +179,13 @@ class Ledger:
         """Keep what the batch answered (its output and error files, one after the other)."""
         replace_atomically(self._path(intent_id, ".out.jsonl"), content)
 
+    def input_rows(self, intent_id: str) -> list[dict[str, Any]]:
+        """The requests written for the intent (``custom_id``, ``body`` ...), in order."""
+        rows: list[dict[str, Any]] = json.loads(
+            "[" + ",".join(self.read_input(intent_id).decode().splitlines()) + "]"
+        )
+        return rows
+
     def output_rows(self, intent_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
         """The answers kept for the intent, as ``(custom_id, row)``.
 

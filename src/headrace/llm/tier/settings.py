@@ -11,9 +11,8 @@ from typing import Any
 from ...errors import PipelineError
 from ...values.checks import positive_int
 from ...values.durations import to_seconds
-from .flex import FlexTier
 
-__all__ = ["BATCH_PRICE_SHARE", "BatchTier", "tier_of"]
+__all__ = ["BATCH_PRICE_SHARE", "BatchTier"]
 
 BATCH_PRICE_SHARE = 0.5
 """What a batch request costs against the online price. OpenAI's Batch API and
@@ -77,25 +76,3 @@ class BatchTier:
             "poll_s": self.poll_s,
             "completion_window": self.completion_window,
         }
-
-
-def tier_of(value: Any, owner: str) -> BatchTier | FlexTier | None:
-    """``tier=`` as given to a step: ``None`` for the online tier, the batch or flex
-    tier's settings otherwise.
-
-    Raises:
-        PipelineError: not ``"online"``, ``"flex"``, ``"batch"``, a :class:`FlexTier`
-            or a :class:`BatchTier`.
-    """
-    if value is None or value == "online":
-        return None
-    if value == "batch":
-        return BatchTier()
-    if value == "flex":
-        return FlexTier()
-    if isinstance(value, BatchTier | FlexTier):
-        return value
-    raise PipelineError(
-        f"{owner}: tier must be 'online', 'flex', 'batch', hr.llm.FlexTier(...) or "
-        f"hr.llm.BatchTier(...), got {value!r}"
-    )

@@ -42,7 +42,7 @@ from ...metrics import StepMetrics
 from ..replies import Reply
 from ..stats import Costs, llm_stats
 from ..tokens import prompt_tokens
-from .answers import count_answer, custom_id, outcome
+from .answers import _Unfinished, count_answer, custom_id, outcome
 from .anthropic_batches import AnthropicBatches
 from .committed import Committed
 from .intent_steps import BatchApi, IntentSteps
@@ -102,6 +102,7 @@ class BatchConnection:
         self.queue = QueueLimit(model, shared, rate.key if rate is not None else run)
         self.tasks: set[asyncio.Task[None]] = set()
         self.started = False
+        self.rescuing = False  # the auto tier moves the rest online: no batch from now
         self.elsewhere = 0  # input tokens other processes hold in the shared queue
         self._arrived: asyncio.Event | None = None
         self._room: asyncio.Event | None = None
@@ -132,6 +133,8 @@ class BatchConnection:
             answer = outcome(row)
             if answer is None:  # expired or cancelled: asked again, no attempt spent
                 unfinished += 1
+                if self.rescuing:  # the deadline is near: the auto tier sends it online
+                    raise _Unfinished(name)
                 if unfinished < UNFINISHED_LIMIT:
                     continue
                 answer = ProviderError(
@@ -147,6 +150,14 @@ class BatchConnection:
                 continue
             raise answer
 
+    def abandon_pending(self) -> None:
+        """Make no more batches (the auto tier's rescue, its deadline near): a request
+        not yet in one is handed back as unfinished (:class:`_Unfinished`)."""
+        self.rescuing = True
+        for name in list(self.pending):
+            self._hand_out(name, {"custom_id": name, "error": {"code": "batch_cancelled"}})
+        self.pending.clear()
+
     async def close(self) -> None:
         """Stop following the batches (they stay in the ledger for the next session)."""
         for task in self.tasks:
@@ -158,8 +169,7 @@ class BatchConnection:
     # -- answers ------------------------------------------------------------------------
 
     async def _answer(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
-        """The provider's row for request ``name``: kept from a collected batch, or
-        awaited from the batch that holds it (the next one, if none does yet)."""
+        """Request ``name``'s row: kept from a collected batch, or awaited from its batch."""
         kept = self.kept.get(name) if name not in self.owner else None
         if kept is not None:
             row = await asyncio.to_thread(self._kept_row, kept, name)
@@ -185,8 +195,8 @@ class BatchConnection:
                     self.pending.pop(name, None)
 
     def _kept_row(self, intent_id: str, name: str) -> dict[str, Any] | None:
-        """Request ``name``'s row in the answers kept for ``intent_id`` (the last intent
-        read stays in memory: a resume's items come in the order they were batched)."""
+        """Request ``name``'s row kept for ``intent_id`` (the last intent read stays in
+        memory: a resume's items come in the order they were batched)."""
         answers = self._answers
         if answers is None or answers[0] != intent_id:
             answers = self._answers = (intent_id, dict(self.ledger.output_rows(intent_id)))
@@ -308,8 +318,7 @@ class BatchConnection:
             self._spawn(self._follow(intent, resumed=False))
 
     def _all_waiting(self) -> bool:
-        """Whether every call the step may make at once is waiting for an answer: no
-        more requests can come before some are answered, so the batch leaves now."""
+        """Whether every call the step may make at once waits: the batch leaves now."""
         return self.waiting >= self.calls
 
     async def _wait_for_room(self) -> None:
@@ -382,12 +391,7 @@ class BatchConnection:
             self.step,
             limit,
         )
-        rows = orjson.loads(
-            b"["
-            + b",".join((await asyncio.to_thread(self.ledger.read_input, intent.id)).splitlines())
-            + b"]"
-        )
-        for row in rows:
+        for row in await asyncio.to_thread(self.ledger.input_rows, intent.id):
             name = row["custom_id"]
             self.owner.pop(name, None)
             if name in self.waiters:
