@@ -62,3 +62,22 @@ def test_rerun_replaces_the_chosen_outputs_with_the_changed_settings(tmp_path: P
     assert bad.returncode != 0 and "Traceback" not in bad.stderr
     assert "names colour, which no item has" in bad.stderr
     assert [json.loads(line) for line in output.read_text().splitlines()] == after
+
+
+@pytest.mark.slow
+def test_rerun_takes_the_recipe_for_its_run_in_the_default_folder(tmp_path: Path) -> None:
+    recipe, env = example_recipe(tmp_path)
+    with serve(process=True) as sim:
+        base = ["--set", f"models.reader.base_url={sim.url}"]
+        first = subprocess.run(
+            ["headrace", "run", str(recipe), *base],
+            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert first.returncode == 0, first.stderr
+        again = subprocess.run(
+            ["headrace", "rerun", str(recipe), "--where", "category == 'kitchen'", *base],
+            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert "rerun where category == 'kitchen'" in again.stderr
+    assert (tmp_path / ".headrace" / "catalogue" / "run.sqlite").is_file()

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 from .app import MaxDeadOption, RunStoreOption, app
 from .observe import MetricsPortOption, UiOption
-from .recipes import SetOption
+from .recipes import SetOption, _recipe
 from .run_parts import _stored_backend
 from .runs import _carry_out
 from .stored_runs import _stored
@@ -105,7 +105,9 @@ def _continue_stored(
 
 @app.command()
 def rerun(
-    run_dir: Annotated[Path, typer.Argument(help="the run directory")],
+    run_dir: Annotated[
+        Path, typer.Argument(help="the run directory, or a recipe (its run in .headrace/NAME)")
+    ],
     where: Annotated[
         str,
         typer.Option(
@@ -120,6 +122,8 @@ def rerun(
 ) -> None:
     """Run again only the items whose stored output or dead letter matches --where,
     with changed settings (--set, for a recipe): each new answer replaces the old."""
+    if run_dir.suffix in (".yaml", ".yml") and run_dir.is_file():
+        run_dir = _recipe(str(run_dir)).default_run_dir()
     _continue_stored(
         run_dir, "resume", False, run_store, max_dead=max_dead, rerun=where, settings=set_
     )
