@@ -6,7 +6,10 @@ the pilot's wall time as a share of the full run's, and the estimate's error
 against what the full run really cost and took (p50), and whether p10-p90 held
 them. Prints one JSON line.
 
-    python bench/estimate.py [--items 20000] [--sample 200]
+    python bench/estimate.py [--items 20000] [--sample 200] [--seeds 10]
+
+With ``--seeds N``, N pilots (seeds 0 to N-1) against the one full run: how many of
+their p10-p90 intervals held its real cost and wall time.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--sample", type=int, default=200)
+    parser.add_argument("--seeds", type=int, default=1, help="pilots with seeds 0, 1, ...")
     args = parser.parse_args()
     items = [
         {"id": i, "text": "word " * (3 + (i * 37) % 60 + i * 40 // args.items)}
@@ -50,6 +54,10 @@ def main() -> None:
         started = time.perf_counter()
         found = hr.estimate(_step(sim.url), items, sample=args.sample)
         pilot_s = time.perf_counter() - started
+        others = [
+            hr.estimate(_step(sim.url), items, sample=args.sample, seed=seed)
+            for seed in range(1, args.seeds)
+        ]
         sim.reset()
         result = hr.run(_step(sim.url), items, progress=False)
     stats = result.metrics.steps[0].llm
@@ -73,6 +81,14 @@ def main() -> None:
                 "wall_estimate": online.wall_s.to_dict(3),
                 "wall_error": round(abs(online.wall_s.p50 - wall) / wall, 4),
                 "wall_covered": online.wall_s.covers(wall),
+                "seeds": args.seeds,
+                "seeds_cost_covered": sum(
+                    e.tiers["online"].cost_usd.covers(cost)  # type: ignore[union-attr]
+                    for e in [found, *others]
+                ),
+                "seeds_wall_covered": sum(
+                    e.tiers["online"].wall_s.covers(wall) for e in [found, *others]
+                ),
             }
         )
     )

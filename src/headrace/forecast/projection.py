@@ -11,7 +11,9 @@ less, so the interval errs wide).
 
 Wall time on the online and flex tiers is the slowest of each step's bounds at the
 chunk's rates: its call slots over its work time an item, and, for each client,
-its rate limit over the requests (and tokens) an item sends. Flex requests take
+its rate limit over the requests (and tokens) an item sends; its interval is widened
+by what the run's two ends add (a rate limit's first burst, sooner; the last calls
+in flight, later), which chunks paced alike by a limit cannot show. Flex requests take
 :data:`FLEX_SLOWDOWN` times an online one's time (a stated prior: providers say only
 "slower"; a step the pilot ran on flex was measured there). On the batch tier the
 chat steps' time is rounds of the provider's turnaround (:data:`BATCH_TURNAROUND_S`,
@@ -164,7 +166,32 @@ def project(
         wall = Interval(*(online.p50 + rounds * t for t in batch_turnaround))
     else:
         wall = _spread(per_item, total, lambda c: _items_per_s(c, tier), inverse=True)
+        faster, slower = _ends(per_item, tier)
+        wall = Interval(max(0.0, wall.p10 - faster), wall.p50, wall.p90 + slower)
     return TierEstimate(tier, cost, wall, requests, tokens)
+
+
+BURST_S = 1.0
+"""A rate limit's bucket starts full: about one second of its rate (``Rate``'s default
+burst) goes out at once, so a run held to a limit can end that much sooner."""
+
+
+def _ends(chunks: Sequence[ChunkMeasure], tier: str) -> tuple[float, float]:
+    """What a run's two ends add to its steady pace, which the chunks' spread does not
+    see (a run held to a rate limit paces every chunk alike): the first second of a
+    limit's burst, sooner; the last calls in flight, one call of each step in turn, later."""
+    limited = any(s.requests_per_minute or s.tokens_per_minute for c in chunks for s in c.steps)
+    last = []
+    for chunk in chunks:
+        call = 0.0
+        for step in chunk.steps:
+            calls = step.requests if step.llm and step.requests else chunk.items
+            took = step.work_s / max(1, calls)
+            if step.chat and tier == "flex" and not step.flex:
+                took *= FLEX_SLOWDOWN
+            call += took
+        last.append(call)
+    return (BURST_S if limited else 0.0), (statistics.fmean(last) if last else 0.0)
 
 
 def _chat(chunks: Sequence[ChunkMeasure]) -> list[StepMeasure]:
