@@ -305,3 +305,20 @@ def test_a_rerun_on_a_cluster_is_refused_before_anything_runs(tmp_path: Path) ->
         hr.engine.run_options.RunOptions.of(
             rerun="v == 1", run_dir=tmp_path, backend=hr.Ray(workers=2)
         )
+
+
+def test_a_rerun_that_chooses_nothing_changes_nothing(tmp_path: Path) -> None:
+    _run(tmp_path, 1)
+    before = (tmp_path / "out.jsonl").read_bytes()
+    store = StoreLocation(tmp_path / "run", None).open()
+    try:
+        fingerprint = store.fingerprint()
+    finally:
+        store.close()
+    result = _run(tmp_path, 2, rerun="v == 5")
+    assert result.items_in == 0 and (tmp_path / "out.jsonl").read_bytes() == before
+    store = StoreLocation(tmp_path / "run", None).open()
+    try:
+        assert store.fingerprint() == fingerprint  # the version-2 pipeline not adopted
+    finally:
+        store.close()

@@ -19,7 +19,7 @@ a table's rows carry their keys.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,14 +184,26 @@ def drop_unfinished(store: RunStore, sink: Any) -> dict[int, str]:
 
 
 def items_to_rerun(
-    store: RunStore, sink: Any, mode: str, where: str | None, location: object
+    store: RunStore,
+    sink: Any,
+    mode: str,
+    where: str | None,
+    location: object,
+    adopt: Callable[[], None] = lambda: None,
 ) -> dict[int, str]:
     """The items a session runs again for a rerun (index -> key): in a ``rerun``
     session, those ``where`` chooses (taken out of the sink now); in any session, those
     an earlier rerun left unfinished, which are finished first (a rerun session then
-    chooses nothing: its condition is not applied again to what was rerun)."""
+    chooses nothing: its condition is not applied again to what was rerun).
+
+    ``adopt`` (the rerun's pipeline made the run's) is called once the condition has
+    chosen and before anything is taken out: a kill between the two leaves a run whose
+    resume loads the new pipeline and finishes nothing more, never chosen items that a
+    resume would compute with the old one."""
     unfinished = drop_unfinished(store, sink)
     if unfinished or mode != "rerun" or where is None:
+        if unfinished and mode == "rerun":
+            adopt()
         if unfinished:
             _log.warning(
                 "headrace: finishing the rerun of %s items left unfinished in %s%s",
@@ -201,6 +213,8 @@ def items_to_rerun(
             )
         return unfinished
     chosen = choose(store, sink, where)
+    if chosen.indexes:  # nothing chosen: the run stays as it was, its pipeline too
+        adopt()
     take_out(store, sink, chosen)
     _log.warning(
         "headrace: rerun where %s: %s items of %s chosen",

@@ -203,10 +203,9 @@ class DurableSession:
         self._finished = store.finished_above(self._watermark)
         if self.mode == "retry_dead":
             self._retry = store.dead_items()
-        self._rerun = items_to_rerun(store, self.sink, self.mode, self.rerun, self.location)
-        if self.mode == "rerun" and store.fingerprint() != self.fingerprint:
-            # the rerun's pipeline is the run's from now on: a resume loads it again
-            store.force_fingerprint(self.fingerprint, pipeline=self.definition.get("pipeline"))
+        self._rerun = items_to_rerun(
+            store, self.sink, self.mode, self.rerun, self.location, lambda: self._adopt(store)
+        )
         self.writer = DurableWriter(
             store,
             self.sink,
@@ -215,6 +214,11 @@ class DurableSession:
             replace=self.mode == "retry_dead" or bool(self._rerun),
             position=store.next_output_position(),
         )
+
+    def _adopt(self, store: RunStore) -> None:
+        """Make a rerun's pipeline the run's from now on (a resume loads it again)."""
+        if store.fingerprint() != self.fingerprint:
+            store.force_fingerprint(self.fingerprint, pipeline=self.definition.get("pipeline"))
 
     def _check_fresh_discards_its_own(self, store: RunStore, where: StoreLocation) -> None:
         """Refuse to discard, for a fresh start, a run that another recipe created (a
