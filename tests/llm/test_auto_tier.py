@@ -98,6 +98,14 @@ def test_as_the_deadline_nears_batches_are_cancelled_and_the_rest_sent_online(
     assert online + from_batches == 40 and flex == 0  # each billed once, on one tier
     assert stats.batch_requests == from_batches
     assert f"{online:,} taken out of batches and sent online" in result.summary()
+    from typer.testing import CliRunner
+
+    from headrace.cli import app
+
+    answer = CliRunner().invoke(app, ["report", str(tmp_path / "run")])
+    assert answer.exit_code == 0, answer.output
+    html = (tmp_path / "run" / "report.html").read_text()
+    assert f"{online:,} taken out and sent online" in html  # the report says it too
 
 
 def test_the_plan_prices_each_request_by_the_cheapest_tier_that_still_fits() -> None:

@@ -101,13 +101,19 @@ def _header(record: RunRecord, series: RunSeries) -> str:
         held = latest.number("budget", "committed_usd") if latest is not None else 0.0
         if held and record.running:  # requests in flight and batches submitted, held
             keys.append(_key("committed", "committed, in flight", f"${held:,.4f}"))
-    batched = [s for s in latest.steps if s.number("llm", "batch", "requests")] if latest else []
+    batched = [
+        s
+        for s in (latest.steps if latest else [])
+        if s.number("llm", "batch", "requests") or s.number("llm", "batch", "rescued")
+    ]
     if batched:  # the batch tier: what its requests cost, against the online price
         requests = sum(s.number("llm", "batch", "requests") for s in batched)
         online = sum(s.number("llm", "batch", "online_cost_usd") for s in batched)
-        keys.append(
-            _key("batch", "from batches", f"{requests:,.0f} requests (online ${online:,.4f})")
-        )
+        shown = f"{requests:,.0f} requests (online ${online:,.4f})"
+        rescued = sum(s.number("llm", "batch", "rescued") for s in batched)
+        if rescued:  # the auto tier moved these online as the deadline neared
+            shown += f", {rescued:,.0f} taken out and sent online"
+        keys.append(_key("batch", "from batches", shown))
     flexed = [s for s in latest.steps if s.number("llm", "flex", "requests")] if latest else []
     if flexed:  # the flex tier: its requests, refusals and what they would cost online
         requests = sum(s.number("llm", "flex", "requests") for s in flexed)
