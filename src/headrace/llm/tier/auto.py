@@ -136,7 +136,6 @@ class AutoConnection:
         self.on_flex = 0
         self.rescuing = False
         self.cancelled: set[str] = set()  # intents whose batch was cancelled
-        self.chosen = {"batch": 0, "flex": 0, "online": 0}
         self._watchdog: asyncio.Task[None] | None = None
 
     # -- the plan -----------------------------------------------------------------------
@@ -182,7 +181,6 @@ class AutoConnection:
         """Answer ``body`` by the tier :meth:`choose` picks (a stream: online)."""
         self._start()
         tier = "online" if stream else self.choose()
-        self.chosen[tier] += 1
         if tier == "batch":
             self.in_batch += 1
             sent = self.clock()
