@@ -223,6 +223,13 @@ def test_a_kill_inside_the_take_out_leaves_the_old_sink_or_the_new_one(
             _run(tmp_path, 2, rerun=where)
     rewritten = tmp_path / ".out.jsonl.rewrite"
     assert rewritten.exists()  # the kill left it behind
+    if kill_at == "store_committed":  # the chosen items are marked: status says so
+        from typer.testing import CliRunner
+
+        from headrace.cli import app
+
+        shown = CliRunner().invoke(app, ["status", str(tmp_path / "run")]).output
+        assert "chosen items not finished again" in shown, shown
     result = _run(tmp_path, 2, rerun=where)
     assert not rewritten.exists()
     rows = _jsonl(tmp_path)

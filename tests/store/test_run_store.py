@@ -248,7 +248,7 @@ def test_outputs_keep_their_positions_and_a_rerun_closes_them_up(store: RunStore
     assert list(store.output_positions()) == [(0, 2, "c"), (1, 3, "d")]  # closed up
     assert store.next_output_position() == 2 and store.sink_state() == {"n": 2}
     status = store.status()
-    assert (status.done, status.dead) == (2, 0)  # the chosen are neither until run again
+    assert (status.done, status.dead, status.rerun) == (2, 0, 2)  # neither until run again
     assert store.dead_letters() == []
 
     again = store.start_session()

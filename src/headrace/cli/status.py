@@ -76,6 +76,8 @@ def status(
         typer.echo("pending   unknown until the source has been read to its end once")
     else:
         typer.echo(f"pending   {state.pending:,} of {state.total:,}")
+    if state.rerun:
+        typer.echo(f"rerun     {state.rerun:,} chosen items not finished again (resume finishes)")
     elapsed = max(state.updated - state.created, 1e-9)
     typer.echo(
         f"sessions  {state.sessions} (started {time.ctime(state.created)}, last commit "

@@ -144,6 +144,8 @@ class RunStatus:
     definition: dict[str, Any]
     total: int | None = None
     duplicate: int = 0
+    rerun: int = 0
+    """Items a rerun chose and did not finish again (counted as pending)."""
 
     @property
     def finished(self) -> int:
@@ -167,6 +169,7 @@ class RunStatus:
             dead=int(counts.get("dead", 0)),
             filtered=int(counts.get("filtered", 0)),
             duplicate=int(counts.get("duplicate", 0)),
+            rerun=int(counts.get(RERUN, 0)),
             watermark=int(run[1]) if run else 0,
             sessions=sessions,
             created=float(run[2]) if run else 0.0,
