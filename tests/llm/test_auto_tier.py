@@ -98,6 +98,11 @@ def test_as_the_deadline_nears_batches_are_cancelled_and_the_rest_sent_online(
     assert cancels >= 1 and stats.rescued == online > 0
     assert online + from_batches == 40 and flex == 0  # each billed once, on one tier
     assert stats.batch_requests == from_batches
+    # the spend per tier: at half the price a request from a batch, full price online
+    assert stats.flex_cost_usd == 0 and 0 < stats.batch_cost_usd < stats.cost_usd
+    spent_online = stats.cost_usd - stats.batch_cost_usd
+    assert f"spent ${stats.batch_cost_usd:.4f} on batches, $0.0000 on flex" in result.summary()
+    assert f"${spent_online:.4f} online" in result.summary()
     assert f"{online:,} taken out of batches and sent online" in result.summary()
     from typer.testing import CliRunner
 

@@ -42,6 +42,8 @@ class LLMStats:
         online_cost_usd: what the batch and flex requests would have cost online.
         rescued: requests the auto tier took out of batches (cancelled as the deadline
             neared) and sent online.
+        batch_cost_usd, flex_cost_usd: what the requests answered from batches and on
+            flex cost (``cost_usd`` less both: the online requests').
         price_source: where the model's price came from (``"genai-prices 0.2.5"``,
             ``"your prices"``, ``"built-in prices"``).
     """
@@ -67,6 +69,8 @@ class LLMStats:
     flex_fallbacks: int = 0
     online_cost_usd: float = 0.0
     rescued: int = 0
+    batch_cost_usd: float = 0.0
+    flex_cost_usd: float = 0.0
     price_source: str = ""
 
     @property
@@ -96,12 +100,14 @@ class LLMStats:
         if self.batch_requests or self.rescued:
             data["batch"] = {
                 "requests": self.batch_requests,
+                "cost_usd": round(self.batch_cost_usd, 6) if self.priced else None,
                 "rescued": self.rescued,
                 "online_cost_usd": round(self.online_cost_usd, 6) if self.priced else None,
             }
         if self.flex_requests or self.flex_refusals:
             data["flex"] = {
                 "requests": self.flex_requests,
+                "cost_usd": round(self.flex_cost_usd, 6) if self.priced else None,
                 "refusals": self.flex_refusals,
                 "sent_online": self.flex_fallbacks,
                 "online_cost_usd": round(self.online_cost_usd, 6) if self.priced else None,
@@ -141,6 +147,12 @@ class LLMStats:
                 f"; {self.flex_requests:,} on flex, {self.flex_refusals:,} refused for "
                 f"capacity, {self.flex_fallbacks:,} sent online"
             ) + (f" (all online: ${self.online_cost_usd:.4f})" if self.priced else "")
+        if self.priced and (self.batch_cost_usd or self.flex_cost_usd):
+            online = max(self.cost_usd - self.batch_cost_usd - self.flex_cost_usd, 0.0)
+            line += (
+                f"; spent ${self.batch_cost_usd:.4f} on batches, ${self.flex_cost_usd:.4f} "
+                f"on flex, ${online:.4f} online"
+            )
         if self.first_token.count:
             line += (
                 f"; first token p50 {self.first_token.quantile(0.5) * 1e3:.1f} ms, "
@@ -186,6 +198,7 @@ class Costs:
         usd = price.cost(prompt, completion) if price is not None else 0.0
         if served == "flex" and stats is not None:
             stats.flex_requests += 1
+            stats.flex_cost_usd += usd
             online = self.price_of(model, "online")
             stats.online_cost_usd += online.cost(prompt, completion) if online else 0.0
         mean = self.completion.get(model)

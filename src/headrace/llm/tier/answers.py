@@ -52,8 +52,9 @@ def count_answer(
 ) -> None:
     """Count a batch answer's tokens and its cost at the batch price (``costs``), and
     what it would have cost at the ``online`` price."""
-    costs.count(stats, model, answer)
+    _, usd = costs.count(stats, model, answer)
     stats.batch_requests += 1
+    stats.batch_cost_usd += usd
     if online is not None:
         stats.online_cost_usd += online.cost(*answer.usage)
 
