@@ -191,6 +191,12 @@ def test_killed_while_batches_are_out_or_being_rescued_then_resumed_each_item_on
         try:
             while job.poll() is None and not sim.stats()["batch"]["creates"]:
                 time.sleep(0.05)
+            shown = ""  # `headrace status` while it runs: the deadline as the watchdog sees it
+            while job.poll() is None and "requests in batches" not in shown:
+                shown = subprocess.run(
+                    ["headrace", "status", str(run_dir)], capture_output=True, text=True
+                ).stdout
+            assert "deadline  transduce(Verdict):" in shown, shown
             time.sleep(wait)  # a random moment of the run, not a wait for something
         finally:
             job.kill()

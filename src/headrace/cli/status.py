@@ -148,7 +148,8 @@ def _show_shards(shards: list[Any]) -> None:
 
 def _show_spend(samples: list[Any], *, running: bool) -> None:
     """What the run's LLM requests cost so far (every session's), and, while it runs, the
-    upper bound held for requests and batches in flight (from its time series)."""
+    upper bound held for requests and batches in flight and an auto-tier step's deadline
+    (from its time series)."""
     from ..report.series import RunSeries
 
     series = RunSeries.of(samples)
@@ -157,6 +158,15 @@ def _show_spend(samples: list[Any], *, running: bool) -> None:
     held = latest.number("budget", "committed_usd") if latest is not None and running else 0.0
     if spent or held:
         typer.echo(f"spend     ${spent:,.4f} so far, ${held:,.4f} committed (in flight)")
+    for step in latest.steps if latest is not None and running else []:
+        left = step.number("llm", "auto", "deadline_left_s")
+        if left:  # the auto tier's watchdog: the deadline as it last saw it
+            slack = step.number("llm", "auto", "slack_s")
+            waiting = step.number("llm", "auto", "in_batches")
+            typer.echo(
+                f"deadline  {step.name}: {left:,.0f} s left, {waiting:,.0f} requests in "
+                f"batches, {slack:,.0f} s before they would be sent online"
+            )
 
 
 def _show_batches(run_dir: Path) -> None:

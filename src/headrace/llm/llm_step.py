@@ -21,7 +21,7 @@ from ..pipeline.options import Batch, Fallback, StepOptions
 from ..pipeline.step import FunctionStep, Step
 from ..values.checks import check_options
 from .client import Client, Connection
-from .stats import LLMStats
+from .stats import LLMStats, llm_stats
 from .tier.auto import AutoConnection, AutoTier
 from .tier.choice import tier_of
 from .tier.flex import FlexTier
@@ -258,8 +258,9 @@ def _auto_connection(
     assert isinstance(batches, BatchConnection)
     flex = FlexConnection(retried, tier.flex) if tier.flex is not None else None
     auto = AutoConnection(
-        tier, retried, batches, flex, ctx.deadline_at, step.concurrency, limit_rps
-    )
+        tier, retried, batches, flex, ctx.deadline_at, step.concurrency, limit_rps,
+        stats=llm_stats(metrics),
+    )  # fmt: skip
     ctx.on_close_async(auto.close)
     return auto
 

@@ -44,6 +44,10 @@ class LLMStats:
             neared) and sent online.
         batch_cost_usd, flex_cost_usd: what the requests answered from batches and on
             flex cost (``cost_usd`` less both: the online requests').
+        deadline_left_s, deadline_slack_s, in_batches: on the auto tier, as its watchdog
+            last looked: the time to the run's deadline, the time left before what is
+            in batches must be sent online (the rescue at 0), and the requests in
+            batches (``None``, ``None``, 0 without a deadline).
         price_source: where the model's price came from (``"genai-prices 0.2.5"``,
             ``"your prices"``, ``"built-in prices"``).
     """
@@ -71,6 +75,9 @@ class LLMStats:
     rescued: int = 0
     batch_cost_usd: float = 0.0
     flex_cost_usd: float = 0.0
+    deadline_left_s: float | None = None
+    deadline_slack_s: float | None = None
+    in_batches: int = 0
     price_source: str = ""
 
     @property
@@ -111,6 +118,12 @@ class LLMStats:
                 "refusals": self.flex_refusals,
                 "sent_online": self.flex_fallbacks,
                 "online_cost_usd": round(self.online_cost_usd, 6) if self.priced else None,
+            }
+        if self.deadline_left_s is not None:
+            data["auto"] = {
+                "deadline_left_s": round(self.deadline_left_s, 3),
+                "slack_s": round(self.deadline_slack_s or 0.0, 3),
+                "in_batches": self.in_batches,
             }
         if self.first_token.count:
             data["stream"] = {

@@ -120,6 +120,7 @@ class AutoConnection:
         calls: int,
         limit_rps: Callable[[], float | None],
         clock: Callable[[], float] = time.time,
+        stats: LLMStats | None = None,
     ) -> None:
         self.tier = tier
         self.online = online
@@ -129,6 +130,7 @@ class AutoConnection:
         self.calls = calls
         self.limit_rps = limit_rps
         self.clock = clock
+        self.stats = stats or LLMStats(model="")  # where the watchdog shows the deadline
         self.latency_s = to_seconds(tier.latency, option="AutoTier latency")
         self.prior_turnaround_s = to_seconds(tier.turnaround, option="AutoTier turnaround")
         self.longest_batch_s = 0.0  # the longest a request waited in a batch that ended
@@ -216,6 +218,7 @@ class AutoConnection:
         """Every :data:`TICK_S`: rescue the requests in batches once the deadline needs
         them online (and cancel batches created since, while rescuing)."""
         while True:
+            self._show()
             if not self.rescuing and self.must_rescue():
                 self.rescuing = True
                 _log.warning(
@@ -227,6 +230,15 @@ class AutoConnection:
             if self.rescuing:
                 await self._cancel_open()
             await asyncio.sleep(TICK_S)
+
+    def _show(self) -> None:
+        """The deadline as the watchdog sees it, into the step's counters (the run's
+        time series, ``headrace status``)."""
+        assert self.deadline_at is not None
+        stats = self.stats
+        stats.deadline_left_s = self.deadline_at - self.clock()
+        stats.deadline_slack_s = self.time_left() - self.in_batch / self.online_rps()
+        stats.in_batches = self.in_batch
 
     async def _cancel_open(self) -> None:
         for intent in list(self.batch.intents.values()):
