@@ -34,7 +34,8 @@ def pipeline(version: int) -> hr.Step[dict[str, object], dict[str, object]]:
     async def work(record: dict[str, object]) -> dict[str, object]:
         _log(f"{os.getpid()} {record['id']}")
         n = int(record["n"])  # type: ignore[call-overload]
-        await asyncio.sleep(0.002 + (n * 7919 % 10) / 1000)
+        # version 2 slower: a rerun lasts long enough for kills to land inside it
+        await asyncio.sleep((0.002 if version == 1 else 0.1) + (n * 7919 % 10) / 1000)
         if version == 1 and n % 50 == 13:
             raise ValueError(f"item {n} is poison")
         return {"square": n * n, "id": record["id"], "n": n, "v": version}
